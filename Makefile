@@ -1,0 +1,39 @@
+# Omvänt: the two quick-start commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.install-stamp
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/omvant demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check contracts workers producers tests
+	$(BIN)/ruff format --check contracts workers producers tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy contracts workers producers
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+bench: $(STAMP)
+	$(BIN)/omvant bench
+
+clean:
+	rm -rf $(VENV) omvant.db omvant-blobs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,22 @@
+"""CaseRejected: a case that will not be delivered, with a stable reason code."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+from contracts.common import CaseHeader
+
+NAME = "CaseRejected"
+
+
+class CaseRejectedV1(CaseHeader):
+    """Recorded in the system of record; not routed to another stage."""
+
+    stage: str
+    reason: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+    detail: str | None = None
+
+
+LATEST = CaseRejectedV1

@@ -1,0 +1,171 @@
+"""Parse any supported contract version into the latest model; refuse the rest clearly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from contracts import (
+    attachments_cleared,
+    case_rejected,
+    message_composed,
+    notification_dispatched,
+    read_receipt,
+    recipient_validated,
+    send_case,
+)
+from contracts.envelope import Envelope
+from contracts.upcasters import UPCASTERS
+
+VERSIONS: dict[str, dict[int, type[BaseModel]]] = {
+    send_case.NAME: {1: send_case.SendCaseV1, 2: send_case.SendCaseV2},
+    recipient_validated.NAME: {1: recipient_validated.RecipientValidatedV1},
+    message_composed.NAME: {1: message_composed.MessageComposedV1},
+    attachments_cleared.NAME: {1: attachments_cleared.AttachmentsClearedV1},
+    notification_dispatched.NAME: {1: notification_dispatched.NotificationDispatchedV1},
+    read_receipt.NAME: {1: read_receipt.ReadReceiptV1},
+    case_rejected.NAME: {1: case_rejected.CaseRejectedV1},
+}
+"""Every published contract version. A published version is frozen: add, never edit."""
+
+
+class ContractError(ValueError):
+    """A message that cannot be read as any supported contract.
+
+    Attributes
+    ----------
+    reason:
+        A stable reason code: ``malformed-message``, ``unknown-contract``,
+        ``unknown-contract-version`` or ``invalid-payload``.
+    detail:
+        What exactly was wrong, for people; never contains message content.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An envelope and its payload as models of the contract's latest version."""
+
+    envelope: Envelope
+    items: list[BaseModel]
+
+
+def latest_version(contract: str) -> int:
+    """The newest published version of ``contract``.
+
+    Raises
+    ------
+    ContractError
+        ``unknown-contract`` if no such contract exists.
+    """
+    versions = VERSIONS.get(contract)
+    if versions is None:
+        raise ContractError("unknown-contract", f"no contract named {contract[:64]!r}")
+    return max(versions)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def upcast(contract: str, version: int, record: Mapping[str, Any]) -> dict[str, Any]:
+    """Step one record of ``contract`` at ``version`` forward to the latest version."""
+    data = dict(record)
+    latest = latest_version(contract)
+    while version < latest:
+        data = UPCASTERS[(contract, version)](data)
+        version += 1
+    return data
+
+
+def parse(raw: str | bytes | Mapping[str, Any]) -> Parsed:
+    """Read a message: JSON text or an already decoded mapping.
+
+    Returns
+    -------
+    Parsed
+        The envelope and its records as the latest version's models.
+
+    Raises
+    ------
+    ContractError
+        When the message is not JSON, not an envelope, names an unknown contract or version,
+        or a record does not validate against its version.
+    """
+    if isinstance(raw, str | bytes):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ContractError("malformed-message", f"not JSON: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ContractError("malformed-message", "a message must be a JSON object")
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise ContractError("malformed-message", _describe(exc)) from None
+    versions = VERSIONS.get(envelope.contract)
+    if versions is None:
+        raise ContractError("unknown-contract", f"no contract named {envelope.contract!r}")
+    model = versions.get(envelope.version)
+    if model is None:
+        raise ContractError(
+            "unknown-contract-version",
+            f"{envelope.contract} has versions {sorted(versions)}, not {envelope.version}",
+        )
+    latest_model = versions[max(versions)]
+    items: list[BaseModel] = []
+    for index, record in enumerate(envelope.payload):
+        try:
+            model.model_validate(record)
+            items.append(
+                latest_model.model_validate(upcast(envelope.contract, envelope.version, record))
+            )
+        except ValidationError as exc:
+            raise ContractError("invalid-payload", f"record {index}: {_describe(exc)}") from None
+    return Parsed(envelope=envelope, items=items)
+
+
+def envelope_for(
+    items: Sequence[BaseModel],
+    *,
+    correlation_id: str | None = None,
+    case_ids: Sequence[str] | None = None,
+) -> Envelope:
+    """Wrap records of one latest-version contract in a new envelope."""
+    if not items:
+        raise ValueError("an envelope carries at least one record")
+    kind = type(items[0])
+    name, version = contract_of(kind)
+    if case_ids is None:
+        case_ids = [str(getattr(item, "case_id", "") or "") for item in items]
+        case_ids = [c for c in case_ids if c]
+    extra: dict[str, Any] = {"correlation_id": correlation_id} if correlation_id else {}
+    return Envelope(
+        contract=name,
+        version=version,
+        case_ids=list(case_ids),
+        payload=[item.model_dump(mode="json") for item in items],
+        **extra,
+    )
+
+
+def contract_of(model: type[BaseModel]) -> tuple[str, int]:
+    """The contract name and version a model class was published as."""
+    for name, versions in VERSIONS.items():
+        for version, cls in versions.items():
+            if cls is model:
+                return name, version
+    raise KeyError(f"{model.__name__} is not a published contract version")

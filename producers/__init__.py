@@ -1,0 +1,1 @@
+"""What integration teams and operators use to put work on the queues, and the CLI."""

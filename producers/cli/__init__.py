@@ -1,0 +1,24 @@
+"""The ``omvant`` command: one sub-command module per concern."""
+
+from __future__ import annotations
+
+import typer
+
+from producers.cli import contracts_command, demo_command, push_command, worker_command
+
+app = typer.Typer(
+    name="omvant",
+    help="Omvänt: messages from care staff to residents' 1177 inboxes, at regional scale.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("demo")(demo_command.demo)
+app.command("worker")(worker_command.worker)
+app.command("push")(push_command.push)
+app.add_typer(contracts_command.app, name="contracts")
+app.add_typer(worker_command.db_app, name="db")
+
+
+def main() -> None:
+    """Entry point of the ``omvant`` console script."""
+    app()

@@ -1,0 +1,67 @@
+"""``omvant worker`` and ``omvant db``: how the system runs in production."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from producers.cli.options import BrokerOption, DatabaseOption, settings_from
+from workers.queues import queue_name
+from workers.routes import STAGES
+from workers.store.engine import upgrade
+
+db_app = typer.Typer(help="The system of record.", no_args_is_help=True)
+
+
+def worker(
+    stages: Annotated[
+        list[str] | None,
+        typer.Argument(help=f"Stages to run (default all): {', '.join(STAGES)}."),
+    ] = None,
+    processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="Threads per process.")] = 8,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Run stage workers (dramatiq processes) against the configured broker and database."""
+    chosen = stages or list(STAGES)
+    unknown = [s for s in chosen if s not in STAGES]
+    if unknown:
+        typer.echo(f"unknown stage(s): {', '.join(unknown)}; stages: {', '.join(STAGES)}", err=True)
+        raise typer.Exit(2)
+    settings = settings_from(broker, database)
+    if settings.broker_url.startswith("memory"):
+        typer.echo(
+            "omvant worker needs a real broker (amqp:// or redis://); "
+            "omvant demo runs everything in one process",
+            err=True,
+        )
+        raise typer.Exit(2)
+    upgrade(settings.database_url)
+    os.environ["OMVANT_BROKER_URL"] = settings.broker_url
+    os.environ["OMVANT_DATABASE_URL"] = settings.database_url
+    queues = [queue_name(STAGES[s].queue, settings.queue_prefix) for s in chosen]
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.app",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        *queues,
+    ]
+    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
+
+
+@db_app.command("upgrade")
+def db_upgrade(database: DatabaseOption = None) -> None:
+    """Bring the database's schema up to date."""
+    settings = settings_from(None, database)
+    upgrade(settings.database_url)
+    typer.echo("schema up to date")

@@ -1,0 +1,156 @@
+"""``omvant demo``: a realistic dispatch through all five stages in one process."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import sqlalchemy as sa
+
+from contracts.read_receipt import ReadReceiptV1
+from producers.scenario import build_dispatch, new_batch_id, store_sample_files
+from workers.actors import RecordDeadLetters, declare_actors
+from workers.bootstrap import Context, build_context
+from workers.broker import broker_kind, build_broker, dead_letter_count
+from workers.case_states import SETTLED, CaseState
+from workers.queues import Queues, queue_name
+from workers.settings import Settings
+from workers.stage import emit
+from workers.store import cases, notifications
+from workers.store.cases import utcnow
+from workers.store.engine import upgrade
+from workers.store.schema import cases as cases_table
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class InProcessPipeline:
+    """All five stages as threads of one dramatiq worker in this process."""
+
+    ctx: Context
+    worker: dramatiq.Worker
+
+    def stop(self) -> None:
+        """Stop the worker threads and close the broker's connections."""
+        self.worker.stop()
+        self.ctx.broker.close()
+        self.ctx.engine.dispose()
+
+
+def start_pipeline(settings: Settings, *, threads: int = 8) -> InProcessPipeline:
+    """Bring the schema up to date and start every stage in this process."""
+    upgrade(settings.database_url)
+    holder: list[Context] = []
+    broker = build_broker(settings.broker_url, middleware=[RecordDeadLetters(lambda: holder[0])])
+    ctx = build_context(settings, broker)
+    holder.append(ctx)
+    declare_actors(
+        broker, lambda: ctx, prefix=settings.queue_prefix, max_retries=settings.max_retries
+    )
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    return InProcessPipeline(ctx, worker)
+
+
+def count_settled(ctx: Context, batch_id: str) -> int:
+    """Cases of the batch the pipeline has finished with."""
+    with ctx.engine.connect() as conn:
+        states = cases.count_states(conn, batch_id=batch_id)
+    return sum(n for state, n in states.items() if CaseState(state) in SETTLED)
+
+
+def wait_for(
+    count: Callable[[], int], target: int, *, timeout: float, progress: Progress | None = None
+) -> int:
+    """Poll ``count`` until it reaches ``target`` or ``timeout`` seconds pass; return the last."""
+    deadline = time.monotonic() + timeout
+    done = count()
+    while done < target and time.monotonic() < deadline:
+        if progress:
+            progress(done, target)
+        time.sleep(0.1)
+        done = count()
+    if progress:
+        progress(done, target)
+    return done
+
+
+def open_some(ctx: Context, batch_id: str, share: float, seed: int) -> int:
+    """Residents open ``share`` of the batch's delivered messages: the inbox's events."""
+    with ctx.engine.connect() as conn:
+        delivered = sorted(
+            row.id
+            for row in conn.execute(
+                sa.select(cases_table.c.id).where(
+                    cases_table.c.batch_id == batch_id,
+                    cases_table.c.state.in_([CaseState.DELIVERED, CaseState.NOTIFIED]),
+                )
+            )
+        )
+    rng = random.Random(seed)
+    opened = [case_id for case_id in delivered if rng.random() < share]
+    now = utcnow()
+    events = [ReadReceiptV1(case_id=c, event="opened", occurred_at=now) for c in opened]
+    emit(ctx, events, correlation_id=batch_id)
+    return len(opened)
+
+
+def summarise(ctx: Context, batch_id: str, total: int, seconds: float) -> dict[str, Any]:
+    """The demo's closing figures (the keys ``omvant demo --json`` promises)."""
+    with ctx.engine.connect() as conn:
+        states = cases.count_states(conn, batch_id=batch_id)
+        reasons = cases.count_reasons(conn, batch_id=batch_id)
+        sent = notifications.count_sent(conn, batch_id=batch_id)
+    delivered = sum(states.get(s, 0) for s in ("delivered", "notified", "read"))
+    read = states.get("read", 0)
+    queues = [queue_name(q, ctx.settings.queue_prefix) for q in Queues]
+    return {
+        "cases": total,
+        "delivered": delivered,
+        "rejected": dict(sorted(reasons.items())),
+        "notified": {"sms": sent.get("sms", 0), "email": sent.get("email", 0)},
+        "read": read,
+        "unread": delivered - read,
+        "failed": states.get("failed", 0),
+        "in_flight": total - sum(states.get(s.value, 0) for s in SETTLED),
+        "dead_lettered": dead_letter_count(ctx.broker, queues),
+        "seconds": round(seconds, 3),
+        "broker": broker_kind(ctx.broker),
+        "database": ctx.engine.dialect.name,
+        "batch_id": batch_id,
+    }
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    count: int,
+    open_share: float = 0.4,
+    timeout: float = 600.0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Send ``count`` cases through the pipeline, let some residents read them, summarise."""
+    started = time.monotonic()
+    pipeline = start_pipeline(settings)
+    try:
+        ctx = pipeline.ctx
+        batch_id = new_batch_id()
+        files = store_sample_files(ctx.blobs)
+        requests = build_dispatch(count, seed=settings.seed, batch_id=batch_id, files=files)
+        emit(ctx, requests, correlation_id=batch_id)
+        wait_for(lambda: count_settled(ctx, batch_id), count, timeout=timeout, progress=progress)
+        opened = open_some(ctx, batch_id, open_share, settings.seed)
+
+        def reads() -> int:
+            with ctx.engine.connect() as conn:
+                return cases.count_states(conn, batch_id=batch_id).get("read", 0)
+
+        wait_for(reads, opened, timeout=timeout)
+        return summarise(ctx, batch_id, count, time.monotonic() - started)
+    finally:
+        pipeline.stop()

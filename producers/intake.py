@@ -1,0 +1,79 @@
+"""Putting SendCase requests on the intake queue from Python (``omvant push`` uses this)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import dramatiq
+from pydantic import ValidationError
+
+from contracts.registry import VERSIONS, latest_version, upcast
+from contracts.send_case import NAME as SEND_CASE
+from contracts.send_case import SendCaseV2
+from workers.routes import ROUTES
+from workers.stage import enqueue
+
+
+@dataclass(frozen=True)
+class LineError:
+    """A line of a JSONL file that is not a valid SendCase."""
+
+    line: int
+    reason: str
+    detail: str
+
+
+def read_send_cases(
+    lines: Iterable[str], *, version: int | None = None
+) -> Iterator[SendCaseV2 | LineError]:
+    """Parse JSONL lines as SendCase records of ``version`` (the latest by default)."""
+    version = version or latest_version(SEND_CASE)
+    model = VERSIONS[SEND_CASE].get(version)
+    if model is None:
+        raise ValueError(f"SendCase has versions {sorted(VERSIONS[SEND_CASE])}")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            model.model_validate(record)
+            yield SendCaseV2.model_validate(upcast(SEND_CASE, version, record))
+        except json.JSONDecodeError as exc:
+            yield LineError(number, "malformed-message", f"not JSON: {exc.msg}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            yield LineError(number, "invalid-payload", f"{where}: {first['msg']}")
+        except (TypeError, AttributeError):
+            yield LineError(number, "invalid-payload", "a line must be a JSON object")
+
+
+def push_chunk(
+    broker: dramatiq.Broker,
+    requests: list[SendCaseV2],
+    *,
+    correlation_id: str,
+    prefix: str = "",
+) -> None:
+    """Put one chunk of requests on the intake queue as one message."""
+    from contracts.registry import envelope_for
+
+    route = ROUTES[SEND_CASE]
+    for lane in ("urgent", "normal"):
+        chosen = [r for r in requests if r.priority == lane]
+        if chosen:
+            envelope = envelope_for(
+                chosen,
+                correlation_id=correlation_id,
+                case_ids=[r.resolved_case_id() for r in chosen],
+            )
+            enqueue(
+                broker,
+                route.queue,
+                route.actor_name,
+                envelope.model_dump(mode="json"),
+                prefix=prefix,
+                urgent=lane == "urgent",
+            )

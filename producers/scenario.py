@@ -1,0 +1,150 @@
+"""Realistic dispatches for the demo, load tests and benchmarks.
+
+Residents are Skatteverket's test numbers (they belong to nobody); shares of unreachable
+residents come from the simulated account directory. A few cases carry deliberate faults:
+samordningsnummer, numbers with a broken check digit, an unknown or inactive template, and
+attachments that are not PDF, JPEG or PNG.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import random
+import uuid
+from dataclasses import dataclass
+
+from contracts.common import AttachmentRef
+from contracts.send_case import SendCaseV2
+from workers.adapters.blobs import BlobStore
+from workers.adapters.population import draw_residents, test_samordningsnummer
+
+CLINICS = ("SE2321000016-VC01", "SE2321000016-VC02", "SE2321000016-BMM3", "SE2321000016-REH4")
+SENDERS = ("SE2321000016-S101", "SE2321000016-S102", "SE2321000016-S203", "SE2321000016-S304")
+PLANS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("kallelse-screening", ("tid", "avboka")),
+    ("meddelande-om-provsvar", ("normalt", "journal")),
+    ("meddelande-till-invanare", ("halsning", "tid-bokad", "aterkom")),
+    ("bifoga-bild-till-varden", ("hud",)),
+    ("fragor-infor-vardkontakt-sjukskrivning", ("arbete", "tidigare")),
+)
+
+
+def broken_check_digit(number: str) -> str:
+    """A test number with its check digit changed: invalid, so it can be nobody's."""
+    return number[:-1] + str((int(number[-1]) + 1) % 10)
+
+
+@dataclass(frozen=True)
+class SampleFiles:
+    """Attachment files stored once in the blob store and referred to by many cases."""
+
+    pdf: AttachmentRef
+    png: AttachmentRef
+    renamed_docx: AttachmentRef
+
+
+def store_sample_files(blobs: BlobStore) -> SampleFiles:
+    """Make a one-page PDF, a PNG and a Word file renamed to .pdf; store them."""
+    from PIL import Image
+    from pypdf import PdfWriter
+
+    pdf_buffer = io.BytesIO()
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    writer.write(pdf_buffer)
+    png_buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 220, 240)).save(png_buffer, format="PNG")
+    docx = b"PK\x03\x04" + b"\x14\x00\x06\x00" + b"[Content_Types].xml word/document.xml" * 8
+
+    def ref(data: bytes, name: str, declared: str) -> AttachmentRef:
+        return AttachmentRef(
+            sha256=blobs.put(data), filename=name, declared_type=declared, size=len(data)
+        )
+
+    return SampleFiles(
+        pdf=ref(pdf_buffer.getvalue(), "kallelse.pdf", "application/pdf"),
+        png=ref(png_buffer.getvalue(), "karta.png", "image/png"),
+        renamed_docx=ref(docx, "remiss.pdf", "application/pdf"),
+    )
+
+
+def build_dispatch(
+    count: int, *, seed: int, batch_id: str, files: SampleFiles | None = None
+) -> list[SendCaseV2]:
+    """``count`` send requests over a few templates and clinics, with deliberate faults."""
+    rng = random.Random(seed)
+    residents = draw_residents(count, seed=seed)
+    coordination = test_samordningsnummer()
+    requests: list[SendCaseV2] = []
+    for index, resident in enumerate(residents):
+        number = resident
+        template_id, fragments = PLANS[index % len(PLANS)]
+        roll = rng.random()
+        attachments: list[AttachmentRef] = []
+        if roll < 0.02:
+            number = coordination[index % len(coordination)]
+        elif roll < 0.03:
+            number = broken_check_digit(number)
+        elif roll < 0.04:
+            template_id, fragments = "gammal-kallelse", ()
+        elif roll < 0.045:
+            template_id, fragments = "finns-inte", ()
+        if files is not None:
+            pick = rng.random()
+            if pick < 0.03:
+                attachments = [files.renamed_docx]
+            elif pick < 0.10:
+                attachments = [files.pdf]
+            elif pick < 0.15:
+                attachments = [files.png]
+        requests.append(
+            _request(
+                index,
+                number=number,
+                template_id=template_id,
+                fragments=fragments,
+                attachments=attachments,
+                batch_id=batch_id,
+            )
+        )
+    return requests
+
+
+def written_as(number: str, style: int, this_year: int) -> str:
+    """A 12-digit number as staff write it: YYYYMMDD-NNNN, YYMMDDNNNN (YYMMDD+NNNN at 100 or
+    more, where the century cannot be told otherwise) or 12 digits."""
+    if style == 0:
+        return f"{number[:8]}-{number[8:]}"
+    if style == 1:
+        centenarian = int(number[:4]) <= this_year - 100
+        return f"{number[2:8]}+{number[8:]}" if centenarian else number[2:]
+    return number
+
+
+def _request(
+    index: int,
+    *,
+    number: str,
+    template_id: str,
+    fragments: tuple[str, ...],
+    attachments: list[AttachmentRef],
+    batch_id: str,
+) -> SendCaseV2:
+    return SendCaseV2(
+        clinic_hsa_id=CLINICS[index % len(CLINICS)],
+        sender_hsa_id=SENDERS[(index // 3) % len(SENDERS)],
+        template_id=template_id,
+        fragments=list(fragments),
+        free_text="Välkommen!" if index % 7 == 0 else None,
+        personnummer=written_as(number, index % 3, dt.date.today().year),
+        attachments=attachments,
+        priority="urgent" if index % 250 == 0 else "normal",
+        idempotency_key=f"{batch_id}:{index}",
+        batch_id=batch_id,
+    )
+
+
+def new_batch_id(prefix: str = "demo") -> str:
+    """A fresh batch id."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,93 @@
+"""Shared fixtures: real servers for integration and end-to-end tests, isolated per run.
+
+A server test skips locally when its server is absent, and fails in CI (``CI=true``), where
+every server must be up. Each test gets its own queue prefix (and a session its own PostgreSQL
+database), so runs on the same servers never see each other's messages or rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN_URL = os.environ.get("OMVANT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("OMVANT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("OMVANT_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def server_missing(what: str, error: Exception) -> None:
+    """Skip locally; fail in CI, where every server must be up."""
+    message = f"{what} is not reachable: {error}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    import psycopg
+
+    name = f"omvant_t_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        server_missing("PostgreSQL", exc)
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def queue_prefix() -> str:
+    """A queue-name prefix no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def redis_url(queue_prefix: str) -> Iterator[str]:
+    """The Redis server; this test's queues are deleted afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        server_missing("Redis", exc)
+    yield REDIS_URL
+    keys = list(client.scan_iter(match=f"dramatiq:{queue_prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def rabbitmq_url(queue_prefix: str) -> Iterator[str]:
+    """The RabbitMQ server; this test's queues are deleted afterwards."""
+    import pika
+    import pika.exceptions
+
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    except pika.exceptions.AMQPError as exc:
+        server_missing("RabbitMQ", exc)
+    yield RABBITMQ_URL
+    from workers.queues import Queues
+
+    channel = connection.channel()
+    for queue in Queues:
+        for suffix in ("", ".DQ", ".XQ"):
+            channel.queue_delete(f"{queue_prefix}{queue}{suffix}")
+    connection.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: object) -> str:
+    """A fresh SQLite database file."""
+    return f"sqlite:///{tmp_path}/omvant.db"

@@ -1,0 +1,171 @@
+"""The thin shells that connect each stage's ``process`` to its queue as a dramatiq actor.
+
+A shell never lets bad input crash a worker or loop: an unreadable message is recorded with a
+reason code and acknowledged. A chunk that fails technically is split into single cases so one
+bad case cannot take its chunk-mates to the dead-letter queue; a single case that keeps failing
+is retried with backoff, then dead-lettered and its case recorded as failed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+from dramatiq.middleware import Middleware
+
+from contracts.registry import ContractError, Parsed, envelope_for, parse
+from workers import (
+    attachment_check,
+    composition,
+    notification_dispatch,
+    read_receipts,
+    recipient_validation,
+)
+from workers.bootstrap import Context
+from workers.case_states import CaseState
+from workers.log import get_logger
+from workers.queues import queue_name
+from workers.reasons import Reason
+from workers.routes import ROUTES, Route
+from workers.stage import enqueue
+from workers.store import cases
+from workers.store.cases import Transition
+
+log = get_logger(__name__)
+
+Process = Callable[[Parsed, Context], None]
+
+PROCESSORS: dict[str, Process] = {
+    "SendCase": recipient_validation.process,
+    "RecipientValidated": composition.process,
+    "MessageComposed": attachment_check.process,
+    "AttachmentsCleared": notification_dispatch.process,
+    "ReadReceipt": read_receipts.process,
+}
+"""Contract -> the stage function that consumes it (its queue is in ``routes.ROUTES``)."""
+
+
+def _body_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    try:
+        return json.dumps({"args": list(args), "kwargs": kwargs}, default=str)
+    except (TypeError, ValueError):
+        return repr((args, kwargs))
+
+
+def run_message(
+    contract: str, process: Process, ctx: Context, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Run one message through a stage: the body of every actor."""
+    route = ROUTES[contract]
+    queue = queue_name(route.queue, ctx.settings.queue_prefix)
+    try:
+        if len(args) != 1 or kwargs:
+            raise ContractError("malformed-message", "an actor takes exactly one envelope")
+        parsed = parse(args[0])
+        if parsed.envelope.contract != contract:
+            raise ContractError(
+                Reason.WRONG_QUEUE, f"{parsed.envelope.contract} does not belong on {queue}"
+            )
+    except ContractError as exc:
+        with ctx.engine.begin() as conn:
+            cases.record_unreadable(
+                conn,
+                queue=queue,
+                reason=exc.reason,
+                detail=exc.detail,
+                body=_body_text(args, kwargs),
+            )
+        log.warning("message rejected", queue=queue, reason=exc.reason, detail=exc.detail)
+        return
+    try:
+        process(parsed, ctx)
+    except Exception as exc:
+        if len(parsed.items) <= 1:
+            raise
+        log.warning(
+            "chunk failed; splitting it into single cases",
+            queue=queue,
+            cases=len(parsed.items),
+            error=type(exc).__name__,
+        )
+        for item in parsed.items:
+            single = envelope_for([item], correlation_id=parsed.envelope.correlation_id)
+            enqueue(
+                ctx.broker,
+                route.queue,
+                route.actor_name,
+                single.model_dump(mode="json"),
+                prefix=ctx.settings.queue_prefix,
+            )
+
+
+class RecordDeadLetters(Middleware):
+    """After dramatiq gives up on a message, record its cases as failed (technical-failure)."""
+
+    def __init__(self, context: Callable[[], Context]) -> None:
+        self.context = context
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if exception is None or not message.failed:
+            return
+        try:
+            parsed = parse(message.args[0]) if message.args else None
+        except ContractError:
+            return
+        if parsed is None:
+            return
+        case_ids = parsed.envelope.case_ids or [
+            str(getattr(item, "case_id", "")) for item in parsed.items
+        ]
+        if parsed.envelope.contract == "SendCase":
+            case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
+        ctx = self.context()
+        detail = f"{type(exception).__name__} after retries; see the dead-letter queue"
+        with ctx.engine.begin() as conn:
+            cases.apply(
+                conn,
+                [
+                    Transition(c, CaseState.FAILED, reason=Reason.TECHNICAL_FAILURE, detail=detail)
+                    for c in case_ids
+                    if c
+                ],
+                stage="dead-letter",
+            )
+        log.error("message dead-lettered", queue=message.queue_name, cases=len(case_ids))
+
+
+def declare_actors(
+    broker: dramatiq.Broker,
+    context: Callable[[], Context],
+    *,
+    prefix: str = "",
+    max_retries: int = 5,
+) -> dict[str, dramatiq.Actor[Any, Any]]:
+    """Declare one actor per stage on ``broker``; ``context`` gives the process's wiring."""
+    actors: dict[str, dramatiq.Actor[Any, Any]] = {}
+    for contract, process in PROCESSORS.items():
+        route: Route = ROUTES[contract]
+
+        def body(*args: Any, _c: str = contract, _p: Process = process, **kwargs: Any) -> None:
+            run_message(_c, _p, context(), args, kwargs)
+
+        body.__name__ = route.actor_name
+        actors[route.stage] = dramatiq.Actor(
+            body,
+            broker=broker,
+            actor_name=route.actor_name,
+            queue_name=queue_name(route.queue, prefix),
+            priority=0,
+            options={"max_retries": max_retries, "min_backoff": 200, "max_backoff": 20_000},
+        )
+    return actors

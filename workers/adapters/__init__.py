@@ -1,0 +1,1 @@
+"""Outside systems: one interface per system, its real implementation, its simulator."""

@@ -1,0 +1,92 @@
+"""structlog set-up with a processor that masks identity numbers wherever they occur."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+_IDENTITY = re.compile(
+    r"(?<![0-9])((?:18|19|20)?[0-9]{6})([-+]?)([0-9]{4})(?![0-9])",
+)
+SENSITIVE_KEYS = frozenset({"body", "free_text", "text", "subject", "fields", "content"})
+"""Keys whose values are message content: never logged, whatever they hold."""
+
+
+def mask_identity_numbers(text: str) -> str:
+    """Replace the serial and check digits of every identity-number-like run with ``****``."""
+    return _IDENTITY.sub(lambda m: f"{m.group(1)}{m.group(2) or '-'}****", text)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_identity_numbers(value)
+    if isinstance(value, Mapping):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 10**9:
+        return mask_identity_numbers(str(value))
+    return value
+
+
+def redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask identity numbers and drop message content from every event."""
+    for key in list(event_dict):
+        if key in SENSITIVE_KEYS:
+            event_dict[key] = "[redacted]"
+        else:
+            event_dict[key] = _mask(event_dict[key])
+    return event_dict
+
+
+class MaskingFilter(logging.Filter):
+    """A stdlib logging filter: libraries (dramatiq, SQLAlchemy) log exceptions whose text can
+    hold identity numbers; mask them in the message and the traceback before any handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = mask_identity_numbers(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = mask_identity_numbers(
+                logging.Formatter().formatException(record.exc_info)
+            )
+            record.exc_info = None
+        return True
+
+
+def configure(level: str = "INFO", *, json: bool = False) -> None:
+    """Configure structlog (and the stdlib loggers it wraps) once per process."""
+    logging.basicConfig(
+        format="%(message)s", stream=sys.stderr, level=getattr(logging, level.upper(), 20)
+    )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, level.upper(), logging.INFO)
+        ),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger named for its module."""
+    return structlog.get_logger(name)

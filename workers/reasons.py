@@ -1,0 +1,40 @@
+"""Stable reason codes. Operators and integration teams depend on them: never rename one.
+
+Each code is documented in docs/reason-codes.md (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a case or a message was rejected, or why a case failed."""
+
+    # messages that could not be read at all (recorded in rejected_messages)
+    MALFORMED_MESSAGE = "malformed-message"
+    UNKNOWN_CONTRACT = "unknown-contract"
+    UNKNOWN_CONTRACT_VERSION = "unknown-contract-version"
+    INVALID_PAYLOAD = "invalid-payload"
+    UNKNOWN_CASE = "unknown-case"
+    CASE_NOT_DELIVERED = "case-not-delivered"
+    WRONG_QUEUE = "wrong-queue"
+    # recipient validation
+    INVALID_IDENTITY_NUMBER = "invalid-identity-number"
+    NO_ACCOUNT = "no-account"
+    LOGIN_BLOCKED = "login-blocked"
+    NO_NOTIFICATION_CHANNEL = "no-notification-channel"
+    ACCOUNT_DEACTIVATED = "account-deactivated"
+    SAMORDNINGSNUMMER_NOT_REACHABLE = "samordningsnummer-not-reachable"
+    # composition
+    TEMPLATE_UNKNOWN = "template-unknown"
+    TEMPLATE_INACTIVE = "template-inactive"
+    FRAGMENT_UNKNOWN = "fragment-unknown"
+    BODY_TOO_LONG = "body-too-long"
+    # attachments
+    ATTACHMENT_MISSING = "attachment-missing"
+    ATTACHMENT_TYPE_NOT_ALLOWED = "attachment-type-not-allowed"
+    # dispatch
+    INBOX_REFUSED = "inbox-refused"
+    # any stage
+    TECHNICAL_FAILURE = "technical-failure"

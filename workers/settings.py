@@ -1,0 +1,39 @@
+"""Configuration from the environment (``OMVANT_*``); the defaults are the embedded setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a process needs to know to join the pipeline.
+
+    The defaults run with no servers: the in-process memory broker, SQLite in the working
+    folder, blobs on the local disk and the shipped simulators of outside systems.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OMVANT_", extra="ignore")
+
+    broker_url: str = "memory://"
+    database_url: str = "sqlite:///omvant.db"
+    queue_prefix: str = ""
+    """Prepended to every queue name; keeps test runs apart on a shared broker."""
+    blob_dir: Path = Path("omvant-blobs")
+    seed: int = 1177
+    """Seed of the simulated population (account directory, HSA catalogue)."""
+    sim_outbox: Path | None = None
+    """If set, simulated SMS, e-mail and inbox append what they receive to JSONL files here."""
+    chunk_size: int = 100
+    """Cases per message on the hops between stages."""
+    max_retries: int = 5
+    """Retries of a technically failing single-case message before it is dead-lettered."""
+    log_level: str = "INFO"
+    log_json: bool = False
+    max_body_chars: int = 10_000
+    timezone: str = "Europe/Stockholm"
+    notification_text: str = (
+        "Du har ett meddelande i e-tjänsterna på 1177. "
+        "Meddelandet finns i inkorgen när du loggat in på 1177."
+    )

@@ -1,0 +1,1 @@
+"""The system of record: SQLAlchemy Core on PostgreSQL (servers) or SQLite (embedded)."""

@@ -1,0 +1,188 @@
+"""Reading and moving cases. Transitions only go forward and are idempotent."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from workers.case_states import FINAL, RANK, CaseState, may_advance
+from workers.store.schema import case_events, cases, rejected_messages
+
+FIRST_FINAL_RANK = min(RANK[state] for state in FINAL)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Move one case to ``state``, setting ``values`` on its row."""
+
+    case_id: str
+    state: CaseState
+    values: Mapping[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    detail: str | None = None
+
+
+def _insert(conn: sa.Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Record new cases as received; a case that exists already is left as it is."""
+    if not rows:
+        return
+    now = utcnow()
+    values = [
+        {
+            **row,
+            "state": CaseState.RECEIVED.value,
+            "state_rank": RANK[CaseState.RECEIVED],
+            "received_at": now,
+            "updated_at": now,
+        }
+        for row in rows
+    ]
+    statement = _insert(conn, cases).on_conflict_do_nothing()
+    conn.execute(statement, values)
+    conn.execute(
+        case_events.insert(),
+        [{"case_id": r["id"], "state": "received", "stage": "intake", "at": now} for r in rows],
+    )
+
+
+def states_of(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, CaseState]:
+    """The current state of each known case among ``case_ids``."""
+    ids = list(dict.fromkeys(case_ids))
+    if not ids:
+        return {}
+    result = conn.execute(sa.select(cases.c.id, cases.c.state).where(cases.c.id.in_(ids)))
+    return {row.id: CaseState(row.state) for row in result}
+
+
+def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str) -> set[str]:
+    """Apply the transitions the state machine allows, in order.
+
+    Returns
+    -------
+    set[str]
+        The cases whose last transition here holds now: applied now, or already applied by an
+        earlier delivery of the same message (so the next contract is emitted again after a
+        crash, and downstream stages treat it as the duplicate it is).
+    """
+    current = states_of(conn, (t.case_id for t in transitions))
+    holding: set[str] = set()
+    to_apply: list[Transition] = []
+    for transition in transitions:
+        state = current.get(transition.case_id)
+        if state is None:
+            continue
+        if state == transition.state:
+            holding.add(transition.case_id)
+        elif may_advance(state, transition.state):
+            to_apply.append(transition)
+            current[transition.case_id] = transition.state
+            holding.add(transition.case_id)
+        else:
+            holding.discard(transition.case_id)
+    if not to_apply:
+        return holding
+    now = utcnow()
+    groups: dict[tuple[str, ...], list[Transition]] = defaultdict(list)
+    for transition in to_apply:
+        groups[tuple(sorted(transition.values))].append(transition)
+    for keys, group in groups.items():
+        statement = (
+            sa.update(cases)
+            .where(
+                cases.c.id == sa.bindparam("b_id"),
+                cases.c.state_rank < sa.bindparam("b_rank"),
+                cases.c.state_rank < FIRST_FINAL_RANK,
+            )
+            .values(
+                state=sa.bindparam("b_state"),
+                state_rank=sa.bindparam("b_rank"),
+                reason=sa.bindparam("b_reason"),
+                detail=sa.bindparam("b_detail"),
+                updated_at=now,
+                **{key: sa.bindparam(f"v_{key}") for key in keys},
+            )
+        )
+        conn.execute(
+            statement,
+            [
+                {
+                    "b_id": t.case_id,
+                    "b_rank": RANK[t.state],
+                    "b_state": t.state.value,
+                    "b_reason": t.reason,
+                    "b_detail": (t.detail or None) and str(t.detail)[:500],
+                    **{f"v_{key}": t.values[key] for key in keys},
+                }
+                for t in group
+            ],
+        )
+    conn.execute(
+        case_events.insert(),
+        [
+            {
+                "case_id": t.case_id,
+                "state": t.state.value,
+                "stage": stage,
+                "reason": t.reason,
+                "detail": (t.detail or None) and str(t.detail)[:500],
+                "at": now,
+            }
+            for t in to_apply
+        ],
+    )
+    return holding
+
+
+def record_unreadable(
+    conn: sa.Connection, *, queue: str, reason: str, detail: str, body: str | None
+) -> None:
+    """Keep a message no stage could read, with why, so on-call can put it right."""
+    conn.execute(
+        rejected_messages.insert().values(
+            queue=queue,
+            reason=reason,
+            detail=detail[:1000],
+            body=None if body is None else body[:1_000_000],
+            at=utcnow(),
+        )
+    )
+
+
+def count_states(conn: sa.Connection, *, batch_id: str | None = None) -> Counter[str]:
+    """How many cases are in each state (of one batch, or of all)."""
+    query = sa.select(cases.c.state, sa.func.count()).group_by(cases.c.state)
+    if batch_id is not None:
+        query = query.where(cases.c.batch_id == batch_id)
+    return Counter({row[0]: int(row[1]) for row in conn.execute(query)})
+
+
+def count_reasons(conn: sa.Connection, *, batch_id: str | None = None) -> Counter[str]:
+    """How many rejected cases there are per reason code."""
+    query = (
+        sa.select(cases.c.reason, sa.func.count())
+        .where(cases.c.state == CaseState.REJECTED.value)
+        .group_by(cases.c.reason)
+    )
+    if batch_id is not None:
+        query = query.where(cases.c.batch_id == batch_id)
+    return Counter({str(row[0]): int(row[1]) for row in conn.execute(query)})

@@ -1,0 +1,75 @@
+"""The tables. Alembic migrations under ``migrations/`` create and change them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+cases = sa.Table(
+    "cases",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_hsa_id", sa.String(48), nullable=False),
+    sa.Column("sender_hsa_id", sa.String(48), nullable=False),
+    sa.Column("template_id", sa.String(80), nullable=False),
+    sa.Column("template_version", sa.Integer, nullable=True),
+    sa.Column("personnummer", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=False),
+    sa.Column("batch_id", sa.String(64), nullable=True),
+    sa.Column("priority", sa.String(16), nullable=False, server_default="normal"),
+    sa.Column("correlation_id", sa.String(64), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("state_rank", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("detail", sa.String(500), nullable=True),
+    sa.Column("channels", sa.String(32), nullable=True),
+    sa.Column("subject", sa.String(200), nullable=True),
+    sa.Column("inbox_message_id", sa.String(64), nullable=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("answer_kind", sa.String(32), nullable=True),
+    sa.UniqueConstraint("clinic_hsa_id", "idempotency_key", name="uq_cases_clinic_key"),
+    sa.Index("ix_cases_clinic_state", "clinic_hsa_id", "state"),
+    sa.Index("ix_cases_batch", "batch_id"),
+)
+
+case_events = sa.Table(
+    "case_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("detail", sa.String(500), nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_case_events_case", "case_id"),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("case_id", sa.String(64), primary_key=True),
+    sa.Column("channel", sa.String(8), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("provider_ref", sa.String(128), nullable=True),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+rejected_messages = sa.Table(
+    "rejected_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(128), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("detail", sa.String(1000), nullable=True),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)

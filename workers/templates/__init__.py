@@ -1,0 +1,1 @@
+"""Templates ("mallar"): what a resident reads comes from one."""
