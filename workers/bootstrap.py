@@ -50,7 +50,7 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         settings=settings,
         broker=broker,
         engine=make_engine(settings.database_url),
-        directory=SimulatedAccountDirectory(settings.seed),
+        directory=build_directory(settings),
         catalogue=SimulatedStaffCatalogue(settings.seed),
         templates=InMemoryTemplateLibrary(),
         inbox=SimulatedInbox(outbox),
@@ -59,3 +59,40 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         blobs=FilesystemBlobStore(settings.blob_dir),
         today=lambda: dt.datetime.now(zone).date(),
     )
+
+
+def build_directory(settings: Settings) -> AccountDirectory:
+    """The account directory: HTTP behind a cache and a rate limit if ``directory_url`` is
+    set (both shared through Redis if ``redis_url`` is), else the simulator."""
+    if not settings.directory_url:
+        return SimulatedAccountDirectory(settings.seed)
+    from workers.adapters.directory_cache import (
+        AccountCache,
+        CachedAccountDirectory,
+        InMemoryAccountCache,
+        RedisAccountCache,
+    )
+    from workers.adapters.http_account_directory import HttpAccountDirectory
+    from workers.rate_limit import in_process_limiter, redis_limiter
+
+    key, rate = "omvant:directory-rate", settings.directory_rate
+    cache: AccountCache
+    if settings.redis_url:
+        import redis
+
+        limiter = redis_limiter(settings.redis_url, key, per_second=rate)
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+        cache = RedisAccountCache(client, ttl=settings.directory_cache_seconds)
+    else:
+        limiter = in_process_limiter(key, per_second=rate)
+        cache = InMemoryAccountCache(ttl=settings.directory_cache_seconds)
+    http = HttpAccountDirectory(
+        settings.directory_url,
+        timeout=settings.directory_timeout,
+        batch_size=settings.directory_batch_size,
+        limiter=limiter,
+        token=settings.directory_token,
+    )
+    if settings.directory_cache_seconds <= 0:
+        return http
+    return CachedAccountDirectory(http, cache)

@@ -26,6 +26,7 @@ class Reason(StrEnum):
     NO_NOTIFICATION_CHANNEL = "no-notification-channel"
     ACCOUNT_DEACTIVATED = "account-deactivated"
     SAMORDNINGSNUMMER_NOT_REACHABLE = "samordningsnummer-not-reachable"
+    DIRECTORY_REFUSED = "directory-refused"
     # composition
     TEMPLATE_UNKNOWN = "template-unknown"
     TEMPLATE_INACTIVE = "template-inactive"
