@@ -68,20 +68,21 @@ def chunks(lines: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
 
 
 def check_with_retries(
-    numbers: list[str], directory: AccountDirectory, *, sleep: Any = time.sleep
+    numbers: list[str], directory: AccountDirectory, *, retries: int = len(RETRY_DELAYS)
 ) -> list[RecipientCheck]:
-    """``check_recipients``, trying again after a pause while the directory is unavailable.
+    """``check_recipients``, trying again up to ``retries`` times, after a growing pause, while
+    the directory is unavailable.
 
     Raises
     ------
     DirectoryUnavailable
         Still unavailable after the last retry.
     """
-    for delay in RETRY_DELAYS:
+    for attempt in range(retries):
         try:
             return check_recipients(numbers, directory)
         except DirectoryUnavailable:
-            sleep(delay)
+            time.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
     return check_recipients(numbers, directory)
 
 
@@ -101,12 +102,13 @@ def run_check(
     *,
     as_json: bool,
     chunk_size: int = CHUNK,
+    retries: int = len(RETRY_DELAYS),
 ) -> CheckSummary:
     """Check every line's number, write one verdict per line to ``out``, return the counts."""
     summary = CheckSummary()
     render = (lambda c: json.dumps(c.as_json())) if as_json else render_text
     for chunk in chunks(lines, chunk_size):
-        checks = check_with_retries(chunk, directory)
+        checks = check_with_retries(chunk, directory, retries=retries)
         for check in checks:
             summary.add(check)
         out.write("\n".join(render(c) for c in checks) + "\n")

@@ -54,6 +54,9 @@ def check(
     ] = None,
     as_json: JsonOption = False,
     directory: DirectoryOption = None,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Retries while the directory is unavailable.")
+    ] = 3,
 ) -> None:
     """Say for each number whether the resident can be reached through 1177, and why not.
 
@@ -71,12 +74,12 @@ def check(
     target = build_directory(_settings(directory))
     try:
         if file is None:
-            summary = run_check(numbers or [], target, sys.stdout, as_json=as_json)
+            summary = run_check(numbers or [], target, sys.stdout, as_json=as_json, retries=retries)
         elif str(file) == "-":
-            summary = run_check(sys.stdin, target, sys.stdout, as_json=as_json)
+            summary = run_check(sys.stdin, target, sys.stdout, as_json=as_json, retries=retries)
         else:
             with file.open(encoding="utf-8", errors="replace") as lines:
-                summary = run_check(lines, target, sys.stdout, as_json=as_json)
+                summary = run_check(lines, target, sys.stdout, as_json=as_json, retries=retries)
     except DirectoryUnavailable as exc:
         sys.stdout.flush()
         typer.echo(f"the account directory could not be reached: {exc}", err=True)

@@ -67,7 +67,10 @@ class DirectoryServer:
     def start(self) -> DirectoryServer:
         """Serve in a background thread."""
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="directory-server", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="directory-server",
+            daemon=True,
         )
         self._thread.start()
         return self
