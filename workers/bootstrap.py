@@ -79,9 +79,16 @@ def build_directory(settings: Settings) -> AccountDirectory:
     cache: AccountCache
     if settings.redis_url:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         limiter = redis_limiter(settings.redis_url, key, per_second=rate)
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        )
         cache = RedisAccountCache(client, ttl=settings.directory_cache_seconds)
     else:
         limiter = in_process_limiter(key, per_second=rate)
