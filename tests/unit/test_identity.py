@@ -280,3 +280,12 @@ def test_agrees_with_the_personnummer_package_where_both_apply(number: str) -> N
     ours = parse_identity(number, today=TODAY)
     theirs = personnummer.valid(number)
     assert ours.valid == theirs, (number, ours.detail)
+
+
+def test_every_detail_is_documented_with_the_reason_codes() -> None:
+    from pathlib import Path
+
+    table = (Path(__file__).parents[2] / "docs" / "reason-codes.md").read_text(encoding="utf-8")
+    for detail in DETAILS:
+        assert f"| `{detail}` |" in table, detail
+    assert "| `directory-refused` |" in table
