@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+_PAYLOAD = re.compile(r"""(['"]payload['"]:\s*)\[.*\]""", flags=re.DOTALL)
 _IDENTITY = re.compile(
     r"(?<![0-9])((?:18|19|20)?[0-9]{6})([-+ ]?)([0-9]{4}|[A-Za-z][0-9]{3})(?![0-9])",
 )
@@ -63,7 +64,7 @@ class MaskingFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # arguments that do not fit the format
             message = f"{record.msg} {record.args}"
-        record.msg = mask_identity_numbers(message)
+        record.msg = mask_identity_numbers(_PAYLOAD.sub(r"\1[redacted]", message))
         record.args = None
         if record.stack_info:
             record.stack_info = mask_identity_numbers(record.stack_info)
@@ -97,6 +98,7 @@ def configure(level: str = "INFO", *, json: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
 

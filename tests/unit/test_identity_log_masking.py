@@ -70,7 +70,7 @@ def test_rendered_output_is_masked(as_json: bool, capsys: pytest.CaptureFixture[
         get_logger("test").info("checked", personnummer=FORMS[1], who=f"x{PIN}y")
     finally:
         structlog.reset_defaults()
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "checked" in out
     assert not in_clear(out)
 
