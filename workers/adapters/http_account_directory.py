@@ -14,7 +14,8 @@ A number missing from the answer has no account. Failures split in two:
   the same request again cannot mend. Recipient validation rejects those cases with the
   reason ``directory-refused``.
 
-Error messages carry the status and never a personnummer.
+Numbers travel in the POST body, never in the URL, so no access log or ``httpx`` request log
+holds them; error messages carry the status and never a personnummer.
 """
 
 from __future__ import annotations
