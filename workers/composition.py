@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,10 +45,9 @@ from workers.templates.model import FIELD_PATTERN, Template
 
 STAGE = "composition"
 
-_UNSAFE = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
-_UNSAFE.update(dict.fromkeys([0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """Control and bidirectional-override characters: they hide or reorder text, so they go."""
-_ONE_LINE = str.maketrans({"\n": " ", "\r": " ", "\t": " ", **_UNSAFE})
+_SPACES = re.compile(r"\s+")
 
 
 class CompositionError(ValueError):
@@ -99,7 +99,9 @@ class Pin:
 
 def clean(text: str) -> str:
     """``text`` without control and bidirectional-override characters (line breaks stay)."""
-    return text.translate(_UNSAFE).replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _UNSAFE.sub("", text)
 
 
 def substitute(text: str, fields: Mapping[str, str], template_id: str = "") -> str:
@@ -120,7 +122,7 @@ def substitute(text: str, fields: Mapping[str, str], template_id: str = "") -> s
             raise CompositionError(
                 Reason.FIELD_MISSING, f"{template_id or 'the text'} uses the field {name!r}"
             )
-        return str(found).translate(_ONE_LINE).strip()
+        return _SPACES.sub(" ", clean(str(found))).strip()
 
     return FIELD_PATTERN.sub(value, text)
 

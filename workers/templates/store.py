@@ -178,7 +178,7 @@ def _insert_version(conn: sa.Connection, template: Template, version: int) -> Te
             version=version,
             kind=template.kind,
             name=template.name,
-            content=json.dumps(template.content(), ensure_ascii=False, sort_keys=True),
+            content=json.dumps(template.content(), ensure_ascii=False),
             created_at=now,
         )
     )
