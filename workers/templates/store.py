@@ -331,7 +331,8 @@ def seed(conn: sa.Connection, starter: Iterable[Template]) -> list[str]:
     added: list[str] = []
     for template in starter:
         claimed = conn.execute(
-            _insert_ignoring_conflict(conn, templates).values(
+            _insert_ignoring_conflict(conn, templates)
+            .values(
                 id=template.id,
                 scope=template.scope,
                 owner=template.owner,
@@ -339,8 +340,9 @@ def seed(conn: sa.Connection, starter: Iterable[Template]) -> list[str]:
                 current_version=1,
                 updated_at=utcnow(),
             )
-        )
-        if claimed.rowcount == 1:
+            .returning(templates.c.id)
+        ).first()
+        if claimed is not None:
             _insert_version(conn, template, 1)
             added.append(template.id)
     return added
