@@ -248,9 +248,9 @@ def handle(
     items: Sequence[RecipientValidatedV1],
     templates: TemplateLibrary,
     catalogue: StaffCatalogue,
-    *,
     today: dt.date,
     max_body_chars: int,
+    *,
     pins: Mapping[str, Pin] | None = None,
 ) -> list[Decision]:
     """Compose every case of the chunk, or say why not."""
