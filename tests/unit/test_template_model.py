@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 
-from workers.reasons import Reason
 from workers.templates.files import parse_templates, render_templates
 from workers.templates.library import InMemoryTemplateLibrary, starter_templates
 from workers.templates.model import Template, TemplateInvalid, validated
@@ -153,14 +152,6 @@ def test_in_memory_library_gives_old_versions_with_todays_activation() -> None:
     assert library.version_at("lokal", dt.datetime(2026, 2, 15, tzinfo=dt.UTC)) == 2
     assert library.version_at("lokal", dt.datetime(2025, 1, 1, tzinfo=dt.UTC)) == 1
     assert library.version_at("finns-inte", dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) is None
-
-
-def test_every_reason_code_is_documented() -> None:
-    from pathlib import Path
-
-    table = (Path(__file__).parents[2] / "docs" / "reason-codes.md").read_text(encoding="utf-8")
-    missing = [reason.value for reason in Reason if f"| `{reason.value}` |" not in table]
-    assert missing == []
 
 
 def test_content_excludes_identity_so_versions_compare_by_what_they_say() -> None:
