@@ -168,12 +168,16 @@ class Template(_Part):
         """National and regional templates serve everyone; a local one its own clinic only."""
         return self.scope != "local" or self.owner == clinic_hsa_id
 
-    def content(self) -> dict[str, object]:
-        """What a version holds (everything but identity, version, activation and time)."""
+    def content(self, *, compact: bool = False) -> dict[str, object]:
+        """What a version holds (everything but identity, version, activation and time).
+
+        Stored in full, so that a later change of a default never changes an old version's
+        meaning; ``compact`` leaves out the defaults (for files people read).
+        """
         return self.model_dump(
             mode="json",
             exclude={"id", "version", "scope", "owner", "active", "created_at"},
-            exclude_defaults=True,
+            exclude_defaults=compact,
         )
 
     def definition(self) -> dict[str, object]:
@@ -187,7 +191,7 @@ class Template(_Part):
             "active": self.active,
         }
         data.update(self.model_dump(mode="json", include={"name", "instruction"}))
-        data.update(self.content())
+        data.update(self.content(compact=True))
         return data
 
 
