@@ -22,7 +22,8 @@ from workers.adapters.notifiers import (
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue, StaffCatalogue
 from workers.settings import Settings
 from workers.store.engine import make_engine
-from workers.templates.library import InMemoryTemplateLibrary, TemplateLibrary
+from workers.templates.database import DatabaseTemplateLibrary
+from workers.templates.library import TemplateLibrary
 
 
 @dataclass
@@ -46,13 +47,14 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
     """Wire a process: the simulators of outside systems unless configuration says otherwise."""
     zone = ZoneInfo(settings.timezone)
     outbox = settings.sim_outbox
+    engine = make_engine(settings.database_url)
     return Context(
         settings=settings,
         broker=broker,
-        engine=make_engine(settings.database_url),
+        engine=engine,
         directory=build_directory(settings),
         catalogue=SimulatedStaffCatalogue(settings.seed),
-        templates=InMemoryTemplateLibrary(),
+        templates=DatabaseTemplateLibrary(engine, ttl=settings.template_cache_seconds),
         inbox=SimulatedInbox(outbox),
         sms=SimulatedSmsGateway(outbox),
         email=SimulatedEmailSender(outbox),

@@ -32,6 +32,10 @@ class Reason(StrEnum):
     TEMPLATE_INACTIVE = "template-inactive"
     FRAGMENT_UNKNOWN = "fragment-unknown"
     BODY_TOO_LONG = "body-too-long"
+    FIELD_MISSING = "field-missing"
+    SENDER_UNKNOWN = "sender-unknown"
+    CLINIC_UNKNOWN = "clinic-unknown"
+    TEMPLATE_CHANNEL_UNAVAILABLE = "template-channel-unavailable"
     # attachments
     ATTACHMENT_MISSING = "attachment-missing"
     ATTACHMENT_TYPE_NOT_ALLOWED = "attachment-type-not-allowed"

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     max_body_chars: int = 10_000
+    template_cache_seconds: float = 2.0
+    """How long a worker trusts its cached view of a template's current version and activation."""
     timezone: str = "Europe/Stockholm"
     notification_text: str = (
         "Du har ett meddelande i e-tjänsterna på 1177. "

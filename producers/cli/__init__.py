@@ -10,6 +10,7 @@ from producers.cli import (
     push_command,
     recipients_command,
     sim_command,
+    templates_command,
     worker_command,
 )
 
@@ -26,6 +27,7 @@ app.add_typer(contracts_command.app, name="contracts")
 app.add_typer(worker_command.db_app, name="db")
 app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
+app.add_typer(templates_command.app, name="templates")
 
 
 def main() -> None:
