@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from contracts.registry import parse
 from producers.cli import app
-from workers.adapters.population import test_personnummer
+from workers.adapters import population
 from workers.queues import Queues, queue_name
 
 
@@ -55,7 +55,7 @@ def push(file: Path, redis_url: str, prefix: str, *extra: str) -> tuple[int, str
 def test_a_byte_order_mark_and_a_line_that_is_not_utf8_lose_no_valid_case(
     tmp_path: Path, redis_url: str, queue_prefix: str
 ) -> None:
-    first, second = test_personnummer()[:2]
+    first, second = population.test_personnummer()[:2]
     file = tmp_path / "cases.jsonl"
     file.write_bytes(
         codecs.BOM_UTF8
@@ -80,7 +80,9 @@ def test_an_unknown_contract_version_is_a_usage_error(
     tmp_path: Path, redis_url: str, queue_prefix: str
 ) -> None:
     file = tmp_path / "cases.jsonl"
-    file.write_text(json.dumps(request("k1", test_personnummer()[0])) + "\n", encoding="utf-8")
+    file.write_text(
+        json.dumps(request("k1", population.test_personnummer()[0])) + "\n", encoding="utf-8"
+    )
     code, _, err = push(file, redis_url, queue_prefix, "--contract-version", "7")
     assert code == 2
     assert "SendCase has versions [1, 2], not 7" in err
@@ -92,7 +94,9 @@ def test_a_supported_contract_version_is_pushed(
     tmp_path: Path, redis_url: str, queue_prefix: str, version: str
 ) -> None:
     file = tmp_path / "cases.jsonl"
-    file.write_text(json.dumps(request("k1", test_personnummer()[0])) + "\n", encoding="utf-8")
+    file.write_text(
+        json.dumps(request("k1", population.test_personnummer()[0])) + "\n", encoding="utf-8"
+    )
     code, out, _ = push(file, redis_url, queue_prefix, "--contract-version", version)
     assert code == 0, out
     assert [r["idempotency_key"] for r in queued_records(redis_url, queue_prefix)] == ["k1"]
