@@ -7,6 +7,7 @@ import typer
 from producers.cli import (
     contracts_command,
     demo_command,
+    errors,
     push_command,
     recipients_command,
     sim_command,
@@ -32,4 +33,8 @@ app.add_typer(templates_command.app, name="templates")
 
 def main() -> None:
     """Entry point of the ``omvant`` console script."""
-    app()
+    try:
+        app()
+    except errors.CONFIGURATION_ERRORS as exc:
+        typer.echo(f"omvant: {errors.describe(exc)}", err=True)
+        raise SystemExit(errors.EXIT_CONFIGURATION) from None

@@ -1,0 +1,36 @@
+"""Configuration that points nowhere: one clear line and exit status 2, never a traceback.
+
+A broker or database URL that names no supported server, or a server that cannot be reached,
+is a mistake in the command line or the environment (``OMVANT_*``), not a bug; people running
+``omvant demo``, ``push``, ``worker`` or ``templates`` should be told which, in one line.
+"""
+
+from __future__ import annotations
+
+import dramatiq.errors
+import redis.exceptions
+import sqlalchemy.exc
+
+from workers.broker import BrokerUrlError
+
+EXIT_CONFIGURATION = 2
+
+CONFIGURATION_ERRORS: tuple[type[BaseException], ...] = (
+    BrokerUrlError,
+    dramatiq.errors.ConnectionError,
+    redis.exceptions.ConnectionError,
+    sqlalchemy.exc.ArgumentError,
+    sqlalchemy.exc.OperationalError,
+)
+"""What a wrong URL or an unreachable broker or database raises."""
+
+
+def describe(error: BaseException) -> str:
+    """One line saying what could not be used, and why."""
+    if isinstance(error, sqlalchemy.exc.OperationalError):
+        what, why = "the database", str(error.orig or error).strip()
+    elif isinstance(error, sqlalchemy.exc.ArgumentError):
+        what, why = "the database URL", str(error)
+    else:
+        what, why = "the broker", str(error)
+    return f"cannot use {what}: {' '.join(why.split())[:300]}"
