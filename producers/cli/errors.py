@@ -15,9 +15,14 @@ from workers.broker import BrokerUrlError
 
 EXIT_CONFIGURATION = 2
 
+_BROKER_CONNECTION: type[Exception] = (
+    getattr(dramatiq.errors, "BrokerConnectionError", None) or dramatiq.errors.ConnectionError
+)
+"""dramatiq 2 renamed ``ConnectionError`` (pyproject allows 1.17 and later)."""
+
 CONFIGURATION_ERRORS: tuple[type[BaseException], ...] = (
     BrokerUrlError,
-    dramatiq.errors.ConnectionError,
+    _BROKER_CONNECTION,
     redis.exceptions.ConnectionError,
     sqlalchemy.exc.ArgumentError,
     sqlalchemy.exc.OperationalError,

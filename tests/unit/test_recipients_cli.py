@@ -164,6 +164,13 @@ def test_a_byte_order_mark_before_the_first_number_is_not_part_of_it(tmp_path: P
         assert code == 0
 
 
+@pytest.mark.parametrize("url", ["not a url", "ftp://127.0.0.1/", "127.0.0.1:8080"])
+def test_a_directory_url_that_is_not_http_is_a_usage_error(url: str) -> None:
+    code, lines, err = run("check", "--directory", url, BOTH)
+    assert (code, lines) == (2, [])
+    assert "must be http:// or https://" in err
+
+
 def test_bench_reports_its_figures() -> None:
     code, lines, _ = run("bench", "--json", "--numbers", "2000", "--lines", "3000")
     figures = json.loads(lines[0])
