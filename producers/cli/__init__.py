@@ -35,6 +35,8 @@ def main() -> None:
     """Entry point of the ``omvant`` console script."""
     try:
         app()
-    except errors.CONFIGURATION_ERRORS as exc:
+    except Exception as exc:
+        if not errors.is_configuration_error(exc):
+            raise
         typer.echo(f"omvant: {errors.describe(exc)}", err=True)
         raise SystemExit(errors.EXIT_CONFIGURATION) from None

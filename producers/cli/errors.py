@@ -1,4 +1,5 @@
-"""Configuration that points nowhere: one clear line and exit status 2, never a traceback.
+"""Configuration that points nowhere or is out of bounds: one clear line and exit status 2,
+never a traceback.
 
 A broker or database URL that names no supported server, or a server that cannot be reached,
 is a mistake in the command line or the environment (``OMVANT_*``), not a bug; people running
@@ -8,6 +9,7 @@ is a mistake in the command line or the environment (``OMVANT_*``), not a bug; p
 from __future__ import annotations
 
 import dramatiq.errors
+import pydantic
 import redis.exceptions
 import sqlalchemy.exc
 
@@ -30,8 +32,22 @@ CONFIGURATION_ERRORS: tuple[type[BaseException], ...] = (
 """What a wrong URL or an unreachable broker or database raises."""
 
 
+def is_configuration_error(error: BaseException) -> bool:
+    """Whether ``error`` comes from configuration: a server that cannot be used, or an
+    ``OMVANT_*`` setting out of bounds (checked when ``Settings`` is made)."""
+    if isinstance(error, pydantic.ValidationError):
+        return error.title == "Settings"
+    return isinstance(error, CONFIGURATION_ERRORS)
+
+
 def describe(error: BaseException) -> str:
     """One line saying what could not be used, and why."""
+    if isinstance(error, pydantic.ValidationError):
+        problems = [
+            f"OMVANT_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        ]
+        return f"invalid setting: {'; '.join(problems)}"
     if isinstance(error, sqlalchemy.exc.OperationalError):
         what, why = "the database", str(error.orig or error).strip()
     elif isinstance(error, sqlalchemy.exc.ArgumentError):

@@ -24,8 +24,11 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run(
+    tmp_path: Path, *args: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+    env.update(settings or {})
     return subprocess.run(
         [OMVANT, *args],
         cwd=tmp_path,
@@ -70,3 +73,17 @@ def test_a_wrong_or_unreachable_server_is_one_line_and_exit_2(
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"omvant: {says}"), result.stderr
+
+
+@pytest.mark.parametrize("size", ["0", "1001", "many"])
+def test_a_chunk_size_an_envelope_cannot_carry_is_refused_up_front(
+    tmp_path: Path, size: str
+) -> None:
+    result = run(tmp_path, "demo", "--cases", "5", settings={"OMVANT_CHUNK_SIZE": size})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("omvant: invalid setting: OMVANT_CHUNK_SIZE")
+    )
