@@ -11,6 +11,7 @@ from contracts.recipient_validated import RecipientValidatedV1
 from contracts.registry import Parsed
 from contracts.send_case import SendCaseV2
 from workers.adapters.account_directory import Account, AccountDirectory, AccountStatus
+from workers.attachments import references
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.identity import parse_identity
@@ -111,11 +112,17 @@ def received_rows(items: Sequence[SendCaseV2], correlation_id: str) -> list[dict
     ]
 
 
+def intake_references(items: Sequence[SendCaseV2]) -> list[tuple[str, str]]:
+    """Each case's blobs, recorded at intake so none is collected while the case is live."""
+    return [(item.resolved_case_id(), ref.sha256) for item in items for ref in item.attachments]
+
+
 def process(parsed: Parsed, ctx: Context) -> None:
     """Record the cases as received, decide them, record the decisions, emit onward."""
     items = [item for item in parsed.items if isinstance(item, SendCaseV2)]
     with ctx.engine.begin() as conn:
         cases.insert_received(conn, received_rows(items, parsed.envelope.correlation_id))
+        references.record(conn, intake_references(items))
     settle(
         ctx,
         stage=STAGE,
