@@ -388,3 +388,27 @@ def corpus(*, max_bytes: int = 20 * 1024 * 1024) -> list[Sample]:
             "pdf",
         ),
     ]
+
+
+def typical_mix() -> list[Sample]:
+    """What a region's clinics attach on a typical day: letters and brochures as PDF, phone
+    photos as JPEG, screenshots as PNG, and a few files that are refused."""
+    return [
+        *(Sample(f"letter-{n}", "kallelse.pdf", pdf(2), None, "pdf") for n in range(4)),
+        Sample("brochure", "broschyr.pdf", pdf(24, filler=2_000_000), None, "pdf"),
+        Sample("photo-small", "utslag.jpg", jpeg_with_gps(1600, 1200), None, "jpeg"),
+        Sample("photo-medium", "sar.jpg", jpeg_with_gps(2016, 1512), None, "jpeg"),
+        Sample("photo-large", "leverflack.jpg", jpeg_with_gps(4032, 3024), None, "jpeg"),
+        Sample("screenshot", "skarmbild.png", png(1280, 800), None, "png"),
+        Sample("renamed-docx", "remiss.pdf", docx(), "attachment-type-not-allowed", None),
+        Sample(
+            "scripted-pdf",
+            "blankett.pdf",
+            pdf_with_javascript(),
+            "attachment-pdf-active-content",
+            "pdf",
+        ),
+        Sample(
+            "broken-photo", "foto.jpg", truncated(jpeg(1600, 1200)), "attachment-truncated", "jpeg"
+        ),
+    ]

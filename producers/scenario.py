@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 
 from contracts.common import AttachmentRef
-from producers import attachment_samples
 from contracts.send_case import SendCaseV2
+from producers import attachment_samples
 from workers.adapters.blobs import BlobStore
 from workers.adapters.population import draw_residents, test_samordningsnummer
 

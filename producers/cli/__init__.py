@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from producers.cli import contracts_command, demo_command, push_command, worker_command
+from producers.cli import (
+    attachments_command,
+    contracts_command,
+    demo_command,
+    push_command,
+    worker_command,
+)
 
 app = typer.Typer(
     name="omvant",
@@ -17,6 +23,7 @@ app.command("worker")(worker_command.worker)
 app.command("push")(push_command.push)
 app.add_typer(contracts_command.app, name="contracts")
 app.add_typer(worker_command.db_app, name="db")
+app.add_typer(attachments_command.app, name="attachments")
 
 
 def main() -> None:
