@@ -61,6 +61,9 @@ def verdict_record(file: str, verdict: Verdict) -> dict[str, Any]:
 def check(
     files: Annotated[list[Path], typer.Argument(help="Files to check.", show_default=False)],
     as_json: JsonOption = False,
+    declared_type: Annotated[
+        str, typer.Option("--type", help="Media type the sender declares for every file.")
+    ] = "application/octet-stream",
 ) -> None:
     """Check files as the attachment-check worker would; exit 1 if any is refused.
 
@@ -83,7 +86,13 @@ def check(
             }
         else:
             try:
-                verdict = check_file(data, filename=path.name, limits=limits, scanner=scanner)
+                verdict = check_file(
+                    data,
+                    filename=path.name,
+                    declared_type=declared_type,
+                    limits=limits,
+                    scanner=scanner,
+                )
             except ScannerUnavailable as exc:
                 typer.echo(f"the virus scanner is unavailable: {exc}", err=True)
                 raise typer.Exit(2) from exc
@@ -168,6 +177,7 @@ def corpus(
         manifest.append(
             {
                 "file": str(target),
+                "declared_type": sample.declared_type,
                 "reason": sample.reason,
                 "type": sample.type,
                 "ok": not sample.reason,

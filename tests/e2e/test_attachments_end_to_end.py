@@ -1,0 +1,166 @@
+"""Every kind of file gets the right verdict end to end: from ``omvant attachments check`` and
+from the attachment-check worker in the whole in-process pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from contracts.common import AttachmentRef
+from contracts.send_case import SendCaseV2
+from producers import attachment_samples as samples
+from producers.cli import app
+from producers.demo import count_settled, start_pipeline, wait_for
+from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
+from workers.adapters.population import draw_residents
+from workers.settings import Settings
+from workers.stage import emit
+from workers.store.schema import cases
+
+CORPUS = samples.corpus()
+
+
+def test_the_check_command_gives_every_kind_of_file_its_verdict(tmp_path: Path) -> None:
+    runner = CliRunner()
+    written = runner.invoke(app, ["attachments", "corpus", str(tmp_path / "corpus")])
+    assert written.exit_code == 0, written.output
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    lines = []
+    for declared in sorted({entry["declared_type"] for entry in manifest}):
+        files = [entry["file"] for entry in manifest if entry["declared_type"] == declared]
+        result = runner.invoke(app, ["attachments", "check", "--json", "--type", declared, *files])
+        all_pass = all(e["ok"] for e in manifest if e["file"] in files)
+        assert result.exit_code == (0 if all_pass else 1)
+        lines += [json.loads(line) for line in result.stdout.splitlines()]
+    by_file = {line["file"]: line for line in lines}
+    assert len(by_file) == len(manifest)
+    for entry in manifest:
+        line = by_file[entry["file"]]
+        assert set(line) == {"file", "ok", "type", "reason", "detail"}
+        assert (line["ok"], line["reason"]) == (entry["ok"], entry["reason"]), line
+        if entry["type"]:
+            assert line["type"] == entry["type"]
+    passing = [e["file"] for e in manifest if e["ok"] and e["declared_type"].endswith("stream")]
+    assert runner.invoke(app, ["attachments", "check", "--json", *passing]).exit_code == 0
+
+
+def test_put_prints_the_reference_a_send_case_carries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMVANT_BLOB_DIR", str(tmp_path / "blobs"))
+    photo = tmp_path / "utslag.jpg"
+    photo.write_bytes(samples.jpeg(32, 32))
+    result = CliRunner().invoke(app, ["attachments", "put", str(photo), "--type", "image/jpeg"])
+    assert result.exit_code == 0, result.output
+    ref = AttachmentRef.model_validate_json(result.stdout)
+    assert ref.filename == "utslag.jpg" and ref.size == photo.stat().st_size
+    assert (tmp_path / "blobs" / ref.sha256[:2] / ref.sha256).read_bytes() == photo.read_bytes()
+
+
+def reachable_residents(count: int, seed: int) -> list[str]:
+    directory = SimulatedAccountDirectory(seed)
+    drawn = draw_residents(count * 3, seed=seed)
+    accounts = directory.lookup_many(drawn)
+    ok = [n for n in drawn if accounts[n].status == AccountStatus.ACTIVE and accounts[n].channels]
+    assert len(ok) >= count
+    return ok[:count]
+
+
+def test_the_worker_gives_every_kind_of_file_its_verdict_end_to_end(
+    sqlite_url: str, tmp_path: Path, queue_prefix: str
+) -> None:
+    settings = Settings(
+        database_url=sqlite_url,
+        blob_dir=tmp_path / "blobs",
+        sim_outbox=tmp_path / "outbox",
+        queue_prefix=queue_prefix,
+        chunk_size=7,
+    )
+    pipeline = start_pipeline(settings, threads=4)
+    try:
+        ctx = pipeline.ctx
+        blobs = ctx.blobs
+
+        def ref(
+            data: bytes, filename: str, declared: str = "application/octet-stream"
+        ) -> AttachmentRef:
+            return AttachmentRef(
+                sha256=blobs.put(data), filename=filename, declared_type=declared, size=len(data)
+            )
+
+        letter = samples.pdf(2)
+        plan: dict[str, tuple[list[AttachmentRef], str | None]] = {
+            s.name: ([ref(s.data, s.filename, s.declared_type)], s.reason) for s in CORPUS
+        }
+        plan["eleven-files"] = (
+            [ref(letter, f"brev{n}.pdf") for n in range(11)],
+            "too-many-attachments",
+        )
+        plan["ten-files"] = ([ref(letter, f"brev{n}.pdf") for n in range(10)], None)
+        plan["missing-blob"] = (
+            [AttachmentRef(sha256="a" * 64, filename="saknas.pdf", size=10)],
+            "attachment-missing",
+        )
+        plan["good-and-bad"] = (
+            [ref(letter, "brev.pdf"), ref(samples.gif(), "bild.png")],
+            "attachment-type-not-allowed",
+        )
+        for n in range(5):
+            plan[f"shared-letter-{n}"] = ([ref(letter, "kallelse.pdf", "application/pdf")], None)
+        plan["shared-letter-misnamed"] = ([ref(letter, "kallelse.jpg")], "attachment-type-mismatch")
+
+        batch = "attachments-e2e"
+        residents = reachable_residents(len(plan), settings.seed)
+        requests = {
+            name: SendCaseV2(
+                clinic_hsa_id="SE2321000016-VC01",
+                sender_hsa_id="SE2321000016-S101",
+                template_id="meddelande-till-invanare",
+                fragments=["halsning"],
+                personnummer=resident,
+                attachments=attachments,
+                idempotency_key=f"{batch}:{name}",
+                batch_id=batch,
+            )
+            for (name, (attachments, _)), resident in zip(plan.items(), residents, strict=True)
+        }
+        emit(ctx, list(requests.values()), correlation_id=batch)
+        settled = wait_for(lambda: count_settled(ctx, batch), len(plan), timeout=180)
+        assert settled == len(plan)
+        with ctx.engine.connect() as conn:
+            rows = {
+                row.id: row
+                for row in conn.execute(sa.select(cases).where(cases.c.batch_id == batch))
+            }
+        for name, (_, reason) in plan.items():
+            row = rows[requests[name].resolved_case_id()]
+            if reason is None:
+                assert row.state in ("delivered", "notified"), (
+                    name,
+                    row.state,
+                    row.reason,
+                    row.detail,
+                )
+            else:
+                assert (row.state, row.reason) == ("rejected", reason), (name, row.detail)
+
+        delivered = [
+            json.loads(line)
+            for line in (tmp_path / "outbox" / "inbox.jsonl").read_text().splitlines()
+        ]
+        attachments_of = {m["case_id"]: m["attachments"] for m in delivered}
+        photo = plan["jpeg-with-gps"][0][0]
+        [cleaned] = attachments_of[requests["jpeg-with-gps"].resolved_case_id()]
+        assert cleaned != photo.sha256
+        cleaned_bytes = blobs.get(cleaned)
+        assert cleaned_bytes is not None and b"Omvant Test Camera" not in cleaned_bytes
+        assert blobs.get(photo.sha256) is None, "the original with its GPS position is removed"
+        for name in ("pdf-javascript", "docx-renamed", "png-zip-polyglot", "pdf-eicar"):
+            assert blobs.get(plan[name][0][0].sha256) is None, name
+        assert blobs.get(plan["valid-pdf"][0][0].sha256) is not None
+    finally:
+        pipeline.stop()
