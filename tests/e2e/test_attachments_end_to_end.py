@@ -15,8 +15,7 @@ from contracts.send_case import SendCaseV2
 from producers import attachment_samples as samples
 from producers.cli import app
 from producers.demo import count_settled, start_pipeline, wait_for
-from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
-from workers.adapters.population import draw_residents
+from tests.reachable import reachable_residents
 from workers.settings import Settings
 from workers.stage import emit
 from workers.store.schema import cases
@@ -59,15 +58,6 @@ def test_put_prints_the_reference_a_send_case_carries(
     ref = AttachmentRef.model_validate_json(result.stdout)
     assert ref.filename == "utslag.jpg" and ref.size == photo.stat().st_size
     assert (tmp_path / "blobs" / ref.sha256[:2] / ref.sha256).read_bytes() == photo.read_bytes()
-
-
-def reachable_residents(count: int, seed: int) -> list[str]:
-    directory = SimulatedAccountDirectory(seed)
-    drawn = draw_residents(count * 3, seed=seed)
-    accounts = directory.lookup_many(drawn)
-    ok = [n for n in drawn if accounts[n].status == AccountStatus.ACTIVE and accounts[n].channels]
-    assert len(ok) >= count
-    return ok[:count]
 
 
 def test_the_worker_gives_every_kind_of_file_its_verdict_end_to_end(
