@@ -15,7 +15,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageDraw
 from pypdf import PdfWriter
 from pypdf.generic import (
     ArrayObject,
@@ -49,6 +49,32 @@ def jpeg(width: int = 640, height: int = 480, *, quality: int = 85) -> bytes:
     """A valid JPEG without metadata."""
     out = io.BytesIO()
     _picture(width, height).save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def screenshot(width: int = 1280, height: int = 800) -> bytes:
+    """A PNG screenshot: flat colours, boxes and lines of text."""
+    image = Image.new("RGB", (width, height), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    for y in range(0, height - 24, 32):
+        draw.rectangle((20, y + 4, width - 20, y + 24), outline=(180, 190, 200))
+        draw.text((30, y + 8), f"1177 Inkorg - meddelande {y // 32}", fill=(10, 10, 10))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def scanned_letter(pages: int = 2) -> bytes:
+    """A PDF as a clinic's scanner makes it: one JPEG picture of an A4 page (150 dpi) a page."""
+    images = []
+    for page in range(pages):
+        image = Image.new("L", (1240, 1754), 245)
+        draw = ImageDraw.Draw(image)
+        for y in range(150, 1600, 40):
+            draw.text((120, y), f"Kallelse, sida {page + 1}: tid och plats, rad {y}", fill=20)
+        images.append(image.convert("RGB"))
+    out = io.BytesIO()
+    images[0].save(out, format="PDF", save_all=True, append_images=images[1:], resolution=150)
     return out.getvalue()
 
 
@@ -394,12 +420,14 @@ def typical_mix() -> list[Sample]:
     """What a region's clinics attach on a typical day: letters and brochures as PDF, phone
     photos as JPEG, screenshots as PNG, and a few files that are refused."""
     return [
-        *(Sample(f"letter-{n}", "kallelse.pdf", pdf(2), None, "pdf") for n in range(4)),
+        *(Sample(f"letter-{n}", "kallelse.pdf", pdf(2), None, "pdf") for n in range(3)),
+        Sample("scanned-letter", "remissvar.pdf", scanned_letter(3), None, "pdf"),
         Sample("brochure", "broschyr.pdf", pdf(24, filler=2_000_000), None, "pdf"),
         Sample("photo-small", "utslag.jpg", jpeg_with_gps(1600, 1200), None, "jpeg"),
         Sample("photo-medium", "sar.jpg", jpeg_with_gps(2016, 1512), None, "jpeg"),
         Sample("photo-large", "leverflack.jpg", jpeg_with_gps(4032, 3024), None, "jpeg"),
-        Sample("screenshot", "skarmbild.png", png(1280, 800), None, "png"),
+        Sample("screenshot", "skarmbild.png", screenshot(), None, "png"),
+        Sample("diagram", "kurva.png", png(640, 480), None, "png"),
         Sample("renamed-docx", "remiss.pdf", docx(), "attachment-type-not-allowed", None),
         Sample(
             "scripted-pdf",
