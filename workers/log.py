@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+_PAYLOAD = re.compile(r"""(['"]payload['"]:\s*)\[.*\]""", flags=re.DOTALL)
 _IDENTITY = re.compile(
     r"(?<![0-9])((?:18|19|20)?[0-9]{6})([-+]?)([0-9]{4})(?![0-9])",
 )
@@ -51,7 +52,7 @@ class MaskingFilter(logging.Filter):
     hold identity numbers; mask them in the message and the traceback before any handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask_identity_numbers(record.getMessage())
+        record.msg = mask_identity_numbers(_PAYLOAD.sub(r"\1[redacted]", record.getMessage()))
         record.args = None
         if record.exc_info:
             record.exc_text = mask_identity_numbers(
@@ -83,6 +84,7 @@ def configure(level: str = "INFO", *, json: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
 
