@@ -154,3 +154,35 @@ def test_the_worker_gives_every_kind_of_file_its_verdict_end_to_end(
         assert blobs.get(plan["valid-pdf"][0][0].sha256) is not None
     finally:
         pipeline.stop()
+
+
+def test_gc_command_removes_old_unreferenced_blobs_and_keeps_recent_ones(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.setenv("OMVANT_BLOB_DIR", str(tmp_path / "blobs"))
+    runner = CliRunner()
+    files = []
+    for name, data in (("old.pdf", samples.pdf(1)), ("new.pdf", samples.pdf(2))):
+        (tmp_path / name).write_bytes(data)
+        put = runner.invoke(app, ["attachments", "put", str(tmp_path / name)])
+        files.append(AttachmentRef.model_validate_json(put.stdout).sha256)
+    old = tmp_path / "blobs" / files[0][:2] / files[0]
+    os.utime(old, (0, 0))
+    args = ["attachments", "gc", "--older-than", "30d", "--database", sqlite_url, "--json"]
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["deleted"] == 1 and old.exists()
+    done = runner.invoke(app, args)
+    assert json.loads(done.stdout) == {
+        "examined": 2,
+        "kept_recent": 1,
+        "kept_referenced": 0,
+        "deleted": 1,
+        "bytes_freed": len(samples.pdf(1)),
+        "dry_run": False,
+    }
+    assert not old.exists()
+    assert (tmp_path / "blobs" / files[1][:2] / files[1]).exists()
+    assert runner.invoke(app, ["attachments", "gc", "--older-than", "soon"]).exit_code == 2
