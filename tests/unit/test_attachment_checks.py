@@ -147,3 +147,17 @@ def test_declared_types_are_compared_without_case_or_parameters() -> None:
     assert disagreement("png", "a.png", "application/octet-stream") is None
     assert disagreement("png", "a.png", "image/gif") is not None
     assert disagreement("jpeg", "a.exe", "") is not None
+
+
+def test_a_broken_pdf_never_puts_its_content_in_the_logs_or_the_detail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    secret = b"Provsvar: positivt"
+    broken = samples.pdf_with_text_stream(secret).replace(
+        b"/Type /Catalog", b"\xd6\x00" + secret + b"/Type /Catalog"
+    )
+    verdict = inspect(broken, LIMITS, SCANNER)
+    assert verdict.reason == Reason.ATTACHMENT_CORRUPT
+    assert "Provsvar" not in (verdict.detail or "")
+    assert "Provsvar" not in caplog.text

@@ -7,12 +7,19 @@ hidden in a page, an annotation, a form field or the name tree is found wherever
 from __future__ import annotations
 
 import io
+import logging
+import re
 from dataclasses import dataclass
 
 from pypdf import PdfReader
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject, PdfObject
 
 from workers.reasons import Reason
+
+logging.getLogger("pypdf").setLevel(logging.CRITICAL)
+"""pypdf's warnings on broken files quote the file's bytes: content never goes to the logs."""
+
+_QUOTED = re.compile(r"""\s*(@\d+)?:?\s*b(['"]).*""", re.DOTALL)
 
 MAX_OBJECTS = 500_000
 """A walk that meets more objects than this is refused rather than left to run on."""
@@ -118,5 +125,6 @@ def check_pdf(data: bytes) -> PdfFinding:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:200]
+    """The error's kind and message without the file bytes pypdf quotes in it."""
+    text = _QUOTED.sub("", str(exc)).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:120]}"
