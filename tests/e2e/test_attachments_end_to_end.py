@@ -16,9 +16,10 @@ from producers import attachment_samples as samples
 from producers.cli import app
 from producers.demo import count_settled, start_pipeline, wait_for
 from tests.reachable import reachable_residents
+from workers.attachments.scanner import ScanResult, VirusScanner
 from workers.settings import Settings
 from workers.stage import emit
-from workers.store.schema import cases
+from workers.store.schema import attachment_verdicts, cases
 
 CORPUS = samples.corpus()
 
@@ -152,6 +153,9 @@ def test_the_worker_gives_every_kind_of_file_its_verdict_end_to_end(
         for name in ("pdf-javascript", "docx-renamed", "png-zip-polyglot", "pdf-eicar"):
             assert blobs.get(plan[name][0][0].sha256) is None, name
         assert blobs.get(plan["valid-pdf"][0][0].sha256) is not None
+        assert blobs.get(plan["shared-letter-misnamed"][0][0].sha256) is not None, (
+            "a file refused for one case's claims stays for the cases that name it right"
+        )
     finally:
         pipeline.stop()
 
@@ -186,3 +190,65 @@ def test_gc_command_removes_old_unreferenced_blobs_and_keeps_recent_ones(
     assert not old.exists()
     assert (tmp_path / "blobs" / files[1][:2] / files[1]).exists()
     assert runner.invoke(app, ["attachments", "gc", "--older-than", "soon"]).exit_code == 2
+
+
+class CountingScanner(VirusScanner):
+    """A scanner that finds nothing and counts what it is asked to scan."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.scans = 0
+
+    def scan(self, data: bytes) -> ScanResult:
+        self.scans += 1
+        return ScanResult(False)
+
+
+def test_one_file_sent_to_many_residents_is_checked_once(
+    sqlite_url: str, tmp_path: Path, queue_prefix: str
+) -> None:
+    settings = Settings(
+        database_url=sqlite_url,
+        blob_dir=tmp_path / "blobs",
+        queue_prefix=queue_prefix,
+        chunk_size=5,
+    )
+    pipeline = start_pipeline(settings, threads=1)
+    try:
+        ctx = pipeline.ctx
+        scanner = CountingScanner()
+        ctx.scanner = scanner
+        letter = samples.pdf(3)
+        ref = AttachmentRef(sha256=ctx.blobs.put(letter), filename="kallelse.pdf", size=len(letter))
+        residents = reachable_residents(30, settings.seed)
+        requests = [
+            SendCaseV2(
+                clinic_hsa_id="SE2321000016-VC02",
+                sender_hsa_id="SE2321000016-S102",
+                template_id="meddelande-till-invanare",
+                fragments=["halsning"],
+                personnummer=resident,
+                attachments=[ref],
+                idempotency_key=f"many:{n}",
+                batch_id="many",
+            )
+            for n, resident in enumerate(residents)
+        ]
+        emit(ctx, requests, correlation_id="many")
+        assert wait_for(lambda: count_settled(ctx, "many"), 30, timeout=120) == 30
+        with ctx.engine.connect() as conn:
+            states = {
+                row.state
+                for row in conn.execute(sa.select(cases.c.state).where(cases.c.batch_id == "many"))
+            }
+            pages = conn.execute(
+                sa.select(attachment_verdicts.c.pages).where(
+                    attachment_verdicts.c.sha256 == ref.sha256
+                )
+            ).scalar_one()
+        assert states <= {"delivered", "notified"}
+        assert scanner.scans == 1
+        assert pages == 3
+    finally:
+        pipeline.stop()

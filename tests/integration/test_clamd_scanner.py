@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -39,10 +40,14 @@ def clamd_socket() -> Iterator[Path]:
     md5 = hashlib.md5(INFECTED).hexdigest()
     (folder / "db" / "omvant-test.hdb").write_text(f"{md5}:{len(INFECTED)}:Omvant.Test.Infected\n")
     socket_path = folder / "clamd.sock"
+    with socket.socket() as probe:  # a free loopback port for clamd's TCP listener
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     config = folder / "clamd.conf"
     config.write_text(
         f"LocalSocket {socket_path}\nDatabaseDirectory {folder / 'db'}\nForeground yes\n"
         f"LogFile {folder / 'clamd.log'}\nTemporaryDirectory {folder}\nStreamMaxLength 32M\n"
+        f"TCPSocket {port}\nTCPAddr 127.0.0.1\n"
     )
     process = subprocess.Popen(
         [str(binary), f"--config-file={config}"],
@@ -57,6 +62,7 @@ def clamd_socket() -> Iterator[Path]:
                 log = (folder / "clamd.log").read_text() if (folder / "clamd.log").exists() else ""
                 pytest.fail(f"clamd did not start: {log[-2000:]}")
             time.sleep(0.2)
+        (folder / "tcp").write_text(f"tcp://127.0.0.1:{port}")
         yield socket_path
     finally:
         process.terminate()
@@ -78,6 +84,13 @@ def test_clamd_rejects_a_file_matching_a_signature_and_passes_a_clean_one(
     clean = inspect(samples.png(41, 40), Limits(), scanner)
     assert clean.ok, clean.detail
     assert inspect(samples.pdf(2), Limits(), ClamdScanner(f"unix://{clamd_socket}")).ok
+
+
+def test_clamd_answers_over_tcp_too(clamd_socket: Path) -> None:
+    scanner = ClamdScanner((clamd_socket.parent / "tcp").read_text(), timeout=10)
+    assert scanner.ping()
+    assert scanner.scan(INFECTED).infected
+    assert not scanner.scan(samples.jpeg(32, 32)).infected
 
 
 def test_a_file_larger_than_one_stream_chunk_is_scanned_whole(clamd_socket: Path) -> None:
