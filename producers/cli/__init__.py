@@ -9,6 +9,9 @@ from producers.cli import (
     contracts_command,
     demo_command,
     push_command,
+    recipients_command,
+    sim_command,
+    templates_command,
     worker_command,
 )
 
@@ -24,6 +27,9 @@ app.command("push")(push_command.push)
 app.add_typer(contracts_command.app, name="contracts")
 app.add_typer(worker_command.db_app, name="db")
 app.add_typer(attachments_command.app, name="attachments")
+app.add_typer(recipients_command.app, name="recipients")
+app.add_typer(sim_command.app, name="sim")
+app.add_typer(templates_command.app, name="templates")
 
 
 def main() -> None:

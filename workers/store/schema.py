@@ -102,3 +102,28 @@ attachment_verdicts = sa.Table(
 )
 """The content verdict of each file checked, by sha256 and the checking policy: the same PDF
 sent to 100,000 residents is checked once; PDF page counts are kept here."""
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", sa.String(80), primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("owner", sa.String(48), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("current_version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_templates_scope_owner", "scope", "owner"),
+)
+"""One row per template: who owns it, whether it is active, its current version."""
+
+template_versions = sa.Table(
+    "template_versions",
+    metadata,
+    sa.Column("template_id", sa.String(80), sa.ForeignKey("templates.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(150), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""Every version of every template, immutable: ``content`` is the version's JSON."""
