@@ -38,3 +38,11 @@ class Reason(StrEnum):
     INBOX_REFUSED = "inbox-refused"
     # any stage
     TECHNICAL_FAILURE = "technical-failure"
+    # dispatches (batches)
+    BATCH_CANCELLED = "batch-cancelled"
+    # the intake bridge (messages refused to omvant.intake.rejects)
+    SIGNATURE_MISSING = "signature-missing"
+    SIGNATURE_INVALID = "signature-invalid"
+    UNKNOWN_KEY_ID = "unknown-key-id"
+    CONTRACT_VERSION_MISSING = "contract-version-missing"
+    CLINIC_NOT_ALLOWED = "clinic-not-allowed"

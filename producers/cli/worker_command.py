@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
-from workers.queues import queue_name
+from workers.queues import lane_queue, lanes_of, queue_name
 from workers.routes import STAGES
 from workers.store.engine import upgrade
 
@@ -43,7 +43,11 @@ def worker(
     upgrade(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
-    queues = [queue_name(STAGES[s].queue, settings.queue_prefix) for s in chosen]
+    queues = [
+        queue_name(lane_queue(STAGES[s].queue, lane), settings.queue_prefix)
+        for s in chosen
+        for lane in lanes_of(STAGES[s].queue)
+    ]
     argv = [
         sys.executable,
         "-m",
