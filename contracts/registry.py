@@ -73,6 +73,11 @@ def latest_version(contract: str) -> int:
     return max(versions)
 
 
+def describe(error: ValidationError) -> str:
+    """The first few validation errors as ``field: message``, never the values."""
+    return _describe(error)
+
+
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:5]:

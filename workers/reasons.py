@@ -40,6 +40,7 @@ class Reason(StrEnum):
     TECHNICAL_FAILURE = "technical-failure"
     # dispatches (batches)
     BATCH_CANCELLED = "batch-cancelled"
+    MISSING_IDENTITY_NUMBER = "missing-identity-number"
     # the intake bridge (messages refused to omvant.intake.rejects)
     SIGNATURE_MISSING = "signature-missing"
     SIGNATURE_INVALID = "signature-invalid"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from producers.cli import contracts_command, demo_command, push_command, worker_command
+from producers.cli import (
+    contracts_command,
+    demo_command,
+    dispatch_command,
+    push_command,
+    worker_command,
+)
 
 app = typer.Typer(
     name="omvant",
@@ -17,6 +23,8 @@ app.command("worker")(worker_command.worker)
 app.command("push")(push_command.push)
 app.add_typer(contracts_command.app, name="contracts")
 app.add_typer(worker_command.db_app, name="db")
+app.command("dispatch")(dispatch_command.dispatch)
+app.add_typer(dispatch_command.batches_app, name="batches")
 
 
 def main() -> None:

@@ -168,6 +168,13 @@ def add_enqueued(conn: sa.Connection, batch_id: str, count: int) -> None:
     )
 
 
+def set_total(conn: sa.Connection, batch_id: str, total: int) -> None:
+    """Correct a batch's size once the producer knows how many cases it really sent."""
+    conn.execute(
+        batches.update().where(batches.c.id == batch_id).values(total=total, updated_at=utcnow())
+    )
+
+
 def progress(conn: sa.Connection, batch: Batch) -> dict[str, Any]:
     """The batch's live figures: cases per state, rejections per reason, what is in flight."""
     states = count_states(conn, batch_id=batch.id)
