@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     log_json: bool = False
     max_body_chars: int = 10_000
     timezone: str = "Europe/Stockholm"
+    intake_keys: dict[str, str] = {}
+    """Intake credentials: key id -> HMAC-SHA256 secret, one per integration (JSON in the env)."""
+    intake_clinics: dict[str, list[str]] = {}
+    """Optionally, key id -> the clinic HSA-ids that integration may send for (else any)."""
+    intake_window_days: float = 30.0
+    """How long an idempotency key on the intake stands for the same case."""
     notification_text: str = (
         "Du har ett meddelande i e-tjänsterna på 1177. "
         "Meddelandet finns i inkorgen när du loggat in på 1177."

@@ -8,6 +8,7 @@ from producers.cli import (
     contracts_command,
     demo_command,
     dispatch_command,
+    intake_command,
     push_command,
     worker_command,
 )
@@ -25,6 +26,7 @@ app.add_typer(contracts_command.app, name="contracts")
 app.add_typer(worker_command.db_app, name="db")
 app.command("dispatch")(dispatch_command.dispatch)
 app.add_typer(dispatch_command.batches_app, name="batches")
+app.command("intake")(intake_command.intake)
 
 
 def main() -> None:
