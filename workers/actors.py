@@ -20,6 +20,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
+from contracts.envelope import origin_message_id, split_message_id
 from contracts.registry import ContractError, Parsed, parse
 from workers import (
     attachment_check,
@@ -107,8 +108,13 @@ def run_message(
             cases=len(parsed.items),
             error=type(exc).__name__,
         )
-        for item in parsed.items:
-            emit(ctx, [item], correlation_id=parsed.envelope.correlation_id)
+        for index, item in enumerate(parsed.items):
+            emit(
+                ctx,
+                [item],
+                correlation_id=parsed.envelope.correlation_id,
+                message_id=split_message_id(parsed.envelope.message_id, index),
+            )
 
 
 def _case_id(item: Any) -> str:
@@ -136,9 +142,9 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     if cancelled:
         with ctx.engine.begin() as conn:
             if contract == "SendCase":
-                cases.insert_received(
-                    conn, recipient_validation.received_rows(cancelled, correlation_id)
-                )
+                origin = origin_message_id(parsed.envelope.message_id)
+                rows = recipient_validation.received_rows(cancelled, correlation_id, origin)
+                cases.insert_received(conn, rows)
             cases.apply(
                 conn,
                 [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from contracts.envelope import origin_message_id
 from contracts.recipient_validated import RecipientValidatedV1
 from contracts.registry import Parsed
 from contracts.send_case import SendCaseV2
@@ -14,12 +15,15 @@ from workers.adapters.account_directory import Account, AccountDirectory, Accoun
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.identity import parse_identity
+from workers.log import get_logger
 from workers.reasons import Reason
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store import cases
 from workers.store.cases import Transition
 
 STAGE = "recipient-validation"
+
+log = get_logger(__name__)
 
 _STATUS_REASON = {
     AccountStatus.NO_ACCOUNT: Reason.NO_ACCOUNT,
@@ -93,8 +97,10 @@ def handle(items: Sequence[SendCaseV2], directory: AccountDirectory) -> list[Dec
     return [decisions[i] for i in range(len(items))]
 
 
-def received_rows(items: Sequence[SendCaseV2], correlation_id: str) -> list[dict[str, object]]:
-    """The rows that record the cases as received."""
+def received_rows(
+    items: Sequence[SendCaseV2], correlation_id: str, message_id: str
+) -> list[dict[str, object]]:
+    """The rows that record the cases as received, and which intake message created them."""
     return [
         {
             "id": item.resolved_case_id(),
@@ -106,16 +112,27 @@ def received_rows(items: Sequence[SendCaseV2], correlation_id: str) -> list[dict
             "batch_id": item.batch_id,
             "priority": item.priority,
             "correlation_id": correlation_id,
+            "intake_message_id": message_id,
         }
         for item in items
     ]
 
 
 def process(parsed: Parsed, ctx: Context) -> None:
-    """Record the cases as received, decide them, record the decisions, emit onward."""
+    """Record the cases as received, decide them, record the decisions, emit onward.
+
+    A request whose idempotency key an earlier intake message used is a duplicate and is left
+    alone: the same key gives the same case and no second send.
+    """
     items = [item for item in parsed.items if isinstance(item, SendCaseV2)]
+    origin = origin_message_id(parsed.envelope.message_id)
     with ctx.engine.begin() as conn:
-        cases.insert_received(conn, received_rows(items, parsed.envelope.correlation_id))
+        cases.insert_received(conn, received_rows(items, parsed.envelope.correlation_id, origin))
+        ours = cases.first_requested_by(conn, (i.resolved_case_id() for i in items), origin)
+    duplicates = [item for item in items if item.resolved_case_id() not in ours]
+    if duplicates:
+        log.info("duplicate requests left alone", cases=len(duplicates))
+    items = [item for item in items if item.resolved_case_id() in ours]
     settle(
         ctx,
         stage=STAGE,

@@ -76,8 +76,11 @@ def emit(
     *,
     correlation_id: str,
     delay_ms: int | None = None,
+    message_id: str | None = None,
 ) -> None:
     """Put records of one contract on the queue its route names, in chunks, lane by lane.
+
+    ``message_id`` names the message when ``items`` is a single record (a split chunk's part).
 
     Urgent cases go to the stage's urgent lane, a dispatch's cases to its bulk lane, the rest
     to the normal lane (``routes.lane_for``); a chunk never mixes lanes or batches.
@@ -99,7 +102,11 @@ def emit(
     for (lane, _batch), group in groups.items():
         queue, actor_name = route.lane(lane)
         for start in range(0, len(group), size):
-            envelope = envelope_for(group[start : start + size], correlation_id=correlation_id)
+            envelope = envelope_for(
+                group[start : start + size],
+                correlation_id=correlation_id,
+                message_id=message_id if len(items) == 1 else None,
+            )
             enqueue(
                 ctx.broker,
                 queue,
