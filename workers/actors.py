@@ -37,7 +37,7 @@ from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
 from workers.stage import emit
-from workers.store import cases
+from workers.store import cases, notifications
 from workers.store.batches import BatchStatus
 from workers.store.cases import Transition
 
@@ -98,7 +98,8 @@ def run_message(
         return
     parsed = held
     try:
-        process(parsed, ctx)
+        with notifications.chunk_ledger(ctx.engine, _case_ids(parsed)):
+            process(parsed, ctx)
     except Exception as exc:
         if len(parsed.items) <= 1:
             raise
@@ -115,6 +116,10 @@ def run_message(
                 correlation_id=parsed.envelope.correlation_id,
                 message_id=split_message_id(parsed.envelope.message_id, index),
             )
+
+
+def _case_ids(parsed: Parsed) -> list[str]:
+    return [_case_id(item) for item in parsed.items if hasattr(item, "case_id")]
 
 
 def _case_id(item: Any) -> str:

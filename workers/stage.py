@@ -14,7 +14,7 @@ from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.queues import NORMAL, queue_name
 from workers.routes import ROUTES, lane_for
-from workers.store import cases
+from workers.store import cases, notifications
 from workers.store.cases import Transition
 
 
@@ -60,6 +60,7 @@ def settle(
                 )
             )
     with ctx.engine.begin() as conn:
+        notifications.flush(conn)
         holding = cases.apply(conn, transitions, stage=stage)
     onward = [
         d.next_item

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from producers.cli import (
+    bench_command,
     contracts_command,
     demo_command,
     dispatch_command,
@@ -27,6 +28,7 @@ app.add_typer(worker_command.db_app, name="db")
 app.command("dispatch")(dispatch_command.dispatch)
 app.add_typer(dispatch_command.batches_app, name="batches")
 app.command("intake")(intake_command.intake)
+app.command("bench")(bench_command.bench)
 
 
 def main() -> None:

@@ -35,7 +35,9 @@ def make_engine(url: str) -> sa.Engine:
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout on the hot path; a connection that died
+    # fails its message once and dramatiq retries it on a fresh one.
+    return sa.create_engine(url, pool_size=8, max_overflow=8)
 
 
 def alembic_config(url: str) -> Config:
