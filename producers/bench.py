@@ -170,8 +170,14 @@ def _settled(engine: sa.Engine, batch_id: str) -> int:
     return sum(n for state, n in states.items() if CaseState(state) in SETTLED)
 
 
-def _epoch(value: dt.datetime) -> float:
+def epoch_seconds(value: dt.datetime) -> float:
+    """Seconds since the epoch of a (naive means UTC) timestamp."""
     return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _index(idempotency_key: str) -> int:
+    """The position in the dispatch list of a dispatch case (its key is ``<batch>:<index>``)."""
+    return int(idempotency_key.rsplit(":", 1)[1])
 
 
 def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[str, Any]:
@@ -253,14 +259,15 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
             )
         ).all()
     engine.dispose()
-    finished = max((_epoch(r.updated_at) for r in rows), default=time.time())
+    finished = max((epoch_seconds(r.updated_at) for r in rows), default=time.time())
     latencies = [
-        (_epoch(r.notified_at) - enqueued_at[int(r.idempotency_key.rsplit(":", 1)[1])]) * 1000
+        (epoch_seconds(r.notified_at) - enqueued_at[int(r.idempotency_key.rsplit(":", 1)[1])])
+        * 1000
         for r in rows
         if r.notified_at is not None
     ]
     urgent = [
-        (_epoch(r.notified_at) - probe.sent[r.id]) * 1000
+        (epoch_seconds(r.notified_at) - probe.sent[r.id]) * 1000
         for r in urgent_rows
         if r.notified_at is not None
     ]

@@ -24,6 +24,9 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         OMVANT_SEED=str(settings.seed),
         OMVANT_BLOB_DIR=str(settings.blob_dir),
         OMVANT_LOG_LEVEL="WARNING",
+        OMVANT_SIM_LATENCY_MS=str(settings.sim_latency_ms),
+        OMVANT_SIM_FAILURE_RATE=str(settings.sim_failure_rate),
+        OMVANT_MAX_RETRIES=str(settings.max_retries),
     )
     env.update(extra)
     return env

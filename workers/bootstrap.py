@@ -46,6 +46,20 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
     """Wire a process: the simulators of outside systems unless configuration says otherwise."""
     zone = ZoneInfo(settings.timezone)
     outbox = settings.sim_outbox
+    inbox: Inbox = SimulatedInbox(outbox)
+    sms: SmsGateway = SimulatedSmsGateway(outbox)
+    email: EmailSender = SimulatedEmailSender(outbox)
+    if settings.sim_latency_ms or settings.sim_failure_rate:
+        from workers.adapters.degraded import (
+            DegradedEmailSender,
+            DegradedInbox,
+            DegradedSmsGateway,
+        )
+
+        slow, flaky, seed = settings.sim_latency_ms, settings.sim_failure_rate, settings.seed
+        inbox = DegradedInbox(inbox, slow, flaky, seed)
+        sms = DegradedSmsGateway(sms, slow, flaky, seed + 1)
+        email = DegradedEmailSender(email, slow, flaky, seed + 2)
     return Context(
         settings=settings,
         broker=broker,
@@ -53,9 +67,9 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         directory=SimulatedAccountDirectory(settings.seed),
         catalogue=SimulatedStaffCatalogue(settings.seed),
         templates=InMemoryTemplateLibrary(),
-        inbox=SimulatedInbox(outbox),
-        sms=SimulatedSmsGateway(outbox),
-        email=SimulatedEmailSender(outbox),
+        inbox=inbox,
+        sms=sms,
+        email=email,
         blobs=FilesystemBlobStore(settings.blob_dir),
         today=lambda: dt.datetime.now(zone).date(),
     )

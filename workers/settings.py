@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     log_json: bool = False
     max_body_chars: int = 10_000
     timezone: str = "Europe/Stockholm"
+    sim_latency_ms: float = 0.0
+    """Load tests: latency added to every simulated inbox delivery, SMS and e-mail."""
+    sim_failure_rate: float = 0.0
+    """Load tests: share of simulated provider calls that fail transiently (then retried)."""
     intake_keys: dict[str, str] = {}
     """Intake credentials: key id -> HMAC-SHA256 secret, one per integration (JSON in the env)."""
     intake_clinics: dict[str, list[str]] = {}

@@ -10,6 +10,7 @@ from producers.cli import (
     demo_command,
     dispatch_command,
     intake_command,
+    loadtest_command,
     push_command,
     worker_command,
 )
@@ -29,6 +30,7 @@ app.command("dispatch")(dispatch_command.dispatch)
 app.add_typer(dispatch_command.batches_app, name="batches")
 app.command("intake")(intake_command.intake)
 app.command("bench")(bench_command.bench)
+app.add_typer(loadtest_command.app, name="loadtest")
 
 
 def main() -> None:
