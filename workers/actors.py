@@ -45,8 +45,6 @@ log = get_logger(__name__)
 
 Process = Callable[[Parsed, Context], None]
 
-PAUSED_RECHECK_MS = 5_000
-"""How long a paused batch's chunk waits before it is looked at again."""
 NORMAL_PRIORITY = 10
 URGENT_PRIORITY = 0
 """dramatiq runs lower numbers first: a worker takes an urgent chunk before any other."""
@@ -143,7 +141,9 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
         )
     correlation_id = parsed.envelope.correlation_id
     if paused:
-        emit(ctx, paused, correlation_id=correlation_id, delay_ms=PAUSED_RECHECK_MS)
+        emit(
+            ctx, paused, correlation_id=correlation_id, delay_ms=ctx.settings.batch_pause_recheck_ms
+        )
     if cancelled:
         with ctx.engine.begin() as conn:
             if contract == "SendCase":

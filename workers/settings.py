@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     """Load tests: latency added to every simulated inbox delivery, SMS and e-mail."""
     sim_failure_rate: float = 0.0
     """Load tests: share of simulated provider calls that fail transiently (then retried)."""
+    batch_pause_recheck_ms: int = 5_000
+    """How long a paused dispatch's chunk waits on its lane before it is looked at again."""
     intake_keys: dict[str, str] = {}
     """Intake credentials: key id -> HMAC-SHA256 secret, one per integration (JSON in the env)."""
     intake_clinics: dict[str, list[str]] = {}

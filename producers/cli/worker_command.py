@@ -16,6 +16,15 @@ from workers.store.engine import upgrade
 db_app = typer.Typer(help="The system of record.", no_args_is_help=True)
 
 
+def consumed_queues(stages: list[str], prefix: str = "") -> list[str]:
+    """The queues a worker of ``stages`` consumes: every lane of each stage."""
+    return [
+        queue_name(lane_queue(STAGES[s].queue, lane), prefix)
+        for s in stages
+        for lane in lanes_of(STAGES[s].queue)
+    ]
+
+
 def worker(
     stages: Annotated[
         list[str] | None,
@@ -43,11 +52,7 @@ def worker(
     upgrade(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
-    queues = [
-        queue_name(lane_queue(STAGES[s].queue, lane), settings.queue_prefix)
-        for s in chosen
-        for lane in lanes_of(STAGES[s].queue)
-    ]
+    queues = consumed_queues(chosen, settings.queue_prefix)
     argv = [
         sys.executable,
         "-m",
