@@ -44,6 +44,9 @@ def dispatch(
     clinic: ClinicOption,
     sender: SenderOption,
     name: Annotated[str | None, typer.Option("--name", help="Name of the dispatch.")] = None,
+    batch_id: Annotated[
+        str | None, typer.Option("--batch-id", help="Choose the batch id (default: new).")
+    ] = None,
     fragment: Annotated[
         list[str] | None, typer.Option("--fragment", help="Template fragment (repeatable).")
     ] = None,
@@ -116,6 +119,7 @@ def dispatch(
                 sender_hsa_id=sender,
                 total=total,
                 name=name,
+                batch_id=batch_id,
                 fragments=fragment or [],
                 progress=lambda n: bar.advance(task, n),
                 on_invalid=lambda i, d: errors.append(RowError(i + 1, "invalid-payload", d)),
@@ -208,14 +212,19 @@ def show(
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One dispatch's counts per state and per rejection reason (live with --follow)."""
+    """One dispatch's counts per state and per rejection reason (live with --follow, which
+    also waits for a batch that is about to be created)."""
     with _client(broker, database) as client:
-        try:
-            figures = client.batch(batch_id)
-        except BatchNotFound:
-            typer.echo(f"no batch {batch_id}", err=True)
-            raise typer.Exit(1) from None
         deadline = time.monotonic() + timeout
+        while True:
+            try:
+                figures = client.batch(batch_id)
+                break
+            except BatchNotFound:
+                if not follow or time.monotonic() > deadline:
+                    typer.echo(f"no batch {batch_id}", err=True)
+                    raise typer.Exit(1) from None
+                time.sleep(interval)
         if follow and as_json:
             while True:
                 typer.echo(json.dumps(figures))
