@@ -14,6 +14,7 @@ c. single urgent cases sent every 100 ms while (b) runs: latency from enqueue to
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import threading
 import time
@@ -68,7 +69,7 @@ def percentile(values: list[float], share: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(share * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))
     return ordered[rank]
 
 
