@@ -11,7 +11,7 @@ import dramatiq
 import sqlalchemy as sa
 
 from workers.adapters.account_directory import AccountDirectory, SimulatedAccountDirectory
-from workers.adapters.blobs import BlobStore, FilesystemBlobStore
+from workers.adapters.blobs import BlobStore, blob_store_from
 from workers.adapters.inbox import Inbox, SimulatedInbox
 from workers.adapters.notifiers import (
     EmailSender,
@@ -20,9 +20,11 @@ from workers.adapters.notifiers import (
     SmsGateway,
 )
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue, StaffCatalogue
+from workers.attachments.scanner import SimulatedVirusScanner, VirusScanner, scanner_from
 from workers.settings import Settings
 from workers.store.engine import make_engine
-from workers.templates.library import InMemoryTemplateLibrary, TemplateLibrary
+from workers.templates.database import DatabaseTemplateLibrary
+from workers.templates.library import TemplateLibrary
 
 
 @dataclass
@@ -40,12 +42,14 @@ class Context:
     email: EmailSender
     blobs: BlobStore
     today: Callable[[], dt.date] = field(default=dt.date.today)
+    scanner: VirusScanner = field(default_factory=SimulatedVirusScanner)
 
 
 def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
     """Wire a process: the simulators of outside systems unless configuration says otherwise."""
     zone = ZoneInfo(settings.timezone)
     outbox = settings.sim_outbox
+    engine = make_engine(settings.database_url)
     inbox: Inbox = SimulatedInbox(outbox)
     sms: SmsGateway = SimulatedSmsGateway(outbox)
     email: EmailSender = SimulatedEmailSender(outbox)
@@ -63,13 +67,58 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
     return Context(
         settings=settings,
         broker=broker,
-        engine=make_engine(settings.database_url),
-        directory=SimulatedAccountDirectory(settings.seed),
+        engine=engine,
+        directory=build_directory(settings),
         catalogue=SimulatedStaffCatalogue(settings.seed),
-        templates=InMemoryTemplateLibrary(),
+        templates=DatabaseTemplateLibrary(engine, ttl=settings.template_cache_seconds),
         inbox=inbox,
         sms=sms,
         email=email,
-        blobs=FilesystemBlobStore(settings.blob_dir),
+        blobs=blob_store_from(settings.blob_dir, settings.blob_url, settings.s3_endpoint_url),
         today=lambda: dt.datetime.now(zone).date(),
+        scanner=scanner_from(settings.clamd_socket, settings.clamd_url, settings.clamd_timeout),
     )
+
+
+def build_directory(settings: Settings) -> AccountDirectory:
+    """The account directory: HTTP behind a cache and a rate limit if ``directory_url`` is
+    set (both shared through Redis if ``redis_url`` is), else the simulator."""
+    if not settings.directory_url:
+        return SimulatedAccountDirectory(settings.seed)
+    from workers.adapters.directory_cache import (
+        AccountCache,
+        CachedAccountDirectory,
+        InMemoryAccountCache,
+        RedisAccountCache,
+    )
+    from workers.adapters.http_account_directory import HttpAccountDirectory
+    from workers.rate_limit import in_process_limiter, redis_limiter
+
+    key, rate = "omvant:directory-rate", settings.directory_rate
+    cache: AccountCache
+    if settings.redis_url:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        limiter = redis_limiter(settings.redis_url, key, per_second=rate)
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        )
+        cache = RedisAccountCache(client, ttl=settings.directory_cache_seconds)
+    else:
+        limiter = in_process_limiter(key, per_second=rate)
+        cache = InMemoryAccountCache(ttl=settings.directory_cache_seconds)
+    http = HttpAccountDirectory(
+        settings.directory_url,
+        timeout=settings.directory_timeout,
+        batch_size=settings.directory_batch_size,
+        limiter=limiter,
+        token=settings.directory_token,
+    )
+    if settings.directory_cache_seconds <= 0:
+        return http
+    return CachedAccountDirectory(http, cache)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from producers.cli import (
+    attachments_command,
     bench_command,
     contracts_command,
     demo_command,
@@ -12,6 +13,9 @@ from producers.cli import (
     intake_command,
     loadtest_command,
     push_command,
+    recipients_command,
+    sim_command,
+    templates_command,
     worker_command,
 )
 
@@ -31,6 +35,10 @@ app.add_typer(dispatch_command.batches_app, name="batches")
 app.command("intake")(intake_command.intake)
 app.command("bench")(bench_command.bench)
 app.add_typer(loadtest_command.app, name="loadtest")
+app.add_typer(attachments_command.app, name="attachments")
+app.add_typer(recipients_command.app, name="recipients")
+app.add_typer(sim_command.app, name="sim")
+app.add_typer(templates_command.app, name="templates")
 
 
 def main() -> None:

@@ -231,7 +231,24 @@ def _unnest_update(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
 def _update_from_values(
     conn: sa.Connection, keys: tuple[str, ...], group: list[Transition], now: dt.datetime
 ) -> None:
-    """PostgreSQL: the group's transitions as arrays, applied by one statement."""
+    """PostgreSQL: the group's transitions as arrays, applied by one statement per round (a
+    case moved twice in one group, e.g. validated then rejected, takes two rounds, in order:
+    one UPDATE ... FROM applies at most one row to each case)."""
+    rounds: list[list[Transition]] = []
+    seen: dict[str, int] = {}
+    for transition in group:
+        index = seen.get(transition.case_id, 0)
+        seen[transition.case_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(transition)
+    for chosen in rounds:
+        _update_round(conn, keys, chosen, now)
+
+
+def _update_round(
+    conn: sa.Connection, keys: tuple[str, ...], group: list[Transition], now: dt.datetime
+) -> None:
     rows = [_row(t, keys) for t in group]
     params: dict[str, Any] = {
         name: [row[name] for row in rows]

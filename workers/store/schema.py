@@ -102,3 +102,55 @@ intake_keys = sa.Table(
     sa.Column("integration", sa.String(64), nullable=False),
     sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
 )
+case_attachments = sa.Table(
+    "case_attachments",
+    metadata,
+    sa.Column("case_id", sa.String(64), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Index("ix_case_attachments_sha256", "sha256"),
+)
+"""Which blobs each case refers to (as sent, and cleaned): a blob is kept while a live case
+refers to it."""
+
+attachment_verdicts = sa.Table(
+    "attachment_verdicts",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("policy", sa.String(64), primary_key=True),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=True),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("detail", sa.String(500), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("pages", sa.Integer, nullable=True),
+    sa.Column("cleaned_sha256", sa.String(64), nullable=True),
+    sa.Column("cleaned_size", sa.BigInteger, nullable=True),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""The content verdict of each file checked, by sha256 and the checking policy: the same PDF
+sent to 100,000 residents is checked once; PDF page counts are kept here."""
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", sa.String(80), primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("owner", sa.String(48), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("current_version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_templates_scope_owner", "scope", "owner"),
+)
+"""One row per template: who owns it, whether it is active, its current version."""
+
+template_versions = sa.Table(
+    "template_versions",
+    metadata,
+    sa.Column("template_id", sa.String(80), sa.ForeignKey("templates.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(150), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""Every version of every template, immutable: ``content`` is the version's JSON."""
