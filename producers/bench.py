@@ -39,7 +39,7 @@ from workers.case_states import SETTLED, CaseState
 from workers.queues import all_queues, queue_name
 from workers.settings import Settings
 from workers.store import cases
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import ensure_database, make_engine, upgrade
 from workers.store.schema import cases as cases_table
 
 Say = Callable[[str], None]
@@ -299,6 +299,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = settings.model_copy(update={"queue_prefix": prefix})
     config.log_dir.mkdir(parents=True, exist_ok=True)
+    ensure_database(settings.database_url)
     upgrade(settings.database_url)
     janitor = build_broker(settings.broker_url)
     kind = broker_kind(janitor)

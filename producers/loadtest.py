@@ -31,7 +31,7 @@ from workers.broker import build_broker, forget_queues
 from workers.case_states import SETTLED, CaseState
 from workers.queues import all_queues, queue_name
 from workers.settings import Settings
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import ensure_database, make_engine, upgrade
 from workers.store.schema import cases
 
 Say = Callable[[str], None]
@@ -152,6 +152,7 @@ def replay(
     run = f"lt{uuid.uuid4().hex[:8]}"
     settings = settings.model_copy(update={"queue_prefix": f"{run}."})
     log_dir.mkdir(parents=True, exist_ok=True)
+    ensure_database(settings.database_url)
     upgrade(settings.database_url)
     broker = build_broker(settings.broker_url)
     engine = make_engine(settings.database_url)

@@ -68,9 +68,14 @@ def sent_channels(conn: sa.Connection, case_ids: Iterable[str]) -> set[tuple[str
         return _query_sent(conn, ids)
     if ledger.sent is None:
         ledger.sent = _query_sent(conn, sorted(ledger.case_ids))
-    pending = {pair for pair, row in ledger.marks.items() if row["status"] == SENT}
     wanted = set(ids)
-    return {pair for pair in ledger.sent | pending if pair[0] in wanted}
+    found = {pair for pair in ledger.sent if pair[0] in wanted}
+    for case_id in wanted:
+        for channel in ("sms", "email"):
+            row = ledger.marks.get((case_id, channel))
+            if row is not None and row["status"] == SENT:
+                found.add((case_id, channel))
+    return found
 
 
 def mark(
