@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import dramatiq
 import pytest
 
 from contracts.send_case import SendCaseV2
 from producers.cli.worker_command import consumed_queues
-from producers.client import OmvantClient, Recipient
+from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from workers.actors import declare_actors
 from workers.adapters import population
@@ -189,35 +187,3 @@ def test_a_cancelled_dispatch_rejects_its_cases_with_batch_cancelled(
     assert figures(client, "cancel-me")["reached"]["delivered"] == 0  # type: ignore[index]
     with pytest.raises(batches.BatchTransitionRefused):
         client.resume("cancel-me")
-
-
-def test_a_small_dispatch_after_a_big_one_does_not_wait_for_it(
-    sqlite_url: str, tmp_path: Path
-) -> None:
-    settings = Settings(
-        broker_url="memory://", database_url=sqlite_url, blob_dir=tmp_path / "blobs"
-    )
-    upgrade(sqlite_url)
-    broker = build_broker("memory://")
-    ctx = build_context(settings, broker)
-    declare_actors(broker, lambda: ctx)
-    client = OmvantClient(settings, broker=broker)
-    common = {"template_id": "kallelse-screening", "sender_hsa_id": SENDER, "fragments": ["tid"]}
-    big = [Recipient(n, {}) for n in population.draw_residents(2000, seed=5)]
-    small = [Recipient(n, {}) for n in population.draw_residents(200, seed=6)]
-    # both enqueued before any worker runs: a backlog, as when a region's dispatch is queued
-    first = client.dispatch(big, clinic_hsa_id=CLINIC, total=len(big), batch_id="big", **common)
-    second = client.dispatch(
-        small, clinic_hsa_id="SE2321000016-VC02", total=len(small), batch_id="small", **common
-    )
-    assert first.lane != second.lane
-    worker = dramatiq.Worker(broker, worker_threads=4)
-    worker.start()
-    try:
-        done = wait_for(lambda: int(figures(client, "small")["settled"]), 200, timeout=60)
-        big_done = int(figures(client, "big")["settled"])
-    finally:
-        worker.stop()
-    assert done == 200
-    # on one FIFO queue the small dispatch would wait for every chunk of the big one
-    assert big_done < 0.6 * len(big)
