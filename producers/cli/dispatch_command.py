@@ -159,7 +159,9 @@ def _client(broker: str | None, database: str | None) -> OmvantClient:
 
 
 def _progress_table(figures: dict[str, Any]) -> Table:
-    table = Table(title=f"batch {figures['id']} ({figures['name']}): {figures['status']}")
+    running_done = figures["finished"] and figures["status"] == "running"
+    status = "finished" if running_done else figures["status"]
+    table = Table(title=f"batch {figures['id']} ({figures['name']}): {status}")
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("total", str(figures["total"]))
@@ -191,7 +193,7 @@ def list_batches(
         table.add_row(
             f["id"],
             f["name"],
-            f["status"],
+            "finished" if f["finished"] and f["status"] == "running" else f["status"],
             str(f["total"]),
             str(f["settled"]),
             str(f["reached"]["notified"]),

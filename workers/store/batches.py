@@ -200,5 +200,6 @@ def progress(conn: sa.Connection, batch: Batch) -> dict[str, Any]:
         "failed": states.get(CaseState.FAILED, 0),
         "settled": settled,
         "in_flight": batch.total - settled,
+        "finished": batch.enqueued >= batch.total and settled >= batch.total,
         "created_at": batch.created_at.isoformat() if batch.created_at else None,
     }
