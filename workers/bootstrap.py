@@ -50,6 +50,20 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
     zone = ZoneInfo(settings.timezone)
     outbox = settings.sim_outbox
     engine = make_engine(settings.database_url)
+    inbox: Inbox = SimulatedInbox(outbox)
+    sms: SmsGateway = SimulatedSmsGateway(outbox)
+    email: EmailSender = SimulatedEmailSender(outbox)
+    if settings.sim_latency_ms or settings.sim_failure_rate:
+        from workers.adapters.degraded import (
+            DegradedEmailSender,
+            DegradedInbox,
+            DegradedSmsGateway,
+        )
+
+        slow, flaky, seed = settings.sim_latency_ms, settings.sim_failure_rate, settings.seed
+        inbox = DegradedInbox(inbox, slow, flaky, seed)
+        sms = DegradedSmsGateway(sms, slow, flaky, seed + 1)
+        email = DegradedEmailSender(email, slow, flaky, seed + 2)
     return Context(
         settings=settings,
         broker=broker,
@@ -57,9 +71,9 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         directory=build_directory(settings),
         catalogue=SimulatedStaffCatalogue(settings.seed),
         templates=DatabaseTemplateLibrary(engine, ttl=settings.template_cache_seconds),
-        inbox=SimulatedInbox(outbox),
-        sms=SimulatedSmsGateway(outbox),
-        email=SimulatedEmailSender(outbox),
+        inbox=inbox,
+        sms=sms,
+        email=email,
         blobs=blob_store_from(settings.blob_dir, settings.blob_url, settings.s3_endpoint_url),
         today=lambda: dt.datetime.now(zone).date(),
         scanner=scanner_from(settings.clamd_socket, settings.clamd_url, settings.clamd_timeout),
