@@ -157,7 +157,7 @@ def envelope_for(
     kind = type(items[0])
     name, version = contract_of(kind)
     if case_ids is None:
-        case_ids = [str(getattr(item, "case_id", "") or "") for item in items]
+        case_ids = [_case_id_of(item) for item in items]
         case_ids = [c for c in case_ids if c]
     extra: dict[str, Any] = {"correlation_id": correlation_id} if correlation_id else {}
     if message_id:
@@ -169,6 +169,13 @@ def envelope_for(
         payload=[item.model_dump(mode="json") for item in items],
         **extra,
     )
+
+
+def _case_id_of(item: BaseModel) -> str:
+    resolved = getattr(item, "resolved_case_id", None)
+    if callable(resolved):
+        return str(resolved())
+    return str(getattr(item, "case_id", "") or "")
 
 
 def contract_of(model: type[BaseModel]) -> tuple[str, int]:

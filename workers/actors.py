@@ -2,8 +2,10 @@
 
 A shell never lets bad input crash a worker or loop: an unreadable message is recorded with a
 reason code and acknowledged. A chunk that fails technically is split into single cases so one
-bad case cannot take its chunk-mates to the dead-letter queue; a single case that keeps failing
-is retried with backoff, then dead-lettered and its case recorded as failed.
+bad case cannot take its chunk-mates to the dead-letter queue (an outage, which fails every case
+alike, is retried whole instead: ``workers/transient.py``); a single case that keeps failing is
+retried with backoff, then dead-lettered and its case recorded as failed. A chunk with invalid
+records is split too, so its valid records still run.
 
 Before a chunk runs, the shell asks (cached, ``workers.batch_control``) about the dispatches
 its cases belong to: a paused batch's cases go back on their lane with a delay, a cancelled
@@ -36,10 +38,11 @@ from workers.log import get_logger
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
-from workers.stage import emit
+from workers.stage import emit, enqueue
 from workers.store import cases, notifications
 from workers.store.batches import BatchStatus
 from workers.store.cases import Transition
+from workers.transient import is_outage
 
 log = get_logger(__name__)
 
@@ -81,6 +84,8 @@ def run_message(
                 Reason.WRONG_QUEUE, f"{parsed.envelope.contract} does not belong on {queue}"
             )
     except ContractError as exc:
+        if split_unreadable_chunk(route, ctx, args, exc):
+            return
         with ctx.engine.begin() as conn:
             cases.record_unreadable(
                 conn,
@@ -99,7 +104,7 @@ def run_message(
         with notifications.chunk_ledger(ctx.engine, _case_ids(parsed)):
             process(parsed, ctx)
     except Exception as exc:
-        if len(parsed.items) <= 1:
+        if len(parsed.items) <= 1 or is_outage(exc):
             raise
         log.warning(
             "chunk failed; splitting it into single cases",
@@ -114,6 +119,33 @@ def run_message(
                 correlation_id=parsed.envelope.correlation_id,
                 message_id=split_message_id(parsed.envelope.message_id, index),
             )
+
+
+def split_unreadable_chunk(
+    route: Route, ctx: Context, args: tuple[Any, ...], error: ContractError
+) -> bool:
+    """An envelope whose records do not all validate: put each record back as a message of
+    its own, so the valid ones run and only the invalid ones are recorded. Returns whether it
+    split (a single record, or an envelope that is not one, is recorded as it is)."""
+    raw = args[0] if len(args) == 1 else None
+    if error.reason != "invalid-payload" or not isinstance(raw, dict):
+        return False
+    payload = raw.get("payload")
+    if not isinstance(payload, list) or len(payload) <= 1:
+        return False
+    case_ids = raw.get("case_ids")
+    aligned = isinstance(case_ids, list) and len(case_ids) == len(payload)
+    parent = str(raw.get("message_id") or "unnamed")
+    for index, record in enumerate(payload):
+        single = {
+            **raw,
+            "message_id": split_message_id(parent, index),
+            "payload": [record],
+            "case_ids": [case_ids[index]] if aligned and case_ids else [],
+        }
+        enqueue(ctx.broker, route.queue, route.actor_name, single, prefix=ctx.settings.queue_prefix)
+    log.warning("chunk with invalid records split", queue=route.queue, records=len(payload))
+    return True
 
 
 def _case_ids(parsed: Parsed) -> list[str]:

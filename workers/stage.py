@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dramatiq
+import sqlalchemy as sa
 from pydantic import BaseModel
 
 from contracts.registry import contract_of, envelope_for
@@ -13,6 +14,7 @@ from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.queues import NORMAL, queue_name
+from workers.reasons import Reason
 from workers.routes import ROUTES, lane_for
 from workers.store import cases, notifications
 from workers.store.cases import Transition
@@ -62,6 +64,7 @@ def settle(
     with ctx.engine.begin() as conn:
         notifications.flush(conn)
         holding = cases.apply(conn, transitions, stage=stage)
+        record_unknown_cases(conn, {t.case_id for t in transitions} - holding, stage=stage)
     onward = [
         d.next_item
         for d in decisions
@@ -69,6 +72,18 @@ def settle(
     ]
     emit(ctx, onward, correlation_id=correlation_id)
     return onward
+
+
+def record_unknown_cases(conn: sa.Connection, case_ids: set[str], *, stage: str) -> None:
+    """Keep a trace of records about cases the system of record does not know (never a silent
+    drop): they are stored as unreadable with ``unknown-case``."""
+    if not case_ids:
+        return
+    known = cases.states_of(conn, case_ids)
+    for case_id in sorted(case_ids - set(known)):
+        cases.record_unreadable(
+            conn, queue=stage, reason=Reason.UNKNOWN_CASE, detail=f"no case {case_id}", body=None
+        )
 
 
 def emit(

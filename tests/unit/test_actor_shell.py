@@ -10,7 +10,11 @@ import sqlalchemy as sa
 
 from producers.demo import InProcessPipeline, count_settled, start_pipeline, wait_for
 from producers.scenario import build_dispatch
-from workers.adapters.account_directory import Account, SimulatedAccountDirectory
+from workers.adapters.account_directory import (
+    Account,
+    DirectoryUnavailable,
+    SimulatedAccountDirectory,
+)
 from workers.broker import dead_letter_count
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
@@ -136,3 +140,64 @@ def test_a_read_event_for_an_unknown_case_is_kept_as_unknown_case(
     )
     pipeline.ctx.broker.join(str(Queues.READ_RECEIPTS))  # type: ignore[attr-defined]
     assert unreadable(pipeline) == [(str(Queues.READ_RECEIPTS), "unknown-case")]
+
+
+def test_a_chunk_with_one_invalid_record_still_runs_the_valid_ones(
+    pipeline: InProcessPipeline,
+) -> None:
+    good = [r.model_dump(mode="json") for r in build_dispatch(3, seed=11, batch_id="mixed")]
+    bad = {**good[1], "clinic_hsa_id": "not an hsa id"}
+    envelope = {"contract": "SendCase", "version": 2, "payload": [good[0], bad, good[2]]}
+    enqueue(pipeline.ctx.broker, Queues.RECIPIENT_VALIDATION, "validate_recipients", envelope)
+    assert wait_for(lambda: count_settled(pipeline.ctx, "mixed"), 2, timeout=30) == 2
+    assert unreadable(pipeline) == [(str(Queues.RECIPIENT_VALIDATION), "invalid-payload")]
+
+
+class FlakyDirectory(SimulatedAccountDirectory):
+    """The simulated directory, down for its first ``outages`` calls."""
+
+    def __init__(self, outages: int) -> None:
+        super().__init__(1177)
+        self.outages = outages
+        self.sizes: list[int] = []
+
+    def lookup_many(self, personnummer: Sequence[str]) -> dict[str, Account]:
+        self.sizes.append(len(personnummer))
+        if len(self.sizes) <= self.outages:
+            raise DirectoryUnavailable("the directory is down")
+        return super().lookup_many(personnummer)
+
+
+def test_an_outage_retries_the_chunk_whole_instead_of_splitting_it(
+    pipeline: InProcessPipeline,
+) -> None:
+    directory = FlakyDirectory(outages=1)
+    pipeline.ctx.directory = directory
+    requests = [
+        r.model_copy(update={"priority": "normal"})
+        for r in build_dispatch(20, seed=5, batch_id="outage")
+    ]
+    emit(pipeline.ctx, requests, correlation_id="outage")
+    assert wait_for(lambda: count_settled(pipeline.ctx, "outage"), 20, timeout=60) == 20
+    with pipeline.ctx.engine.connect() as conn:
+        assert cases.count_states(conn, batch_id="outage")["failed"] == 0
+    # the failed chunk was looked up whole again, never split into single-case lookups
+    assert len(directory.sizes) >= 2
+    assert min(directory.sizes) > 5, directory.sizes
+
+
+def test_a_record_about_an_unknown_case_leaves_a_trace(pipeline: InProcessPipeline) -> None:
+    record = {
+        "case_id": "nobody-knows",
+        "clinic_hsa_id": "SE2321000016-VC01",
+        "sender_hsa_id": "SE2321000016-S101",
+        "template_id": "meddelande-till-invanare",
+        "personnummer": "191212121212",
+        "channels": ["sms"],
+    }
+    envelope = {"contract": "RecipientValidated", "version": 1, "payload": [record]}
+    enqueue(pipeline.ctx.broker, Queues.MESSAGE_COMPOSITION, "compose_messages", envelope)
+    pipeline.ctx.broker.join(str(Queues.MESSAGE_COMPOSITION))  # type: ignore[attr-defined]
+    with pipeline.ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(rejected_messages.c.reason, rejected_messages.c.detail))
+        assert [(r.reason, r.detail) for r in rows] == [("unknown-case", "no case nobody-knows")]

@@ -136,3 +136,8 @@ def test_contracts_export_into_a_file_is_a_clear_usage_error(tmp_path: Path) -> 
     assert result.exit_code == 2
     assert f"cannot write the schemas into {target}" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_intake_envelope_names_the_cases_its_records_become() -> None:
+    item = SendCaseV2(**V1_RECORD)
+    assert envelope_for([item]).case_ids == [item.resolved_case_id()]
