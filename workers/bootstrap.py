@@ -13,12 +13,13 @@ import sqlalchemy as sa
 from workers.adapters.account_directory import AccountDirectory, SimulatedAccountDirectory
 from workers.adapters.blobs import BlobStore, FilesystemBlobStore
 from workers.adapters.inbox import Inbox, SimulatedInbox
-from workers.adapters.notifiers import (
-    EmailSender,
-    SimulatedEmailSender,
-    SimulatedSmsGateway,
-    SmsGateway,
+from workers.adapters.notifier_wiring import (
+    build_email_sender,
+    build_rate_limiter,
+    build_sms_gateway,
 )
+from workers.adapters.notifiers import EmailSender, SmsGateway
+from workers.adapters.rate_limits import RateLimiter, Unlimited
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue, StaffCatalogue
 from workers.settings import Settings
 from workers.store.engine import make_engine
@@ -40,6 +41,8 @@ class Context:
     email: EmailSender
     blobs: BlobStore
     today: Callable[[], dt.date] = field(default=dt.date.today)
+    rate_limits: RateLimiter = field(default_factory=Unlimited)
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
 
 def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
@@ -54,8 +57,9 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         catalogue=SimulatedStaffCatalogue(settings.seed),
         templates=InMemoryTemplateLibrary(),
         inbox=SimulatedInbox(outbox),
-        sms=SimulatedSmsGateway(outbox),
-        email=SimulatedEmailSender(outbox),
+        sms=build_sms_gateway(settings),
+        email=build_email_sender(settings),
         blobs=FilesystemBlobStore(settings.blob_dir),
         today=lambda: dt.datetime.now(zone).date(),
+        rate_limits=build_rate_limiter(settings),
     )

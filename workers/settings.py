@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PERSONALISATION = re.compile(r"\{|\}|%[-#0 +]*[0-9.]*[sdifr(]|\$[A-Za-z_{]|<[A-Za-z_]+>")
+"""Placeholders of the common template syntaxes: {x}, {{x}}, %s, %(x)s, $x, ${x}, <x>."""
 
 
 class Settings(BaseSettings):
@@ -37,3 +42,45 @@ class Settings(BaseSettings):
         "Du har ett meddelande i e-tjänsterna på 1177. "
         "Meddelandet finns i inkorgen när du loggat in på 1177."
     )
+    """The one notification text of the deployment: no health information, no clinic name, no
+    personalisation fields (refused at start-up, ``notification-text-personalised``)."""
+    smtp_url: str | None = None
+    """E-mail over SMTP: ``smtp://[user:password@]host[:port][?starttls=true&cafile=PATH]`` or
+    ``smtps://...``; unset: the simulated e-mail sender."""
+    smtp_from: str = "1177 <no-reply@1177.example>"
+    sms_gateway_url: str | None = None
+    """Base URL of the HTTP SMS gateway; unset: the simulated gateway."""
+    notifier_timeout_seconds: float = 10.0
+    sms_per_second: float = 50.0
+    """SMS rate limit shared by every worker (a Redis token bucket when ``rate_limit_redis_url``
+    is set, per process otherwise)."""
+    email_per_second: float = 200.0
+    rate_limit_redis_url: str | None = None
+    sms_quiet_hours: str = "21:00-08:00"
+    """Local time (``timezone``) in which SMS wait for the morning; empty: no quiet hours."""
+    inbox_events_url: str | None = None
+    """Where the inbox publishes opened/answered events (AMQP); unset: the broker URL."""
+    inbox_events_exchange: str = "omvant.inbox-events"
+
+    @field_validator("notification_text")
+    @classmethod
+    def _no_personalisation(cls, text: str) -> str:
+        match = _PERSONALISATION.search(text)
+        if match:
+            raise ValueError(
+                "notification-text-personalised: the notification text must be one fixed text "
+                f"for every resident, but it holds a placeholder ({match.group(0)!r} at "
+                f"character {match.start()})"
+            )
+        if not text.strip():
+            raise ValueError("notification-text-personalised: the notification text is empty")
+        return text
+
+    @field_validator("sms_quiet_hours")
+    @classmethod
+    def _quiet_hours_form(cls, value: str) -> str:
+        if value and not re.fullmatch(
+            r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]", value
+        ):
+            raise ValueError("sms_quiet_hours must look like 21:00-08:00 (or be empty)")
+        return value

@@ -1,74 +1,163 @@
-"""The notification ledger: one row per case and channel, so a redelivery never sends twice."""
+"""The notification ledger: one row per case, channel and round, written around the provider call.
+
+``claim`` writes *pending* before the provider is called; ``mark_sent`` / ``mark_refused`` after.
+A pending row that a later attempt finds is "in doubt": the provider may have taken it before the
+worker died. Dispatch settles it by asking the provider (``SmsGateway.lookup``), or by policy for
+e-mail, and never sends blindly again.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from workers.store.cases import _insert, utcnow
-from workers.store.schema import cases, notifications
+from workers.store.schema import cases, notification_ledger
 
-SENT = "sent"
 PENDING = "pending"
+"""Claimed before the provider call; found later, it means "in doubt"."""
+SENT = "sent"
 REFUSED = "refused"
+RETRY = "retry"
+"""The provider certainly did not take it (5xx, 429, refused connection): safe to send again."""
+UNCONFIRMED = "unconfirmed"
+"""An in-doubt e-mail settled by policy: perhaps sent, never sent again."""
 
 
-def sent_channels(conn: sa.Connection, case_ids: Iterable[str]) -> set[tuple[str, str]]:
-    """The (case, channel) pairs already notified."""
-    ids = list(case_ids)
+def key_for(case_id: str, channel: str, round_: int = 1) -> str:
+    """The idempotency key of one notification: the same on every attempt."""
+    return f"{case_id}:{channel}:{round_}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One notification's row."""
+
+    key: str
+    case_id: str
+    channel: str
+    round: int
+    status: str
+    provider_ref: str | None
+    reason: str | None
+    attempts: int
+    sent_at: dt.datetime | None
+    updated_at: dt.datetime
+
+
+def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
+    m = row._mapping
+    return Entry(
+        key=m["idempotency_key"],
+        case_id=m["case_id"],
+        channel=m["channel"],
+        round=m["round"],
+        status=m["status"],
+        provider_ref=m["provider_ref"],
+        reason=m["reason"],
+        attempts=m["attempts"],
+        sent_at=m["sent_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry]:
+    """Every ledger row of these cases, by idempotency key."""
+    ids = list(dict.fromkeys(case_ids))
     if not ids:
-        return set()
+        return {}
     rows = conn.execute(
-        sa.select(notifications.c.case_id, notifications.c.channel).where(
-            notifications.c.case_id.in_(ids), notifications.c.status == SENT
-        )
+        sa.select(notification_ledger).where(notification_ledger.c.case_id.in_(ids))
     )
-    return {(row.case_id, row.channel) for row in rows}
+    return {entry.key: entry for entry in map(_entry, rows)}
 
 
-def mark(
-    conn: sa.Connection,
-    case_id: str,
-    channel: str,
-    status: str,
-    *,
-    provider_ref: str | None = None,
-    reason: str | None = None,
-) -> None:
-    """Record the state of one case's notification on one channel."""
+def claim(conn: sa.Connection, key: str, case_id: str, channel: str, round_: int) -> Entry | None:
+    """Record the notification as pending, unless it has a row already; return that row.
+
+    Returns
+    -------
+    Entry | None
+        None when this call claimed it (call the provider now); else the row found, whose status
+        says what to do (sent: nothing; pending: in doubt; retry: send again; refused: nothing).
+    """
     now = utcnow()
-    statement = _insert(conn, notifications).values(
-        case_id=case_id,
-        channel=channel,
-        status=status,
-        provider_ref=provider_ref,
-        reason=reason,
-        attempts=1,
-        updated_at=now,
+    result = conn.execute(
+        _insert(conn, notification_ledger)
+        .values(
+            idempotency_key=key,
+            case_id=case_id,
+            channel=channel,
+            round=round_,
+            status=PENDING,
+            attempts=1,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=["case_id", "channel"],
-        set_={
-            "status": status,
-            "provider_ref": provider_ref,
-            "reason": reason,
-            "attempts": notifications.c.attempts + 1,
-            "updated_at": now,
-        },
+    if result.rowcount == 1:
+        return None
+    row = conn.execute(
+        sa.select(notification_ledger).where(notification_ledger.c.idempotency_key == key)
+    ).one()
+    return _entry(row)
+
+
+def _update(conn: sa.Connection, key: str, **values: object) -> None:
+    conn.execute(
+        sa.update(notification_ledger)
+        .where(notification_ledger.c.idempotency_key == key)
+        .values(updated_at=utcnow(), **values)
     )
-    conn.execute(statement)
+
+
+def mark_pending_again(conn: sa.Connection, key: str) -> None:
+    """A new attempt at a notification that may be sent again (status retry)."""
+    _update(conn, key, status=PENDING, attempts=notification_ledger.c.attempts + 1)
+
+
+def mark_sent(conn: sa.Connection, key: str, provider_ref: str) -> None:
+    """The provider took it."""
+    _update(conn, key, status=SENT, provider_ref=provider_ref, sent_at=utcnow(), reason=None)
+
+
+def mark_refused(conn: sa.Connection, key: str, reason: str, detail: str) -> None:
+    """Permanent failure, with a reason code; never tried again."""
+    _update(conn, key, status=REFUSED, reason=reason, detail=detail[:300])
+
+
+def mark_retry(conn: sa.Connection, key: str, detail: str) -> None:
+    """A transient failure the provider certainly did not take: the next attempt sends."""
+    _update(conn, key, status=RETRY, detail=detail[:300])
+
+
+def mark_unconfirmed(conn: sa.Connection, key: str, reason: str, detail: str) -> None:
+    """An in-doubt send settled by policy: counted as perhaps sent, never sent again."""
+    _update(conn, key, status=UNCONFIRMED, reason=reason, detail=detail[:300])
 
 
 def count_sent(conn: sa.Connection, *, batch_id: str | None = None) -> dict[str, int]:
     """How many notifications were sent per channel (for one batch's cases, or all)."""
     query = (
-        sa.select(notifications.c.channel, sa.func.count())
-        .where(notifications.c.status == SENT)
-        .group_by(notifications.c.channel)
+        sa.select(notification_ledger.c.channel, sa.func.count())
+        .where(notification_ledger.c.status == SENT)
+        .group_by(notification_ledger.c.channel)
     )
     if batch_id is not None:
-        query = query.join(cases, cases.c.id == notifications.c.case_id).where(
+        query = query.join(cases, cases.c.id == notification_ledger.c.case_id).where(
             cases.c.batch_id == batch_id
         )
     return {str(row[0]): int(row[1]) for row in conn.execute(query)}
+
+
+def count_statuses(conn: sa.Connection) -> Counter[tuple[str, str]]:
+    """How many ledger rows there are per (channel, status)."""
+    query = sa.select(
+        notification_ledger.c.channel, notification_ledger.c.status, sa.func.count()
+    ).group_by(notification_ledger.c.channel, notification_ledger.c.status)
+    return Counter({(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)})
