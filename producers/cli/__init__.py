@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from producers.cli import contracts_command, demo_command, push_command, worker_command
+from producers.cli import (
+    cases_command,
+    contracts_command,
+    delivery_command,
+    demo_command,
+    push_command,
+    worker_command,
+)
 
 app = typer.Typer(
     name="omvant",
@@ -17,6 +24,9 @@ app.command("worker")(worker_command.worker)
 app.command("push")(push_command.push)
 app.add_typer(contracts_command.app, name="contracts")
 app.add_typer(worker_command.db_app, name="db")
+app.add_typer(cases_command.app, name="cases")
+app.add_typer(delivery_command.sim_app, name="sim")
+app.command("inbox-events")(delivery_command.inbox_events)
 
 
 def main() -> None:

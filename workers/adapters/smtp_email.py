@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import ssl
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -66,24 +67,59 @@ def message_id(idempotency_key: str, domain: str = "omvant.invalid") -> str:
 
 
 class SmtpEmailSender(EmailSender):
-    """Sends each notification over its own SMTP session."""
+    """Sends notifications over one SMTP session per thread, kept open between messages.
+
+    A kept session is checked with ``NOOP`` before each message and opened again if the server
+    closed it, so a stale session never turns into a lost or doubled message.
+    """
 
     def __init__(self, config: SmtpConfig, *, sender: str, timeout: float = 10.0) -> None:
         self.config = config
         self.sender = sender
         self.timeout = timeout
+        self._local = threading.local()
 
     def _tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.config.cafile)
 
     def _connect(self) -> smtplib.SMTP:
         c = self.config
+        smtp: smtplib.SMTP
         if c.implicit_tls:
-            return smtplib.SMTP_SSL(c.host, c.port, timeout=self.timeout, context=self._tls())
-        smtp = smtplib.SMTP(c.host, c.port, timeout=self.timeout)
-        if c.starttls:
-            smtp.starttls(context=self._tls())
+            smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=self.timeout, context=self._tls())
+        else:
+            smtp = smtplib.SMTP(c.host, c.port, timeout=self.timeout)
+            if c.starttls:
+                smtp.starttls(context=self._tls())
+        if c.username:
+            smtp.login(c.username, c.password or "")
         return smtp
+
+    def _session(self) -> smtplib.SMTP:
+        smtp: smtplib.SMTP | None = getattr(self._local, "smtp", None)
+        if smtp is not None:
+            try:
+                if smtp.noop()[0] == 250:
+                    return smtp
+            except (OSError, smtplib.SMTPException):
+                pass
+            self._drop(smtp)
+        smtp = self._connect()
+        self._local.smtp = smtp
+        return smtp
+
+    def _drop(self, smtp: smtplib.SMTP) -> None:
+        self._local.smtp = None
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+
+    def close(self) -> None:
+        """Close this thread's session."""
+        smtp = getattr(self._local, "smtp", None)
+        if smtp is not None:
+            self._drop(smtp)
 
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
         message = EmailMessage()
@@ -93,33 +129,25 @@ class SmtpEmailSender(EmailSender):
         message["Message-ID"] = message_id(idempotency_key)
         message.set_content(text)
         try:
-            smtp = self._connect()
+            smtp = self._session()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise NotifierUnavailable(f"smtp authentication failed: {exc.smtp_code}") from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise NotifierUnavailable(f"smtp connect: {type(exc).__name__}") from exc
         try:
-            if self.config.username:
-                smtp.login(self.config.username, self.config.password or "")
             smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             if all(code >= 500 for code in codes):
                 raise NotificationRefused(f"smtp refused the recipient: {codes}") from exc
             raise NotifierUnavailable(f"smtp recipient deferred: {codes}") from exc
-        except smtplib.SMTPAuthenticationError as exc:
-            raise NotifierUnavailable(f"smtp authentication failed: {exc.smtp_code}") from exc
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code >= 500:
                 raise NotificationRefused(f"smtp refused the message: {exc.smtp_code}") from exc
             raise NotifierUnavailable(f"smtp: {exc.smtp_code}") from exc
-        except (TimeoutError, smtplib.SMTPServerDisconnected) as exc:
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop(smtp)
             raise NotifierUnavailable(
                 f"smtp: {type(exc).__name__} during the session", maybe_accepted=True
             ) from exc
-        except (OSError, smtplib.SMTPException) as exc:
-            raise NotifierUnavailable(f"smtp: {type(exc).__name__}") from exc
-        finally:
-            try:
-                smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                smtp.close()
         return str(message["Message-ID"])
