@@ -141,6 +141,10 @@ class SmtpEmailSender(EmailSender):
             if all(code >= 500 for code in codes):
                 raise NotificationRefused(f"smtp refused the recipient: {codes}") from exc
             raise NotifierUnavailable(f"smtp recipient deferred: {codes}") from exc
+        except smtplib.SMTPSenderRefused as exc:
+            raise NotifierUnavailable(
+                f"smtp refused our sender ({exc.smtp_code}): check OMVANT_SMTP_URL and smtp_from"
+            ) from exc
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code >= 500:
                 raise NotificationRefused(f"smtp refused the message: {exc.smtp_code}") from exc
