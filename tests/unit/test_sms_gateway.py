@@ -103,9 +103,7 @@ def test_the_simulator_runs_on_its_own_from_the_command_line() -> None:
         deadline = time.monotonic() + 10
         while True:
             try:
-                response = httpx.post(
-                    f"{url}/control", json={"fail_next": 1}, timeout=2
-                )
+                response = httpx.post(f"{url}/control", json={"fail_next": 1}, timeout=2)
                 break
             except httpx.ConnectError:
                 assert time.monotonic() < deadline

@@ -50,7 +50,9 @@ def test_an_email_arrives_with_a_message_id_derived_from_its_key(sink: SmtpSink)
 def test_a_refused_recipient_is_a_permanent_failure(sink: SmtpSink) -> None:
     sink.refuse.add("gone@example.org")
     with pytest.raises(NotificationRefused):
-        sender_for(sink.url).send(to="gone@example.org", subject="s", text=TEXT, idempotency_key="k")
+        sender_for(sink.url).send(
+            to="gone@example.org", subject="s", text=TEXT, idempotency_key="k"
+        )
     assert sink.received == []
 
 
