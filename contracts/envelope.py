@@ -23,6 +23,16 @@ def new_message_id() -> str:
     return uuid.uuid4().hex
 
 
+def split_message_id(parent: str, index: int) -> str:
+    """The id of the ``index``-th single-case message a chunk ``parent`` was split into."""
+    return f"{origin_message_id(parent)}/{index}"
+
+
+def origin_message_id(message_id: str) -> str:
+    """The id of the message a (possibly split) message came from."""
+    return message_id.split("/", 1)[0]
+
+
 class Envelope(FrozenModel):
     """A message: one contract version and a chunk of 1..MAX_CHUNK records of it.
 

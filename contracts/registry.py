@@ -143,6 +143,7 @@ def envelope_for(
     *,
     correlation_id: str | None = None,
     case_ids: Sequence[str] | None = None,
+    message_id: str | None = None,
 ) -> Envelope:
     """Wrap records of one latest-version contract in a new envelope."""
     if not items:
@@ -153,6 +154,8 @@ def envelope_for(
         case_ids = [str(getattr(item, "case_id", "") or "") for item in items]
         case_ids = [c for c in case_ids if c]
     extra: dict[str, Any] = {"correlation_id": correlation_id} if correlation_id else {}
+    if message_id:
+        extra["message_id"] = message_id
     return Envelope(
         contract=name,
         version=version,

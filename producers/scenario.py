@@ -117,7 +117,8 @@ def written_as(number: str, style: int, this_year: int) -> str:
     if style == 0:
         return f"{number[:8]}-{number[8:]}"
     if style == 1:
-        centenarian = int(number[:4]) <= this_year - 100
+        on = dt.date.today()
+        centenarian = number[:8] <= f"{this_year - 100:04d}{on:%m%d}"
         return f"{number[2:8]}+{number[8:]}" if centenarian else number[2:]
     return number
 

@@ -16,6 +16,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
+from contracts.envelope import split_message_id
 from contracts.registry import ContractError, Parsed, envelope_for, parse
 from workers import (
     attachment_check,
@@ -91,8 +92,12 @@ def run_message(
             cases=len(parsed.items),
             error=type(exc).__name__,
         )
-        for item in parsed.items:
-            single = envelope_for([item], correlation_id=parsed.envelope.correlation_id)
+        for index, item in enumerate(parsed.items):
+            single = envelope_for(
+                [item],
+                correlation_id=parsed.envelope.correlation_id,
+                message_id=split_message_id(parsed.envelope.message_id, index),
+            )
             enqueue(
                 ctx.broker,
                 route.queue,

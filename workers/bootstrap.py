@@ -23,7 +23,8 @@ from workers.adapters.rate_limits import RateLimiter, Unlimited
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue, StaffCatalogue
 from workers.settings import Settings
 from workers.store.engine import make_engine
-from workers.templates.library import InMemoryTemplateLibrary, TemplateLibrary
+from workers.templates.database import DatabaseTemplateLibrary
+from workers.templates.library import TemplateLibrary
 
 
 @dataclass
@@ -49,13 +50,14 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
     """Wire a process: the simulators of outside systems unless configuration says otherwise."""
     zone = ZoneInfo(settings.timezone)
     outbox = settings.sim_outbox
+    engine = make_engine(settings.database_url)
     return Context(
         settings=settings,
         broker=broker,
-        engine=make_engine(settings.database_url),
-        directory=SimulatedAccountDirectory(settings.seed),
+        engine=engine,
+        directory=build_directory(settings),
         catalogue=SimulatedStaffCatalogue(settings.seed),
-        templates=InMemoryTemplateLibrary(),
+        templates=DatabaseTemplateLibrary(engine, ttl=settings.template_cache_seconds),
         inbox=SimulatedInbox(outbox),
         sms=build_sms_gateway(settings),
         email=build_email_sender(settings),
@@ -63,3 +65,47 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         today=lambda: dt.datetime.now(zone).date(),
         rate_limits=build_rate_limiter(settings),
     )
+
+
+def build_directory(settings: Settings) -> AccountDirectory:
+    """The account directory: HTTP behind a cache and a rate limit if ``directory_url`` is
+    set (both shared through Redis if ``redis_url`` is), else the simulator."""
+    if not settings.directory_url:
+        return SimulatedAccountDirectory(settings.seed)
+    from workers.adapters.directory_cache import (
+        AccountCache,
+        CachedAccountDirectory,
+        InMemoryAccountCache,
+        RedisAccountCache,
+    )
+    from workers.adapters.http_account_directory import HttpAccountDirectory
+    from workers.rate_limit import in_process_limiter, redis_limiter
+
+    key, rate = "omvant:directory-rate", settings.directory_rate
+    cache: AccountCache
+    if settings.redis_url:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        limiter = redis_limiter(settings.redis_url, key, per_second=rate)
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        )
+        cache = RedisAccountCache(client, ttl=settings.directory_cache_seconds)
+    else:
+        limiter = in_process_limiter(key, per_second=rate)
+        cache = InMemoryAccountCache(ttl=settings.directory_cache_seconds)
+    http = HttpAccountDirectory(
+        settings.directory_url,
+        timeout=settings.directory_timeout,
+        batch_size=settings.directory_batch_size,
+        limiter=limiter,
+        token=settings.directory_token,
+    )
+    if settings.directory_cache_seconds <= 0:
+        return http
+    return CachedAccountDirectory(http, cache)

@@ -1,15 +1,35 @@
 """Stage 2, message composition: template + fragments + free text + signature + date.
 
 Consumes ``RecipientValidated``; emits ``MessageComposed`` or rejects the case.
+
+The message format
+------------------
+``subject``, ``body`` and ``signature`` are plain text with the HTML special characters
+(``& < > " '``) escaped, lines separated by ``\\n``: an inbox may put them into a page as they
+are, and a plain-text reader gets the text back with ``html.unescape``. The body is the
+template's text, then the case's fragments in the order given (repeats allowed), then the
+sender's free text, then the template's contact information and contact-card link, each
+separated by a blank line. The signature and the date (Europe/Stockholm) travel beside it.
+
+Personalisation fields ``{{ name }}`` are replaced in the template's text and fragments only,
+in one pass, by the case's values as plain text: a value is never searched for fields again,
+no expression syntax exists (``{% %}``, ``{0.__class__}`` and the like are just characters),
+and no code runs. A value is one line. A field the chosen text uses but the case does not give
+rejects the case rather than show the resident a placeholder.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+import sqlalchemy as sa
+
+from contracts.common import Channel
 from contracts.message_composed import MessageComposedV1
 from contracts.recipient_validated import RecipientValidatedV1
 from contracts.registry import Parsed
@@ -19,12 +39,15 @@ from workers.case_states import CaseState
 from workers.reasons import Reason
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store.cases import Transition
+from workers.store.schema import cases
 from workers.templates.library import TemplateLibrary
-from workers.templates.model import Template
+from workers.templates.model import FIELD_PATTERN, Template
 
 STAGE = "composition"
 
-_FIELD = re.compile(r"\{\{\s*([a-z][a-z0-9_]{0,39})\s*\}\}")
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Control and bidirectional-override characters: they hide or reorder text, so they go."""
+_SPACES = re.compile(r"\s+")
 
 
 class CompositionError(ValueError):
@@ -36,9 +59,26 @@ class CompositionError(ValueError):
         self.detail = detail
 
 
+class Draft(Protocol):
+    """What a sender chooses: the template, fragments, free text and field values."""
+
+    @property
+    def clinic_hsa_id(self) -> str: ...
+    @property
+    def sender_hsa_id(self) -> str: ...
+    @property
+    def template_id(self) -> str: ...
+    @property
+    def fragments(self) -> Sequence[str]: ...
+    @property
+    def free_text(self) -> str | None: ...
+    @property
+    def fields(self) -> Mapping[str, str]: ...
+
+
 @dataclass(frozen=True)
 class Composed:
-    """A message exactly as the resident will read it."""
+    """A message exactly as the resident will receive it (see the module's format notes)."""
 
     subject: str
     body: str
@@ -46,64 +86,162 @@ class Composed:
     sent_on: dt.date
     template_version: int
     answerable: bool
+    channels: tuple[Channel, ...]
 
 
-def substitute(text: str, fields: dict[str, str]) -> str:
-    """Replace ``{{ name }}`` with the case's field values, as plain text: no code runs and a
-    value is never itself searched for fields. An unknown field is left as it stands."""
-    return _FIELD.sub(lambda m: fields.get(m.group(1), m.group(0)), text)
+@dataclass(frozen=True)
+class Pin:
+    """What the system of record knows of a case: when it arrived, and any pinned version."""
+
+    received_at: dt.datetime | None
+    template_version: int | None = None
 
 
-def signature_for(sender_hsa_id: str, clinic_hsa_id: str, catalogue: StaffCatalogue) -> str:
-    """The sender's name and title from HSA, or the clinic's name if the sender signs so."""
-    unit = catalogue.unit(clinic_hsa_id)
-    clinic_name = unit.name if unit else clinic_hsa_id
-    staff = catalogue.staff(sender_hsa_id)
-    if staff is None or staff.signature == "clinic":
-        return clinic_name
-    return f"{staff.name}, {staff.title}\n{clinic_name}"
+def clean(text: str) -> str:
+    """``text`` without control and bidirectional-override characters (line breaks stay)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _UNSAFE.sub("", text)
 
 
-def compose(
-    item: RecipientValidatedV1,
-    template: Template | None,
-    catalogue: StaffCatalogue,
-    today: dt.date,
-    max_body_chars: int,
-) -> Composed:
-    """Compose one message.
+def substitute(text: str, fields: Mapping[str, str], template_id: str = "") -> str:
+    """Replace each ``{{ name }}`` in ``text`` by the field's value as one line of plain text.
 
     Raises
     ------
     CompositionError
-        Unknown, inactive or another clinic's template; unknown fragment; body too long.
+        ``field-missing`` when ``text`` uses a field that ``fields`` does not give.
     """
-    if template is None or not template.usable_by(item.clinic_hsa_id):
-        raise CompositionError(Reason.TEMPLATE_UNKNOWN, f"no template {item.template_id!r}")
-    if not template.active:
-        raise CompositionError(Reason.TEMPLATE_INACTIVE, f"{template.id} is not active")
-    parts = [template.text] if template.text else []
-    for name in item.fragments:
+    if "{{" not in text:
+        return text
+
+    def value(match: object) -> str:
+        name = match.group(1)  # type: ignore[attr-defined]
+        found = fields.get(name)
+        if found is None:
+            raise CompositionError(
+                Reason.FIELD_MISSING, f"{template_id or 'the text'} uses the field {name!r}"
+            )
+        return _SPACES.sub(" ", clean(str(found))).strip()
+
+    return FIELD_PATTERN.sub(value, text)
+
+
+def signature_for(sender_hsa_id: str, clinic_hsa_id: str, catalogue: StaffCatalogue) -> str:
+    """The sender's name and title from HSA (then the clinic's name), or only the clinic's
+    name when the sender's signature setting says so.
+
+    Raises
+    ------
+    CompositionError
+        ``sender-unknown`` or ``clinic-unknown`` when the HSA catalogue does not know them.
+    """
+    unit = catalogue.unit(clinic_hsa_id)
+    if unit is None:
+        raise CompositionError(Reason.CLINIC_UNKNOWN, f"{clinic_hsa_id} is not in HSA")
+    staff = catalogue.staff(sender_hsa_id)
+    if staff is None:
+        raise CompositionError(Reason.SENDER_UNKNOWN, f"{sender_hsa_id} is not in HSA")
+    if staff.signature == "clinic":
+        return unit.name
+    return f"{staff.name}, {staff.title}\n{unit.name}"
+
+
+def channels_for(resolved: Sequence[Channel], template: Template) -> tuple[Channel, ...]:
+    """The resident's channels, narrowed by the template's notification setting if it has one.
+
+    Raises
+    ------
+    CompositionError
+        ``template-channel-unavailable`` when the setting leaves none of the resident's.
+    """
+    if template.notification is None:
+        return tuple(resolved)
+    allowed = template.notification.channels
+    chosen = tuple(channel for channel in resolved if channel in allowed)
+    if resolved and not chosen:
+        raise CompositionError(
+            Reason.TEMPLATE_CHANNEL_UNAVAILABLE,
+            f"{template.id} notifies by {'/'.join(allowed)} only; "
+            f"the resident has {'/'.join(resolved)}",
+        )
+    return chosen
+
+
+def body_of(draft: Draft, template: Template) -> str:
+    """The body as the resident reads it, before escaping (see the module's format notes)."""
+    fields = draft.fields
+    parts: list[str] = []
+    if template.text:
+        parts.append(substitute(template.text, fields, template.id))
+    for name in draft.fragments:
         fragment = template.fragments.get(name)
         if fragment is None:
-            raise CompositionError(Reason.FRAGMENT_UNKNOWN, f"{template.id} has no {name!r}")
-        parts.append(fragment)
-    parts = [substitute(part, item.fields) for part in parts]
-    if item.free_text:
-        parts.append(item.free_text.strip())
-    body = "\n\n".join(part for part in parts if part)
+            raise CompositionError(
+                Reason.FRAGMENT_UNKNOWN, f"{template.id} has no fragment {name[:80]!r}"
+            )
+        parts.append(substitute(fragment, fields, template.id))
+    if draft.free_text and draft.free_text.strip():
+        parts.append(draft.free_text.strip())
+    if template.contact:
+        parts.append(template.contact)
+    if template.contact_card_url:
+        parts.append(f"Kontaktkort: {template.contact_card_url}")
+    return clean("\n\n".join(part.strip() for part in parts if part.strip()))
+
+
+def compose(
+    draft: Draft,
+    template: Template | None,
+    catalogue: StaffCatalogue,
+    *,
+    today: dt.date,
+    max_body_chars: int,
+    channels: Sequence[Channel] = (),
+    signature: str | None = None,
+) -> Composed:
+    """Compose one message: the one function the worker and ``omvant templates preview`` use.
+
+    ``signature`` may be given when the caller has already looked it up for the sender.
+
+    Raises
+    ------
+    CompositionError
+        Unknown, inactive or another clinic's template; unknown fragment; missing field; body
+        too long; unknown sender or clinic; no channel left by the template's setting.
+    """
+    if template is None or not template.usable_by(draft.clinic_hsa_id):
+        raise CompositionError(Reason.TEMPLATE_UNKNOWN, f"no template {draft.template_id!r}")
+    if not template.active:
+        raise CompositionError(Reason.TEMPLATE_INACTIVE, f"{template.id} is not active")
+    body = body_of(draft, template)
     if len(body) > max_body_chars:
         raise CompositionError(
             Reason.BODY_TOO_LONG, f"{len(body)} characters, limit {max_body_chars}"
         )
+    chosen = channels_for(channels, template)
+    if signature is None:
+        signature = signature_for(draft.sender_hsa_id, draft.clinic_hsa_id, catalogue)
     return Composed(
-        subject=template.name,
-        body=body,
-        signature=signature_for(item.sender_hsa_id, item.clinic_hsa_id, catalogue),
+        subject=html.escape(template.name),
+        body=html.escape(body),
+        signature=html.escape(signature),
         sent_on=today,
         template_version=template.version,
         answerable=template.answerable,
+        channels=chosen,
     )
+
+
+def pick_template(
+    draft: Draft, templates: TemplateLibrary, pin: Pin | None = None
+) -> Template | None:
+    """The template version a case composes with: the one pinned on the case, else the one
+    current when the case arrived, else the current one."""
+    version = pin.template_version if pin else None
+    if version is None and pin is not None and pin.received_at is not None:
+        version = templates.version_at(draft.template_id, pin.received_at)
+    return templates.get(draft.template_id, version)
 
 
 def handle(
@@ -112,55 +250,97 @@ def handle(
     catalogue: StaffCatalogue,
     today: dt.date,
     max_body_chars: int,
+    *,
+    pins: Mapping[str, Pin] | None = None,
 ) -> list[Decision]:
     """Compose every case of the chunk, or say why not."""
     decisions: list[Decision] = []
+    signatures: dict[tuple[str, str], str | CompositionError] = {}
     for item in items:
         try:
+            template = pick_template(item, templates, (pins or {}).get(item.case_id))
+            key = (item.sender_hsa_id, item.clinic_hsa_id)
+            signature = signatures.get(key)
+            if signature is None:
+                try:
+                    signature = signature_for(key[0], key[1], catalogue)
+                except CompositionError as exc:
+                    signature = exc
+                signatures[key] = signature
             composed = compose(
-                item, templates.get(item.template_id), catalogue, today, max_body_chars
+                item,
+                template,
+                catalogue,
+                today=today,
+                max_body_chars=max_body_chars,
+                channels=item.channels,
+                signature=signature if isinstance(signature, str) else None,
             )
         except CompositionError as exc:
             decisions.append(Reject(item.case_id, exc.reason, exc.detail))
             continue
-        decisions.append(
-            Advance(
-                item.case_id,
-                (
-                    Transition(
-                        item.case_id,
-                        CaseState.COMPOSED,
-                        {
-                            "template_version": composed.template_version,
-                            "subject": composed.subject[:200],
-                        },
-                    ),
-                ),
-                MessageComposedV1(
-                    case_id=item.case_id,
-                    clinic_hsa_id=item.clinic_hsa_id,
-                    priority=item.priority,
-                    batch_id=item.batch_id,
-                    personnummer=item.personnummer,
-                    template_id=item.template_id,
-                    template_version=composed.template_version,
-                    answerable=composed.answerable,
-                    subject=composed.subject,
-                    body=composed.body,
-                    signature=composed.signature,
-                    sent_on=composed.sent_on,
-                    channels=list(item.channels),
-                    attachments=list(item.attachments),
-                ),
-            )
-        )
+        decisions.append(_advance(item, composed, template))
     return decisions
 
 
+def _advance(item: RecipientValidatedV1, composed: Composed, template: Template | None) -> Advance:
+    name = template.name if template else composed.subject
+    return Advance(
+        item.case_id,
+        (
+            Transition(
+                item.case_id,
+                CaseState.COMPOSED,
+                {"template_version": composed.template_version, "subject": name[:200]},
+            ),
+        ),
+        MessageComposedV1(
+            case_id=item.case_id,
+            clinic_hsa_id=item.clinic_hsa_id,
+            priority=item.priority,
+            batch_id=item.batch_id,
+            personnummer=item.personnummer,
+            template_id=item.template_id,
+            template_version=composed.template_version,
+            answerable=composed.answerable,
+            subject=composed.subject,
+            body=composed.body,
+            signature=composed.signature,
+            sent_on=composed.sent_on,
+            channels=list(composed.channels),
+            attachments=list(item.attachments),
+        ),
+    )
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def pins_of(engine: sa.Engine, case_ids: Sequence[str]) -> dict[str, Pin]:
+    """When each case arrived and which template version it is pinned to, if any."""
+    if not case_ids:
+        return {}
+    query = sa.select(cases.c.id, cases.c.received_at, cases.c.template_version).where(
+        cases.c.id.in_(list(case_ids))
+    )
+    with engine.connect() as conn:
+        return {
+            row.id: Pin(_utc(row.received_at), row.template_version) for row in conn.execute(query)
+        }
+
+
 def process(parsed: Parsed, ctx: Context) -> None:
-    """Compose the chunk, record it, emit onward."""
+    """Compose the chunk with the template versions its cases are pinned to, record, emit."""
     items = [item for item in parsed.items if isinstance(item, RecipientValidatedV1)]
     decisions = handle(
-        items, ctx.templates, ctx.catalogue, ctx.today(), ctx.settings.max_body_chars
+        items,
+        ctx.templates,
+        ctx.catalogue,
+        today=ctx.today(),
+        max_body_chars=ctx.settings.max_body_chars,
+        pins=pins_of(ctx.engine, [item.case_id for item in items]),
     )
     settle(ctx, stage=STAGE, decisions=decisions, correlation_id=parsed.envelope.correlation_id)

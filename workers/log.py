@@ -10,23 +10,26 @@ from typing import Any
 
 import structlog
 
+_PAYLOAD = re.compile(r"""(['"]payload['"]:\s*)\[.*\]""", flags=re.DOTALL)
 _IDENTITY = re.compile(
-    r"(?<![0-9])((?:18|19|20)?[0-9]{6})([-+]?)([0-9]{4})(?![0-9])",
+    r"(?<![0-9])((?:18|19|20)?[0-9]{6})([-+ ]?)([0-9]{4}|[A-Za-z][0-9]{3})(?![0-9])",
 )
+"""Ten or twelve digits as identity numbers are written (with '-', '+' or a space before the
+last four, or none), also inside longer text, and interim numbers (a letter in the serial)."""
 SENSITIVE_KEYS = frozenset({"body", "free_text", "text", "subject", "fields", "content"})
 """Keys whose values are message content: never logged, whatever they hold."""
 
 
 def mask_identity_numbers(text: str) -> str:
     """Replace the serial and check digits of every identity-number-like run with ``****``."""
-    return _IDENTITY.sub(lambda m: f"{m.group(1)}{m.group(2) or '-'}****", text)
+    return _IDENTITY.sub(lambda m: f"{m.group(1)}{(m.group(2) or '-').strip() or '-'}****", text)
 
 
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
         return mask_identity_numbers(value)
     if isinstance(value, Mapping):
-        return {k: _mask(v) for k, v in value.items()}
+        return {_mask(k): _mask(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_mask(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and value >= 10**9:
@@ -37,7 +40,13 @@ def _mask(value: Any) -> Any:
 def redact(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: mask identity numbers and drop message content from every event."""
+    """structlog processor: mask identity numbers and drop message content from every event.
+
+    An exception is rendered to text here, before it is masked, so that a traceback naming
+    a number (in a message or a local value) never reaches the renderer in clear.
+    """
+    if event_dict.get("exc_info"):
+        event_dict = structlog.processors.format_exc_info(_logger, _method, event_dict)
     for key in list(event_dict):
         if key in SENSITIVE_KEYS:
             event_dict[key] = "[redacted]"
@@ -51,14 +60,31 @@ class MaskingFilter(logging.Filter):
     hold identity numbers; mask them in the message and the traceback before any handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask_identity_numbers(record.getMessage())
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit the format
+            message = f"{record.msg} {record.args}"
+        record.msg = mask_identity_numbers(_PAYLOAD.sub(r"\1[redacted]", message))
         record.args = None
+        if record.stack_info:
+            record.stack_info = mask_identity_numbers(record.stack_info)
         if record.exc_info:
             record.exc_text = mask_identity_numbers(
                 logging.Formatter().formatException(record.exc_info)
             )
             record.exc_info = None
         return True
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written: a logger cached while a test runner
+    (or a CLI runner) had swapped the stream in must not keep writing to it once it is closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure(level: str = "INFO", *, json: bool = False) -> None:
@@ -83,6 +109,7 @@ def configure(level: str = "INFO", *, json: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 

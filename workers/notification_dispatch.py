@@ -227,7 +227,7 @@ def follow_ups_for(
     now = ctx.now()
     for item in items:
         template = ctx.templates.get(item.template_id, item.template_version)
-        rule = getattr(template, "unread_followup", None)
+        rule = template.unread_followup if template is not None else None
         if rule is None:
             continue
         planned.append(

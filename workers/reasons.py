@@ -26,11 +26,16 @@ class Reason(StrEnum):
     NO_NOTIFICATION_CHANNEL = "no-notification-channel"
     ACCOUNT_DEACTIVATED = "account-deactivated"
     SAMORDNINGSNUMMER_NOT_REACHABLE = "samordningsnummer-not-reachable"
+    DIRECTORY_REFUSED = "directory-refused"
     # composition
     TEMPLATE_UNKNOWN = "template-unknown"
     TEMPLATE_INACTIVE = "template-inactive"
     FRAGMENT_UNKNOWN = "fragment-unknown"
     BODY_TOO_LONG = "body-too-long"
+    FIELD_MISSING = "field-missing"
+    SENDER_UNKNOWN = "sender-unknown"
+    CLINIC_UNKNOWN = "clinic-unknown"
+    TEMPLATE_CHANNEL_UNAVAILABLE = "template-channel-unavailable"
     # attachments
     ATTACHMENT_MISSING = "attachment-missing"
     ATTACHMENT_TYPE_NOT_ALLOWED = "attachment-type-not-allowed"

@@ -6,26 +6,68 @@ Consumes ``SendCase`` (the intake queue); emits ``RecipientValidated`` or reject
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from contracts.envelope import origin_message_id
 from contracts.recipient_validated import RecipientValidatedV1
 from contracts.registry import Parsed
 from contracts.send_case import SendCaseV2
-from workers.adapters.account_directory import Account, AccountDirectory, AccountStatus
+from workers.adapters.account_directory import (
+    Account,
+    AccountDirectory,
+    AccountStatus,
+    DirectoryRefused,
+)
 from workers.bootstrap import Context
 from workers.case_states import CaseState
-from workers.identity import parse_identity
+from workers.identity import IdentityKind, parse_identity
+from workers.log import get_logger
 from workers.reasons import Reason
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store import cases
 from workers.store.cases import Transition
 
 STAGE = "recipient-validation"
+SAMORDNINGSNUMMER_DETAIL = "a samordningsnummer cannot log in to 1177"
+
+log = get_logger(__name__)
 
 _STATUS_REASON = {
     AccountStatus.NO_ACCOUNT: Reason.NO_ACCOUNT,
     AccountStatus.BLOCKED: Reason.LOGIN_BLOCKED,
     AccountStatus.DEACTIVATED: Reason.ACCOUNT_DEACTIVATED,
 }
+
+
+@dataclass(frozen=True)
+class RecipientCheck:
+    """Whether one resident can be reached through the 1177 inbox, and why not.
+
+    The same verdict for the pipeline and for ``omvant recipients check``.
+    """
+
+    input: str
+    valid: bool
+    normalized: str | None
+    kind: IdentityKind | None
+    reachable: bool
+    channels: tuple[str, ...] = ()
+    reason: Reason | None = None
+    detail: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The check command's JSON object for this resident."""
+        return {
+            "input": self.input,
+            "valid": self.valid,
+            "normalized": self.normalized,
+            "kind": self.kind,
+            "reachable": self.reachable,
+            "channels": list(self.channels),
+            "reason": None if self.reason is None else self.reason.value,
+            "detail": self.detail,
+        }
 
 
 def reachability(account: Account) -> tuple[Reason | None, list[str]]:
@@ -39,62 +81,94 @@ def reachability(account: Account) -> tuple[Reason | None, list[str]]:
     return None, channels
 
 
+def check_recipients(numbers: Sequence[str], directory: AccountDirectory) -> list[RecipientCheck]:
+    """Check each number: a valid personnummer, then reachable by the directory's answer.
+
+    Surrounding whitespace is ignored. The directory is asked once, about the distinct valid
+    personnummer; a refusal (4xx) rejects those with ``directory-refused``.
+
+    Raises
+    ------
+    DirectoryUnavailable
+        The directory could not answer now (transient): the caller retries.
+    """
+    verdicts = [parse_identity(number.strip()) for number in numbers]
+    to_look_up = sorted(
+        {v.normalized for v in verdicts if v.normalized and v.kind == "personnummer"}
+    )
+    accounts: dict[str, Account] = {}
+    refused: str | None = None
+    if to_look_up:
+        try:
+            accounts = directory.lookup_many(to_look_up)
+        except DirectoryRefused as exc:
+            refused = str(exc)
+    checks: list[RecipientCheck] = []
+    for number, verdict in zip(numbers, verdicts, strict=True):
+        base = (number, verdict.valid, verdict.normalized, verdict.kind)
+        if not verdict.valid or verdict.normalized is None:
+            reason, detail = Reason.INVALID_IDENTITY_NUMBER, verdict.detail
+            checks.append(RecipientCheck(*base, False, (), reason, detail))
+        elif verdict.kind == "samordningsnummer":
+            reason = Reason.SAMORDNINGSNUMMER_NOT_REACHABLE
+            checks.append(RecipientCheck(*base, False, (), reason, SAMORDNINGSNUMMER_DETAIL))
+        elif refused is not None:
+            checks.append(RecipientCheck(*base, False, (), Reason.DIRECTORY_REFUSED, refused))
+        else:
+            account = accounts.get(verdict.normalized)
+            if account is None:
+                account = Account(verdict.normalized, AccountStatus.NO_ACCOUNT)
+            why, channels = reachability(account)
+            checks.append(RecipientCheck(*base, why is None, tuple(channels), why))
+    return checks
+
+
 def handle(items: Sequence[SendCaseV2], directory: AccountDirectory) -> list[Decision]:
     """Decide each case: reject what cannot be reached, pass the rest on with its channels."""
-    decisions: dict[int, Decision] = {}
-    to_look_up: dict[int, str] = {}
-    for index, item in enumerate(items):
+    checks = check_recipients([item.personnummer for item in items], directory)
+    decisions: list[Decision] = []
+    for item, check in zip(items, checks, strict=True):
         case_id = item.resolved_case_id()
-        verdict = parse_identity(item.personnummer.strip())
-        if not verdict.valid or verdict.normalized is None:
-            decisions[index] = Reject(case_id, Reason.INVALID_IDENTITY_NUMBER, verdict.detail)
-        elif verdict.kind == "samordningsnummer":
-            decisions[index] = Reject(
-                case_id,
-                Reason.SAMORDNINGSNUMMER_NOT_REACHABLE,
-                "a samordningsnummer cannot log in to 1177",
-                values={"personnummer": verdict.normalized},
-            )
-        else:
-            to_look_up[index] = verdict.normalized
-    accounts = directory.lookup_many(sorted(set(to_look_up.values()))) if to_look_up else {}
-    for index, number in to_look_up.items():
-        item = items[index]
-        case_id = item.resolved_case_id()
-        account = accounts.get(number, Account(number, AccountStatus.NO_ACCOUNT))
-        reason, channels = reachability(account)
-        if reason is not None:
-            decisions[index] = Reject(case_id, reason, values={"personnummer": number})
+        number = check.normalized
+        if check.reason is not None or number is None:
+            values: dict[str, object] = {"personnummer": number} if number else {}
+            reason = check.reason or Reason.INVALID_IDENTITY_NUMBER
+            decisions.append(Reject(case_id, reason, check.detail, values=values))
             continue
-        decisions[index] = Advance(
-            case_id,
-            (
-                Transition(
-                    case_id,
-                    CaseState.VALIDATED,
-                    {"personnummer": number, "channels": ",".join(channels)},
+        channels = list(check.channels)
+        decisions.append(
+            Advance(
+                case_id,
+                (
+                    Transition(
+                        case_id,
+                        CaseState.VALIDATED,
+                        {"personnummer": number, "channels": ",".join(channels)},
+                    ),
                 ),
-            ),
-            RecipientValidatedV1(
-                case_id=case_id,
-                clinic_hsa_id=item.clinic_hsa_id,
-                priority=item.priority,
-                batch_id=item.batch_id,
-                sender_hsa_id=item.sender_hsa_id,
-                template_id=item.template_id,
-                fragments=list(item.fragments),
-                free_text=item.free_text,
-                fields=dict(item.fields),
-                personnummer=number,
-                channels=channels,
-                attachments=list(item.attachments),
-            ),
+                RecipientValidatedV1(
+                    case_id=case_id,
+                    clinic_hsa_id=item.clinic_hsa_id,
+                    priority=item.priority,
+                    batch_id=item.batch_id,
+                    sender_hsa_id=item.sender_hsa_id,
+                    template_id=item.template_id,
+                    fragments=list(item.fragments),
+                    free_text=item.free_text,
+                    fields=dict(item.fields),
+                    personnummer=number,
+                    channels=channels,
+                    attachments=list(item.attachments),
+                ),
+            )
         )
-    return [decisions[i] for i in range(len(items))]
+    return decisions
 
 
-def received_rows(items: Sequence[SendCaseV2], correlation_id: str) -> list[dict[str, object]]:
-    """The rows that record the cases as received."""
+def received_rows(
+    items: Sequence[SendCaseV2], correlation_id: str, message_id: str
+) -> list[dict[str, object]]:
+    """The rows that record the cases as received, and which intake message created them."""
     return [
         {
             "id": item.resolved_case_id(),
@@ -106,16 +180,27 @@ def received_rows(items: Sequence[SendCaseV2], correlation_id: str) -> list[dict
             "batch_id": item.batch_id,
             "priority": item.priority,
             "correlation_id": correlation_id,
+            "intake_message_id": message_id,
         }
         for item in items
     ]
 
 
 def process(parsed: Parsed, ctx: Context) -> None:
-    """Record the cases as received, decide them, record the decisions, emit onward."""
+    """Record the cases as received, decide them, record the decisions, emit onward.
+
+    A request whose idempotency key an earlier intake message used is a duplicate and is left
+    alone: the same key gives the same case and no second send.
+    """
     items = [item for item in parsed.items if isinstance(item, SendCaseV2)]
+    origin = origin_message_id(parsed.envelope.message_id)
     with ctx.engine.begin() as conn:
-        cases.insert_received(conn, received_rows(items, parsed.envelope.correlation_id))
+        cases.insert_received(conn, received_rows(items, parsed.envelope.correlation_id, origin))
+        ours = cases.first_requested_by(conn, (i.resolved_case_id() for i in items), origin)
+    duplicates = [item for item in items if item.resolved_case_id() not in ours]
+    if duplicates:
+        log.info("duplicate requests left alone", cases=len(duplicates))
+    items = [item for item in items if item.resolved_case_id() in ours]
     settle(
         ctx,
         stage=STAGE,

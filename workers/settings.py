@@ -34,9 +34,24 @@ class Settings(BaseSettings):
     """Cases per message on the hops between stages."""
     max_retries: int = 5
     """Retries of a technically failing single-case message before it is dead-lettered."""
+    directory_url: str | None = None
+    """Base URL of the 1177 account directory (HTTP); unset: the shipped simulator."""
+    directory_token: str | None = None
+    """Bearer token for the account directory, if it wants one."""
+    directory_timeout: float = 5.0
+    directory_batch_size: int = 500
+    """Numbers per look-up request to the account directory (at most 1,000)."""
+    directory_rate: int = 20
+    """Look-up requests per second to the account directory, shared through Redis if set."""
+    directory_cache_seconds: float = 300.0
+    """How long a directory answer is reused (0: not cached)."""
+    redis_url: str | None = None
+    """Redis for the shared directory cache and rate limit; unset: each process its own."""
     log_level: str = "INFO"
     log_json: bool = False
     max_body_chars: int = 10_000
+    template_cache_seconds: float = 2.0
+    """How long a worker trusts its cached view of a template's current version and activation."""
     timezone: str = "Europe/Stockholm"
     notification_text: str = (
         "Du har ett meddelande i e-tjänsterna på 1177. "

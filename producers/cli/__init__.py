@@ -10,6 +10,9 @@ from producers.cli import (
     delivery_command,
     demo_command,
     push_command,
+    recipients_command,
+    sim_command,
+    templates_command,
     worker_command,
 )
 
@@ -24,9 +27,12 @@ app.command("worker")(worker_command.worker)
 app.command("push")(push_command.push)
 app.add_typer(contracts_command.app, name="contracts")
 app.add_typer(worker_command.db_app, name="db")
+app.add_typer(recipients_command.app, name="recipients")
+app.add_typer(sim_command.app, name="sim")
+app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
-app.add_typer(delivery_command.sim_app, name="sim")
 app.command("inbox-events")(delivery_command.inbox_events)
+sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 
 
 def main() -> None:

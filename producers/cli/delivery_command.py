@@ -1,5 +1,6 @@
 """``omvant inbox-events`` (the bridge from the inbox's AMQP events to the read-receipt stage)
-and ``omvant sim sms-gateway`` (the shipped SMS-gateway simulator)."""
+and ``omvant sim sms-gateway`` (the shipped SMS-gateway simulator, registered on the ``sim``
+group)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from typing import Annotated
 import typer
 
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
-
-sim_app = typer.Typer(help="Simulators of outside systems.", no_args_is_help=True)
 
 
 def inbox_events(
@@ -43,7 +42,6 @@ def inbox_events(
     ctx.broker.close()
 
 
-@sim_app.command("sms-gateway")
 def sms_gateway(
     port: Annotated[int, typer.Option(help="TCP port (0: any free one).")] = 0,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dramatiq
@@ -28,7 +27,8 @@ from workers.settings import Settings
 from workers.store import notifications
 from workers.store.engine import upgrade
 from workers.store.schema import cases, unread_follow_ups
-from workers.templates.library import TemplateLibrary
+from workers.templates.library import InMemoryTemplateLibrary
+from workers.templates.model import Template, UnreadFollowup
 from workers.unread_follow_up import run_follow_ups
 
 STOCKHOLM_AFTERNOON = dt.datetime(2026, 11, 25, 14, 0, tzinfo=dt.UTC)  # 15:00 local
@@ -214,31 +214,16 @@ def test_a_notification_text_with_personalisation_fields_is_refused_at_start_up(
     assert Settings(notification_text="Du har ett nytt meddelande på 1177.")
 
 
-@dataclass(frozen=True)
-class Rule:
-    after_hours: int
-    action: str
-
-
-@dataclass(frozen=True)
-class FollowUpTemplate:
-    unread_followup: Rule
-
-
-class FollowUpTemplates(TemplateLibrary):
-    """Templates that carry an unread follow-up rule (the model gains it in issue 4)."""
-
-    def __init__(self, rules: dict[str, Rule]) -> None:
-        self.rules = rules
-
-    def get(self, template_id: str, version: int | None = None) -> FollowUpTemplate | None:  # type: ignore[override]
-        rule = self.rules.get(template_id)
-        return FollowUpTemplate(rule) if rule else None
+def with_follow_up(template_id: str, after_hours: int, action: str) -> Template:
+    base = InMemoryTemplateLibrary().get("meddelande-till-invanare")
+    assert base is not None
+    rule = UnreadFollowup(after_hours=after_hours, action=action)  # type: ignore[arg-type]
+    return base.model_copy(update={"id": template_id, "version": 1, "unread_followup": rule})
 
 
 def test_unread_follow_ups_notify_again_once_or_flag_when_due(ctx: Context) -> None:
-    ctx.templates = FollowUpTemplates(
-        {"paminn": Rule(48, "notify-again"), "flagga": Rule(24, "flag")}
+    ctx.templates = InMemoryTemplateLibrary(
+        [with_follow_up("paminn", 48, "notify-again"), with_follow_up("flagga", 24, "flag")]
     )
     residents = reachable_residents(ctx.settings.seed, 3, frozenset({"sms"}))
     items = [

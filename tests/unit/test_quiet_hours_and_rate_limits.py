@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-import fakeredis
-
-from workers.adapters.rate_limits import InProcessRateLimiter, RedisRateLimiter
+from workers.adapters.rate_limits import InProcessRateLimiter
 from workers.quiet_hours import QuietHours
 
 QUIET = QuietHours.parse("21:00-08:00", "Europe/Stockholm")
@@ -54,12 +52,3 @@ def test_acquire_waits_as_long_as_the_bucket_says() -> None:
     for _ in range(4):
         limiter.acquire("sms", sleep=sleep)
     assert abs(sum(slept) - 1.0) < 1e-9
-
-
-def test_the_redis_bucket_is_shared_by_every_limiter_on_the_same_redis() -> None:
-    server = fakeredis.FakeServer()
-    first = RedisRateLimiter(fakeredis.FakeRedis(server=server), {"sms": 5}, prefix="t.")
-    second = RedisRateLimiter(fakeredis.FakeRedis(server=server), {"sms": 5}, prefix="t.")
-    taken = [first.try_acquire("sms") == 0 for _ in range(3)]
-    taken += [second.try_acquire("sms") == 0 for _ in range(3)]
-    assert taken == [True] * 5 + [False]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from workers.adapters.population import bucket
 
@@ -41,11 +42,59 @@ class AccountDirectory(abc.ABC):
         ------
         DirectoryUnavailable
             A transient failure (timeout, 5xx): the caller retries.
+        DirectoryRefused
+            A permanent refusal (4xx): retrying the same request cannot help.
         """
+
+    def close(self) -> None:  # noqa: B027 - most directories hold nothing to release
+        """Release connections; the default holds none."""
 
 
 class DirectoryUnavailable(RuntimeError):
-    """The directory could not answer now; try again later."""
+    """The directory could not answer now (timeout, 5xx, rate limit); try again later."""
+
+
+class DirectoryRefused(RuntimeError):
+    """The directory refused the request for good (4xx): wrong URL, credentials or request."""
+
+
+def account_to_json(account: Account) -> dict[str, Any]:
+    """The wire form of an account (the HTTP directory's answer, the cache's value)."""
+    return {
+        "personnummer": account.personnummer,
+        "status": account.status.value,
+        "channels": sorted(account.channels),
+        "phone": account.phone,
+        "email": account.email,
+    }
+
+
+def account_from_json(data: Mapping[str, Any]) -> Account:
+    """An account from its wire form.
+
+    Raises
+    ------
+    ValueError
+        The data is not an account (missing keys, an unknown status, wrong types).
+    """
+    try:
+        channels = data.get("channels") or []
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            raise ValueError("channels must be a list of strings")
+        phone, email = data.get("phone"), data.get("email")
+        if not (phone is None or isinstance(phone, str)) or not (
+            email is None or isinstance(email, str)
+        ):
+            raise ValueError("phone and email must be strings or null")
+        return Account(
+            str(data["personnummer"]),
+            AccountStatus(data["status"]),
+            frozenset(channels),
+            phone,
+            email,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not an account: {type(exc).__name__}") from exc
 
 
 # Swedish numbers PTS reserves for fiction (070-1740605 .. 070-1740699): never a real phone.

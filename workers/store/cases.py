@@ -65,6 +65,21 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> N
     )
 
 
+def first_requested_by(conn: sa.Connection, case_ids: Iterable[str], origin: str) -> set[str]:
+    """The cases among ``case_ids`` that the intake message ``origin`` created.
+
+    A later request with the same idempotency key is a duplicate: its stage must not move the
+    case again. A redelivery of the creating message (or of its split parts) is not.
+    """
+    ids = list(dict.fromkeys(case_ids))
+    if not ids:
+        return set()
+    rows = conn.execute(
+        sa.select(cases.c.id).where(cases.c.id.in_(ids), cases.c.intake_message_id == origin)
+    )
+    return {row.id for row in rows}
+
+
 def states_of(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, CaseState]:
     """The current state of each known case among ``case_ids``."""
     ids = list(dict.fromkeys(case_ids))

@@ -19,6 +19,7 @@ cases = sa.Table(
     sa.Column("batch_id", sa.String(64), nullable=True),
     sa.Column("priority", sa.String(16), nullable=False, server_default="normal"),
     sa.Column("correlation_id", sa.String(64), nullable=True),
+    sa.Column("intake_message_id", sa.String(64), nullable=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("state_rank", sa.Integer, nullable=False),
     sa.Column("reason", sa.String(64), nullable=True),
@@ -61,6 +62,31 @@ rejected_messages = sa.Table(
     sa.Column("body", sa.Text, nullable=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", sa.String(80), primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("owner", sa.String(48), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("current_version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_templates_scope_owner", "scope", "owner"),
+)
+"""One row per template: who owns it, whether it is active, its current version."""
+
+template_versions = sa.Table(
+    "template_versions",
+    metadata,
+    sa.Column("template_id", sa.String(80), sa.ForeignKey("templates.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(150), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""Every version of every template, immutable: ``content`` is the version's JSON."""
 
 notification_ledger = sa.Table(
     "notification_ledger",

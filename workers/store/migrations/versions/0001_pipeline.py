@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("batch_id", sa.String(64), nullable=True),
         sa.Column("priority", sa.String(16), nullable=False, server_default="normal"),
         sa.Column("correlation_id", sa.String(64), nullable=True),
+        sa.Column("intake_message_id", sa.String(64), nullable=True),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("state_rank", sa.Integer, nullable=False),
         sa.Column("reason", sa.String(64), nullable=True),

@@ -1,0 +1,115 @@
+"""Start and stop real ``omvant worker`` processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+OMVANT = str(Path(sys.executable).with_name("omvant"))
+
+
+def worker_env(
+    *,
+    broker_url: str,
+    database_url: str,
+    queue_prefix: str,
+    blob_dir: Path,
+    outbox: Path | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment a worker process gets: ``OMVANT_*`` for this test only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+    env.update(
+        OMVANT_BROKER_URL=broker_url,
+        OMVANT_DATABASE_URL=database_url,
+        OMVANT_QUEUE_PREFIX=queue_prefix,
+        OMVANT_BLOB_DIR=str(blob_dir),
+        OMVANT_LOG_LEVEL="WARNING",
+        OMVANT_MAX_RETRIES="2",
+    )
+    if outbox is not None:
+        env["OMVANT_SIM_OUTBOX"] = str(outbox)
+    env.update(extra or {})
+    return env
+
+
+class WorkerProcess:
+    """One ``omvant worker`` process (dramatiq's main process and its children)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        stages: list[str],
+        log_path: Path,
+        processes: int = 1,
+        threads: int = 4,
+    ) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [OMVANT, "worker", *stages, "--processes", str(processes), "--threads", str(threads)],
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        """Whether the process still runs."""
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash would."""
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop gracefully (SIGTERM); kill if it takes longer than ``timeout`` seconds."""
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def output(self) -> str:
+        """What the process has written so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def running_workers(
+    env: Mapping[str, str],
+    log_dir: Path,
+    stages: list[str] | None = None,
+    *,
+    processes: int = 1,
+    threads: int = 4,
+) -> Iterator[WorkerProcess]:
+    """Run ``omvant worker [stages]`` for the duration of the block."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    worker = WorkerProcess(
+        env, stages or [], log_dir / f"worker-{time.monotonic_ns()}.log", processes, threads
+    )
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.2) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()

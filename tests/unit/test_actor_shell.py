@@ -1,0 +1,138 @@
+"""The stage shells: bad input is recorded, never fatal; one poison case cannot sink its chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from producers.demo import InProcessPipeline, count_settled, start_pipeline, wait_for
+from producers.scenario import build_dispatch
+from workers.adapters.account_directory import Account, SimulatedAccountDirectory
+from workers.broker import dead_letter_count
+from workers.queues import Queues, queue_name
+from workers.settings import Settings
+from workers.stage import emit, enqueue
+from workers.store import cases
+from workers.store.schema import cases as cases_table
+from workers.store.schema import rejected_messages
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[InProcessPipeline]:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/o.db",
+        blob_dir=tmp_path / "blobs",
+        max_retries=1,
+        chunk_size=20,
+    )
+    running = start_pipeline(settings, threads=4)
+    yield running
+    running.stop()
+
+
+def unreadable(pipeline: InProcessPipeline) -> list[tuple[str, str]]:
+    with pipeline.ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(rejected_messages.c.queue, rejected_messages.c.reason))
+        return [(r.queue, r.reason) for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("not an envelope",), "malformed-message"),
+        (({"contract": "SendCase", "version": 3, "payload": [{}]},), "unknown-contract-version"),
+        (({"contract": "Nope", "version": 1, "payload": [{}]},), "unknown-contract"),
+        (({"contract": "SendCase", "version": 2, "payload": [{"a": 1}]},), "invalid-payload"),
+        (
+            (
+                {
+                    "contract": "ReadReceipt",
+                    "version": 1,
+                    "payload": [
+                        {"case_id": "x", "event": "opened", "occurred_at": "2026-01-01T00:00:00Z"}
+                    ],
+                },
+            ),
+            "wrong-queue",
+        ),
+        ((1, 2), "malformed-message"),
+    ],
+)
+def test_an_unreadable_message_is_recorded_with_its_reason(
+    pipeline: InProcessPipeline, args: tuple, reason: str
+) -> None:
+    import dramatiq
+
+    broker = pipeline.ctx.broker
+    broker.enqueue(
+        dramatiq.Message(
+            queue_name=str(Queues.RECIPIENT_VALIDATION),
+            actor_name="validate_recipients",
+            args=args,
+            kwargs={},
+            options={},
+        )
+    )
+    broker.join(str(Queues.RECIPIENT_VALIDATION))  # type: ignore[attr-defined]
+    assert unreadable(pipeline) == [(str(Queues.RECIPIENT_VALIDATION), reason)]
+    assert dead_letter_count(broker, [str(q) for q in Queues]) == 0
+
+
+class PoisonDirectory(SimulatedAccountDirectory):
+    """The simulated directory, except that looking one resident up always fails."""
+
+    def __init__(self, poison: str) -> None:
+        super().__init__(1177)
+        self.poison = poison
+
+    def lookup_many(self, personnummer: Sequence[str]) -> dict[str, Account]:
+        if self.poison in personnummer:
+            raise RuntimeError("the directory falls over on this one")
+        return super().lookup_many(personnummer)
+
+
+def test_a_poison_case_is_split_out_and_dead_lettered_alone(pipeline: InProcessPipeline) -> None:
+    requests = build_dispatch(40, seed=7, batch_id="poison")
+    reachable = [
+        r
+        for r in requests
+        if SimulatedAccountDirectory(1177).account(r.personnummer.replace("-", "")).channels
+        and len(r.personnummer.replace("-", "")) == 12
+    ]
+    victim = reachable[0]
+    pipeline.ctx.directory = PoisonDirectory(victim.personnummer.replace("-", ""))
+    emit(pipeline.ctx, requests, correlation_id="poison")
+    done = wait_for(lambda: count_settled(pipeline.ctx, "poison"), 40, timeout=60)
+    assert done == 40
+    with pipeline.ctx.engine.connect() as conn:
+        failed = conn.execute(
+            sa.select(cases_table.c.id, cases_table.c.reason).where(cases_table.c.state == "failed")
+        ).all()
+        states = cases.count_states(conn, batch_id="poison")
+    assert [(f.id, f.reason) for f in failed] == [(victim.resolved_case_id(), "technical-failure")]
+    assert states["failed"] == 1
+    assert states.get("notified", 0) > 20
+    queues = [queue_name(q) for q in Queues]
+    assert dead_letter_count(pipeline.ctx.broker, queues) == 1
+
+
+def test_a_read_event_for_an_unknown_case_is_kept_as_unknown_case(
+    pipeline: InProcessPipeline,
+) -> None:
+    enqueue(
+        pipeline.ctx.broker,
+        Queues.READ_RECEIPTS,
+        "collect_read_receipts",
+        {
+            "contract": "ReadReceipt",
+            "version": 1,
+            "payload": [
+                {"case_id": "ghost", "event": "opened", "occurred_at": "2026-01-01T00:00:00Z"}
+            ],
+        },
+    )
+    pipeline.ctx.broker.join(str(Queues.READ_RECEIPTS))  # type: ignore[attr-defined]
+    assert unreadable(pipeline) == [(str(Queues.READ_RECEIPTS), "unknown-case")]

@@ -1,0 +1,129 @@
+"""Contracts: round trips, upcasting, clear refusals, and frozen published schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from contracts.common import AttachmentRef
+from contracts.envelope import MAX_CHUNK, origin_message_id, split_message_id
+from contracts.read_receipt import ReadReceiptV1
+from contracts.registry import VERSIONS, ContractError, contract_of, envelope_for, parse
+from contracts.schemas import all_schemas
+from contracts.send_case import SendCaseV1, SendCaseV2, case_id_for
+from producers.cli import app
+
+SNAPSHOTS = Path(__file__).parent / "schema_snapshots"
+
+V1_RECORD = {
+    "clinic_hsa_id": "SE2321000016-VC01",
+    "sender_hsa_id": "SE2321000016-S101",
+    "template_id": "meddelande-till-invanare",
+    "fragments": ["halsning", "aterkom"],
+    "personnummer": "19121212-1212",
+    "attachments": [
+        {"sha256": "a" * 64, "filename": "a.pdf", "declared_type": "application/pdf", "size": 3}
+    ],
+    "idempotency_key": "journal-77",
+}
+
+
+def raw(contract: str, version: int, payload: list[dict]) -> dict:
+    return {"contract": contract, "version": version, "correlation_id": "c1", "payload": payload}
+
+
+def test_a_version_1_send_case_is_read_as_the_latest_version() -> None:
+    parsed = parse(raw("SendCase", 1, [V1_RECORD]))
+    (item,) = parsed.items
+    assert isinstance(item, SendCaseV2)
+    assert item.fields == {}
+    assert item.fragments == ["halsning", "aterkom"]
+    assert item.attachments[0] == AttachmentRef(**V1_RECORD["attachments"][0])
+
+
+def test_a_latest_envelope_round_trips_through_json() -> None:
+    item = SendCaseV2(**V1_RECORD, fields={"namn": "Tolvan"})
+    envelope = envelope_for([item], correlation_id="corr-1")
+    again = parse(json.dumps(envelope.model_dump(mode="json")))
+    assert again.envelope == envelope
+    assert again.items == [item]
+    assert envelope.contract == "SendCase" and envelope.version == 2
+
+
+def test_the_case_id_follows_from_clinic_and_idempotency_key() -> None:
+    item = SendCaseV2(**V1_RECORD)
+    assert item.resolved_case_id() == case_id_for("SE2321000016-VC01", "journal-77")
+    assert case_id_for("SE2321000016-VC02", "journal-77") != item.resolved_case_id()
+    assert SendCaseV2(**V1_RECORD, case_id="own-id").resolved_case_id() == "own-id"
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (b"\xff\xfe not json", "malformed-message"),
+        ("[1, 2]", "malformed-message"),
+        ({"contract": "SendCase", "version": 1, "payload": []}, "malformed-message"),
+        (
+            {"contract": "SendCase", "version": 1, "payload": [V1_RECORD], "x": 1},
+            "malformed-message",
+        ),
+        (raw("SendLetter", 1, [V1_RECORD]), "unknown-contract"),
+        (raw("SendCase", 7, [V1_RECORD]), "unknown-contract-version"),
+        (raw("SendCase", 1, [{**V1_RECORD, "clinic_hsa_id": "nope"}]), "invalid-payload"),
+        (raw("SendCase", 1, [{**V1_RECORD, "fields": {"a": "b"}}]), "invalid-payload"),
+    ],
+)
+def test_unreadable_messages_are_refused_with_a_reason(message: object, reason: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        parse(message)  # type: ignore[arg-type]
+    assert caught.value.reason == reason
+    assert caught.value.detail
+
+
+def test_an_envelope_carries_at_most_a_full_chunk() -> None:
+    record = ReadReceiptV1(case_id="c", event="opened", occurred_at="2026-01-01T00:00:00Z")
+    envelope_for([record] * MAX_CHUNK)
+    with pytest.raises(ValueError):
+        envelope_for([record] * (MAX_CHUNK + 1))
+
+
+def test_published_models_are_frozen() -> None:
+    item = SendCaseV1(**V1_RECORD)
+    with pytest.raises(ValueError):
+        item.template_id = "other"  # type: ignore[misc]
+
+
+def test_every_model_knows_its_contract_and_version() -> None:
+    for name, versions in VERSIONS.items():
+        for version, model in versions.items():
+            assert contract_of(model) == (name, version)
+
+
+def test_split_message_ids_lead_back_to_their_origin() -> None:
+    child = split_message_id("abc", 3)
+    assert child == "abc/3"
+    assert origin_message_id(split_message_id(child, 1)) == "abc"
+
+
+def test_published_schemas_match_their_frozen_snapshots() -> None:
+    """A published version is frozen: to change a contract, publish a new version and add its
+    snapshot (``omvant contracts export`` writes it); never edit an existing snapshot."""
+    schemas = all_schemas()
+    on_disk = {p.name for p in SNAPSHOTS.glob("*.json")}
+    assert set(schemas) == on_disk, "every published version has exactly one snapshot"
+    for filename, schema in schemas.items():
+        frozen = json.loads((SNAPSHOTS / filename).read_text())
+        assert schema == frozen, f"{filename} changed: publish a new version instead"
+
+
+def test_contracts_export_writes_one_schema_per_version(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["contracts", "export", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = {p.name for p in tmp_path.glob("*.json")}
+    expected = {f"{n}.v{v}.schema.json" for n, vs in VERSIONS.items() for v in vs}
+    assert expected | {"Envelope.v1.schema.json"} == written
+    schema = json.loads((tmp_path / "SendCase.v2.schema.json").read_text())
+    assert "fields" in schema["properties"]

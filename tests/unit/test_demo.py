@@ -1,0 +1,57 @@
+"""``omvant demo``: the whole pipeline in one process on the embedded default."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from producers.demo import run_demo
+from workers.settings import Settings
+
+
+def test_the_demo_brings_every_case_to_a_final_state(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/o.db", blob_dir=tmp_path / "b")
+    summary = run_demo(settings, count=400, open_share=0.5)
+    assert summary["cases"] == 400
+    assert summary["in_flight"] == 0
+    assert summary["dead_lettered"] == 0
+    assert summary["failed"] == 0
+    rejected = sum(summary["rejected"].values())
+    assert summary["delivered"] + rejected == 400
+    assert len(summary["rejected"]) >= 5
+    assert summary["notified"]["sms"] > 0 and summary["notified"]["email"] > 0
+    assert 0 < summary["read"] < summary["delivered"]
+    assert summary["read"] + summary["unread"] == summary["delivered"]
+
+
+def test_omvant_demo_json_prints_the_promised_summary(tmp_path: Path) -> None:
+    omvant = str(Path(sys.executable).with_name("omvant"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+    result = subprocess.run(
+        [omvant, "demo", "--cases", "150", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    for key in (
+        "cases",
+        "delivered",
+        "rejected",
+        "notified",
+        "read",
+        "unread",
+        "dead_lettered",
+        "seconds",
+    ):
+        assert key in summary
+    assert summary["cases"] == 150
+    assert set(summary["notified"]) == {"sms", "email"}
+    assert (tmp_path / "omvant.db").exists(), "the embedded default is SQLite in the working folder"
