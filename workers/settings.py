@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     is set, per process otherwise)."""
     email_per_second: float = 200.0
     rate_limit_redis_url: str | None = None
-    sms_quiet_hours: str = "21:00-08:00"
-    """Local time (``timezone``) in which SMS wait for the morning; empty: no quiet hours."""
+    sms_quiet_hours: str = ""
+    """Local time (``timezone``) in which SMS wait for the morning, e.g. ``21:00-08:00``; empty
+    (the default, so that tests and demos behave the same at any hour): no quiet hours."""
     inbox_events_url: str | None = None
     """Where the inbox publishes opened/answered events (AMQP); unset: the broker URL."""
     inbox_events_exchange: str = "omvant.inbox-events"

@@ -29,8 +29,9 @@ UNCONFIRMED = "unconfirmed"
 
 
 def key_for(case_id: str, channel: str, round_: int = 1) -> str:
-    """The idempotency key of one notification: the same on every attempt."""
-    return f"{case_id}:{channel}:{round_}"
+    """The idempotency key of one notification, the same on every attempt: ``case:channel`` for
+    the first notification, ``case:channel:N`` for the Nth (an unread follow-up's)."""
+    return f"{case_id}:{channel}" if round_ == 1 else f"{case_id}:{channel}:{round_}"
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def upgrade() -> None:
     op.execute(
         "INSERT INTO notification_ledger (idempotency_key, case_id, channel, round, status,"
         " provider_ref, reason, attempts, created_at, updated_at, sent_at)"
-        " SELECT case_id || ':' || channel || ':' || '1', case_id, channel, 1, status, provider_ref,"
+        " SELECT case_id || ':' || channel, case_id, channel, 1, status, provider_ref,"
         " reason, attempts, updated_at, updated_at,"
         " CASE WHEN status = 'sent' THEN updated_at END FROM notifications"
     )
