@@ -87,7 +87,7 @@ def claim(conn: sa.Connection, key: str, case_id: str, channel: str, round_: int
         says what to do (sent: nothing; pending: in doubt; retry: send again; refused: nothing).
     """
     now = utcnow()
-    result = conn.execute(
+    claimed = conn.execute(
         _insert(conn, notification_ledger)
         .values(
             idempotency_key=key,
@@ -100,8 +100,9 @@ def claim(conn: sa.Connection, key: str, case_id: str, channel: str, round_: int
             updated_at=now,
         )
         .on_conflict_do_nothing()
-    )
-    if result.rowcount == 1:
+        .returning(notification_ledger.c.idempotency_key)
+    ).first()
+    if claimed is not None:
         return None
     row = conn.execute(
         sa.select(notification_ledger).where(notification_ledger.c.idempotency_key == key)
