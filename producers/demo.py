@@ -4,7 +4,8 @@ Notifications and reads take the real paths: the demo starts an SMTP server (aio
 SMS-gateway simulator on loopback ports, the dispatch stage sends through the SMTP and HTTP
 adapters, and residents' reads arrive as inbox events through the kombu bridge (kombu's
 ``memory://`` transport when the broker is in-process, the AMQP exchange with RabbitMQ). SMS
-quiet hours are off in the demo, which would otherwise wait for the morning at night.
+quiet hours are off in the demo, which would otherwise wait for the morning at night, and the
+per-channel rate limits are raised to loopback speed.
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ def summarise(ctx: Context, batch_id: str, total: int, seconds: float) -> dict[s
     }
 
 
+DEMO_RATE = 5000.0
+"""Notifications per second per channel in the demo (still rate-limited, on loopback)."""
+
+
 @dataclass
 class DemoServers:
     """The outside systems the demo talks real protocols to, on loopback ports."""
@@ -151,12 +156,15 @@ class DemoServers:
         return cls(SmtpSink().start(), SmsGatewaySimulator().start())
 
     def settings_for(self, settings: Settings) -> Settings:
-        """``settings`` pointed at these servers (and with no quiet hours)."""
+        """``settings`` pointed at these servers, with no quiet hours and loopback-sized rate
+        limits (a real gateway's 50 SMS/s would make the demo a test of patience)."""
         return settings.model_copy(
             update={
                 "smtp_url": self.smtp.url,
                 "sms_gateway_url": self.sms.url,
                 "sms_quiet_hours": "",
+                "sms_per_second": DEMO_RATE,
+                "email_per_second": DEMO_RATE,
             }
         )
 

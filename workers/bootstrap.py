@@ -15,11 +15,10 @@ from workers.adapters.blobs import BlobStore, FilesystemBlobStore
 from workers.adapters.inbox import Inbox, SimulatedInbox
 from workers.adapters.notifier_wiring import (
     build_email_sender,
-    build_rate_limiter,
+    build_rate_limits,
     build_sms_gateway,
 )
-from workers.adapters.notifiers import EmailSender, SmsGateway
-from workers.adapters.rate_limits import RateLimiter, Unlimited
+from workers.adapters.notifiers import ChannelRateLimits, EmailSender, SmsGateway
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue, StaffCatalogue
 from workers.settings import Settings
 from workers.store.engine import make_engine
@@ -42,7 +41,7 @@ class Context:
     email: EmailSender
     blobs: BlobStore
     today: Callable[[], dt.date] = field(default=dt.date.today)
-    rate_limits: RateLimiter = field(default_factory=Unlimited)
+    rate_limits: ChannelRateLimits = field(default_factory=ChannelRateLimits)
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -63,7 +62,7 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         email=build_email_sender(settings),
         blobs=FilesystemBlobStore(settings.blob_dir),
         today=lambda: dt.datetime.now(zone).date(),
-        rate_limits=build_rate_limiter(settings),
+        rate_limits=build_rate_limits(settings),
     )
 
 

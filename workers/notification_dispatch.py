@@ -41,6 +41,7 @@ from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.log import get_logger
 from workers.quiet_hours import QuietHours
+from workers.rate_limit import RateLimitExceeded
 from workers.reasons import Reason
 from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
@@ -85,7 +86,12 @@ def notify_once(
                 conn, key, Reason.NOTIFICATION_ADDRESS_MISSING, f"no {channel} address"
             )
         return False
-    ctx.rate_limits.acquire(channel)
+    try:
+        ctx.rate_limits.acquire(channel)
+    except RateLimitExceeded as exc:
+        with ctx.engine.begin() as conn:
+            notifications.mark_retry(conn, key, str(exc))
+        raise NotifierUnavailable(str(exc)) from exc
     try:
         if channel == "sms":
             ref = ctx.sms.send(to=address, text=ctx.settings.notification_text, idempotency_key=key)

@@ -67,10 +67,9 @@ class Settings(BaseSettings):
     """Base URL of the HTTP SMS gateway; unset: the simulated gateway."""
     notifier_timeout_seconds: float = 10.0
     sms_per_second: float = 50.0
-    """SMS rate limit shared by every worker (a Redis token bucket when ``rate_limit_redis_url``
-    is set, per process otherwise)."""
+    """SMS per second, shared by every worker through Redis when ``redis_url`` is set (per
+    process otherwise); 0: no limit."""
     email_per_second: float = 200.0
-    rate_limit_redis_url: str | None = None
     sms_quiet_hours: str = ""
     """Local time (``timezone``) in which SMS wait for the morning, e.g. ``21:00-08:00``; empty
     (the default, so that tests and demos behave the same at any hour): no quiet hours."""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import time
 
-from workers.adapters.rate_limits import InProcessRateLimiter
+from workers.adapters.notifier_wiring import build_rate_limits
 from workers.quiet_hours import QuietHours
+from workers.rate_limit import RateLimitExceeded
+from workers.settings import Settings
 
 QUIET = QuietHours.parse("21:00-08:00", "Europe/Stockholm")
 
@@ -29,26 +33,21 @@ def test_no_quiet_hours_when_the_setting_is_empty() -> None:
     assert QuietHours.parse("", "Europe/Stockholm") is None
 
 
-def test_a_token_bucket_gives_the_rate_and_says_how_long_to_wait() -> None:
-    now = [0.0]
-    limiter = InProcessRateLimiter({"sms": 50}, clock=lambda: now[0])
-    assert [limiter.try_acquire("sms") for _ in range(50)] == [0.0] * 50
-    assert abs(limiter.try_acquire("sms") - 0.02) < 1e-9
-    now[0] += 0.1
-    assert [limiter.try_acquire("sms") for _ in range(5)] == [0.0] * 5
-    assert limiter.try_acquire("sms") > 0
-    assert limiter.try_acquire("email") == 0.0  # no rate set: unlimited
-
-
-def test_acquire_waits_as_long_as_the_bucket_says() -> None:
-    now = [0.0]
-    limiter = InProcessRateLimiter({"sms": 2}, clock=lambda: now[0])
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    for _ in range(4):
-        limiter.acquire("sms", sleep=sleep)
-    assert abs(sum(slept) - 1.0) < 1e-9
+def test_each_channel_has_its_own_limit_and_a_full_one_is_a_transient_failure() -> None:
+    settings = Settings(sms_per_second=3, email_per_second=0, queue_prefix="t-limits.")
+    for _ in range(5):  # the window is a clock second: try again if one ends mid-test
+        limits = build_rate_limits(settings)
+        for limiter in limits.limiters.values():
+            limiter.max_wait = 0
+        second = int(time.time())
+        taken = 0
+        with contextlib.suppress(RateLimitExceeded):
+            for _ in range(5):
+                limits.acquire("sms")
+                taken += 1
+        for _ in range(20):
+            limits.acquire("email")  # no limit set for e-mail
+        if int(time.time()) == second:
+            break
+    assert taken == 3
+    assert set(limits.limiters) == {"sms"}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from workers.adapters.notifiers import (
+    ChannelRateLimits,
     EmailSender,
     SimulatedEmailSender,
     SimulatedSmsGateway,
     SmsGateway,
 )
-from workers.adapters.rate_limits import InProcessRateLimiter, RateLimiter, RedisRateLimiter
+from workers.rate_limit import in_process_limiter, redis_limiter
 from workers.settings import Settings
 
 
@@ -34,12 +35,18 @@ def build_email_sender(settings: Settings) -> EmailSender:
     return SimulatedEmailSender(settings.sim_outbox)
 
 
-def build_rate_limiter(settings: Settings) -> RateLimiter:
-    """Shared buckets in Redis when ``rate_limit_redis_url`` is set, else per process."""
+def build_rate_limits(settings: Settings) -> ChannelRateLimits:
+    """One limit per channel, shared by every worker through Redis when ``redis_url`` is set."""
     rates = {"sms": settings.sms_per_second, "email": settings.email_per_second}
-    if settings.rate_limit_redis_url:
-        import redis
-
-        client = redis.Redis.from_url(settings.rate_limit_redis_url)
-        return RedisRateLimiter(client, rates, prefix=settings.queue_prefix)
-    return InProcessRateLimiter(rates)
+    limiters = {}
+    for channel, rate in rates.items():
+        if rate <= 0:
+            continue
+        key = f"omvant:{settings.queue_prefix}notify:{channel}"
+        per_second = max(1, int(rate))
+        limiters[channel] = (
+            redis_limiter(settings.redis_url, key, per_second=per_second)
+            if settings.redis_url
+            else in_process_limiter(key, per_second=per_second)
+        )
+    return ChannelRateLimits(limiters)

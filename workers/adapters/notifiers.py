@@ -11,9 +11,11 @@ from __future__ import annotations
 import abc
 import hashlib
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from workers.adapters.outbox_file import JsonlRecorder
+from workers.rate_limit import RateLimiter
 
 
 class NotificationRefused(RuntimeError):
@@ -142,3 +144,23 @@ class SimulatedEmailSender(EmailSender):
             {"ref": ref, "to": to, "subject": subject, "text": text, "key": idempotency_key}
         )
         return ref
+
+
+class ChannelRateLimits:
+    """One rate limit per channel (``workers.rate_limit``: shared through Redis when set up so);
+    a channel without one is not limited."""
+
+    def __init__(self, limiters: Mapping[str, RateLimiter] | None = None) -> None:
+        self.limiters = dict(limiters or {})
+
+    def acquire(self, channel: str) -> None:
+        """Wait for the channel's turn.
+
+        Raises
+        ------
+        RateLimitExceeded
+            No turn within the limiter's longest wait: the caller retries later.
+        """
+        limiter = self.limiters.get(channel)
+        if limiter is not None:
+            limiter.acquire()
