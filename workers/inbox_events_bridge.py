@@ -53,6 +53,12 @@ def bridge_queue(settings: Settings) -> kombu.Queue:
     )
 
 
+def _raw(body: bytes | str | memoryview) -> bytes:
+    """A message body as bytes: py-amqp hands text over decoded when the publisher named an
+    encoding, the memory transport and pika publishers leave bytes."""
+    return body.encode() if isinstance(body, str) else bytes(body)
+
+
 @dataclass
 class Forwarded:
     """What one chunk of events came to."""
@@ -144,7 +150,7 @@ class InboxEventsBridge:
                 self._forward(held)
 
     def _forward(self, messages: list[Message]) -> None:
-        outcome = forward(self.ctx, [bytes(m.body) for m in messages], self.queue.name or QUEUE)
+        outcome = forward(self.ctx, [_raw(m.body) for m in messages], self.queue.name or QUEUE)
         for message in messages:
             message.ack()
         self.forwarded.receipts += outcome.receipts

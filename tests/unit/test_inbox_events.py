@@ -61,16 +61,32 @@ def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
-def test_opened_and_answered_events_read_the_case_once_whatever_the_order(ctx: Context) -> None:
+@pytest.fixture(params=["memory", "rabbitmq"])
+def events_url(request: pytest.FixtureRequest, ctx: Context) -> Iterator[str]:
+    """kombu's in-process transport, and RabbitMQ as the inbox would publish to."""
+    if request.param == "memory":
+        yield "memory://"
+        return
+    url = str(request.getfixturevalue("rabbitmq_url"))
+    yield url
+    with kombu.Connection(url) as conn:
+        channel = conn.default_channel
+        channel.queue_delete(f"{ctx.settings.queue_prefix}inbox-events")
+        channel.exchange_delete(exchange_name(ctx.settings))
+
+
+def test_opened_and_answered_events_read_the_case_once_whatever_the_order(
+    ctx: Context, events_url: str
+) -> None:
     [first, second] = reachable_residents(ctx.settings.seed, 2, frozenset({"sms"}))
     items = [cleared_item("q-1", first), cleared_item("q-2", second)]
     with ctx.engine.begin() as conn:
         store_cleared(conn, items)
         cases.apply(conn, [Transition(i.case_id, CaseState.DELIVERED) for i in items], stage="test")
-    bridge = InboxEventsBridge(ctx, "memory://", chunk_size=2, linger=0.05)
+    bridge = InboxEventsBridge(ctx, events_url, chunk_size=2, linger=0.05)
     thread, stop = bridge.start()
     try:
-        publisher = KombuInboxEventPublisher("memory://", exchange_name(ctx.settings))
+        publisher = KombuInboxEventPublisher(events_url, exchange_name(ctx.settings))
         publisher.publish(
             [
                 InboxEventV1(case_id="q-1", event="opened", occurred_at=T2),
@@ -82,7 +98,7 @@ def test_opened_and_answered_events_read_the_case_once_whatever_the_order(ctx: C
                 InboxEventV1(case_id="nobody-knows", event="opened", occurred_at=T1),
             ]
         )
-        with kombu.Connection("memory://") as conn:
+        with kombu.Connection(events_url) as conn:
             producer = conn.Producer()
             for raw in (b"not json", json.dumps({"version": 2, "event": "opened"}).encode()):
                 producer.publish(
