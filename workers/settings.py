@@ -8,7 +8,10 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_PERSONALISATION = re.compile(r"\{|\}|%[-#0 +]*[0-9.]*[sdifr(]|\$[A-Za-z_{]|<[A-Za-z_]+>")
+_PERSONALISATION = re.compile(
+    r"\{\{[^}]*\}\}|\{[^}]*\}|%\([A-Za-z_]+\)[-#0+]*[0-9.]*[sdifr]|%[-#0+]*[0-9.]*[sdifr]"
+    r"|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[A-Za-z_]+>|[{}]"
+)
 """Placeholders of the common template syntaxes: {x}, {{x}}, %s, %(x)s, $x, ${x}, <x>."""
 
 

@@ -174,6 +174,46 @@ def list_command(
         Console(width=160).print(table)
 
 
+@app.command("count")
+def count_command(
+    *,
+    clinic: ClinicOption,
+    user: UserOption = None,
+    status: Annotated[
+        str | None, typer.Option(help=f"One of: {', '.join(case_queries.STATUSES)}.")
+    ] = None,
+    template: Annotated[str | None, typer.Option(help="Template id.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Batch id.")] = None,
+    since: Annotated[str | None, typer.Option(help="Received on or after (YYYY-MM-DD).")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """How many of the clinic's cases match (e.g. --status overdue)."""
+    clinic = _hsa(clinic, "--clinic")
+    user = _hsa(user, "--user")
+    settings = settings_from(None, database)
+    filt = case_queries.CaseFilter(
+        status=status, template_id=template, batch_id=batch, since=_since(since, settings.timezone)
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            count = case_queries.count_cases(conn, clinic, filt, now=dt.datetime.now(dt.UTC))
+            access_log.record(
+                conn,
+                user_hsa_id=user,
+                unit_hsa_id=clinic,
+                action="cases-count",
+                case_ids=[],
+                personnummer=[],
+            )
+    except case_queries.UnknownStatus as exc:
+        typer.echo(f"unknown-status: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(str(count))
+
+
 @app.command("show")
 def show_command(
     case_id: Annotated[str, typer.Argument(help="The case id.")],
@@ -273,9 +313,11 @@ def follow_up_command(
     """Carry out due unread follow-ups (notify again / flag); run it periodically."""
     from workers.bootstrap import build_context
     from workers.broker import build_broker
+    from workers.log import configure
     from workers.unread_follow_up import run_follow_ups
 
     settings = settings_from(None, database)
+    configure(settings.log_level, json=settings.log_json)
     ctx = build_context(settings, build_broker("memory://"))
     try:
         outcomes = run_follow_ups(ctx)

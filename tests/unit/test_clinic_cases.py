@@ -205,3 +205,27 @@ def test_reading_cases_needs_a_user_for_the_access_log(engine: sa.Engine, sqlite
     )
     assert result.exit_code == 2
     assert "invalid-hsa-id" in result.output
+
+
+def test_cases_count_counts_the_clinics_own_and_follow_up_flags_the_overdue(
+    engine: sa.Engine, sqlite_url: str
+) -> None:
+    count = ["cases", "count", "--user", STAFF_A, "--status", "overdue"]
+    assert run_cli(sqlite_url, *count, "--clinic", CLINIC_A).strip() == "1"
+    assert run_cli(sqlite_url, *count, "--clinic", CLINIC_B).strip() == "1"
+    assert run_cli(sqlite_url, "cases", "count", "--clinic", CLINIC_A, "--user", STAFF_A) == "3\n"
+    assert json.loads(run_cli(sqlite_url, "cases", "follow-up", "--json")) == {"flagged": 2}
+    assert json.loads(run_cli(sqlite_url, "cases", "follow-up", "--json")) == {}
+
+
+def test_a_personalised_notification_text_stops_a_command_with_a_clear_error(
+    sqlite_url: str,
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["cases", "follow-up", "--database", sqlite_url],
+        env={"OMVANT_NOTIFICATION_TEXT": "Hej {{ fornamn }}, du har post"},
+    )
+    assert result.exit_code == 2
+    assert "notification-text-personalised" in result.output
+    assert "{{ fornamn }}" in result.output
