@@ -3,19 +3,20 @@
 Residents are Skatteverket's test numbers (they belong to nobody); shares of unreachable
 residents come from the simulated account directory. A few cases carry deliberate faults:
 samordningsnummer, numbers with a broken check digit, an unknown or inactive template, and
-attachments that are not PDF, JPEG or PNG.
+attachments the attachment check refuses (a Word file renamed to .pdf, a PDF that runs
+JavaScript) and photos it cleans of their GPS position.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import random
 import uuid
 from dataclasses import dataclass
 
 from contracts.common import AttachmentRef
 from contracts.send_case import SendCaseV2
+from producers import attachment_samples
 from workers.adapters.blobs import BlobStore
 from workers.adapters.population import draw_residents, test_samordningsnummer
 
@@ -42,20 +43,13 @@ class SampleFiles:
     pdf: AttachmentRef
     png: AttachmentRef
     renamed_docx: AttachmentRef
+    gps_photo: AttachmentRef
+    scripted_pdf: AttachmentRef
 
 
 def store_sample_files(blobs: BlobStore) -> SampleFiles:
-    """Make a one-page PDF, a PNG and a Word file renamed to .pdf; store them."""
-    from PIL import Image
-    from pypdf import PdfWriter
-
-    pdf_buffer = io.BytesIO()
-    writer = PdfWriter()
-    writer.add_blank_page(width=595, height=842)
-    writer.write(pdf_buffer)
-    png_buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 220, 240)).save(png_buffer, format="PNG")
-    docx = b"PK\x03\x04" + b"\x14\x00\x06\x00" + b"[Content_Types].xml word/document.xml" * 8
+    """Make a one-page PDF, a PNG, a Word file renamed to .pdf, a phone photo with its GPS
+    position and a PDF that runs JavaScript; store them."""
 
     def ref(data: bytes, name: str, declared: str) -> AttachmentRef:
         return AttachmentRef(
@@ -63,9 +57,13 @@ def store_sample_files(blobs: BlobStore) -> SampleFiles:
         )
 
     return SampleFiles(
-        pdf=ref(pdf_buffer.getvalue(), "kallelse.pdf", "application/pdf"),
-        png=ref(png_buffer.getvalue(), "karta.png", "image/png"),
-        renamed_docx=ref(docx, "remiss.pdf", "application/pdf"),
+        pdf=ref(attachment_samples.pdf(), "kallelse.pdf", "application/pdf"),
+        png=ref(attachment_samples.png(64, 48), "karta.png", "image/png"),
+        renamed_docx=ref(attachment_samples.docx(), "remiss.pdf", "application/pdf"),
+        gps_photo=ref(attachment_samples.jpeg_with_gps(320, 240), "utslag.jpg", "image/jpeg"),
+        scripted_pdf=ref(
+            attachment_samples.pdf_with_javascript(), "blankett.pdf", "application/pdf"
+        ),
     )
 
 
@@ -98,6 +96,10 @@ def build_dispatch(
                 attachments = [files.pdf]
             elif pick < 0.15:
                 attachments = [files.png]
+            elif pick < 0.18:
+                attachments = [files.gps_photo]
+            elif pick < 0.19:
+                attachments = [files.scripted_pdf]
         requests.append(
             _request(
                 index,

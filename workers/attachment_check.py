@@ -1,18 +1,30 @@
 """Stage 3, attachment check: every file is identified by its content, never its name.
 
-Consumes ``MessageComposed``; emits ``AttachmentsCleared`` or rejects the case.
+Consumes ``MessageComposed``; emits ``AttachmentsCleared`` or rejects the case. The content
+verdict on a file (``workers.attachments.checker.inspect``) is kept by sha256, so a PDF sent to
+100,000 residents is checked once; the sender's claims (name, declared type) and the count
+limit are judged per case. Cleared images are delivered as their cleaned re-encoding.
+
+Blobs go away as soon as they can: a file whose content is refused can never be sent by
+anyone, so it is deleted at once (its verdict is kept, so later cases get the same reason), and
+so is the original of a cleaned image (it holds the metadata cleaning removed). What a case
+refused for its own claims refers to is left to ``omvant attachments gc``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Mapping, Sequence
 
 from contracts.attachments_cleared import AttachmentsClearedV1
-from contracts.common import AttachmentRef, AttachmentType, ClearedAttachment
+from contracts.common import ClearedAttachment
 from contracts.message_composed import MessageComposedV1
 from contracts.registry import Parsed
-from workers.adapters.blobs import BlobStore
+from workers.attachments import references
+from workers.attachments.checker import CONTENT_REASONS, against_claims, inspect
+from workers.attachments.limits import Limits
+from workers.attachments.scanner import VirusScanner
+from workers.attachments.verdict import Verdict
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.reasons import Reason
@@ -21,81 +33,136 @@ from workers.store.cases import Transition
 
 STAGE = "attachment-check"
 
-_MAGIC: tuple[tuple[bytes, AttachmentType], ...] = (
-    (b"%PDF-", "pdf"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-)
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """The check's word on one file."""
-
-    ok: bool
-    type: AttachmentType | None
-    reason: Reason | None = None
-    detail: str | None = None
-    pages: int | None = None
-
-
-def inspect(data: bytes) -> Verdict:
-    """Identify ``data`` by its first bytes; anything but PDF, JPEG or PNG is refused."""
-    for magic, kind in _MAGIC:
-        if data.startswith(magic):
-            return Verdict(True, kind)
-    return Verdict(False, None, Reason.ATTACHMENT_TYPE_NOT_ALLOWED, "not a PDF, JPEG or PNG")
-
-
-def check(ref: AttachmentRef, blobs: BlobStore) -> Verdict:
-    """Check one stored attachment."""
-    data = blobs.get(ref.sha256)
-    if data is None:
-        return Verdict(False, None, Reason.ATTACHMENT_MISSING, f"no blob {ref.sha256[:12]}")
-    return inspect(data)
-
-
-def handle(items: Sequence[MessageComposedV1], blobs: BlobStore) -> list[Decision]:
-    """Clear every case whose attachments all pass; reject the others with the first reason."""
-    decisions: list[Decision] = []
-    for item in items:
-        cleared: list[ClearedAttachment] = []
-        rejection: Reject | None = None
-        for ref in item.attachments:
-            verdict = check(ref, blobs)
-            if not verdict.ok or verdict.type is None:
-                reason = verdict.reason or Reason.ATTACHMENT_TYPE_NOT_ALLOWED
-                rejection = Reject(item.case_id, reason, f"{ref.filename}: {verdict.detail}")
-                break
-            cleared.append(
-                ClearedAttachment(
-                    sha256=ref.sha256,
-                    filename=ref.filename,
-                    type=verdict.type,
-                    size=ref.size,
-                    pages=verdict.pages,
-                )
-            )
-        if rejection is not None:
-            decisions.append(rejection)
-            continue
-        fields = item.model_dump(exclude={"attachments"})
-        decisions.append(
-            Advance(
-                item.case_id,
-                (Transition(item.case_id, CaseState.CLEARED),),
-                AttachmentsClearedV1(**fields, attachments=cleared),
+def decide(item: MessageComposedV1, verdicts: Mapping[str, Verdict], limits: Limits) -> Decision:
+    """Clear the case if every attachment passes; else reject it with the first reason."""
+    if len(item.attachments) > limits.max_files:
+        return Reject(
+            item.case_id,
+            Reason.TOO_MANY_ATTACHMENTS,
+            f"{len(item.attachments)} attachments; at most {limits.max_files} per message",
+        )
+    cleared: list[ClearedAttachment] = []
+    for ref in item.attachments:
+        verdict = verdicts.get(ref.sha256) or missing(ref.sha256)
+        verdict = against_claims(verdict, ref.filename, ref.declared_type)
+        if not verdict.ok or verdict.type is None:
+            reason = verdict.reason or Reason.ATTACHMENT_TYPE_NOT_ALLOWED
+            return Reject(item.case_id, reason, f"{ref.filename}: {verdict.detail}")
+        cleared.append(
+            ClearedAttachment(
+                sha256=verdict.delivered_sha256,
+                filename=ref.filename,
+                type=verdict.type,
+                size=verdict.delivered_size,
+                pages=verdict.pages,
             )
         )
-    return decisions
+    fields = item.model_dump(exclude={"attachments"})
+    return Advance(
+        item.case_id,
+        (Transition(item.case_id, CaseState.CLEARED),),
+        AttachmentsClearedV1(**fields, attachments=cleared),
+    )
+
+
+def handle(
+    items: Sequence[MessageComposedV1], verdicts: Mapping[str, Verdict], limits: Limits
+) -> list[Decision]:
+    """One decision per case, from the content verdicts on its files."""
+    return [decide(item, verdicts, limits) for item in items]
+
+
+def missing(sha256: str) -> Verdict:
+    """The verdict on a reference to a blob that is not in the store."""
+    return Verdict.refuse(
+        Reason.ATTACHMENT_MISSING, f"no blob {sha256[:12]} in the blob store", sha256=sha256, size=0
+    )
+
+
+def policy_of(limits: Limits, scanner: VirusScanner) -> str:
+    """What a kept verdict depends on besides the bytes: the limits and the scanner."""
+    return f"v1:{limits.fingerprint()}:{scanner.name}"
+
+
+def verdicts_for(
+    ctx: Context, sha256s: set[str], limits: Limits, policy: str
+) -> tuple[dict[str, Verdict], list[Verdict]]:
+    """The content verdict on each blob: kept ones, and fresh checks of the rest (stored, the
+    cleaned bytes put in the blob store). Returns all verdicts and the fresh ones."""
+    with ctx.engine.connect() as conn:
+        verdicts = references.load_verdicts(conn, sha256s, policy)
+    for sha256, kept in list(verdicts.items()):
+        if kept.ok and ctx.blobs.size(kept.delivered_sha256) is None:
+            del verdicts[sha256]
+    fresh: list[Verdict] = []
+    absent: set[str] = set()
+    for sha256 in sorted(sha256s - verdicts.keys()):
+        size = ctx.blobs.size(sha256)
+        data = None if size is None or size > limits.max_bytes else ctx.blobs.get(sha256)
+        if size is not None and size > limits.max_bytes:
+            verdict = Verdict.refuse(
+                Reason.ATTACHMENT_TOO_LARGE,
+                f"{size:,} bytes is over the limit of {limits.max_bytes:,}",
+                sha256=sha256,
+                size=size,
+            )
+        elif data is None:
+            absent.add(sha256)
+            continue
+        elif hashlib.sha256(data).hexdigest() != sha256:
+            verdicts[sha256] = Verdict.refuse(
+                Reason.ATTACHMENT_CORRUPT,
+                "the stored blob does not match its sha256",
+                sha256=sha256,
+                size=len(data),
+            )
+            continue
+        else:
+            verdict = inspect(data, limits, ctx.scanner)
+            if verdict.cleaned is not None:
+                ctx.blobs.put(verdict.cleaned)
+        verdicts[sha256] = verdict
+        fresh.append(verdict)
+    with ctx.engine.begin() as conn:
+        references.save_verdicts(conn, fresh, policy)
+        # another worker may have checked (and removed) a blob this one found absent
+        late = references.load_verdicts(conn, absent, policy) if absent else {}
+    for sha256 in absent:
+        verdicts[sha256] = late.get(sha256) or missing(sha256)
+    return verdicts, fresh
+
+
+def removable(fresh: Sequence[Verdict]) -> set[str]:
+    """Blobs no case needs any more: refused content, and originals of cleaned images."""
+    refused = {v.sha256 for v in fresh if not v.ok and v.reason in CONTENT_REASONS}
+    cleaned = {v.sha256 for v in fresh if v.ok and v.cleaned_sha256 not in (None, v.sha256)}
+    return refused | cleaned
 
 
 def process(parsed: Parsed, ctx: Context) -> None:
-    """Check the chunk's attachments, record the verdicts, emit onward."""
+    """Check the chunk's attachments, record the verdicts, emit onward, remove spent blobs."""
     items = [item for item in parsed.items if isinstance(item, MessageComposedV1)]
-    settle(
-        ctx,
-        stage=STAGE,
-        decisions=handle(items, ctx.blobs),
-        correlation_id=parsed.envelope.correlation_id,
-    )
+    limits = Limits.from_settings(ctx.settings)
+    wanted = {
+        ref.sha256
+        for item in items
+        if len(item.attachments) <= limits.max_files
+        for ref in item.attachments
+    }
+    verdicts, fresh = verdicts_for(ctx, wanted, limits, policy_of(limits, ctx.scanner))
+    decisions = handle(items, verdicts, limits)
+    with ctx.engine.begin() as conn:
+        references.record(
+            conn,
+            (
+                (decision.case_id, attachment.sha256)
+                for decision in decisions
+                if isinstance(decision, Advance)
+                and isinstance(decision.next_item, AttachmentsClearedV1)
+                for attachment in decision.next_item.attachments
+            ),
+        )
+    settle(ctx, stage=STAGE, decisions=decisions, correlation_id=parsed.envelope.correlation_id)
+    for sha256 in removable(fresh):
+        ctx.blobs.delete(sha256)

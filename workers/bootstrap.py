@@ -11,7 +11,7 @@ import dramatiq
 import sqlalchemy as sa
 
 from workers.adapters.account_directory import AccountDirectory, SimulatedAccountDirectory
-from workers.adapters.blobs import BlobStore, FilesystemBlobStore
+from workers.adapters.blobs import BlobStore, blob_store_from
 from workers.adapters.inbox import Inbox, SimulatedInbox
 from workers.adapters.notifier_wiring import (
     build_email_sender,
@@ -20,6 +20,7 @@ from workers.adapters.notifier_wiring import (
 )
 from workers.adapters.notifiers import ChannelRateLimits, EmailSender, SmsGateway
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue, StaffCatalogue
+from workers.attachments.scanner import SimulatedVirusScanner, VirusScanner, scanner_from
 from workers.settings import Settings
 from workers.store.engine import make_engine
 from workers.templates.database import DatabaseTemplateLibrary
@@ -41,6 +42,7 @@ class Context:
     email: EmailSender
     blobs: BlobStore
     today: Callable[[], dt.date] = field(default=dt.date.today)
+    scanner: VirusScanner = field(default_factory=SimulatedVirusScanner)
     rate_limits: ChannelRateLimits = field(default_factory=ChannelRateLimits)
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
@@ -60,8 +62,9 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         inbox=SimulatedInbox(outbox),
         sms=build_sms_gateway(settings),
         email=build_email_sender(settings),
-        blobs=FilesystemBlobStore(settings.blob_dir),
+        blobs=blob_store_from(settings.blob_dir, settings.blob_url, settings.s3_endpoint_url),
         today=lambda: dt.datetime.now(zone).date(),
+        scanner=scanner_from(settings.clamd_socket, settings.clamd_url, settings.clamd_timeout),
         rate_limits=build_rate_limits(settings),
     )
 

@@ -39,6 +39,16 @@ class Reason(StrEnum):
     # attachments
     ATTACHMENT_MISSING = "attachment-missing"
     ATTACHMENT_TYPE_NOT_ALLOWED = "attachment-type-not-allowed"
+    ATTACHMENT_TYPE_MISMATCH = "attachment-type-mismatch"
+    ATTACHMENT_TOO_LARGE = "attachment-too-large"
+    TOO_MANY_ATTACHMENTS = "too-many-attachments"
+    ATTACHMENT_TRUNCATED = "attachment-truncated"
+    ATTACHMENT_CORRUPT = "attachment-corrupt"
+    ATTACHMENT_POLYGLOT = "attachment-polyglot"
+    ATTACHMENT_PDF_ENCRYPTED = "attachment-pdf-encrypted"
+    ATTACHMENT_PDF_ACTIVE_CONTENT = "attachment-pdf-active-content"
+    ATTACHMENT_IMAGE_TOO_LARGE = "attachment-image-too-large"
+    ATTACHMENT_INFECTED = "attachment-infected"
     # dispatch
     INBOX_REFUSED = "inbox-refused"
     NOTIFICATION_REFUSED = "notification-refused"

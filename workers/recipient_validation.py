@@ -19,6 +19,7 @@ from workers.adapters.account_directory import (
     AccountStatus,
     DirectoryRefused,
 )
+from workers.attachments import references
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.identity import IdentityKind, parse_identity
@@ -186,6 +187,11 @@ def received_rows(
     ]
 
 
+def intake_references(items: Sequence[SendCaseV2]) -> list[tuple[str, str]]:
+    """Each case's blobs, recorded at intake so none is collected while the case is live."""
+    return [(item.resolved_case_id(), ref.sha256) for item in items for ref in item.attachments]
+
+
 def process(parsed: Parsed, ctx: Context) -> None:
     """Record the cases as received, decide them, record the decisions, emit onward.
 
@@ -197,6 +203,9 @@ def process(parsed: Parsed, ctx: Context) -> None:
     with ctx.engine.begin() as conn:
         cases.insert_received(conn, received_rows(items, parsed.envelope.correlation_id, origin))
         ours = cases.first_requested_by(conn, (i.resolved_case_id() for i in items), origin)
+        references.record(
+            conn, intake_references([i for i in items if i.resolved_case_id() in ours])
+        )
     duplicates = [item for item in items if item.resolved_case_id() not in ours]
     if duplicates:
         log.info("duplicate requests left alone", cases=len(duplicates))

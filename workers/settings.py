@@ -53,6 +53,21 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     max_body_chars: int = 10_000
+    max_attachment_bytes: int = 20 * 1024 * 1024
+    """Largest attachment file (1177 practice: 20 MB)."""
+    max_attachments: int = 10
+    """Most attachments on one message (1177 practice: 10)."""
+    max_image_pixels: int = 50_000_000
+    """Largest image, width times height, checked before decoding (decompression bombs)."""
+    clamd_socket: Path | None = None
+    """clamd's unix socket; when set (or ``clamd_url``), attachments are scanned by ClamAV."""
+    clamd_url: str | None = None
+    """clamd as ``tcp://host:port`` (or ``unix:///path``)."""
+    clamd_timeout: float = 30.0
+    blob_url: str | None = None
+    """``s3://bucket/prefix`` for an S3-compatible blob store; unset: files under blob_dir."""
+    s3_endpoint_url: str | None = None
+    """Endpoint of the S3-compatible service (MinIO, Ceph, ...); credentials as boto3 finds them."""
     template_cache_seconds: float = 2.0
     """How long a worker trusts its cached view of a template's current version and activation."""
     timezone: str = "Europe/Stockholm"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from producers.cli import (
+    attachments_command,
     cases_command,
     contracts_command,
     delivery_command,
@@ -27,6 +28,7 @@ app.command("worker")(worker_command.worker)
 app.command("push")(push_command.push)
 app.add_typer(contracts_command.app, name="contracts")
 app.add_typer(worker_command.db_app, name="db")
+app.add_typer(attachments_command.app, name="attachments")
 app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")

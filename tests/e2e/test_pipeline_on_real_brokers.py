@@ -59,6 +59,8 @@ def expected_outcome(request: dict, directory: SimulatedAccountDirectory) -> tup
         return "rejected", "template-inactive"
     if any(a["filename"] == "remiss.pdf" for a in request["attachments"]):
         return "rejected", "attachment-type-not-allowed"
+    if any(a["filename"] == "blankett.pdf" for a in request["attachments"]):
+        return "rejected", "attachment-pdf-active-content"
     return "notified", None
 
 

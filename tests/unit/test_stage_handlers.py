@@ -13,7 +13,6 @@ from producers.scenario import broken_check_digit
 from workers import attachment_check, composition, read_receipts, recipient_validation
 from workers.adapters import population
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
-from workers.adapters.blobs import FilesystemBlobStore
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue
 from workers.case_states import CaseState
 from workers.stage import Advance, Reject
@@ -165,17 +164,21 @@ def composed(attachments: list[AttachmentRef]) -> MessageComposedV1:
     )
 
 
-def test_attachments_are_identified_by_content_not_name(tmp_path: object) -> None:
-    blobs = FilesystemBlobStore(tmp_path)  # type: ignore[arg-type]
+def test_attachments_are_identified_by_content_not_name() -> None:
+    from producers import attachment_samples
+    from workers.attachments.checker import inspect
+    from workers.attachments.limits import Limits
+    from workers.attachments.scanner import SimulatedVirusScanner
 
-    def ref(data: bytes, name: str) -> AttachmentRef:
-        return AttachmentRef(sha256=blobs.put(data), filename=name, size=len(data))
-
-    png = ref(b"\x89PNG\r\n\x1a\n" + b"\0" * 20, "bild.png")
-    word = ref(b"PK\x03\x04word/document.xml", "brev.pdf")
+    files = (attachment_samples.png(8, 8), attachment_samples.docx())
+    verdicts = {v.sha256: v for v in (inspect(f, Limits(), SimulatedVirusScanner()) for f in files)}
+    png, word = (
+        AttachmentRef(sha256=v.sha256, filename=name, size=v.size)
+        for v, name in zip(verdicts.values(), ("bild.png", "brev.pdf"), strict=True)
+    )
     missing = AttachmentRef(sha256="b" * 64, filename="borta.pdf", size=1)
     decisions = attachment_check.handle(
-        [composed([png]), composed([png, word]), composed([missing])], blobs
+        [composed([png]), composed([png, word]), composed([missing])], verdicts, Limits()
     )
     assert isinstance(decisions[0], Advance)
     assert decisions[0].next_item.attachments[0].type == "png"  # type: ignore[union-attr]

@@ -63,6 +63,34 @@ rejected_messages = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
+case_attachments = sa.Table(
+    "case_attachments",
+    metadata,
+    sa.Column("case_id", sa.String(64), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Index("ix_case_attachments_sha256", "sha256"),
+)
+"""Which blobs each case refers to (as sent, and cleaned): a blob is kept while a live case
+refers to it."""
+
+attachment_verdicts = sa.Table(
+    "attachment_verdicts",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("policy", sa.String(64), primary_key=True),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=True),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("detail", sa.String(500), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("pages", sa.Integer, nullable=True),
+    sa.Column("cleaned_sha256", sa.String(64), nullable=True),
+    sa.Column("cleaned_size", sa.BigInteger, nullable=True),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""The content verdict of each file checked, by sha256 and the checking policy: the same PDF
+sent to 100,000 residents is checked once; PDF page counts are kept here."""
+
 templates = sa.Table(
     "templates",
     metadata,

@@ -1,0 +1,247 @@
+"""``omvant attachments``: check files before sending, store them, collect garbage, benchmark.
+
+``check`` runs exactly the checks the attachment-check worker runs (same limits, same virus
+scanner from ``OMVANT_*``), so staff and integration teams can see a verdict before they send.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from contracts.common import AttachmentRef
+from producers.cli.options import DatabaseOption, JsonOption, settings_from
+from workers.adapters.blobs import BlobStore, blob_store_from
+from workers.attachments.checker import check_file
+from workers.attachments.limits import Limits
+from workers.attachments.scanner import ScannerUnavailable, VirusScanner, scanner_from
+from workers.attachments.verdict import Verdict
+from workers.settings import Settings
+
+app = typer.Typer(help="Check, store and clean up attachment files.", no_args_is_help=True)
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s`` or ``2w`` as a timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise typer.BadParameter(f"not a duration like 30d, 12h or 90m: {text!r}")
+    return dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _blobs(settings: Settings) -> BlobStore:
+    return blob_store_from(settings.blob_dir, settings.blob_url, settings.s3_endpoint_url)
+
+
+def _scanner(settings: Settings) -> VirusScanner:
+    return scanner_from(settings.clamd_socket, settings.clamd_url, settings.clamd_timeout)
+
+
+def verdict_record(file: str, verdict: Verdict) -> dict[str, Any]:
+    """The object ``check --json`` prints for one file."""
+    return {
+        "file": file,
+        "ok": verdict.ok,
+        "type": verdict.type,
+        "reason": None if verdict.reason is None else verdict.reason.value,
+        "detail": verdict.detail,
+    }
+
+
+@app.command("check")
+def check(
+    files: Annotated[list[Path], typer.Argument(help="Files to check.", show_default=False)],
+    as_json: JsonOption = False,
+    declared_type: Annotated[
+        str, typer.Option("--type", help="Media type the sender declares for every file.")
+    ] = "application/octet-stream",
+) -> None:
+    """Check files as the attachment-check worker would; exit 1 if any is refused.
+
+    With --json, one JSON object per file: {"file", "ok", "type", "reason", "detail"}.
+    """
+    settings = Settings()
+    limits = Limits.from_settings(settings)
+    scanner = _scanner(settings)
+    refused = 0
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            record = {
+                "file": str(path),
+                "ok": False,
+                "type": None,
+                "reason": "attachment-missing",
+                "detail": f"cannot read the file: {exc.strerror or exc}",
+            }
+        else:
+            try:
+                verdict = check_file(
+                    data,
+                    filename=path.name,
+                    declared_type=declared_type,
+                    limits=limits,
+                    scanner=scanner,
+                )
+            except ScannerUnavailable as exc:
+                typer.echo(f"the virus scanner is unavailable: {exc}", err=True)
+                raise typer.Exit(2) from exc
+            record = verdict_record(str(path), verdict)
+        refused += not record["ok"]
+        if as_json:
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        elif record["ok"]:
+            typer.echo(f"ok       {path}  ({record['type']})")
+        else:
+            typer.echo(f"refused  {path}  {record['reason']}: {record['detail']}")
+    if refused:
+        raise typer.Exit(1)
+
+
+@app.command("put")
+def put(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="File to store.")],
+    name: Annotated[
+        str | None, typer.Option(help="File name to declare (default: its own).")
+    ] = None,
+    declared_type: Annotated[
+        str, typer.Option("--type", help="Media type to declare.")
+    ] = "application/octet-stream",
+) -> None:
+    """Store a file in the blob store; print the AttachmentRef JSON a SendCase carries."""
+    data = file.read_bytes()
+    sha256 = _blobs(Settings()).put(data)
+    ref = AttachmentRef(
+        sha256=sha256, filename=name or file.name, declared_type=declared_type, size=len(data)
+    )
+    typer.echo(ref.model_dump_json())
+
+
+@app.command("gc")
+def gc(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Retention, e.g. 30d, 12h, 90m.")
+    ] = "30d",
+    database: DatabaseOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete blobs older than the retention that no live case refers to."""
+    from workers.attachments.gc import collect
+    from workers.store.engine import make_engine, upgrade
+
+    retention = parse_duration(older_than)
+    settings = settings_from(None, database)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        report = collect(engine, _blobs(settings), older_than=retention, dry_run=dry_run)
+    finally:
+        engine.dispose()
+    figures = {**report.as_dict(), "dry_run": dry_run}
+    if as_json:
+        typer.echo(json.dumps(figures))
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        typer.echo(
+            f"{verb} {report.deleted} blobs ({report.bytes_freed:,} bytes); kept "
+            f"{report.kept_referenced} referenced by live cases and {report.kept_recent} recent"
+            f" of {report.examined}"
+        )
+
+
+@app.command("corpus")
+def corpus(
+    folder: Annotated[Path, typer.Argument(file_okay=False, help="Folder to write into.")],
+) -> None:
+    """Write a sample of every kind of file (valid, renamed, polyglot, bombs, ...) with a
+    manifest of the verdict each must get."""
+    from producers.attachment_samples import corpus as build
+
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for sample in build():
+        target = folder / sample.name / sample.filename
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(sample.data)
+        manifest.append(
+            {
+                "file": str(target),
+                "declared_type": sample.declared_type,
+                "reason": sample.reason,
+                "type": sample.type,
+                "ok": not sample.reason,
+            }
+        )
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    typer.echo(f"wrote {len(manifest)} files and manifest.json to {folder}")
+
+
+@app.command("bench")
+def bench(
+    rounds: Annotated[int, typer.Option(min=1, help="Times to check the whole mix.")] = 3,
+    as_json: JsonOption = False,
+) -> None:
+    """Check throughput (MB/s, files/s) over a typical mix of letters, brochures, phone photos,
+    screenshots and some files that are refused, with the configured virus scanner."""
+    from producers.attachment_samples import typical_mix
+
+    settings = Settings()
+    limits = Limits.from_settings(settings)
+    scanner = _scanner(settings)
+    mix = typical_mix()
+    files = 0
+    size = 0
+    refused = 0
+    by_kind: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    for _ in range(rounds):
+        for sample in mix:
+            began = time.perf_counter()
+            verdict = check_file(
+                sample.data, filename=sample.filename, limits=limits, scanner=scanner
+            )
+            kind = "refused" if not verdict.ok else str(verdict.type)
+            tally = by_kind.setdefault(kind, {"files": 0, "megabytes": 0.0, "seconds": 0.0})
+            tally["files"] += 1
+            tally["megabytes"] += len(sample.data) / 1e6
+            tally["seconds"] += time.perf_counter() - began
+            files += 1
+            size += len(sample.data)
+            refused += not verdict.ok
+    seconds = time.perf_counter() - started
+    figures: dict[str, Any] = {
+        "files": files,
+        "megabytes": round(size / 1e6, 2),
+        "refused": refused,
+        "seconds": round(seconds, 3),
+        "files_per_second": round(files / seconds, 1),
+        "megabytes_per_second": round(size / 1e6 / seconds, 1),
+        "scanner": scanner.name,
+        "by_kind": {
+            kind: {
+                "files": int(t["files"]),
+                "megabytes": round(t["megabytes"], 2),
+                "ms_per_file": round(1000 * t["seconds"] / t["files"], 1),
+            }
+            for kind, t in sorted(by_kind.items())
+        },
+    }
+    if as_json:
+        typer.echo(json.dumps(figures))
+    else:
+        typer.echo(
+            f"{files} files, {figures['megabytes']} MB in {figures['seconds']} s: "
+            f"{figures['files_per_second']} files/s, {figures['megabytes_per_second']} MB/s "
+            f"({refused} refused; scanner {scanner.name})"
+        )
