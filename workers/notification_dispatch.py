@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import dramatiq
 
@@ -40,6 +41,7 @@ from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.log import get_logger
+from workers.queues import queue_name
 from workers.quiet_hours import QuietHours
 from workers.rate_limit import RateLimitExceeded
 from workers.reasons import Reason
@@ -53,6 +55,36 @@ EMAIL_SUBJECT = "Nytt meddelande på 1177"
 """The subject of every e-mail notification: like the text, fixed and content-free."""
 
 log = get_logger(__name__)
+
+
+class Resume(StrEnum):
+    """What a notification's earlier attempt means for this one."""
+
+    SENT = "sent"
+    """Sent before: nothing to do."""
+    NEVER = "never"
+    """Refused for good, or settled as in doubt: never to be sent."""
+    ASK_PROVIDER = "ask-provider"
+    """In doubt, and the provider can be asked by key."""
+    GIVE_UP_IN_DOUBT = "give-up-in-doubt"
+    """In doubt, and the provider cannot be asked (SMTP): at most once, so not sent again."""
+    SEND = "send"
+    """The provider certainly did not take it: send."""
+
+
+LOOKUP_CHANNELS = frozenset({"sms"})
+"""Channels whose provider can be asked about an idempotency key."""
+
+
+def resume_step(status: str, channel: str) -> Resume:
+    """The policy for a notification found in the ledger with ``status`` (pure)."""
+    if status == notifications.SENT:
+        return Resume.SENT
+    if status in {notifications.REFUSED, notifications.UNCONFIRMED}:
+        return Resume.NEVER
+    if status == notifications.PENDING:
+        return Resume.ASK_PROVIDER if channel in LOOKUP_CHANNELS else Resume.GIVE_UP_IN_DOUBT
+    return Resume.SEND
 
 
 @dataclass
@@ -121,22 +153,21 @@ def notify_once(
 
 
 def _resume(ctx: Context, found: notifications.Entry, channel: str) -> bool | None:
-    """What an earlier attempt left decides: True sent, False never to be sent, None send now."""
-    if found.status == notifications.SENT:
-        return True
-    if found.status in {notifications.REFUSED, notifications.UNCONFIRMED}:
+    """Carry out ``resume_step``: True sent, False never to be sent, None send now."""
+    step = resume_step(found.status, channel)
+    if step in {Resume.SENT, Resume.NEVER}:
+        return step == Resume.SENT
+    if step == Resume.GIVE_UP_IN_DOUBT:
+        with ctx.engine.begin() as conn:
+            notifications.mark_unconfirmed(
+                conn,
+                found.key,
+                Reason.NOTIFICATION_IN_DOUBT,
+                "smtp cannot be asked; not sent again",
+            )
+        log.warning("in-doubt e-mail not sent again", case_id=found.case_id)
         return False
-    if found.status == notifications.PENDING:
-        if channel != "sms":
-            with ctx.engine.begin() as conn:
-                notifications.mark_unconfirmed(
-                    conn,
-                    found.key,
-                    Reason.NOTIFICATION_IN_DOUBT,
-                    "smtp cannot be asked; not sent again",
-                )
-            log.warning("in-doubt e-mail not sent again", case_id=found.case_id)
-            return False
+    if step == Resume.ASK_PROVIDER:
         ref = ctx.sms.lookup(found.key)
         if ref is not None:
             with ctx.engine.begin() as conn:
@@ -263,7 +294,7 @@ def defer(
         envelope = envelope_for([item], correlation_id=correlation_id)
         ctx.broker.enqueue(
             dramatiq.Message(
-                queue_name=f"{ctx.settings.queue_prefix}{route.queue}",
+                queue_name=queue_name(route.queue, ctx.settings.queue_prefix),
                 actor_name=route.actor_name,
                 args=(envelope.model_dump(mode="json"),),
                 kwargs={},

@@ -246,3 +246,13 @@ def test_unread_follow_ups_notify_again_once_or_flag_when_due(ctx: Context) -> N
     assert isinstance(ctx.sms, SimulatedSmsGateway)
     assert ctx.sms.sends["remind-1:sms:2"] == 1
     assert "flag-1:sms:2" not in ctx.sms.sends
+
+
+def test_what_an_earlier_attempt_means_for_the_next() -> None:
+    step = notification_dispatch.resume_step
+    Resume = notification_dispatch.Resume  # noqa: N806
+    assert step("sent", "sms") == step("sent", "email") == Resume.SENT
+    assert step("refused", "sms") == step("unconfirmed", "email") == Resume.NEVER
+    assert step("pending", "sms") == Resume.ASK_PROVIDER
+    assert step("pending", "email") == Resume.GIVE_UP_IN_DOUBT
+    assert step("retry", "email") == step("retry", "sms") == Resume.SEND
