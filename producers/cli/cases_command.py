@@ -156,7 +156,8 @@ def list_command(
         writer.writerows(records)
     else:
         table = Table(title=f"{clinic}: {len(records)} cases")
-        for column in ("case", "status", "template", "resident", "received", "read", "notified"):
+        table.add_column("case", overflow="fold")
+        for column in ("status", "template", "resident", "received", "read", "notified"):
             table.add_column(column)
         for r in records:
             status_text = r["status"] + (" (overdue)" if r["overdue"] else "")

@@ -50,6 +50,12 @@ class Entry:
     updated_at: dt.datetime
 
 
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)  # SQLite gives back naive UTC
+
+
 def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
     m = row._mapping
     return Entry(
@@ -61,8 +67,8 @@ def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
         provider_ref=m["provider_ref"],
         reason=m["reason"],
         attempts=m["attempts"],
-        sent_at=m["sent_at"],
-        updated_at=m["updated_at"],
+        sent_at=_aware(m["sent_at"]),
+        updated_at=_aware(m["updated_at"]) or utcnow(),
     )
 
 
