@@ -33,6 +33,7 @@ def test_an_sms_is_taken_once_per_key_and_can_be_looked_up(simulator: SmsGateway
     assert [m["key"] for m in simulator.messages()] == ["c1:sms:1"]
     assert gateway.lookup("c1:sms:1") == ref
     assert gateway.lookup("c2:sms:1") is None
+    assert httpx.get(f"{simulator.url}/messages/{ref}").json()["key"] == "c1:sms:1"
 
 
 def test_a_5xx_is_transient_and_not_taken(simulator: SmsGatewaySimulator) -> None:

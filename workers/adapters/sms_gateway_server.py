@@ -6,8 +6,8 @@ own with ``omvant sim sms-gateway --port N``. The API (JSON):
 ``POST /messages``  ``{"to": "+4670...", "text": "..."}`` with an ``Idempotency-Key`` header:
     201 (new) or 200 (same key again, nothing sent) ``{"id": ..., "key": ...}``; 422 for a
     refused number; 503 or 429 (with ``Retry-After``) when told to.
-``GET /messages/{key}``  the message taken under that key, or 404: how a client settles a send
-    it is in doubt about.
+``GET /messages/{key or id}``  the message taken under that idempotency key (or with that
+    reference), or 404: how a client settles a send it is in doubt about.
 ``GET /messages``  ``{"messages": [...], "sends": [...]}``: every message, and every accepted
     POST (so a test can tell a duplicate send from a lookup).
 ``GET /control``, ``POST /control``  the behaviour: ``delay_before`` / ``delay_after`` seconds
@@ -90,7 +90,10 @@ class _Handler(BaseHTTPRequestHandler):
                     200, {"messages": list(state.messages.values()), "sends": list(state.sends)}
                 )
             elif self.path.startswith("/messages/"):
-                found = state.messages.get(unquote(self.path[len("/messages/") :]))
+                wanted = unquote(self.path[len("/messages/") :])
+                found = state.messages.get(wanted) or next(
+                    (m for m in state.messages.values() if m["id"] == wanted), None
+                )
                 self._reply(200 if found else 404, found or {"error": "not-found"})
             else:
                 self._reply(404, {"error": "not-found"})
