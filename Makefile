@@ -33,7 +33,8 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 bench: $(STAMP)
-	$(BIN)/omvant bench
+	$(BIN)/omvant recipients bench
+	$(BIN)/omvant templates bench
 
 clean:
 	rm -rf $(VENV) omvant.db omvant-blobs .pytest_cache .mypy_cache .ruff_cache

@@ -55,11 +55,16 @@ class CheckSummary:
         }
 
 
+BOM = "\ufeff"
+"""The byte-order mark Windows tools (Excel's "CSV UTF-8", Notepad) put before the first line."""
+
+
 def chunks(lines: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
-    """The lines without their line endings, ``size`` at a time."""
+    """The lines without their line endings (and the first without a byte-order mark),
+    ``size`` at a time."""
     chunk: list[str] = []
-    for line in lines:
-        chunk.append(line.rstrip("\r\n"))
+    for number, line in enumerate(lines):
+        chunk.append((line.removeprefix(BOM) if number == 0 else line).rstrip("\r\n"))
         if len(chunk) >= size:
             yield chunk
             chunk = []

@@ -187,7 +187,8 @@ def body_of(draft: Draft, template: Template) -> str:
         parts.append(template.contact)
     if template.contact_card_url:
         parts.append(f"Kontaktkort: {template.contact_card_url}")
-    return clean("\n\n".join(part.strip() for part in parts if part.strip()))
+    cleaned = (clean(part).strip() for part in parts)
+    return "\n\n".join(part for part in cleaned if part)
 
 
 def compose(

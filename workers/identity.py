@@ -2,7 +2,7 @@
 
 Any string at all gives a verdict, never an exception. A valid number is normalised to 12
 digits (``YYYYMMDDNNNC``); an invalid one names the rule it broke in ``detail``, one of
-``DETAILS`` (documented in docs/reason-codes.md).
+``DETAILS`` (documented in docs/identity-numbers.md).
 
 Written here rather than taken from the ``personnummer`` package (3.2), which cannot name the
 failed rule, rejects the samordningsnummer Skatteverket issues with month 00 or day 60, and

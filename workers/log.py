@@ -16,6 +16,9 @@ _IDENTITY = re.compile(
 )
 """Ten or twelve digits as identity numbers are written (with '-', '+' or a space before the
 last four, or none), also inside longer text, and interim numbers (a letter in the serial)."""
+_INPUT_VALUE = re.compile(r"input_value=.*?(?=, input_type=|\]$)", flags=re.DOTALL | re.MULTILINE)
+"""pydantic's error text quotes the offending input (``input_value=...``): a body, free text
+or a whole chunk of records can be in it, so it goes."""
 SENSITIVE_KEYS = frozenset({"body", "free_text", "text", "subject", "fields", "content"})
 """Keys whose values are message content: never logged, whatever they hold."""
 
@@ -25,9 +28,16 @@ def mask_identity_numbers(text: str) -> str:
     return _IDENTITY.sub(lambda m: f"{m.group(1)}{(m.group(2) or '-').strip() or '-'}****", text)
 
 
+def scrub(text: str) -> str:
+    """``text`` fit for a log: quoted inputs and payloads dropped, identity numbers masked."""
+    if "input_value=" in text:
+        text = _INPUT_VALUE.sub("input_value=[redacted]", text)
+    return mask_identity_numbers(text)
+
+
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
-        return mask_identity_numbers(value)
+        return scrub(value)
     if isinstance(value, Mapping):
         return {_mask(k): _mask(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -64,14 +74,12 @@ class MaskingFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # arguments that do not fit the format
             message = f"{record.msg} {record.args}"
-        record.msg = mask_identity_numbers(_PAYLOAD.sub(r"\1[redacted]", message))
+        record.msg = scrub(_PAYLOAD.sub(r"\1[redacted]", message))
         record.args = None
         if record.stack_info:
-            record.stack_info = mask_identity_numbers(record.stack_info)
+            record.stack_info = scrub(record.stack_info)
         if record.exc_info:
-            record.exc_text = mask_identity_numbers(
-                logging.Formatter().formatException(record.exc_info)
-            )
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.envelope import MAX_CHUNK
 
 _PERSONALISATION = re.compile(
     r"\{\{[^}]*\}\}|\{[^}]*\}|%\([A-Za-z_]+\)[-#0+]*[0-9.]*[sdifr]|%[-#0+]*[0-9.]*[sdifr]"
@@ -33,8 +35,8 @@ class Settings(BaseSettings):
     """Seed of the simulated population (account directory, HSA catalogue)."""
     sim_outbox: Path | None = None
     """If set, simulated SMS, e-mail and inbox append what they receive to JSONL files here."""
-    chunk_size: int = 100
-    """Cases per message on the hops between stages."""
+    chunk_size: int = Field(default=100, ge=1, le=MAX_CHUNK)
+    """Cases per message on the hops between stages (at most what an envelope carries)."""
     max_retries: int = 5
     """Retries of a technically failing single-case message before it is dead-lettered."""
     directory_url: str | None = None

@@ -10,6 +10,7 @@ from producers.cli import (
     contracts_command,
     delivery_command,
     demo_command,
+    errors,
     push_command,
     recipients_command,
     sim_command,
@@ -39,4 +40,10 @@ sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 
 def main() -> None:
     """Entry point of the ``omvant`` console script."""
-    app()
+    try:
+        app()
+    except Exception as exc:
+        if not errors.is_configuration_error(exc):
+            raise
+        typer.echo(f"omvant: {errors.describe(exc)}", err=True)
+        raise SystemExit(errors.EXIT_CONFIGURATION) from None

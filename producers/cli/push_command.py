@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import codecs
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import Progress
 
+from contracts.registry import VERSIONS
+from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from producers.cli.options import BrokerOption, settings_from
 from producers.intake import LineError, push_chunk, read_send_cases
 from workers.broker import build_broker
 from workers.log import mask_identity_numbers
+
+
+def text_lines(path: Path, errors: list[LineError]) -> Iterator[str]:
+    """The file's lines as text, for ``read_send_cases``.
+
+    A UTF-8 byte-order mark at the start (as Windows tools write) is dropped. A line that is not
+    UTF-8 is reported in ``errors`` (``malformed-message``) and read as a blank line, so the
+    other lines keep their numbers and are still pushed.
+    """
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            data = line.removeprefix(codecs.BOM_UTF8) if number == 1 else line
+            try:
+                yield data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                errors.append(
+                    LineError(number, "malformed-message", f"not UTF-8 (byte {exc.start + 1})")
+                )
+                yield "\n"
 
 
 def push(
@@ -25,6 +48,10 @@ def push(
     correlation_id: Annotated[str | None, typer.Option(help="Correlation id to carry.")] = None,
 ) -> None:
     """Put each line's SendCase on the intake queue, in chunks; report invalid lines."""
+    versions = sorted(VERSIONS[SEND_CASE])
+    if contract_version is not None and contract_version not in versions:
+        typer.echo(f"SendCase has versions {versions}, not {contract_version}", err=True)
+        raise typer.Exit(2)
     settings = settings_from(broker, None)
     if settings.broker_url.startswith("memory"):
         typer.echo("push needs a real broker: --broker amqp://... or redis://...", err=True)
@@ -34,9 +61,11 @@ def push(
     errors: list[LineError] = []
     pushed = 0
     chunk: list[SendCaseV2] = []
-    total = sum(1 for _ in file.open(encoding="utf-8"))
-    with Progress() as bar, file.open(encoding="utf-8") as lines:
+    with file.open("rb") as raw:
+        total = sum(1 for line in raw if line.strip())
+    with Progress() as bar:
         task = bar.add_task("pushing", total=total)
+        lines = text_lines(file, errors)
         for result in read_send_cases(lines, version=contract_version):
             bar.advance(task)
             if isinstance(result, LineError):
@@ -51,6 +80,7 @@ def push(
             push_chunk(target, chunk, correlation_id=correlation, prefix=settings.queue_prefix)
             pushed += len(chunk)
     target.close()
+    errors.sort(key=lambda error: error.line)
     for error in errors:
         typer.echo(
             f"line {error.line}: {error.reason}: {mask_identity_numbers(error.detail)}", err=True

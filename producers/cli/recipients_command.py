@@ -37,9 +37,15 @@ DirectoryOption = Annotated[
 
 
 def _settings(directory: str | None) -> Settings:
+    """Settings with ``--directory`` on top; a directory URL that is not http(s) is a usage
+    error (exit 2), not an unreachable directory (exit 3)."""
     settings = Settings()
     if directory:
         settings = settings.model_copy(update={"directory_url": directory})
+    url = settings.directory_url
+    if url and not url.lower().startswith(("http://", "https://")):
+        typer.echo(f"the account directory URL must be http:// or https://, not {url!r}", err=True)
+        raise typer.Exit(EXIT_USAGE)
     return settings
 
 

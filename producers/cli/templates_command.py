@@ -527,7 +527,10 @@ def export(
     if out is None:
         sys.stdout.write(text)
         return
-    out.write_text(text, encoding="utf-8")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}", 2)
     typer.echo(f"wrote {len(templates)} templates to {out}")
 
 

@@ -44,7 +44,21 @@ def worker(
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
     queues = [queue_name(STAGES[s].queue, settings.queue_prefix) for s in chosen]
-    argv = [
+    argv = dramatiq_argv(queues, processes=processes, threads=threads, log_level=settings.log_level)
+    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
+
+
+def dramatiq_argv(
+    queues: list[str], *, processes: int, threads: int, log_level: str = "INFO"
+) -> list[str]:
+    """The dramatiq command line ``omvant worker`` becomes.
+
+    dramatiq sets up the standard library's logging in its worker processes before our
+    ``configure`` runs, so ``OMVANT_LOG_LEVEL=DEBUG`` reaches dramatiq and the libraries only
+    through its ``--verbose`` (identity numbers stay masked by the filter ``configure`` adds).
+    """
+    verbose = ["--verbose"] if log_level.strip().upper() == "DEBUG" else []
+    return [
         sys.executable,
         "-m",
         "dramatiq",
@@ -53,10 +67,10 @@ def worker(
         str(processes),
         "--threads",
         str(threads),
+        *verbose,
         "--queues",
         *queues,
     ]
-    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
 
 
 @db_app.command("upgrade")

@@ -203,6 +203,13 @@ def test_markup_in_the_template_itself_is_escaped_too() -> None:
     assert message.body == "&lt;i&gt;Hej&lt;/i&gt; Eva"
 
 
+@pytest.mark.parametrize("free_text", ["\x00\x01", "\u202e \u2066", " \x7f\n\x0b "])
+def test_free_text_of_only_hiding_characters_leaves_no_empty_paragraph(free_text: str) -> None:
+    tmpl = template(contact="Ring 010-123 45 67")
+    message = composed(case(fragments=["a"], free_text=free_text), tmpl)
+    assert message.body.split("\n\n") == ["Hej Eva!", "Första.", "Ring 010-123 45 67"]
+
+
 def test_a_field_value_is_one_line_and_hiding_characters_go() -> None:
     value = "Eva\n\nMed vänlig hälsning\nDoktor X\u202e\x00"
     assert composed(case(fields={"fornamn": value})).body == (

@@ -127,3 +127,12 @@ def test_contracts_export_writes_one_schema_per_version(tmp_path: Path) -> None:
     assert expected | {"Envelope.v1.schema.json"} == written
     schema = json.loads((tmp_path / "SendCase.v2.schema.json").read_text())
     assert "fields" in schema["properties"]
+
+
+def test_contracts_export_into_a_file_is_a_clear_usage_error(tmp_path: Path) -> None:
+    target = tmp_path / "schemas"
+    target.write_text("a file, not a folder", encoding="utf-8")
+    result = CliRunner().invoke(app, ["contracts", "export", str(target)])
+    assert result.exit_code == 2
+    assert f"cannot write the schemas into {target}" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -154,6 +154,23 @@ def test_a_file_of_reachable_residents_exits_zero(tmp_path: Path) -> None:
     assert json.loads(lines[-1])["summary"]["reachable"] == 2
 
 
+def test_a_byte_order_mark_before_the_first_number_is_not_part_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "excel.txt"
+    path.write_text(f"{BOTH}\r\n{EMAIL_ONLY}\r\n", encoding="utf-8-sig")
+    for source, stdin in ((str(path), None), ("-", path.read_text(encoding="utf-8"))):
+        code, lines, _ = run("check", "--json", "--file", source, stdin=stdin)
+        records = [json.loads(line) for line in lines[:-1]]
+        assert [(r["input"], r["reachable"]) for r in records] == [(BOTH, True), (EMAIL_ONLY, True)]
+        assert code == 0
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://127.0.0.1/", "127.0.0.1:8080"])
+def test_a_directory_url_that_is_not_http_is_a_usage_error(url: str) -> None:
+    code, lines, err = run("check", "--directory", url, BOTH)
+    assert (code, lines) == (2, [])
+    assert "must be http:// or https://" in err
+
+
 def test_bench_reports_its_figures() -> None:
     code, lines, _ = run("bench", "--json", "--numbers", "2000", "--lines", "3000")
     figures = json.loads(lines[0])

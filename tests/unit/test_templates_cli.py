@@ -204,3 +204,13 @@ def test_bench_reports_throughput(db: str) -> None:
     assert figures["messages"] == 300
     assert figures["messages_per_s"] > 0 and figures["messages_per_cpu_s"] > 0
     assert figures["compose_only_per_s"] > 0
+
+
+def test_export_to_a_file_that_cannot_be_written_is_a_clear_usage_error(
+    db: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "no-such-folder" / "mallar.yaml"
+    code, _, err = omvant(db, "export", "--out", str(target))
+    assert code == 2
+    assert f"error: cannot write {target}" in err
+    assert not target.exists()

@@ -1,0 +1,89 @@
+"""The ``omvant`` console script: a wrong URL or a server that is not there is one clear line
+and exit status 2, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workers.adapters import population
+
+OMVANT = str(Path(sys.executable).with_name("omvant"))
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, read back, released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(
+    tmp_path: Path, *args: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+    env.update(settings or {})
+    return subprocess.run(
+        [OMVANT, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def one_case(tmp_path: Path) -> str:
+    path = tmp_path / "cases.jsonl"
+    record = {
+        "clinic_hsa_id": "SE2321000016-VC01",
+        "sender_hsa_id": "SE2321000016-S101",
+        "template_id": "meddelande-till-invanare",
+        "personnummer": population.test_personnummer()[0],
+        "idempotency_key": "k1",
+    }
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["demo", "--cases", "1", "--broker", "nats://127.0.0.1"], "cannot use the broker"),
+        (["demo", "--cases", "1", "--database", "not a url"], "cannot use the database URL"),
+        (["templates", "list", "--database", "not a url"], "cannot use the database URL"),
+        (["push", "CASES", "--broker", "redis://127.0.0.1:PORT/0"], "cannot use the broker"),
+    ],
+)
+def test_a_wrong_or_unreachable_server_is_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    port = str(closed_port())
+    argv = [a.replace("PORT", port) for a in args]
+    argv = [one_case(tmp_path) if a == "CASES" else a for a in argv]
+    result = run(tmp_path, *argv)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"omvant: {says}"), result.stderr
+
+
+@pytest.mark.parametrize("size", ["0", "1001", "many"])
+def test_a_chunk_size_an_envelope_cannot_carry_is_refused_up_front(
+    tmp_path: Path, size: str
+) -> None:
+    result = run(tmp_path, "demo", "--cases", "5", settings={"OMVANT_CHUNK_SIZE": size})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("omvant: invalid setting: OMVANT_CHUNK_SIZE")
+    )
