@@ -12,6 +12,10 @@ from workers.adapters.notifiers import (
 from workers.rate_limit import in_process_limiter, redis_limiter
 from workers.settings import Settings
 
+MAX_WAIT = 60.0
+"""Seconds a send waits for its turn before the case is retried later: many worker threads
+share one budget (16 threads against 50 SMS/s wait about a third of a second each)."""
+
 
 def build_sms_gateway(settings: Settings) -> SmsGateway:
     """The HTTP gateway when ``sms_gateway_url`` is set, else the simulated one."""
@@ -45,8 +49,8 @@ def build_rate_limits(settings: Settings) -> ChannelRateLimits:
         key = f"omvant:{settings.queue_prefix}notify:{channel}"
         per_second = max(1, int(rate))
         limiters[channel] = (
-            redis_limiter(settings.redis_url, key, per_second=per_second)
+            redis_limiter(settings.redis_url, key, per_second=per_second, max_wait=MAX_WAIT)
             if settings.redis_url
-            else in_process_limiter(key, per_second=per_second)
+            else in_process_limiter(key, per_second=per_second, max_wait=MAX_WAIT)
         )
     return ChannelRateLimits(limiters)
