@@ -32,9 +32,16 @@ test: lint typecheck
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
+# The benchmark (README, Performance): the servers of this machine unless told otherwise.
+BENCH_BROKER   ?= amqp://guest:guest@127.0.0.1:5672/%2F
+BENCH_DATABASE ?= postgresql://postgres@127.0.0.1:5432/omvant_bench
+BENCH_ARGS     ?= --cases 100000
+
 bench: $(STAMP)
+	$(BIN)/omvant bench --broker '$(BENCH_BROKER)' --database '$(BENCH_DATABASE)' $(BENCH_ARGS) --json
 	$(BIN)/omvant recipients bench
 	$(BIN)/omvant templates bench
+	$(BIN)/omvant attachments bench
 
 clean:
 	rm -rf $(VENV) omvant.db omvant-blobs .pytest_cache .mypy_cache .ruff_cache

@@ -73,6 +73,11 @@ def latest_version(contract: str) -> int:
     return max(versions)
 
 
+def describe(error: ValidationError) -> str:
+    """The first few validation errors as ``field: message``, never the values."""
+    return _describe(error)
+
+
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:5]:
@@ -129,7 +134,8 @@ def parse(raw: str | bytes | Mapping[str, Any]) -> Parsed:
     items: list[BaseModel] = []
     for index, record in enumerate(envelope.payload):
         try:
-            model.model_validate(record)
+            if model is not latest_model:  # the latest version is validated once, below
+                model.model_validate(record)
             items.append(
                 latest_model.model_validate(upcast(envelope.contract, envelope.version, record))
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated
 
@@ -18,6 +19,7 @@ IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 FragmentName = Annotated[str, StringConstraints(min_length=1, max_length=80)]
 
 
+@functools.lru_cache(maxsize=65_536)
 def case_id_for(clinic_hsa_id: str, idempotency_key: str) -> str:
     """The case id a clinic's idempotency key stands for: the same key gives the same case."""
     return str(uuid.uuid5(_CASE_NAMESPACE, f"{clinic_hsa_id}\x1f{idempotency_key}"))

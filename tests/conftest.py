@@ -78,10 +78,10 @@ def rabbitmq_url(queue_prefix: str) -> Iterator[str]:
     except pika.exceptions.AMQPError as exc:
         server_missing("RabbitMQ", exc)
     yield RABBITMQ_URL
-    from workers.queues import Queues
+    from workers.queues import all_queues
 
     channel = connection.channel()
-    for queue in Queues:
+    for queue in all_queues():
         for suffix in ("", ".DQ", ".XQ"):
             channel.queue_delete(f"{queue_prefix}{queue}{suffix}")
     connection.close()

@@ -4,6 +4,10 @@ A shell never lets bad input crash a worker or loop: an unreadable message is re
 reason code and acknowledged. A chunk that fails technically is split into single cases so one
 bad case cannot take its chunk-mates to the dead-letter queue; a single case that keeps failing
 is retried with backoff, then dead-lettered and its case recorded as failed.
+
+Before a chunk runs, the shell asks (cached, ``workers.batch_control``) about the dispatches
+its cases belong to: a paused batch's cases go back on their lane with a delay, a cancelled
+batch's cases are rejected with ``batch-cancelled``; the rest run.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
-from contracts.envelope import split_message_id
-from contracts.registry import ContractError, Parsed, envelope_for, parse
+from contracts.envelope import origin_message_id, split_message_id
+from contracts.registry import ContractError, Parsed, parse
 from workers import (
     attachment_check,
     composition,
@@ -25,19 +29,25 @@ from workers import (
     read_receipts,
     recipient_validation,
 )
+from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.log import get_logger
-from workers.queues import queue_name
+from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
-from workers.stage import enqueue
-from workers.store import cases
+from workers.stage import emit
+from workers.store import cases, notifications
+from workers.store.batches import BatchStatus
 from workers.store.cases import Transition
 
 log = get_logger(__name__)
 
 Process = Callable[[Parsed, Context], None]
+
+NORMAL_PRIORITY = 10
+URGENT_PRIORITY = 0
+"""dramatiq runs lower numbers first: a worker takes an urgent chunk before any other."""
 
 PROCESSORS: dict[str, Process] = {
     "SendCase": recipient_validation.process,
@@ -81,8 +91,13 @@ def run_message(
             )
         log.warning("message rejected", queue=queue, reason=exc.reason, detail=exc.detail)
         return
+    held = hold_by_batch(contract, parsed, ctx)
+    if held is None:
+        return
+    parsed = held
     try:
-        process(parsed, ctx)
+        with notifications.chunk_ledger(ctx.engine, _case_ids(parsed)):
+            process(parsed, ctx)
     except Exception as exc:
         if len(parsed.items) <= 1:
             raise
@@ -93,18 +108,59 @@ def run_message(
             error=type(exc).__name__,
         )
         for index, item in enumerate(parsed.items):
-            single = envelope_for(
+            emit(
+                ctx,
                 [item],
                 correlation_id=parsed.envelope.correlation_id,
                 message_id=split_message_id(parsed.envelope.message_id, index),
             )
-            enqueue(
-                ctx.broker,
-                route.queue,
-                route.actor_name,
-                single.model_dump(mode="json"),
-                prefix=ctx.settings.queue_prefix,
+
+
+def _case_ids(parsed: Parsed) -> list[str]:
+    return [_case_id(item) for item in parsed.items if hasattr(item, "case_id")]
+
+
+def _case_id(item: Any) -> str:
+    resolved = getattr(item, "resolved_case_id", None)
+    return str(resolved() if resolved else item.case_id)
+
+
+def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
+    """Apply pause and cancel of the chunk's dispatches; return what may run now (or None)."""
+    views = cache_for(ctx.engine).views(getattr(i, "batch_id", None) for i in parsed.items)
+    if all(v.status == BatchStatus.RUNNING for v in views.values()):
+        return parsed
+    paused: list[Any] = []
+    cancelled: list[Any] = []
+    running: list[Any] = []
+    for item in parsed.items:
+        view = views.get(getattr(item, "batch_id", None) or "")
+        status = view.status if view else BatchStatus.RUNNING
+        {BatchStatus.PAUSED: paused, BatchStatus.CANCELLED: cancelled}.get(status, running).append(
+            item
+        )
+    correlation_id = parsed.envelope.correlation_id
+    if paused:
+        emit(
+            ctx, paused, correlation_id=correlation_id, delay_ms=ctx.settings.batch_pause_recheck_ms
+        )
+    if cancelled:
+        with ctx.engine.begin() as conn:
+            if contract == "SendCase":
+                origin = origin_message_id(parsed.envelope.message_id)
+                rows = recipient_validation.received_rows(cancelled, correlation_id, origin)
+                cases.insert_received(conn, rows)
+            cases.apply(
+                conn,
+                [
+                    Transition(_case_id(i), CaseState.REJECTED, reason=Reason.BATCH_CANCELLED)
+                    for i in cancelled
+                ],
+                stage="batch-control",
             )
+    if not running:
+        return None
+    return Parsed(envelope=parsed.envelope, items=running)
 
 
 class RecordDeadLetters(Middleware):
@@ -165,12 +221,25 @@ def declare_actors(
             run_message(_c, _p, context(), args, kwargs)
 
         body.__name__ = route.actor_name
+        options = {"max_retries": max_retries, "min_backoff": 200, "max_backoff": 20_000}
         actors[route.stage] = dramatiq.Actor(
             body,
             broker=broker,
             actor_name=route.actor_name,
             queue_name=queue_name(route.queue, prefix),
-            priority=0,
-            options={"max_retries": max_retries, "min_backoff": 200, "max_backoff": 20_000},
+            priority=NORMAL_PRIORITY,
+            options=options,
         )
+        lanes = lanes_of(route.queue)
+        if URGENT in lanes:
+            actors[f"{route.stage}.{URGENT}"] = dramatiq.Actor(
+                body,
+                broker=broker,
+                actor_name=route.urgent_actor_name,
+                queue_name=queue_name(lane_queue(route.queue, URGENT), prefix),
+                priority=URGENT_PRIORITY,
+                options=options,
+            )
+        for lane in lanes:
+            broker.declare_queue(queue_name(lane_queue(route.queue, lane), prefix))
     return actors

@@ -52,6 +52,20 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
     zone = ZoneInfo(settings.timezone)
     outbox = settings.sim_outbox
     engine = make_engine(settings.database_url)
+    inbox: Inbox = SimulatedInbox(outbox)
+    sms: SmsGateway = build_sms_gateway(settings)
+    email: EmailSender = build_email_sender(settings)
+    if settings.sim_latency_ms or settings.sim_failure_rate:
+        from workers.adapters.degraded import (
+            DegradedEmailSender,
+            DegradedInbox,
+            DegradedSmsGateway,
+        )
+
+        slow, flaky, seed = settings.sim_latency_ms, settings.sim_failure_rate, settings.seed
+        inbox = DegradedInbox(inbox, slow, flaky, seed)
+        sms = DegradedSmsGateway(sms, slow, flaky, seed + 1)
+        email = DegradedEmailSender(email, slow, flaky, seed + 2)
     return Context(
         settings=settings,
         broker=broker,
@@ -59,9 +73,9 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         directory=build_directory(settings),
         catalogue=SimulatedStaffCatalogue(settings.seed),
         templates=DatabaseTemplateLibrary(engine, ttl=settings.template_cache_seconds),
-        inbox=SimulatedInbox(outbox),
-        sms=build_sms_gateway(settings),
-        email=build_email_sender(settings),
+        inbox=inbox,
+        sms=sms,
+        email=email,
         blobs=blob_store_from(settings.blob_dir, settings.blob_url, settings.s3_endpoint_url),
         today=lambda: dt.datetime.now(zone).date(),
         scanner=scanner_from(settings.clamd_socket, settings.clamd_url, settings.clamd_timeout),

@@ -13,10 +13,13 @@ class BrokerUrlError(ValueError):
     """The broker URL names no supported broker."""
 
 
-def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> dramatiq.Broker:
+def build_broker(
+    url: str, *, middleware: list[Middleware] | None = None, confirm: bool = True
+) -> dramatiq.Broker:
     """A dramatiq broker for ``url``; extra middleware sees messages after Retries has.
 
-    RabbitMQ queues are durable and publisher confirms are on; Redis uses the URL's database.
+    RabbitMQ queues are durable and publisher confirms are on (``confirm=False`` only for
+    filling a benchmark's queue); Redis uses the URL's database.
 
     Raises
     ------
@@ -28,7 +31,7 @@ def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> dra
     if scheme in {"amqp", "amqps"}:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        broker = RabbitmqBroker(url=url, confirm_delivery=True)
+        broker = RabbitmqBroker(url=url, confirm_delivery=confirm)
     elif scheme in {"redis", "rediss"}:
         from dramatiq.brokers.redis import RedisBroker
 
@@ -76,3 +79,35 @@ def dead_letter_count(broker: dramatiq.Broker, queue_names: list[str]) -> int:
         elif kind_of == "list":
             total += int(client.llen(key))
     return total
+
+
+def queue_depth(broker: dramatiq.Broker, name: str) -> int:
+    """Messages on queue ``name`` not yet done: ready ones on RabbitMQ (messages a consumer
+    holds unacknowledged are not counted), ready and unacknowledged ones on Redis."""
+    kind = broker_kind(broker)
+    if kind == "rabbitmq":
+        channel: Any = broker.channel  # type: ignore[attr-defined]
+        frame = channel.queue_declare(name, durable=True, passive=True)
+        return int(frame.method.message_count)
+    if kind == "redis":
+        client: Any = broker.client  # type: ignore[attr-defined]
+        return int(client.hlen(f"{broker.namespace}:{name}.msgs"))  # type: ignore[attr-defined]
+    queue: Any = broker.queues.get(name)
+    return 0 if queue is None else int(queue.qsize())
+
+
+def forget_queues(broker: dramatiq.Broker, names: list[str]) -> None:
+    """Delete queues (with their delay and dead-letter queues) a benchmark or test made."""
+    kind = broker_kind(broker)
+    if kind == "rabbitmq":
+        channel: Any = broker.channel  # type: ignore[attr-defined]
+        for name in names:
+            for suffix in ("", ".DQ", ".XQ"):
+                channel.queue_delete(f"{name}{suffix}")
+    elif kind == "redis":
+        client: Any = broker.client  # type: ignore[attr-defined]
+        namespace = broker.namespace  # type: ignore[attr-defined]
+        for name in names:
+            keys = list(client.scan_iter(match=f"{namespace}:{name}*"))
+            if keys:
+                client.delete(*keys)

@@ -58,3 +58,12 @@ class Reason(StrEnum):
     NOTIFICATION_TEXT_PERSONALISED = "notification-text-personalised"
     # any stage
     TECHNICAL_FAILURE = "technical-failure"
+    # dispatches (batches)
+    BATCH_CANCELLED = "batch-cancelled"
+    MISSING_IDENTITY_NUMBER = "missing-identity-number"
+    # the intake bridge (messages refused to omvant.intake.rejects)
+    SIGNATURE_MISSING = "signature-missing"
+    SIGNATURE_INVALID = "signature-invalid"
+    UNKNOWN_KEY_ID = "unknown-key-id"
+    CONTRACT_VERSION_MISSING = "contract-version-missing"
+    CLINIC_NOT_ALLOWED = "clinic-not-allowed"

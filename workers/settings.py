@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     template_cache_seconds: float = 2.0
     """How long a worker trusts its cached view of a template's current version and activation."""
     timezone: str = "Europe/Stockholm"
+    sim_latency_ms: float = 0.0
+    """Load tests: latency added to every simulated inbox delivery, SMS and e-mail."""
+    sim_failure_rate: float = 0.0
+    """Load tests: share of simulated provider calls that fail transiently (then retried)."""
+    batch_pause_recheck_ms: int = 5_000
+    """How long a paused dispatch's chunk waits on its lane before it is looked at again."""
+    intake_keys: dict[str, str] = {}
+    """Intake credentials: key id -> HMAC-SHA256 secret, one per integration (JSON in the env)."""
+    intake_clinics: dict[str, list[str]] = {}
+    """Optionally, key id -> the clinic HSA-ids that integration may send for (else any)."""
+    intake_window_days: float = 30.0
+    """How long an idempotency key on the intake stands for the same case."""
     notification_text: str = (
         "Du har ett meddelande i e-tjänsterna på 1177. "
         "Meddelandet finns i inkorgen när du loggat in på 1177."

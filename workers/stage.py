@@ -9,11 +9,12 @@ import dramatiq
 from pydantic import BaseModel
 
 from contracts.registry import contract_of, envelope_for
+from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState
-from workers.queues import queue_name
-from workers.routes import ROUTES
-from workers.store import cases
+from workers.queues import NORMAL, queue_name
+from workers.routes import ROUTES, lane_for
+from workers.store import cases, notifications
 from workers.store.cases import Transition
 
 
@@ -59,6 +60,7 @@ def settle(
                 )
             )
     with ctx.engine.begin() as conn:
+        notifications.flush(conn)
         holding = cases.apply(conn, transitions, stage=stage)
     onward = [
         d.next_item
@@ -69,11 +71,20 @@ def settle(
     return onward
 
 
-def emit(ctx: Context, items: Sequence[BaseModel], *, correlation_id: str) -> None:
-    """Put records of one contract on the queue its route names, in chunks.
+def emit(
+    ctx: Context,
+    items: Sequence[BaseModel],
+    *,
+    correlation_id: str,
+    delay_ms: int | None = None,
+    message_id: str | None = None,
+) -> None:
+    """Put records of one contract on the queue its route names, in chunks, lane by lane.
 
-    Urgent and normal cases travel in separate messages; urgent ones get the broker's
-    higher priority where the broker has one.
+    ``message_id`` names the message when ``items`` is a single record (a split chunk's part).
+
+    Urgent cases go to the stage's urgent lane, a dispatch's cases to its bulk lane, the rest
+    to the normal lane (``routes.lane_for``); a chunk never mixes lanes or batches.
     """
     if not items:
         return
@@ -82,19 +93,28 @@ def emit(ctx: Context, items: Sequence[BaseModel], *, correlation_id: str) -> No
     if route is None:
         return
     size = max(1, ctx.settings.chunk_size)
-    lanes: dict[str, list[BaseModel]] = {}
+    views = cache_for(ctx.engine).views(getattr(item, "batch_id", None) for item in items)
+    groups: dict[tuple[str, str], list[BaseModel]] = {}
     for item in items:
-        lanes.setdefault(str(getattr(item, "priority", "normal")), []).append(item)
-    for lane, lane_items in lanes.items():
-        for start in range(0, len(lane_items), size):
-            envelope = envelope_for(lane_items[start : start + size], correlation_id=correlation_id)
+        batch_id = getattr(item, "batch_id", None)
+        view = views.get(batch_id) if batch_id else None
+        lane = lane_for(str(getattr(item, "priority", NORMAL)), view.lane if view else None)
+        groups.setdefault((lane, batch_id or ""), []).append(item)
+    for (lane, _batch), group in groups.items():
+        queue, actor_name = route.lane(lane)
+        for start in range(0, len(group), size):
+            envelope = envelope_for(
+                group[start : start + size],
+                correlation_id=correlation_id,
+                message_id=message_id if len(items) == 1 else None,
+            )
             enqueue(
                 ctx.broker,
-                route.queue,
-                route.actor_name,
+                queue,
+                actor_name,
                 envelope.model_dump(mode="json"),
                 prefix=ctx.settings.queue_prefix,
-                urgent=lane == "urgent",
+                delay_ms=delay_ms,
             )
 
 
@@ -105,16 +125,16 @@ def enqueue(
     envelope: dict[str, object],
     *,
     prefix: str = "",
-    urgent: bool = False,
+    delay_ms: int | None = None,
 ) -> None:
-    """Put one envelope on a queue for an actor, by name: no actor object needed."""
-    options: dict[str, object] = {"broker_priority": 9} if urgent else {}
+    """Put one envelope on a queue (a lane's, without prefix) for an actor, by name."""
     broker.enqueue(
         dramatiq.Message(
             queue_name=queue_name(queue, prefix),
             actor_name=actor_name,
             args=(envelope,),
             kwargs={},
-            options=options,
-        )
+            options={},
+        ),
+        delay=delay_ms,
     )

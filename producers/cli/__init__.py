@@ -6,11 +6,15 @@ import typer
 
 from producers.cli import (
     attachments_command,
+    bench_command,
     cases_command,
     contracts_command,
     delivery_command,
     demo_command,
+    dispatch_command,
     errors,
+    intake_command,
+    loadtest_command,
     push_command,
     recipients_command,
     sim_command,
@@ -29,6 +33,11 @@ app.command("worker")(worker_command.worker)
 app.command("push")(push_command.push)
 app.add_typer(contracts_command.app, name="contracts")
 app.add_typer(worker_command.db_app, name="db")
+app.command("dispatch")(dispatch_command.dispatch)
+app.add_typer(dispatch_command.batches_app, name="batches")
+app.command("intake")(intake_command.intake)
+app.command("bench")(bench_command.bench)
+app.add_typer(loadtest_command.app, name="loadtest")
 app.add_typer(attachments_command.app, name="attachments")
 app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")

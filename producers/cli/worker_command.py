@@ -9,11 +9,20 @@ from typing import Annotated
 import typer
 
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
-from workers.queues import queue_name
+from workers.queues import lane_queue, lanes_of, queue_name
 from workers.routes import STAGES
 from workers.store.engine import upgrade
 
 db_app = typer.Typer(help="The system of record.", no_args_is_help=True)
+
+
+def consumed_queues(stages: list[str], prefix: str = "") -> list[str]:
+    """The queues a worker of ``stages`` consumes: every lane of each stage."""
+    return [
+        queue_name(lane_queue(STAGES[s].queue, lane), prefix)
+        for s in stages
+        for lane in lanes_of(STAGES[s].queue)
+    ]
 
 
 def worker(
@@ -43,7 +52,7 @@ def worker(
     upgrade(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
-    queues = [queue_name(STAGES[s].queue, settings.queue_prefix) for s in chosen]
+    queues = consumed_queues(chosen, settings.queue_prefix)
     argv = dramatiq_argv(queues, processes=processes, threads=threads, log_level=settings.log_level)
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,12 +58,52 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> N
         }
         for row in rows
     ]
-    statement = _insert(conn, cases).on_conflict_do_nothing()
-    conn.execute(statement, values)
-    conn.execute(
-        case_events.insert(),
+    bulk_insert(conn, cases, values, on_conflict_do_nothing=True)
+    bulk_insert(
+        conn,
+        case_events,
         [{"case_id": r["id"], "state": "received", "stage": "intake", "at": now} for r in rows],
     )
+
+
+@functools.cache
+def _unnest_insert(
+    table: sa.Table, names: tuple[str, ...], conflict: str, dialect: sa.Dialect
+) -> sa.TextClause:
+    arrays = ", ".join(
+        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in names
+    )
+    return sa.text(
+        f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608 - our table and columns
+        f"SELECT * FROM unnest({arrays}) {conflict}"
+    )
+
+
+def bulk_insert(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    on_conflict_do_nothing: bool = False,
+    upsert: Any = None,
+    upsert_sql: str = "",
+) -> None:
+    """Insert ``rows`` (all with the same keys): on PostgreSQL one ``INSERT ... SELECT FROM
+    unnest(arrays)`` statement, elsewhere an executemany. ``upsert`` (a SQLAlchemy insert
+    with its ON CONFLICT clause) and ``upsert_sql`` (the same clause as SQL) update rows that
+    exist already."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        statement = upsert if upsert is not None else _insert(conn, table)
+        if on_conflict_do_nothing:
+            statement = statement.on_conflict_do_nothing()
+        conn.execute(statement, list(rows))
+        return
+    names = tuple(sorted({key for row in rows for key in row}))
+    conflict = "ON CONFLICT DO NOTHING" if on_conflict_do_nothing else upsert_sql
+    statement = _unnest_insert(table, names, conflict, conn.dialect)
+    conn.execute(statement, {name: [row.get(name) for row in rows] for name in names})
 
 
 def first_requested_by(conn: sa.Connection, case_ids: Iterable[str], origin: str) -> set[str]:
@@ -121,38 +162,13 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
     for transition in to_apply:
         groups[tuple(sorted(transition.values))].append(transition)
     for keys, group in groups.items():
-        statement = (
-            sa.update(cases)
-            .where(
-                cases.c.id == sa.bindparam("b_id"),
-                cases.c.state_rank < sa.bindparam("b_rank"),
-                cases.c.state_rank < FIRST_FINAL_RANK,
-            )
-            .values(
-                state=sa.bindparam("b_state"),
-                state_rank=sa.bindparam("b_rank"),
-                reason=sa.bindparam("b_reason"),
-                detail=sa.bindparam("b_detail"),
-                updated_at=now,
-                **{key: sa.bindparam(f"v_{key}") for key in keys},
-            )
-        )
-        conn.execute(
-            statement,
-            [
-                {
-                    "b_id": t.case_id,
-                    "b_rank": RANK[t.state],
-                    "b_state": t.state.value,
-                    "b_reason": t.reason,
-                    "b_detail": (t.detail or None) and str(t.detail)[:500],
-                    **{f"v_{key}": t.values[key] for key in keys},
-                }
-                for t in group
-            ],
-        )
-    conn.execute(
-        case_events.insert(),
+        if conn.dialect.name == "postgresql":
+            _update_from_values(conn, keys, group, now)
+        else:
+            _update_each(conn, keys, group, now)
+    bulk_insert(
+        conn,
+        case_events,
         [
             {
                 "case_id": t.case_id,
@@ -166,6 +182,103 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
         ],
     )
     return holding
+
+
+def _row(t: Transition, keys: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "b_id": t.case_id,
+        "b_rank": RANK[t.state],
+        "b_state": t.state.value,
+        "b_reason": t.reason,
+        "b_detail": (t.detail or None) and str(t.detail)[:500],
+        **{f"v_{key}": t.values[key] for key in keys},
+    }
+
+
+@functools.cache
+def _unnest_update(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
+    """``UPDATE cases ... FROM unnest(arrays)``: one statement and one round trip for a whole
+    group, with the same SQL text every time (so PostgreSQL and SQLAlchemy reuse it)."""
+    extra = [(key, cases.c[key].type.compile(dialect=dialect)) for key in keys]
+    arrays = ", ".join(
+        [
+            "CAST(:b_id AS VARCHAR[])",
+            "CAST(:b_rank AS INTEGER[])",
+            "CAST(:b_state AS VARCHAR[])",
+            "CAST(:b_reason AS VARCHAR[])",
+            "CAST(:b_detail AS VARCHAR[])",
+            *(f"CAST(:v_{key} AS {kind}[])" for key, kind in extra),
+        ]
+    )
+    names = ", ".join(["b_id", "b_rank", "b_state", "b_reason", "b_detail", *keys])
+    sets = ", ".join(
+        [
+            "state = i.b_state",
+            "state_rank = i.b_rank",
+            "reason = i.b_reason",
+            "detail = i.b_detail",
+            "updated_at = :now",
+            *(f"{key} = i.{key}" for key in keys),
+        ]
+    )
+    return sa.text(
+        f"UPDATE cases SET {sets} FROM unnest({arrays}) AS i({names}) "  # noqa: S608 - names are our columns
+        "WHERE cases.id = i.b_id AND cases.state_rank < i.b_rank "
+        "AND cases.state_rank < :first_final"
+    )
+
+
+def _update_from_values(
+    conn: sa.Connection, keys: tuple[str, ...], group: list[Transition], now: dt.datetime
+) -> None:
+    """PostgreSQL: the group's transitions as arrays, applied by one statement per round (a
+    case moved twice in one group, e.g. validated then rejected, takes two rounds, in order:
+    one UPDATE ... FROM applies at most one row to each case)."""
+    rounds: list[list[Transition]] = []
+    seen: dict[str, int] = {}
+    for transition in group:
+        index = seen.get(transition.case_id, 0)
+        seen[transition.case_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(transition)
+    for chosen in rounds:
+        _update_round(conn, keys, chosen, now)
+
+
+def _update_round(
+    conn: sa.Connection, keys: tuple[str, ...], group: list[Transition], now: dt.datetime
+) -> None:
+    rows = [_row(t, keys) for t in group]
+    params: dict[str, Any] = {
+        name: [row[name] for row in rows]
+        for name in ("b_id", "b_rank", "b_state", "b_reason", "b_detail", *(f"v_{k}" for k in keys))
+    }
+    params.update(now=now, first_final=FIRST_FINAL_RANK)
+    conn.execute(_unnest_update(keys, conn.dialect), params)
+
+
+def _update_each(
+    conn: sa.Connection, keys: tuple[str, ...], group: list[Transition], now: dt.datetime
+) -> None:
+    """Other databases: the same update, executed once per case."""
+    statement = (
+        sa.update(cases)
+        .where(
+            cases.c.id == sa.bindparam("b_id"),
+            cases.c.state_rank < sa.bindparam("b_rank"),
+            cases.c.state_rank < FIRST_FINAL_RANK,
+        )
+        .values(
+            state=sa.bindparam("b_state"),
+            state_rank=sa.bindparam("b_rank"),
+            reason=sa.bindparam("b_reason"),
+            detail=sa.bindparam("b_detail"),
+            updated_at=now,
+            **{key: sa.bindparam(f"v_{key}") for key in keys},
+        )
+    )
+    conn.execute(statement, [_row(t, keys) for t in group])
 
 
 def record_unreadable(

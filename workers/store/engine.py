@@ -35,7 +35,30 @@ def make_engine(url: str) -> sa.Engine:
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout on the hot path; a connection that died
+    # fails its message once and dramatiq retries it on a fresh one.
+    return sa.create_engine(url, pool_size=8, max_overflow=8)
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database ``url`` names if it does not exist (benchmarks, load
+    tests); other databases are created on first use anyway."""
+    url = normalise_url(url)
+    if not url.startswith("postgresql"):
+        return
+    target = sa.engine.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": target.database},
+            ).first()
+            if exists is None:
+                quoted = admin.dialect.identifier_preparer.quote(str(target.database))
+                conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+    finally:
+        admin.dispose()
 
 
 def alembic_config(url: str) -> Config:

@@ -4,13 +4,21 @@
 A pending row that a later attempt finds is "in doubt": the provider may have taken it before the
 worker died. Dispatch settles it by asking the provider (``SmsGateway.lookup``), or by policy for
 e-mail, and never sends blindly again.
+
+Marks are written at once, never batched: a notification's record must survive a crash right
+after the provider took it. What a chunk can share is the reading: inside ``chunk_ledger`` (the
+actor shell opens one per chunk) the chunk's rows are read with one query, and a notification
+already settled (sent, refused, unconfirmed) is answered from that read without a round trip,
+which makes a redelivered chunk cheap.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -83,6 +91,46 @@ def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry
     return {entry.key: entry for entry in map(_entry, rows)}
 
 
+SETTLED = frozenset({SENT, REFUSED, UNCONFIRMED})
+"""Statuses no later attempt changes."""
+
+
+@dataclass
+class _ChunkRead:
+    case_ids: set[str]
+    settled: dict[str, Entry] | None = None
+
+
+_chunk: ContextVar[_ChunkRead | None] = ContextVar("omvant_chunk_ledger", default=None)
+
+
+@contextmanager
+def chunk_ledger(engine: sa.Engine, case_ids: Iterable[str]) -> Iterator[None]:
+    """Share one read of the ledger among the notifications of one chunk of cases (read, when
+    first needed, on the connection of the first ``claim``; ``engine`` is not needed for that)."""
+    del engine
+    token = _chunk.set(_ChunkRead(set(case_ids)))
+    try:
+        yield
+    finally:
+        _chunk.reset(token)
+
+
+def flush(conn: sa.Connection) -> None:
+    """Nothing to write: marks are written when they are made (see the module docstring).
+    Kept so that ``workers.stage.settle`` may call it whatever the ledger does."""
+
+
+def _settled_in_chunk(conn: sa.Connection, key: str, case_id: str) -> Entry | None:
+    chunk = _chunk.get()
+    if chunk is None or case_id not in chunk.case_ids:
+        return None
+    if chunk.settled is None:
+        read = entries_for(conn, sorted(chunk.case_ids))
+        chunk.settled = {k: e for k, e in read.items() if e.status in SETTLED}
+    return chunk.settled.get(key)
+
+
 def claim(conn: sa.Connection, key: str, case_id: str, channel: str, round_: int) -> Entry | None:
     """Record the notification as pending, unless it has a row already; return that row.
 
@@ -92,6 +140,9 @@ def claim(conn: sa.Connection, key: str, case_id: str, channel: str, round_: int
         None when this call claimed it (call the provider now); else the row found, whose status
         says what to do (sent: nothing; pending: in doubt; retry: send again; refused: nothing).
     """
+    settled = _settled_in_chunk(conn, key, case_id)
+    if settled is not None:
+        return settled
     now = utcnow()
     claimed = conn.execute(
         _insert(conn, notification_ledger)

@@ -63,6 +63,33 @@ rejected_messages = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("clinic_hsa_id", sa.String(48), nullable=False),
+    sa.Column("sender_hsa_id", sa.String(48), nullable=False),
+    sa.Column("template_id", sa.String(80), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("lane", sa.Integer, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("enqueued", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_batches_status", "status"),
+)
+
+intake_keys = sa.Table(
+    "intake_keys",
+    metadata,
+    sa.Column("clinic_hsa_id", sa.String(48), primary_key=True),
+    sa.Column("idempotency_key", sa.String(200), primary_key=True),
+    sa.Column("case_id", sa.String(64), nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("integration", sa.String(64), nullable=False),
+    sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+)
 case_attachments = sa.Table(
     "case_attachments",
     metadata,

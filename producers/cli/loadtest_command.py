@@ -1,0 +1,95 @@
+"""``omvant loadtest record|replay``: send bursts recorded and replayed (producers/loadtest.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
+from producers.loadtest import (
+    read_recording,
+    record_from_database,
+    record_synthetic,
+    replay,
+    write_recording,
+)
+from workers.log import configure
+
+app = typer.Typer(help="Record send bursts and replay them against a test environment.")
+
+
+@app.command("record")
+def record(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write.")],
+    synthetic: Annotated[
+        int | None, typer.Option(min=1, help="Make a realistic burst of this many sends.")
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Length of a synthetic burst.")] = 10.0,
+    since: Annotated[
+        dt.datetime | None, typer.Option(help="Record cases received from (UTC).")
+    ] = None,
+    until: Annotated[dt.datetime | None, typer.Option(help="... until (UTC).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of a synthetic burst.")] = 1177,
+    database: DatabaseOption = None,
+) -> None:
+    """Record a burst: from the cases table (--since/--until) or synthetic (--synthetic N)."""
+    if synthetic:
+        sends = record_synthetic(synthetic, seconds, seed=seed)
+    elif since is not None:
+        settings = settings_from(None, database)
+        end = until or dt.datetime.now(dt.UTC)
+        sends = record_from_database(
+            settings.database_url,
+            since=since if since.tzinfo else since.replace(tzinfo=dt.UTC),
+            until=end if end.tzinfo else end.replace(tzinfo=dt.UTC),
+        )
+    else:
+        typer.echo("say what to record: --synthetic N, or --since TIME [--until TIME]", err=True)
+        raise typer.Exit(2)
+    written = write_recording(out, sends)
+    span = sends[-1].t if sends else 0.0
+    typer.echo(f"recorded {written} sends over {span:.1f} s to {out}")
+
+
+@app.command("replay")
+def replay_command(
+    recording: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    speedup: Annotated[float, typer.Option(min=0.001, help="Replay this many times faster.")] = 1.0,
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, help="Replay at this many sends/s instead.")
+    ] = None,
+    latency_ms: Annotated[float, typer.Option(help="Simulated provider latency.")] = 0.0,
+    failure_rate: Annotated[float, typer.Option(help="Simulated provider failures.")] = 0.0,
+    processes: Annotated[int, typer.Option(min=1)] = 2,
+    threads: Annotated[int, typer.Option(min=1)] = 8,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay a recording against worker processes with simulated providers; report figures."""
+    settings = settings_from(broker, database)
+    if settings.broker_url.startswith("memory"):
+        typer.echo("replay needs a real broker: --broker amqp://... or redis://...", err=True)
+        raise typer.Exit(2)
+    settings = settings.model_copy(
+        update={"sim_latency_ms": latency_ms, "sim_failure_rate": failure_rate}
+    )
+    configure("WARNING")
+    figures = replay(
+        settings,
+        read_recording(recording),
+        speedup=speedup,
+        rate=rate,
+        processes=processes,
+        threads=threads,
+        say=None if as_json else lambda m: typer.echo(m, err=True),
+    )
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        typer.echo(f"{key}: {value}")

@@ -1,0 +1,201 @@
+"""The Python client for integrations and operators: send cases, run and steer dispatches.
+
+``OmvantClient`` does in Python what ``omvant dispatch`` and ``omvant batches`` do on the
+command line. Bulk sends are pipelined: records are built and validated in chunks, and each
+chunk travels as one message (one publisher confirm on RabbitMQ), so the broker sees a few
+hundred messages for a dispatch of tens of thousands of cases.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from pydantic import ValidationError
+
+from contracts.registry import describe
+from contracts.send_case import SendCaseV2
+from producers.intake import push_chunk
+from workers.broker import build_broker
+from workers.settings import Settings
+from workers.store import batches
+from workers.store.batches import Batch, BatchStatus
+from workers.store.engine import make_engine, upgrade
+
+Progress = Callable[[int], None]
+
+DEFAULT_CHUNK = 100
+"""Cases per intake message: the stages' own chunk size, so stage 1 is as quick as the rest."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One line of a dispatch list: a resident, and personalisation fields for the template."""
+
+    personnummer: str
+    fields: dict[str, str]
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of at most ``size``."""
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class OmvantClient:
+    """A connection to one Omvänt deployment's broker and database."""
+
+    def __init__(self, settings: Settings, *, broker: dramatiq.Broker | None = None) -> None:
+        self.settings = settings
+        self.broker = broker or build_broker(settings.broker_url)
+        self.engine = make_engine(settings.database_url)
+        upgrade(settings.database_url)
+
+    def close(self) -> None:
+        """Close the broker connection and the database pool."""
+        self.broker.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> OmvantClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def send(self, request: SendCaseV2, *, correlation_id: str | None = None) -> str:
+        """Send one case now (urgent cases take the urgent lane); returns its case id."""
+        push_chunk(
+            self.broker,
+            [request],
+            correlation_id=correlation_id or uuid.uuid4().hex,
+            prefix=self.settings.queue_prefix,
+        )
+        return request.resolved_case_id()
+
+    def send_many(
+        self,
+        requests: Iterable[SendCaseV2],
+        *,
+        correlation_id: str | None = None,
+        batch_lane: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: Progress | None = None,
+    ) -> int:
+        """Send many cases in chunks, one message per chunk; returns how many were sent."""
+        correlation = correlation_id or uuid.uuid4().hex
+        sent = 0
+        for chunk in chunked(requests, chunk_size):
+            push_chunk(
+                self.broker,
+                chunk,
+                correlation_id=correlation,
+                prefix=self.settings.queue_prefix,
+                batch_lane=batch_lane,
+            )
+            sent += len(chunk)
+            if progress:
+                progress(len(chunk))
+        return sent
+
+    def dispatch(
+        self,
+        recipients: Iterable[Recipient],
+        *,
+        template_id: str,
+        clinic_hsa_id: str,
+        sender_hsa_id: str,
+        total: int,
+        name: str | None = None,
+        batch_id: str | None = None,
+        fragments: Iterable[str] = (),
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: Progress | None = None,
+        on_invalid: Callable[[int, str], None] | None = None,
+    ) -> Batch:
+        """Send one template to every recipient as a new batch (dispatch); ``total`` is how many
+        recipients there are, so progress can be shown before the last one is sent.
+
+        A recipient whose record does not validate (e.g. a field value too long) is not sent:
+        ``on_invalid(index, detail)`` hears of it and the batch's total is corrected."""
+        batch_id = batch_id or f"dispatch-{uuid.uuid4().hex[:16]}"
+        with self.engine.begin() as conn:
+            batch = batches.create(
+                conn,
+                batch_id=batch_id,
+                name=name or f"{template_id} {clinic_hsa_id}",
+                clinic_hsa_id=clinic_hsa_id,
+                sender_hsa_id=sender_hsa_id,
+                template_id=template_id,
+                total=total,
+            )
+        fragment_list = list(fragments)
+
+        def requests() -> Iterator[SendCaseV2]:
+            for index, recipient in enumerate(recipients):
+                try:
+                    yield SendCaseV2(
+                        clinic_hsa_id=clinic_hsa_id,
+                        sender_hsa_id=sender_hsa_id,
+                        template_id=template_id,
+                        fragments=fragment_list,
+                        personnummer=recipient.personnummer,
+                        fields=recipient.fields,
+                        idempotency_key=f"{batch_id}:{index}",
+                        batch_id=batch_id,
+                    )
+                except ValidationError as exc:
+                    if on_invalid:
+                        on_invalid(index, describe(exc))
+
+        def counted(n: int) -> None:
+            with self.engine.begin() as conn:
+                batches.add_enqueued(conn, batch_id, n)
+            if progress:
+                progress(n)
+
+        sent = self.send_many(
+            requests(),
+            correlation_id=batch_id,
+            batch_lane=batch.lane,
+            chunk_size=chunk_size,
+            progress=counted,
+        )
+        with self.engine.begin() as conn:
+            if sent != total:
+                batches.set_total(conn, batch_id, sent)
+            return batches.get(conn, batch_id)
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        """A batch's live figures (see ``workers.store.batches.progress``)."""
+        with self.engine.connect() as conn:
+            return batches.progress(conn, batches.get(conn, batch_id))
+
+    def batches(self, *, limit: int = 50) -> list[Batch]:
+        """The newest batches."""
+        with self.engine.connect() as conn:
+            return batches.list_all(conn, limit=limit)
+
+    def pause(self, batch_id: str) -> Batch:
+        """Hold the batch's cases where they are (within a second or so) until resumed."""
+        return self._set(batch_id, BatchStatus.PAUSED)
+
+    def resume(self, batch_id: str) -> Batch:
+        """Let a paused batch's cases move on."""
+        return self._set(batch_id, BatchStatus.RUNNING)
+
+    def cancel(self, batch_id: str) -> Batch:
+        """Reject every case of the batch not yet delivered (``batch-cancelled``)."""
+        return self._set(batch_id, BatchStatus.CANCELLED)
+
+    def _set(self, batch_id: str, status: BatchStatus) -> Batch:
+        with self.engine.begin() as conn:
+            return batches.set_status(conn, batch_id, status)

@@ -1,0 +1,109 @@
+"""Reading a dispatch list: CSV (a ``personnummer`` column) or JSONL (one object per line).
+
+Every other CSV column, or the ``fields`` object of a JSONL line, becomes the case's
+personalisation fields (``{{ name }}`` in the template's text).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from producers.client import Recipient
+from workers.reasons import Reason
+
+IDENTITY_COLUMNS = ("personnummer", "pnr", "identity_number")
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A line of the list that cannot be sent: ``reason`` is a stable code."""
+
+    line: int
+    reason: str
+    detail: str
+
+
+class DispatchFileError(ValueError):
+    """The file as a whole cannot be read (unknown format, no identity column)."""
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in {".jsonl", ".ndjson"}:
+        return "jsonl"
+    raise DispatchFileError(f"{path.name}: a dispatch list is .csv or .jsonl")
+
+
+def count_rows(path: Path) -> int:
+    """How many recipient lines the file has (header and blank lines not counted)."""
+    kind = _kind(path)
+    with path.open(encoding="utf-8-sig") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return max(0, lines - 1) if kind == "csv" else lines
+
+
+def read_recipients(path: Path) -> Iterator[Recipient | RowError]:
+    """Every line of the list as a recipient, or as the error that keeps it from being sent.
+
+    Raises
+    ------
+    DispatchFileError
+        Not .csv or .jsonl, or a CSV without a personnummer column.
+    """
+    if _kind(path) == "csv":
+        yield from _read_csv(path)
+    else:
+        yield from _read_jsonl(path)
+
+
+def _recipient(line: int, number: object, fields: dict[str, object]) -> Recipient | RowError:
+    if not isinstance(number, str) or not number.strip():
+        return RowError(line, Reason.MISSING_IDENTITY_NUMBER, "no personnummer on this line")
+    bad = [name for name in fields if not _FIELD_NAME.match(name)]
+    if bad:
+        return RowError(line, Reason.INVALID_PAYLOAD, f"field name {bad[0][:40]!r} is not allowed")
+    return Recipient(number.strip(), {k: "" if v is None else str(v) for k, v in fields.items()})
+
+
+def _read_csv(path: Path) -> Iterator[Recipient | RowError]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in reader.fieldnames or []]
+        column = next((c for c in IDENTITY_COLUMNS if c in header), None)
+        if column is None:
+            raise DispatchFileError(f"{path.name}: no column named {' or '.join(IDENTITY_COLUMNS)}")
+        for line, row in enumerate(reader, start=2):
+            cleaned = {(k or "").strip(): v for k, v in row.items()}
+            if not any((v or "").strip() for v in cleaned.values() if isinstance(v, str)):
+                continue
+            number = cleaned.pop(column, None)
+            yield _recipient(line, number, {k: v for k, v in cleaned.items() if k})
+
+
+def _read_jsonl(path: Path) -> Iterator[Recipient | RowError]:
+    with path.open(encoding="utf-8-sig") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield RowError(line, Reason.MALFORMED_MESSAGE, f"not JSON: {exc.msg}")
+                continue
+            if not isinstance(record, dict):
+                yield RowError(line, Reason.MALFORMED_MESSAGE, "a line must be a JSON object")
+                continue
+            fields = record.get("fields", {})
+            if not isinstance(fields, dict):
+                yield RowError(line, Reason.INVALID_PAYLOAD, "fields must be an object")
+                continue
+            number = next((record[c] for c in IDENTITY_COLUMNS if c in record), None)
+            yield _recipient(line, number, fields)

@@ -1,0 +1,80 @@
+"""Worker processes started and stopped by the benchmark and the load replay."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from workers.settings import Settings
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """This process's environment with ``settings`` as ``OMVANT_*`` for the workers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+    env.update(
+        OMVANT_BROKER_URL=settings.broker_url,
+        OMVANT_DATABASE_URL=settings.database_url,
+        OMVANT_QUEUE_PREFIX=settings.queue_prefix,
+        OMVANT_CHUNK_SIZE=str(settings.chunk_size),
+        OMVANT_SEED=str(settings.seed),
+        OMVANT_BLOB_DIR=str(settings.blob_dir),
+        OMVANT_LOG_LEVEL="WARNING",
+        OMVANT_SIM_LATENCY_MS=str(settings.sim_latency_ms),
+        OMVANT_SIM_FAILURE_RATE=str(settings.sim_failure_rate),
+        OMVANT_MAX_RETRIES=str(settings.max_retries),
+    )
+    env.update(extra)
+    return env
+
+
+class DramatiqWorkers:
+    """``python -m dramatiq MODULE`` with the given processes, threads and queues."""
+
+    def __init__(
+        self,
+        module: str,
+        queues: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        processes: int,
+        threads: int,
+        log_path: Path,
+    ) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        argv = [sys.executable, "-m", "dramatiq", module, "--processes", str(processes)]
+        argv += ["--threads", str(threads), "--queues", *queues]
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            argv,
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM the worker's process group; SIGKILL it if it takes longer than ``timeout``."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=timeout)
+        self._log.close()
+
+    def __enter__(self) -> DramatiqWorkers:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.stop()

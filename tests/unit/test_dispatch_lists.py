@@ -1,0 +1,116 @@
+"""Dispatch lists (CSV, JSONL), the dry-run pre-check, and the chunk-batched ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from producers.client import Recipient
+from producers.dispatch_file import (
+    DispatchFileError,
+    RowError,
+    count_rows,
+    read_recipients,
+)
+from producers.precheck import REACHABLE, precheck
+from producers.scenario import broken_check_digit
+from workers.adapters import population
+from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
+from workers.store import notifications
+from workers.store.engine import make_engine, upgrade
+
+
+def test_a_csv_list_gives_recipients_with_their_fields_and_errors_per_line(
+    tmp_path: Path,
+) -> None:
+    number = population.test_personnummer()[0]
+    path = tmp_path / "list.csv"
+    path.write_text(
+        f"personnummer,namn,tid\n{number},Tolvan,10:00\n,Nobody,11:00\n\n{number},Åsa,12:00\n",
+        encoding="utf-8",
+    )
+    rows = list(read_recipients(path))
+    assert count_rows(path) == 3
+    assert rows[0] == Recipient(number, {"namn": "Tolvan", "tid": "10:00"})
+    assert isinstance(rows[1], RowError)
+    assert (rows[1].line, rows[1].reason) == (3, "missing-identity-number")
+    assert rows[2] == Recipient(number, {"namn": "Åsa", "tid": "12:00"})
+
+
+def test_a_csv_without_an_identity_column_is_refused_whole(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("name\nTolvan\n", encoding="utf-8")
+    with pytest.raises(DispatchFileError):
+        list(read_recipients(path))
+
+
+def test_a_jsonl_list_reports_bad_lines_and_keeps_going(tmp_path: Path) -> None:
+    number = population.test_personnummer()[1]
+    path = tmp_path / "list.jsonl"
+    path.write_text(
+        f'{{"personnummer": "{number}", "fields": {{"namn": "Tolvan"}}}}\n'
+        "not json\n"
+        f'{{"personnummer": "{number}", "fields": {{"Bad Name": "x"}}}}\n',
+        encoding="utf-8",
+    )
+    rows = list(read_recipients(path))
+    assert rows[0] == Recipient(number, {"namn": "Tolvan"})
+    assert [r.reason for r in rows[1:] if isinstance(r, RowError)] == [
+        "malformed-message",
+        "invalid-payload",
+    ]
+
+
+def test_the_dry_run_counts_each_reason_the_pipeline_would_give() -> None:
+    directory = SimulatedAccountDirectory(1177)
+    numbers = list(population.test_personnummer()[:300])
+    expected_reachable = sum(
+        directory.account(n).status == AccountStatus.ACTIVE and bool(directory.account(n).channels)
+        for n in numbers
+    )
+    rows: list[Recipient | RowError] = [Recipient(n, {}) for n in numbers]
+    rows.append(Recipient(broken_check_digit(numbers[0]), {}))
+    rows.append(Recipient(population.test_samordningsnummer()[0], {}))
+    rows.append(RowError(9, "missing-identity-number", "no personnummer"))
+    counts = precheck(
+        rows,
+        directory,
+        template_id="kallelse-screening",
+        clinic_hsa_id="SE2321000016-VC01",
+        sender_hsa_id="SE2321000016-S101",
+    )
+    assert counts[REACHABLE] == expected_reachable
+    assert counts["invalid-identity-number"] == 1
+    assert counts["samordningsnummer-not-reachable"] == 1
+    assert counts["missing-identity-number"] == 1
+    assert sum(counts.values()) == len(rows)
+    assert counts["no-account"] + counts["login-blocked"] > 0
+
+
+def test_the_chunk_ledger_sees_its_own_marks_and_never_loses_them(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+
+    def sent(conn: object, ids: list[str]) -> set[tuple[str, str]]:
+        entries = notifications.entries_for(conn, ids)  # type: ignore[arg-type]
+        return {(e.case_id, e.channel) for e in entries.values() if e.status == "sent"}
+
+    with notifications.chunk_ledger(engine, ["c1", "c2"]):
+        with engine.begin() as conn:
+            assert notifications.claim(conn, "c1:sms", "c1", "sms", 1) is None
+            notifications.mark_sent(conn, "c1:sms", "r1")
+            assert sent(conn, ["c1"]) == {("c1", "sms")}
+        with engine.connect() as conn:
+            assert sent(conn, ["c1", "c2"]) == {("c1", "sms")}
+            # a settled notification is answered from the chunk's one read
+            assert notifications.claim(conn, "c1:sms", "c1", "sms", 1).status == "sent"  # type: ignore[union-attr]
+        with engine.begin() as conn:
+            notifications.flush(conn)
+        with engine.begin() as conn:
+            notifications.claim(conn, "c2:email", "c2", "email", 1)
+            notifications.mark_sent(conn, "c2:email", "r2")
+        # the block ends without a flush (as when a chunk fails part-way): still written
+    with engine.connect() as conn:
+        assert sent(conn, ["c1", "c2"]) == {("c1", "sms"), ("c2", "email")}
+    engine.dispose()

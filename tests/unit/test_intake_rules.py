@@ -1,0 +1,148 @@
+"""The intake bridge's decisions: who signed a message, what it holds, and idempotency keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from contracts.send_case import case_id_for
+from workers.intake_bridge import Accepted, IntakeError, check, sign
+from workers.store import intake_keys
+from workers.store.engine import make_engine, upgrade
+
+KEYS = {"journal-a": "secret-a", "booking-b": "secret-b"}
+RECORD = {
+    "clinic_hsa_id": "SE2321000016-VC01",
+    "sender_hsa_id": "SE2321000016-S101",
+    "template_id": "meddelande-till-invanare",
+    "personnummer": "19121212-1212",
+    "idempotency_key": "journal-a:1",
+}
+
+
+def headers(body: bytes, key_id: str = "journal-a", version: str = "1") -> dict[str, str]:
+    return {
+        "omvant-key-id": key_id,
+        "omvant-signature": sign(body, KEYS.get(key_id, "x")),
+        "omvant-contract-version": version,
+    }
+
+
+def test_a_signed_v1_record_is_accepted_as_the_latest_version() -> None:
+    body = json.dumps(RECORD).encode()
+    verdict = check(body, headers(body), KEYS, {})
+    assert isinstance(verdict, Accepted)
+    assert verdict.integration == "journal-a"
+    assert verdict.requests[0].fields == {}
+    assert verdict.requests[0].resolved_case_id() == case_id_for("SE2321000016-VC01", "journal-a:1")
+
+
+def test_a_signature_with_the_sha256_prefix_is_accepted() -> None:
+    body = json.dumps(RECORD).encode()
+    given = headers(body)
+    given["omvant-signature"] = "sha256=" + given["omvant-signature"]
+    assert isinstance(check(body, given, KEYS, {}), Accepted)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "field"),
+    [
+        (lambda b, h: h.pop("omvant-signature"), "signature-missing", "omvant-signature"),
+        (lambda b, h: h.pop("omvant-key-id"), "signature-missing", "omvant-key-id"),
+        (lambda b, h: h.update({"omvant-key-id": "nobody"}), "unknown-key-id", "omvant-key-id"),
+        (
+            lambda b, h: h.update({"omvant-signature": sign(b, "secret-b")}),
+            "signature-invalid",
+            "omvant-signature",
+        ),
+        (
+            lambda b, h: h.pop("omvant-contract-version"),
+            "contract-version-missing",
+            "omvant-contract-version",
+        ),
+        (
+            lambda b, h: h.update({"omvant-contract-version": "9"}),
+            "unknown-contract-version",
+            "omvant-contract-version",
+        ),
+    ],
+)
+def test_unsigned_forged_or_unversioned_messages_are_refused(
+    change: object, reason: str, field: str
+) -> None:
+    body = json.dumps(RECORD).encode()
+    given = headers(body)
+    change(body, given)  # type: ignore[operator]
+    verdict = check(body, given, KEYS, {})
+    assert isinstance(verdict, IntakeError)
+    assert (verdict.reason, verdict.field) == (reason, field)
+
+
+def test_a_body_changed_after_signing_is_refused() -> None:
+    body = json.dumps(RECORD).encode()
+    given = headers(body)
+    verdict = check(body.replace(b"1212-1212", b"1212-1213"), given, KEYS, {})
+    assert isinstance(verdict, IntakeError)
+    assert verdict.reason == "signature-invalid"
+
+
+def test_an_invalid_record_in_an_array_names_its_index_field_and_rule() -> None:
+    body = json.dumps([RECORD, {**RECORD, "template_id": "Not Valid"}]).encode()
+    verdict = check(body, headers(body, version="2"), KEYS, {})
+    assert isinstance(verdict, IntakeError)
+    assert (verdict.reason, verdict.field, verdict.rule) == (
+        "invalid-payload",
+        "[1].template_id",
+        "string_pattern_mismatch",
+    )
+    assert "Not Valid" not in verdict.message  # values never echoed (they may be personal)
+
+
+def test_v2_fields_are_refused_on_a_v1_message() -> None:
+    body = json.dumps({**RECORD, "fields": {"namn": "Tolvan"}}).encode()
+    verdict = check(body, headers(body, version="1"), KEYS, {})
+    assert isinstance(verdict, IntakeError)
+    assert (verdict.field, verdict.rule) == ("fields", "extra_forbidden")
+
+
+def test_an_integration_may_send_only_for_its_clinics() -> None:
+    body = json.dumps(RECORD).encode()
+    verdict = check(body, headers(body), KEYS, {"journal-a": ["SE2321000016-VC02"]})
+    assert isinstance(verdict, IntakeError)
+    assert verdict.reason == "clinic-not-allowed"
+
+
+def test_not_json_is_malformed() -> None:
+    body = b"\xff\xfe not json"
+    verdict = check(body, headers(body), KEYS, {})
+    assert isinstance(verdict, IntakeError)
+    assert verdict.reason == "malformed-message"
+
+
+def test_the_same_key_within_the_window_is_one_case_and_after_it_a_new_one(
+    sqlite_url: str,
+) -> None:
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    body = json.dumps(RECORD).encode()
+    verdict = check(body, headers(body), KEYS, {})
+    assert isinstance(verdict, Accepted)
+    request = verdict.requests[0]
+    window = dt.timedelta(days=30)
+    with engine.begin() as conn:
+        first = intake_keys.claim(conn, [request, request], window=window)
+        assert [c.send for c in first] == [True, False]  # the same key twice in one round
+        intake_keys.record(conn, [(first[0], "journal-a")])
+    with engine.begin() as conn:
+        again = intake_keys.claim(conn, [request], window=window)
+    assert not again[0].send
+    assert again[0].request.resolved_case_id() == request.resolved_case_id()
+    with engine.begin() as conn:
+        later = intake_keys.claim(conn, [request], window=dt.timedelta(0))
+        intake_keys.record(conn, [(later[0], "journal-a")])
+    assert later[0].send
+    assert later[0].generation == 1
+    assert later[0].request.resolved_case_id() != request.resolved_case_id()
+    engine.dispose()

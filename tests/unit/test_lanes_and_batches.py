@@ -1,0 +1,189 @@
+"""Lanes (urgent, normal, bulk), fair bulk-lane assignment, and pause/resume/cancel of batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from contracts.send_case import SendCaseV2
+from producers.cli.worker_command import consumed_queues
+from producers.client import OmvantClient
+from producers.demo import InProcessPipeline, start_pipeline, wait_for
+from workers.actors import declare_actors
+from workers.adapters import population
+from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
+from workers.bootstrap import build_context
+from workers.broker import build_broker
+from workers.queues import all_queues
+from workers.routes import STAGES
+from workers.settings import Settings
+from workers.stage import emit
+from workers.store import batches
+from workers.store.engine import upgrade
+
+CLINIC = "SE2321000016-VC01"
+SENDER = "SE2321000016-S101"
+
+
+def request(key: str, *, priority: str = "normal", batch_id: str | None = None) -> SendCaseV2:
+    return SendCaseV2(
+        clinic_hsa_id=CLINIC,
+        sender_hsa_id=SENDER,
+        template_id="kallelse-screening",
+        fragments=["tid"],
+        personnummer=population.test_personnummer()[0],
+        priority=priority,  # type: ignore[arg-type]
+        idempotency_key=key,
+        batch_id=batch_id,
+    )
+
+
+def reachable(count: int) -> list[str]:
+    directory = SimulatedAccountDirectory(1177)
+    return [
+        n
+        for n in population.test_personnummer()[:2000]
+        if directory.account(n).status == AccountStatus.ACTIVE and directory.account(n).channels
+    ][:count]
+
+
+def test_every_lane_of_every_stage_is_consumed_by_omvant_worker_and_declared() -> None:
+    assert set(consumed_queues(list(STAGES))) == set(all_queues())
+    broker = build_broker("memory://")
+    declare_actors(broker, lambda: None)  # type: ignore[arg-type, return-value]
+    assert set(all_queues()) <= broker.get_declared_queues()
+
+
+def test_urgent_cases_take_the_urgent_lane_and_dispatches_their_bulk_lane(
+    sqlite_url: str,
+) -> None:
+    upgrade(sqlite_url)
+    settings = Settings(broker_url="memory://", database_url=sqlite_url)
+    broker = build_broker("memory://")
+    ctx = build_context(settings, broker)
+    declare_actors(broker, lambda: ctx)
+    with ctx.engine.begin() as conn:
+        first = batches.create(
+            conn,
+            batch_id="b-one",
+            name="one",
+            clinic_hsa_id=CLINIC,
+            sender_hsa_id=SENDER,
+            template_id="kallelse-screening",
+            total=10,
+        )
+        second = batches.create(
+            conn,
+            batch_id="b-two",
+            name="two",
+            clinic_hsa_id=CLINIC,
+            sender_hsa_id=SENDER,
+            template_id="kallelse-screening",
+            total=10,
+        )
+    assert {first.lane, second.lane} == {1, 2}  # two running dispatches never share a lane
+    emit(
+        ctx,
+        [
+            request("u", priority="urgent", batch_id="b-one"),
+            request("a", batch_id="b-one"),
+            request("b", batch_id="b-two"),
+            request("n"),
+        ],
+        correlation_id="c",
+    )
+    depth = {name: q.qsize() for name, q in broker.queues.items() if q.qsize()}
+    assert depth == {
+        "recipient-validation.urgent": 1,
+        f"recipient-validation.bulk-{first.lane}": 1,
+        f"recipient-validation.bulk-{second.lane}": 1,
+        "recipient-validation": 1,
+    }
+    urgent = broker.queues["recipient-validation.urgent"].get_nowait()
+    assert b"validate_recipients_urgent" in urgent
+
+
+@pytest.fixture
+def pipeline(sqlite_url: str, tmp_path: object) -> Iterator[InProcessPipeline]:
+    settings = Settings(
+        broker_url="memory://",
+        database_url=sqlite_url,
+        blob_dir=f"{tmp_path}/blobs",  # type: ignore[arg-type]
+        batch_pause_recheck_ms=200,
+    )
+    running = start_pipeline(settings, threads=4)
+    yield running
+    running.stop()
+
+
+def figures(client: OmvantClient, batch_id: str) -> dict[str, object]:
+    return client.batch(batch_id)
+
+
+def test_a_paused_dispatch_waits_and_resumes_to_the_end(pipeline: InProcessPipeline) -> None:
+    ctx = pipeline.ctx
+    client = OmvantClient(ctx.settings, broker=ctx.broker)
+    residents = reachable(40)
+    with ctx.engine.begin() as conn:
+        batches.create(
+            conn,
+            batch_id="pause-me",
+            name="paused",
+            clinic_hsa_id=CLINIC,
+            sender_hsa_id=SENDER,
+            template_id="kallelse-screening",
+            total=len(residents),
+        )
+    client.pause("pause-me")
+    requests = [
+        request(f"pause-me:{i}", batch_id="pause-me").model_copy(update={"personnummer": n})
+        for i, n in enumerate(residents)
+    ]
+    client.send_many(requests, correlation_id="pause-me", batch_lane=1, chunk_size=10)
+    time.sleep(1.5)  # several re-checks of the paused chunks
+    held = figures(client, "pause-me")
+    assert held["status"] == "paused"
+    assert held["received"] == 0  # held on the intake lane, not one case taken in
+    client.resume("pause-me")
+    done = wait_for(
+        lambda: int(figures(client, "pause-me")["reached"]["notified"]),  # type: ignore[index]
+        len(residents),
+        timeout=30,
+    )
+    assert done == len(residents)
+
+
+def test_a_cancelled_dispatch_rejects_its_cases_with_batch_cancelled(
+    pipeline: InProcessPipeline,
+) -> None:
+    ctx = pipeline.ctx
+    client = OmvantClient(ctx.settings, broker=ctx.broker)
+    residents = reachable(30)
+    with ctx.engine.begin() as conn:
+        batches.create(
+            conn,
+            batch_id="cancel-me",
+            name="cancel",
+            clinic_hsa_id=CLINIC,
+            sender_hsa_id=SENDER,
+            template_id="kallelse-screening",
+            total=len(residents),
+        )
+        batches.set_status(conn, "cancel-me", batches.BatchStatus.CANCELLED)
+    time.sleep(1.1)
+    requests = [
+        request(f"cancel-me:{i}", batch_id="cancel-me").model_copy(update={"personnummer": n})
+        for i, n in enumerate(residents)
+    ]
+    client.send_many(requests, correlation_id="cancel-me", batch_lane=1)
+    rejected = wait_for(
+        lambda: int(figures(client, "cancel-me")["rejected"].get("batch-cancelled", 0)),  # type: ignore[attr-defined]
+        len(residents),
+        timeout=30,
+    )
+    assert rejected == len(residents)
+    assert figures(client, "cancel-me")["reached"]["delivered"] == 0  # type: ignore[index]
+    with pytest.raises(batches.BatchTransitionRefused):
+        client.resume("cancel-me")
