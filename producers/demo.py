@@ -1,4 +1,12 @@
-"""``omvant demo``: a realistic dispatch through all five stages in one process."""
+"""``omvant demo``: a realistic dispatch through all five stages in one process.
+
+Notifications and reads take the real paths: the demo starts an SMTP server (aiosmtpd) and the
+SMS-gateway simulator on loopback ports, the dispatch stage sends through the SMTP and HTTP
+adapters, and residents' reads arrive as inbox events through the kombu bridge (kombu's
+``memory://`` transport when the broker is in-process, the AMQP exchange with RabbitMQ). SMS
+quiet hours are off in the demo, which would otherwise wait for the morning at night, and the
+per-channel rate limits are raised to loopback speed.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +19,16 @@ from typing import Any
 import dramatiq
 import sqlalchemy as sa
 
-from contracts.read_receipt import ReadReceiptV1
+from contracts.inbox_event import InboxEventV1
 from producers.scenario import build_dispatch, new_batch_id, store_sample_files
 from workers.actors import RecordDeadLetters, declare_actors
+from workers.adapters.inbox import KombuInboxEventPublisher
+from workers.adapters.sms_gateway_server import SmsGatewaySimulator
+from workers.adapters.smtp_sink import SmtpSink
 from workers.bootstrap import Context, build_context
 from workers.broker import broker_kind, build_broker, dead_letter_count
 from workers.case_states import SETTLED, CaseState
+from workers.inbox_events_bridge import InboxEventsBridge, events_url, exchange_name
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
 from workers.stage import emit
@@ -80,8 +92,10 @@ def wait_for(
     return done
 
 
-def open_some(ctx: Context, batch_id: str, share: float, seed: int) -> int:
-    """Residents open ``share`` of the batch's delivered messages: the inbox's events."""
+def open_some(
+    ctx: Context, publisher: KombuInboxEventPublisher, batch_id: str, share: float, seed: int
+) -> int:
+    """Residents open ``share`` of the batch's delivered messages: the inbox publishes events."""
     with ctx.engine.connect() as conn:
         delivered = sorted(
             row.id
@@ -95,8 +109,7 @@ def open_some(ctx: Context, batch_id: str, share: float, seed: int) -> int:
     rng = random.Random(seed)
     opened = [case_id for case_id in delivered if rng.random() < share]
     now = utcnow()
-    events = [ReadReceiptV1(case_id=c, event="opened", occurred_at=now) for c in opened]
-    emit(ctx, events, correlation_id=batch_id)
+    publisher.publish([InboxEventV1(case_id=c, event="opened", occurred_at=now) for c in opened])
     return len(opened)
 
 
@@ -126,6 +139,41 @@ def summarise(ctx: Context, batch_id: str, total: int, seconds: float) -> dict[s
     }
 
 
+DEMO_RATE = 5000.0
+"""Notifications per second per channel in the demo (still rate-limited, on loopback)."""
+
+
+@dataclass
+class DemoServers:
+    """The outside systems the demo talks real protocols to, on loopback ports."""
+
+    smtp: SmtpSink
+    sms: SmsGatewaySimulator
+
+    @classmethod
+    def start(cls) -> DemoServers:
+        """Start an SMTP server and the SMS-gateway simulator."""
+        return cls(SmtpSink().start(), SmsGatewaySimulator().start())
+
+    def settings_for(self, settings: Settings) -> Settings:
+        """``settings`` pointed at these servers, with no quiet hours and loopback-sized rate
+        limits (a real gateway's 50 SMS/s would make the demo a test of patience)."""
+        return settings.model_copy(
+            update={
+                "smtp_url": self.smtp.url,
+                "sms_gateway_url": self.sms.url,
+                "sms_quiet_hours": "",
+                "sms_per_second": DEMO_RATE,
+                "email_per_second": DEMO_RATE,
+            }
+        )
+
+    def stop(self) -> None:
+        """Stop both servers."""
+        self.smtp.stop()
+        self.sms.stop()
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -136,21 +184,35 @@ def run_demo(
 ) -> dict[str, Any]:
     """Send ``count`` cases through the pipeline, let some residents read them, summarise."""
     started = time.monotonic()
+    servers = DemoServers.start()
+    settings = servers.settings_for(settings)
     pipeline = start_pipeline(settings)
+    ctx = pipeline.ctx
+    bridge = InboxEventsBridge(ctx, events_url(settings), chunk_size=settings.chunk_size)
+    bridge_thread, stop_bridge = bridge.start()
     try:
-        ctx = pipeline.ctx
         batch_id = new_batch_id()
         files = store_sample_files(ctx.blobs)
         requests = build_dispatch(count, seed=settings.seed, batch_id=batch_id, files=files)
         emit(ctx, requests, correlation_id=batch_id)
         wait_for(lambda: count_settled(ctx, batch_id), count, timeout=timeout, progress=progress)
-        opened = open_some(ctx, batch_id, open_share, settings.seed)
+        publisher = KombuInboxEventPublisher(events_url(settings), exchange_name(settings))
+        opened = open_some(ctx, publisher, batch_id, open_share, settings.seed)
 
         def reads() -> int:
             with ctx.engine.connect() as conn:
                 return cases.count_states(conn, batch_id=batch_id).get("read", 0)
 
         wait_for(reads, opened, timeout=timeout)
-        return summarise(ctx, batch_id, count, time.monotonic() - started)
+        summary = summarise(ctx, batch_id, count, time.monotonic() - started)
+        summary["received"] = {
+            "smtp_server": len(servers.smtp.received),
+            "sms_gateway": len(servers.sms.messages()),
+            "inbox_events": bridge.forwarded.receipts,
+        }
+        return summary
     finally:
+        stop_bridge.set()
+        bridge_thread.join(timeout=10)
         pipeline.stop()
+        servers.stop()

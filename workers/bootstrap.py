@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from workers.adapters.account_directory import AccountDirectory, SimulatedAccountDirectory
 from workers.adapters.blobs import BlobStore, blob_store_from
 from workers.adapters.inbox import Inbox, SimulatedInbox
-from workers.adapters.notifiers import (
-    EmailSender,
-    SimulatedEmailSender,
-    SimulatedSmsGateway,
-    SmsGateway,
+from workers.adapters.notifier_wiring import (
+    build_email_sender,
+    build_rate_limits,
+    build_sms_gateway,
 )
+from workers.adapters.notifiers import ChannelRateLimits, EmailSender, SmsGateway
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue, StaffCatalogue
 from workers.attachments.scanner import SimulatedVirusScanner, VirusScanner, scanner_from
 from workers.settings import Settings
@@ -43,6 +43,8 @@ class Context:
     blobs: BlobStore
     today: Callable[[], dt.date] = field(default=dt.date.today)
     scanner: VirusScanner = field(default_factory=SimulatedVirusScanner)
+    rate_limits: ChannelRateLimits = field(default_factory=ChannelRateLimits)
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
 
 def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
@@ -51,8 +53,8 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
     outbox = settings.sim_outbox
     engine = make_engine(settings.database_url)
     inbox: Inbox = SimulatedInbox(outbox)
-    sms: SmsGateway = SimulatedSmsGateway(outbox)
-    email: EmailSender = SimulatedEmailSender(outbox)
+    sms: SmsGateway = build_sms_gateway(settings)
+    email: EmailSender = build_email_sender(settings)
     if settings.sim_latency_ms or settings.sim_failure_rate:
         from workers.adapters.degraded import (
             DegradedEmailSender,
@@ -77,6 +79,7 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         blobs=blob_store_from(settings.blob_dir, settings.blob_url, settings.s3_endpoint_url),
         today=lambda: dt.datetime.now(zone).date(),
         scanner=scanner_from(settings.clamd_socket, settings.clamd_url, settings.clamd_timeout),
+        rate_limits=build_rate_limits(settings),
     )
 
 

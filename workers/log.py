@@ -84,6 +84,17 @@ class MaskingFilter(logging.Filter):
         return True
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written: a logger cached while a test runner
+    (or a CLI runner) had swapped the stream in must not keep writing to it once it is closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "INFO", *, json: bool = False) -> None:
     """Configure structlog (and the stdlib loggers it wraps) once per process."""
     logging.basicConfig(
@@ -106,7 +117,7 @@ def configure(level: str = "INFO", *, json: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 

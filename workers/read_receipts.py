@@ -1,6 +1,8 @@
 """Stage 5, read-receipt collection: the inbox says a resident opened (or answered) a message.
 
-Consumes ``ReadReceipt``. The first read time is kept; duplicates and reordering are harmless;
+Consumes ``ReadReceipt`` (forwarded from the inbox's AMQP events by
+``workers.inbox_events_bridge``). The first read time is kept, even when an older event comes
+late; duplicates and reordering are harmless;
 an event for a case the system does not know is kept as an unreadable message (``unknown-case``).
 """
 
@@ -40,6 +42,24 @@ def handle(items: Sequence[ReadReceiptV1]) -> list[Decision]:
     ]
 
 
+def _keep_earliest_read(ctx: Context, items: Sequence[ReadReceiptV1]) -> None:
+    """An event older than the recorded first read (it came late) moves the read time back."""
+    earliest: dict[str, ReadReceiptV1] = {}
+    for item in items:
+        seen = earliest.get(item.case_id)
+        if seen is None or item.occurred_at < seen.occurred_at:
+            earliest[item.case_id] = item
+    if not earliest:
+        return
+    with ctx.engine.begin() as conn:
+        for case_id, item in earliest.items():
+            conn.execute(
+                sa.update(cases_table)
+                .where(cases_table.c.id == case_id, cases_table.c.read_at > item.occurred_at)
+                .values(read_at=item.occurred_at)
+            )
+
+
 def _record_answers(ctx: Context, items: Sequence[ReadReceiptV1]) -> None:
     answers = [item for item in items if item.event == "answered"]
     if not answers:
@@ -72,4 +92,5 @@ def process(parsed: Parsed, ctx: Context) -> None:
             )
     items = [item for item in items if known.get(item.case_id) in READABLE]
     settle(ctx, stage=STAGE, decisions=handle(items), correlation_id=parsed.envelope.correlation_id)
+    _keep_earliest_read(ctx, items)
     _record_answers(ctx, items)

@@ -51,6 +51,11 @@ class Reason(StrEnum):
     ATTACHMENT_INFECTED = "attachment-infected"
     # dispatch
     INBOX_REFUSED = "inbox-refused"
+    NOTIFICATION_REFUSED = "notification-refused"
+    NOTIFICATION_ADDRESS_MISSING = "notification-address-missing"
+    NOTIFICATION_IN_DOUBT = "notification-in-doubt"
+    # configuration, refused at start-up
+    NOTIFICATION_TEXT_PERSONALISED = "notification-text-personalised"
     # any stage
     TECHNICAL_FAILURE = "technical-failure"
     # dispatches (batches)

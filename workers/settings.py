@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.envelope import MAX_CHUNK
+
+_PERSONALISATION = re.compile(
+    r"\{\{[^}]*\}\}|\{[^}]*\}|%\([A-Za-z_]+\)[-#0+]*[0-9.]*[sdifr]|%[-#0+]*[0-9.]*[sdifr]"
+    r"|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[A-Za-z_]+>|[{}]"
+)
+"""Placeholders of the common template syntaxes: {x}, {{x}}, %s, %(x)s, $x, ${x}, <x>."""
 
 
 class Settings(BaseSettings):
@@ -82,3 +89,45 @@ class Settings(BaseSettings):
         "Du har ett meddelande i e-tjänsterna på 1177. "
         "Meddelandet finns i inkorgen när du loggat in på 1177."
     )
+    """The one notification text of the deployment: no health information, no clinic name, no
+    personalisation fields (refused at start-up, ``notification-text-personalised``)."""
+    smtp_url: str | None = None
+    """E-mail over SMTP: ``smtp://[user:password@]host[:port][?starttls=true&cafile=PATH]`` or
+    ``smtps://...``; unset: the simulated e-mail sender."""
+    smtp_from: str = "1177 <no-reply@1177.example>"
+    sms_gateway_url: str | None = None
+    """Base URL of the HTTP SMS gateway; unset: the simulated gateway."""
+    notifier_timeout_seconds: float = 10.0
+    sms_per_second: float = 50.0
+    """SMS per second, shared by every worker through Redis when ``redis_url`` is set (per
+    process otherwise); 0: no limit."""
+    email_per_second: float = 200.0
+    sms_quiet_hours: str = ""
+    """Local time (``timezone``) in which SMS wait for the morning, e.g. ``21:00-08:00``; empty
+    (the default, so that tests and demos behave the same at any hour): no quiet hours."""
+    inbox_events_url: str | None = None
+    """Where the inbox publishes opened/answered events (AMQP); unset: the broker URL."""
+    inbox_events_exchange: str = "omvant.inbox-events"
+
+    @field_validator("notification_text")
+    @classmethod
+    def _no_personalisation(cls, text: str) -> str:
+        match = _PERSONALISATION.search(text)
+        if match:
+            raise ValueError(
+                "notification-text-personalised: the notification text must be one fixed text "
+                f"for every resident, but it holds a placeholder ({match.group(0)!r} at "
+                f"character {match.start()})"
+            )
+        if not text.strip():
+            raise ValueError("notification-text-personalised: the notification text is empty")
+        return text
+
+    @field_validator("sms_quiet_hours")
+    @classmethod
+    def _quiet_hours_form(cls, value: str) -> str:
+        if value and not re.fullmatch(
+            r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]", value
+        ):
+            raise ValueError("sms_quiet_hours must look like 21:00-08:00 (or be empty)")
+        return value

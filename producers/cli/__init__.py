@@ -7,7 +7,9 @@ import typer
 from producers.cli import (
     attachments_command,
     bench_command,
+    cases_command,
     contracts_command,
+    delivery_command,
     demo_command,
     dispatch_command,
     errors,
@@ -40,6 +42,9 @@ app.add_typer(attachments_command.app, name="attachments")
 app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
+app.add_typer(cases_command.app, name="cases")
+app.command("inbox-events")(delivery_command.inbox_events)
+sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 
 
 def main() -> None:

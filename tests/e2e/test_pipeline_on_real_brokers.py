@@ -22,7 +22,7 @@ from workers.identity import parse_identity
 from workers.queues import Queues, queue_name
 from workers.stage import enqueue
 from workers.store.engine import make_engine, upgrade
-from workers.store.schema import cases, notifications, rejected_messages
+from workers.store.schema import cases, notification_ledger, rejected_messages
 
 pytestmark = pytest.mark.e2e
 
@@ -168,8 +168,9 @@ def test_every_case_reaches_its_final_state_and_is_notified_once(
             ledger = {
                 (n.case_id, n.channel)
                 for n in conn.execute(
-                    sa.select(notifications).where(
-                        notifications.c.status == "sent", notifications.c.case_id.in_(list(rows))
+                    sa.select(notification_ledger).where(
+                        notification_ledger.c.status == "sent",
+                        notification_ledger.c.case_id.in_(list(rows)),
                     )
                 )
             }

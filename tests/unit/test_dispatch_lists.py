@@ -91,20 +91,26 @@ def test_the_dry_run_counts_each_reason_the_pipeline_would_give() -> None:
 def test_the_chunk_ledger_sees_its_own_marks_and_never_loses_them(sqlite_url: str) -> None:
     upgrade(sqlite_url)
     engine = make_engine(sqlite_url)
+
+    def sent(conn: object, ids: list[str]) -> set[tuple[str, str]]:
+        entries = notifications.entries_for(conn, ids)  # type: ignore[arg-type]
+        return {(e.case_id, e.channel) for e in entries.values() if e.status == "sent"}
+
     with notifications.chunk_ledger(engine, ["c1", "c2"]):
         with engine.begin() as conn:
-            notifications.mark(conn, "c1", "sms", notifications.SENT, provider_ref="r1")
-            assert notifications.sent_channels(conn, ["c1"]) == {("c1", "sms")}
+            assert notifications.claim(conn, "c1:sms", "c1", "sms", 1) is None
+            notifications.mark_sent(conn, "c1:sms", "r1")
+            assert sent(conn, ["c1"]) == {("c1", "sms")}
         with engine.connect() as conn:
-            assert notifications.sent_channels(conn, ["c1", "c2"]) == {("c1", "sms")}
+            assert sent(conn, ["c1", "c2"]) == {("c1", "sms")}
+            # a settled notification is answered from the chunk's one read
+            assert notifications.claim(conn, "c1:sms", "c1", "sms", 1).status == "sent"  # type: ignore[union-attr]
         with engine.begin() as conn:
             notifications.flush(conn)
         with engine.begin() as conn:
-            notifications.mark(conn, "c2", "email", notifications.SENT, provider_ref="r2")
+            notifications.claim(conn, "c2:email", "c2", "email", 1)
+            notifications.mark_sent(conn, "c2:email", "r2")
         # the block ends without a flush (as when a chunk fails part-way): still written
     with engine.connect() as conn:
-        assert notifications.sent_channels(conn, ["c1", "c2"]) == {
-            ("c1", "sms"),
-            ("c2", "email"),
-        }
+        assert sent(conn, ["c1", "c2"]) == {("c1", "sms"), ("c2", "email")}
     engine.dispose()

@@ -58,6 +58,10 @@ class DegradedSmsGateway(SmsGateway):
         self.degradation.suffer("sms")
         return self.inner.send(to=to, text=text, idempotency_key=idempotency_key)
 
+    def lookup(self, idempotency_key: str) -> str | None:
+        self.degradation.suffer("sms lookup")
+        return self.inner.lookup(idempotency_key)
+
 
 class DegradedEmailSender(EmailSender):
     """An e-mail sender that is slow and sometimes unavailable."""

@@ -1,4 +1,5 @@
-"""The resident's 1177 inbox: where a composed message is delivered."""
+"""The resident's 1177 inbox: where a composed message is delivered, and whence events about
+its reading come (published on an AMQP exchange, see ``contracts.inbox_event``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import abc
 import datetime as dt
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import kombu
+
+from contracts.inbox_event import InboxEventV1
 from workers.adapters.outbox_file import JsonlRecorder
 
 
@@ -76,3 +81,39 @@ class SimulatedInbox(Inbox):
         """The cases delivered here, in order of delivery."""
         with self._lock:
             return list(self._delivered)
+
+
+class InboxEventPublisher(abc.ABC):
+    """How the inbox tells the world a resident opened or answered a message."""
+
+    @abc.abstractmethod
+    def publish(self, events: Sequence[InboxEventV1]) -> None:
+        """Publish events (at least once)."""
+
+
+class KombuInboxEventPublisher(InboxEventPublisher):
+    """Publishes inbox events as plain JSON on a topic exchange, as the 1177 inbox would.
+
+    ``url`` is any kombu transport: ``amqp://`` in production and tests, ``memory://`` for the
+    in-process demo.
+    """
+
+    def __init__(self, url: str, exchange: str) -> None:
+        self.url = url
+        self.exchange = kombu.Exchange(exchange, type="topic", durable=True)
+
+    def publish(self, events: Sequence[InboxEventV1]) -> None:
+        with kombu.Connection(self.url) as connection:
+            producer = connection.Producer()
+            for event in events:
+                producer.publish(
+                    event.model_dump_json(exclude_none=True),
+                    exchange=self.exchange,
+                    routing_key=event.routing_key,
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=2,
+                    declare=[self.exchange],
+                    retry=True,
+                    retry_policy={"max_retries": 3},
+                )

@@ -1,28 +1,81 @@
-"""Notification channels: SMS and e-mail. A notification never carries health information."""
+"""Notification channels: SMS and e-mail. A notification never carries health information.
+
+Every send carries an idempotency key (one per case, channel and round). A provider that can be
+asked about a key (``lookup``) lets dispatch settle an "in doubt" send (a crash after the
+provider took it, before it was recorded) without sending again; SMTP cannot be asked, see
+``workers.notification_dispatch`` for the e-mail policy.
+"""
 
 from __future__ import annotations
 
 import abc
 import hashlib
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from workers.adapters.outbox_file import JsonlRecorder
+from workers.rate_limit import RateLimiter
 
 
 class NotificationRefused(RuntimeError):
-    """The provider refuses this recipient for good (a permanent failure)."""
+    """The provider refuses this recipient for good (a permanent failure).
+
+    Attributes
+    ----------
+    reason:
+        A stable reason code (``notification-refused``).
+    """
+
+    def __init__(self, detail: str, *, reason: str = "notification-refused") -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class NotifierUnavailable(RuntimeError):
-    """The provider could not take the notification now (timeout, 5xx, 429): retry later."""
+    """The provider could not take the notification now (timeout, 5xx, 429): retry later.
+
+    Attributes
+    ----------
+    retry_after:
+        Seconds the provider asked us to wait (429 ``Retry-After``), if it said.
+    maybe_accepted:
+        True when the provider may have taken it all the same (a timeout after the request was
+        sent): the send stays "in doubt" and is settled by ``lookup``, never by sending blindly.
+    """
+
+    def __init__(
+        self, detail: str, *, retry_after: float | None = None, maybe_accepted: bool = False
+    ) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.maybe_accepted = maybe_accepted
 
 
 class SmsGateway(abc.ABC):
-    """Sends text messages."""
+    """Sends text messages; the gateway keeps them by idempotency key."""
 
     @abc.abstractmethod
     def send(self, *, to: str, text: str, idempotency_key: str) -> str:
-        """Send one SMS; return the provider's reference."""
+        """Send one SMS; return the provider's reference.
+
+        Raises
+        ------
+        NotificationRefused
+            The gateway refuses the number for good (4xx).
+        NotifierUnavailable
+            Timeout, 5xx or 429: try again later.
+        """
+
+    @abc.abstractmethod
+    def lookup(self, idempotency_key: str) -> str | None:
+        """The reference of the SMS the gateway took under this key, or None if it has none.
+
+        Raises
+        ------
+        NotifierUnavailable
+            The gateway could not answer now.
+        """
 
 
 class EmailSender(abc.ABC):
@@ -30,23 +83,53 @@ class EmailSender(abc.ABC):
 
     @abc.abstractmethod
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
-        """Send one e-mail; return the provider's reference (the Message-ID)."""
+        """Send one e-mail; return the provider's reference (the Message-ID).
+
+        Raises
+        ------
+        NotificationRefused
+            The server refuses the recipient for good (5xx).
+        NotifierUnavailable
+            Connection failure, timeout or 4xx: try again later.
+        """
 
 
-def _reference(channel: str, key: str) -> str:
+def reference(channel: str, key: str) -> str:
+    """A deterministic provider-side reference for an idempotency key."""
     return f"{channel}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 
 class SimulatedSmsGateway(SmsGateway):
-    """Records each SMS (in memory, and in ``sms.jsonl`` when given a folder)."""
+    """Records each SMS (in memory, and in ``sms.jsonl`` when given a folder); one per key.
 
-    def __init__(self, outbox_dir: Path | None = None) -> None:
+    ``refuse`` holds numbers it refuses for good; ``sends`` counts every send call per key, so
+    tests can tell a resend from a lookup.
+    """
+
+    def __init__(
+        self, outbox_dir: Path | None = None, refuse: frozenset[str] = frozenset()
+    ) -> None:
         self.recorder = JsonlRecorder(outbox_dir / "sms.jsonl" if outbox_dir else None)
+        self.refuse = refuse
+        self.sends: dict[str, int] = {}
+        self._by_key: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def send(self, *, to: str, text: str, idempotency_key: str) -> str:
-        ref = _reference("sms", idempotency_key)
+        if to in self.refuse:
+            raise NotificationRefused(f"number {to[:6]}… refused by the gateway")
+        ref = reference("sms", idempotency_key)
+        with self._lock:
+            self.sends[idempotency_key] = self.sends.get(idempotency_key, 0) + 1
+            if idempotency_key in self._by_key:
+                return ref
+            self._by_key[idempotency_key] = ref
         self.recorder.append({"ref": ref, "to": to, "text": text, "key": idempotency_key})
         return ref
+
+    def lookup(self, idempotency_key: str) -> str | None:
+        with self._lock:
+            return self._by_key.get(idempotency_key)
 
 
 class SimulatedEmailSender(EmailSender):
@@ -56,8 +139,28 @@ class SimulatedEmailSender(EmailSender):
         self.recorder = JsonlRecorder(outbox_dir / "email.jsonl" if outbox_dir else None)
 
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
-        ref = _reference("email", idempotency_key)
+        ref = reference("email", idempotency_key)
         self.recorder.append(
             {"ref": ref, "to": to, "subject": subject, "text": text, "key": idempotency_key}
         )
         return ref
+
+
+class ChannelRateLimits:
+    """One rate limit per channel (``workers.rate_limit``: shared through Redis when set up so);
+    a channel without one is not limited."""
+
+    def __init__(self, limiters: Mapping[str, RateLimiter] | None = None) -> None:
+        self.limiters = dict(limiters or {})
+
+    def acquire(self, channel: str) -> None:
+        """Wait for the channel's turn.
+
+        Raises
+        ------
+        RateLimitExceeded
+            No turn within the limiter's longest wait: the caller retries later.
+        """
+        limiter = self.limiters.get(channel)
+        if limiter is not None:
+            limiter.acquire()

@@ -1,150 +1,222 @@
-"""The notification ledger: one row per case and channel, so a redelivery never sends twice.
+"""The notification ledger: one row per case, channel and round, written around the provider call.
 
-Inside ``chunk_ledger`` (the actor shell opens one per chunk) the ledger is read with one
-query for the whole chunk, and marks are kept until ``flush`` writes them in one statement,
-in the same transaction as the chunk's state transitions (``workers.stage.settle``): a few
-round trips per chunk instead of several per case. Outside it every call goes to the database.
+``claim`` writes *pending* before the provider is called; ``mark_sent`` / ``mark_refused`` after.
+A pending row that a later attempt finds is "in doubt": the provider may have taken it before the
+worker died. Dispatch settles it by asking the provider (``SmsGateway.lookup``), or by policy for
+e-mail, and never sends blindly again.
+
+Marks are written at once, never batched: a notification's record must survive a crash right
+after the provider took it. What a chunk can share is the reading: inside ``chunk_ledger`` (the
+actor shell opens one per chunk) the chunk's rows are read with one query, and a notification
+already settled (sent, refused, unconfirmed) is answered from that read without a round trip,
+which makes a redelivered chunk cheap.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from workers.store.cases import _insert, bulk_insert, utcnow
-from workers.store.schema import cases, notifications
+from workers.store.cases import _insert, utcnow
+from workers.store.schema import cases, notification_ledger
 
-SENT = "sent"
 PENDING = "pending"
+"""Claimed before the provider call; found later, it means "in doubt"."""
+SENT = "sent"
 REFUSED = "refused"
+RETRY = "retry"
+"""The provider certainly did not take it (5xx, 429, refused connection): safe to send again."""
+UNCONFIRMED = "unconfirmed"
+"""An in-doubt e-mail settled by policy: perhaps sent, never sent again."""
+
+
+def key_for(case_id: str, channel: str, round_: int = 1) -> str:
+    """The idempotency key of one notification, the same on every attempt: ``case:channel`` for
+    the first notification, ``case:channel:N`` for the Nth (an unread follow-up's)."""
+    return f"{case_id}:{channel}" if round_ == 1 else f"{case_id}:{channel}:{round_}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One notification's row."""
+
+    key: str
+    case_id: str
+    channel: str
+    round: int
+    status: str
+    provider_ref: str | None
+    reason: str | None
+    attempts: int
+    sent_at: dt.datetime | None
+    updated_at: dt.datetime
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)  # SQLite gives back naive UTC
+
+
+def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
+    m = row._mapping
+    return Entry(
+        key=m["idempotency_key"],
+        case_id=m["case_id"],
+        channel=m["channel"],
+        round=m["round"],
+        status=m["status"],
+        provider_ref=m["provider_ref"],
+        reason=m["reason"],
+        attempts=m["attempts"],
+        sent_at=_aware(m["sent_at"]),
+        updated_at=_aware(m["updated_at"]) or utcnow(),
+    )
+
+
+def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry]:
+    """Every ledger row of these cases, by idempotency key."""
+    ids = list(dict.fromkeys(case_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(notification_ledger).where(notification_ledger.c.case_id.in_(ids))
+    )
+    return {entry.key: entry for entry in map(_entry, rows)}
+
+
+SETTLED = frozenset({SENT, REFUSED, UNCONFIRMED})
+"""Statuses no later attempt changes."""
 
 
 @dataclass
-class _ChunkLedger:
+class _ChunkRead:
     case_ids: set[str]
-    sent: set[tuple[str, str]] | None = None
-    marks: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    settled: dict[str, Entry] | None = None
 
 
-_chunk: ContextVar[_ChunkLedger | None] = ContextVar("omvant_chunk_ledger", default=None)
+_chunk: ContextVar[_ChunkRead | None] = ContextVar("omvant_chunk_ledger", default=None)
 
 
 @contextmanager
 def chunk_ledger(engine: sa.Engine, case_ids: Iterable[str]) -> Iterator[None]:
-    """Batch the ledger's reads and writes for one chunk of cases; marks not flushed by the
-    end of the block (the chunk failed part-way) are written then, so none is lost."""
-    ledger = _ChunkLedger(set(case_ids))
-    token = _chunk.set(ledger)
+    """Share one read of the ledger among the notifications of one chunk of cases (read, when
+    first needed, on the connection of the first ``claim``; ``engine`` is not needed for that)."""
+    del engine
+    token = _chunk.set(_ChunkRead(set(case_ids)))
     try:
         yield
     finally:
         _chunk.reset(token)
-        if ledger.marks:
-            with engine.begin() as conn:
-                _write(conn, list(ledger.marks.values()))
-
-
-def _query_sent(conn: sa.Connection, ids: list[str]) -> set[tuple[str, str]]:
-    rows = conn.execute(
-        sa.select(notifications.c.case_id, notifications.c.channel).where(
-            notifications.c.case_id.in_(ids), notifications.c.status == SENT
-        )
-    )
-    return {(row.case_id, row.channel) for row in rows}
-
-
-def sent_channels(conn: sa.Connection, case_ids: Iterable[str]) -> set[tuple[str, str]]:
-    """The (case, channel) pairs already notified."""
-    ids = list(case_ids)
-    if not ids:
-        return set()
-    ledger = _chunk.get()
-    if ledger is None or not set(ids) <= ledger.case_ids:
-        return _query_sent(conn, ids)
-    if ledger.sent is None:
-        ledger.sent = _query_sent(conn, sorted(ledger.case_ids))
-    wanted = set(ids)
-    found = {pair for pair in ledger.sent if pair[0] in wanted}
-    for case_id in wanted:
-        for channel in ("sms", "email"):
-            row = ledger.marks.get((case_id, channel))
-            if row is not None and row["status"] == SENT:
-                found.add((case_id, channel))
-    return found
-
-
-def mark(
-    conn: sa.Connection,
-    case_id: str,
-    channel: str,
-    status: str,
-    *,
-    provider_ref: str | None = None,
-    reason: str | None = None,
-) -> None:
-    """Record the state of one case's notification on one channel."""
-    row = {
-        "case_id": case_id,
-        "channel": channel,
-        "status": status,
-        "provider_ref": provider_ref,
-        "reason": reason,
-        "attempts": 1,
-        "updated_at": utcnow(),
-    }
-    ledger = _chunk.get()
-    if ledger is not None and case_id in ledger.case_ids:
-        ledger.marks[(case_id, channel)] = row
-        return
-    _write(conn, [row])
 
 
 def flush(conn: sa.Connection) -> None:
-    """Write the open chunk's pending marks in ``conn``'s transaction (no-op outside one)."""
-    ledger = _chunk.get()
-    if ledger is None or not ledger.marks:
-        return
-    rows = list(ledger.marks.values())
-    ledger.marks.clear()
-    _write(conn, rows)
+    """Nothing to write: marks are written when they are made (see the module docstring).
+    Kept so that ``workers.stage.settle`` may call it whatever the ledger does."""
 
 
-_UPSERT_SQL = (
-    "ON CONFLICT (case_id, channel) DO UPDATE SET status = EXCLUDED.status, "
-    "provider_ref = EXCLUDED.provider_ref, reason = EXCLUDED.reason, "
-    "attempts = notifications.attempts + 1, updated_at = EXCLUDED.updated_at"
-)
+def _settled_in_chunk(conn: sa.Connection, key: str, case_id: str) -> Entry | None:
+    chunk = _chunk.get()
+    if chunk is None or case_id not in chunk.case_ids:
+        return None
+    if chunk.settled is None:
+        read = entries_for(conn, sorted(chunk.case_ids))
+        chunk.settled = {k: e for k, e in read.items() if e.status in SETTLED}
+    return chunk.settled.get(key)
 
 
-def _write(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    statement = _insert(conn, notifications)
-    statement = statement.on_conflict_do_update(
-        index_elements=["case_id", "channel"],
-        set_={
-            "status": statement.excluded.status,
-            "provider_ref": statement.excluded.provider_ref,
-            "reason": statement.excluded.reason,
-            "attempts": notifications.c.attempts + 1,
-            "updated_at": statement.excluded.updated_at,
-        },
+def claim(conn: sa.Connection, key: str, case_id: str, channel: str, round_: int) -> Entry | None:
+    """Record the notification as pending, unless it has a row already; return that row.
+
+    Returns
+    -------
+    Entry | None
+        None when this call claimed it (call the provider now); else the row found, whose status
+        says what to do (sent: nothing; pending: in doubt; retry: send again; refused: nothing).
+    """
+    settled = _settled_in_chunk(conn, key, case_id)
+    if settled is not None:
+        return settled
+    now = utcnow()
+    claimed = conn.execute(
+        _insert(conn, notification_ledger)
+        .values(
+            idempotency_key=key,
+            case_id=case_id,
+            channel=channel,
+            round=round_,
+            status=PENDING,
+            attempts=1,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(notification_ledger.c.idempotency_key)
+    ).first()
+    if claimed is not None:
+        return None
+    row = conn.execute(
+        sa.select(notification_ledger).where(notification_ledger.c.idempotency_key == key)
+    ).one()
+    return _entry(row)
+
+
+def _update(conn: sa.Connection, key: str, **values: object) -> None:
+    conn.execute(
+        sa.update(notification_ledger)
+        .where(notification_ledger.c.idempotency_key == key)
+        .values(updated_at=utcnow(), **values)
     )
-    bulk_insert(conn, notifications, rows, upsert=statement, upsert_sql=_UPSERT_SQL)
+
+
+def mark_pending_again(conn: sa.Connection, key: str) -> None:
+    """A new attempt at a notification that may be sent again (status retry)."""
+    _update(conn, key, status=PENDING, attempts=notification_ledger.c.attempts + 1)
+
+
+def mark_sent(conn: sa.Connection, key: str, provider_ref: str) -> None:
+    """The provider took it."""
+    _update(conn, key, status=SENT, provider_ref=provider_ref, sent_at=utcnow(), reason=None)
+
+
+def mark_refused(conn: sa.Connection, key: str, reason: str, detail: str) -> None:
+    """Permanent failure, with a reason code; never tried again."""
+    _update(conn, key, status=REFUSED, reason=reason, detail=detail[:300])
+
+
+def mark_retry(conn: sa.Connection, key: str, detail: str) -> None:
+    """A transient failure the provider certainly did not take: the next attempt sends."""
+    _update(conn, key, status=RETRY, detail=detail[:300])
+
+
+def mark_unconfirmed(conn: sa.Connection, key: str, reason: str, detail: str) -> None:
+    """An in-doubt send settled by policy: counted as perhaps sent, never sent again."""
+    _update(conn, key, status=UNCONFIRMED, reason=reason, detail=detail[:300])
 
 
 def count_sent(conn: sa.Connection, *, batch_id: str | None = None) -> dict[str, int]:
     """How many notifications were sent per channel (for one batch's cases, or all)."""
     query = (
-        sa.select(notifications.c.channel, sa.func.count())
-        .where(notifications.c.status == SENT)
-        .group_by(notifications.c.channel)
+        sa.select(notification_ledger.c.channel, sa.func.count())
+        .where(notification_ledger.c.status == SENT)
+        .group_by(notification_ledger.c.channel)
     )
     if batch_id is not None:
-        query = query.join(cases, cases.c.id == notifications.c.case_id).where(
+        query = query.join(cases, cases.c.id == notification_ledger.c.case_id).where(
             cases.c.batch_id == batch_id
         )
     return {str(row[0]): int(row[1]) for row in conn.execute(query)}
+
+
+def count_statuses(conn: sa.Connection) -> Counter[tuple[str, str]]:
+    """How many ledger rows there are per (channel, status)."""
+    query = sa.select(
+        notification_ledger.c.channel, notification_ledger.c.status, sa.func.count()
+    ).group_by(notification_ledger.c.channel, notification_ledger.c.status)
+    return Counter({(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)})

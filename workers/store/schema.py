@@ -52,18 +52,6 @@ case_events = sa.Table(
     sa.Index("ix_case_events_case", "case_id"),
 )
 
-notifications = sa.Table(
-    "notifications",
-    metadata,
-    sa.Column("case_id", sa.String(64), primary_key=True),
-    sa.Column("channel", sa.String(8), primary_key=True),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("provider_ref", sa.String(128), nullable=True),
-    sa.Column("reason", sa.String(64), nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-
 rejected_messages = sa.Table(
     "rejected_messages",
     metadata,
@@ -154,3 +142,54 @@ template_versions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 """Every version of every template, immutable: ``content`` is the version's JSON."""
+
+notification_ledger = sa.Table(
+    "notification_ledger",
+    metadata,
+    sa.Column("idempotency_key", sa.String(120), primary_key=True),
+    sa.Column("case_id", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("provider_ref", sa.String(128), nullable=True),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("detail", sa.String(300), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_notification_ledger_case", "case_id"),
+)
+"""One row per notification (case, channel, round) around the provider call: pending before,
+sent / refused after; a pending row found later is "in doubt" (issue 6). Replaces 0001's
+``notifications``."""
+
+unread_follow_ups = sa.Table(
+    "unread_follow_ups",
+    metadata,
+    sa.Column("case_id", sa.String(64), primary_key=True),
+    sa.Column("clinic_hsa_id", sa.String(48), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("outcome", sa.String(64), nullable=True),
+    sa.Index("ix_unread_follow_ups_due", "done_at", "due_at"),
+)
+"""A template's "if unread after N hours" rule, set for a case when it is delivered."""
+
+access_log = sa.Table(
+    "access_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("user_hsa_id", sa.String(48), nullable=False),
+    sa.Column("unit_hsa_id", sa.String(48), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("case_count", sa.Integer, nullable=False),
+    sa.Column("case_ids", sa.Text, nullable=False),
+    sa.Column("personnummer", sa.Text, nullable=False),
+    sa.Column("unmasked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_access_log_unit_at", "unit_hsa_id", "at"),
+)
+"""Every read of case data (Patient Data Act): who, for which unit, when, which residents and
+cases. Personnummer are kept as the system of record keeps them (12 digits)."""

@@ -1,0 +1,86 @@
+"""InboxEvent: what the 1177 inbox publishes when a resident opens or answers a message.
+
+Plain versioned JSON on an AMQP topic exchange (routing key ``inbox.opened`` /
+``inbox.answered``), so the inbox can publish it from any language:
+
+    {"version": 1, "event": "opened", "case_id": "...", "occurred_at": "2026-11-25T08:00:00Z"}
+    {"version": 1, "event": "answered", "answer_kind": "partial-answer", ...}
+
+Not an envelope: the inbox is an outside system with its own format. The bridge
+(``workers.inbox_events_bridge``) reads it and forwards ``ReadReceipt`` envelopes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, ValidationError, model_validator
+
+from contracts.common import CaseId, FrozenModel
+from contracts.read_receipt import AnswerKind
+
+NAME = "InboxEvent"
+VERSIONS = (1,)
+
+
+class InboxEventError(ValueError):
+    """An inbox event that cannot be read; ``reason`` is a stable reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class InboxEventV1(FrozenModel):
+    """A resident opened (or answered) the message of one case."""
+
+    version: Literal[1] = 1
+    event: Literal["opened", "answered"]
+    case_id: CaseId
+    inbox_message_id: str | None = None
+    answer_kind: AnswerKind | None = None
+    occurred_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _answer_kind_with_answers(self) -> InboxEventV1:
+        if (self.event == "answered") != (self.answer_kind is not None):
+            raise ValueError("answer_kind is given with answered events, and only with them")
+        return self
+
+    @property
+    def routing_key(self) -> str:
+        """The topic it is published under."""
+        return f"inbox.{self.event}"
+
+
+def parse_inbox_event(raw: str | bytes | Mapping[str, Any]) -> InboxEventV1:
+    """Read one inbox event.
+
+    Raises
+    ------
+    InboxEventError
+        ``malformed-message`` (not a JSON object), ``unknown-contract-version`` or
+        ``invalid-payload``; the detail never holds the event's content.
+    """
+    if isinstance(raw, str | bytes):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InboxEventError("malformed-message", "an inbox event is not JSON") from None
+    if not isinstance(raw, Mapping):
+        raise InboxEventError("malformed-message", "an inbox event must be a JSON object")
+    if raw.get("version") not in VERSIONS:
+        raise InboxEventError(
+            "unknown-contract-version", f"inbox events have versions {list(VERSIONS)}"
+        )
+    try:
+        return InboxEventV1.model_validate(raw)
+    except ValidationError as exc:
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+            for e in exc.errors()[:3]
+        )
+        raise InboxEventError("invalid-payload", where) from None

@@ -1,0 +1,331 @@
+"""``omvant cases``: the clinic's view of its cases, and the unread follow-up job.
+
+A clinic sees only its own cases (the query layer filters by ``--clinic`` in SQL). Every read is
+written to the access log: who (``--user`` or ``OMVANT_USER_HSA_ID``), for which unit, when,
+which cases and residents. Personnummer are masked (``19121212-****``) unless
+``--show-personnummer`` is given; the access log records which.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import re
+import sys
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from producers.cli.options import DatabaseOption, settings_from
+from workers.log import mask_identity_numbers
+from workers.store import access_log, case_queries
+from workers.store.engine import make_engine
+
+app = typer.Typer(help="The clinic's cases: sent by care, read / unread.", no_args_is_help=True)
+
+_HSA = re.compile(r"^SE[0-9]{10}-[A-Za-z0-9]{1,31}$")
+
+ClinicOption = Annotated[
+    str, typer.Option("--clinic", help="The clinic's HSA-id: only its cases are shown.")
+]
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        envvar="OMVANT_USER_HSA_ID",
+        help="Your HSA-id, for the access log (required; or OMVANT_USER_HSA_ID).",
+    ),
+]
+ShowPnrOption = Annotated[
+    bool,
+    typer.Option("--show-personnummer", help="Show personnummer in full (logged as such)."),
+]
+
+
+def _hsa(value: str | None, what: str) -> str:
+    if not value or not _HSA.match(value):
+        typer.echo(f"invalid-hsa-id: {what} must be an HSA-id like SE2321000016-ABCD", err=True)
+        raise typer.Exit(2)
+    return value
+
+
+def _since(value: str | None, zone: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        typer.echo("invalid-date: --since takes YYYY-MM-DD or an ISO date-time", err=True)
+        raise typer.Exit(2) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(zone))
+
+
+def _resident(number: str, show: bool) -> str:
+    return number if show else mask_identity_numbers(number)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+def _record(row: case_queries.CaseRow, show: bool) -> dict[str, Any]:
+    return {
+        "case_id": row.case_id,
+        "status": row.status,
+        "overdue": row.overdue,
+        "state": row.state,
+        "reason": row.reason,
+        "template_id": row.template_id,
+        "batch_id": row.batch_id,
+        "resident": _resident(row.personnummer, show),
+        "received_at": _when(row.received_at),
+        "delivered_at": _when(row.delivered_at),
+        "read_at": _when(row.read_at),
+        "answered_at": _when(row.answered_at),
+        "answer_kind": row.answer_kind,
+        "channels_notified": ",".join(row.channels_notified),
+    }
+
+
+@app.command("list")
+def list_command(
+    *,
+    clinic: ClinicOption,
+    user: UserOption = None,
+    case_type: Annotated[
+        str, typer.Option("--type", help="Case type: sent-by-care (every Omvänt case).")
+    ] = "sent-by-care",
+    status: Annotated[
+        str | None,
+        typer.Option(help=f"One of: {', '.join(case_queries.STATUSES)}."),
+    ] = None,
+    template: Annotated[str | None, typer.Option(help="Template id.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Batch id.")] = None,
+    since: Annotated[str | None, typer.Option(help="Received on or after (YYYY-MM-DD).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many cases.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    show_personnummer: ShowPnrOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """List the clinic's cases with read / unread status."""
+    clinic = _hsa(clinic, "--clinic")
+    user = _hsa(user, "--user")
+    if case_type not in case_queries.CASE_TYPES:
+        typer.echo(
+            f"unknown-case-type: --type takes {', '.join(case_queries.CASE_TYPES)}", err=True
+        )
+        raise typer.Exit(2)
+    settings = settings_from(None, database)
+    filt = case_queries.CaseFilter(
+        status=status,
+        template_id=template,
+        batch_id=batch,
+        since=_since(since, settings.timezone),
+        limit=limit,
+    )
+    engine = make_engine(settings.database_url)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        with engine.begin() as conn:
+            rows = case_queries.list_cases(conn, clinic, filt, now=now)
+            access_log.record(
+                conn,
+                user_hsa_id=user,
+                unit_hsa_id=clinic,
+                action="cases-list",
+                case_ids=[r.case_id for r in rows],
+                personnummer=[r.personnummer for r in rows],
+                unmasked=show_personnummer,
+            )
+    except case_queries.UnknownStatus as exc:
+        typer.echo(f"unknown-status: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    records = [_record(r, show_personnummer) for r in rows]
+    if as_json:
+        typer.echo(json.dumps(records, ensure_ascii=False))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else ["case_id"])
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        table = Table(title=f"{clinic}: {len(records)} cases")
+        table.add_column("case", overflow="fold")
+        for column in ("status", "template", "resident", "received", "read", "notified"):
+            table.add_column(column)
+        for r in records:
+            status_text = r["status"] + (" (overdue)" if r["overdue"] else "")
+            if r["reason"]:
+                status_text += f": {r['reason']}"
+            table.add_row(
+                r["case_id"],
+                status_text,
+                r["template_id"],
+                r["resident"],
+                r["received_at"],
+                r["read_at"],
+                r["channels_notified"],
+            )
+        Console(width=160).print(table)
+
+
+@app.command("count")
+def count_command(
+    *,
+    clinic: ClinicOption,
+    user: UserOption = None,
+    status: Annotated[
+        str | None, typer.Option(help=f"One of: {', '.join(case_queries.STATUSES)}.")
+    ] = None,
+    template: Annotated[str | None, typer.Option(help="Template id.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Batch id.")] = None,
+    since: Annotated[str | None, typer.Option(help="Received on or after (YYYY-MM-DD).")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """How many of the clinic's cases match (e.g. --status overdue)."""
+    clinic = _hsa(clinic, "--clinic")
+    user = _hsa(user, "--user")
+    settings = settings_from(None, database)
+    filt = case_queries.CaseFilter(
+        status=status, template_id=template, batch_id=batch, since=_since(since, settings.timezone)
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            count = case_queries.count_cases(conn, clinic, filt, now=dt.datetime.now(dt.UTC))
+            access_log.record(
+                conn,
+                user_hsa_id=user,
+                unit_hsa_id=clinic,
+                action="cases-count",
+                case_ids=[],
+                personnummer=[],
+            )
+    except case_queries.UnknownStatus as exc:
+        typer.echo(f"unknown-status: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(str(count))
+
+
+@app.command("show")
+def show_command(
+    case_id: Annotated[str, typer.Argument(help="The case id.")],
+    *,
+    clinic: ClinicOption,
+    user: UserOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    show_personnummer: ShowPnrOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """One case of the clinic: its history of states, reason codes and channels notified."""
+    clinic = _hsa(clinic, "--clinic")
+    user = _hsa(user, "--user")
+    settings = settings_from(None, database)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            detail = case_queries.show_case(conn, clinic, case_id, now=dt.datetime.now(dt.UTC))
+            access_log.record(
+                conn,
+                user_hsa_id=user,
+                unit_hsa_id=clinic,
+                action="cases-show",
+                case_ids=[case_id] if detail else [],
+                personnummer=[detail.case.personnummer] if detail else [],
+                unmasked=show_personnummer,
+            )
+    finally:
+        engine.dispose()
+    if detail is None:
+        typer.echo(f"case-not-found: the clinic {clinic} has no case {case_id}", err=True)
+        raise typer.Exit(1)
+    record = _record(detail.case, show_personnummer)
+    record["history"] = [
+        {
+            "at": _when(e.at),
+            "state": e.state,
+            "stage": e.stage,
+            "reason": e.reason,
+            "detail": e.detail,
+        }
+        for e in detail.events
+    ]
+    record["notifications"] = [
+        {
+            "channel": n.channel,
+            "round": n.round,
+            "status": n.status,
+            "reason": n.reason,
+            "attempts": n.attempts,
+            "sent_at": _when(n.sent_at),
+        }
+        for n in detail.notifications
+    ]
+    record["follow_up"] = (
+        {k: _when(v) if isinstance(v, dt.datetime) else v for k, v in detail.follow_up.items()}
+        if detail.follow_up
+        else None
+    )
+    if as_json:
+        typer.echo(json.dumps(record, ensure_ascii=False))
+        return
+    console = Console(width=160)
+    console.print(
+        f"[bold]{record['case_id']}[/bold]  {record['status']}"
+        f"{' (overdue)' if record['overdue'] else ''}  template {record['template_id']}  "
+        f"resident {record['resident']}"
+    )
+    history = Table(title="history")
+    for column in ("at", "state", "stage", "reason", "detail"):
+        history.add_column(column)
+    for e in record["history"]:
+        history.add_row(e["at"], e["state"], e["stage"], e["reason"] or "", e["detail"] or "")
+    console.print(history)
+    sent = Table(title="notifications")
+    for column in ("channel", "round", "status", "reason", "attempts", "sent at"):
+        sent.add_column(column)
+    for n in record["notifications"]:
+        sent.add_row(
+            n["channel"],
+            str(n["round"]),
+            n["status"],
+            n["reason"] or "",
+            str(n["attempts"]),
+            n["sent_at"],
+        )
+    console.print(sent)
+    if record["follow_up"]:
+        console.print(f"unread follow-up: {record['follow_up']}")
+
+
+@app.command("follow-up")
+def follow_up_command(
+    database: DatabaseOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Carry out due unread follow-ups (notify again / flag); run it periodically."""
+    from workers.bootstrap import build_context
+    from workers.broker import build_broker
+    from workers.log import configure
+    from workers.unread_follow_up import run_follow_ups
+
+    settings = settings_from(None, database)
+    configure(settings.log_level, json=settings.log_json)
+    ctx = build_context(settings, build_broker("memory://"))
+    try:
+        outcomes = run_follow_ups(ctx)
+    finally:
+        ctx.engine.dispose()
+    typer.echo(
+        json.dumps(dict(outcomes))
+        if as_json
+        else ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())) or "nothing due"
+    )

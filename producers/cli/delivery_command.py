@@ -1,0 +1,57 @@
+"""``omvant inbox-events`` (the bridge from the inbox's AMQP events to the read-receipt stage)
+and ``omvant sim sms-gateway`` (the shipped SMS-gateway simulator, registered on the ``sim``
+group)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from producers.cli.options import BrokerOption, DatabaseOption, settings_from
+
+
+def inbox_events(
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="The inbox's AMQP URL (default OMVANT_INBOX_EVENTS_URL)."),
+    ] = None,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Consume the inbox's opened/answered events and feed the read-receipt stage."""
+    from workers.bootstrap import build_context
+    from workers.broker import build_broker
+    from workers.inbox_events_bridge import InboxEventsBridge
+    from workers.log import configure
+
+    settings = settings_from(broker, database)
+    configure(settings.log_level, json=settings.log_json)
+    ctx = build_context(settings, build_broker(settings.broker_url))
+    bridge = InboxEventsBridge(
+        ctx,
+        url or settings.inbox_events_url or settings.broker_url,
+        chunk_size=settings.chunk_size,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    bridge.run(stop)
+    ctx.broker.close()
+
+
+def sms_gateway(
+    port: Annotated[int, typer.Option(help="TCP port (0: any free one).")] = 0,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the SMS-gateway simulator (see workers/adapters/sms_gateway_server.py for its API)."""
+    from workers.adapters.sms_gateway_server import SmsGatewaySimulator
+
+    simulator = SmsGatewaySimulator(host, port)
+    typer.echo(f"sms gateway simulator on {simulator.url}", err=True)
+    try:
+        simulator.serve_forever()
+    except KeyboardInterrupt:
+        simulator.stop()

@@ -1,0 +1,80 @@
+"""Helpers for the delivery, read-receipt and clinic-view tests: cases ready for dispatch."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from contracts.attachments_cleared import AttachmentsClearedV1
+from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
+from workers.adapters.population import test_personnummer
+from workers.case_states import CaseState
+from workers.store import cases
+from workers.store.cases import Transition
+
+CLINIC_A = "SE2321000016-A001"
+CLINIC_B = "SE2321000016-B002"
+SENDER = "SE2321000016-S100"
+STAFF_A = "SE2321000016-U111"
+
+
+def reachable_residents(seed: int, count: int, channels: frozenset[str]) -> list[str]:
+    """Test personnummer whose simulated account is active with exactly these channels."""
+    directory = SimulatedAccountDirectory(seed)
+    found = []
+    for number in test_personnummer():
+        account = directory.account(number)
+        if account.status == AccountStatus.ACTIVE and account.channels == channels:
+            found.append(number)
+            if len(found) == count:
+                return found
+    raise AssertionError("not enough residents of that kind in the test population")
+
+
+def cleared_item(
+    case_id: str,
+    personnummer: str,
+    *,
+    clinic: str = CLINIC_A,
+    channels: Sequence[str] = ("email", "sms"),
+    template_id: str = "meddelande-till-invanare",
+    batch_id: str | None = "b1",
+) -> AttachmentsClearedV1:
+    """A case as the attachment check lets it through."""
+    return AttachmentsClearedV1(
+        case_id=case_id,
+        clinic_hsa_id=clinic,
+        batch_id=batch_id,
+        personnummer=personnummer,
+        template_id=template_id,
+        template_version=1,
+        answerable=False,
+        subject="Meddelande",
+        body="Hej! Detta är ett testmeddelande.",
+        signature="Testmottagningen",
+        sent_on=dt.date(2026, 11, 25),
+        channels=list(channels),
+    )
+
+
+def store_cleared(conn: Any, items: Sequence[AttachmentsClearedV1]) -> None:
+    """Record the cases and move them to ``cleared``, as the first three stages would."""
+    cases.insert_received(
+        conn,
+        [
+            {
+                "id": item.case_id,
+                "clinic_hsa_id": item.clinic_hsa_id,
+                "sender_hsa_id": SENDER,
+                "template_id": item.template_id,
+                "template_version": item.template_version,
+                "personnummer": item.personnummer,
+                "idempotency_key": item.case_id,
+                "batch_id": item.batch_id,
+            }
+            for item in items
+        ],
+    )
+    for state in (CaseState.VALIDATED, CaseState.COMPOSED, CaseState.CLEARED):
+        cases.apply(conn, [Transition(item.case_id, state) for item in items], stage="test")

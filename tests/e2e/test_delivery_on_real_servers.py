@@ -1,0 +1,274 @@
+"""Delivery end to end on real servers: SMTP (aiosmtpd), the SMS-gateway simulator over HTTP,
+RabbitMQ, PostgreSQL, and real ``omvant`` processes, including one killed mid-batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from contracts.registry import envelope_for
+from contracts.send_case import SendCaseV2
+from producers.cli import app
+from tests.delivery_support import (
+    CLINIC_A,
+    SENDER,
+    STAFF_A,
+    cleared_item,
+    reachable_residents,
+    store_cleared,
+)
+from tests.e2e.harness import OMVANT, WorkerProcess, running_workers, wait_until, worker_env
+from workers.adapters.sms_gateway_server import SmsGatewaySimulator
+from workers.adapters.smtp_email import message_id
+from workers.adapters.smtp_sink import SmtpSink
+from workers.broker import build_broker
+from workers.queues import Queues
+from workers.stage import enqueue
+from workers.store import notifications
+from workers.store.engine import make_engine, upgrade
+from workers.store.schema import cases, notification_ledger
+
+pytestmark = pytest.mark.e2e
+
+TEXT = (
+    "Du har ett meddelande i e-tjänsterna på 1177. "
+    "Meddelandet finns i inkorgen när du loggat in på 1177."
+)
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[SmtpSink, SmsGatewaySimulator]]:
+    smtp = SmtpSink().start()
+    sms = SmsGatewaySimulator().start()
+    yield smtp, sms
+    smtp.stop()
+    sms.stop()
+
+
+@pytest.fixture
+def inbox_exchange(rabbitmq_url: str, queue_prefix: str) -> Iterator[str]:
+    """The inbox's exchange for this test; it and the bridge's queue are deleted afterwards."""
+    name = f"{queue_prefix}omvant.inbox-events"
+    yield name
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    channel = connection.channel()
+    channel.queue_delete(f"{queue_prefix}inbox-events")
+    channel.exchange_delete(name)
+    connection.close()
+
+
+def bridge_is_bound(rabbitmq_url: str, queue: str) -> bool:
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:
+        connection.channel().queue_declare(queue, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def test_a_case_is_mailed_texted_and_read_through_an_amqp_opened_event(
+    rabbitmq_url: str,
+    postgres_url: str,
+    queue_prefix: str,
+    tmp_path: Path,
+    servers: tuple[SmtpSink, SmsGatewaySimulator],
+    inbox_exchange: str,
+) -> None:
+    smtp, sms = servers
+    upgrade(postgres_url)
+    seed = 1177
+    [both] = reachable_residents(seed, 1, frozenset({"sms", "email"}))
+    [texted] = reachable_residents(seed, 1, frozenset({"sms"}))
+    batch = f"e2e6-{queue_prefix.rstrip('.')}"
+    requests = [
+        SendCaseV2(
+            clinic_hsa_id=CLINIC_A,
+            sender_hsa_id=SENDER,
+            template_id="meddelande-till-invanare",
+            fragments=["halsning"],
+            personnummer=number,
+            idempotency_key=f"{batch}:{i}",
+            batch_id=batch,
+        )
+        for i, number in enumerate((both, texted))
+    ]
+    env = worker_env(
+        broker_url=rabbitmq_url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path / "blobs",
+        extra={
+            "OMVANT_SEED": str(seed),
+            "OMVANT_SMTP_URL": smtp.url,
+            "OMVANT_SMS_GATEWAY_URL": sms.url,
+        },
+    )
+    bridge_log = (tmp_path / "bridge.log").open("wb")
+    bridge = subprocess.Popen(
+        [OMVANT, "inbox-events"], env=env, stdout=bridge_log, stderr=subprocess.STDOUT
+    )
+    engine = make_engine(postgres_url)
+    try:
+        with running_workers(env, tmp_path / "logs", threads=2) as worker:
+            broker = build_broker(rabbitmq_url)
+            envelope = envelope_for(requests, correlation_id=batch)
+            enqueue(
+                broker,
+                Queues.RECIPIENT_VALIDATION,
+                "validate_recipients",
+                envelope.model_dump(mode="json"),
+                prefix=queue_prefix,
+            )
+
+            def states() -> dict[str, str]:
+                with engine.connect() as conn:
+                    rows = conn.execute(
+                        sa.select(cases.c.id, cases.c.state).where(cases.c.batch_id == batch)
+                    )
+                    return {r.id: r.state for r in rows}
+
+            assert wait_until(lambda: list(states().values()) == ["notified"] * 2, timeout=120), (
+                f"{states()}\n{worker.output()[-3000:]}"
+            )
+            case_both, case_texted = (r.resolved_case_id() for r in requests)
+            assert [(m.message_id, m.text) for m in smtp.received] == [
+                (message_id(f"{case_both}:email"), TEXT)
+            ]
+            assert sorted(m["key"] for m in sms.messages()) == sorted(
+                [f"{case_both}:sms", f"{case_texted}:sms"]
+            )
+            assert {m["text"] for m in sms.messages()} == {TEXT}
+
+            # the inbox says the resident opened the message: plain JSON on its exchange
+            assert wait_until(
+                lambda: bridge_is_bound(rabbitmq_url, f"{queue_prefix}inbox-events"), timeout=60
+            ), (tmp_path / "bridge.log").read_text()
+            connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+            event = {
+                "version": 1,
+                "event": "opened",
+                "case_id": case_both,
+                "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+            connection.channel().basic_publish(
+                exchange=inbox_exchange,
+                routing_key="inbox.opened",
+                body=json.dumps(event).encode(),
+                properties=pika.BasicProperties(content_type="application/json", delivery_mode=2),
+            )
+            connection.close()
+            assert wait_until(lambda: states()[case_both] == "read", timeout=60), (
+                tmp_path / "bridge.log"
+            ).read_text()[-3000:]
+
+        listed = CliRunner().invoke(
+            app,
+            [
+                "cases", "list", "--clinic", CLINIC_A, "--user", STAFF_A, "--batch", batch,
+                "--json", "--database", postgres_url,
+            ],
+        )  # fmt: skip
+        assert listed.exit_code == 0, listed.output
+        status = {
+            r["case_id"]: (r["status"], r["channels_notified"]) for r in json.loads(listed.stdout)
+        }
+        assert status == {case_both: ("read", "email,sms"), case_texted: ("unread", "sms")}
+    finally:
+        bridge.terminate()
+        bridge.wait(timeout=30)
+        bridge_log.close()
+        engine.dispose()
+
+
+def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
+    rabbitmq_url: str,
+    postgres_url: str,
+    queue_prefix: str,
+    tmp_path: Path,
+    servers: tuple[SmtpSink, SmsGatewaySimulator],
+) -> None:
+    smtp, sms = servers
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    residents = reachable_residents(1177, 6, frozenset({"sms", "email"}))
+    tag = queue_prefix.rstrip(".")
+    items = [cleared_item(f"{tag}-kill-{i}", p) for i, p in enumerate(residents)]
+    with engine.begin() as conn:
+        store_cleared(conn, items)
+    env = worker_env(
+        broker_url=rabbitmq_url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path / "blobs",
+        extra={"OMVANT_SMTP_URL": smtp.url, "OMVANT_SMS_GATEWAY_URL": sms.url},
+    )
+    # the gateway takes each SMS, then takes its time to answer: the in-doubt window
+    sms.behave(delay_after=2.0)
+    enqueue(
+        build_broker(rabbitmq_url),
+        Queues.NOTIFICATION_DISPATCH,
+        "dispatch_notifications",
+        envelope_for(items).model_dump(mode="json"),
+        prefix=queue_prefix,
+    )
+    first = WorkerProcess(env, ["notification-dispatch"], tmp_path / "first.log", threads=1)
+    try:
+        assert wait_until(lambda: len(sms.sends()) >= 3, timeout=120), first.output()[-3000:]
+        first.kill()
+    finally:
+        first.stop()
+    with engine.connect() as conn:
+        before = Counter(
+            (r.channel, r.status)
+            for r in conn.execute(
+                sa.select(notification_ledger).where(
+                    notification_ledger.c.case_id.in_([i.case_id for i in items])
+                )
+            )
+        )
+    assert before[("sms", notifications.PENDING)] == 1, before  # the one the gateway took
+
+    sms.behave(delay_after=0.0)
+    with running_workers(env, tmp_path / "logs", ["notification-dispatch"], threads=1) as second:
+
+        def sent() -> int:
+            with engine.connect() as conn:
+                return int(
+                    conn.execute(
+                        sa.select(sa.func.count()).where(
+                            notification_ledger.c.case_id.in_([i.case_id for i in items]),
+                            notification_ledger.c.status == notifications.SENT,
+                        )
+                    ).scalar_one()
+                )
+
+        def states() -> set[str]:
+            with engine.connect() as conn:
+                return set(
+                    conn.execute(
+                        sa.select(cases.c.state).where(cases.c.id.in_([i.case_id for i in items]))
+                    ).scalars()
+                )
+
+        assert wait_until(lambda: states() == {"notified"}, timeout=120), (
+            f"{states()} {sent()}\n{second.output()[-3000:]}"
+        )
+        assert sent() == 12
+
+    sms_posts = Counter(s["key"] for s in sms.sends())
+    assert sms_posts == Counter({f"{i.case_id}:sms": 1 for i in items})
+    mails = Counter(m.message_id for m in smtp.received)
+    assert mails == Counter({message_id(f"{i.case_id}:email"): 1 for i in items})
+    engine.dispose()

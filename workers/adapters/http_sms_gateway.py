@@ -1,0 +1,101 @@
+"""The SMS gateway over HTTP (the API of ``workers.adapters.sms_gateway_server``).
+
+Status codes decide what a failure means: 2xx taken; 429 wait as ``Retry-After`` says (a few
+times, bounded, then the caller retries later); 5xx and connection failures try again later;
+another 4xx refuses the number for good. A read timeout leaves the send in doubt: the gateway
+may have taken it, so the caller asks by key (``lookup``) before anything is sent again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import quote
+
+import httpx
+
+from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable, SmsGateway
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: the caller's backoff applies instead
+
+
+class HttpSmsGateway(SmsGateway):
+    """Sends through an HTTP SMS gateway, keyed by ``Idempotency-Key``.
+
+    Parameters
+    ----------
+    base_url:
+        The gateway, e.g. ``http://127.0.0.1:8025``.
+    timeout:
+        Seconds for each request.
+    max_throttle_wait:
+        The longest ``Retry-After`` waited for in here; a longer one is handed to the caller.
+    throttle_attempts:
+        How many 429s in a row are waited out before handing over.
+    sleep:
+        How to wait (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        max_throttle_wait: float = 2.0,
+        throttle_attempts: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self.max_throttle_wait = max_throttle_wait
+        self.throttle_attempts = throttle_attempts
+        self.sleep = sleep
+
+    def send(self, *, to: str, text: str, idempotency_key: str) -> str:
+        for _ in range(self.throttle_attempts):
+            response = self._post(to, text, idempotency_key)
+            if response.status_code != 429:
+                break
+            wait = _retry_after(response)
+            if wait is None or wait > self.max_throttle_wait:
+                raise NotifierUnavailable("sms gateway: 429", retry_after=wait)
+            self.sleep(wait)
+        else:
+            raise NotifierUnavailable("sms gateway: 429", retry_after=_retry_after(response))
+        if response.is_success:
+            return str(response.json()["id"])
+        if response.status_code >= 500:
+            raise NotifierUnavailable(f"sms gateway: {response.status_code}")
+        raise NotificationRefused(f"sms gateway refused the number: {response.status_code}")
+
+    def _post(self, to: str, text: str, key: str) -> httpx.Response:
+        try:
+            return self.client.post(
+                "/messages", json={"to": to, "text": text}, headers={"Idempotency-Key": key}
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise NotifierUnavailable(f"sms gateway unreachable: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            raise NotifierUnavailable(
+                f"sms gateway: {type(exc).__name__}", maybe_accepted=True
+            ) from exc
+
+    def lookup(self, idempotency_key: str) -> str | None:
+        try:
+            response = self.client.get(f"/messages/{quote(idempotency_key, safe='')}")
+        except httpx.HTTPError as exc:
+            raise NotifierUnavailable(f"sms gateway lookup: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise NotifierUnavailable(f"sms gateway lookup: {response.status_code}")
+        return str(response.json()["id"])
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()

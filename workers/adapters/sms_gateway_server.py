@@ -1,0 +1,203 @@
+"""The SMS-gateway simulator: a small HTTP server that behaves like an SMS provider.
+
+Shipped so the HTTP adapter, the demo and the tests talk real HTTP to something; runnable on its
+own with ``omvant sim sms-gateway --port N``. The API (JSON):
+
+``POST /messages``  ``{"to": "+4670...", "text": "..."}`` with an ``Idempotency-Key`` header:
+    201 (new) or 200 (same key again, nothing sent) ``{"id": ..., "key": ...}``; 422 for a
+    refused number; 503 or 429 (with ``Retry-After``) when told to.
+``GET /messages/{key or id}``  the message taken under that idempotency key (or with that
+    reference), or 404: how a client settles a send it is in doubt about.
+``GET /messages``  ``{"messages": [...], "sends": [...]}``: every message, and every accepted
+    POST (so a test can tell a duplicate send from a lookup).
+``GET /control``, ``POST /control``  the behaviour: ``delay_before`` / ``delay_after`` seconds
+    (slow before or after taking the message), ``fail_next`` (that many 503s),
+    ``throttle_next`` and ``retry_after`` (that many 429s), ``refuse`` (numbers answered 422).
+
+Written on the standard library's HTTP server: it needs no dependency and serves a test's load.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+from workers.adapters.notifiers import reference
+
+
+@dataclass
+class GatewayBehaviour:
+    """What the simulator does with the next requests (changed with ``POST /control``)."""
+
+    delay_before: float = 0.0
+    delay_after: float = 0.0
+    fail_next: int = 0
+    throttle_next: int = 0
+    retry_after: float = 1.0
+    refuse: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GatewayState:
+    """What the simulator has taken, shared by its request threads."""
+
+    behaviour: GatewayBehaviour = field(default_factory=GatewayBehaviour)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sends: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _GatewayHttpServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: request lines would carry phone numbers."""
+
+    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass  # the client went away (timed out or was killed): what it sent stays taken
+
+    def _json(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            value = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        with state.lock:
+            if self.path == "/control":
+                self._reply(200, asdict(state.behaviour))
+            elif self.path == "/messages":
+                self._reply(
+                    200, {"messages": list(state.messages.values()), "sends": list(state.sends)}
+                )
+            elif self.path.startswith("/messages/"):
+                wanted = unquote(self.path[len("/messages/") :])
+                found = state.messages.get(wanted) or next(
+                    (m for m in state.messages.values() if m["id"] == wanted), None
+                )
+                self._reply(200 if found else 404, found or {"error": "not-found"})
+            else:
+                self._reply(404, {"error": "not-found"})
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        body = self._json()
+        if self.path == "/control":
+            with state.lock:
+                known = asdict(state.behaviour)
+                state.behaviour = GatewayBehaviour(
+                    **{**known, **{k: v for k, v in body.items() if k in known}}
+                )
+                self._reply(200, asdict(state.behaviour))
+            return
+        if self.path != "/messages":
+            self._reply(404, {"error": "not-found"})
+            return
+        self._take(state, body)
+
+    def _take(self, state: GatewayState, body: dict[str, Any]) -> None:
+        key = self.headers.get("Idempotency-Key", "")
+        to, text = body.get("to"), body.get("text")
+        if not key or not isinstance(to, str) or not isinstance(text, str):
+            self._reply(400, {"error": "bad-request"})
+            return
+        with state.lock:
+            behaviour = state.behaviour
+            if behaviour.fail_next > 0:
+                behaviour.fail_next -= 1
+                self._reply(503, {"error": "unavailable"})
+                return
+            if behaviour.throttle_next > 0:
+                behaviour.throttle_next -= 1
+                self._reply(
+                    HTTPStatus.TOO_MANY_REQUESTS,
+                    {"error": "rate-limited"},
+                    {"Retry-After": f"{behaviour.retry_after:g}"},
+                )
+                return
+            if to in behaviour.refuse:
+                self._reply(422, {"error": "number-refused"})
+                return
+        time.sleep(behaviour.delay_before)
+        with state.lock:
+            ref = reference("sms", key)
+            state.sends.append({"key": key, "to": to, "at": time.time()})
+            new = key not in state.messages
+            if new:
+                state.messages[key] = {"id": ref, "key": key, "to": to, "text": text}
+        time.sleep(behaviour.delay_after)
+        self._reply(201 if new else 200, {"id": ref, "key": key})
+
+
+class _GatewayHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: GatewayState) -> None:
+        super().__init__(address, _Handler)
+        self.state = state
+
+
+class SmsGatewaySimulator:
+    """The simulator in a background thread: ``start()`` it, read ``url``, ``stop()`` it."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = GatewayState()
+        self._server = _GatewayHttpServer((host, port), self.state)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL the HTTP adapter takes."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> SmsGatewaySimulator:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sms-gateway-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (``omvant sim sms-gateway``)."""
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def behave(self, **changes: Any) -> None:
+        """Change the behaviour, as ``POST /control`` does."""
+        with self.state.lock:
+            self.state.behaviour = GatewayBehaviour(**{**asdict(self.state.behaviour), **changes})
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message taken (one per idempotency key)."""
+        with self.state.lock:
+            return list(self.state.messages.values())
+
+    def sends(self) -> list[dict[str, Any]]:
+        """Every accepted POST, duplicates included."""
+        with self.state.lock:
+            return list(self.state.sends)
