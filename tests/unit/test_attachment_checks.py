@@ -110,6 +110,37 @@ def test_an_open_action_that_only_opens_a_page_is_harmless() -> None:
     assert inspect(out.getvalue(), LIMITS, SCANNER).ok
 
 
+@pytest.mark.parametrize("chained", ["/URI", "/Launch", "/GoTo"])
+def test_an_open_action_goto_that_chains_another_action_is_judged_by_the_chain(
+    chained: str,
+) -> None:
+    from pypdf import PdfWriter
+    from pypdf.generic import ArrayObject, DictionaryObject, NameObject, TextStringObject
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=100, height=100)
+    page = writer.pages[0].indirect_reference
+    follow = DictionaryObject({NameObject("/S"): NameObject(chained)})
+    if chained == "/URI":
+        follow[NameObject("/URI")] = TextStringObject("http://example.invalid/")
+    if chained == "/GoTo":
+        follow[NameObject("/D")] = ArrayObject([page, NameObject("/Fit")])
+    writer._root_object[NameObject("/OpenAction")] = DictionaryObject(
+        {
+            NameObject("/S"): NameObject("/GoTo"),
+            NameObject("/D"): ArrayObject([page, NameObject("/Fit")]),
+            NameObject("/Next"): ArrayObject([writer._add_object(follow)]),
+        }
+    )
+    out = io.BytesIO()
+    writer.write(out)
+    verdict = inspect(out.getvalue(), LIMITS, SCANNER)
+    if chained == "/GoTo":
+        assert verdict.ok
+    else:
+        assert verdict.reason == Reason.ATTACHMENT_PDF_ACTIVE_CONTENT
+
+
 def test_size_and_pixel_limits_are_configurable() -> None:
     photo = samples.jpeg(200, 100)
     assert inspect(photo, Limits(max_bytes=len(photo)), SCANNER).ok

@@ -59,13 +59,27 @@ class PdfFinding:
 
 
 def _open_action(value: PdfObject) -> str | None:
-    """An OpenAction that only opens a page (a destination or a GoTo) is harmless."""
-    target = value.get_object()
-    if isinstance(target, ArrayObject):
-        return None
-    if isinstance(target, DictionaryObject) and target.get("/S") == "/GoTo":
-        return None
-    return "an OpenAction"
+    """An OpenAction that only opens a page (a destination or a GoTo) is harmless.
+
+    A GoTo's ``/Next`` names further actions that run on opening too: it is harmless only when
+    every action it chains is itself a GoTo (a URI or any other kind is refused).
+    """
+    pending: list[PdfObject] = [value]
+    seen = 0
+    while pending:
+        seen += 1
+        if seen > 1000:
+            return "an OpenAction"
+        target = pending.pop().get_object()
+        if isinstance(target, ArrayObject) and seen == 1:
+            return None
+        if not isinstance(target, DictionaryObject) or target.get("/S") != "/GoTo":
+            return "an OpenAction"
+        chained = target.get("/Next")
+        if chained is not None:
+            chained = chained.get_object()
+            pending.extend(chained if isinstance(chained, ArrayObject) else [chained])
+    return None
 
 
 def _is_active_kind(value: PdfObject) -> bool:
