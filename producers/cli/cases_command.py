@@ -68,8 +68,9 @@ def _resident(number: str, show: bool) -> str:
     return number if show else mask_identity_numbers(number)
 
 
-def _when(value: dt.datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value else ""
+def _when(value: dt.datetime | None) -> str | None:
+    """ISO time, or ``None`` (JSON null, an empty CSV cell) when it has not happened."""
+    return value.isoformat(timespec="seconds") if value else None
 
 
 def _record(row: case_queries.CaseRow, show: bool) -> dict[str, Any]:
@@ -115,6 +116,9 @@ def list_command(
     """List the clinic's cases with read / unread status."""
     clinic = _hsa(clinic, "--clinic")
     user = _hsa(user, "--user")
+    if as_json and as_csv:
+        typer.echo("usage: --json and --csv exclude each other", err=True)
+        raise typer.Exit(2)
     if case_type not in case_queries.CASE_TYPES:
         typer.echo(
             f"unknown-case-type: --type takes {', '.join(case_queries.CASE_TYPES)}", err=True
@@ -126,13 +130,15 @@ def list_command(
         template_id=template,
         batch_id=batch,
         since=_since(since, settings.timezone),
-        limit=limit,
+        limit=limit + 1,
     )
     engine = make_engine(settings.database_url)
     now = dt.datetime.now(dt.UTC)
     try:
         with engine.begin() as conn:
             rows = case_queries.list_cases(conn, clinic, filt, now=now)
+            cut = len(rows) > limit
+            rows = rows[:limit]
             access_log.record(
                 conn,
                 user_hsa_id=user,
@@ -148,6 +154,11 @@ def list_command(
     finally:
         engine.dispose()
     records = [_record(r, show_personnummer) for r in rows]
+    if cut:
+        typer.echo(
+            f"note: showing the first {limit} cases only; there are more (raise --limit)",
+            err=True,
+        )
     if as_json:
         typer.echo(json.dumps(records, ensure_ascii=False))
     elif as_csv:

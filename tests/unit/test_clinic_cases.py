@@ -166,6 +166,23 @@ def test_cases_list_prints_json_and_csv_with_personnummer_masked(
     assert [(r["case_id"], len(r["resident"])) for r in rows] == [("a-unread", 12)]
 
 
+def test_cases_list_json_gives_null_for_what_has_not_happened_and_says_when_cut(
+    engine: sa.Engine, sqlite_url: str
+) -> None:
+    base = ["cases", "list", "--clinic", CLINIC_A, "--user", STAFF_A, "--database", sqlite_url]
+    listed = {r["case_id"]: r for r in json.loads(run_cli(sqlite_url, *base[:-2], "--json"))}
+    assert listed["a-unread"]["read_at"] is None
+    assert listed["a-rejected"]["delivered_at"] is None
+    assert listed["a-read"]["read_at"] is not None
+    cut = CliRunner().invoke(app, [*base, "--json", "--limit", "2"])
+    assert cut.exit_code == 0 and len(json.loads(cut.stdout)) == 2
+    assert "first 2 cases only" in cut.stderr
+    whole = CliRunner().invoke(app, [*base, "--json", "--limit", "3"])
+    assert "first" not in whole.stderr
+    both = CliRunner().invoke(app, [*base, "--json", "--csv"])
+    assert both.exit_code == 2 and "exclude each other" in both.stderr
+
+
 def test_every_read_is_in_the_access_log_with_who_unit_cases_and_residents(
     engine: sa.Engine, sqlite_url: str
 ) -> None:
