@@ -114,6 +114,13 @@ def test_an_integration_may_send_only_for_its_clinics() -> None:
     assert verdict.reason == "clinic-not-allowed"
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1"])
+def test_json_nested_too_deep_is_malformed_not_a_crash(body: bytes) -> None:
+    verdict = check(body, headers(body), KEYS, {})
+    assert isinstance(verdict, IntakeError)
+    assert verdict.reason == "malformed-message" and verdict.rule == "json"
+
+
 def test_not_json_is_malformed() -> None:
     body = b"\xff\xfe not json"
     verdict = check(body, headers(body), KEYS, {})
