@@ -45,8 +45,17 @@ def _kind(path: Path) -> str:
 def count_rows(path: Path) -> int:
     """How many recipient lines the file has (header and blank lines not counted)."""
     kind = _kind(path)
-    with path.open(encoding="utf-8-sig") as handle:
-        lines = sum(1 for line in handle if line.strip())
+    lines = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DispatchFileError(
+                    f"{path.name}: line {number} is not UTF-8; save the list as UTF-8"
+                    " (in Excel: CSV UTF-8)"
+                ) from None
+            lines += bool(text.strip().lstrip("\ufeff").strip())
     return max(0, lines - 1) if kind == "csv" else lines
 
 
@@ -65,7 +74,9 @@ def read_recipients(path: Path) -> Iterator[Recipient | RowError]:
 
 
 def _recipient(line: int, number: object, fields: dict[str, object]) -> Recipient | RowError:
-    if not isinstance(number, str) or not number.strip():
+    if number is not None and not isinstance(number, str):
+        return RowError(line, Reason.INVALID_PAYLOAD, "the personnummer must be a JSON string")
+    if number is None or not number.strip():
         return RowError(line, Reason.MISSING_IDENTITY_NUMBER, "no personnummer on this line")
     bad = [name for name in fields if not _FIELD_NAME.match(name)]
     if bad:
@@ -80,10 +91,20 @@ def _read_csv(path: Path) -> Iterator[Recipient | RowError]:
         column = next((c for c in IDENTITY_COLUMNS if c in header), None)
         if column is None:
             raise DispatchFileError(f"{path.name}: no column named {' or '.join(IDENTITY_COLUMNS)}")
-        for line, row in enumerate(reader, start=2):
-            cleaned = {(k or "").strip(): v for k, v in row.items()}
-            if not any((v or "").strip() for v in cleaned.values() if isinstance(v, str)):
+        for row in reader:
+            line = reader.line_num
+            extra = row.pop(None, None) or []
+            given = [v for v in row.values() if v is not None]
+            if not any(v.strip() for v in [*given, *extra]):
                 continue
+            if extra or len(given) < len(row):
+                yield RowError(
+                    line,
+                    Reason.MALFORMED_MESSAGE,
+                    f"{len(given) + len(extra)} cells; the header has {len(row)}",
+                )
+                continue
+            cleaned = {(k or "").strip(): v for k, v in row.items()}
             number = cleaned.pop(column, None)
             yield _recipient(line, number, {k: v for k, v in cleaned.items() if k})
 

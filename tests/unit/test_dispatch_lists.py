@@ -38,6 +38,45 @@ def test_a_csv_list_gives_recipients_with_their_fields_and_errors_per_line(
     assert rows[2] == Recipient(number, {"namn": "Åsa", "tid": "12:00"})
 
 
+def test_a_messy_csv_names_the_right_lines_and_refuses_rows_of_the_wrong_shape(
+    tmp_path: Path,
+) -> None:
+    a, b, c = population.test_personnummer()[:3]
+    path = tmp_path / "list.csv"
+    text = f"personnummer,tid\r\n\r\n{a},10:00\r\n{b}\r\n  \r\n{c},11:00,extra\r\n{a},12:00\r\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    rows = list(read_recipients(path))
+    assert rows[0] == Recipient(a, {"tid": "10:00"})
+    assert [(r.line, r.reason) for r in rows if isinstance(r, RowError)] == [
+        (4, "malformed-message"),
+        (6, "malformed-message"),
+    ]
+    assert rows[-1] == Recipient(a, {"tid": "12:00"})
+    assert count_rows(path) == 4
+
+
+@pytest.mark.parametrize("name", ["list.csv", "list.jsonl"])
+def test_a_list_that_is_not_utf8_is_refused_before_anything_is_sent(
+    tmp_path: Path, name: str
+) -> None:
+    number = population.test_personnummer()[0]
+    path = tmp_path / name
+    line = (
+        f"{number},G\xf6teborg\n" if name.endswith(".csv") else f'{{"personnummer": "{number}"}}\n'
+    )
+    head = "personnummer,ort\n" if name.endswith(".csv") else ""
+    path.write_bytes(head.encode() + line.encode("cp1252") + "x\xe5\n".encode("cp1252"))
+    with pytest.raises(DispatchFileError, match="not UTF-8"):
+        count_rows(path)
+
+
+def test_a_jsonl_personnummer_that_is_not_a_string_is_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "list.jsonl"
+    path.write_text('{"personnummer": 191212121212}\n', encoding="utf-8")
+    [row] = list(read_recipients(path))
+    assert isinstance(row, RowError) and row.reason == "invalid-payload"
+
+
 def test_a_csv_without_an_identity_column_is_refused_whole(tmp_path: Path) -> None:
     path = tmp_path / "list.csv"
     path.write_text("name\nTolvan\n", encoding="utf-8")
