@@ -113,3 +113,31 @@ def test_the_simulator_runs_on_its_own_from_the_command_line() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "control",
+    [
+        {"fail_next": "x"},
+        {"fail_next": -1},
+        {"throttle_next": 1.5},
+        {"delay_before": "slow"},
+        {"refuse": PHONE},
+        {"bogus": 1},
+    ],
+)
+def test_a_bad_control_request_is_refused_and_the_simulator_keeps_answering(
+    simulator: SmsGatewaySimulator, control: dict[str, object]
+) -> None:
+    refused = httpx.post(f"{simulator.url}/control", json=control, timeout=2)
+    assert refused.status_code == 400
+    assert httpx.post(f"{simulator.url}/control", content=b"zzz", timeout=2).status_code == 400
+    sent = httpx.post(
+        f"{simulator.url}/messages",
+        json={"to": PHONE, "text": "x"},
+        headers={"Idempotency-Key": "after-bad-control"},
+        timeout=2,
+    )
+    assert sent.status_code == 201
+    good = httpx.post(f"{simulator.url}/control", json={"fail_next": 1, "retry_after": 2})
+    assert good.status_code == 200 and good.json()["fail_next"] == 1

@@ -53,6 +53,27 @@ class GatewayState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+_NUMBERS = ("delay_before", "delay_after", "retry_after")
+_COUNTS = ("fail_next", "throttle_next")
+
+
+def control_problem(changes: dict[str, Any]) -> str | None:
+    """Why ``changes`` cannot be the new behaviour, or ``None``: a bad value would otherwise
+    be taken and break every later request (the simulator would answer nothing)."""
+    for name, value in changes.items():
+        if name in _NUMBERS:
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        elif name in _COUNTS:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif name == "refuse":
+            ok = isinstance(value, list) and all(isinstance(n, str) for n in value)
+        else:
+            return f"unknown setting {name[:40]!r}"
+        if not ok:
+            return f"{name}: not a valid value"
+    return None
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _GatewayHttpServer
 
@@ -72,13 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client went away (timed out or was killed): what it sent stays taken
 
-    def _json(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
+    def _json(self) -> dict[str, Any] | None:
+        """The request's JSON object, or ``None`` when the body is not one."""
         try:
+            length = int(self.headers.get("Content-Length") or 0)
             value = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
+            return None
+        return value if isinstance(value, dict) else None
 
     def do_GET(self) -> None:
         state = self.server.state
@@ -102,17 +124,18 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         body = self._json()
         if self.path == "/control":
+            problem = "not a JSON object" if body is None else control_problem(body)
+            if problem:
+                self._reply(400, {"error": "bad-request", "detail": problem})
+                return
             with state.lock:
-                known = asdict(state.behaviour)
-                state.behaviour = GatewayBehaviour(
-                    **{**known, **{k: v for k, v in body.items() if k in known}}
-                )
+                state.behaviour = GatewayBehaviour(**{**asdict(state.behaviour), **(body or {})})
                 self._reply(200, asdict(state.behaviour))
             return
         if self.path != "/messages":
             self._reply(404, {"error": "not-found"})
             return
-        self._take(state, body)
+        self._take(state, body or {})
 
     def _take(self, state: GatewayState, body: dict[str, Any]) -> None:
         key = self.headers.get("Idempotency-Key", "")
