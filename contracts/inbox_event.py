@@ -68,7 +68,9 @@ def parse_inbox_event(raw: str | bytes | Mapping[str, Any]) -> InboxEventV1:
     if isinstance(raw, str | bytes):
         try:
             raw = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: nested too deep for json; it must not stop the bridge, which
+            # would get the same event again on every restart.
             raise InboxEventError("malformed-message", "an inbox event is not JSON") from None
     if not isinstance(raw, Mapping):
         raise InboxEventError("malformed-message", "an inbox event must be a JSON object")

@@ -150,6 +150,8 @@ def test_inbox_events_are_versioned_and_checked() -> None:
     )
     for raw, reason in (
         ("[]", "malformed-message"),
+        ("[" * 100_000, "malformed-message"),
+        ('{"a":' * 50_000, "malformed-message"),
         ('{"version": 9}', "unknown-contract-version"),
         (
             (
