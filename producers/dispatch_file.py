@@ -119,6 +119,9 @@ def _read_jsonl(path: Path) -> Iterator[Recipient | RowError]:
             except json.JSONDecodeError as exc:
                 yield RowError(line, Reason.MALFORMED_MESSAGE, f"not JSON: {exc.msg}")
                 continue
+            except RecursionError:
+                yield RowError(line, Reason.MALFORMED_MESSAGE, "not JSON: nested too deep")
+                continue
             if not isinstance(record, dict):
                 yield RowError(line, Reason.MALFORMED_MESSAGE, "a line must be a JSON object")
                 continue

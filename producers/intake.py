@@ -43,6 +43,8 @@ def read_send_cases(
             yield SendCaseV2.model_validate(upcast(SEND_CASE, version, record))
         except json.JSONDecodeError as exc:
             yield LineError(number, "malformed-message", f"not JSON: {exc.msg}")
+        except RecursionError:
+            yield LineError(number, "malformed-message", "not JSON: nested too deep")
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from contracts.send_case import SendCaseV2
 from producers.bench import epoch_seconds, percentile
@@ -54,15 +55,43 @@ def write_recording(path: Path, sends: list[Send]) -> int:
     return len(sends)
 
 
+class RecordingError(ValueError):
+    """A recording that cannot be replayed; the message names the line and why."""
+
+
 def read_recording(path: Path) -> list[Send]:
-    """Read a recording, sorted by time."""
+    """Read a recording, sorted by time.
+
+    Raises
+    ------
+    RecordingError
+        A line that is not ``{"t": seconds, "case": SendCase}``, or a file that is not UTF-8.
+    """
     sends = []
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                record = json.loads(line)
-                sends.append(Send(float(record["t"]), SendCaseV2.model_validate(record["case"])))
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if line.strip():
+                    sends.append(_send(number, line))
+    except UnicodeDecodeError:
+        raise RecordingError(f"{path.name}: not UTF-8") from None
     return sorted(sends, key=lambda s: s.t)
+
+
+def _send(number: int, line: str) -> Send:
+    try:
+        record = json.loads(line)
+        return Send(float(record["t"]), SendCaseV2.model_validate(record["case"]))
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+        # ValidationError is a ValueError; its text may quote a personnummer: name the field.
+        what = (
+            f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}: {exc.errors()[0]['msg']}"
+            if isinstance(exc, ValidationError)
+            else type(exc).__name__
+        )
+        raise RecordingError(
+            f"line {number}: not a recorded send ({{'t': seconds, 'case': SendCase}}): {what}"
+        ) from None
 
 
 def record_synthetic(count: int, seconds: float, *, seed: int) -> list[Send]:

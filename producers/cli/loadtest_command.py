@@ -11,6 +11,7 @@ import typer
 
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from producers.loadtest import (
+    RecordingError,
     read_recording,
     record_from_database,
     record_synthetic,
@@ -62,8 +63,10 @@ def replay_command(
     rate: Annotated[
         float | None, typer.Option(min=0.001, help="Replay at this many sends/s instead.")
     ] = None,
-    latency_ms: Annotated[float, typer.Option(help="Simulated provider latency.")] = 0.0,
-    failure_rate: Annotated[float, typer.Option(help="Simulated provider failures.")] = 0.0,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Simulated provider latency.")] = 0.0,
+    failure_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Simulated provider failures (0..1).")
+    ] = 0.0,
     processes: Annotated[int, typer.Option(min=1)] = 2,
     threads: Annotated[int, typer.Option(min=1)] = 8,
     broker: BrokerOption = None,
@@ -79,9 +82,14 @@ def replay_command(
         update={"sim_latency_ms": latency_ms, "sim_failure_rate": failure_rate}
     )
     configure("WARNING")
+    try:
+        sends = read_recording(recording)
+    except RecordingError as exc:
+        typer.echo(f"malformed-message: {exc}", err=True)
+        raise typer.Exit(2) from None
     figures = replay(
         settings,
-        read_recording(recording),
+        sends,
         speedup=speedup,
         rate=rate,
         processes=processes,

@@ -70,6 +70,13 @@ def test_a_list_that_is_not_utf8_is_refused_before_anything_is_sent(
         count_rows(path)
 
 
+def test_a_jsonl_line_nested_too_deep_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "list.jsonl"
+    path.write_text("[" * 100_000 + "\n", encoding="utf-8")
+    [row] = list(read_recipients(path))
+    assert isinstance(row, RowError) and row.reason == "malformed-message"
+
+
 def test_a_jsonl_personnummer_that_is_not_a_string_is_invalid(tmp_path: Path) -> None:
     path = tmp_path / "list.jsonl"
     path.write_text('{"personnummer": 191212121212}\n', encoding="utf-8")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
+
 from producers.bench import percentile
 from producers.loadtest import (
+    RecordingError,
     Send,
     _retagged,
     _ticks,
@@ -24,6 +27,26 @@ def test_a_recording_reads_back_in_time_order(tmp_path: Path) -> None:
     assert [s.case for s in again] == [s.case for s in sends]
     assert all(a.t <= b.t for a, b in itertools.pairwise(again))
     assert again[0].t >= 0.0 and again[-1].t <= 2.0
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "nope",
+        '{"t": 0, "case": {}}',
+        '{"case": {}}',
+        '{"t": "soon", "case": {}}',
+        "[1]",
+        "[" * 100_000,
+    ],
+)
+def test_a_bad_recording_names_its_line_instead_of_crashing(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "burst.jsonl"
+    good = record_synthetic(1, 1.0, seed=3)
+    write_recording(path, good)
+    path.write_text(path.read_text(encoding="utf-8") + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(RecordingError, match="line 3"):
+        read_recording(path)
 
 
 def test_a_speedup_compresses_time_and_a_rate_spaces_sends_evenly() -> None:

@@ -47,3 +47,9 @@ def test_version_1_lines_are_upcast() -> None:
     assert isinstance(result, SendCaseV2) and result.fields == {}
     (refused,) = read_send_cases([json.dumps({**GOOD, "fields": {}})], version=1)
     assert isinstance(refused, LineError)
+
+
+def test_a_line_nested_too_deep_is_malformed_not_a_crash() -> None:
+    results = list(read_send_cases(["[" * 100_000, json.dumps(GOOD)]))
+    assert isinstance(results[0], LineError) and results[0].reason == "malformed-message"
+    assert not isinstance(results[1], LineError)
