@@ -153,6 +153,12 @@ def test_a_paused_dispatch_waits_and_resumes_to_the_end(pipeline: InProcessPipel
         timeout=30,
     )
     assert done == len(residents)
+    with ctx.engine.begin() as conn:  # what OmvantClient.dispatch counts as it enqueues
+        batches.add_enqueued(conn, "pause-me", len(residents))
+    for too_late in (client.pause, client.cancel):
+        with pytest.raises(batches.BatchTransitionRefused, match="finished"):
+            too_late("pause-me")
+    assert figures(client, "pause-me")["status"] == "running"
 
 
 def test_a_cancelled_dispatch_rejects_its_cases_with_batch_cancelled(

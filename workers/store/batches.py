@@ -138,11 +138,19 @@ def set_status(conn: sa.Connection, batch_id: str, status: BatchStatus) -> Batch
     BatchNotFound
         No batch has that id.
     BatchTransitionRefused
-        The batch is cancelled and ``status`` is not.
+        The batch is cancelled and ``status`` is not; or it has finished (every case settled)
+        and ``status`` would pause or cancel it: nothing is left to hold, and the batch must
+        not read "cancelled" once every case was sent.
     """
     batch = get(conn, batch_id)
     if batch.status == BatchStatus.CANCELLED and status != BatchStatus.CANCELLED:
         raise BatchTransitionRefused(f"batch {batch_id} is cancelled")
+    if (
+        status in (BatchStatus.PAUSED, BatchStatus.CANCELLED)
+        and batch.status == BatchStatus.RUNNING
+        and progress(conn, batch)["finished"]
+    ):
+        raise BatchTransitionRefused(f"batch {batch_id} has finished: every case is settled")
     conn.execute(
         batches.update()
         .where(batches.c.id == batch_id)
