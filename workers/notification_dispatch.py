@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 import dramatiq
@@ -85,14 +85,6 @@ def resume_step(status: str, channel: str) -> Resume:
     if status == notifications.PENDING:
         return Resume.ASK_PROVIDER if channel in LOOKUP_CHANNELS else Resume.GIVE_UP_IN_DOUBT
     return Resume.SEND
-
-
-@dataclass
-class Notified:
-    """What happened to one case's notifications in this attempt."""
-
-    sent: list[str] = field(default_factory=list)
-    deferred_until: dt.datetime | None = None
 
 
 def notify_once(
@@ -179,28 +171,107 @@ def _resume(ctx: Context, found: notifications.Entry, channel: str) -> bool | No
     return None
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """One notification a chunk asks for."""
+
+    case_id: str
+    channel: str
+    address: str | None
+
+    @property
+    def key(self) -> str:
+        """Its idempotency key (first round)."""
+        return notifications.key_for(self.case_id, self.channel)
+
+
+def notify_chunk(ctx: Context, wanted: Sequence[Wanted]) -> dict[str, list[str]]:
+    """Send a chunk's notifications, each at most once; return the channels sent per case.
+
+    The same protocol as ``notify_once``, with the ledger written per group (``ledger_groups``):
+    one commit writes the previous group's marks and claims (pending) the next group, then the
+    group's provider calls are made. A crash leaves one group pending, in doubt. Its SMS are
+    settled by asking the gateway, so a group may hold many; an e-mail cannot be asked about
+    (at most once: in doubt, it is never sent again), so a group holds at most one e-mail and
+    calls it first: an e-mail left in doubt was always being sent, exactly as with one commit
+    per notification.
+    """
+    sent: dict[str, list[str]] = {}
+    marks = notifications.LedgerMarks(ctx.engine)
+    try:
+        for group in ledger_groups(wanted, ctx.settings.ledger_group):
+            with ctx.engine.begin() as conn:
+                marks.write(conn)
+                found = notifications.claim_many(
+                    conn, [(w.key, w.case_id, w.channel, 1) for w in group]
+                )
+            for w in group:
+                entry = found.get(w.key)
+                if entry is not None:
+                    resumed = _resume(ctx, entry, w.channel)
+                    if resumed is not None:
+                        if resumed:
+                            sent.setdefault(w.case_id, []).append(w.channel)
+                        continue
+                if _send_claimed(ctx, w, marks):
+                    sent.setdefault(w.case_id, []).append(w.channel)
+    finally:
+        marks.flush()
+    return sent
+
+
+def ledger_groups(wanted: Sequence[Wanted], size: int) -> list[list[Wanted]]:
+    """Split a chunk's notifications into ledger groups of at most ``size``: each e-mail opens
+    a group of its own (first), SMS fill the groups up (pure)."""
+    size = max(1, size)
+    sms = [w for w in wanted if w.channel in LOOKUP_CHANNELS]
+    others = [w for w in wanted if w.channel not in LOOKUP_CHANNELS]
+    groups: list[list[Wanted]] = []
+    for first in others:
+        take, sms = sms[: size - 1], sms[size - 1 :]
+        groups.append([first, *take])
+    groups.extend(sms[start : start + size] for start in range(0, len(sms), size))
+    return groups
+
+
+def _send_claimed(ctx: Context, w: Wanted, marks: notifications.LedgerMarks) -> bool:
+    """Call the provider for a claimed notification; record what happened in ``marks``."""
+    if not w.address:
+        marks.refused(w.key, Reason.NOTIFICATION_ADDRESS_MISSING, f"no {w.channel} address")
+        return False
+    try:
+        ctx.rate_limits.acquire(w.channel)
+    except RateLimitExceeded as exc:
+        marks.retry(w.key, str(exc))
+        raise NotifierUnavailable(str(exc)) from exc
+    text = ctx.settings.notification_text
+    try:
+        if w.channel == "sms":
+            ref = ctx.sms.send(to=w.address, text=text, idempotency_key=w.key)
+        else:
+            ref = ctx.email.send(
+                to=w.address, subject=EMAIL_SUBJECT, text=text, idempotency_key=w.key
+            )
+    except NotificationRefused as exc:
+        marks.refused(w.key, exc.reason, str(exc))
+        log.info("notification refused", case_id=w.case_id, channel=w.channel, reason=exc.reason)
+        return False
+    except NotifierUnavailable as exc:
+        if not exc.maybe_accepted:
+            marks.retry(w.key, str(exc))
+        log.warning("notifier unavailable", case_id=w.case_id, channel=w.channel, error=str(exc))
+        if exc.retry_after is not None:
+            raise dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000)) from exc
+        raise
+    marks.sent(w.key, ref)
+    return True
+
+
 def address_of(account: Account | None, channel: str) -> str | None:
     """The resident's number or address for ``channel``."""
     if account is None:
         return None
     return account.phone if channel == "sms" else account.email
-
-
-def notify(
-    ctx: Context, item: AttachmentsClearedV1, account: Account | None, quiet: QuietHours | None
-) -> Notified:
-    """Notify one case once on each of its channels; SMS in quiet hours wait."""
-    outcome = Notified()
-    for channel in item.channels:
-        if channel == "sms" and quiet is not None:
-            ends = quiet.ends_at(ctx.now())
-            if ends is not None:
-                outcome.deferred_until = ends
-                continue
-        address = address_of(account, channel)
-        if notify_once(ctx, case_id=item.case_id, channel=channel, address=address):
-            outcome.sent.append(channel)
-    return outcome
 
 
 def handle(
@@ -215,8 +286,11 @@ def handle(
     """
     accounts = ctx.directory.lookup_many(sorted({item.personnummer for item in items}))
     quiet = QuietHours.parse(ctx.settings.sms_quiet_hours, ctx.settings.timezone)
-    decisions: list[Decision] = []
+    quiet_until = quiet.ends_at(ctx.now()) if quiet is not None else None
     deferred: dict[str, dt.datetime] = {}
+    delivered: dict[str, tuple[str, dt.datetime]] = {}
+    refused: dict[str, Reject] = {}
+    wanted: list[Wanted] = []
     for item in items:
         message = InboxMessage(
             case_id=item.case_id,
@@ -231,25 +305,37 @@ def handle(
         try:
             inbox_id = ctx.inbox.deliver(message)
         except InboxRefused as exc:
-            decisions.append(Reject(item.case_id, Reason.INBOX_REFUSED, str(exc)))
+            refused[item.case_id] = Reject(item.case_id, Reason.INBOX_REFUSED, str(exc))
             continue
-        now = ctx.now()
+        delivered[item.case_id] = (inbox_id, ctx.now())
+        account = accounts.get(item.personnummer)
+        for channel in item.channels:
+            if channel == "sms" and quiet_until is not None:
+                deferred[item.case_id] = quiet_until
+                continue
+            wanted.append(Wanted(item.case_id, channel, address_of(account, channel)))
+    sent = notify_chunk(ctx, wanted)
+    decisions: list[Decision] = []
+    for item in items:
+        if item.case_id in refused:
+            decisions.append(refused[item.case_id])
+            continue
+        inbox_id, at = delivered[item.case_id]
         transitions = [
             Transition(
                 item.case_id,
                 CaseState.DELIVERED,
-                {"inbox_message_id": inbox_id, "delivered_at": now},
+                {"inbox_message_id": inbox_id, "delivered_at": at},
             )
         ]
-        outcome = notify(ctx, item, accounts.get(item.personnummer), quiet)
-        if outcome.deferred_until is not None:
-            deferred[item.case_id] = outcome.deferred_until
-        if outcome.sent:
+        done = sent.get(item.case_id, [])
+        channels = [c for c in item.channels if c in done]  # the case's own order
+        if channels:
             transitions.append(
                 Transition(
                     item.case_id,
                     CaseState.NOTIFIED,
-                    {"notified_at": now, "channels": ",".join(outcome.sent)},
+                    {"notified_at": at, "channels": ",".join(channels)},
                 )
             )
         decisions.append(Advance(item.case_id, tuple(transitions)))

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     """If set, simulated SMS, e-mail and inbox append what they receive to JSONL files here."""
     chunk_size: int = Field(default=100, ge=1, le=MAX_CHUNK)
     """Cases per message on the hops between stages (at most what an envelope carries)."""
+    ledger_group: int = Field(default=10, ge=1)
+    """Notifications claimed per ledger commit: a crash leaves at most this many in doubt."""
     max_retries: int = 5
     """Retries of a technically failing single-case message before it is dead-lettered."""
     directory_url: str | None = None

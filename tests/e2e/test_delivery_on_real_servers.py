@@ -238,7 +238,10 @@ def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
                 )
             )
         )
-    assert before[("sms", notifications.PENDING)] == 1, before  # the one the gateway took
+    # the SMS of the interrupted ledger group are in doubt (the gateway took some of them),
+    # and so is at most the one e-mail that opened the group
+    assert before[("sms", notifications.PENDING)] >= 3, before
+    assert before[("email", notifications.PENDING)] <= 1, before
 
     sms.behave(delay_after=0.0)
     with running_workers(env, tmp_path / "logs", ["notification-dispatch"], threads=1) as second:
@@ -249,7 +252,10 @@ def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
                     conn.execute(
                         sa.select(sa.func.count()).where(
                             notification_ledger.c.case_id.in_([i.case_id for i in items]),
-                            notification_ledger.c.status == notifications.SENT,
+                            # sent, or an in-doubt e-mail settled by policy
+                            notification_ledger.c.status.in_(
+                                [notifications.SENT, notifications.UNCONFIRMED]
+                            ),
                         )
                     ).scalar_one()
                 )

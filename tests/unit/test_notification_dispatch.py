@@ -256,3 +256,18 @@ def test_what_an_earlier_attempt_means_for_the_next() -> None:
     assert step("pending", "sms") == Resume.ASK_PROVIDER
     assert step("pending", "email") == Resume.GIVE_UP_IN_DOUBT
     assert step("retry", "email") == step("retry", "sms") == Resume.SEND
+
+
+def test_a_ledger_group_holds_at_most_one_email_and_calls_it_first() -> None:
+    from workers.notification_dispatch import Wanted, ledger_groups
+
+    wanted = [Wanted(f"c{i}", ch, "x") for i in range(5) for ch in ("sms", "email")]
+    groups = ledger_groups(wanted, 4)
+    assert sorted((w.case_id, w.channel) for g in groups for w in g) == sorted(
+        (w.case_id, w.channel) for w in wanted
+    )
+    for group in groups:
+        assert 1 <= len(group) <= 4
+        emails = [i for i, w in enumerate(group) if w.channel == "email"]
+        assert emails in ([], [0])
+    assert len(groups) == 5  # five e-mails, the five SMS fit behind them

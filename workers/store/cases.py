@@ -140,6 +140,8 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
         earlier delivery of the same message (so the next contract is emitted again after a
         crash, and downstream stages treat it as the duplicate it is).
     """
+    if conn.dialect.name == "postgresql":
+        return _apply_returning(conn, transitions, stage=stage)
     current = states_of(conn, (t.case_id for t in transitions))
     holding: set[str] = set()
     to_apply: list[Transition] = []
@@ -162,10 +164,7 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
     for transition in to_apply:
         groups[tuple(sorted(transition.values))].append(transition)
     for keys, group in groups.items():
-        if conn.dialect.name == "postgresql":
-            _update_from_values(conn, keys, group, now)
-        else:
-            _update_each(conn, keys, group, now)
+        _update_each(conn, keys, group, now)
     bulk_insert(
         conn,
         case_events,
@@ -182,6 +181,72 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
         ],
     )
     return holding
+
+
+def _apply_returning(
+    conn: sa.Connection, transitions: Sequence[Transition], *, stage: str
+) -> set[str]:
+    """PostgreSQL: each group of transitions is one statement that updates the rows the state
+    machine allows, writes their history rows and returns them (no read first). Only cases whose
+    last transition did not apply now are read, to tell "already there" from "not allowed"."""
+    if not transitions:
+        return set()
+    now = utcnow()
+    last: dict[str, Transition] = {}
+    groups: dict[tuple[str, ...], list[Transition]] = defaultdict(list)
+    for transition in transitions:
+        groups[tuple(sorted(transition.values))].append(transition)
+        last[transition.case_id] = transition
+    applied: set[tuple[str, str]] = set()
+    for keys, group in groups.items():
+        for chosen in _rounds(group):
+            rows = [_row(t, keys) for t in chosen]
+            params: dict[str, Any] = {
+                name: [row[name] for row in rows]
+                for name in (
+                    "b_id",
+                    "b_rank",
+                    "b_state",
+                    "b_reason",
+                    "b_detail",
+                    *(f"v_{k}" for k in keys),
+                )
+            }
+            params.update(now=now, first_final=FIRST_FINAL_RANK, stage=stage)
+            result = conn.execute(_unnest_update_returning(keys, conn.dialect), params)
+            applied.update((row[0], row[1]) for row in result)
+    holding = {c for c, t in last.items() if (c, t.state.value) in applied}
+    unsure = [c for c in last if c not in holding]
+    if unsure:
+        current = states_of(conn, unsure)
+        holding.update(c for c in unsure if current.get(c) == last[c].state)
+    return holding
+
+
+def _rounds(group: list[Transition]) -> list[list[Transition]]:
+    """A group's transitions in rounds in which each case appears at most once, in order (one
+    UPDATE ... FROM applies at most one row to each case)."""
+    rounds: list[list[Transition]] = []
+    seen: dict[str, int] = {}
+    for transition in group:
+        index = seen.get(transition.case_id, 0)
+        seen[transition.case_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(transition)
+    return rounds
+
+
+@functools.cache
+def _unnest_update_returning(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
+    """The update of ``_unnest_update`` with its history rows written by the same statement."""
+    update = _unnest_update(keys, dialect).text
+    return sa.text(
+        f"WITH moved AS ({update} RETURNING cases.id, i.b_state, i.b_reason, i.b_detail) "  # noqa: S608 - our SQL
+        "INSERT INTO case_events (case_id, state, stage, reason, detail, at) "
+        "SELECT id, b_state, :stage, b_reason, b_detail, :now FROM moved "
+        "RETURNING case_id, state"
+    )
 
 
 def _row(t: Transition, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -228,40 +293,10 @@ def _unnest_update(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
     )
 
 
-def _update_from_values(
-    conn: sa.Connection, keys: tuple[str, ...], group: list[Transition], now: dt.datetime
-) -> None:
-    """PostgreSQL: the group's transitions as arrays, applied by one statement per round (a
-    case moved twice in one group, e.g. validated then rejected, takes two rounds, in order:
-    one UPDATE ... FROM applies at most one row to each case)."""
-    rounds: list[list[Transition]] = []
-    seen: dict[str, int] = {}
-    for transition in group:
-        index = seen.get(transition.case_id, 0)
-        seen[transition.case_id] = index + 1
-        if index == len(rounds):
-            rounds.append([])
-        rounds[index].append(transition)
-    for chosen in rounds:
-        _update_round(conn, keys, chosen, now)
-
-
-def _update_round(
-    conn: sa.Connection, keys: tuple[str, ...], group: list[Transition], now: dt.datetime
-) -> None:
-    rows = [_row(t, keys) for t in group]
-    params: dict[str, Any] = {
-        name: [row[name] for row in rows]
-        for name in ("b_id", "b_rank", "b_state", "b_reason", "b_detail", *(f"v_{k}" for k in keys))
-    }
-    params.update(now=now, first_final=FIRST_FINAL_RANK)
-    conn.execute(_unnest_update(keys, conn.dialect), params)
-
-
 def _update_each(
     conn: sa.Connection, keys: tuple[str, ...], group: list[Transition], now: dt.datetime
 ) -> None:
-    """Other databases: the same update, executed once per case."""
+    """SQLite: the update executed once per case (PostgreSQL: ``_apply_returning``)."""
     statement = (
         sa.update(cases)
         .where(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -165,6 +165,137 @@ def claim(conn: sa.Connection, key: str, case_id: str, channel: str, round_: int
         sa.select(notification_ledger).where(notification_ledger.c.idempotency_key == key)
     ).one()
     return _entry(row)
+
+
+def claim_many(
+    conn: sa.Connection, wanted: Sequence[tuple[str, str, str, int]]
+) -> dict[str, Entry | None]:
+    """``claim`` for a chunk's notifications ``(key, case_id, channel, round)`` in two
+    statements: one INSERT of the pending rows, one read of the rows that were there already.
+
+    Returns
+    -------
+    dict
+        key -> None when this call claimed it, else the row found (see ``claim``).
+    """
+    if not wanted:
+        return {}
+    now = utcnow()
+    if conn.dialect.name == "postgresql":
+        claimed = {
+            row[0]
+            for row in conn.execute(
+                _CLAIM_PG,
+                {
+                    "keys": [w[0] for w in wanted],
+                    "case_ids": [w[1] for w in wanted],
+                    "channels": [w[2] for w in wanted],
+                    "rounds": [w[3] for w in wanted],
+                    "status": PENDING,
+                    "now": now,
+                },
+            )
+        }
+    else:
+        claimed = _claim_generic(conn, wanted, now)
+    found: dict[str, Entry | None] = dict.fromkeys(claimed)
+    others = [key for key, *_ in wanted if key not in claimed]
+    if others:
+        rows = conn.execute(
+            sa.select(notification_ledger).where(notification_ledger.c.idempotency_key.in_(others))
+        )
+        found.update({entry.key: entry for entry in map(_entry, rows)})
+    return found
+
+
+_CLAIM_PG = sa.text(
+    "INSERT INTO notification_ledger "
+    "(idempotency_key, case_id, channel, round, status, attempts, created_at, updated_at) "
+    "SELECT k, c, ch, r, :status, 1, :now, :now FROM unnest("
+    "CAST(:keys AS VARCHAR[]), CAST(:case_ids AS VARCHAR[]), CAST(:channels AS VARCHAR[]), "
+    "CAST(:rounds AS INTEGER[])) AS w(k, c, ch, r) "
+    "ON CONFLICT DO NOTHING RETURNING idempotency_key"
+)
+"""PostgreSQL: a group's claims as one statement with the same text every time."""
+
+
+def _claim_generic(
+    conn: sa.Connection, wanted: Sequence[tuple[str, str, str, int]], now: dt.datetime
+) -> set[str]:
+    return {
+        row[0]
+        for row in conn.execute(
+            _insert(conn, notification_ledger)
+            .values(
+                [
+                    {
+                        "idempotency_key": key,
+                        "case_id": case_id,
+                        "channel": channel,
+                        "round": round_,
+                        "status": PENDING,
+                        "attempts": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for key, case_id, channel, round_ in wanted
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(notification_ledger.c.idempotency_key)
+        )
+    }
+
+
+class LedgerMarks:
+    """Marks made after provider calls, written together by ``write`` (in the transaction that
+    claims the next group of notifications) or ``flush``, so a chunk costs a commit per group
+    instead of two per notification."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._marks: list[tuple[str, dict[str, object]]] = []
+
+    def sent(self, key: str, provider_ref: str) -> None:
+        """The provider took it."""
+        self._add(key, status=SENT, provider_ref=provider_ref, sent_at=utcnow(), reason=None)
+
+    def refused(self, key: str, reason: str, detail: str) -> None:
+        """Permanent failure, with a reason code; never tried again."""
+        self._add(key, status=REFUSED, reason=reason, detail=detail[:300])
+
+    def retry(self, key: str, detail: str) -> None:
+        """A transient failure the provider certainly did not take: the next attempt sends."""
+        self._add(key, status=RETRY, detail=detail[:300])
+
+    def _add(self, key: str, **values: object) -> None:
+        self._marks.append((key, values))
+
+    def flush(self) -> None:
+        """Write the marks made so far in a transaction of their own."""
+        if self._marks:
+            with self.engine.begin() as conn:
+                self.write(conn)
+
+    def write(self, conn: sa.Connection) -> None:
+        """Write the marks made so far on ``conn`` (the caller's transaction)."""
+        if not self._marks:
+            return
+        marks, self._marks = self._marks, []
+        groups: dict[tuple[str, ...], list[tuple[str, dict[str, object]]]] = {}
+        for key, values in marks:
+            groups.setdefault(tuple(sorted(values)), []).append((key, values))
+        now = utcnow()
+        for names, group in groups.items():
+            statement = (
+                sa.update(notification_ledger)
+                .where(notification_ledger.c.idempotency_key == sa.bindparam("b_key"))
+                .values(updated_at=now, **{n: sa.bindparam(f"v_{n}") for n in names})
+            )
+            conn.execute(
+                statement,
+                [{"b_key": key, **{f"v_{n}": v[n] for n in names}} for key, v in group],
+            )
 
 
 def _update(conn: sa.Connection, key: str, **values: object) -> None:
