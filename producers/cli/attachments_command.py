@@ -22,6 +22,7 @@ from workers.attachments.checker import check_file
 from workers.attachments.limits import Limits
 from workers.attachments.scanner import ScannerUnavailable, VirusScanner, scanner_from
 from workers.attachments.verdict import Verdict
+from workers.reasons import Reason
 from workers.settings import Settings
 
 app = typer.Typer(help="Check, store and clean up attachment files.", no_args_is_help=True)
@@ -75,7 +76,7 @@ def check(
     refused = 0
     for path in files:
         try:
-            data = path.read_bytes()
+            data = _read_at_most(path, limits.max_bytes)
         except OSError as exc:
             record = {
                 "file": str(path),
@@ -85,6 +86,22 @@ def check(
                 "detail": f"cannot read the file: {exc.strerror or exc}",
             }
         else:
+            if len(data) > limits.max_bytes:
+                size = _size_of(path)
+                record = {
+                    "file": str(path),
+                    "ok": False,
+                    "type": None,
+                    "reason": Reason.ATTACHMENT_TOO_LARGE.value,
+                    "detail": (
+                        f"{size:,} bytes is over the limit of {limits.max_bytes:,}"
+                        if size
+                        else f"over the limit of {limits.max_bytes:,} bytes"
+                    ),
+                }
+                refused += 1
+                _print(record, path, as_json)
+                continue
             try:
                 verdict = check_file(
                     data,
@@ -98,14 +115,31 @@ def check(
                 raise typer.Exit(2) from exc
             record = verdict_record(str(path), verdict)
         refused += not record["ok"]
-        if as_json:
-            typer.echo(json.dumps(record, ensure_ascii=False))
-        elif record["ok"]:
-            typer.echo(f"ok       {path}  ({record['type']})")
-        else:
-            typer.echo(f"refused  {path}  {record['reason']}: {record['detail']}")
+        _print(record, path, as_json)
     if refused:
         raise typer.Exit(1)
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """The file's bytes, but never more than ``limit + 1``: a file over the size limit (or a
+    device like /dev/zero) is refused without being read into memory whole."""
+    with path.open("rb") as handle:
+        return handle.read(limit + 1)
+
+
+def _size_of(path: Path) -> int | None:
+    """The size of a regular file, or ``None`` (a device or pipe has none)."""
+    stat = path.stat()
+    return stat.st_size if stat.st_size > 0 else None
+
+
+def _print(record: dict[str, Any], path: Path, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(record, ensure_ascii=False))
+    elif record["ok"]:
+        typer.echo(f"ok       {path}  ({record['type']})")
+    else:
+        typer.echo(f"refused  {path}  {record['reason']}: {record['detail']}")
 
 
 @app.command("put")

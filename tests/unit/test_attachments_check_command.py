@@ -1,0 +1,41 @@
+"""``omvant attachments check`` on inputs a person may hand it: never read a huge file whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+OMVANT = [sys.executable, "-c", "from producers.cli import main; main()"]
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_an_endless_input_is_too_large_without_being_read_whole(tmp_path: Path) -> None:
+    small = tmp_path / "small.pdf"
+    small.write_bytes(b"%PDF-1.4\n" + b"x" * 2_000)
+    env = {**os.environ, "OMVANT_MAX_ATTACHMENT_BYTES": "1000"}
+    result = subprocess.run(
+        [*OMVANT, "attachments", "check", "--json", "/dev/zero", str(small)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        preexec_fn=_limit_memory,
+        check=False,
+    )
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["file"], r["reason"]) for r in records] == [
+        ("/dev/zero", "attachment-too-large"),
+        (str(small), "attachment-too-large"),
+    ]
+    assert records[1]["detail"] == "2,009 bytes is over the limit of 1,000"
+    assert result.returncode == 1
