@@ -7,6 +7,7 @@ scanner from ``OMVANT_*``), so staff and integration teams can see a verdict bef
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from contracts.common import AttachmentRef
 from producers.cli.options import DatabaseOption, JsonOption, settings_from
@@ -153,12 +155,26 @@ def put(
     ] = "application/octet-stream",
 ) -> None:
     """Store a file in the blob store; print the AttachmentRef JSON a SendCase carries."""
-    data = file.read_bytes()
-    sha256 = _blobs(Settings()).put(data)
-    ref = AttachmentRef(
-        sha256=sha256, filename=name or file.name, declared_type=declared_type, size=len(data)
-    )
-    typer.echo(ref.model_dump_json())
+    settings = Settings()
+    limit = Limits.from_settings(settings).max_bytes
+    data = _read_at_most(file, limit)
+    if len(data) > limit:
+        typer.echo(f"attachment-too-large: over the limit of {limit:,} bytes; not stored", err=True)
+        raise typer.Exit(1)
+    try:
+        ref = AttachmentRef(
+            sha256=hashlib.sha256(data).hexdigest(),
+            filename=name or file.name,
+            declared_type=declared_type,
+            size=len(data),
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        typer.echo(f"invalid-payload: {where}: {first['msg']}; not stored", err=True)
+        raise typer.Exit(2) from None
+    stored = _blobs(settings).put(data)
+    typer.echo(ref.model_copy(update={"sha256": stored}).model_dump_json())
 
 
 @app.command("gc")

@@ -39,3 +39,36 @@ def test_an_endless_input_is_too_large_without_being_read_whole(tmp_path: Path) 
     ]
     assert records[1]["detail"] == "2,009 bytes is over the limit of 1,000"
     assert result.returncode == 1
+
+
+def _put(tmp_path: Path, *args: str, limit: str = "1000") -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "OMVANT_MAX_ATTACHMENT_BYTES": limit,
+        "OMVANT_BLOB_DIR": str(tmp_path / "blobs"),
+    }
+    return subprocess.run(
+        [*OMVANT, "attachments", "put", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        preexec_fn=_limit_memory,
+        check=False,
+    )
+
+
+def test_put_refuses_a_file_over_the_limit_and_a_bad_name_without_storing_it(
+    tmp_path: Path,
+) -> None:
+    big = tmp_path / "big.pdf"
+    big.write_bytes(b"%PDF-1.4\n" + b"x" * 2_000)
+    over = _put(tmp_path, str(big))
+    assert over.returncode == 1 and "attachment-too-large" in over.stderr
+    assert "Traceback" not in over.stderr
+    named = _put(tmp_path, str(big), "--name", "a" * 5_000 + ".pdf", limit="100000")
+    assert named.returncode == 2 and "invalid-payload: filename" in named.stderr
+    assert not [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+    stored = _put(tmp_path, str(big), limit="100000")
+    assert stored.returncode == 0, stored.stderr
+    assert json.loads(stored.stdout)["size"] == 2_009
