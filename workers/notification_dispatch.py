@@ -47,7 +47,7 @@ from workers.rate_limit import RateLimitExceeded
 from workers.reasons import Reason
 from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
-from workers.store import follow_ups, notifications
+from workers.store import cases, follow_ups, notifications
 from workers.store.cases import Transition
 
 STAGE = "notification-dispatch"
@@ -291,7 +291,12 @@ def handle(
     delivered: dict[str, tuple[str, dt.datetime]] = {}
     refused: dict[str, Reject] = {}
     wanted: list[Wanted] = []
+    with ctx.engine.connect() as conn:
+        known = cases.delivered_before(conn, [item.case_id for item in items])
     for item in items:
+        if item.case_id in known:  # a redelivered chunk: the message is in the inbox already
+            delivered[item.case_id] = (known[item.case_id], ctx.now())
+            continue
         message = InboxMessage(
             case_id=item.case_id,
             personnummer=item.personnummer,
@@ -308,6 +313,13 @@ def handle(
             refused[item.case_id] = Reject(item.case_id, Reason.INBOX_REFUSED, str(exc))
             continue
         delivered[item.case_id] = (inbox_id, ctx.now())
+    with ctx.engine.begin() as conn:
+        cases.record_inbox_ids(
+            conn, {c: inbox_id for c, (inbox_id, _) in delivered.items() if c not in known}
+        )
+    for item in items:
+        if item.case_id not in delivered:
+            continue
         account = accounts.get(item.personnummer)
         for channel in item.channels:
             if channel == "sms" and quiet_until is not None:

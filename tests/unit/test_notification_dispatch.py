@@ -271,3 +271,23 @@ def test_a_ledger_group_holds_at_most_one_email_and_calls_it_first() -> None:
         emails = [i for i, w in enumerate(group) if w.channel == "email"]
         assert emails in ([], [0])
     assert len(groups) == 5  # five e-mails, the five SMS fit behind them
+
+
+def test_a_chunk_redelivered_to_a_restarted_worker_is_not_delivered_to_the_inbox_again(
+    ctx: Context,
+) -> None:
+    from workers.adapters.inbox import SimulatedInbox
+
+    residents = reachable_residents(ctx.settings.seed, 3, frozenset({"sms"}))
+    items = [cleared_item(f"again-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
+    with ctx.engine.begin() as conn:
+        store_cleared(conn, items)
+    first = SimulatedInbox()
+    ctx.inbox = first
+    run(ctx, items)
+    restarted = SimulatedInbox()  # a new process: the simulated inbox remembers nothing
+    ctx.inbox = restarted
+    run(ctx, items)
+    assert len(first.delivered_case_ids()) == 3
+    assert restarted.delivered_case_ids() == []
+    assert all(state(ctx, f"again-{i}") == "notified" for i in range(3))

@@ -121,6 +121,32 @@ def first_requested_by(conn: sa.Connection, case_ids: Iterable[str], origin: str
     return {row.id for row in rows}
 
 
+def delivered_before(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, str]:
+    """The inbox message id of each case among ``case_ids`` that was delivered already."""
+    ids = list(dict.fromkeys(case_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(cases.c.id, cases.c.inbox_message_id).where(
+            cases.c.id.in_(ids), cases.c.inbox_message_id.is_not(None)
+        )
+    )
+    return {row.id: row.inbox_message_id for row in rows}
+
+
+def record_inbox_ids(conn: sa.Connection, inbox_ids: Mapping[str, str]) -> None:
+    """Remember where each case's message landed in the inbox, before anything else happens
+    to it, so that a redelivered chunk does not deliver it a second time."""
+    if not inbox_ids:
+        return
+    statement = (
+        sa.update(cases)
+        .where(cases.c.id == sa.bindparam("b_id"), cases.c.inbox_message_id.is_(None))
+        .values(inbox_message_id=sa.bindparam("b_inbox"))
+    )
+    conn.execute(statement, [{"b_id": c, "b_inbox": i} for c, i in inbox_ids.items()])
+
+
 def states_of(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, CaseState]:
     """The current state of each known case among ``case_ids``."""
     ids = list(dict.fromkeys(case_ids))

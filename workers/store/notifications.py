@@ -282,6 +282,18 @@ class LedgerMarks:
         if not self._marks:
             return
         marks, self._marks = self._marks, []
+        if conn.dialect.name == "postgresql":
+            sent = [(k, v) for k, v in marks if v.get("status") == SENT]
+            if sent:
+                conn.execute(
+                    _MARK_SENT_PG,
+                    {
+                        "keys": [k for k, _ in sent],
+                        "refs": [v["provider_ref"] for _, v in sent],
+                        "now": utcnow(),
+                    },
+                )
+                marks = [(k, v) for k, v in marks if v.get("status") != SENT]
         groups: dict[tuple[str, ...], list[tuple[str, dict[str, object]]]] = {}
         for key, values in marks:
             groups.setdefault(tuple(sorted(values)), []).append((key, values))
@@ -296,6 +308,15 @@ class LedgerMarks:
                 statement,
                 [{"b_key": key, **{f"v_{n}": v[n] for n in names}} for key, v in group],
             )
+
+
+_MARK_SENT_PG = sa.text(
+    "UPDATE notification_ledger SET status = 'sent', provider_ref = m.ref, sent_at = :now, "
+    "reason = NULL, updated_at = :now "
+    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:refs AS VARCHAR[])) AS m(k, ref) "
+    "WHERE notification_ledger.idempotency_key = m.k"
+)
+"""PostgreSQL: a group's sent marks as one statement with the same text every time."""
 
 
 def _update(conn: sa.Connection, key: str, **values: object) -> None:
