@@ -327,6 +327,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
         "urgent_p99_ms": pipeline["urgent_p99_ms"],
         "broker": kind,
         "cases": config.cases,
+        "complete": pipeline["settled"] >= config.cases,
         "database": make_engine(settings.database_url).dialect.name,
         "processes": config.processes,
         "threads": config.threads,

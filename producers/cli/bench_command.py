@@ -21,6 +21,7 @@ KEYS = (
     "urgent_p99_ms",
     "broker",
     "cases",
+    "complete",
 )
 
 
@@ -59,6 +60,14 @@ def bench(
     if as_json:
         shown = figures if details else {k: figures[k] for k in KEYS}
         typer.echo(json.dumps(shown))
-        return
-    for key, value in figures.items():
-        typer.echo(f"{key}: {value}")
+    else:
+        for key, value in figures.items():
+            typer.echo(f"{key}: {value}")
+    if not figures["complete"]:
+        settled = figures["details"]["settled"]
+        typer.echo(
+            f"incomplete: {settled} of {figures['cases']} cases settled before the timeout; "
+            "the rates above are not a measurement of the whole dispatch",
+            err=True,
+        )
+        raise typer.Exit(1)
