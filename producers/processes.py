@@ -27,6 +27,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         OMVANT_SIM_LATENCY_MS=str(settings.sim_latency_ms),
         OMVANT_SIM_FAILURE_RATE=str(settings.sim_failure_rate),
         OMVANT_MAX_RETRIES=str(settings.max_retries),
+        dramatiq_worker_timeout=str(settings.idle_poll_ms),
     )
     env.update(extra)
     return env

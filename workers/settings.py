@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     """If set, simulated SMS, e-mail and inbox append what they receive to JSONL files here."""
     chunk_size: int = Field(default=100, ge=1, le=MAX_CHUNK)
     """Cases per message on the hops between stages (at most what an envelope carries)."""
+    idle_poll_ms: int = Field(default=100, ge=10, le=10_000)
+    """How long a worker's consumer of an empty queue sleeps at most before it looks again
+    (dramatiq's worker timeout). Redis is polled: with dramatiq's default of 1 s, an urgent case
+    arriving on an idle urgent lane waited up to a second at every stage."""
     ledger_group: int = Field(default=10, ge=1)
     """Notifications claimed per ledger commit: a crash leaves at most this many in doubt."""
     max_retries: int = 5

@@ -52,6 +52,7 @@ def worker(
     upgrade(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
+    os.environ["dramatiq_worker_timeout"] = str(settings.idle_poll_ms)  # noqa: SIM112 - dramatiq reads this name
     queues = consumed_queues(chosen, settings.queue_prefix)
     argv = dramatiq_argv(queues, processes=processes, threads=threads, log_level=settings.log_level)
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's

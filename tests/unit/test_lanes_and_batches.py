@@ -193,3 +193,11 @@ def test_a_cancelled_dispatch_rejects_its_cases_with_batch_cancelled(
     assert figures(client, "cancel-me")["reached"]["delivered"] == 0  # type: ignore[index]
     with pytest.raises(batches.BatchTransitionRefused):
         client.resume("cancel-me")
+
+
+def test_worker_processes_poll_idle_queues_often_enough_for_urgent_cases() -> None:
+    from producers.processes import worker_env
+    from workers.settings import Settings
+
+    assert worker_env(Settings(idle_poll_ms=80))["dramatiq_worker_timeout"] == "80"
+    assert Settings().idle_poll_ms <= 200  # dramatiq's own 1 s would cost urgent cases 1 s a stage
