@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, sett
 from producers.client import OmvantClient
 from producers.dispatch_file import DispatchFileError, RowError, count_rows, read_recipients
 from producers.precheck import REACHABLE, precheck
+from workers.identity import parse_identity
 from workers.log import configure, mask_identity_numbers
 from workers.store.batches import BatchNotFound, BatchTransitionRefused
 
@@ -36,6 +38,27 @@ def _bar(console: Console, transient: bool) -> Progress:
         console=console,
         transient=transient,
     )
+
+
+class RepeatCounter:
+    """Counts the lines that name a resident an earlier line named already (each line becomes
+    a case of its own, so the resident would get the message once per line)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._seen: set[str] = set()
+
+    def watch(self, rows: Iterable[Any]) -> Iterator[Any]:
+        """Pass ``rows`` through, counting repeated residents."""
+        for row in rows:
+            number = getattr(row, "personnummer", None)
+            if isinstance(number, str):
+                key = parse_identity(number.strip()).normalized or number.strip()
+                if key in self._seen:
+                    self.count += 1
+                else:
+                    self._seen.add(key)
+            yield row
 
 
 def dispatch(
@@ -69,10 +92,11 @@ def dispatch(
             from workers.broker import build_broker
 
             ctx = build_context(settings, build_broker("memory://"))
+            repeats = RepeatCounter()
             with _bar(console, as_json) as bar:
                 task = bar.add_task("pre-checking recipients", total=total)
                 counts = precheck(
-                    rows,
+                    repeats.watch(rows),
                     ctx.directory,
                     template_id=template,
                     clinic_hsa_id=clinic,
@@ -84,6 +108,7 @@ def dispatch(
                 "recipients": sum(counts.values()) + reachable,
                 "reachable": reachable,
                 "not_reachable": dict(sorted(counts.items())),
+                "listed_again": repeats.count,
             }
             if as_json:
                 typer.echo(json.dumps(result))
@@ -95,6 +120,7 @@ def dispatch(
             for reason, count in result["not_reachable"].items():
                 table.add_row(reason, str(count))
             table.add_row("total", str(result["recipients"]))
+            table.add_row("of them listed more than once (each line is a case)", str(repeats.count))
             Console().print(table)
             return
         if settings.broker_url.startswith("memory"):

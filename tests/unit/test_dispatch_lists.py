@@ -160,3 +160,29 @@ def test_the_chunk_ledger_sees_its_own_marks_and_never_loses_them(sqlite_url: st
     with engine.connect() as conn:
         assert sent(conn, ["c1", "c2"]) == {("c1", "sms"), ("c2", "email")}
     engine.dispose()
+
+
+def test_the_dry_run_says_how_many_lines_name_a_resident_again(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from producers.cli import app
+    from workers.adapters import population
+
+    first, second = [n for n in population.test_personnummer() if n.startswith("198")][:2]
+    listing = tmp_path / "list.csv"
+    lines = [first, second, f"{first[:8]}-{first[8:]}", first[2:], second]
+    listing.write_text("personnummer\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        [
+            "dispatch", str(listing), "--template", "kallelse-screening",
+            "--clinic", "SE2321000016-VC01", "--sender", "SE2321000016-S101",
+            "--dry-run", "--json", "--database", f"sqlite:///{tmp_path}/o.db",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert figures["recipients"] == 5
+    assert figures["listed_again"] == 3  # the same resident written three ways, and a repeat
