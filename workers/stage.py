@@ -16,7 +16,7 @@ from workers.case_states import CaseState
 from workers.queues import NORMAL, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, lane_for
-from workers.store import cases, notifications
+from workers.store import cases
 from workers.store.cases import Transition
 
 
@@ -62,7 +62,6 @@ def settle(
                 )
             )
     with ctx.engine.begin() as conn:
-        notifications.flush(conn)
         holding = cases.apply(conn, transitions, stage=stage)
         record_unknown_cases(conn, {t.case_id for t in transitions} - holding, stage=stage)
     onward = [

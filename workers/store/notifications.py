@@ -116,11 +116,6 @@ def chunk_ledger(engine: sa.Engine, case_ids: Iterable[str]) -> Iterator[None]:
         _chunk.reset(token)
 
 
-def flush(conn: sa.Connection) -> None:
-    """Nothing to write: marks are written when they are made (see the module docstring).
-    Kept so that ``workers.stage.settle`` may call it whatever the ledger does."""
-
-
 def _settled_in_chunk(conn: sa.Connection, key: str, case_id: str) -> Entry | None:
     chunk = _chunk.get()
     if chunk is None or case_id not in chunk.case_ids:
