@@ -2,20 +2,27 @@
 
 ``omvant worker`` runs ``dramatiq workers.app --queues ...``; each worker process imports this
 module, builds its broker once, and builds its context (database, adapters) on first use.
+Library loggers are quieted first (alembic logs at import time), and ``ServerWatch`` keeps an
+outage of the broker to a few lines and a bounded time (``workers/server_watch.py``).
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+from workers.server_checks import quiet_libraries
 
-import dramatiq
+quiet_libraries()
 
-from workers.actors import RecordDeadLetters, declare_actors
-from workers.bootstrap import Context, build_context
-from workers.broker import build_broker
-from workers.log import configure
-from workers.settings import Settings
+import threading  # noqa: E402 - after quiet_libraries: importing alembic logs at INFO
+from typing import Any  # noqa: E402
+
+import dramatiq  # noqa: E402
+
+from workers.actors import RecordDeadLetters, declare_actors  # noqa: E402
+from workers.bootstrap import Context, build_context  # noqa: E402
+from workers.broker import build_broker  # noqa: E402
+from workers.log import configure  # noqa: E402
+from workers.server_watch import ConsumerErrors, ServerWatch  # noqa: E402
+from workers.settings import Settings  # noqa: E402
 
 settings = Settings()
 configure(settings.log_level, json=settings.log_json)
@@ -34,7 +41,12 @@ def context() -> Context:
     return _context
 
 
-broker = build_broker(settings.broker_url, middleware=[RecordDeadLetters(context)])
+watch = ServerWatch(
+    ConsumerErrors(),
+    broker_url=settings.broker_url,
+    give_up_after=settings.outage_timeout_seconds,
+)
+broker = build_broker(settings.broker_url, middleware=[RecordDeadLetters(context), watch])
 dramatiq.set_broker(broker)
 actors: dict[str, dramatiq.Actor[Any, Any]] = declare_actors(
     broker, context, prefix=settings.queue_prefix, max_retries=settings.max_retries

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     """Notifications claimed per ledger commit: a crash leaves at most this many in doubt."""
     max_retries: int = 5
     """Retries of a technically failing single-case message before it is dead-lettered."""
+    startup_timeout_seconds: float = Field(default=60.0, ge=0)
+    """How long ``omvant worker`` waits for its broker and database to answer at start (one
+    line per attempt, backing off) before it gives up with exit status 2."""
+    outage_timeout_seconds: float = Field(default=120.0, gt=0)
+    """How long a running worker waits for a broker that stopped answering before it exits
+    with status 2 (for its supervisor to restart it)."""
     directory_url: str | None = None
     """Base URL of the 1177 account directory (HTTP); unset: the shipped simulator."""
     directory_token: str | None = None

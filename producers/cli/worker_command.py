@@ -11,7 +11,25 @@ import typer
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
 from workers.queues import lane_queue, lanes_of, queue_name
 from workers.routes import STAGES
+from workers.server_checks import (
+    Check,
+    ServerUnreachable,
+    probe_broker,
+    probe_database,
+    quiet_libraries,
+    wait_for_servers,
+)
+from workers.settings import Settings
 from workers.store.engine import upgrade
+
+EXIT_UNREACHABLE = 2
+FORK_WAIT_MS = 500
+"""How long dramatiq's main process waits for each worker process to boot before it watches
+them (its default, 30 s, is how long ``omvant worker`` took to exit when its worker processes
+died while starting; we start no dramatiq fork processes, which is what the wait is for)."""
+SHUTDOWN_GRACE_MS = 30_000
+"""How long a worker process finishes the messages it holds when told to stop (dramatiq's
+default is 10 minutes); what it has not finished goes back to the broker unacknowledged."""
 
 db_app = typer.Typer(help="The system of record.", no_args_is_help=True)
 
@@ -49,6 +67,7 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
+    wait_or_exit(settings)
     upgrade(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
@@ -56,6 +75,25 @@ def worker(
     queues = consumed_queues(chosen, settings.queue_prefix)
     argv = dramatiq_argv(queues, processes=processes, threads=threads, log_level=settings.log_level)
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
+
+
+def wait_or_exit(settings: Settings) -> None:
+    """Wait for the broker and the database (``OMVANT_STARTUP_TIMEOUT_SECONDS``), one line per
+    failed attempt on stderr; exit with status 2 and one line if they do not answer in time."""
+    quiet_libraries()
+
+    def say(line: str) -> None:
+        typer.echo(f"omvant worker: {line}", err=True)
+
+    checks = [
+        Check("broker", lambda: probe_broker(settings.broker_url)),
+        Check("database", lambda: probe_database(settings.database_url)),
+    ]
+    try:
+        wait_for_servers(checks, timeout=settings.startup_timeout_seconds, say=say)
+    except ServerUnreachable as exc:
+        say(str(exc))
+        raise typer.Exit(EXIT_UNREACHABLE) from None
 
 
 def dramatiq_argv(
@@ -77,6 +115,10 @@ def dramatiq_argv(
         str(processes),
         "--threads",
         str(threads),
+        "--worker-fork-timeout",
+        str(FORK_WAIT_MS),
+        "--worker-shutdown-timeout",
+        str(SHUTDOWN_GRACE_MS),
         *verbose,
         "--queues",
         *queues,

@@ -1,0 +1,163 @@
+"""Real ``omvant worker`` processes whose servers are not there, or go away: bounded waits,
+a few lines, exit status 2, and a main process that follows its children (and back)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from producers.chaos.servers import RedisServer, ServerError, free_port
+from tests.conftest import server_missing
+from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
+
+pytestmark = pytest.mark.e2e
+
+
+def run_worker(env: dict[str, str], timeout: float = 90) -> tuple[int, list[str], float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [OMVANT, "worker", "--processes", "1", "--threads", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = (done.stdout + done.stderr).splitlines()
+    return done.returncode, lines, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "broker", ["redis://:secret@127.0.0.1:{port}/0", "amqp://guest:secret@127.0.0.1:{port}/%2F"]
+)
+def test_a_worker_whose_broker_is_down_retries_then_exits_2_with_one_line_per_attempt(
+    broker: str, postgres_url: str, tmp_path: Path
+) -> None:
+    env = worker_env(
+        broker_url=broker.format(port=free_port()),
+        database_url=postgres_url,
+        queue_prefix="i11c.dead.",
+        blob_dir=tmp_path,
+        extra={"OMVANT_STARTUP_TIMEOUT_SECONDS": "5"},
+    )
+    status, lines, seconds = run_worker(env)
+    assert status == 2, lines
+    # 0.5 + 1 + 2 s of waiting, then 1.5 s to the timeout: four retries, then the verdict
+    assert len(lines) == 5, lines
+    assert all(line.startswith("omvant worker: waiting for the broker") for line in lines[:-1])
+    assert lines[-1].startswith("omvant worker: cannot reach the broker")
+    assert "OMVANT_STARTUP_TIMEOUT_SECONDS" in lines[-1]
+    assert all("secret" not in line and "***" in line for line in lines)
+    assert seconds < 30
+
+
+def test_a_worker_whose_database_is_down_exits_2_after_the_timeout(
+    redis_url: str, tmp_path: Path
+) -> None:
+    env = worker_env(
+        broker_url=redis_url,
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/omvant",
+        queue_prefix="i11c.dead.",
+        blob_dir=tmp_path,
+        extra={"OMVANT_STARTUP_TIMEOUT_SECONDS": "2"},
+    )
+    status, lines, _seconds = run_worker(env)
+    assert status == 2, lines
+    assert 2 <= len(lines) <= 4, lines
+    assert lines[-1].startswith("omvant worker: cannot reach the database postgresql://")
+
+
+def children_of(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="ascii").split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_worker_processes_killed_while_starting_bring_the_main_process_down_in_seconds(
+    redis_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
+) -> None:
+    env = worker_env(
+        broker_url=redis_url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path,
+    )
+    worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=2, threads=2)
+    try:
+        assert wait_until(lambda: len(children_of(worker.process.pid)) == 2, timeout=60)
+        for child in children_of(worker.process.pid):  # still importing: not yet booted
+            os.kill(child, signal.SIGKILL)
+        killed = time.monotonic()
+        status = worker.process.wait(timeout=60)
+        assert time.monotonic() - killed < 8  # dramatiq's own default waited 30 s
+        assert status != 0
+    finally:
+        worker.kill()
+
+
+def test_worker_processes_stop_when_their_main_process_is_killed(
+    redis_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
+) -> None:
+    env = worker_env(
+        broker_url=redis_url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path,
+    )
+    worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=2, threads=2)
+    try:
+        assert wait_until(lambda: worker.output().count("ready for action") == 2, timeout=90), (
+            worker.output()[-2000:]
+        )
+        children = children_of(worker.process.pid)
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait(timeout=10)
+        assert wait_until(lambda: not any(alive(c) for c in children), timeout=10)
+    finally:
+        worker.kill()
+
+
+def test_a_running_worker_whose_broker_goes_away_says_little_and_exits_2(
+    postgres_url: str, queue_prefix: str, tmp_path: Path
+) -> None:
+    try:
+        redis = RedisServer(tmp_path / "servers").start()
+    except ServerError as exc:
+        server_missing("redis-server (the binary, for a Redis of the test's own)", exc)
+    env = worker_env(
+        broker_url=redis.url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path,
+        extra={"OMVANT_OUTAGE_TIMEOUT_SECONDS": "15"},
+    )
+    worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=1, threads=2)
+    try:
+        assert wait_until(lambda: "ready for action" in worker.output(), timeout=90)
+        before = len(worker.output().splitlines())
+        redis.stop()
+        stopped = time.monotonic()
+        status = worker.process.wait(timeout=60)
+        lasted = time.monotonic() - stopped
+        lines = worker.output().splitlines()[before:]
+    finally:
+        worker.kill()
+        redis.stop()
+    assert status == 2, lines
+    assert 15 <= lasted < 30
+    # dramatiq alone: two lines per queue (34 of them) every 3 s, for ever
+    said = [line for line in lines if "omvant.worker" in line]
+    assert 4 <= len(said) <= 6, lines  # at 0, 3, 6, 12 s, and the verdict
+    assert "giving up, exit status 2" in said[-1]
+    assert len(lines) <= len(said) + 6, lines

@@ -1,0 +1,183 @@
+"""A worker whose servers are away: waits with backoff, says one line per attempt, gives up
+with exit status 2 after a bounded time, and keeps dramatiq's consumer chatter out of the log."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from workers.server_checks import (
+    Check,
+    ServerUnreachable,
+    backoff_delays,
+    masked_url,
+    probe_broker,
+    probe_database,
+    wait_for_servers,
+)
+from workers.server_watch import ConsumerErrors, ServerWatch, report_times
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def down(what: str) -> Check:
+    def probe() -> None:
+        raise ServerUnreachable(f"the {what} redis://127.0.0.1:1/0: Connection refused")
+
+    return Check(what, probe)
+
+
+def test_a_server_that_stays_down_gives_up_after_the_timeout_with_one_line_per_attempt() -> None:
+    clock, lines = FakeClock(), []
+    with pytest.raises(ServerUnreachable) as raised:
+        wait_for_servers(
+            [down("broker")], timeout=30, say=lines.append, sleep=clock.sleep, clock=clock
+        )
+    assert clock.now == pytest.approx(30)
+    # 0.5 + 1 + 2 + 4 + 8 + 10 = 25.5, then 4.5 to the timeout: 7 waits, 8 attempts
+    assert len(lines) == 7
+    assert all(line.startswith("waiting for the broker") for line in lines)
+    assert "next in 0.5 s" in lines[0] and "next in 10.0 s" in lines[5]
+    assert "gave up after 8 attempts in 30 s" in str(raised.value)
+
+
+def test_a_server_that_comes_back_is_waited_for_and_each_is_asked_until_it_answers() -> None:
+    clock, lines, asked = FakeClock(), [], []
+
+    def database() -> None:
+        asked.append(clock.now)
+        if clock.now < 3:
+            raise ServerUnreachable("the database postgresql://h/db: refused")
+
+    broker_probes: list[float] = []
+    checks = [Check("broker", lambda: broker_probes.append(clock.now)), Check("db", database)]
+    attempts = wait_for_servers(
+        checks, timeout=60, say=lines.append, sleep=clock.sleep, clock=clock
+    )
+    assert attempts == 4  # at 0, 0.5, 1.5, 3.5 s
+    assert broker_probes == [0.0]  # the broker answered once and was not asked again
+    assert len(lines) == 3 and "the database" in lines[0]
+
+
+def test_no_wait_at_all_with_a_zero_timeout() -> None:
+    clock = FakeClock()
+    with pytest.raises(ServerUnreachable):
+        wait_for_servers([down("broker")], timeout=0, say=print, sleep=clock.sleep, clock=clock)
+    assert clock.now == 0
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    delays = backoff_delays()
+    assert [next(delays) for _ in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
+
+
+def test_passwords_are_masked_in_urls() -> None:
+    assert masked_url("amqp://guest:s3cret@mq:5672/%2F") == "amqp://guest:***@mq:5672/%2F"
+    assert masked_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert masked_url("postgresql://postgres@db/omvant") == "postgresql://postgres@db/omvant"
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:pw@127.0.0.1:1/0", "amqp://guest:pw@127.0.0.1:1/%2F"], ids=["redis", "amqp"]
+)
+def test_a_broker_on_a_dead_port_is_unreachable_and_the_message_masks_the_password(
+    url: str,
+) -> None:
+    with pytest.raises(ServerUnreachable) as raised:
+        probe_broker(url, timeout=1)
+    message = str(raised.value)
+    assert message.startswith("the broker ") and "***" in message and ":pw@" not in message
+    assert "\n" not in message
+
+
+def test_a_database_on_a_dead_port_is_unreachable() -> None:
+    with pytest.raises(ServerUnreachable, match=r"^the database postgresql://"):
+        probe_database("postgresql://postgres@127.0.0.1:1/x", timeout=1)
+
+
+def record(name: str, message: str) -> logging.LogRecord:
+    return logging.LogRecord(name, logging.CRITICAL, __file__, 1, message, None, None)
+
+
+CONSUMER = "dramatiq.worker.ConsumerThread(recipient-validation)"
+
+
+def test_consumer_connection_errors_are_counted_not_printed() -> None:
+    clock = FakeClock()
+    errors = ConsumerErrors(clock)
+    refused = "Consumer encountered a connection error: Error 111 connecting. Connection refused."
+    assert errors.filter(record(CONSUMER, refused)) is False
+    assert errors.filter(record(CONSUMER, "Restarting consumer in 3.00 seconds.")) is False
+    clock.sleep(3)
+    assert errors.filter(record(CONSUMER, refused)) is False
+    outage = errors.outage()
+    assert outage is not None and outage.errors == 2 and outage.since == 0
+    assert "Connection refused" in outage.reason
+    # other lines pass, from the consumer and elsewhere
+    assert errors.filter(record(CONSUMER, "Consumer encountered an unexpected error."))
+    assert errors.filter(record("workers.actors", refused))
+    clock.sleep(9)  # no error for longer than dramatiq's restart delay: the broker is back
+    assert errors.outage() is None
+
+
+def test_a_broker_away_longer_than_the_outage_timeout_ends_the_process_with_status_2(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, exits = FakeClock(), []
+    errors = ConsumerErrors(clock)
+    watch = ServerWatch(
+        errors,
+        broker_url="redis://:pw@127.0.0.1:1/0",
+        give_up_after=30,
+        exit_process=exits.append,
+        clock=clock,
+    )
+    looks = 0
+    with caplog.at_level(logging.WARNING, logger="omvant.worker"):
+        # the watch thread's loop, by hand: a consumer error every 3 s, a look every 0.5 s
+        while not exits and looks < 200:
+            if looks % 6 == 0:
+                errors.filter(record(CONSUMER, "Consumer encountered a connection error: down"))
+            assert watch.look() is not bool(exits)
+            clock.sleep(0.5)
+            looks += 1
+    assert exits == [2]
+    assert clock.now == pytest.approx(31)  # the first look past 30 s
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 6  # at 0, 3, 6, 12, 24 s, and the last one
+    assert "giving up, exit status 2" in lines[-1]
+    assert all(":pw@" not in line and "***" in line for line in lines)
+
+
+def test_a_broker_that_comes_back_is_said_once_and_the_process_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, exits = FakeClock(), []
+    errors = ConsumerErrors(clock)
+    watch = ServerWatch(
+        errors, broker_url="redis://h:1/0", give_up_after=30, exit_process=exits.append, clock=clock
+    )
+    with caplog.at_level(logging.WARNING, logger="omvant.worker"):
+        for look in range(100):  # 10 s of errors, then 40 s of none
+            if look % 6 == 0 and look < 20:
+                errors.filter(record(CONSUMER, "Consumer encountered a connection error: down"))
+            assert watch.look()
+            clock.sleep(0.5)
+    assert exits == []
+    lines = [r.getMessage() for r in caplog.records]
+    # lines at 0, 3, 6 and 12 s (errors until 9 s, quiet for 8 s after), then one "again"
+    assert [line.endswith("answers again") for line in lines] == [False] * 4 + [True]
+
+
+def test_report_times_back_off() -> None:
+    assert report_times(400) == [0, 3, 6, 12, 24, 48, 96, 216, 336]
