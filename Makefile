@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ bench: $(STAMP)
 	$(BIN)/omvant recipients bench
 	$(BIN)/omvant templates bench
 	$(BIN)/omvant attachments bench
+
+# The chaos suite (README, "The chaos suite"): servers of its own on ports 25000-25999.
+CHAOS_BROKER ?= rabbitmq
+CHAOS_CASES  ?= 20000
+CHAOS_ARGS   ?=
+
+chaos: $(STAMP)
+	$(BIN)/omvant chaos --broker $(CHAOS_BROKER) --cases $(CHAOS_CASES) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) omvant.db omvant-blobs .pytest_cache .mypy_cache .ruff_cache

@@ -62,7 +62,11 @@ def start_pipeline(settings: Settings, *, threads: int = 8) -> InProcessPipeline
     ctx = build_context(settings, broker)
     holder.append(ctx)
     declare_actors(
-        broker, lambda: ctx, prefix=settings.queue_prefix, max_retries=settings.max_retries
+        broker,
+        lambda: ctx,
+        prefix=settings.queue_prefix,
+        max_retries=settings.max_retries,
+        outage_retry_seconds=settings.outage_retry_seconds,
     )
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()

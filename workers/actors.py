@@ -42,7 +42,7 @@ from workers.stage import emit, enqueue
 from workers.store import cases, notifications
 from workers.store.batches import BatchStatus
 from workers.store.cases import Transition
-from workers.transient import is_outage
+from workers.transient import MAX_BACKOFF_MS, MIN_BACKOFF_MS, is_outage, retry_when
 
 log = get_logger(__name__)
 
@@ -243,8 +243,12 @@ def declare_actors(
     *,
     prefix: str = "",
     max_retries: int = 5,
+    outage_retry_seconds: float = 600.0,
 ) -> dict[str, dramatiq.Actor[Any, Any]]:
-    """Declare one actor per stage on ``broker``; ``context`` gives the process's wiring."""
+    """Declare one actor per stage on ``broker``; ``context`` gives the process's wiring.
+
+    Failures are retried ``max_retries`` times, outages for ``outage_retry_seconds``
+    (``workers.transient.retry_when``)."""
     actors: dict[str, dramatiq.Actor[Any, Any]] = {}
     for contract, process in PROCESSORS.items():
         route: Route = ROUTES[contract]
@@ -253,7 +257,11 @@ def declare_actors(
             run_message(_c, _p, context(), args, kwargs)
 
         body.__name__ = route.actor_name
-        options = {"max_retries": max_retries, "min_backoff": 200, "max_backoff": 20_000}
+        options = {
+            "retry_when": retry_when(max_retries, outage_retry_seconds),
+            "min_backoff": MIN_BACKOFF_MS,
+            "max_backoff": MAX_BACKOFF_MS,
+        }
         actors[route.stage] = dramatiq.Actor(
             body,
             broker=broker,

@@ -49,5 +49,9 @@ watch = ServerWatch(
 broker = build_broker(settings.broker_url, middleware=[RecordDeadLetters(context), watch])
 dramatiq.set_broker(broker)
 actors: dict[str, dramatiq.Actor[Any, Any]] = declare_actors(
-    broker, context, prefix=settings.queue_prefix, max_retries=settings.max_retries
+    broker,
+    context,
+    prefix=settings.queue_prefix,
+    max_retries=settings.max_retries,
+    outage_retry_seconds=settings.outage_retry_seconds,
 )

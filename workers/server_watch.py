@@ -131,6 +131,7 @@ class ServerWatch(Middleware):
         """The main process, as this worker process was made (before any chance to lose it)."""
         self._said: set[float] = set()
         """The points of the current outage (seconds into it) already reported."""
+        install_filter(errors)  # now: consumers start (and may fail) before the boot hook
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         """Start the watch thread (in each worker process, once its consumers run)."""

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     """Notifications claimed per ledger commit: a crash leaves at most this many in doubt."""
     max_retries: int = 5
     """Retries of a technically failing single-case message before it is dead-lettered."""
+    outage_retry_seconds: float = Field(default=600.0, ge=0)
+    """How long a chunk that fails because a server is away (database, broker, SMS gateway,
+    SMTP, directory, scanner) is retried, backing off to 20 s, before it is dead-lettered."""
     startup_timeout_seconds: float = Field(default=60.0, ge=0)
     """How long ``omvant worker`` waits for its broker and database to answer at start (one
     line per attempt, backing off) before it gives up with exit status 2."""

@@ -8,6 +8,7 @@ from producers.cli import (
     attachments_command,
     bench_command,
     cases_command,
+    chaos_command,
     contracts_command,
     delivery_command,
     demo_command,
@@ -39,6 +40,7 @@ app.command("dispatch")(dispatch_command.dispatch)
 app.add_typer(dispatch_command.batches_app, name="batches")
 app.command("intake")(intake_command.intake)
 app.command("bench")(bench_command.bench)
+app.command("chaos")(chaos_command.chaos)
 app.add_typer(loadtest_command.app, name="loadtest")
 app.add_typer(attachments_command.app, name="attachments")
 app.add_typer(recipients_command.app, name="recipients")
@@ -49,6 +51,7 @@ app.add_typer(deploy_command.app, name="deploy")
 app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
+sim_command.app.command("smtp-sink")(delivery_command.smtp_sink)
 
 
 def main() -> None:

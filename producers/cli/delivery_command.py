@@ -1,11 +1,12 @@
-"""``omvant inbox-events`` (the bridge from the inbox's AMQP events to the read-receipt stage)
-and ``omvant sim sms-gateway`` (the shipped SMS-gateway simulator, registered on the ``sim``
-group)."""
+"""``omvant inbox-events`` (the bridge from the inbox's AMQP events to the read-receipt stage),
+``omvant sim sms-gateway`` (the shipped SMS-gateway simulator) and ``omvant sim smtp-sink``
+(the SMTP server that keeps what it takes), registered on the ``sim`` group."""
 
 from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -55,3 +56,21 @@ def sms_gateway(
         simulator.serve_forever()
     except KeyboardInterrupt:
         simulator.stop()
+
+
+def smtp_sink(
+    port: Annotated[int, typer.Option(help="TCP port (0: any free one).")] = 0,
+    record: Annotated[
+        Path | None, typer.Option(help="Append one JSON line per message taken to this file.")
+    ] = None,
+) -> None:
+    """Run the SMTP sink (an SMTP server on 127.0.0.1 that keeps what it takes)."""
+    from workers.adapters.smtp_sink import SmtpSink
+
+    sink = SmtpSink(port=port, record=record).start()
+    typer.echo(f"smtp sink on {sink.url}", err=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    sink.stop()

@@ -64,7 +64,10 @@ def test_a_csv_dispatch_completes_with_the_counts_the_dry_run_predicted(
     assert predicted["recipients"] == RESIDENTS + 1
     batch_id = f"{queue_prefix}csv"
     follower = subprocess.Popen(
-        [OMVANT, "batches", "show", batch_id, "--follow", "--json", "--interval", "0.2"],
+        [
+            *(OMVANT, "batches", "show", batch_id, "--follow", "--json"),
+            *("--interval", "0.2", "--timeout", "300"),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -114,7 +117,10 @@ def test_a_csv_dispatch_completes_with_the_counts_the_dry_run_predicted(
             )
             time.sleep(0.05)
         probe.close()
-        out, _err = follower.communicate(timeout=180)
+        # read, not communicate(timeout=...): that reads the pipe past what readline() above
+        # has buffered already, and lost the start of the next line whenever it was there
+        out = follower.stdout.read()
+        follower.wait(timeout=30)
         followed = [json.dumps(first), *out.splitlines()]
     snapshots = [json.loads(line) for line in followed]
     final = snapshots[-1]

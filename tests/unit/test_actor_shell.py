@@ -22,6 +22,7 @@ from workers.stage import emit, enqueue
 from workers.store import cases
 from workers.store.schema import cases as cases_table
 from workers.store.schema import rejected_messages
+from workers.transient import retries_for, retry_when
 
 
 @pytest.fixture
@@ -184,6 +185,32 @@ def test_an_outage_retries_the_chunk_whole_instead_of_splitting_it(
     # the failed chunk was looked up whole again, never split into single-case lookups
     assert len(directory.sizes) >= 2
     assert min(directory.sizes) > 5, directory.sizes
+
+
+def test_an_outage_outlasting_the_retry_count_is_retried_until_it_ends(
+    pipeline: InProcessPipeline,
+) -> None:
+    # max_retries is 1 here: counted, the chunk would be dead-lettered on the second outage
+    directory = FlakyDirectory(outages=4)
+    pipeline.ctx.directory = directory
+    requests = [
+        r.model_copy(update={"priority": "normal"})
+        for r in build_dispatch(20, seed=6, batch_id="long-outage")
+    ]
+    emit(pipeline.ctx, requests, correlation_id="long-outage")
+    assert wait_for(lambda: count_settled(pipeline.ctx, "long-outage"), 20, timeout=60) == 20
+    with pipeline.ctx.engine.connect() as conn:
+        assert cases.count_states(conn, batch_id="long-outage").get("failed", 0) == 0
+    assert len(directory.sizes) >= 5
+
+
+def test_retries_are_counted_for_failures_and_timed_for_outages() -> None:
+    decide = retry_when(max_retries=2, outage_seconds=30)
+    assert [decide(n, KeyError("x")) for n in range(3)] == [True, True, False]
+    # 0.2 + 0.4 + ... + 12.8 + 20 s >= 30 s: eight retries of an outage
+    assert retries_for(30) == 8
+    assert all(decide(n, DirectoryUnavailable("down")) for n in range(8))
+    assert not decide(8, DirectoryUnavailable("down"))
 
 
 def test_a_record_about_an_unknown_case_leaves_a_trace(pipeline: InProcessPipeline) -> None:

@@ -3,15 +3,21 @@
 The demo and the tests send real SMTP to it; ``received`` is what arrived, in order.
 ``refuse`` holds addresses answered ``550`` (a permanent refusal); STARTTLS and AUTH are
 aiosmtpd's, turned on by passing ``tls_context``, ``require_starttls``, ``authenticator``.
+Given a ``record`` file, it appends one JSON line per message taken (recipients, Message-ID,
+time), written before the ``250``: what ``omvant sim smtp-sink --record FILE`` leaves for a test
+that runs the sink as a process of its own.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import json
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from aiosmtpd.controller import Controller
 
@@ -32,6 +38,7 @@ class _Keeper:
     refuse: set[str] = field(default_factory=set)
     received: list[ReceivedMail] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    record: IO[str] | None = None
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -55,6 +62,10 @@ class _Keeper:
         )
         with self.lock:
             self.received.append(mail)
+            if self.record is not None:
+                line = {"to": list(mail.rcpt_tos), "message_id": mail.message_id, "at": time.time()}
+                self.record.write(json.dumps(line) + "\n")
+                self.record.flush()
         return "250 Message accepted for delivery"
 
 
@@ -70,10 +81,12 @@ class _LoopbackController(Controller):
 class SmtpSink:
     """A running SMTP server on 127.0.0.1: ``start()``, read ``url`` / ``received``, ``stop()``."""
 
-    def __init__(self, **controller_options: Any) -> None:
-        self._keeper = _Keeper()
+    def __init__(
+        self, *, port: int = 0, record: Path | None = None, **controller_options: Any
+    ) -> None:
+        self._keeper = _Keeper(record=record.open("a", encoding="utf-8") if record else None)
         self._controller = _LoopbackController(
-            self._keeper, hostname="127.0.0.1", port=0, **controller_options
+            self._keeper, hostname="127.0.0.1", port=port, **controller_options
         )
 
     def start(self) -> SmtpSink:
@@ -84,6 +97,8 @@ class SmtpSink:
     def stop(self) -> None:
         """Stop serving."""
         self._controller.stop()
+        if self._keeper.record is not None:
+            self._keeper.record.close()
 
     @property
     def port(self) -> int:
