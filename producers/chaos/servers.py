@@ -5,7 +5,6 @@ touching anyone else's (the shared servers of a machine are never used by it).""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
