@@ -114,4 +114,3 @@ class RedisServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
