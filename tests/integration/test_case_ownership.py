@@ -13,16 +13,19 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from contracts.send_case import SendCaseV2
+from producers.cli import app
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from tests.reachable import reachable_residents
 from workers.case_states import SETTLED, CaseState
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
-from workers.store import cases
+from workers.store import batches, cases
 from workers.store.cases import Transition
+from workers.store.engine import make_engine, upgrade
 from workers.store.schema import case_events
 from workers.store.schema import cases as cases_table
 
@@ -166,3 +169,103 @@ def test_a_redelivered_intake_chunk_adds_no_second_received_event(
     send(pipeline, one)  # a duplicate of the same clinic and key: left alone
     drain(pipeline, queue_prefix)
     assert [s for s, _stage in history(pipeline, case_id)].count("received") == 1
+
+
+def test_a_request_naming_another_clinics_dispatch_is_rejected_and_not_counted_there(
+    pipeline: InProcessPipeline, queue_prefix: str
+) -> None:
+    with pipeline.ctx.engine.begin() as conn:
+        batch = batches.create(
+            conn,
+            batch_id=f"{queue_prefix}b-dispatch",
+            name="B's screening",
+            clinic_hsa_id=CLINIC_B,
+            sender_hsa_id="SE2321000016-S101",
+            template_id="meddelande-till-invanare",
+            total=0,
+        )
+    [case_id] = send(pipeline, request(CLINIC_A, f"{queue_prefix}sneaky", batch_id=batch.id))
+    assert wait_for(lambda: settled(pipeline, case_id), 1, timeout=30) == 1
+    a_row = row(pipeline, case_id)
+    assert a_row is not None
+    assert (a_row.clinic_hsa_id, a_row.reason, a_row.batch_id) == (
+        CLINIC_A,
+        "batch-not-owned",
+        None,
+    )
+    with pipeline.ctx.engine.connect() as conn:
+        assert sum(cases.count_states(conn, batch_id=batch.id).values()) == 0
+        with pytest.raises(batches.BatchExists, match="batch-not-owned"):
+            batches.create(
+                conn,
+                batch_id=batch.id,
+                name="A joins B's dispatch",
+                clinic_hsa_id=CLINIC_A,
+                sender_hsa_id="SE2321000016-S101",
+                template_id="meddelande-till-invanare",
+                total=1,
+            )
+
+
+def test_omvant_dispatch_refuses_another_clinics_batch_id(
+    postgres_url: str, redis_url: str, queue_prefix: str, tmp_path: Path
+) -> None:
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    with engine.begin() as conn:
+        batch = batches.create(
+            conn,
+            batch_id=f"{queue_prefix}b-own",
+            name="B's",
+            clinic_hsa_id=CLINIC_B,
+            sender_hsa_id="SE2321000016-S101",
+            template_id="meddelande-till-invanare",
+            total=0,
+        )
+    engine.dispose()
+    listing = tmp_path / "residents.csv"
+    listing.write_text(f"personnummer\n{RESIDENT}\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        [
+            *("dispatch", str(listing), "--template", "meddelande-till-invanare"),
+            *("--clinic", CLINIC_A, "--sender", "SE2321000016-S101", "--batch-id", batch.id),
+            *("--broker", redis_url, "--database", postgres_url),
+        ],
+        env={"OMVANT_QUEUE_PREFIX": queue_prefix},
+    )
+    assert result.exit_code == 2
+    assert "batch-not-owned" in result.stderr
+
+
+def test_omvant_push_with_another_clinics_case_id_leaves_that_case_alone(
+    postgres_url: str, redis_url: str, queue_prefix: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        broker_url=redis_url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path / "blobs",
+        sms_quiet_hours="",
+    )
+    running = start_pipeline(settings, threads=2)
+    try:
+        [b_case] = send(running, request(CLINIC_B, f"{queue_prefix}pb"))
+        assert wait_for(lambda: settled(running, b_case), 1, timeout=30) == 1
+        before = history(running, b_case)
+        jsonl = tmp_path / "cases.jsonl"
+        record = request(CLINIC_A, f"{queue_prefix}pa", case_id=b_case)
+        jsonl.write_text(record.model_dump_json() + "\n", encoding="utf-8")
+        pushed = CliRunner().invoke(
+            app,
+            ["push", str(jsonl), "--broker", redis_url],
+            env={"OMVANT_QUEUE_PREFIX": queue_prefix},
+        )
+        assert pushed.exit_code == 0, pushed.output
+        a_case = record.resolved_case_id()
+        assert wait_for(lambda: settled(running, a_case), 1, timeout=30) == 1
+        assert history(running, b_case) == before
+        a_row = row(running, a_case)
+        assert a_row is not None and a_row.clinic_hsa_id == CLINIC_A
+    finally:
+        running.stop()
