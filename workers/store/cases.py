@@ -11,10 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workers.case_states import FINAL, RANK, CaseState, may_advance
+from workers.case_states import LAST_ENDABLE, RANK, CaseState, below_rank, may_advance
 from workers.store.schema import case_events, cases, rejected_messages
-
-FIRST_FINAL_RANK = min(RANK[state] for state in FINAL)
 
 
 def utcnow() -> dt.datetime:
@@ -31,6 +29,9 @@ class Transition:
     values: Mapping[str, Any] = field(default_factory=dict)
     reason: str | None = None
     detail: str | None = None
+    until: CaseState | None = LAST_ENDABLE
+    """For a rejection or failure: the last state it may end (``case_states.ends_until`` of
+    the stage that decided it); None ends nothing. Ignored for forward moves."""
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
@@ -43,10 +44,17 @@ def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     return sqlite_insert(table)
 
 
-def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Record new cases as received; a case that exists already is left as it is."""
+def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Record new cases as received; a case that exists already (by id, or by its clinic and
+    idempotency key) is left exactly as it is: no row changed, no history added.
+
+    Returns
+    -------
+    set[str]
+        The ids of the cases created now (only these get their ``received`` event).
+    """
     if not rows:
-        return
+        return set()
     now = utcnow()
     values = [
         {
@@ -58,11 +66,64 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> N
         }
         for row in rows
     ]
-    bulk_insert(conn, cases, values, on_conflict_do_nothing=True)
+    created = _insert_new(conn, values)
     bulk_insert(
         conn,
         case_events,
-        [{"case_id": r["id"], "state": "received", "stage": "intake", "at": now} for r in rows],
+        [
+            {"case_id": r["id"], "state": "received", "stage": "intake", "at": now}
+            for r in rows
+            if r["id"] in created
+        ],
+    )
+    return created
+
+
+def _insert_new(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert the case rows that conflict with none; the ids of those inserted."""
+    if conn.dialect.name != "postgresql":
+        statement = _insert(conn, cases).on_conflict_do_nothing().returning(cases.c.id)
+        return {str(row[0]) for row in conn.execute(statement, list(values))}
+    names = tuple(sorted({key for row in values for key in row}))
+    statement = _unnest_insert(cases, names, "ON CONFLICT DO NOTHING RETURNING id", conn.dialect)
+    result = conn.execute(statement, {name: [row.get(name) for row in values] for name in names})
+    return {str(row[0]) for row in result}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose a case is: its clinic, its idempotency key and the intake message that made it."""
+
+    case_id: str
+    clinic_hsa_id: str
+    idempotency_key: str
+    intake_message_id: str | None
+
+
+def owners(
+    conn: sa.Connection, case_ids: Iterable[str], keys: Iterable[tuple[str, str]] = ()
+) -> tuple[dict[str, Owner], dict[tuple[str, str], Owner]]:
+    """The existing cases among ``case_ids`` by id, and those holding the ``(clinic,
+    idempotency key)`` pairs of ``keys`` by pair."""
+    ids = list(dict.fromkeys(case_ids))
+    pairs = list(dict.fromkeys(keys))
+    condition: list[sa.ColumnElement[bool]] = []
+    if ids:
+        condition.append(cases.c.id.in_(ids))
+    if pairs:
+        condition.append(sa.tuple_(cases.c.clinic_hsa_id, cases.c.idempotency_key).in_(pairs))
+    if not condition:
+        return {}, {}
+    rows = conn.execute(
+        sa.select(
+            cases.c.id, cases.c.clinic_hsa_id, cases.c.idempotency_key, cases.c.intake_message_id
+        ).where(sa.or_(*condition))
+    )
+    found = [Owner(r.id, r.clinic_hsa_id, r.idempotency_key, r.intake_message_id) for r in rows]
+    wanted = set(ids)
+    return (
+        {o.case_id: o for o in found if o.case_id in wanted},
+        {(o.clinic_hsa_id, o.idempotency_key): o for o in found},
     )
 
 
@@ -177,7 +238,7 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
             continue
         if state == transition.state:
             holding.add(transition.case_id)
-        elif may_advance(state, transition.state):
+        elif may_advance(state, transition.state, transition.until):
             to_apply.append(transition)
             current[transition.case_id] = transition.state
             holding.add(transition.case_id)
@@ -232,13 +293,14 @@ def _apply_returning(
                 for name in (
                     "b_id",
                     "b_rank",
+                    "b_below",
                     "b_state",
                     "b_reason",
                     "b_detail",
                     *(f"v_{k}" for k in keys),
                 )
             }
-            params.update(now=now, first_final=FIRST_FINAL_RANK, stage=stage)
+            params.update(now=now, stage=stage)
             result = conn.execute(_unnest_update_returning(keys, conn.dialect), params)
             applied.update((row[0], row[1]) for row in result)
     holding = {c for c, t in last.items() if (c, t.state.value) in applied}
@@ -279,6 +341,7 @@ def _row(t: Transition, keys: tuple[str, ...]) -> dict[str, Any]:
     return {
         "b_id": t.case_id,
         "b_rank": RANK[t.state],
+        "b_below": below_rank(t.state, t.until),
         "b_state": t.state.value,
         "b_reason": t.reason,
         "b_detail": (t.detail or None) and str(t.detail)[:500],
@@ -295,13 +358,14 @@ def _unnest_update(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
         [
             "CAST(:b_id AS VARCHAR[])",
             "CAST(:b_rank AS INTEGER[])",
+            "CAST(:b_below AS INTEGER[])",
             "CAST(:b_state AS VARCHAR[])",
             "CAST(:b_reason AS VARCHAR[])",
             "CAST(:b_detail AS VARCHAR[])",
             *(f"CAST(:v_{key} AS {kind}[])" for key, kind in extra),
         ]
     )
-    names = ", ".join(["b_id", "b_rank", "b_state", "b_reason", "b_detail", *keys])
+    names = ", ".join(["b_id", "b_rank", "b_below", "b_state", "b_reason", "b_detail", *keys])
     sets = ", ".join(
         [
             "state = i.b_state",
@@ -314,8 +378,7 @@ def _unnest_update(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
     )
     return sa.text(
         f"UPDATE cases SET {sets} FROM unnest({arrays}) AS i({names}) "  # noqa: S608 - names are our columns
-        "WHERE cases.id = i.b_id AND cases.state_rank < i.b_rank "
-        "AND cases.state_rank < :first_final"
+        "WHERE cases.id = i.b_id AND cases.state_rank < i.b_below"
     )
 
 
@@ -327,8 +390,7 @@ def _update_each(
         sa.update(cases)
         .where(
             cases.c.id == sa.bindparam("b_id"),
-            cases.c.state_rank < sa.bindparam("b_rank"),
-            cases.c.state_rank < FIRST_FINAL_RANK,
+            cases.c.state_rank < sa.bindparam("b_below"),
         )
         .values(
             state=sa.bindparam("b_state"),
