@@ -126,20 +126,32 @@ def channel_rates(expected: list[Expected], seconds: float) -> dict[str, int]:
     return {"sms": max(5, int(sms / seconds)), "email": max(5, int(email / seconds))}
 
 
-def observe(root: Path, gateway_url: str, expected: list[Expected]) -> tuple[Observed, int]:
-    """What the simulators received, per case; and how many SMS POSTs repeated a key."""
-    inbox: Counter[str] = Counter()
-    inbox_file = root / "outbox" / "inbox.jsonl"
-    if inbox_file.exists():
-        for line in inbox_file.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                inbox[json.loads(line)["case_id"]] += 1
-    with urllib.request.urlopen(f"{gateway_url}/messages", timeout=60) as answer:  # noqa: S310
-        taken = json.loads(answer.read())
-    sms: Counter[str] = Counter()
-    for message in taken["messages"]:
-        case_id, _, channel = str(message["key"]).rpartition(":")
-        sms[case_id if channel == "sms" else str(message["key"])] += 1
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=120) as answer:  # noqa: S310 - our simulators
+        return json.loads(answer.read())
+
+
+def observe(
+    root: Path, inbox_url: str, gateway_url: str, expected: list[Expected]
+) -> tuple[Observed, int]:
+    """What the simulators received, per case; and how many SMS POSTs repeated a key.
+
+    The inbox and the gateway are asked over their APIs (each message under its idempotency
+    key: ``CASE:inbox``, ``CASE:sms``); the SMTP sink's record file has one line per mail
+    taken, whose Message-ID is derived from ``CASE:email``.
+    """
+
+    def per_case(keys: list[str], suffix: str) -> Counter[str]:
+        found: Counter[str] = Counter()
+        for key in keys:
+            case_id, _, channel = key.rpartition(":")
+            found[case_id if channel == suffix else key] += 1
+        return found
+
+    inbox = per_case(_get_json(f"{inbox_url}/v1/messages")["keys"], "inbox")
+    stats = _get_json(f"{inbox_url}/v1/stats")
+    taken = _get_json(f"{gateway_url}/messages")
+    sms = per_case([str(m["key"]) for m in taken["messages"]], "sms")
     repeated_keys = len(taken["sends"]) - len(taken["messages"])
     by_message_id = {message_id(key_for(e.case_id, "email")): e.case_id for e in expected}
     email: Counter[str] = Counter()
@@ -149,7 +161,13 @@ def observe(root: Path, gateway_url: str, expected: list[Expected]) -> tuple[Obs
             if line.strip():
                 mid = json.loads(line)["message_id"]
                 email[by_message_id.get(mid, mid)] += 1
-    return Observed(inbox=inbox, sms=sms, email=email), repeated_keys
+    observed = Observed(
+        inbox=inbox,
+        sms=sms,
+        email=email,
+        inbox_refused_duplicates=int(stats.get("duplicates_refused", 0)),
+    )
+    return observed, repeated_keys
 
 
 def read_records(engine: sa.Engine, batch_id: str) -> dict[str, Record]:
@@ -240,6 +258,14 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
             root / "logs" / "smtp-sink.log",
         )
         stack.callback(smtp.stop)
+        inbox = Simulator(
+            ["inbox", "--store", str(root / "inbox.sqlite3")],
+            free_port(*PORTS),
+            root / "logs" / "inbox.log",
+        )
+        stack.callback(inbox.stop)
+        inbox_url = f"http://127.0.0.1:{inbox.port}"
+        _wait_port(inbox.port, 30, "the inbox simulator")
         _wait_port(gateway.port, 30, "the SMS gateway simulator")
         _wait_port(smtp.port, 30, "the SMTP sink")
         gateway_url = f"http://127.0.0.1:{gateway.port}"
@@ -251,8 +277,8 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
             OMVANT_REDIS_URL=redis.url,
             OMVANT_QUEUE_PREFIX="chaos.",
             OMVANT_BLOB_DIR=str(root / "blobs"),
-            OMVANT_SIM_OUTBOX=str(root / "outbox"),
             OMVANT_SMS_GATEWAY_URL=gateway_url,
+            OMVANT_INBOX_URL=inbox_url,
             OMVANT_SMTP_URL=f"smtp://127.0.0.1:{smtp.port}",
             OMVANT_SMS_PER_SECOND=str(rates["sms"]),
             OMVANT_EMAIL_PER_SECOND=str(rates["email"]),
@@ -317,7 +343,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         supervisor.stop()
         records = read_records(engine, batch_id)
         engine.dispose()
-        observed, repeated_keys = observe(root, gateway_url, expected)
+        observed, repeated_keys = observe(root, inbox_url, gateway_url, expected)
         worker_exits = Counter(supervisor.exits)
         if config.keep is not None:
             shutil.copytree(root / "logs", config.keep / "logs", dirs_exist_ok=True)
@@ -329,13 +355,14 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         Row("PostgreSQL crash-restarts", log.count("postgres-crash-restart"), limit=10**9),
         Row("SMS gateway 503 windows", log.count("sms-gateway-503"), limit=10**9),
         Row("Redis CLIENT KILLs", log.count("redis-client-kill"), limit=10**9),
+        Row("Redis client connections cut", schedule.cut_connections, limit=10**9),
     ]
     faults_ok = (
         kills >= config.timeline.kills
         and log.count("broker-restart") >= 1
         and log.count("postgres-crash-restart") >= 1
         and log.count("sms-gateway-503") >= 1
-        and log.count("redis-client-kill") >= 1
+        and schedule.cut_connections >= 1
         and not schedule.errors
     )
     if config.keep is None:
@@ -354,6 +381,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         "rates_per_second": rates,
         "counts": summary_counts(expected, observed),
         "sms_posts_repeating_a_key": repeated_keys,
+        "inbox_posts_repeating_a_key": observed.inbox_refused_duplicates,
         "worker_exits": {str(k): v for k, v in sorted(worker_exits.items())},
         "faults": log.as_json(),
         "fault_errors": schedule.errors,
@@ -390,7 +418,9 @@ def render(result: dict[str, Any]) -> str:
     tail = (
         f"reachable {counts['reachable']:,} of {counts['cases']:,}; the inbox took "
         f"{counts['inbox_deliveries']:,}, the SMS gateway {counts['sms']:,}, the SMTP sink "
-        f"{counts['emails']:,}; worker exits {result['worker_exits']}"
+        f"{counts['emails']:,}; repeated keys the inbox and the gateway took as one: "
+        f"{result['inbox_posts_repeating_a_key']}, {result['sms_posts_repeating_a_key']}; "
+        f"worker exits {result['worker_exits']}"
     )
     lines += ["", tail, "PASS" if result["ok"] else "FAIL"]
     return "\n".join(lines)
