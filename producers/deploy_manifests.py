@@ -21,7 +21,7 @@ from workers.routes import STAGES
 APP = "omvant"
 IMAGE = "ghcr.io/omvant/omvant:0.1.0"
 UID = 10177
-METRICS_PORT = 9177
+METRICS_PORT = 9464
 WEB_PORT = 8000
 SECRET = "omvant-secrets"  # noqa: S105 - the name of the Secret object, not a secret
 CONFIG = "omvant-config"
