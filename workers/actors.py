@@ -27,6 +27,7 @@ from contracts.registry import ContractError, Parsed, parse
 from workers import (
     attachment_check,
     composition,
+    failures,
     notification_dispatch,
     read_receipts,
     recipient_validation,
@@ -40,6 +41,7 @@ from workers.reasons import Reason
 from workers.routes import ROUTES, Route
 from workers.stage import emit, enqueue
 from workers.store import cases, notifications
+from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
 from workers.store.cases import Transition
 from workers.transient import is_outage
@@ -101,7 +103,10 @@ def run_message(
         return
     parsed = held
     try:
-        with notifications.chunk_ledger(ctx.engine, _case_ids(parsed)):
+        with (
+            failures.reading(parsed, _case_id),
+            notifications.chunk_ledger(ctx.engine, _case_ids(parsed)),
+        ):
             process(parsed, ctx)
     except Exception as exc:
         if len(parsed.items) <= 1 or is_outage(exc):
@@ -196,7 +201,9 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
 
 
 class RecordDeadLetters(Middleware):
-    """After dramatiq gives up on a message, record its cases as failed (technical-failure)."""
+    """After dramatiq gives up on a message, record its cases as failed and keep a failure
+    record of the message (``workers/failures.py``) in the same transaction: ``outage`` when
+    an outside system or server was down, else ``technical-failure``."""
 
     def __init__(self, context: Callable[[], Context]) -> None:
         self.context = context
@@ -212,29 +219,40 @@ class RecordDeadLetters(Middleware):
         if exception is None or not message.failed:
             return
         try:
-            parsed = parse(message.args[0]) if message.args else None
+            parsed = parse(message.args[0]) if len(message.args) == 1 else None
         except ContractError:
-            return
-        if parsed is None:
-            return
-        case_ids = parsed.envelope.case_ids or [
-            str(getattr(item, "case_id", "")) for item in parsed.items
-        ]
-        if parsed.envelope.contract == "SendCase":
-            case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
+            parsed = None
+        case_ids: list[str] = []
+        if parsed is not None:
+            case_ids = list(parsed.envelope.case_ids) or [
+                str(getattr(item, "case_id", "")) for item in parsed.items
+            ]
+            if parsed.envelope.contract == "SendCase":
+                case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
         ctx = self.context()
-        detail = f"{type(exception).__name__} after retries; see the dead-letter queue"
+        reason = failures.dead_letter_reason(exception)
+        detail = f"{type(exception).__name__} after retries; see omvant dlq"
+        record = failures.dead_letter_record(
+            message, exception, prefix=ctx.settings.queue_prefix, case_ids=case_ids
+        )
         with ctx.engine.begin() as conn:
             cases.apply(
                 conn,
                 [
-                    Transition(c, CaseState.FAILED, reason=Reason.TECHNICAL_FAILURE, detail=detail)
+                    Transition(c, CaseState.FAILED, reason=reason, detail=detail)
                     for c in case_ids
                     if c
                 ],
                 stage="dead-letter",
             )
-        log.error("message dead-lettered", queue=message.queue_name, cases=len(case_ids))
+            failure_store.insert(conn, [record])
+        log.error(
+            "message dead-lettered",
+            queue=message.queue_name,
+            cases=len(case_ids),
+            reason=reason.value,
+            error=type(exception).__name__,
+        )
 
 
 def declare_actors(

@@ -44,6 +44,10 @@ def build_broker(
     for extra in middleware or []:
         # "after" hooks run in reverse order: placed before Retries, ours sees its verdict
         broker.add_middleware(extra, before=Retries)
+    from workers.failures import FailureClock
+
+    # placed after Retries, it stamps the first failure before Retries re-enqueues the message
+    broker.add_middleware(FailureClock(), after=Retries)
     return broker
 
 

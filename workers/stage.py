@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from contracts.registry import contract_of, envelope_for
+from workers import failures
 from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState
@@ -61,9 +62,12 @@ def settle(
                     detail=decision.detail,
                 )
             )
+    rejects = [(d.case_id, d.reason, d.detail) for d in decisions if isinstance(d, Reject)]
     with ctx.engine.begin() as conn:
         holding = cases.apply(conn, transitions, stage=stage)
         record_unknown_cases(conn, {t.case_id for t in transitions} - holding, stage=stage)
+        if rejects:
+            failures.record_rejections(conn, [r for r in rejects if r[0] in holding])
     onward = [
         d.next_item
         for d in decisions
