@@ -28,6 +28,7 @@ from workers import (
     attachment_check,
     composition,
     failures,
+    metrics,
     notification_dispatch,
     read_receipts,
     recipient_validation,
@@ -246,6 +247,7 @@ class RecordDeadLetters(Middleware):
                 stage="dead-letter",
             )
             failure_store.insert(conn, [record])
+        metrics.count_dead_letter(message, reason.value, len([c for c in case_ids if c]))
         log.error(
             "message dead-lettered",
             queue=message.queue_name,

@@ -20,6 +20,7 @@ from producers.cli import (
     recipients_command,
     serve_command,
     sim_command,
+    status_command,
     templates_command,
     worker_command,
 )
@@ -46,6 +47,8 @@ app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
 app.add_typer(dlq_command.app, name="dlq")
+app.command("status")(status_command.status)
+app.command("exporter")(status_command.exporter)
 app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)

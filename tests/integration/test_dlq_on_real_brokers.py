@@ -51,10 +51,16 @@ def pipeline(
 def dlq(
     pipeline: InProcessPipeline, *args: str, user: str = "SE2321000016-OC01"
 ) -> dict[str, object]:
+    return run(pipeline, "dlq", *args, user=user)
+
+
+def run(
+    pipeline: InProcessPipeline, *args: str, user: str = "SE2321000016-OC01"
+) -> dict[str, object]:
     settings = pipeline.ctx.settings
     result = CliRunner().invoke(
         app,
-        ["dlq", *args, "--json", "--database", settings.database_url],
+        [*args, "--json", "--database", settings.database_url],
         env={"OMVANT_QUEUE_PREFIX": settings.queue_prefix, "OMVANT_USER_HSA_ID": user,
              "OMVANT_BROKER_URL": settings.broker_url},
     )  # fmt: skip
@@ -92,6 +98,14 @@ def test_dlq_list_groups_failures_and_replay_by_reason_puts_them_through_once(
     assert groups[("message-composition", "template-unknown")]["count"] == 2
     assert listed["total"] == 4
     assert dead_letters_on_broker(pipeline) == 2
+    status = run(pipeline, "status")
+    lanes = [q for q in status["queues"] if q["queue"] == "recipient-validation"]  # type: ignore[attr-defined]
+    assert sum(q["dead_letters"] for q in lanes) == 2
+    assert status["broker"] == pipeline.ctx.settings.broker_url.split(":")[0].replace(
+        "amqp", "rabbitmq"
+    )
+    reasons = {g["reason"] for g in status["dead_letters"]["groups"]}  # type: ignore[index]
+    assert {"outage", "technical-failure", "template-unknown"} <= reasons
 
     dry = dlq(pipeline, "replay", "--reason", "outage", "--since", since, "--dry-run")
     assert dry["totals"] == {"would-replay": 1}
