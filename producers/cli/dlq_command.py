@@ -275,6 +275,9 @@ def purge(
     engine = _engine(database)
     if not dry_run and not yes:
         count = len(failures.listing(engine, selection, limit=100_000))
+        if count == 0:
+            typer.echo("nothing to purge", err=True)
+            return
         if not typer.confirm(f"purge {count} record(s)? This cannot be undone", err=True):
             typer.echo("nothing purged", err=True)
             raise typer.Exit(1)
