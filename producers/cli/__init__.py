@@ -11,6 +11,7 @@ from producers.cli import (
     contracts_command,
     delivery_command,
     demo_command,
+    deploy_command,
     dispatch_command,
     dlq_command,
     errors,
@@ -49,6 +50,7 @@ app.add_typer(cases_command.app, name="cases")
 app.add_typer(dlq_command.app, name="dlq")
 app.command("status")(status_command.status)
 app.command("exporter")(status_command.exporter)
+app.add_typer(deploy_command.app, name="deploy")
 app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
