@@ -1,14 +1,14 @@
 """Failure records (dead letters and replayable rejections) and the audit of on-call actions.
 
 Revision ID: 0011_failures
-Revises: 0004_templates, 0005_attachments, 0006_dispatch, 0007_batches_intake
+Revises: 0009_ownership
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_failures"
-down_revision = ("0004_templates", "0005_attachments", "0006_dispatch", "0007_batches_intake")
+down_revision = "0009_ownership"
 branch_labels = None
 depends_on = None
 
