@@ -68,7 +68,7 @@ def exporter(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.P
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            assert wait_until(lambda: _answers(port), timeout=30), log.read_text()
+            assert wait_until(lambda: _answers(port), timeout=120), log.read_text()
             yield process
         finally:
             process.terminate()
@@ -110,7 +110,7 @@ def test_worker_metrics_move_during_a_dispatch_and_queue_depth_falls(
         env_with_port = {**env, "OMVANT_METRICS_PORT": str(worker_port),
                          "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}  # fmt: skip
         with running_workers(env_with_port, tmp_path / "logs", processes=2, threads=2) as worker:
-            assert wait_until(lambda: _answers(worker_port), timeout=60), worker.output()
+            assert wait_until(lambda: _answers(worker_port), timeout=120), worker.output()
             seen: list[float] = []
             depths: list[float] = []
 
