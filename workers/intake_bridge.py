@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from workers.batch_control import cache_for
 from workers.log import get_logger
 from workers.reasons import Reason
 from workers.settings import Settings
-from workers.store import intake_keys
+from workers.store import api_keys, intake_keys
 from workers.store.cases import utcnow
 
 log = get_logger(__name__)
@@ -41,6 +42,8 @@ KEY_ID = "omvant-key-id"
 SIGNATURE = "omvant-signature"
 CONTRACT_VERSION = "omvant-contract-version"
 MAX_RECORDS = 1000
+CREDENTIALS_SECONDS = 5.0
+"""How long the bridge trusts its copy of the API keys (a revoked key stops within this)."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,44 @@ def reject_record(delivery: Delivery, error: IntakeError) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode()
 
 
+def admit(
+    pairs: Sequence[tuple[SendCaseV2, str]],
+    *,
+    settings: Settings,
+    broker: Any,
+    engine: sa.Engine,
+    window: dt.timedelta,
+) -> list[intake_keys.Claim]:
+    """Take accepted requests, each with the integration that sent it, into the pipeline:
+    decide each by its idempotency key, put the new ones on the recipient-validation lanes in
+    chunks (a dispatch's cases on its bulk lane) and only then record their keys. Returns one
+    claim per request, in order (``claim.request.resolved_case_id()`` is the case it stands
+    for). The intake bridge and the HTTP API both take cases in through this."""
+    from producers.intake import push_chunk
+
+    with engine.connect() as conn:
+        claims = intake_keys.claim(conn, [p[0] for p in pairs], window=window)
+    to_send = [c.request for c in claims if c.send]
+    by_batch: dict[str | None, list[SendCaseV2]] = {}
+    for request in to_send:
+        by_batch.setdefault(request.batch_id, []).append(request)
+    views = cache_for(engine).views(by_batch)
+    size = max(1, settings.chunk_size)
+    for batch_id, group in by_batch.items():
+        view = views.get(batch_id) if batch_id else None
+        for start in range(0, len(group), size):
+            push_chunk(
+                broker,
+                group[start : start + size],
+                correlation_id=batch_id or f"intake-{utcnow():%Y%m%d}",
+                prefix=settings.queue_prefix,
+                batch_lane=view.lane if view else None,
+            )
+    with engine.begin() as conn:
+        intake_keys.record(conn, [(c, who) for c, (_r, who) in zip(claims, pairs, strict=True)])
+    return claims
+
+
 class IntakeSource(abc.ABC):
     """Where the bridge reads from: the AMQP intake queue or the Redis intake stream."""
 
@@ -245,22 +286,30 @@ class IntakeBridge:
         self.buffer = buffer
         self.counts = BridgeCounts()
         self.window = dt.timedelta(days=settings.intake_window_days)
+        self._credentials: tuple[float, dict[str, str], dict[str, list[str]]] | None = None
+
+    def credentials(self) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """Signing keys and clinics by key id: ``OMVANT_INTAKE_KEYS`` and every active API key
+        (``omvant api-keys``), read again every few seconds so a new or revoked key counts
+        without a restart."""
+        now = time.monotonic()
+        if self._credentials is None or now - self._credentials[0] > CREDENTIALS_SECONDS:
+            with self.engine.connect() as conn:
+                keys, clinics = api_keys.intake_credentials(conn)
+            keys = {**keys, **self.settings.intake_keys}
+            clinics = {**clinics, **self.settings.intake_clinics}
+            self._credentials = (now, keys, clinics)
+        return self._credentials[1], self._credentials[2]
 
     def run_once(self, timeout: float = 0.2) -> int:
         """Handle what arrives within ``timeout``; returns how many messages were handled."""
-        from producers.intake import push_chunk
-
         deliveries = self.source.receive(self.buffer, timeout)
         if not deliveries:
             return 0
         accepted: list[tuple[Delivery, Accepted]] = []
+        keys, clinics = self.credentials()
         for delivery in deliveries:
-            verdict = check(
-                delivery.body,
-                delivery.headers,
-                self.settings.intake_keys,
-                self.settings.intake_clinics,
-            )
+            verdict = check(delivery.body, delivery.headers, keys, clinics)
             if isinstance(verdict, IntakeError):
                 self.source.reject(delivery, reject_record(delivery, verdict))
                 self.counts.rejected += 1
@@ -269,27 +318,15 @@ class IntakeBridge:
             else:
                 accepted.append((delivery, verdict))
         pairs = [(request, a.integration) for _d, a in accepted for request in a.requests]
-        with self.engine.connect() as conn:
-            claims = intake_keys.claim(conn, [p[0] for p in pairs], window=self.window)
-        to_send = [c.request for c in claims if c.send]
+        claims = admit(
+            pairs,
+            settings=self.settings,
+            broker=self.broker,
+            engine=self.engine,
+            window=self.window,
+        )
+        to_send = [c for c in claims if c.send]
         self.counts.duplicates += len(claims) - len(to_send)
-        by_batch: dict[str | None, list[SendCaseV2]] = {}
-        for request in to_send:
-            by_batch.setdefault(request.batch_id, []).append(request)
-        views = cache_for(self.engine).views(by_batch)
-        size = max(1, self.settings.chunk_size)
-        for batch_id, group in by_batch.items():
-            view = views.get(batch_id) if batch_id else None
-            for start in range(0, len(group), size):
-                push_chunk(
-                    self.broker,
-                    group[start : start + size],
-                    correlation_id=batch_id or f"intake-{utcnow():%Y%m%d}",
-                    prefix=self.settings.queue_prefix,
-                    batch_lane=view.lane if view else None,
-                )
-        with self.engine.begin() as conn:
-            intake_keys.record(conn, [(c, who) for c, (_r, who) in zip(claims, pairs, strict=True)])
         self.source.ack([d for d, _a in accepted])
         self.counts.accepted += len(to_send)
         return len(deliveries)

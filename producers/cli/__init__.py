@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from producers.cli import (
+    api_keys_command,
     attachments_command,
     bench_command,
     cases_command,
@@ -45,6 +46,7 @@ app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
 app.command("serve")(serve_command.serve)
+app.add_typer(api_keys_command.app, name="api-keys")
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 

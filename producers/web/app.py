@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from producers.web import api, health
+from producers.web import api, health, problems
+from producers.web.body_limit import BodyLimitMiddleware, limit_for
 from producers.web.context import WebContext
 from workers.settings import Settings
 from workers.store.engine import upgrade
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
     )
     app.state.omvant = context
+    problems.install(app)
+    app.add_middleware(BodyLimitMiddleware, limit=limit_for(context.settings))
     app.include_router(health.router)
     app.include_router(api.router)
     # the web console's page routers are included here
