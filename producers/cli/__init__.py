@@ -21,6 +21,7 @@ from producers.cli import (
     serve_command,
     sim_command,
     templates_command,
+    webhooks_command,
     worker_command,
 )
 
@@ -47,6 +48,8 @@ app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
 app.command("serve")(serve_command.serve)
 app.add_typer(api_keys_command.app, name="api-keys")
+app.add_typer(webhooks_command.app, name="webhooks")
+sim_command.app.command("webhook-receiver")(webhooks_command.webhook_receiver)
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 
