@@ -130,7 +130,7 @@ async def _validation(request: Request, exc: Exception) -> Response:
     if not _is_api(request):
         return await request_validation_exception_handler(request, exc)
     errors = list(exc.errors())
-    if errors and errors[0].get("type") == "too_long" and tuple(errors[0]["loc"]) == ("body",):
+    if any(e.get("type") == "too_long" and len(e.get("loc", ())) <= 2 for e in errors):
         reason, detail = Reason.TOO_MANY_RECORDS, "at most 1,000 records in one request"
     else:
         reason, detail = Reason.INVALID_PAYLOAD, "the request does not match its schema"
