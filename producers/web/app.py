@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from producers.web import api, health, problems
 from producers.web.body_limit import BodyLimitMiddleware, limit_for
 from producers.web.context import WebContext
+from producers.web.openapi import openapi_for
 from workers.settings import Settings
 from workers.store.engine import upgrade
 
@@ -52,4 +53,5 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(health.router)
     app.include_router(api.router)
     # the web console's page routers are included here
+    app.openapi = openapi_for(app)  # type: ignore[method-assign]
     return app
