@@ -365,9 +365,11 @@ def upload_attachment(
     filename: str,
     declared_type: str,
     settings: Settings,
+    engine: sa.Engine,
 ) -> Upload:
     """Check a file with the pipeline's attachment checks (as ``omvant attachments check``)
-    and, if it passes, store it (as ``omvant attachments put``); returns the AttachmentRef a
+    and, if it passes, store it owned by the clinic (as ``omvant attachments put --clinic``:
+    only that clinic's cases may send it); returns the AttachmentRef a
     SendCase carries. A refused file is not stored.
 
     Raises
@@ -385,6 +387,7 @@ def upload_attachment(
     from workers.adapters.blobs import blob_store_from
     from workers.attachments.checker import check_file
     from workers.attachments.limits import Limits
+    from workers.attachments.ownership import store_attachment
     from workers.attachments.scanner import scanner_from
 
     if clinic_hsa_id not in key.clinics:
@@ -421,9 +424,16 @@ def upload_attachment(
         reason = verdict.reason or Reason.ATTACHMENT_CORRUPT
         raise Refused(422, reason, verdict.detail or str(reason), "file")
     blobs = blob_store_from(settings.blob_dir, settings.blob_url, settings.s3_endpoint_url)
-    stored = blobs.put(data)
+    stored = store_attachment(
+        engine,
+        blobs,
+        data,
+        owner_hsa_id=clinic_hsa_id,
+        filename=ref.filename,
+        declared_type=ref.declared_type,
+    )
     return Upload(
-        ref=ref.model_copy(update={"sha256": stored}).model_dump(mode="json"),
+        ref=stored.model_dump(mode="json"),
         kind=verdict.type,
         pages=verdict.pages,
         cleaned=verdict.cleaned_sha256 is not None and verdict.cleaned_sha256 != verdict.sha256,

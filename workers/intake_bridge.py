@@ -171,17 +171,34 @@ def check(
     records = read_records(body, headers)
     if isinstance(records, IntakeError):
         return records
+    refused = outside_allowed_clinics(who, records, clinics)
+    if refused is not None:
+        return refused
+    return Accepted(who, records)
+
+
+def outside_allowed_clinics(
+    who: str, records: Sequence[SendCaseV2], clinics: Mapping[str, Sequence[str]]
+) -> IntakeError | None:
+    """A key restricted to some clinics is held to them wherever a unit appears in a record:
+    the clinic, and a sender that is one of the configured units rather than a person. (Its
+    batches and blobs are held to the record's own clinic by the intake stage:
+    ``batch-not-owned``, ``attachment-not-owned``.)"""
     allowed = clinics.get(who)
-    if allowed:
-        for index, request in enumerate(records):
-            if request.clinic_hsa_id not in allowed:
+    if not allowed:
+        return None
+    units = {unit for listed in clinics.values() for unit in listed}
+    for index, request in enumerate(records):
+        for name in ("clinic_hsa_id", "sender_hsa_id"):
+            value = str(getattr(request, name))
+            if value not in allowed and (name == "clinic_hsa_id" or value in units):
                 return IntakeError(
                     Reason.CLINIC_NOT_ALLOWED,
-                    f"[{index}].clinic_hsa_id",
+                    f"[{index}].{name}",
                     "integration-clinics",
-                    f"{who} may not send for {request.clinic_hsa_id}",
+                    f"{who} may not send for {value}",
                 )
-    return Accepted(who, records)
+    return None
 
 
 def reject_record(delivery: Delivery, error: IntakeError) -> bytes:
@@ -208,12 +225,14 @@ def admit(
     window: dt.timedelta,
 ) -> list[intake_keys.Claim]:
     """Take accepted requests, each with the integration that sent it, into the pipeline:
-    decide each by its idempotency key, put the new ones on the recipient-validation lanes in
-    chunks (a dispatch's cases on its bulk lane) and only then record their keys. Returns one
+    scope each idempotency key to its integration, decide each by that key, put the new ones
+    on the recipient-validation lanes in chunks (a dispatch's cases on its bulk lane) and only
+    then record their keys. Returns one
     claim per request, in order (``claim.request.resolved_case_id()`` is the case it stands
     for). The intake bridge and the HTTP API both take cases in through this."""
     from producers.intake import push_chunk
 
+    pairs = [(intake_keys.scoped_to(request, who), who) for request, who in pairs]
     with engine.connect() as conn:
         claims = intake_keys.claim(conn, [p[0] for p in pairs], window=window)
     to_send = [c.request for c in claims if c.send]

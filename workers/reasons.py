@@ -67,6 +67,11 @@ class Reason(StrEnum):
     UNKNOWN_KEY_ID = "unknown-key-id"
     CONTRACT_VERSION_MISSING = "contract-version-missing"
     CLINIC_NOT_ALLOWED = "clinic-not-allowed"
+
+    CASE_ID_CONFLICT = "case-id-conflict"
+    BATCH_NOT_OWNED = "batch-not-owned"
+    BATCH_EXISTS = "batch-exists"
+    ATTACHMENT_NOT_OWNED = "attachment-not-owned"
     # the HTTP API (problem details, docs/api.md)
     API_KEY_MISSING = "api-key-missing"
     API_KEY_INVALID = "api-key-invalid"

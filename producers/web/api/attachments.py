@@ -59,6 +59,7 @@ def _store(
             filename=file.filename or "attachment",
             declared_type=declared_type or file.content_type or "application/octet-stream",
             settings=context.settings,
+            engine=context.engine,
         )
     except integration.Refused as exc:
         raise refused(exc) from None

@@ -1,14 +1,14 @@
 """The HTTP API: integrations' API keys, idempotent requests, and the webhook outbox.
 
 Revision ID: 0014_http_api
-Revises: 0004_templates, 0005_attachments, 0006_dispatch, 0007_batches_intake
+Revises: 0009_ownership
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_http_api"
-down_revision = ("0004_templates", "0005_attachments", "0006_dispatch", "0007_batches_intake")
+down_revision = "0009_ownership"
 branch_labels = None
 depends_on = None
 
