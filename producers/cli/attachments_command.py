@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from contracts.common import AttachmentRef
 from producers.cli.options import DatabaseOption, JsonOption, settings_from
+from workers import server_probe as servers
 from workers.adapters.blobs import BlobStore, blob_store_from
 from workers.attachments.checker import check_file
 from workers.attachments.limits import Limits
@@ -72,7 +73,7 @@ def check(
 
     With --json, one JSON object per file: {"file", "ok", "type", "reason", "detail"}.
     """
-    settings = Settings()
+    settings = settings_from(require=(servers.CLAMD,))
     limits = Limits.from_settings(settings)
     scanner = _scanner(settings)
     refused = 0
@@ -155,7 +156,7 @@ def put(
     ] = "application/octet-stream",
 ) -> None:
     """Store a file in the blob store; print the AttachmentRef JSON a SendCase carries."""
-    settings = Settings()
+    settings = settings_from()
     limit = Limits.from_settings(settings).max_bytes
     data = _read_at_most(file, limit)
     if len(data) > limit:
@@ -188,13 +189,13 @@ def gc(
 ) -> None:
     """Delete blobs older than the retention that no live case refers to."""
     from workers.attachments.gc import collect
-    from workers.store.engine import make_engine, upgrade
+    from workers.store.engine import check_schema, make_engine
 
     retention = parse_duration(older_than)
-    settings = settings_from(None, database)
-    upgrade(settings.database_url)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     engine = make_engine(settings.database_url)
     try:
+        check_schema(engine)
         report = collect(engine, _blobs(settings), older_than=retention, dry_run=dry_run)
     finally:
         engine.dispose()
@@ -246,7 +247,7 @@ def bench(
     screenshots and some files that are refused, with the configured virus scanner."""
     from producers.attachment_samples import typical_mix
 
-    settings = Settings()
+    settings = settings_from(require=(servers.CLAMD,))
     limits = Limits.from_settings(settings)
     scanner = _scanner(settings)
     mix = typical_mix()

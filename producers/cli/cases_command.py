@@ -16,14 +16,17 @@ import sys
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from producers.cli.options import DatabaseOption, settings_from
+from workers import server_probe as servers
 from workers.log import mask_identity_numbers
+from workers.settings import Settings
 from workers.store import access_log, case_queries
-from workers.store.engine import make_engine
+from workers.store.engine import check_schema, make_engine
 
 app = typer.Typer(help="The clinic's cases: sent by care, read / unread.", no_args_is_help=True)
 
@@ -44,6 +47,23 @@ ShowPnrOption = Annotated[
     bool,
     typer.Option("--show-personnummer", help="Show personnummer in full (logged as such)."),
 ]
+
+
+def open_store(settings: Settings) -> sa.Engine:
+    """The system of record, whose schema must be up to date (this command never changes it).
+
+    Raises
+    ------
+    SchemaOutdated
+        Say ``omvant db upgrade``.
+    """
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine
 
 
 def _hsa(value: str | None, what: str) -> str:
@@ -124,7 +144,7 @@ def list_command(
             f"unknown-case-type: --type takes {', '.join(case_queries.CASE_TYPES)}", err=True
         )
         raise typer.Exit(2)
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     filt = case_queries.CaseFilter(
         status=status,
         template_id=template,
@@ -132,7 +152,7 @@ def list_command(
         since=_since(since, settings.timezone),
         limit=limit + 1,
     )
-    engine = make_engine(settings.database_url)
+    engine = open_store(settings)
     now = dt.datetime.now(dt.UTC)
     try:
         with engine.begin() as conn:
@@ -202,11 +222,11 @@ def count_command(
     """How many of the clinic's cases match (e.g. --status overdue)."""
     clinic = _hsa(clinic, "--clinic")
     user = _hsa(user, "--user")
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     filt = case_queries.CaseFilter(
         status=status, template_id=template, batch_id=batch, since=_since(since, settings.timezone)
     )
-    engine = make_engine(settings.database_url)
+    engine = open_store(settings)
     try:
         with engine.begin() as conn:
             count = case_queries.count_cases(conn, clinic, filt, now=dt.datetime.now(dt.UTC))
@@ -239,8 +259,8 @@ def show_command(
     """One case of the clinic: its history of states, reason codes and channels notified."""
     clinic = _hsa(clinic, "--clinic")
     user = _hsa(user, "--user")
-    settings = settings_from(None, database)
-    engine = make_engine(settings.database_url)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
+    engine = open_store(settings)
     try:
         with engine.begin() as conn:
             detail = case_queries.show_case(conn, clinic, case_id, now=dt.datetime.now(dt.UTC))
@@ -328,7 +348,11 @@ def follow_up_command(
     from workers.log import configure
     from workers.unread_follow_up import run_follow_ups
 
-    settings = settings_from(None, database)
+    settings = settings_from(
+        None,
+        database,
+        require=(servers.DATABASE, servers.SMTP, servers.SMS_GATEWAY, servers.REDIS),
+    )
     configure(settings.log_level, json=settings.log_json)
     ctx = build_context(settings, build_broker("memory://"))
     try:
