@@ -175,6 +175,7 @@ def test_gc_command_removes_old_unreferenced_blobs_and_keeps_recent_ones(
     old = tmp_path / "blobs" / files[0][:2] / files[0]
     os.utime(old, (0, 0))
     args = ["attachments", "gc", "--older-than", "30d", "--database", sqlite_url, "--json"]
+    assert runner.invoke(app, ["db", "upgrade", "--database", sqlite_url]).exit_code == 0
     dry = runner.invoke(app, [*args, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.stdout)["deleted"] == 1 and old.exists()

@@ -19,9 +19,9 @@ from producers.scenario import broken_check_digit
 from workers.adapters import population
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue
-from workers.templates.library import InMemoryTemplateLibrary
 from workers.store import notifications
 from workers.store.engine import make_engine, upgrade
+from workers.templates.library import InMemoryTemplateLibrary
 
 
 def test_a_csv_list_gives_recipients_with_their_fields_and_errors_per_line(

@@ -148,7 +148,7 @@ def set_status(conn: sa.Connection, batch_id: str, status: BatchStatus) -> Batch
     if batch.status != BatchStatus.CANCELLED and progress(conn, batch)["finished"]:
         raise BatchTransitionRefused(
             f"batch {batch_id} has finished: every case is settled, nothing to "
-            f"{ {BatchStatus.PAUSED: 'pause', BatchStatus.RUNNING: 'resume'}.get(status, 'cancel')}"
+            f"{ {BatchStatus.PAUSED: 'pause', BatchStatus.RUNNING: 'resume'}.get(status, 'cancel') }"
         )
     conn.execute(
         batches.update()
