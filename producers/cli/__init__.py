@@ -38,6 +38,8 @@ class OmvantGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except Exception as exc:
+            if type(exc).__module__.startswith(("typer", "click")):
+                raise  # exits and usage errors the command chose (typer.Exit, BadParameter)
             problem = errors.classify(exc, current_settings())
             if problem is None:
                 raise

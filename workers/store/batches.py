@@ -146,9 +146,9 @@ def set_status(conn: sa.Connection, batch_id: str, status: BatchStatus) -> Batch
     if batch.status == BatchStatus.CANCELLED and status != BatchStatus.CANCELLED:
         raise BatchTransitionRefused(f"batch {batch_id} is cancelled")
     if batch.status != BatchStatus.CANCELLED and progress(conn, batch)["finished"]:
+        verb = {BatchStatus.PAUSED: "pause", BatchStatus.RUNNING: "resume"}.get(status, "cancel")
         raise BatchTransitionRefused(
-            f"batch {batch_id} has finished: every case is settled, nothing to "
-            f"{ {BatchStatus.PAUSED: 'pause', BatchStatus.RUNNING: 'resume'}.get(status, 'cancel') }"
+            f"batch {batch_id} has finished: every case is settled, nothing to {verb}"
         )
     conn.execute(
         batches.update()
