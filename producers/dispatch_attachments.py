@@ -14,6 +14,7 @@ from contracts.common import AttachmentRef
 from workers.attachment_check import policy_of, verdicts_for
 from workers.attachments.checker import against_claims, check_file
 from workers.attachments.limits import Limits
+from workers.attachments.ownership import store_attachment
 from workers.bootstrap import Context
 from workers.reasons import Reason
 
@@ -92,10 +93,11 @@ def predict_problems(files: Sequence[SharedFile], limits: Limits, ctx: Context) 
 
 
 def store_and_check(
-    files: Sequence[SharedFile], limits: Limits, ctx: Context
+    files: Sequence[SharedFile], limits: Limits, ctx: Context, clinic_hsa_id: str
 ) -> tuple[list[AttachmentRef], list[Problem]]:
-    """Store each file once and check it once, keeping the verdict where the attachment check
-    stage finds it (by content), so no case of the dispatch checks it again."""
+    """Store each file once as the clinic's own (``store_attachment``, so its cases may send
+    it) and check it once, keeping the verdict where the attachment check stage finds it (by
+    content), so no case of the dispatch checks it again."""
     problems = [p for p in [_too_many(files, limits)] if p]
     refs: list[AttachmentRef] = []
     stored: dict[str, SharedFile] = {}
@@ -104,9 +106,16 @@ def store_and_check(
         if large:
             problems.append(large)
             continue
-        sha256 = ctx.blobs.put(file.data)
-        stored[sha256] = file
-        refs.append(file.ref.model_copy(update={"sha256": sha256}))
+        ref = store_attachment(
+            ctx.engine,
+            ctx.blobs,
+            file.data,
+            owner_hsa_id=clinic_hsa_id,
+            filename=file.ref.filename,
+            declared_type=file.declared_type,
+        )
+        stored[ref.sha256] = file
+        refs.append(ref)
     if stored:
         verdicts, _fresh = verdicts_for(ctx, set(stored), limits, policy_of(limits, ctx.scanner))
         for sha256, file in stored.items():

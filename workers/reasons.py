@@ -82,3 +82,8 @@ class Reason(StrEnum):
     USAGE_ERROR = "usage-error"
     DISPATCH_LIST_UNREADABLE = "dispatch-list-unreadable"
     DISPATCH_WOULD_REJECT_ALL = "dispatch-would-reject-all"
+
+    CASE_ID_CONFLICT = "case-id-conflict"
+    BATCH_NOT_OWNED = "batch-not-owned"
+    BATCH_EXISTS = "batch-exists"
+    ATTACHMENT_NOT_OWNED = "attachment-not-owned"

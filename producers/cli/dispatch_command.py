@@ -33,7 +33,7 @@ from workers.identity import parse_identity
 from workers.log import configure, mask_identity_numbers
 from workers.reasons import Reason
 from workers.settings import Settings
-from workers.store.batches import BatchNotFound, BatchTransitionRefused
+from workers.store.batches import BatchExists, BatchNotFound, BatchTransitionRefused
 from workers.store.engine import check_schema
 
 batches_app = typer.Typer(help="Dispatches (batches): progress, pause, resume, cancel.")
@@ -148,7 +148,7 @@ def dispatch(
         if dry_run:
             problems = predict_problems(files, limits, ctx)
         else:
-            refs, problems = store_and_check(files, limits, ctx)
+            refs, problems = store_and_check(files, limits, ctx, clinic)
         terms = DispatchTerms(template, clinic, sender, tuple(fragment or ()), problems)
         prediction: Prediction | None = None
         repeats = RepeatCounter()
@@ -183,6 +183,8 @@ def dispatch(
         )
     except DispatchFileError as exc:
         fail(Reason.DISPATCH_LIST_UNREADABLE, str(exc), as_json=as_json)
+    except BatchExists as exc:
+        fail(exc.reason, str(exc).removeprefix(f"{exc.reason}: "), as_json=as_json)
     finally:
         ctx.engine.dispose()
     for error in errors[:50]:
