@@ -184,7 +184,7 @@ def dispatch(
     except DispatchFileError as exc:
         fail(Reason.DISPATCH_LIST_UNREADABLE, str(exc), as_json=as_json)
     except BatchExists as exc:
-        fail(exc.reason, str(exc).removeprefix(f"{exc.reason}: "), as_json=as_json)
+        fail(exc.reason, str(exc), as_json=as_json)
     finally:
         ctx.engine.dispose()
     for error in errors[:50]:

@@ -71,7 +71,18 @@ def test_a_csv_dispatch_completes_with_the_counts_the_dry_run_predicted(
     } in (predicted["lines"])
     batch_id = f"{queue_prefix}csv"
     follower = subprocess.Popen(
-        [OMVANT, "batches", "show", batch_id, "--follow", "--json", "--interval", "0.2"],
+        [
+            OMVANT,
+            "batches",
+            "show",
+            batch_id,
+            "--follow",
+            "--json",
+            "--interval",
+            "0.2",
+            "--timeout",
+            "180",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -121,7 +132,10 @@ def test_a_csv_dispatch_completes_with_the_counts_the_dry_run_predicted(
             )
             time.sleep(0.05)
         probe.close()
-        out, _err = follower.communicate(timeout=180)
+        # read on through the same buffered stream readline used (communicate would read the
+        # file descriptor and lose what readline had buffered: half a line)
+        out = follower.stdout.read()
+        follower.wait(timeout=30)
         followed = [json.dumps(first), *out.splitlines()]
     snapshots = [json.loads(line) for line in followed]
     final = snapshots[-1]
