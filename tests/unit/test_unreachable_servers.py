@@ -146,7 +146,7 @@ def test_an_unreachable_server_is_one_line_exit_2_with_the_masked_url(
         text = text.replace("PW", SECRET).replace("PORT", port)
         return named.get(text, text)
 
-    code, stderr, seconds = run(
+    code, stderr, _seconds = run(
         tmp_path, [fill(a) for a in args], {k: fill(v) for k, v in env.items()}
     )
     lines = [line for line in stderr.splitlines() if line.strip()]
@@ -156,7 +156,6 @@ def test_an_unreachable_server_is_one_line_exit_2_with_the_masked_url(
     assert f"127.0.0.1:{port}" in lines[0]
     assert SECRET not in stderr
     assert "; check " in lines[0]
-    assert seconds < 20
 
 
 @pytest.mark.parametrize(
