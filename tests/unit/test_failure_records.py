@@ -231,3 +231,33 @@ def test_purge_closes_dead_letters_and_removes_their_broker_copies(
         ).scalars()
         assert list(bodies) == [None, None]
     assert failures.summary(engine, Selection(queue="recipient-validation"))["total"] == 0
+
+
+def test_a_case_rejected_for_an_unknown_fragment_goes_through_after_the_template_has_it(
+    pipeline: InProcessPipeline,
+) -> None:
+    from workers.stage import emit
+    from workers.templates import store as template_store
+
+    engine = pipeline.ctx.engine
+    number = sc.reachable_residents(1, seed=12)[0]
+    batch = "fragment-fix"
+    case = sc.request(number, batch, 0).model_copy(update={"fragments": ["ny-rad"]})
+    emit(pipeline.ctx, [case], correlation_id=batch)
+    assert wait_for(lambda: sc.settled_count(engine, batch, ("rejected",)), 1, timeout=30) == 1
+    assert sc.failure_reasons(engine) == [("fragment-unknown", "rejected-case", 1)]
+
+    # the fix: a new version of the template with the fragment (the case arrived before it)
+    with engine.begin() as conn:
+        current = template_store.load(conn, sc.TEMPLATE)
+        assert current is not None
+        fragments = {**current.fragments, "ny-rad": "En ny rad."}
+        template_store.revise(conn, current.model_copy(update={"fragments": fragments}))
+    report = replay.replay(
+        engine, pipeline.ctx.broker, Selection(reason="fragment-unknown"), who="t"
+    )
+    assert report.totals() == {"replayed": 1}
+    done = ("notified", "delivered")
+    assert wait_for(lambda: sc.settled_count(engine, batch, done), 1, timeout=30) == 1
+    row = next(iter(sc.case_rows(engine, batch).values()))
+    assert row.template_version == current.version + 1
