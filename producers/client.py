@@ -8,17 +8,21 @@ hundred messages for a dispatch of tens of thousands of cases.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 from pydantic import ValidationError
 
+from contracts.common import AttachmentRef
 from contracts.registry import describe
 from contracts.send_case import SendCaseV2
 from producers.intake import push_chunk
+from workers.adapters.blobs import BlobStore, blob_store_from
+from workers.attachments.ownership import store_attachment
 from workers.broker import build_broker
 from workers.settings import Settings
 from workers.store import batches
@@ -59,6 +63,31 @@ class OmvantClient:
         self.broker = broker or build_broker(settings.broker_url)
         self.engine = make_engine(settings.database_url)
         upgrade(settings.database_url)
+
+    @functools.cached_property
+    def blobs(self) -> BlobStore:
+        """The deployment's blob store (``OMVANT_BLOB_DIR`` or ``OMVANT_BLOB_URL``)."""
+        s = self.settings
+        return blob_store_from(s.blob_dir, s.blob_url, s.s3_endpoint_url)
+
+    def put_attachment(
+        self,
+        data: bytes,
+        *,
+        clinic_hsa_id: str,
+        filename: str,
+        declared_type: str = "application/octet-stream",
+    ) -> AttachmentRef:
+        """Store a file for the clinic and return the reference its cases carry: a case may
+        send only its own clinic's files (``attachment-not-owned``)."""
+        return store_attachment(
+            self.engine,
+            self.blobs,
+            data,
+            owner_hsa_id=clinic_hsa_id,
+            filename=filename,
+            declared_type=declared_type,
+        )
 
     def close(self) -> None:
         """Close the broker connection and the database pool."""
@@ -117,6 +146,7 @@ class OmvantClient:
         name: str | None = None,
         batch_id: str | None = None,
         fragments: Iterable[str] = (),
+        attachments: Sequence[AttachmentRef] = (),
         chunk_size: int = DEFAULT_CHUNK,
         progress: Progress | None = None,
         on_invalid: Callable[[int, str], None] | None = None,
@@ -125,7 +155,14 @@ class OmvantClient:
         recipients there are, so progress can be shown before the last one is sent.
 
         A recipient whose record does not validate (e.g. a field value too long) is not sent:
-        ``on_invalid(index, detail)`` hears of it and the batch's total is corrected."""
+        ``on_invalid(index, detail)`` hears of it and the batch's total is corrected.
+        ``attachments`` go with every case (``put_attachment`` them for the clinic first).
+
+        Raises
+        ------
+        BatchExists
+            ``batch_id`` names a batch that exists (the clinic's, or another clinic's).
+        """
         batch_id = batch_id or f"dispatch-{uuid.uuid4().hex[:16]}"
         with self.engine.begin() as conn:
             batch = batches.create(
@@ -149,6 +186,7 @@ class OmvantClient:
                         fragments=fragment_list,
                         personnummer=recipient.personnummer,
                         fields=recipient.fields,
+                        attachments=list(attachments),
                         idempotency_key=f"{batch_id}:{index}",
                         batch_id=batch_id,
                     )

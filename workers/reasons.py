@@ -69,6 +69,7 @@ class Reason(StrEnum):
     CLINIC_NOT_ALLOWED = "clinic-not-allowed"
 
     CASE_ID_CONFLICT = "case-id-conflict"
+    CASE_NOT_OWNED = "case-not-owned"
     BATCH_NOT_OWNED = "batch-not-owned"
     BATCH_EXISTS = "batch-exists"
     ATTACHMENT_NOT_OWNED = "attachment-not-owned"

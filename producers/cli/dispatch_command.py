@@ -20,6 +20,7 @@ from producers.dispatch_file import DispatchFileError, RowError, count_rows, rea
 from producers.precheck import REACHABLE, precheck
 from workers.identity import parse_identity
 from workers.log import configure, mask_identity_numbers
+from workers.settings import Settings
 from workers.store.batches import BatchExists, BatchNotFound, BatchTransitionRefused
 
 batches_app = typer.Typer(help="Dispatches (batches): progress, pause, resume, cancel.")
@@ -61,6 +62,19 @@ class RepeatCounter:
             yield row
 
 
+def _attachment_bytes(path: Path, settings: Settings) -> bytes:
+    """The file to attach, never read past the size limit (exit 2 if it is over)."""
+    from workers.attachments.limits import Limits
+
+    limit = Limits.from_settings(settings).max_bytes
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        typer.echo(f"attachment-too-large: {path.name} is over {limit:,} bytes", err=True)
+        raise typer.Exit(2)
+    return data
+
+
 def dispatch(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSONL list.")],
     template: TemplateOption,
@@ -76,6 +90,15 @@ def dispatch(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Pre-check every recipient; send nothing.")
     ] = False,
+    attach: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--attach",
+            exists=True,
+            dir_okay=False,
+            help="A pdf, jpg or png sent with every case, stored for --clinic (repeatable).",
+        ),
+    ] = None,
     broker: BrokerOption = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
@@ -136,6 +159,12 @@ def dispatch(
                     yield row
 
         with OmvantClient(settings) as client, _bar(console, as_json) as bar:
+            files = [
+                client.put_attachment(
+                    _attachment_bytes(path, settings), clinic_hsa_id=clinic, filename=path.name
+                )
+                for path in attach or []
+            ]
             task = bar.add_task("enqueuing", total=total)
             started = time.monotonic()
             batch = client.dispatch(
@@ -147,6 +176,7 @@ def dispatch(
                 name=name,
                 batch_id=batch_id,
                 fragments=fragment or [],
+                attachments=files,
                 progress=lambda n: bar.advance(task, n),
                 on_invalid=lambda i, d: errors.append(RowError(i + 1, "invalid-payload", d)),
             )
