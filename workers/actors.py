@@ -165,8 +165,11 @@ def _case_id(item: Any) -> str:
 def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | None:
     """Record and drop the records naming another clinic's case (``case-not-owned``); return
     what may run (or None)."""
-    with ctx.engine.begin() as conn:
+    with ctx.engine.connect() as conn:
         dropped = case_ownership.foreign(conn, parsed.items)
+    if not dropped:
+        return parsed
+    with ctx.engine.begin() as conn:
         for item in dropped:
             cases.record_unreadable(
                 conn,
@@ -175,8 +178,6 @@ def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | Non
                 detail=f"case {item.case_id} is not {item.clinic_hsa_id}'s",
                 body=None,
             )
-    if not dropped:
-        return parsed
     log.warning("records naming another clinic's case dropped", queue=queue, records=len(dropped))
     running = [item for item in parsed.items if item not in dropped]
     return Parsed(envelope=parsed.envelope, items=running) if running else None
