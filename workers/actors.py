@@ -39,10 +39,9 @@ from workers.log import get_logger
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
-from workers.stage import emit, enqueue
+from workers.stage import emit, ending, enqueue
 from workers.store import batches, cases, notifications
 from workers.store.batches import BatchStatus
-from workers.store.cases import Transition
 from workers.transient import is_outage
 
 log = get_logger(__name__)
@@ -217,10 +216,12 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
                 cases.insert_received(conn, rows)
             cases.apply(
                 conn,
-                [
-                    Transition(_case_id(i), CaseState.REJECTED, reason=Reason.BATCH_CANCELLED)
-                    for i in cancelled
-                ],
+                ending(
+                    [_case_id(i) for i in cancelled],
+                    CaseState.REJECTED,
+                    decided_by=ROUTES[contract].stage,
+                    reason=Reason.BATCH_CANCELLED,
+                ),
                 stage="batch-control",
             )
     if not running:
@@ -229,7 +230,9 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
 
 
 class RecordDeadLetters(Middleware):
-    """After dramatiq gives up on a message, record its cases as failed (technical-failure)."""
+    """After dramatiq gives up on a message, record as failed (technical-failure) those of its
+    cases that have not passed its stage (``case_states.ends_until``): a case the message's
+    earlier delivery moved on, or one already delivered, notified or read, keeps its state."""
 
     def __init__(self, context: Callable[[], Context]) -> None:
         self.context = context
@@ -255,16 +258,19 @@ class RecordDeadLetters(Middleware):
         ]
         if parsed.envelope.contract == "SendCase":
             case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
+        route = ROUTES.get(parsed.envelope.contract)
         ctx = self.context()
         detail = f"{type(exception).__name__} after retries; see the dead-letter queue"
         with ctx.engine.begin() as conn:
             cases.apply(
                 conn,
-                [
-                    Transition(c, CaseState.FAILED, reason=Reason.TECHNICAL_FAILURE, detail=detail)
-                    for c in case_ids
-                    if c
-                ],
+                ending(
+                    case_ids,
+                    CaseState.FAILED,
+                    decided_by=route.stage if route else "dead-letter",
+                    reason=Reason.TECHNICAL_FAILURE,
+                    detail=detail,
+                ),
                 stage="dead-letter",
             )
         log.error("message dead-lettered", queue=message.queue_name, cases=len(case_ids))
