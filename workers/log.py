@@ -40,9 +40,10 @@ _IDENTITY = re.compile(
     rf"(?P<serial>(?:{_D}){{3}}\d|[A-Za-z]{_S}(?:{_D}){{2}}\d)(?!{_S}\d)"
 )
 """An identity number as it may be written: six or eight date digits, then four (or a letter
-and three: interim numbers), with '-', '+' (aged 100 or more), a space or line break or nothing
-between, and invisible characters anywhere; bounded by non-digits (also letters: ``pnr191212121212`` is a
-number). The check digit is not checked (a typo is still someone's number)."""
+and three: interim numbers), with '-', '+' (aged 100 or more), a space, a line break or nothing
+between, and invisible characters anywhere; bounded by non-digits (also letters:
+``pnr191212121212`` is a number). The check digit is not checked (a typo is still someone's
+number)."""
 _PROTECTED = re.compile(
     r"(?<![0-9A-Za-z])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
     r"[0-9A-Fa-f]{12}(?![0-9A-Za-z])"
