@@ -28,6 +28,7 @@ from workers import (
     attachment_check,
     composition,
     notification_dispatch,
+    notification_sending,
     read_receipts,
     recipient_validation,
 )
@@ -39,7 +40,7 @@ from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
 from workers.stage import emit, ending, enqueue
-from workers.store import batches, cases, notifications
+from workers.store import batches, cases
 from workers.store.batches import BatchStatus
 from workers.transient import is_outage
 
@@ -56,6 +57,7 @@ PROCESSORS: dict[str, Process] = {
     "RecipientValidated": composition.process,
     "MessageComposed": attachment_check.process,
     "AttachmentsCleared": notification_dispatch.process,
+    "NotificationQueued": notification_sending.process,
     "ReadReceipt": read_receipts.process,
 }
 """Contract -> the stage function that consumes it (its queue is in ``routes.ROUTES``)."""
@@ -100,11 +102,10 @@ def run_message(
         return
     parsed = held
     try:
-        with notifications.chunk_ledger(ctx.engine, _case_ids(parsed)):
-            process(parsed, ctx)
+        process(parsed, ctx)
     except Exception as exc:
-        if len(parsed.items) <= 1 or is_outage(exc):
-            raise
+        if len(parsed.items) <= 1 or is_outage(exc) or isinstance(exc, dramatiq.Retry):
+            raise  # an outage, or a provider's "wait": retry the chunk whole
         log.warning(
             "chunk failed; splitting it into single cases",
             queue=queue,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import dramatiq
@@ -43,10 +43,16 @@ Decision = Advance | Reject
 
 
 def settle(
-    ctx: Context, *, stage: str, decisions: Sequence[Decision], correlation_id: str
+    ctx: Context,
+    *,
+    stage: str,
+    decisions: Sequence[Decision],
+    correlation_id: str,
+    within: Callable[[sa.Connection, set[str]], None] | None = None,
 ) -> list[BaseModel]:
     """Record the decisions in one transaction, then emit the next contract for the cases that
-    moved on. Returns the records emitted."""
+    moved on. ``within`` writes what belongs to the same transaction (it is given the cases
+    whose transition holds). Returns the records emitted."""
     transitions: list[Transition] = []
     for decision in decisions:
         if isinstance(decision, Advance):
@@ -65,6 +71,8 @@ def settle(
     with ctx.engine.begin() as conn:
         holding = cases.apply(conn, transitions, stage=stage)
         record_unknown_cases(conn, {t.case_id for t in transitions} - holding, stage=stage)
+        if within is not None:
+            within(conn, holding)
     onward = [
         d.next_item
         for d in decisions

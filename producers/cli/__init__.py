@@ -20,6 +20,7 @@ from producers.cli import (
     recipients_command,
     serve_command,
     sim_command,
+    sweep_command,
     templates_command,
     worker_command,
 )
@@ -48,6 +49,7 @@ app.add_typer(cases_command.app, name="cases")
 app.add_typer(deploy_command.app, name="deploy")
 app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)
+app.command("sweep")(sweep_command.sweep)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 
 

@@ -122,7 +122,7 @@ def test_a_csv_dispatch_completes_with_the_counts_the_dry_run_predicted(
     assert final["settled"] == final["total"] == RESIDENTS + 1
     assert final["in_flight"] == 0
     assert final["rejected"] == predicted["not_reachable"]
-    assert final["reached"]["notified"] == predicted["reachable"]
+    assert final["reached"]["notified"] == predicted["reachable"], final
     listed = json.loads(omvant(env, "batches", "list", "--json"))
     assert sent["batch_id"] in [b["id"] for b in listed]
     engine = make_engine(postgres_url)
