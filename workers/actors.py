@@ -39,7 +39,7 @@ from workers.log import get_logger
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
-from workers.stage import emit, ending, enqueue
+from workers.stage import emit, ending, enqueue, lanes_for
 from workers.store import batches, cases
 from workers.store.batches import BatchStatus
 from workers.transient import is_outage
@@ -136,14 +136,17 @@ def split_unreadable_chunk(
     case_ids = raw.get("case_ids")
     aligned = isinstance(case_ids, list) and len(case_ids) == len(payload)
     parent = str(raw.get("message_id") or "unnamed")
-    for index, record in enumerate(payload):
+    records = [r if isinstance(r, dict) else {} for r in payload]
+    lanes = lanes_for(ctx, [(r.get("priority"), r.get("batch_id")) for r in records])
+    for index, (record, lane) in enumerate(zip(payload, lanes, strict=True)):
         single = {
             **raw,
             "message_id": split_message_id(parent, index),
             "payload": [record],
             "case_ids": [case_ids[index]] if aligned and case_ids else [],
         }
-        enqueue(ctx.broker, route.queue, route.actor_name, single, prefix=ctx.settings.queue_prefix)
+        queue, actor_name = route.lane(lane)  # back on the lane its case belongs to
+        enqueue(ctx.broker, queue, actor_name, single, prefix=ctx.settings.queue_prefix)
     log.warning("chunk with invalid records split", queue=route.queue, records=len(payload))
     return True
 

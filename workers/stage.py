@@ -138,13 +138,12 @@ def emit(
     if route is None:
         return
     size = max(1, ctx.settings.chunk_size)
-    views = cache_for(ctx.engine).views(getattr(item, "batch_id", None) for item in items)
+    lanes = lanes_for(
+        ctx, [(getattr(i, "priority", None), getattr(i, "batch_id", None)) for i in items]
+    )
     groups: dict[tuple[str, str], list[BaseModel]] = {}
-    for item in items:
-        batch_id = getattr(item, "batch_id", None)
-        view = views.get(batch_id) if batch_id else None
-        lane = lane_for(str(getattr(item, "priority", NORMAL)), view.lane if view else None)
-        groups.setdefault((lane, batch_id or ""), []).append(item)
+    for item, lane in zip(items, lanes, strict=True):
+        groups.setdefault((lane, getattr(item, "batch_id", None) or ""), []).append(item)
     for (lane, _batch), group in groups.items():
         queue, actor_name = route.lane(lane)
         for start in range(0, len(group), size):
@@ -161,6 +160,18 @@ def emit(
                 prefix=ctx.settings.queue_prefix,
                 delay_ms=delay_ms,
             )
+
+
+def lanes_for(ctx: Context, cases_: Sequence[tuple[object, object]]) -> list[str]:
+    """The lane of each ``(priority, batch_id)``: urgent first, then the dispatch's bulk lane,
+    else normal (``routes.lane_for``). Every enqueue of case records picks its lane here."""
+    batch_ids = [b if isinstance(b, str) and b else None for _, b in cases_]
+    views = cache_for(ctx.engine).views(batch_ids)
+    chosen: list[str] = []
+    for (priority, _), batch_id in zip(cases_, batch_ids, strict=True):
+        view = views.get(batch_id) if batch_id else None
+        chosen.append(lane_for(str(priority or NORMAL), view.lane if view else None))
+    return chosen
 
 
 def enqueue(

@@ -309,7 +309,9 @@ OPEN = frozenset({QUEUED, PENDING, RETRY})
 """Statuses of a notification still to be sent (or settled)."""
 
 
-def count_settled(conn: sa.Connection, *, batch_id: str | None = None) -> int:
+def count_settled(
+    conn: sa.Connection, *, batch_id: str | None = None, case_ids: Sequence[str] | None = None
+) -> int:
     """How many cases the pipeline has finished with (of one batch, or of all): notified,
     read, rejected or failed, and delivered with every notification refused or settled
     unsent (a delivered case with a notification still open, or sent but not yet recorded
@@ -331,7 +333,13 @@ def count_settled(conn: sa.Connection, *, batch_id: str | None = None) -> int:
     )
     if batch_id is not None:
         query = query.where(cases.c.batch_id == batch_id)
-    return int(conn.execute(query).scalar_one())
+    if case_ids is None:
+        return int(conn.execute(query).scalar_one())
+    ids = list(case_ids)
+    return sum(  # in slices: a statement takes a bounded number of parameters
+        int(conn.execute(query.where(cases.c.id.in_(ids[i : i + 5000]))).scalar_one())
+        for i in range(0, len(ids), 5000)
+    )
 
 
 def count_sent(conn: sa.Connection, *, batch_id: str | None = None) -> dict[str, int]:
