@@ -34,7 +34,7 @@ from workers import (
 )
 from workers.batch_control import cache_for
 from workers.bootstrap import Context
-from workers.case_states import CaseState
+from workers.case_states import CaseState, ends_until
 from workers.log import get_logger
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
@@ -161,7 +161,8 @@ def _case_id(item: Any) -> str:
 
 
 def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
-    """Apply pause and cancel of the chunk's dispatches; return what may run now (or None)."""
+    """Apply pause and cancel of the chunk's dispatches; return what may run now (or None).
+    Cancelling stops cases before the inbox; a case already delivered is still notified."""
     views = cache_for(ctx.engine).views(getattr(i, "batch_id", None) for i in parsed.items)
     if all(v.status == BatchStatus.RUNNING for v in views.values()):
         return parsed
@@ -169,6 +170,7 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     cancelled: list[Any] = []
     running: list[Any] = []
     held = [b for b, v in views.items() if v.status != BatchStatus.RUNNING]
+    past_the_inbox = ends_until(ROUTES[contract].stage) is None
     with ctx.engine.connect() as conn:
         owners = batches.clinics_of(conn, held)
     for item in parsed.items:
@@ -178,6 +180,8 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
         clinic = getattr(item, "clinic_hsa_id", None)
         if batch_id in owners and clinic is not None and owners[batch_id] != clinic:
             status = BatchStatus.RUNNING  # another clinic's dispatch: batch-not-owned at intake
+        if status == BatchStatus.CANCELLED and past_the_inbox:
+            status = BatchStatus.RUNNING  # the message is in the inbox: the resident is told
         {BatchStatus.PAUSED: paused, BatchStatus.CANCELLED: cancelled}.get(status, running).append(
             item
         )

@@ -31,7 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -238,7 +238,10 @@ def _send_in_groups(
     ctx: Context, to_send: list[Entry], policy: Policy, outcome: Outcome
 ) -> BaseException | None:
     """Claim and send ``to_send`` a group at a time (a group is in flight together); return
-    the first transient failure, after the whole chunk has been tried."""
+    the first transient failure, after the whole chunk has been tried. The provider calls of a
+    group run in parallel; this thread records each answer the moment it comes (its own
+    transaction), so no mark waits for another provider call and the worker thread keeps one
+    database connection."""
     size = max(1, ctx.settings.send_concurrency)
     failure: BaseException | None = None
     for start in range(0, len(to_send), size):
@@ -249,56 +252,70 @@ def _send_in_groups(
                 conn, [e.key for e in group if e.status != notifications.PENDING], policy.now
             )
         mine = [e for e in group if e.key in claimed] + reclaimed
-        if len(mine) == 1 or size == 1:
-            results = [_send_one(ctx, e) for e in mine]
+        if len(mine) <= 1 or size == 1:
+            answers = ((e, _call_provider(ctx, e)) for e in mine)
         else:
-            results = list(_pool(size).map(lambda e: _send_one(ctx, e), mine))
-        for entry, result in zip(mine, results, strict=True):
-            if result is None:
+            pending = {_pool(size).submit(_call_provider, ctx, e): e for e in mine}
+            answers = ((pending[f], f.result()) for f in as_completed(pending))
+        for entry, answer in answers:
+            problem = _record(ctx, entry, answer)
+            if problem is None:
                 outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
                 outcome.count("sent")
-            elif isinstance(result, NotificationRefused):
+            elif isinstance(problem, NotificationRefused):
                 outcome.count("refused")
             else:
                 outcome.count("retry")
-                failure = failure or result
+                failure = failure or problem
     return failure
 
 
-def _send_one(ctx: Context, entry: Entry) -> BaseException | None:
-    """Call the provider for one claimed notification and record its answer at once; None
-    when sent, else the exception (refused: recorded for good; other: to retry)."""
+Answer = str | NotificationRefused | NotifierUnavailable | RateLimitExceeded
+"""A provider's answer: its reference (taken), or why not."""
+
+
+def _call_provider(ctx: Context, entry: Entry) -> Answer:
+    """Wait for the channel's rate limit and call the provider for one claimed notification
+    (no database work: that is ``_record``'s)."""
     try:
         ctx.rate_limits.acquire(entry.channel)
     except RateLimitExceeded as exc:
-        with ctx.engine.begin() as conn:
-            notifications.mark_retry(conn, entry.key, str(exc))
-        return NotifierUnavailable(str(exc))
+        return exc
     text = ctx.settings.notification_text
     address = entry.address or ""
     try:
         if entry.channel == "sms":
-            ref = ctx.sms.send(to=address, text=text, idempotency_key=entry.key)
-        else:
-            ref = ctx.email.send(
-                to=address, subject=EMAIL_SUBJECT, text=text, idempotency_key=entry.key
-            )
-    except NotificationRefused as exc:
+            return ctx.sms.send(to=address, text=text, idempotency_key=entry.key)
+        return ctx.email.send(
+            to=address, subject=EMAIL_SUBJECT, text=text, idempotency_key=entry.key
+        )
+    except (NotificationRefused, NotifierUnavailable) as exc:
+        return exc
+
+
+def _record(ctx: Context, entry: Entry, answer: Answer) -> BaseException | None:
+    """Record one provider answer at once; None when sent, else the problem (refused: for
+    good; other: to retry, or in doubt when the provider may have taken it)."""
+    if isinstance(answer, str):
         with ctx.engine.begin() as conn:
-            notifications.mark_refused(conn, entry.key, exc.reason, str(exc))
+            notifications.mark_sent(conn, entry.key, answer)
+        return None
+    if isinstance(answer, NotificationRefused):
+        with ctx.engine.begin() as conn:
+            notifications.mark_refused(conn, entry.key, answer.reason, str(answer))
         log.info("notification refused", case_id=entry.case_id, channel=entry.channel)
-        return exc
-    except NotifierUnavailable as exc:
-        if not exc.maybe_accepted:
-            with ctx.engine.begin() as conn:
-                notifications.mark_retry(conn, entry.key, str(exc))
-        log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
-        if exc.retry_after is not None:
-            return dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000))
-        return exc
-    with ctx.engine.begin() as conn:
-        notifications.mark_sent(conn, entry.key, ref)
-    return None
+        return answer
+    if isinstance(answer, RateLimitExceeded):
+        with ctx.engine.begin() as conn:
+            notifications.mark_retry(conn, entry.key, str(answer))
+        return NotifierUnavailable(str(answer))
+    if not answer.maybe_accepted:
+        with ctx.engine.begin() as conn:
+            notifications.mark_retry(conn, entry.key, str(answer))
+    log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
+    if answer.retry_after is not None:
+        return dramatiq.Retry(str(answer), delay=int(answer.retry_after * 1000))
+    return answer
 
 
 def notified_decisions(

@@ -586,3 +586,42 @@ def test_what_the_send_protocol_does_with_each_row() -> None:
     assert next_step(entry("pending", "email"), strict) == Step.GIVE_UP
     asking = Policy(STOCKHOLM_AFTERNOON, 60, frozenset({"sms", "email"}))
     assert next_step(entry("pending", "email"), asking) == Step.ASK_PROVIDER
+
+
+def test_a_dispatch_cancelled_after_delivery_still_notifies_the_residents_delivered(
+    ctx: Context,
+) -> None:
+    from workers.actors import run_message
+    from workers.batch_control import cache_for
+    from workers.store import batches
+
+    residents = reachable_residents(ctx.settings.seed, 2, frozenset({"sms"}))
+    delivered, waiting = (
+        cleared_item(f"cancel-{n}", p, channels=["sms"], batch_id="cancelled-1")
+        for n, p in enumerate(residents)
+    )
+    with ctx.engine.begin() as conn:
+        batches.create(
+            conn,
+            batch_id="cancelled-1",
+            name="n",
+            clinic_hsa_id=delivered.clinic_hsa_id,
+            sender_hsa_id="SE2321000016-S100",
+            template_id=delivered.template_id,
+            total=2,
+        )
+        store_cleared(conn, [delivered, waiting])
+    messages = deliver(ctx, [delivered])
+    with ctx.engine.begin() as conn:
+        batches.set_status(conn, "cancelled-1", batches.BatchStatus.CANCELLED)
+    cache_for(ctx.engine).forget()  # the workers' one-second view of the batch has expired
+    for message in messages:
+        run_message("NotificationQueued", notification_sending.process, ctx, message.args, {})
+    envelope = envelope_for([waiting]).model_dump(mode="json")
+    run_message("AttachmentsCleared", notification_dispatch.process, ctx, (envelope,), {})
+    assert state(ctx, "cancel-0") == "notified"  # in the inbox already: told
+    with ctx.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(cases.c.state, cases.c.reason).where(cases.c.id == "cancel-1")
+        ).one()
+    assert (row.state, row.reason) == ("rejected", "batch-cancelled")  # stopped before the inbox
