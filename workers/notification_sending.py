@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import dramatiq
+import sqlalchemy as sa
 
 from contracts.notification_queued import NotificationQueuedV1
 from contracts.registry import Parsed
@@ -293,25 +295,51 @@ def _call_provider(ctx: Context, entry: Entry) -> Answer:
         return exc
 
 
+def _durably(ctx: Context, write: Callable[[sa.Connection], None]) -> None:
+    """Write one mark in a transaction of its own, trying again while the database is away
+    (a restart takes seconds) for up to ``OMVANT_MARK_RETRY_SECONDS``, before any other
+    provider call: what a provider took is recorded rather than left in doubt.
+
+    Raises
+    ------
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError
+        The database stayed away: the notification stays pending, in doubt, and is resolved
+        by the next attempt.
+    """
+    deadline = time.monotonic() + ctx.settings.mark_retry_seconds
+    wait = 0.2
+    while True:
+        try:
+            with ctx.engine.begin() as conn:
+                write(conn)
+            return
+        except (sa.exc.OperationalError, sa.exc.InterfaceError):
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("ledger write failed; trying again", seconds=wait)
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
+
+
 def _record(ctx: Context, entry: Entry, answer: Answer) -> BaseException | None:
     """Record one provider answer at once; None when sent, else the problem (refused: for
     good; other: to retry, or in doubt when the provider may have taken it)."""
+    key = entry.key
     if isinstance(answer, str):
-        with ctx.engine.begin() as conn:
-            notifications.mark_sent(conn, entry.key, answer)
+        _durably(ctx, lambda conn: notifications.mark_sent(conn, key, answer))
         return None
     if isinstance(answer, NotificationRefused):
-        with ctx.engine.begin() as conn:
-            notifications.mark_refused(conn, entry.key, answer.reason, str(answer))
+        reason, detail = answer.reason, str(answer)
+        _durably(ctx, lambda conn: notifications.mark_refused(conn, key, reason, detail))
         log.info("notification refused", case_id=entry.case_id, channel=entry.channel)
         return answer
     if isinstance(answer, RateLimitExceeded):
-        with ctx.engine.begin() as conn:
-            notifications.mark_retry(conn, entry.key, str(answer))
-        return NotifierUnavailable(str(answer))
+        detail = str(answer)
+        _durably(ctx, lambda conn: notifications.mark_retry(conn, key, detail))
+        return NotifierUnavailable(detail)
     if not answer.maybe_accepted:
-        with ctx.engine.begin() as conn:
-            notifications.mark_retry(conn, entry.key, str(answer))
+        detail = str(answer)
+        _durably(ctx, lambda conn: notifications.mark_retry(conn, key, detail))
     log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
     if answer.retry_after is not None:
         return dramatiq.Retry(str(answer), delay=int(answer.retry_after * 1000))

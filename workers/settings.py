@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     ``email_resend_after_seconds``, with the same Message-ID (a resident is never left with
     none; a duplicate is recognisable), or leave it ``at-most-once`` (unconfirmed)."""
     email_resend_after_seconds: float = Field(default=60.0, ge=0)
+    mark_retry_seconds: float = Field(default=30.0, ge=0)
+    """How long the record of a provider's answer is tried again while the database is away
+    (a restart), before the notification is left in doubt for the next attempt to resolve."""
     sweep_limits: dict[str, float] = {}
     """Seconds per case state (``received`` .. ``delivered``, and ``notification``) a case may
     stay still before ``omvant sweep`` acts on it; unset states keep ``workers.sweep``'s

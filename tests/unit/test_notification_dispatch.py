@@ -625,3 +625,27 @@ def test_a_dispatch_cancelled_after_delivery_still_notifies_the_residents_delive
             sa.select(cases.c.state, cases.c.reason).where(cases.c.id == "cancel-1")
         ).one()
     assert (row.state, row.reason) == ("rejected", "batch-cancelled")  # stopped before the inbox
+
+
+def test_a_sent_mark_is_written_when_the_database_comes_back_not_left_in_doubt(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [resident] = reachable_residents(ctx.settings.seed, 1, frozenset({"sms"}))
+    item = cleared_item("db-away-1", resident, channels=["sms"])
+    with ctx.engine.begin() as conn:
+        store_cleared(conn, [item])
+    messages = deliver(ctx, [item])
+    real = notifications.mark_sent
+    failures = iter([True, True, False])
+
+    def database_restarting(conn: sa.Connection, key: str, ref: str, **kw: Any) -> None:
+        if next(failures):
+            raise sa.exc.OperationalError("UPDATE", {}, Exception("server closed the connection"))
+        real(conn, key, ref, **kw)
+
+    monkeypatch.setattr(notifications, "mark_sent", database_restarting)
+    send(ctx, messages)
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    assert ctx.sms.sends == {"db-away-1:sms": 1}
+    assert ledger(ctx, "db-away-1")["db-away-1:sms"].status == notifications.SENT
+    assert state(ctx, "db-away-1") == "notified"
