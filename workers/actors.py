@@ -27,6 +27,8 @@ from contracts.registry import ContractError, Parsed, parse
 from workers import (
     attachment_check,
     composition,
+    failures,
+    metrics,
     notification_dispatch,
     notification_sending,
     read_receipts,
@@ -41,6 +43,7 @@ from workers.reasons import Reason
 from workers.routes import ROUTES, Route
 from workers.stage import emit, ending, enqueue, lanes_for
 from workers.store import batches, cases
+from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
 from workers.transient import is_outage
 
@@ -102,7 +105,8 @@ def run_message(
         return
     parsed = held
     try:
-        process(parsed, ctx)
+        with failures.reading(parsed, _case_id):
+            process(parsed, ctx)
     except Exception as exc:
         if len(parsed.items) <= 1 or is_outage(exc) or isinstance(exc, dramatiq.Retry):
             raise  # an outage, or a provider's "wait": retry the chunk whole
@@ -212,9 +216,11 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
 
 
 class RecordDeadLetters(Middleware):
-    """After dramatiq gives up on a message, record as failed (technical-failure) those of its
-    cases that have not passed its stage (``case_states.ends_until``): a case the message's
-    earlier delivery moved on, or one already delivered, notified or read, keeps its state."""
+    """After dramatiq gives up on a message, record as failed those of its cases that have
+    not passed its stage (``case_states.ends_until``: a case the message's earlier delivery moved
+    on, or one already delivered, notified or read, keeps its state), and keep a failure record
+    of the message (``workers/failures.py``) in the same transaction: ``outage`` when an outside
+    system or server was down, else ``technical-failure``."""
 
     def __init__(self, context: Callable[[], Context]) -> None:
         self.context = context
@@ -230,32 +236,44 @@ class RecordDeadLetters(Middleware):
         if exception is None or not message.failed:
             return
         try:
-            parsed = parse(message.args[0]) if message.args else None
+            parsed = parse(message.args[0]) if len(message.args) == 1 else None
         except ContractError:
-            return
-        if parsed is None:
-            return
-        case_ids = parsed.envelope.case_ids or [
-            str(getattr(item, "case_id", "")) for item in parsed.items
-        ]
-        if parsed.envelope.contract == "SendCase":
-            case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
-        route = ROUTES.get(parsed.envelope.contract)
+            parsed = None
+        case_ids: list[str] = []
+        if parsed is not None:
+            case_ids = list(parsed.envelope.case_ids) or [
+                str(getattr(item, "case_id", "")) for item in parsed.items
+            ]
+            if parsed.envelope.contract == "SendCase":
+                case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
+        route = ROUTES.get(parsed.envelope.contract) if parsed is not None else None
         ctx = self.context()
-        detail = f"{type(exception).__name__} after retries; see the dead-letter queue"
+        reason = failures.dead_letter_reason(exception)
+        detail = f"{type(exception).__name__} after retries; see omvant dlq"
+        record = failures.dead_letter_record(
+            message, exception, prefix=ctx.settings.queue_prefix, case_ids=case_ids
+        )
         with ctx.engine.begin() as conn:
             cases.apply(
                 conn,
                 ending(
-                    case_ids,
+                    [c for c in case_ids if c],
                     CaseState.FAILED,
                     decided_by=route.stage if route else "dead-letter",
-                    reason=Reason.TECHNICAL_FAILURE,
+                    reason=reason,
                     detail=detail,
                 ),
                 stage="dead-letter",
             )
-        log.error("message dead-lettered", queue=message.queue_name, cases=len(case_ids))
+            failure_store.insert(conn, [record])
+        metrics.count_dead_letter(message, reason.value, len([c for c in case_ids if c]))
+        log.error(
+            "message dead-lettered",
+            queue=message.queue_name,
+            cases=len(case_ids),
+            reason=reason.value,
+            error=type(exception).__name__,
+        )
 
 
 def declare_actors(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from contracts.registry import contract_of, envelope_for
+from workers import failures, metrics
 from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
@@ -68,11 +69,17 @@ def settle(
                     values=decision.values,
                 )
             )
+    rejects = [(d.case_id, d.reason, d.detail) for d in decisions if isinstance(d, Reject)]
     with ctx.engine.begin() as conn:
         holding = cases.apply(conn, transitions, stage=stage)
         record_unknown_cases(conn, {t.case_id for t in transitions} - holding, stage=stage)
+        if rejects:
+            rejects = [r for r in rejects if r[0] in holding]
+            failures.record_rejections(conn, rejects)
         if within is not None:
             within(conn, holding)
+    if rejects:
+        metrics.count_rejections(stage, [r[1] for r in rejects])
     onward = [
         d.next_item
         for d in decisions

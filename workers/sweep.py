@@ -23,8 +23,11 @@ returns the counts of what it found and did.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -36,7 +39,8 @@ from workers.notification_sending import STAGE as SENDING
 from workers.notification_sending import notified_decisions, send_notifications
 from workers.stage import settle
 from workers.store import notifications
-from workers.store.schema import cases
+from workers.store.cases import utcnow
+from workers.store.schema import batches, cases, sweep_runs
 from workers.unread_follow_up import run_follow_ups
 
 log = get_logger(__name__)
@@ -79,12 +83,18 @@ def limits_for(ctx: Context) -> Limits:
 def stalled_cases(
     conn: sa.Connection, now: dt.datetime, limits: Limits, *, limit: int = 1000
 ) -> dict[str, list[str]]:
-    """The cases per state that have not moved for longer than the state's limit."""
+    """The cases per state that have not moved for longer than the state's limit (a paused
+    dispatch's cases wait on purpose: not stalled)."""
     found: dict[str, list[str]] = {}
+    paused = sa.select(batches.c.id).where(batches.c.status == "paused")
     for state in (*BEFORE_DELIVERY, CaseState.DELIVERED):
         rows = conn.execute(
             sa.select(cases.c.id)
-            .where(cases.c.state == state.value, cases.c.updated_at < limits.cutoff(now, state))
+            .where(
+                cases.c.state == state.value,
+                cases.c.updated_at < limits.cutoff(now, state),
+                sa.or_(cases.c.batch_id.is_(None), cases.c.batch_id.not_in(paused)),
+            )
             .order_by(cases.c.updated_at)
             .limit(limit)
         )
@@ -148,7 +158,32 @@ def run(ctx: Context, *, limit: int = 1000) -> Counter[str]:
         follow_ups = Counter({"retry-next-run": 1})
     counts.update({f"follow-up-{k}": v for k, v in follow_ups.items()})
     log.info("sweep", **{k.replace("-", "_"): v for k, v in sorted(counts.items()) if v})
+    record_run(ctx, counts)
     return counts
+
+
+KEEP_RUNS = dt.timedelta(days=7)
+
+
+def record_run(ctx: Context, counts: Mapping[str, int]) -> None:
+    """Keep what this run found and did (``last_run`` reads it); drop runs older than a week."""
+    now = utcnow()
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            sweep_runs.insert().values(at=now, counts=json.dumps(dict(sorted(counts.items()))))
+        )
+        conn.execute(sweep_runs.delete().where(sweep_runs.c.at < now - KEEP_RUNS))
+
+
+def last_run(conn: sa.Connection) -> dict[str, Any] | None:
+    """The last sweep: ``{"at": ISO time, "counts": {...}}``, or None if none ran."""
+    row = conn.execute(
+        sa.select(sweep_runs.c.at, sweep_runs.c.counts).order_by(sweep_runs.c.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)
+    return {"at": at.isoformat(), "counts": json.loads(row.counts)}
 
 
 def _record_notified(ctx: Context, case_ids: list[str]) -> int:

@@ -138,3 +138,17 @@ def test_omvant_sweep_runs_once_and_prints_its_counts(ctx: Context, sqlite_url: 
     counts = json.loads(result.output.strip().splitlines()[-1])
     assert counts["notified-recorded"] == 1
     assert state(ctx, "cli-1") == "notified"
+
+
+def test_each_run_is_recorded_for_on_call(ctx: Context) -> None:
+    with ctx.engine.connect() as conn:
+        assert sweep.last_run(conn) is None
+    delivered_with_rows(ctx, "seen-1", status=notifications.SENT)
+    ctx.now = lambda: LATER
+    counts = sweep.run(ctx)
+    with ctx.engine.connect() as conn:
+        last = sweep.last_run(conn)
+    assert last is not None
+    assert last["counts"] == dict(sorted(counts.items()))
+    assert last["counts"]["notified-recorded"] == 1
+    assert dt.datetime.fromisoformat(last["at"]).tzinfo is not None

@@ -1,14 +1,14 @@
 """The notification ledger as a transactional outbox; the inbox delivery key on cases.
 
 Revision ID: 0010_notification_outbox
-Revises: 0009_ownership
+Revises: 0011_failures
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_notification_outbox"
-down_revision = "0009_ownership"
+down_revision = "0011_failures"
 branch_labels = None
 depends_on = None
 
@@ -26,9 +26,16 @@ def upgrade() -> None:
     with op.batch_alter_table("cases") as table:
         table.add_column(sa.Column("delivery_key", sa.String(120), nullable=True))
     op.create_index("ix_cases_state_updated", "cases", ["state", "updated_at"])
+    op.create_table(
+        "sweep_runs",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("at", TS, nullable=False),
+        sa.Column("counts", sa.Text, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sweep_runs")
     op.drop_index("ix_cases_state_updated", table_name="cases")
     with op.batch_alter_table("cases") as table:
         table.drop_column("delivery_key")
