@@ -48,7 +48,7 @@ from workers.log import get_logger
 from workers.rate_limit import RateLimitExceeded
 from workers.reasons import Reason
 from workers.stage import Advance, emit, settle
-from workers.store import notifications
+from workers.store import cases, notifications
 from workers.store.cases import Transition
 from workers.store.notifications import Entry, Resolution
 
@@ -347,12 +347,19 @@ def _record(ctx: Context, entry: Entry, answer: Answer) -> BaseException | None:
 
 
 def notified_decisions(
-    sent: dict[str, list[str]], now: dt.datetime, case_ids: Iterable[str]
+    sent: dict[str, list[str]],
+    now: dt.datetime,
+    case_ids: Iterable[str],
+    order: dict[str, list[str]] | None = None,
 ) -> list[Advance]:
-    """The ``notified`` transition of each case with a notification sent (pure)."""
+    """The ``notified`` transition of each case with a notification sent (pure); its channels
+    in the case's own order (``order``: as its notifications came), then any other sent."""
     decisions: list[Advance] = []
     for case_id in dict.fromkeys(case_ids):
-        channels = sorted(set(sent.get(case_id, [])), key=lambda c: CHANNEL_ORDER.get(c, 9))
+        done = set(sent.get(case_id, []))
+        own = [c for c in dict.fromkeys((order or {}).get(case_id, [])) if c in done]
+        rest = sorted(done - set(own), key=lambda c: CHANNEL_ORDER.get(c, 9))
+        channels = own + rest
         if channels:
             values = {"notified_at": now, "channels": ",".join(channels)}
             decisions.append(Advance(case_id, (Transition(case_id, CaseState.NOTIFIED, values),)))
@@ -367,9 +374,18 @@ def process(parsed: Parsed, ctx: Context) -> None:
     case_ids = [item.case_id for item in items]
     with ctx.engine.connect() as conn:
         sent = notifications.sent_channels(conn, case_ids)
-    decisions = notified_decisions(sent, ctx.now(), case_ids)
+    order: dict[str, list[str]] = {}
+    for item in items:
+        order.setdefault(item.case_id, []).append(item.channel)
+    decisions = notified_decisions(sent, ctx.now(), case_ids, order)
     correlation_id = parsed.envelope.correlation_id
-    settle(ctx, stage=STAGE, decisions=decisions, correlation_id=correlation_id)
+    settle(
+        ctx,
+        stage=STAGE,
+        decisions=decisions,
+        correlation_id=correlation_id,
+        within=lambda conn, _holding: cases.add_channels(conn, sent),
+    )
     later: dict[int, list[NotificationQueuedV1]] = {}
     for item in items:
         when = outcome.waiting.get(item.key)

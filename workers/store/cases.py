@@ -208,6 +208,29 @@ def record_delivery_keys(conn: sa.Connection, keys: Mapping[str, str]) -> None:
     conn.execute(statement, [{"b_id": c, "b_key": k} for c, k in keys.items()])
 
 
+def add_channels(conn: sa.Connection, sent: Mapping[str, Sequence[str]]) -> None:
+    """Add to a notified case's recorded channels those notified since (a case's notifications
+    may come in several messages, an SMS after quiet hours), keeping the order recorded."""
+    ids = [c for c, channels in sent.items() if channels]
+    if not ids:
+        return
+    rows = conn.execute(
+        sa.select(cases.c.id, cases.c.channels).where(
+            cases.c.id.in_(ids),
+            cases.c.state.in_([CaseState.NOTIFIED.value, CaseState.READ.value]),
+        )
+    )
+    for row in rows:
+        have = [c for c in (row.channels or "").split(",") if c]
+        missing = [c for c in sent[row.id] if c not in have]
+        if missing:
+            conn.execute(
+                sa.update(cases)
+                .where(cases.c.id == row.id)
+                .values(channels=",".join(have + missing))
+            )
+
+
 def states_of(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, CaseState]:
     """The current state of each known case among ``case_ids``."""
     ids = list(dict.fromkeys(case_ids))
