@@ -136,6 +136,7 @@ def summarise(ctx: Context, batch_id: str, total: int, seconds: float) -> dict[s
         "broker": broker_kind(ctx.broker),
         "database": ctx.engine.dialect.name,
         "batch_id": batch_id,
+        "home": str(ctx.settings.home),
     }
 
 

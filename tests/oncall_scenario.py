@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from contracts.send_case import SendCaseV2
 from producers.demo import InProcessPipeline, wait_for
 from tests.reachable import reachable_residents
+
+__all__ = ["reachable_residents"]
 from workers.adapters.account_directory import (
     Account,
     DirectoryUnavailable,

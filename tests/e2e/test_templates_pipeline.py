@@ -53,9 +53,13 @@ def templates(database: str, *args: str) -> None:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/omvant.db"
-    return str(request.getfixturevalue("postgres_url"))
+    url = (
+        f"sqlite:///{tmp_path}/omvant.db"
+        if request.param == "sqlite"
+        else str(request.getfixturevalue("postgres_url"))
+    )
+    assert runner.invoke(app, ["db", "upgrade", "--database", url]).exit_code == 0
+    return url
 
 
 @pytest.fixture

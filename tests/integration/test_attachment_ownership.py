@@ -25,7 +25,7 @@ from workers.attachments.ownership import store_attachment
 from workers.settings import Settings
 from workers.stage import emit
 from workers.store import cases, notifications
-from workers.store.engine import make_engine
+from workers.store.engine import make_engine, upgrade
 from workers.store.schema import blob_owners, case_events
 from workers.store.schema import cases as cases_table
 
@@ -222,6 +222,7 @@ def test_attachments_put_records_the_owning_clinic_and_refuses_a_bad_one(
 ) -> None:
     letter = tmp_path / "kallelse.pdf"
     letter.write_bytes(samples.pdf(6))
+    upgrade(postgres_url)
     env = {"OMVANT_BLOB_DIR": str(tmp_path / "blobs"), "OMVANT_DATABASE_URL": postgres_url}
     runner = CliRunner()
 

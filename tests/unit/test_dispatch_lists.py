@@ -15,16 +15,18 @@ from producers.dispatch_file import (
     count_rows,
     read_recipients,
 )
-from producers.precheck import REACHABLE, precheck
+from producers.precheck import DispatchTerms, predict
 from producers.scenario import broken_check_digit
 from workers.adapters import population
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.adapters.notifiers import SimulatedSmsGateway
+from workers.adapters.staff_catalogue import SimulatedStaffCatalogue
 from workers.bootstrap import build_context
 from workers.notification_sending import send_notifications
 from workers.settings import Settings
 from workers.store import notifications
 from workers.store.engine import upgrade
+from workers.templates.library import InMemoryTemplateLibrary
 
 
 def test_a_csv_list_gives_recipients_with_their_fields_and_errors_per_line(
@@ -38,10 +40,10 @@ def test_a_csv_list_gives_recipients_with_their_fields_and_errors_per_line(
     )
     rows = list(read_recipients(path))
     assert count_rows(path) == 3
-    assert rows[0] == Recipient(number, {"namn": "Tolvan", "tid": "10:00"})
+    assert rows[0] == Recipient(number, {"namn": "Tolvan", "tid": "10:00"}, 2)
     assert isinstance(rows[1], RowError)
     assert (rows[1].line, rows[1].reason) == (3, "missing-identity-number")
-    assert rows[2] == Recipient(number, {"namn": "Åsa", "tid": "12:00"})
+    assert rows[2] == Recipient(number, {"namn": "Åsa", "tid": "12:00"}, 5)
 
 
 def test_a_messy_csv_names_the_right_lines_and_refuses_rows_of_the_wrong_shape(
@@ -52,17 +54,17 @@ def test_a_messy_csv_names_the_right_lines_and_refuses_rows_of_the_wrong_shape(
     text = f"personnummer,tid\r\n\r\n{a},10:00\r\n{b}\r\n  \r\n{c},11:00,extra\r\n{a},12:00\r\n"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())
     rows = list(read_recipients(path))
-    assert rows[0] == Recipient(a, {"tid": "10:00"})
+    assert rows[0] == Recipient(a, {"tid": "10:00"}, 3)
     assert [(r.line, r.reason) for r in rows if isinstance(r, RowError)] == [
         (4, "malformed-message"),
         (6, "malformed-message"),
     ]
-    assert rows[-1] == Recipient(a, {"tid": "12:00"})
+    assert rows[-1] == Recipient(a, {"tid": "12:00"}, 7)
     assert count_rows(path) == 4
 
 
 @pytest.mark.parametrize("name", ["list.csv", "list.jsonl"])
-def test_a_list_that_is_not_utf8_is_refused_before_anything_is_sent(
+def test_a_list_neither_utf8_nor_windows_1252_is_refused_before_anything_is_sent(
     tmp_path: Path, name: str
 ) -> None:
     number = population.test_personnummer()[0]
@@ -71,9 +73,43 @@ def test_a_list_that_is_not_utf8_is_refused_before_anything_is_sent(
         f"{number},G\xf6teborg\n" if name.endswith(".csv") else f'{{"personnummer": "{number}"}}\n'
     )
     head = "personnummer,ort\n" if name.endswith(".csv") else ""
-    path.write_bytes(head.encode() + line.encode("cp1252") + "x\xe5\n".encode("cp1252"))
-    with pytest.raises(DispatchFileError, match="not UTF-8"):
+    # 0x81 is defined in neither UTF-8 (a lone continuation byte) nor Windows-1252
+    path.write_bytes(head.encode() + line.encode("cp1252") + b"x\x81\n")
+    with pytest.raises(DispatchFileError, match="neither UTF-8 nor Windows-1252"):
         count_rows(path)
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "encoding", "bom"),
+    [
+        (";", "cp1252", b""),
+        (";", "utf-8", b"\xef\xbb\xbf"),
+        ("\t", "utf-8", b""),
+        (",", "cp1252", b""),
+        (";", "utf-8", b""),
+    ],
+)
+def test_lists_as_regions_save_them_are_read_whatever_the_delimiter_and_encoding(
+    tmp_path: Path, delimiter: str, encoding: str, bom: bytes
+) -> None:
+    a, b = population.test_personnummer()[:2]
+    path = tmp_path / "lista.csv"
+    text = (
+        delimiter.join(["Personnummer", "fornamn", "ort"])
+        + "\r\n"
+        + delimiter.join([a, "Åsa", "Göteborg, Hisingen"])
+        + "\r\n"
+        + delimiter.join([b, "Örjan", "Malmö"])
+        + "\r\n"
+    )
+    if delimiter == ",":
+        text = text.replace("Göteborg, Hisingen", '"Göteborg, Hisingen"')
+    path.write_bytes(bom + text.encode(encoding))
+    assert count_rows(path) == 2
+    assert list(read_recipients(path)) == [
+        Recipient(a, {"fornamn": "Åsa", "ort": "Göteborg, Hisingen"}, 2),
+        Recipient(b, {"fornamn": "Örjan", "ort": "Malmö"}, 3),
+    ]
 
 
 def test_a_jsonl_line_nested_too_deep_is_malformed_not_a_crash(tmp_path: Path) -> None:
@@ -107,7 +143,7 @@ def test_a_jsonl_list_reports_bad_lines_and_keeps_going(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     rows = list(read_recipients(path))
-    assert rows[0] == Recipient(number, {"namn": "Tolvan"})
+    assert rows[0] == Recipient(number, {"namn": "Tolvan"}, 1)
     assert [r.reason for r in rows[1:] if isinstance(r, RowError)] == [
         "malformed-message",
         "invalid-payload",
@@ -125,18 +161,21 @@ def test_the_dry_run_counts_each_reason_the_pipeline_would_give() -> None:
     rows.append(Recipient(broken_check_digit(numbers[0]), {}))
     rows.append(Recipient(population.test_samordningsnummer()[0], {}))
     rows.append(RowError(9, "missing-identity-number", "no personnummer"))
-    counts = precheck(
+    prediction = predict(
         rows,
-        directory,
-        template_id="kallelse-screening",
-        clinic_hsa_id="SE2321000016-VC01",
-        sender_hsa_id="SE2321000016-S101",
+        DispatchTerms("kallelse-screening", "SE2321000016-VC01", "SE2321000016-S101"),
+        directory=directory,
+        templates=InMemoryTemplateLibrary(),
+        catalogue=SimulatedStaffCatalogue(1177),
+        today=dt.date(2026, 12, 1),
+        max_body_chars=10_000,
     )
-    assert counts[REACHABLE] == expected_reachable
+    counts = prediction.rejected
+    assert prediction.reachable == prediction.would_send == expected_reachable
     assert counts["invalid-identity-number"] == 1
     assert counts["samordningsnummer-not-reachable"] == 1
     assert counts["missing-identity-number"] == 1
-    assert sum(counts.values()) == len(rows)
+    assert sum(counts.values()) + prediction.would_send == len(rows) == prediction.lines
     assert counts["no-account"] + counts["login-blocked"] > 0
 
 
@@ -201,6 +240,7 @@ def test_the_dry_run_says_how_many_lines_name_a_resident_again(tmp_path: Path) -
     listing = tmp_path / "list.csv"
     lines = [first, second, f"{first[:8]}-{first[8:]}", first[2:], second]
     listing.write_text("personnummer\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    upgrade(f"sqlite:///{tmp_path}/o.db")
     result = CliRunner().invoke(
         app,
         [
@@ -209,7 +249,7 @@ def test_the_dry_run_says_how_many_lines_name_a_resident_again(tmp_path: Path) -
             "--dry-run", "--json", "--database", f"sqlite:///{tmp_path}/o.db",
         ],
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
+    assert result.exit_code == (1 if figures["would_reject"] else 0), result.output
     assert figures["recipients"] == 5
     assert figures["listed_again"] == 3  # the same resident written three ways, and a repeat
