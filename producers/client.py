@@ -8,26 +8,23 @@ hundred messages for a dispatch of tens of thousands of cases.
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 from pydantic import ValidationError
 
-from contracts.common import AttachmentRef
+from contracts.common import AttachmentRef, Priority
 from contracts.registry import describe
 from contracts.send_case import SendCaseV2
 from producers.intake import push_chunk
-from workers.adapters.blobs import BlobStore, blob_store_from
-from workers.attachments.ownership import store_attachment
 from workers.broker import build_broker
 from workers.settings import Settings
 from workers.store import batches
 from workers.store.batches import Batch, BatchStatus
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import check_schema, make_engine
 
 Progress = Callable[[int], None]
 
@@ -41,6 +38,8 @@ class Recipient:
 
     personnummer: str
     fields: dict[str, str]
+    line: int = 0
+    """Where in the list it was read (0: not from a list)."""
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -59,35 +58,18 @@ class OmvantClient:
     """A connection to one Omvänt deployment's broker and database."""
 
     def __init__(self, settings: Settings, *, broker: dramatiq.Broker | None = None) -> None:
+        """Connect; the database's schema must be up to date (``omvant db upgrade``): the
+        client never changes it, so an integration needs no DDL rights.
+
+        Raises
+        ------
+        SchemaOutdated
+            The schema is missing or not the one this code needs.
+        """
         self.settings = settings
         self.broker = broker or build_broker(settings.broker_url)
         self.engine = make_engine(settings.database_url)
-        upgrade(settings.database_url)
-
-    @functools.cached_property
-    def blobs(self) -> BlobStore:
-        """The deployment's blob store (``OMVANT_BLOB_DIR`` or ``OMVANT_BLOB_URL``)."""
-        s = self.settings
-        return blob_store_from(s.blob_dir, s.blob_url, s.s3_endpoint_url)
-
-    def put_attachment(
-        self,
-        data: bytes,
-        *,
-        clinic_hsa_id: str,
-        filename: str,
-        declared_type: str = "application/octet-stream",
-    ) -> AttachmentRef:
-        """Store a file for the clinic and return the reference its cases carry: a case may
-        send only its own clinic's files (``attachment-not-owned``)."""
-        return store_attachment(
-            self.engine,
-            self.blobs,
-            data,
-            owner_hsa_id=clinic_hsa_id,
-            filename=filename,
-            declared_type=declared_type,
-        )
+        check_schema(self.engine)
 
     def close(self) -> None:
         """Close the broker connection and the database pool."""
@@ -146,23 +128,19 @@ class OmvantClient:
         name: str | None = None,
         batch_id: str | None = None,
         fragments: Iterable[str] = (),
-        attachments: Sequence[AttachmentRef] = (),
+        attachments: Iterable[AttachmentRef] = (),
+        priority: Priority = "normal",
         chunk_size: int = DEFAULT_CHUNK,
         progress: Progress | None = None,
         on_invalid: Callable[[int, str], None] | None = None,
     ) -> Batch:
         """Send one template to every recipient as a new batch (dispatch); ``total`` is how many
         recipients there are, so progress can be shown before the last one is sent.
+        ``attachments`` (stored already) are shared by every case; ``priority="urgent"`` sends
+        the whole dispatch on the urgent lanes.
 
         A recipient whose record does not validate (e.g. a field value too long) is not sent:
-        ``on_invalid(index, detail)`` hears of it and the batch's total is corrected.
-        ``attachments`` go with every case (``put_attachment`` them for the clinic first).
-
-        Raises
-        ------
-        BatchExists
-            ``batch_id`` names a batch that exists (the clinic's, or another clinic's).
-        """
+        ``on_invalid(index, detail)`` hears of it and the batch's total is corrected."""
         batch_id = batch_id or f"dispatch-{uuid.uuid4().hex[:16]}"
         with self.engine.begin() as conn:
             batch = batches.create(
@@ -175,6 +153,7 @@ class OmvantClient:
                 total=total,
             )
         fragment_list = list(fragments)
+        shared = list(attachments)
 
         def requests() -> Iterator[SendCaseV2]:
             for index, recipient in enumerate(recipients):
@@ -186,7 +165,8 @@ class OmvantClient:
                         fragments=fragment_list,
                         personnummer=recipient.personnummer,
                         fields=recipient.fields,
-                        attachments=list(attachments),
+                        attachments=shared,
+                        priority=priority,
                         idempotency_key=f"{batch_id}:{index}",
                         batch_id=batch_id,
                     )

@@ -5,13 +5,11 @@ in the attachment check. On PostgreSQL, through the whole in-process pipeline.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -20,15 +18,14 @@ from contracts.message_composed import MessageComposedV1
 from contracts.send_case import SendCaseV2
 from producers import attachment_samples as samples
 from producers.cli import app
-from producers.client import OmvantClient, Recipient
+from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from tests.reachable import reachable_residents
 from workers.attachments.ownership import store_attachment
-from workers.case_states import SETTLED
 from workers.settings import Settings
 from workers.stage import emit
-from workers.store import cases
-from workers.store.engine import make_engine
+from workers.store import cases, notifications
+from workers.store.engine import make_engine, upgrade
 from workers.store.schema import blob_owners, case_events
 from workers.store.schema import cases as cases_table
 
@@ -74,7 +71,7 @@ def outcome(
 
     def settled() -> int:
         with pipeline.ctx.engine.connect() as conn:
-            return sum(1 for s in cases.states_of(conn, ids).values() if s in SETTLED)
+            return notifications.count_settled(conn, case_ids=list(ids))
 
     assert wait_for(settled, len(ids), timeout=30) == len(ids)
     with pipeline.ctx.engine.connect() as conn:
@@ -225,6 +222,7 @@ def test_attachments_put_records_the_owning_clinic_and_refuses_a_bad_one(
 ) -> None:
     letter = tmp_path / "kallelse.pdf"
     letter.write_bytes(samples.pdf(6))
+    upgrade(postgres_url)
     env = {"OMVANT_BLOB_DIR": str(tmp_path / "blobs"), "OMVANT_DATABASE_URL": postgres_url}
     runner = CliRunner()
 
@@ -253,84 +251,3 @@ def test_attachments_put_records_the_owning_clinic_and_refuses_a_bad_one(
     engine.dispose()
     assert (CLINIC_A, False) in {(r.owner_hsa_id, r.shared) for r in rows}
     assert any(r.shared for r in rows)
-
-
-def test_the_clients_dispatch_sends_files_it_stored_for_the_clinic_and_no_others(
-    pipeline: InProcessPipeline, queue_prefix: str
-) -> None:
-    client = OmvantClient(pipeline.ctx.settings, broker=pipeline.ctx.broker)
-    try:
-        own = client.put_attachment(samples.pdf(7), clinic_hsa_id=CLINIC_A, filename="kallelse.pdf")
-        foreign = client.put_attachment(samples.pdf(8), clinic_hsa_id=CLINIC_B, filename="b.pdf")
-        residents = [Recipient(RESIDENT, {})]
-        batches_sent = [
-            client.dispatch(
-                residents,
-                template_id="meddelande-till-invanare",
-                clinic_hsa_id=CLINIC_A,
-                sender_hsa_id="SE2321000016-S101",
-                total=1,
-                batch_id=f"{queue_prefix}{name}",
-                fragments=["halsning"],
-                attachments=[ref],
-            )
-            for name, ref in (("own", own), ("foreign", foreign))
-        ]
-    finally:
-        client.engine.dispose()
-
-    def reasons() -> dict[str, str | None]:
-        with pipeline.ctx.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(cases_table.c.batch_id, cases_table.c.reason, cases_table.c.state).where(
-                    cases_table.c.batch_id.in_([b.id for b in batches_sent])
-                )
-            )
-            return {r.batch_id: r.reason for r in rows if r.state in SETTLED}
-
-    assert wait_for(lambda: len(reasons()), 2, timeout=30) == 2
-    assert reasons() == {
-        f"{queue_prefix}own": None,
-        f"{queue_prefix}foreign": "attachment-not-owned",
-    }
-
-
-def test_omvant_dispatch_attach_stores_the_file_for_the_clinic(
-    postgres_url: str, redis_url: str, queue_prefix: str, tmp_path: Path
-) -> None:
-    letter = tmp_path / "kallelse.pdf"
-    letter.write_bytes(samples.pdf(9))
-    listing = tmp_path / "residents.csv"
-    listing.write_text(f"personnummer\n{RESIDENT}\n", encoding="utf-8")
-    result = CliRunner().invoke(
-        app,
-        [
-            *("dispatch", str(listing), "--template", "meddelande-till-invanare"),
-            *("--clinic", CLINIC_A, "--sender", "SE2321000016-S101", "--attach", str(letter)),
-            *("--broker", redis_url, "--database", postgres_url, "--json"),
-        ],
-        env={"OMVANT_QUEUE_PREFIX": queue_prefix, "OMVANT_BLOB_DIR": str(tmp_path / "blobs")},
-    )
-    assert result.exit_code == 0, result.output
-    sha256 = hashlib.sha256(letter.read_bytes()).hexdigest()
-    engine = make_engine(postgres_url)
-    with engine.connect() as conn:
-        owners = (
-            conn.execute(
-                sa.select(blob_owners.c.owner_hsa_id).where(blob_owners.c.sha256 == sha256)
-            )
-            .scalars()
-            .all()
-        )
-    engine.dispose()
-    assert owners == [CLINIC_A]
-    assert (tmp_path / "blobs" / sha256[:2] / sha256).read_bytes() == letter.read_bytes()
-    client = redis.Redis.from_url(redis_url)
-    queued = [
-        json.loads(raw)["args"][0]
-        for name in client.scan_iter(match=f"dramatiq:{queue_prefix}recipient-validation*.msgs")
-        for raw in client.hvals(name)
-    ]
-    client.close()
-    [record] = [item for envelope in queued for item in envelope["payload"]]
-    assert [a["sha256"] for a in record["attachments"]] == [sha256]
