@@ -1,1 +1,1 @@
-"""The web application ``omvant serve`` runs: the staff console (``pages/``) and the HTTP API."""
+"""The ASGI application of ``omvant serve``: the HTTP API (``/v1``), probes and the web console."""

@@ -49,11 +49,9 @@ def add_users(engine: sa.Engine) -> None:
 
 def build_app(settings: Settings) -> FastAPI:
     """The application ``omvant serve`` runs, on ``settings``."""
-    from producers.web.pages import install_console
+    from producers.web.app import create_app
 
-    app = FastAPI()
-    install_console(app, settings)
-    return app
+    return create_app(settings)
 
 
 def console_of(app: FastAPI) -> Console:
