@@ -20,12 +20,22 @@ from workers.settings import Settings
 from workers.store import users
 from workers.store.engine import make_engine, upgrade
 
-PAGES = ["/", "/arenden", "/arenden/some-case", "/arenden.csv", "/mallar", "/mallar/ny",
-         "/skicka", "/skicka/0123456789abcdef0123456789abcdef"]
+PAGES = [
+    "/",
+    "/arenden",
+    "/arenden/some-case",
+    "/arenden.csv",
+    "/mallar",
+    "/mallar/ny",
+    "/skicka",
+    "/skicka/0123456789abcdef0123456789abcdef",
+]
 
 
 @pytest.fixture
-def client(sqlite_url: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def client(
+    sqlite_url: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
     monkeypatch.setenv("OMVANT_WEB_ACCOUNT_FAILURES", "3")
     monkeypatch.setenv("OMVANT_WEB_IP_FAILURES", "6")
     upgrade(sqlite_url)
@@ -97,17 +107,24 @@ def test_a_forged_or_altered_session_cookie_is_no_session(client: TestClient) ->
 
 def test_a_wrong_password_or_unknown_user_is_one_message_and_401(client: TestClient) -> None:
     token = csrf_of(client.get("/login").text)
-    wrong = client.post("/login", data={"username": "nurse-a", "password": "fel", "csrf_token": token})
-    unknown = client.post("/login", data={"username": "nobody", "password": "fel", "csrf_token": token})
+    wrong = client.post(
+        "/login", data={"username": "nurse-a", "password": "fel", "csrf_token": token}
+    )
+    unknown = client.post(
+        "/login", data={"username": "nobody", "password": "fel", "csrf_token": token}
+    )
     assert wrong.status_code == unknown.status_code == 401
     assert "Fel användarnamn eller lösenord." in wrong.text and "Fel användarnamn" in unknown.text
 
 
 def test_posts_without_this_browsers_csrf_token_are_refused(client: TestClient) -> None:
     # the login form itself
-    assert client.post(
-        "/login", data={"username": "nurse-a", "password": PASSWORD}, follow_redirects=False
-    ).status_code == 403
+    assert (
+        client.post(
+            "/login", data={"username": "nurse-a", "password": PASSWORD}, follow_redirects=False
+        ).status_code
+        == 403
+    )
     token = sign_in(client, "admin-a")
     for path, data in (
         ("/skicka", {"template_id": "meddelande-till-invanare"}),
@@ -121,13 +138,18 @@ def test_posts_without_this_browsers_csrf_token_are_refused(client: TestClient) 
     other = TestClient(client.app)
     other_token = sign_in(other, "nurse-a")
     assert other_token != token
-    assert client.post("/logout", data={"csrf_token": other_token}, follow_redirects=False).status_code == 403
+    assert (
+        client.post("/logout", data={"csrf_token": other_token}, follow_redirects=False).status_code
+        == 403
+    )
     assert client.get("/mallar").status_code == 200  # still signed in: nothing happened
     answer = client.post("/logout", data={"csrf_token": token}, follow_redirects=False)
     assert answer.status_code == 303
 
 
-def test_signing_out_ends_the_session_in_the_database_not_only_in_the_browser(client: TestClient) -> None:
+def test_signing_out_ends_the_session_in_the_database_not_only_in_the_browser(
+    client: TestClient,
+) -> None:
     token = sign_in(client, "nurse-a")
     kept = client.cookies["omvant_session"]
     client.post("/logout", data={"csrf_token": token})
@@ -141,7 +163,9 @@ def test_a_disabled_user_is_out_at_once_and_cannot_sign_in(client: TestClient) -
         users.set_active(conn, "nurse-a", False)
     assert client.get("/arenden", follow_redirects=False).status_code == 303
     token = csrf_of(client.get("/login").text)
-    refused = client.post("/login", data={"username": "nurse-a", "password": PASSWORD, "csrf_token": token})
+    refused = client.post(
+        "/login", data={"username": "nurse-a", "password": PASSWORD, "csrf_token": token}
+    )
     assert refused.status_code == 401
 
 
@@ -161,7 +185,11 @@ def test_an_account_is_locked_after_repeated_failures_even_for_the_right_passwor
     assert _try(client, "nurse-a", PASSWORD) == 429  # locked: the password is not even checked
     page = client.post(
         "/login",
-        data={"username": "nurse-a", "password": PASSWORD, "csrf_token": csrf_of(client.get("/login").text)},
+        data={
+            "username": "nurse-a",
+            "password": PASSWORD,
+            "csrf_token": csrf_of(client.get("/login").text),
+        },
     )
     assert "För många misslyckade inloggningar" in page.text
     assert _try(client, "nurse-b", PASSWORD) == 303  # another account is not locked
