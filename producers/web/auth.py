@@ -51,8 +51,9 @@ class NotFound(Exception):
 
 
 def console(request: Request) -> Console:
-    """The application's console services."""
+    """The application's console services (the starter templates seeded on first use)."""
     found: Console = request.app.state.console
+    found.ensure_templates()
     return found
 
 

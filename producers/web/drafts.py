@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.common import AttachmentRef
+from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from producers.intake import push_chunk
 from producers.web.services import Console
@@ -30,7 +31,9 @@ from workers.adapters.account_directory import DirectoryUnavailable
 from workers.attachments.checker import check_file
 from workers.attachments.scanner import ScannerUnavailable
 from workers.composition import Composed, CompositionError, compose
+from workers.queues import queue_name
 from workers.recipient_validation import check_recipients
+from workers.routes import ROUTES, lane_for
 from workers.store.cases import utcnow
 from workers.store.schema import send_drafts
 from workers.templates import store as template_store
@@ -454,8 +457,12 @@ def send(conn: sa.Connection, draft: Draft, template: Template, services: Consol
             f"Meddelandet kan inte skickas: {exc.detail}", exc.reason.value
         ) from None
     requests = send_requests(draft)
+    broker = services.send_broker()
+    for priority in {r.priority for r in requests}:
+        queue, _actor = ROUTES[SEND_CASE].lane(lane_for(priority, None))
+        broker.declare_queue(queue_name(queue, services.settings.queue_prefix))
     push_chunk(
-        services.send_broker(),
+        broker,
         requests,
         correlation_id=f"web-{draft.id}",
         prefix=services.settings.queue_prefix,

@@ -24,7 +24,6 @@ router = APIRouter()
 def choose_template(request: Request, acting: AsStaff) -> Response:
     """Step 1: the clinic's active templates to choose from."""
     services = console(request)
-    services.ensure_templates()
     query = (request.query_params.get("q") or "").strip()[:200]
     with services.begin() as conn:
         found = drafts.sendable_templates(conn, acting.clinic_hsa_id, query or None)

@@ -37,7 +37,6 @@ NOTICES = {
 def template_list(request: Request, acting: AsAdmin) -> Response:
     """The clinic's own templates, and a search among the national and regional ones."""
     services = console(request)
-    services.ensure_templates()
     query = (request.query_params.get("q") or "").strip()[:200]
     with services.begin() as conn:
         visible = store.listing(conn, clinic_hsa_id=acting.clinic_hsa_id)
