@@ -447,7 +447,8 @@ def send(conn: sa.Connection, draft: Draft, template: Template, services: Consol
     unreachable = [r for r in draft.residents if not r.reachable]
     if unreachable:
         raise DraftRefused(
-            "Alla mottagare kan inte nås via 1177. Ta bort dem som inte kan nås innan du skickar.",
+            "Någon av mottagarna kan inte nås via 1177. "
+            "Ta bort dem som inte kan nås innan du skickar.",
             unreachable[0].reason,
         )
     try:

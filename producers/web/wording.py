@@ -64,6 +64,24 @@ REASON = {
     "batch-cancelled": "Utskicket avbröts",
 }
 
+STAGE = {
+    "intake": "mottagning",
+    "recipient-validation": "kontroll av mottagare",
+    "composition": "sammanställning",
+    "attachment-check": "kontroll av bilagor",
+    "notification-dispatch": "leverans och avisering",
+    "read-receipts": "läskvitto",
+    "follow-up": "påminnelse",
+}
+
+NOTIFICATION = {
+    "pending": "pågår",
+    "sent": "skickad",
+    "refused": "inte mottagen",
+    "retry": "försöker igen",
+    "unconfirmed": "obekräftad",
+}
+
 CHANNEL = {"sms": "sms", "email": "e-post"}
 
 ANSWER_KIND = {
@@ -94,4 +112,6 @@ def jinja_filters() -> dict[str, object]:
         "kind_text": lambda code: KIND.get(code, code),
         "scope_text": lambda code: SCOPE.get(code, code),
         "unescape_html": html.unescape,
+        "stage_text": lambda code: STAGE.get(code, code),
+        "notification_text": lambda code: NOTIFICATION.get(code, code),
     }

@@ -16,7 +16,7 @@ from workers.adapters.population import test_personnummer
 from workers.settings import Settings
 from workers.store import users
 
-PASSWORD = "rätt-häst-batteri-häftklammer"
+PASSWORD = "correct-horse-battery-staple-17"
 CLINIC_A = "SE2321000016-VC01"
 CLINIC_B = "SE2321000016-VC02"
 NURSE_A = "SE2321000016-S101"

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from tests.delivery_support import cleared_item, reachable_residents, store_cleared
 from tests.web.console_support import CLINIC_A, CLINIC_B, NURSE_A, add_users, build_app, sign_in
 from workers.case_states import CaseState
+from workers.settings import Settings
 from workers.store import access_log, cases, notifications
 from workers.store.cases import Transition
 from workers.store.engine import make_engine, upgrade
-from workers.settings import Settings
 
 NOW = dt.datetime.now(dt.UTC)
 

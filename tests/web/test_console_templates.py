@@ -69,7 +69,7 @@ def test_search_finds_national_and_regional_templates_to_adopt(
 
 
 def test_adopt_adapt_activate_and_the_version_history(admin: tuple[TestClient, str, str]) -> None:
-    client, token, url = admin
+    client, token, _url = admin
     adopted = client.post(
         "/mallar/meddelande-om-provsvar/anvand", data={"csrf_token": token}, follow_redirects=False
     )

@@ -261,4 +261,14 @@ def case_page(request: Request, case_id: str, acting: AsStaff) -> Response:
         )
     if detail is None:
         raise NotFound("Ärendet finns inte bland mottagningens ärenden.")
-    return render(request, "case_show.html", {"detail": detail, "zone": services.zone})
+    with services.begin() as conn:
+        template = template_store.load(conn, detail.case.template_id)
+    return render(
+        request,
+        "case_show.html",
+        {
+            "detail": detail,
+            "zone": services.zone,
+            "template_name": template.name if template else None,
+        },
+    )

@@ -15,7 +15,8 @@
       var focusId = submitter && submitter.id;
       var busy = form.querySelectorAll("button");
       busy.forEach(function (b) { b.setAttribute("aria-busy", "true"); });
-      fetch(form.action, {
+      // form.action would be the buttons named "action": read the attribute
+      fetch(form.getAttribute("action") || window.location.pathname, {
         method: "POST",
         body: data,
         credentials: "same-origin",
