@@ -67,3 +67,8 @@ class Reason(StrEnum):
     UNKNOWN_KEY_ID = "unknown-key-id"
     CONTRACT_VERSION_MISSING = "contract-version-missing"
     CLINIC_NOT_ALLOWED = "clinic-not-allowed"
+
+    CASE_ID_CONFLICT = "case-id-conflict"
+    BATCH_NOT_OWNED = "batch-not-owned"
+    BATCH_EXISTS = "batch-exists"
+    ATTACHMENT_NOT_OWNED = "attachment-not-owned"

@@ -11,6 +11,7 @@ from producers.cli import (
     contracts_command,
     delivery_command,
     demo_command,
+    deploy_command,
     dispatch_command,
     errors,
     intake_command,
@@ -46,6 +47,7 @@ app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
 app.add_typer(users_command.app, name="users")
+app.add_typer(deploy_command.app, name="deploy")
 app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)

@@ -28,6 +28,7 @@ from contracts.send_case import SendCaseV2
 from producers.intake import push_chunk
 from producers.web.services import Console
 from workers.adapters.account_directory import DirectoryUnavailable
+from workers.attachments import ownership
 from workers.attachments.checker import check_file
 from workers.attachments.scanner import ScannerUnavailable
 from workers.composition import Composed, CompositionError, compose
@@ -357,6 +358,8 @@ def attach(
     if not verdict.ok:
         return Refusal(name, verdict.reason.value if verdict.reason else "", verdict.detail or "")
     stored = services.blobs.put(data)
+    with services.begin() as conn:
+        ownership.record_owner(conn, stored, draft.clinic_hsa_id)  # the clinic's own file
     attached = Attached(
         sha256=stored,
         filename=name,

@@ -109,7 +109,7 @@ def test_search_by_personnummer_finds_the_resident_and_is_logged(
     assert _ids(other) == []
     with engine.connect() as conn:
         log = access_log.entries(conn, CLINIC_A)
-    searches = [e for e in log if e.action == "web-cases-search"]
+    searches = [e for e in log if e.action == "cases-list" and "personnummer" in (e.detail or "")]
     assert [s.user_hsa_id for s in searches] == [NURSE_A, NURSE_A]
     assert residents[2] in searches[0].personnummer and residents[7] in searches[1].personnummer
 
@@ -123,8 +123,8 @@ def test_the_case_page_shows_history_notifications_and_answer_and_is_logged(
     assert "sms" in page and "Svar," in page
     assert f"{residents[0][:8]}-{residents[0][8:]}" in page
     with engine.connect() as conn:
-        shown = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "web-case-show"]
-    assert shown and shown[-1].case_ids == ["a-0"] and shown[-1].user_hsa_id == NURSE_A
+        shown = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "cases-show"]
+    assert shown and shown[-1].outcome == "allowed" and shown[-1].case_ids == ["a-0"] and shown[-1].user_hsa_id == NURSE_A
     assert shown[-1].personnummer == [residents[0]] and shown[-1].unmasked
 
 
@@ -135,8 +135,9 @@ def test_another_clinics_case_is_not_found_by_url_and_the_attempt_is_logged(
     answer = client.get("/arenden/b-0")
     assert answer.status_code == 404 and residents[7][:8] not in answer.text
     with engine.connect() as conn:
-        tried = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "web-case-not-found"]
+        tried = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "cases-show"]
     assert tried and tried[-1].case_ids == ["b-0"] and tried[-1].personnummer == []
+    assert tried[-1].outcome == "refused" and tried[-1].detail == "another unit's case"
 
 
 def test_csv_export_has_every_matching_case_masked_unless_asked_and_is_logged(
@@ -153,5 +154,7 @@ def test_csv_export_has_every_matching_case_masked_unless_asked_and_is_logged(
     )
     assert len(full) == 7 and {r["resident"] for r in full} == set(residents[:7])
     with engine.connect() as conn:
-        exports = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "web-cases-export"]
+        lists = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "cases-list"]
+    exports = lists[-2:]
     assert [e.unmasked for e in exports] == [False, True] and len(exports[1].case_ids) == 7
+    assert exports[0].user_hsa_id == NURSE_A

@@ -9,6 +9,7 @@ another clinic's case is "not found", whatever the URL says.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ from producers.web.auth import AsStaff, NotFound, console, render
 from producers.web.wording import STATUS
 from workers.identity import parse_identity
 from workers.log import mask_identity_numbers
-from workers.store import access_log, case_queries
+from workers import case_access
+from workers.store import case_queries
 from workers.templates import store as template_store
 
 router = APIRouter()
@@ -124,28 +126,25 @@ def parse_query(request: Request, zone: ZoneInfo) -> tuple[ListQuery, case_queri
     return query, filt
 
 
+def _reader(acting: Acting, *, unmasked: bool = False) -> case_access.Reader:
+    return case_access.Reader(acting.user_hsa_id, acting.clinic_hsa_id, unmasked=unmasked)
+
+
 @router.get("/arenden")
 def case_list(request: Request, acting: AsStaff) -> Response:
-    """The clinic's cases, newest first, a page at a time."""
+    """The clinic's cases, newest first, a page at a time (each page logged as shown)."""
     services = console(request)
     query, filt = parse_query(request, services.zone)
     size = services.web.web_page_size
     now = services.now()
-    paged = case_queries.CaseFilter(
-        **{**filt.__dict__, "limit": size, "offset": (query.page - 1) * size}
-    )
+    paged = dataclasses.replace(filt, limit=size, offset=(query.page - 1) * size)
+    reader = _reader(acting)
+    try:
+        total = case_access.count_cases(services.engine, reader, filt, now=now)
+        rows = case_access.list_cases(services.engine, reader, paged, now=now).rows
+    except case_access.UsageError as exc:
+        raise NotFound(str(exc)) from None
     with services.begin() as conn:
-        total = case_queries.count_cases(conn, acting.clinic_hsa_id, filt, now=now)
-        rows = case_queries.list_cases(conn, acting.clinic_hsa_id, paged, now=now)
-        access_log.record(
-            conn,
-            user_hsa_id=acting.user_hsa_id,
-            unit_hsa_id=acting.clinic_hsa_id,
-            action="web-cases-search" if query.normalized_personnummer else "web-cases-list",
-            case_ids=[r.case_id for r in rows],
-            personnummer=[r.personnummer for r in rows]
-            + ([query.normalized_personnummer] if query.normalized_personnummer else []),
-        )
         templates = [
             (t.id, t.name) for t in template_store.listing(conn, clinic_hsa_id=acting.clinic_hsa_id)
         ]
@@ -219,18 +218,13 @@ def case_export(request: Request, acting: AsStaff) -> Response:
     services = console(request)
     _query, filt = parse_query(request, services.zone)
     full = request.query_params.get("fullstandiga") == "1"
-    wanted = case_queries.CaseFilter(**{**filt.__dict__, "limit": EXPORT_LIMIT})
-    with services.begin() as conn:
-        rows = case_queries.list_cases(conn, acting.clinic_hsa_id, wanted, now=services.now())
-        access_log.record(
-            conn,
-            user_hsa_id=acting.user_hsa_id,
-            unit_hsa_id=acting.clinic_hsa_id,
-            action="web-cases-export",
-            case_ids=[r.case_id for r in rows],
-            personnummer=[r.personnummer for r in rows],
-            unmasked=full,
-        )
+    wanted = dataclasses.replace(filt, limit=EXPORT_LIMIT)
+    try:
+        rows = case_access.list_cases(
+            services.engine, _reader(acting, unmasked=full), wanted, now=services.now()
+        ).rows
+    except case_access.UsageError as exc:
+        raise NotFound(str(exc)) from None
     stamp = services.now().astimezone(services.zone).strftime("%Y%m%d-%H%M")
     return StreamingResponse(
         _csv_lines(rows, full, services.zone),
@@ -244,23 +238,15 @@ def case_export(request: Request, acting: AsStaff) -> Response:
 
 @router.get("/arenden/{case_id}")
 def case_page(request: Request, case_id: str, acting: AsStaff) -> Response:
-    """One case: status, history, notifications, answer, follow-up. Logged, found or not."""
+    """One case: status, history, notifications, answer, follow-up. Logged, found or not
+    (another clinic's case is refused, and logged as such, like a case that does not exist)."""
     services = console(request)
-    with services.begin() as conn:
-        detail = case_queries.show_case(
-            conn, acting.clinic_hsa_id, case_id[:64], now=services.now()
+    try:
+        detail = case_access.show_case(
+            services.engine, _reader(acting, unmasked=True), case_id, now=services.now()
         )
-        access_log.record(
-            conn,
-            user_hsa_id=acting.user_hsa_id,
-            unit_hsa_id=acting.clinic_hsa_id,
-            action="web-case-show" if detail else "web-case-not-found",
-            case_ids=[case_id[:64]],
-            personnummer=[detail.case.personnummer] if detail else [],
-            unmasked=detail is not None,
-        )
-    if detail is None:
-        raise NotFound("Ärendet finns inte bland mottagningens ärenden.")
+    except (case_access.CaseNotFound, case_access.UsageError):
+        raise NotFound("Ärendet finns inte bland mottagningens ärenden.") from None
     with services.begin() as conn:
         template = template_store.load(conn, detail.case.template_id)
     return render(
