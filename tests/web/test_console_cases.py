@@ -124,7 +124,12 @@ def test_the_case_page_shows_history_notifications_and_answer_and_is_logged(
     assert f"{residents[0][:8]}-{residents[0][8:]}" in page
     with engine.connect() as conn:
         shown = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "cases-show"]
-    assert shown and shown[-1].outcome == "allowed" and shown[-1].case_ids == ["a-0"] and shown[-1].user_hsa_id == NURSE_A
+    assert (
+        shown
+        and shown[-1].outcome == "allowed"
+        and shown[-1].case_ids == ["a-0"]
+        and shown[-1].user_hsa_id == NURSE_A
+    )
     assert shown[-1].personnummer == [residents[0]] and shown[-1].unmasked
 
 

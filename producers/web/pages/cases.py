@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from producers.web.auth import AsStaff, NotFound, console, render
+from producers.web.auth import Acting, AsStaff, NotFound, console, render
 from producers.web.wording import STATUS
+from workers import case_access
 from workers.identity import parse_identity
 from workers.log import mask_identity_numbers
-from workers import case_access
 from workers.store import case_queries
 from workers.templates import store as template_store
 
