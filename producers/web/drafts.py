@@ -256,8 +256,7 @@ def add_residents(draft: Draft, text: str, services: Console) -> list[Resident]:
         checks = check_recipients(numbers, services.directory)
     except DirectoryUnavailable:
         raise DraftRefused(
-            "Kontokatalogen på 1177 svarar inte just nu; försök igen om en stund.",
-            "directory-unavailable",
+            "Kontokatalogen på 1177 svarar inte just nu; försök igen om en stund."
         ) from None
     known = {r.normalized for r in draft.residents if r.normalized}
     added: list[Resident] = []
@@ -352,8 +351,7 @@ def attach(
         )
     except ScannerUnavailable:
         raise DraftRefused(
-            "Virusskanningen svarar inte just nu; försök bifoga filen igen om en stund.",
-            "scanner-unavailable",
+            "Virusskanningen svarar inte just nu; försök bifoga filen igen om en stund."
         ) from None
     if not verdict.ok:
         return Refusal(name, verdict.reason.value if verdict.reason else "", verdict.detail or "")
