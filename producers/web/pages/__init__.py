@@ -25,6 +25,7 @@ from producers.web.auth import (
     render,
 )
 from producers.web.console_settings import WebSettings
+from producers.web.oidc import build_oauth
 from producers.web.pages import cases, login, operations, send, templates
 from producers.web.services import build_console, static_folder
 from workers.settings import Settings
@@ -85,6 +86,18 @@ def install_console(
     """Add the console to ``app``: pages, static files, error pages, security headers."""
     services = build_console(settings, web, engine=engine, broker_factory=broker_factory)
     app.state.console = services
+    app.state.oidc = build_oauth(services.web)
+    if app.state.oidc is not None:  # authlib keeps the state and nonce of a sign-in here
+        from starlette.middleware.sessions import SessionMiddleware
+
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=services.web.web_secret,
+            session_cookie="omvant_oidc",
+            max_age=600,
+            same_site="lax",
+            https_only=services.web.web_cookie_secure == "always",
+        )
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=static_folder()), name="static")
     app.add_exception_handler(LoginRequired, _login_required)

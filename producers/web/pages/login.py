@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from producers.web import throttle
-from producers.web.auth import SignedIn, console, current_session, render, safe_next
+from producers.web.auth import NotFound, SignedIn, console, current_session, render, safe_next
 from producers.web.passwords import hash_password, needs_rehash, verify_password
 from workers.store import users
 
@@ -100,6 +100,60 @@ def login(
             "oidc": services.web.oidc_enabled,
         },
         status_code=status,
+    )
+
+
+@router.get("/login/oidc")
+async def oidc_start(request: Request, next: str | None = None) -> Response:
+    """Off to the organisation's sign-in (OIDC), returning to ``next``."""
+    services = console(request)
+    oauth = request.app.state.oidc
+    if oauth is None:
+        raise NotFound("Inloggning via organisationen är inte konfigurerad.")
+    request.session["omvant_next"] = safe_next(next)
+    del services
+    redirect: Response = await oauth.oidc.authorize_redirect(
+        request, str(request.url_for("oidc_callback"))
+    )
+    return redirect
+
+
+@router.get("/login/oidc/callback", name="oidc_callback")
+async def oidc_callback(request: Request) -> Response:
+    """Back from the provider: the linked, active user is signed in, anyone else is not."""
+    from authlib.integrations.base_client import OAuthError
+
+    services = console(request)
+    oauth = request.app.state.oidc
+    if oauth is None:
+        raise NotFound("Inloggning via organisationen är inte konfigurerad.")
+    try:
+        token = await oauth.oidc.authorize_access_token(request)
+    except OAuthError as exc:
+        return _oidc_refused(request, f"Inloggningen avbröts ({exc.error}).")
+    claims = token.get("userinfo") or {}
+    subject = str(claims.get("sub") or "")
+    with services.begin() as conn:
+        user = users.by_oidc_subject(conn, subject) if subject else None
+        if user is None or not user.active:
+            return _oidc_refused(
+                request,
+                "Inloggningen lyckades, men inget aktivt konto i Omvänt är kopplat till den. "
+                "Be en administratör koppla kontot (omvant users add --oidc-subject).",
+            )
+        users.signed_in(conn, user.id)
+        target = safe_next(request.session.pop("omvant_next", None))
+        response = RedirectResponse(target if target != "/" else home_of(user), status_code=303)
+        services.sessions.start(conn, request, response, user)
+        return response
+
+
+def _oidc_refused(request: Request, message: str) -> Response:
+    return render(
+        request,
+        "login.html",
+        {"error": message, "next": "/", "oidc": True},
+        status_code=403,
     )
 
 
