@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import socket
 import subprocess
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -218,13 +219,52 @@ def shot(driver: object, name: str) -> Path:
     return path
 
 
+def text(driver: object, by: str, value: str) -> str:
+    """The element's text, or "" while it is not there (or is being replaced in place)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element(by, value).text)  # type: ignore[attr-defined]
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
+def click(driver: object, by: str, value: str, timeout: float = 20) -> None:
+    """Click the element once it is there (found afresh if the page replaced it meanwhile)."""
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            driver.find_element(by, value).click()  # type: ignore[attr-defined]
+            return
+        except (
+            NoSuchElementException,
+            StaleElementReferenceException,
+            ElementClickInterceptedException,
+        ):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def type_into(driver: object, by: str, value: str, keys: str, timeout: float = 20) -> None:
+    """Type into the field once it is there."""
+    assert wait_until(lambda: bool(driver.find_elements(by, value)), timeout=timeout)  # type: ignore[attr-defined]
+    driver.find_element(by, value).send_keys(keys)  # type: ignore[attr-defined]
+
+
 def sign_in(driver: object, base: str, username: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(f"{base}/login")  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "username").send_keys(username)  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "password").send_keys(PASSWORD)  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "login-button").click()  # type: ignore[attr-defined]
+    type_into(driver, By.ID, "username", username)  # type: ignore[attr-defined]
+    type_into(driver, By.ID, "password", PASSWORD)  # type: ignore[attr-defined]
+    click(driver, By.ID, "login-button")
     wait_until(lambda: "/login" not in driver.current_url, timeout=15)  # type: ignore[attr-defined]
 
 
@@ -233,12 +273,14 @@ def test_an_unauthenticated_browser_gets_the_login_page(console: Console, browse
 
     browser.get(f"{console.url}/arenden")  # type: ignore[attr-defined]
     assert "/login?next=/arenden" in browser.current_url  # type: ignore[attr-defined]
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Logga in"  # type: ignore[attr-defined]
+    assert wait_until(lambda: text(browser, By.TAG_NAME, "h1") == "Logga in", timeout=20)
     shot(browser, "01-login")
-    browser.find_element(By.ID, "username").send_keys("nurse-a")  # type: ignore[attr-defined]
-    browser.find_element(By.ID, "password").send_keys("fel lösenord")  # type: ignore[attr-defined]
-    browser.find_element(By.ID, "login-button").click()  # type: ignore[attr-defined]
-    assert "Fel användarnamn eller lösenord" in browser.find_element(By.ID, "login-error").text  # type: ignore[attr-defined]
+    type_into(browser, By.ID, "username", "nurse-a")  # type: ignore[attr-defined]
+    type_into(browser, By.ID, "password", "fel lösenord")  # type: ignore[attr-defined]
+    click(browser, By.ID, "login-button")
+    assert wait_until(
+        lambda: "Fel användarnamn eller lösenord" in text(browser, By.ID, "login-error"), timeout=20
+    )
     shot(browser, "02-login-refused")
 
 
@@ -251,25 +293,30 @@ def test_an_administrator_adopts_adapts_and_activates_a_template(
     browser.get(f"{console.url}/mallar")  # type: ignore[attr-defined]
     search = browser.find_element(By.ID, "q")  # type: ignore[attr-defined]
     search.send_keys("provsvar")
-    browser.find_element(By.ID, "search-button").click()  # type: ignore[attr-defined]
+    click(browser, By.ID, "search-button")
     shot(browser, "03-templates-search")
-    browser.find_element(By.ID, "adopt-meddelande-om-provsvar").click()  # type: ignore[attr-defined]
+    click(browser, By.ID, "adopt-meddelande-om-provsvar")
     assert "/mallar/vc01.meddelande-om-provsvar" in browser.current_url  # type: ignore[attr-defined]
-    assert "Inte aktiv" in browser.find_element(By.ID, "active-badge").text  # type: ignore[attr-defined]
+    assert wait_until(lambda: "Inte aktiv" in text(browser, By.ID, "active-badge"), timeout=20)
     shot(browser, "04-template-adopted")
     contact = browser.find_element(By.ID, "contact")  # type: ignore[attr-defined]
     contact.clear()
     contact.send_keys("Vårdcentralen Backa, vardagar 8-17")
-    browser.find_element(By.ID, "contact_card_url").send_keys(  # type: ignore[attr-defined]
-        "https://www.1177.se/hitta-vard/kontaktkort/vc-backa/"
+    type_into(
+        browser,
+        By.ID,
+        "contact_card_url",  # type: ignore[attr-defined]
+        "https://www.1177.se/hitta-vard/kontaktkort/vc-backa/",
     )
     active = browser.find_element(By.ID, "active")  # type: ignore[attr-defined]
     browser.execute_script("arguments[0].scrollIntoView()", active)  # type: ignore[attr-defined]
     active.click()
-    browser.find_element(By.ID, "save-button").click()  # type: ignore[attr-defined]
-    assert "sparad som en ny version" in browser.find_element(By.ID, "notice").text  # type: ignore[attr-defined]
-    assert browser.find_element(By.ID, "active-badge").text == "Aktiv"  # type: ignore[attr-defined]
-    assert "Version 2" in browser.find_element(By.CLASS_NAME, "versions").text  # type: ignore[attr-defined]
+    click(browser, By.ID, "save-button")
+    assert wait_until(
+        lambda: "sparad som en ny version" in text(browser, By.ID, "notice"), timeout=20
+    )
+    assert wait_until(lambda: text(browser, By.ID, "active-badge") == "Aktiv", timeout=20)
+    assert wait_until(lambda: "Version 2" in text(browser, By.CLASS_NAME, "versions"), timeout=20)
     shot(browser, "05-template-activated")
     browser.get(f"{console.url}/skicka")  # type: ignore[attr-defined]
     assert "tpl-vc01.meddelande-om-provsvar" in browser.page_source  # type: ignore[attr-defined]
@@ -279,9 +326,9 @@ def _send_page(driver: object, base: str, template_id: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(f"{base}/skicka")  # type: ignore[attr-defined]
-    driver.find_element(By.ID, f"tpl-{template_id}").click()  # type: ignore[attr-defined]
+    click(driver, By.ID, f"tpl-{template_id}")
     shot(driver, "06-send-choose-template")
-    driver.find_element(By.ID, "continue-button").click()  # type: ignore[attr-defined]
+    click(driver, By.ID, "continue-button")
     assert wait_until(lambda: "/skicka/" in driver.current_url, timeout=15)  # type: ignore[attr-defined]
 
 
@@ -293,33 +340,31 @@ def test_a_nurse_sends_a_case_with_an_attachment_and_sees_it_read(
     resident = residents_with(AccountStatus.ACTIVE, 3)[2]
     sign_in(browser, console.url, "nurse-a")
     _send_page(browser, console.url, "meddelande-till-invanare")
-    browser.find_element(By.ID, "personnummer").send_keys(f"{resident[:8]}-{resident[8:]}")  # type: ignore[attr-defined]
-    browser.find_element(By.ID, "add-resident").click()  # type: ignore[attr-defined]
+    type_into(browser, By.ID, "personnummer", f"{resident[:8]}-{resident[8:]}")  # type: ignore[attr-defined]
+    click(browser, By.ID, "add-resident")
     assert wait_until(lambda: "aviseras via" in browser.page_source, timeout=15)  # type: ignore[attr-defined]
-    browser.find_element(By.CSS_SELECTOR, 'button[value="plus:tid-bokad"]').click()  # type: ignore[attr-defined]
+    click(browser, By.CSS_SELECTOR, 'button[value="plus:tid-bokad"]')
     assert wait_until(
-        lambda: "Vi har bokat en tid" in browser.find_element(By.ID, "chosen-fragments").text,
+        lambda: "Vi har bokat en tid" in text(browser, By.ID, "chosen-fragments"),
         timeout=15,
     )  # type: ignore[attr-defined]
-    browser.find_element(By.CSS_SELECTOR, 'button[value="plus:halsning"]').click()  # type: ignore[attr-defined]
+    click(browser, By.CSS_SELECTOR, 'button[value="plus:halsning"]')
+    assert wait_until(lambda: "Hej!" in text(browser, By.ID, "chosen-fragments"), timeout=15)  # type: ignore[attr-defined]
+    click(browser, By.CSS_SELECTOR, 'button[value="up:1"]')
     assert wait_until(
-        lambda: "Hej!" in browser.find_element(By.ID, "chosen-fragments").text, timeout=15
+        lambda: text(browser, By.ID, "chosen-fragments").startswith("Hej!"), timeout=15
     )  # type: ignore[attr-defined]
-    browser.find_element(By.CSS_SELECTOR, 'button[value="up:1"]').click()  # type: ignore[attr-defined]
-    assert wait_until(
-        lambda: browser.find_element(By.ID, "chosen-fragments").text.startswith("Hej!"), timeout=15
-    )  # type: ignore[attr-defined]
-    browser.find_element(By.ID, "free_text").send_keys("Ta med legitimation.")  # type: ignore[attr-defined]
+    type_into(browser, By.ID, "free_text", "Ta med legitimation.")  # type: ignore[attr-defined]
     letter = tmp_path / "kallelse.pdf"
     letter.write_bytes(attachment_samples.pdf(2))
-    browser.find_element(By.ID, "file").send_keys(str(letter))  # type: ignore[attr-defined]
-    browser.find_element(By.ID, "attach-button").click()  # type: ignore[attr-defined]
+    type_into(browser, By.ID, "file", str(letter))  # type: ignore[attr-defined]
+    click(browser, By.ID, "attach-button")
     assert wait_until(
         lambda: "kallelse.pdf" in browser.page_source and "2 sidor" in browser.page_source,
         timeout=30,
     )  # type: ignore[attr-defined]
     shot(browser, "07-send-draft")
-    browser.find_element(By.ID, "preview-button").click()  # type: ignore[attr-defined]
+    click(browser, By.ID, "preview-button")
     assert wait_until(lambda: bool(browser.find_elements(By.ID, "preview")), timeout=15)  # type: ignore[attr-defined]
     body = browser.find_element(By.ID, "preview-body").text  # type: ignore[attr-defined]
     assert body.startswith("Hej!") and "Ta med legitimation." in body
@@ -329,7 +374,7 @@ def test_a_nurse_sends_a_case_with_an_attachment_and_sees_it_read(
     preview = browser.find_element(By.ID, "preview")  # type: ignore[attr-defined]
     browser.execute_script("arguments[0].scrollIntoView()", preview)  # type: ignore[attr-defined]
     shot(browser, "08-send-preview")
-    browser.find_element(By.ID, "send-button").click()  # type: ignore[attr-defined]
+    click(browser, By.ID, "send-button")
     assert wait_until(lambda: "/arenden?skickat=1" in browser.current_url, timeout=15)  # type: ignore[attr-defined]
     link = browser.find_element(By.CSS_SELECTOR, "#sent-notice a")  # type: ignore[attr-defined]
     case_id = link.get_attribute("href").rsplit("/", 1)[1]
@@ -340,11 +385,13 @@ def test_a_nurse_sends_a_case_with_an_attachment_and_sees_it_read(
     assert case_id in browser.page_source  # type: ignore[attr-defined]
     shot(browser, "09-cases-list")
     browser.get(f"{console.url}/arenden/{case_id}")  # type: ignore[attr-defined]
-    assert "Oläst" in browser.find_element(By.ID, "case-read").text  # type: ignore[attr-defined]
+    assert wait_until(lambda: "Oläst" in text(browser, By.ID, "case-read"), timeout=20)
     console.open_event(case_id)
     assert wait_until(lambda: console.state(case_id) == "read", timeout=60)
     browser.get(f"{console.url}/arenden/{case_id}")  # type: ignore[attr-defined]
-    assert "Läst av invånaren" in browser.find_element(By.ID, "case-status").text  # type: ignore[attr-defined]
+    assert wait_until(
+        lambda: "Läst av invånaren" in text(browser, By.ID, "case-status"), timeout=20
+    )
     shot(browser, "10-case-read")
     browser.get(f"{console.url}/arenden?status=read")  # type: ignore[attr-defined]
     assert case_id in browser.page_source  # type: ignore[attr-defined]
@@ -359,12 +406,15 @@ def test_without_javascript_an_unreachable_resident_gives_the_reason_before_send
     blocked = residents_with(AccountStatus.BLOCKED, 2)[1]
     sign_in(browser, console.url, "nurse-a")
     _send_page(browser, console.url, "meddelande-till-invanare")
-    browser.find_element(By.ID, "personnummer").send_keys(blocked)  # type: ignore[attr-defined]
-    browser.find_element(By.ID, "add-resident").click()  # type: ignore[attr-defined]
-    verdict = browser.find_element(By.CSS_SELECTOR, "#residents tr.refused .verdict").text  # type: ignore[attr-defined]
+    type_into(browser, By.ID, "personnummer", blocked)  # type: ignore[attr-defined]
+    click(browser, By.ID, "add-resident")
+    assert wait_until(
+        lambda: bool(text(browser, By.CSS_SELECTOR, "#residents tr.refused .verdict")), timeout=20
+    )
+    verdict = text(browser, By.CSS_SELECTOR, "#residents tr.refused .verdict")
     assert "Invånaren har spärrat sin inloggning" in verdict and "login-blocked" in verdict
     shot(browser, "11-send-unreachable")
-    browser.find_element(By.ID, "send-button").click()  # type: ignore[attr-defined]
+    click(browser, By.ID, "send-button")
     assert wait_until(lambda: "Ta bort dem som inte kan nås" in browser.page_source, timeout=15)  # type: ignore[attr-defined]
     assert "/skicka/" in browser.current_url  # type: ignore[attr-defined]
     shot(browser, "12-send-refused")
@@ -381,23 +431,21 @@ def test_clinic_as_user_cannot_open_clinic_bs_case_by_url(
     resident = residents_with(AccountStatus.ACTIVE, 5)[4]
     sign_in(browser, console.url, "nurse-b")
     _send_page(browser, console.url, "meddelande-till-invanare")
-    browser.find_element(By.ID, "personnummer").send_keys(resident)  # type: ignore[attr-defined]
-    browser.find_element(By.ID, "add-resident").click()  # type: ignore[attr-defined]
+    type_into(browser, By.ID, "personnummer", resident)  # type: ignore[attr-defined]
+    click(browser, By.ID, "add-resident")
     assert wait_until(lambda: "aviseras via" in browser.page_source, timeout=15)  # type: ignore[attr-defined]
-    browser.find_element(By.CSS_SELECTOR, 'button[value="plus:halsning"]').click()  # type: ignore[attr-defined]
-    assert wait_until(
-        lambda: "Hej!" in browser.find_element(By.ID, "chosen-fragments").text, timeout=15
-    )  # type: ignore[attr-defined]
-    browser.find_element(By.ID, "send-button").click()  # type: ignore[attr-defined]
+    click(browser, By.CSS_SELECTOR, 'button[value="plus:halsning"]')
+    assert wait_until(lambda: "Hej!" in text(browser, By.ID, "chosen-fragments"), timeout=15)  # type: ignore[attr-defined]
+    click(browser, By.ID, "send-button")
     assert wait_until(lambda: "skickat=1" in browser.current_url, timeout=15)  # type: ignore[attr-defined]
     case_url = browser.find_element(By.CSS_SELECTOR, "#sent-notice a").get_attribute("href")  # type: ignore[attr-defined]
     case_id = case_url.rsplit("/", 1)[1]
     assert wait_until(lambda: console.state(case_id) is not None, timeout=60)
     browser.get(case_url)  # type: ignore[attr-defined]
-    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Ärende")  # type: ignore[attr-defined]
+    assert wait_until(lambda: text(browser, By.TAG_NAME, "h1").startswith("Ärende"), timeout=20)
     browser.delete_all_cookies()  # type: ignore[attr-defined]
     sign_in(browser, console.url, "nurse-a")
     browser.get(case_url)  # type: ignore[attr-defined]
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Finns inte"  # type: ignore[attr-defined]
+    assert wait_until(lambda: text(browser, By.TAG_NAME, "h1") == "Finns inte", timeout=20)
     assert resident[:8] not in browser.page_source  # type: ignore[attr-defined]
     shot(browser, "13-other-clinics-case")
