@@ -1,14 +1,14 @@
 """The web console: users, sessions, sign-in failures, drafts of cases being written.
 
 Revision ID: 0013_web_console
-Revises: 0011_failures
+Revises: 0010_notification_outbox
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_web_console"
-down_revision = "0011_failures"
+down_revision = "0010_notification_outbox"
 branch_labels = None
 depends_on = None
 
