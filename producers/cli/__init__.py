@@ -27,7 +27,9 @@ from producers.cli import (
     serve_command,
     sim_command,
     status_command,
+    sweep_command,
     templates_command,
+    users_command,
     webhooks_command,
     worker_command,
 )
@@ -104,6 +106,7 @@ app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
+app.add_typer(users_command.app, name="users")
 app.add_typer(dlq_command.app, name="dlq")
 app.command("status")(status_command.status)
 app.command("exporter")(status_command.exporter)
@@ -113,6 +116,7 @@ app.add_typer(api_keys_command.app, name="api-keys")
 app.add_typer(webhooks_command.app, name="webhooks")
 sim_command.app.command("webhook-receiver")(webhooks_command.webhook_receiver)
 app.command("inbox-events")(delivery_command.inbox_events)
+app.command("sweep")(sweep_command.sweep)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from producers import integration
 from producers.web.api.models import BatchProgress, BatchRequest
 from producers.web.api.refusals import refused
-from producers.web.auth import Integration
+from producers.web.api_keys_auth import Integration
 from producers.web.deps import Context
 from producers.web.idempotency import IdempotencyKey, once
 from producers.web.problems import PROBLEM_RESPONSES

@@ -12,7 +12,7 @@ from contracts.send_case import SendCaseV2
 from producers import integration
 from producers.web.api.models import CasesAccepted, CaseStatusBody
 from producers.web.api.refusals import refused
-from producers.web.auth import Integration
+from producers.web.api_keys_auth import Integration
 from producers.web.deps import Context
 from producers.web.idempotency import IdempotencyKey, once
 from producers.web.problems import PROBLEM_RESPONSES, Problem

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from producers import integration
 from producers.web.api.models import RecipientsCheckRequest, RecipientsCheckResult
-from producers.web.auth import Integration
+from producers.web.api_keys_auth import Integration
 from producers.web.deps import Context
 from producers.web.problems import PROBLEM_RESPONSES, Problem
 from workers.adapters.account_directory import DirectoryUnavailable
