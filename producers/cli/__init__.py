@@ -17,6 +17,7 @@ from producers.cli import (
     loadtest_command,
     push_command,
     recipients_command,
+    rejects_command,
     sim_command,
     templates_command,
     worker_command,
@@ -43,6 +44,7 @@ app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
+app.add_typer(rejects_command.app, name="rejects")
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 
