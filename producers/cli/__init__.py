@@ -18,6 +18,7 @@ from producers.cli import (
     push_command,
     recipients_command,
     rejects_command,
+    serve_command,
     sim_command,
     templates_command,
     worker_command,
@@ -45,6 +46,7 @@ app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
 app.add_typer(rejects_command.app, name="rejects")
+app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 

@@ -1,0 +1,1 @@
+"""The ASGI application of ``omvant serve``: the HTTP API (``/v1``), probes and the web console."""
