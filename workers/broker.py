@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Retries
+
+from workers.message_guard import GuardConsumers, GuardedEncoder
 
 
 class BrokerUrlError(ValueError):
@@ -28,16 +32,14 @@ def build_broker(
     """
     broker: dramatiq.Broker
     scheme = url.split("://", 1)[0].lower() if "://" in url else url.lower()
+    # messages dramatiq cannot decode become quarantine messages (workers/message_guard.py)
+    dramatiq.set_encoder(GuardedEncoder())
     if scheme in {"amqp", "amqps"}:
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-        broker = RabbitmqBroker(url=url, confirm_delivery=confirm)
+        broker = GuardedRabbitmqBroker(url=url, confirm_delivery=confirm)
     elif scheme in {"redis", "rediss"}:
-        from dramatiq.brokers.redis import RedisBroker
-
-        broker = RedisBroker(url=url)  # type: ignore[no-untyped-call]
+        broker = GuardedRedisBroker(url=url)  # type: ignore[no-untyped-call]
     elif scheme == "memory":
-        broker = StubBroker()
+        broker = GuardedStubBroker()
         broker.emit_after("process_boot")
     else:
         raise BrokerUrlError(f"unsupported broker URL scheme {scheme!r}")
@@ -47,10 +49,25 @@ def build_broker(
     return broker
 
 
+class GuardedRabbitmqBroker(GuardConsumers, RabbitmqBroker):
+    """RabbitMQ, whose consumers check each message against its queue."""
+
+
+class GuardedRedisBroker(GuardConsumers, RedisBroker):
+    """Redis, whose consumers check each message against its queue."""
+
+
+class GuardedStubBroker(GuardConsumers, StubBroker):
+    """The in-process broker, whose consumers check each message against its queue."""
+
+
 def broker_kind(broker: dramatiq.Broker) -> str:
     """``rabbitmq``, ``redis`` or ``memory``."""
-    name = type(broker).__name__
-    return {"RabbitmqBroker": "rabbitmq", "RedisBroker": "redis"}.get(name, "memory")
+    if isinstance(broker, RabbitmqBroker):
+        return "rabbitmq"
+    if isinstance(broker, RedisBroker):
+        return "redis"
+    return "memory"
 
 
 def dead_letter_count(broker: dramatiq.Broker, queue_names: list[str]) -> int:
