@@ -213,7 +213,7 @@ def test_free_text_of_only_hiding_characters_leaves_no_empty_paragraph(free_text
 
 @pytest.mark.parametrize("free_text", ["\x00\x01", " \x7f\n\x0b "])
 def test_control_characters_in_free_text_are_refused_by_the_contract(free_text: str) -> None:
-    with pytest.raises(ValidationError, match="control-character|control character"):
+    with pytest.raises(ValidationError, match="control character"):
         case(fragments=["a"], free_text=free_text)
     with pytest.raises(ValidationError, match="control character"):
         case(fields={"fornamn": f"Eva{free_text}"})
