@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import dramatiq
@@ -17,13 +19,71 @@ class BrokerUrlError(ValueError):
     """The broker URL names no supported broker."""
 
 
+QUORUM_SETTING = "OMVANT_RABBITMQ_QUORUM"
+DELIVERY_LIMIT_SETTING = "OMVANT_RABBITMQ_DELIVERY_LIMIT"
+DEFAULT_DELIVERY_LIMIT = 20
+"""How often RabbitMQ redelivers one message of a quorum queue (a consumer died holding it)
+before it dead-letters it to ``<queue>.XQ``: the broker's own guard against a poison message."""
+
+
+def quorum_from_environment() -> tuple[bool, int]:
+    """Whether RabbitMQ queues are quorum queues, and their delivery limit.
+
+    Read from the environment by every process that declares queues (producers and workers
+    alike), because all of them must declare a queue with the same type or RabbitMQ refuses.
+
+    Raises
+    ------
+    BrokerUrlError
+        The setting is not a boolean or the limit not a positive whole number.
+    """
+    raw = os.environ.get(QUORUM_SETTING, "false").strip().lower()
+    if raw not in {"true", "false", "1", "0", "yes", "no", ""}:
+        raise BrokerUrlError(f"{QUORUM_SETTING} must be true or false, not {raw!r}")
+    limit_raw = os.environ.get(DELIVERY_LIMIT_SETTING, str(DEFAULT_DELIVERY_LIMIT)).strip()
+    if not (limit_raw.isascii() and limit_raw.isdigit() and len(limit_raw) <= 6) or not int(
+        limit_raw
+    ):
+        raise BrokerUrlError(f"{DELIVERY_LIMIT_SETTING} must be a positive whole number")
+    return raw in {"true", "1", "yes"}, int(limit_raw)
+
+
+@functools.cache
+def _quorum_broker_class() -> type[Any]:
+    from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
+    from dramatiq.common import xq_name
+
+    class QuorumRabbitmqBroker(GuardedRabbitmqBroker):
+        """dramatiq's RabbitMQ broker declaring quorum queues (replicated, with a delivery
+        limit) for every queue, its delay queue and its dead-letter queue."""
+
+        delivery_limit = DEFAULT_DELIVERY_LIMIT
+
+        def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+            arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
+            arguments.pop("x-max-priority", None)  # quorum queues have no x-max-priority
+            arguments["x-queue-type"] = "quorum"
+            arguments["x-delivery-limit"] = self.delivery_limit
+            return arguments
+
+        def _declare_xq_queue(self, queue_name: str) -> Any:
+            return self.channel.queue_declare(
+                queue=xq_name(queue_name),
+                durable=True,
+                arguments={"x-message-ttl": DEAD_MESSAGE_TTL, "x-queue-type": "quorum"},
+            )
+
+    return QuorumRabbitmqBroker
+
+
 def build_broker(
     url: str, *, middleware: list[Middleware] | None = None, confirm: bool = True
 ) -> dramatiq.Broker:
     """A dramatiq broker for ``url``; extra middleware sees messages after Retries has.
 
     RabbitMQ queues are durable and publisher confirms are on (``confirm=False`` only for
-    filling a benchmark's queue); Redis uses the URL's database.
+    filling a benchmark's queue); with ``OMVANT_RABBITMQ_QUORUM=true`` they are quorum queues
+    (``quorum_from_environment``); Redis uses the URL's database.
 
     Raises
     ------
@@ -35,7 +95,13 @@ def build_broker(
     # messages dramatiq cannot decode become quarantine messages (workers/message_guard.py)
     dramatiq.set_encoder(GuardedEncoder())
     if scheme in {"amqp", "amqps"}:
-        broker = GuardedRabbitmqBroker(url=url, confirm_delivery=confirm)
+        quorum, delivery_limit = quorum_from_environment()
+        if quorum:
+            quorum_class = _quorum_broker_class()
+            broker = quorum_class(url=url, confirm_delivery=confirm)
+            broker.delivery_limit = delivery_limit  # type: ignore[attr-defined]
+        else:
+            broker = GuardedRabbitmqBroker(url=url, confirm_delivery=confirm)
     elif scheme in {"redis", "rediss"}:
         broker = GuardedRedisBroker(url=url)  # type: ignore[no-untyped-call]
     elif scheme == "memory":

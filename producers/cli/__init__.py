@@ -11,6 +11,7 @@ from producers.cli import (
     contracts_command,
     delivery_command,
     demo_command,
+    deploy_command,
     dispatch_command,
     errors,
     intake_command,
@@ -45,7 +46,11 @@ app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
+<<<<<<< HEAD
 app.add_typer(rejects_command.app, name="rejects")
+=======
+app.add_typer(deploy_command.app, name="deploy")
+>>>>>>> main
 app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
