@@ -46,11 +46,8 @@ app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
-<<<<<<< HEAD
 app.add_typer(rejects_command.app, name="rejects")
-=======
 app.add_typer(deploy_command.app, name="deploy")
->>>>>>> main
 app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
