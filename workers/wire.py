@@ -109,6 +109,10 @@ def _bounded(make: Callable[[], Any], data: bytes, limit: int) -> bytes:
             "max-bytes",
             f"decompressed, the body is over {limit} bytes",
         )
+    if not decompressor.eof:
+        raise Refused(
+            Reason.BODY_UNDECODABLE, "(body)", "complete", "the compressed data ends early"
+        )
     return bytes(out)
 
 
@@ -121,6 +125,10 @@ class _Zlib:
 
     def decompress(self, data: bytes, max_length: int) -> bytes:
         return self._d.decompress(data, max_length)
+
+    @property
+    def eof(self) -> bool:
+        return bool(self._d.eof)
 
 
 _DECOMPRESSORS: dict[str, Callable[[], Any]] = {
