@@ -14,6 +14,7 @@ from contracts.text import FreeText, Identifier
 NAME = "SendCase"
 
 _CASE_NAMESPACE = uuid.UUID("6f6d7661-6e74-4000-8000-636173656964")
+_REFERENCE_NAMESPACE = uuid.UUID("6f6d7661-6e74-4000-8000-726566657265")
 
 IdentityText = Annotated[str, StringConstraints(min_length=1, max_length=64), Identifier]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200), Identifier]
@@ -24,6 +25,14 @@ FragmentName = Annotated[str, StringConstraints(min_length=1, max_length=80), Id
 def case_id_for(clinic_hsa_id: str, idempotency_key: str) -> str:
     """The case id a clinic's idempotency key stands for: the same key gives the same case."""
     return str(uuid.uuid5(_CASE_NAMESPACE, f"{clinic_hsa_id}\x1f{idempotency_key}"))
+
+
+@functools.lru_cache(maxsize=65_536)
+def case_id_for_reference(clinic_hsa_id: str, reference: str) -> str:
+    """The case id a producer's own ``case_id`` stands for, within its clinic: the producer's
+    id is a reference scoped to the clinic, never Omvänt's id itself, so no clinic can name
+    (attach to, move, add history to) another clinic's case, whatever id it sends."""
+    return str(uuid.uuid5(_REFERENCE_NAMESPACE, f"{clinic_hsa_id}\x1f{reference}"))
 
 
 class SendCaseV1(FrozenModel):
@@ -55,8 +64,16 @@ class SendCaseV2(SendCaseV1):
     ] = Field(default_factory=dict, max_length=50)
 
     def resolved_case_id(self) -> str:
-        """The producer's case id, or the one derived from the idempotency key."""
-        return self.case_id or case_id_for(self.clinic_hsa_id, self.idempotency_key)
+        """Omvänt's id of the case: derived from the clinic and the producer's ``case_id``
+        (its reference) when one is given, else from the clinic and the idempotency key."""
+        if self.case_id:
+            return case_id_for_reference(self.clinic_hsa_id, self.case_id)
+        return self.key_case_id()
+
+    def key_case_id(self) -> str:
+        """The id derived from the clinic and the idempotency key alone: where a request goes
+        whose ``case_id`` names another of the clinic's cases (``case-id-conflict``)."""
+        return case_id_for(self.clinic_hsa_id, self.idempotency_key)
 
 
 LATEST = SendCaseV2

@@ -192,7 +192,7 @@ def run_demo(
     bridge_thread, stop_bridge = bridge.start()
     try:
         batch_id = new_batch_id()
-        files = store_sample_files(ctx.blobs)
+        files = store_sample_files(ctx.blobs, ctx.engine)
         requests = build_dispatch(count, seed=settings.seed, batch_id=batch_id, files=files)
         emit(ctx, requests, correlation_id=batch_id)
         wait_for(lambda: count_settled(ctx, batch_id), count, timeout=timeout, progress=progress)

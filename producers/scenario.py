@@ -12,13 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import sqlalchemy as sa
 
 from contracts.common import AttachmentRef
 from contracts.send_case import SendCaseV2
 from producers import attachment_samples
 from workers.adapters.blobs import BlobStore
 from workers.adapters.population import draw_residents, test_samordningsnummer
+from workers.attachments.ownership import store_attachment
 
 CLINICS = ("SE2321000016-VC01", "SE2321000016-VC02", "SE2321000016-BMM3", "SE2321000016-REH4")
 SENDERS = ("SE2321000016-S101", "SE2321000016-S102", "SE2321000016-S203", "SE2321000016-S304")
@@ -47,14 +51,21 @@ class SampleFiles:
     scripted_pdf: AttachmentRef
 
 
-def store_sample_files(blobs: BlobStore) -> SampleFiles:
+def store_sample_files(
+    blobs: BlobStore, engine: sa.Engine, clinics: Sequence[str] = CLINICS
+) -> SampleFiles:
     """Make a one-page PDF, a PNG, a Word file renamed to .pdf, a phone photo with its GPS
-    position and a PDF that runs JavaScript; store them."""
+    position and a PDF that runs JavaScript; store them for each of ``clinics`` (each clinic
+    uploads its own copy of the letter: a case may send only its own clinic's files)."""
 
     def ref(data: bytes, name: str, declared: str) -> AttachmentRef:
-        return AttachmentRef(
-            sha256=blobs.put(data), filename=name, declared_type=declared, size=len(data)
-        )
+        stored = [
+            store_attachment(
+                engine, blobs, data, owner_hsa_id=c, filename=name, declared_type=declared
+            )
+            for c in clinics
+        ]
+        return stored[0]
 
     return SampleFiles(
         pdf=ref(attachment_samples.pdf(), "kallelse.pdf", "application/pdf"),

@@ -40,7 +40,7 @@ from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
 from workers.stage import emit, enqueue
-from workers.store import cases, notifications
+from workers.store import batches, cases, notifications
 from workers.store.batches import BatchStatus
 from workers.store.cases import Transition
 from workers.transient import is_outage
@@ -166,9 +166,16 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     paused: list[Any] = []
     cancelled: list[Any] = []
     running: list[Any] = []
+    held = [b for b, v in views.items() if v.status != BatchStatus.RUNNING]
+    with ctx.engine.connect() as conn:
+        owners = batches.clinics_of(conn, held)
     for item in parsed.items:
-        view = views.get(getattr(item, "batch_id", None) or "")
+        batch_id = getattr(item, "batch_id", None) or ""
+        view = views.get(batch_id)
         status = view.status if view else BatchStatus.RUNNING
+        clinic = getattr(item, "clinic_hsa_id", None)
+        if batch_id in owners and clinic is not None and owners[batch_id] != clinic:
+            status = BatchStatus.RUNNING  # another clinic's dispatch: batch-not-owned at intake
         {BatchStatus.PAUSED: paused, BatchStatus.CANCELLED: cancelled}.get(status, running).append(
             item
         )

@@ -20,7 +20,7 @@ from contracts.attachments_cleared import AttachmentsClearedV1
 from contracts.common import ClearedAttachment
 from contracts.message_composed import MessageComposedV1
 from contracts.registry import Parsed
-from workers.attachments import references
+from workers.attachments import ownership, references
 from workers.attachments.checker import CONTENT_REASONS, against_claims, inspect
 from workers.attachments.limits import Limits
 from workers.attachments.scanner import VirusScanner
@@ -140,9 +140,29 @@ def removable(fresh: Sequence[Verdict]) -> set[str]:
     return refused | cleaned
 
 
+def not_owned_rejects(ctx: Context, items: Sequence[MessageComposedV1]) -> dict[str, Reject]:
+    """The cases referring to a blob their clinic may not send (defence in depth: the intake
+    stage refuses them first), each rejected with ``attachment-not-owned`` unread."""
+    wanted = [(item.clinic_hsa_id, ref.sha256) for item in items for ref in item.attachments]
+    if not wanted:
+        return {}
+    with ctx.engine.connect() as conn:
+        allowed = ownership.usable(conn, wanted, lambda sha: ctx.blobs.size(sha) is not None)
+    rejects: dict[str, Reject] = {}
+    for item in items:
+        found = ownership.first_not_owned(item.clinic_hsa_id, item.attachments, allowed)
+        if found is not None:
+            rejects[item.case_id] = Reject(
+                item.case_id, Reason.ATTACHMENT_NOT_OWNED, found.detail(item.clinic_hsa_id)
+            )
+    return rejects
+
+
 def process(parsed: Parsed, ctx: Context) -> None:
     """Check the chunk's attachments, record the verdicts, emit onward, remove spent blobs."""
     items = [item for item in parsed.items if isinstance(item, MessageComposedV1)]
+    not_owned = not_owned_rejects(ctx, items)
+    items = [item for item in items if item.case_id not in not_owned]
     limits = Limits.from_settings(ctx.settings)
     wanted = {
         ref.sha256
@@ -151,7 +171,7 @@ def process(parsed: Parsed, ctx: Context) -> None:
         for ref in item.attachments
     }
     verdicts, fresh = verdicts_for(ctx, wanted, limits, policy_of(limits, ctx.scanner))
-    decisions = handle(items, verdicts, limits)
+    decisions = [*not_owned.values(), *handle(items, verdicts, limits)]
     with ctx.engine.begin() as conn:
         references.record(
             conn,

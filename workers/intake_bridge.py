@@ -233,18 +233,35 @@ def _evaluate(delivery: Delivery, rules: IntakeRules) -> Accepted | IntakeError:
     records = read_records(body, headers, who=who, encoding=encoding)
     if isinstance(records, IntakeError):
         return records
-    allowed = rules.clinics.get(who)
-    if allowed:
-        for index, request in enumerate(records):
-            if request.clinic_hsa_id not in allowed:
+    outside = outside_allowed_clinics(who, records, rules.clinics)
+    if outside is not None:
+        return outside
+    return Accepted(who, records)
+
+
+def outside_allowed_clinics(
+    who: str, records: Sequence[SendCaseV2], clinics: Mapping[str, Sequence[str]]
+) -> IntakeError | None:
+    """A key restricted to some clinics is held to them wherever a unit appears in a record:
+    the clinic, and a sender that is one of the configured units rather than a person. (Its
+    batches and blobs are held to the record's own clinic by the intake stage:
+    ``batch-not-owned``, ``attachment-not-owned``.)"""
+    allowed = clinics.get(who)
+    if not allowed:
+        return None
+    units = {unit for listed in clinics.values() for unit in listed}
+    for index, request in enumerate(records):
+        for name in ("clinic_hsa_id", "sender_hsa_id"):
+            value = str(getattr(request, name))
+            if value not in allowed and (name == "clinic_hsa_id" or value in units):
                 return IntakeError(
                     Reason.CLINIC_NOT_ALLOWED,
-                    f"[{index}].clinic_hsa_id",
+                    f"[{index}].{name}",
                     "integration-clinics",
-                    f"{who} may not send for {request.clinic_hsa_id}",
+                    f"{who} may not send for {value}",
                     who,
                 )
-    return Accepted(who, records)
+    return None
 
 
 def evaluate(delivery: Delivery, rules: IntakeRules) -> Accepted | IntakeError:
@@ -432,7 +449,11 @@ class IntakeBridge:
 
         if not accepted:
             return
-        pairs = [(request, a.integration) for _d, a in accepted for request in a.requests]
+        pairs = [
+            (intake_keys.scoped_to(request, a.integration), a.integration)
+            for _d, a in accepted
+            for request in a.requests
+        ]
         with self.engine.connect() as conn:
             claims = intake_keys.claim(conn, [p[0] for p in pairs], window=self.window)
         to_send = [c.request for c in claims if c.send]

@@ -5,27 +5,91 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import unicodedata
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
 
 _PAYLOAD = re.compile(r"""(['"]payload['"]:\s*)\[.*\]""", flags=re.DOTALL)
-_IDENTITY = re.compile(
-    r"(?<![0-9])((?:18|19|20)?[0-9]{6})([-+ ]?)([0-9]{4}|[A-Za-z][0-9]{3})(?![0-9])",
-)
-"""Ten or twelve digits as identity numbers are written (with '-', '+' or a space before the
-last four, or none), also inside longer text, and interim numbers (a letter in the serial)."""
 _INPUT_VALUE = re.compile(r"input_value=.*?(?=, input_type=|\]$)", flags=re.DOTALL | re.MULTILINE)
 """pydantic's error text quotes the offending input (``input_value=...``): a body, free text
 or a whole chunk of records can be in it, so it goes."""
 SENSITIVE_KEYS = frozenset({"body", "free_text", "text", "subject", "fields", "content"})
 """Keys whose values are message content: never logged, whatever they hold."""
 
+_SOFT = (
+    "\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f"
+)
+"""Invisible characters (Unicode categories Cc and Cf: NUL, other controls, zero-width and
+direction marks, the byte-order mark): anywhere inside a number they hide it from a plain
+pattern, so the masker reads through them."""
+_S = f"[{_SOFT}]*"
+_D = rf"\d{_S}"
+_DASH = "-+\u2010-\u2015\u2212\ufe58\ufe63\uff0b\uff0d"
+_IDENTITY = re.compile(
+    rf"(?<!\d)(?P<date>(?:{_D}){{6}}(?:{_D}){{2}}|(?:{_D}){{6}})"
+    rf"(?P<sep>[\s\u00a0{_SOFT}]*[{_DASH}][\s\u00a0{_SOFT}]*|[ \u00a0\t]|){_S}"
+    rf"(?P<serial>(?:{_D}){{3}}\d|[A-Za-z]{_S}(?:{_D}){{2}}\d)(?!{_S}\d)"
+)
+"""An identity number as it may be written: six or eight date digits, then four (or a letter
+and three: interim numbers), with '-', '+' (aged 100 or more), a space or nothing between, and
+invisible characters anywhere; bounded by non-digits (also letters: ``pnr191212121212`` is a
+number). The check digit is not checked (a typo is still someone's number)."""
+_PROTECTED = re.compile(
+    r"(?<![0-9A-Za-z])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+    r"[0-9A-Fa-f]{12}(?![0-9A-Za-z])"
+    r"|(?<![0-9A-Za-z])SE[0-9]{6,14}(?:-[A-Za-z0-9]+)*"
+    r"|(?<![0-9A-Za-z])(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{16,}(?![0-9A-Za-z])"
+    r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+"""Identifiers that are never identity numbers, whatever digits they hold: UUIDs, HSA-ids
+(``SE2321000016-VC01``, ``SE232100-0016-VC01``), hex digests (16 or more hex digits with a
+letter among them) and ISO-8601 timestamps. Logs stay searchable by case, unit and time."""
+
+
+def _digits(text: str) -> str:
+    return "".join(str(unicodedata.digit(c)) for c in text if c.isdigit())
+
+
+def _plausible(date: str) -> bool:
+    """Whether ``date`` (YYMMDD or YYYYMMDD) has a month and a day (or a samordningsnummer's
+    day + 60; 00 where a samordningsnummer's month or day is unknown): ten digits that cannot
+    be a date (a count, an epoch time) are left alone."""
+    month, day = int(date[-4:-2]), int(date[-2:])
+    return month <= 12 and (day <= 31 or 60 <= day <= 91)
+
+
+def _masked(match: re.Match[str]) -> str:
+    date = _digits(match.group("date"))
+    if len(date) == 8 and date[:2] not in ("18", "19", "20"):
+        return match.group(0)  # twelve digits that are not a date with its century
+    if not _plausible(date):
+        return match.group(0)
+    return f"{date}{'+' if '+' in match.group('sep') else '-'}****"
+
+
+def _mask_outside_ids(text: str) -> str:
+    return _IDENTITY.sub(_masked, text)
+
 
 def mask_identity_numbers(text: str) -> str:
-    """Replace the serial and check digits of every identity-number-like run with ``****``."""
-    return _IDENTITY.sub(lambda m: f"{m.group(1)}{(m.group(2) or '-').strip() or '-'}****", text)
+    """Replace the serial and check digits of every identity number in ``text`` with ``****``
+    (``19121212-****``, ``121212+****``), wherever and however it is written; identifiers that
+    hold digits (UUIDs, HSA-ids, hex digests, timestamps) are left exactly as they are."""
+    if not any(c.isdigit() for c in text):
+        return text
+    parts: list[str] = []
+    start = 0
+    for found in _PROTECTED.finditer(text):
+        parts.append(_mask_outside_ids(text[start : found.start()]))
+        parts.append(found.group(0))
+        start = found.end()
+    parts.append(_mask_outside_ids(text[start:]))
+    return "".join(parts)
 
 
 def scrub(text: str) -> str:

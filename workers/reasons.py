@@ -76,3 +76,8 @@ class Reason(StrEnum):
     # stage queues: messages dramatiq itself cannot run (recorded before the dead-letter queue)
     UNKNOWN_ACTOR = "unknown-actor"
     POISON_MESSAGE = "poison-message"
+
+    CASE_ID_CONFLICT = "case-id-conflict"
+    BATCH_NOT_OWNED = "batch-not-owned"
+    BATCH_EXISTS = "batch-exists"
+    ATTACHMENT_NOT_OWNED = "attachment-not-owned"

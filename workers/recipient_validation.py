@@ -13,6 +13,7 @@ from contracts.envelope import origin_message_id
 from contracts.recipient_validated import RecipientValidatedV1
 from contracts.registry import Parsed
 from contracts.send_case import SendCaseV2
+from workers import case_ownership
 from workers.adapters.account_directory import (
     Account,
     AccountDirectory,
@@ -193,26 +194,40 @@ def intake_references(items: Sequence[SendCaseV2]) -> list[tuple[str, str]]:
 
 
 def process(parsed: Parsed, ctx: Context) -> None:
-    """Record the cases as received, decide them, record the decisions, emit onward.
+    """Record the new cases as received, decide them, record the decisions, emit onward.
 
-    A request whose idempotency key an earlier intake message used is a duplicate and is left
-    alone: the same key gives the same case and no second send.
+    The intake rules of ``workers.case_ownership`` apply first: a request never touches a case
+    that is not its own (another clinic's, or another key's), a duplicate of its clinic and key
+    is left alone, and one that names another clinic's dispatch or blob is a case of its own
+    rejected at once.
     """
     items = [item for item in parsed.items if isinstance(item, SendCaseV2)]
     origin = origin_message_id(parsed.envelope.message_id)
+    correlation_id = parsed.envelope.correlation_id
     with ctx.engine.begin() as conn:
-        cases.insert_received(conn, received_rows(items, parsed.envelope.correlation_id, origin))
-        ours = cases.first_requested_by(conn, (i.resolved_case_id() for i in items), origin)
-        references.record(
-            conn, intake_references([i for i in items if i.resolved_case_id() in ours])
+        claimed = case_ownership.claim(
+            conn,
+            items,
+            rows_for=lambda chosen: received_rows(chosen, correlation_id, origin),
+            origin=origin,
+            stored=lambda sha256: ctx.blobs.size(sha256) is not None,
         )
-    duplicates = [item for item in items if item.resolved_case_id() not in ours]
-    if duplicates:
-        log.info("duplicate requests left alone", cases=len(duplicates))
-    items = [item for item in items if item.resolved_case_id() in ours]
+        references.record(conn, intake_references(claimed.ours))
+        for item in claimed.unplaceable:
+            cases.record_unreadable(
+                conn,
+                queue=STAGE,
+                reason=Reason.CASE_ID_CONFLICT,
+                detail=f"case id {item.resolved_case_id()} of {item.clinic_hsa_id} is taken",
+                body=item.model_dump_json(),
+            )
+    if claimed.duplicates:
+        log.info("duplicate requests left alone", cases=len(claimed.duplicates))
+    if claimed.unplaceable:
+        log.warning("requests with a taken case id recorded", cases=len(claimed.unplaceable))
     settle(
         ctx,
         stage=STAGE,
-        decisions=handle(items, ctx.directory),
-        correlation_id=parsed.envelope.correlation_id,
+        decisions=[*claimed.rejects, *handle(claimed.ours, ctx.directory)],
+        correlation_id=correlation_id,
     )

@@ -7,7 +7,6 @@ scanner from ``OMVANT_*``), so staff and integration teams can see a verdict bef
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import time
@@ -17,7 +16,6 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from contracts.common import AttachmentRef
 from producers.cli.options import DatabaseOption, JsonOption, settings_from
 from workers.adapters.blobs import BlobStore, blob_store_from
 from workers.attachments.checker import check_file
@@ -147,34 +145,94 @@ def _print(record: dict[str, Any], path: Path, as_json: bool) -> None:
 @app.command("put")
 def put(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="File to store.")],
+    clinic: Annotated[
+        str | None,
+        typer.Option(
+            "--clinic",
+            help="The HSA-id of the clinic that owns the file: only its cases may send it.",
+        ),
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template",
+            help="Share the file for every clinic through this national or regional template.",
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="File name to declare (default: its own).")
     ] = None,
     declared_type: Annotated[
         str, typer.Option("--type", help="Media type to declare.")
     ] = "application/octet-stream",
+    database: DatabaseOption = None,
 ) -> None:
-    """Store a file in the blob store; print the AttachmentRef JSON a SendCase carries."""
-    settings = Settings()
+    """Store a file for a clinic (or shared by a template); print the AttachmentRef JSON a
+    SendCase carries. A case may send only its own clinic's files (``attachment-not-owned``)."""
+    from workers.attachments.ownership import store_attachment
+    from workers.store.engine import make_engine, upgrade
+
+    settings = settings_from(None, database)
+    owner, shared = _owner_of(clinic, template, settings)
     limit = Limits.from_settings(settings).max_bytes
     data = _read_at_most(file, limit)
     if len(data) > limit:
         typer.echo(f"attachment-too-large: over the limit of {limit:,} bytes; not stored", err=True)
         raise typer.Exit(1)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
     try:
-        ref = AttachmentRef(
-            sha256=hashlib.sha256(data).hexdigest(),
+        ref = store_attachment(
+            engine,
+            _blobs(settings),
+            data,
+            owner_hsa_id=owner,
             filename=name or file.name,
             declared_type=declared_type,
-            size=len(data),
+            shared=shared,
+            template_id=template,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         typer.echo(f"invalid-payload: {where}: {first['msg']}; not stored", err=True)
         raise typer.Exit(2) from None
-    stored = _blobs(settings).put(data)
-    typer.echo(ref.model_copy(update={"sha256": stored}).model_dump_json())
+    finally:
+        engine.dispose()
+    typer.echo(ref.model_dump_json())
+
+
+def _owner_of(clinic: str | None, template: str | None, settings: Settings) -> tuple[str, bool]:
+    """Who owns an upload: ``--clinic`` (the clinic's own file), or ``--template`` (shared by a
+    national or regional template's owner for every clinic). Exit 2 on anything else."""
+    from workers.hsa import is_hsa_id
+
+    if (clinic is None) == (template is None):
+        typer.echo("usage: give the owning --clinic HSA-ID, or --template ID to share", err=True)
+        raise typer.Exit(2)
+    if clinic is not None:
+        if not is_hsa_id(clinic):
+            typer.echo(
+                "invalid-hsa-id: --clinic must be an HSA-id like SE2321000016-ABCD", err=True
+            )
+            raise typer.Exit(2)
+        return clinic, False
+    from workers.store.engine import make_engine, upgrade
+    from workers.templates.database import DatabaseTemplateLibrary
+
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        found = DatabaseTemplateLibrary(engine).get(str(template))
+    finally:
+        engine.dispose()
+    if found is None or found.scope == "local":
+        typer.echo(
+            f"template-unknown: --template must name a national or regional template: {template}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return found.owner, True
 
 
 @app.command("gc")

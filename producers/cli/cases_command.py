@@ -1,8 +1,10 @@
 """``omvant cases``: the clinic's view of its cases, and the unread follow-up job.
 
-A clinic sees only its own cases (the query layer filters by ``--clinic`` in SQL). Every read is
-written to the access log: who (``--user`` or ``OMVANT_USER_HSA_ID``), for which unit, when,
-which cases and residents. Personnummer are masked (``19121212-****``) unless
+A clinic sees only its own cases (the query layer filters by ``--clinic`` in SQL). Every attempt
+is written to the access log (``workers.case_access``): who (``--user`` or
+``OMVANT_USER_HSA_ID``), for which unit, when, which cases were asked for or shown and which
+residents, and the outcome: a refused ``show`` and a wrong request (an HSA-id that is not one,
+an unknown ``--status``) are logged too. Personnummer are masked (``19121212-****``) unless
 ``--show-personnummer`` is given; the access log records which.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import re
 import sys
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -21,16 +22,17 @@ from rich.console import Console
 from rich.table import Table
 
 from producers.cli.options import DatabaseOption, settings_from
+from workers import case_access
+from workers.case_access import Reader, UsageError
 from workers.log import mask_identity_numbers
 from workers.store import access_log, case_queries
 from workers.store.engine import make_engine
 
 app = typer.Typer(help="The clinic's cases: sent by care, read / unread.", no_args_is_help=True)
 
-_HSA = re.compile(r"^SE[0-9]{10}-[A-Za-z0-9]{1,31}$")
-
 ClinicOption = Annotated[
-    str, typer.Option("--clinic", help="The clinic's HSA-id: only its cases are shown.")
+    str | None,
+    typer.Option("--clinic", help="The clinic's HSA-id (required): only its cases are shown."),
 ]
 UserOption = Annotated[
     str | None,
@@ -46,22 +48,26 @@ ShowPnrOption = Annotated[
 ]
 
 
-def _hsa(value: str | None, what: str) -> str:
-    if not value or not _HSA.match(value):
-        typer.echo(f"invalid-hsa-id: {what} must be an HSA-id like SE2321000016-ABCD", err=True)
-        raise typer.Exit(2)
-    return value
-
-
 def _since(value: str | None, zone: str) -> dt.datetime | None:
+    """``--since`` as a time.
+
+    Raises
+    ------
+    UsageError
+        ``invalid-date``.
+    """
     if value is None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        typer.echo("invalid-date: --since takes YYYY-MM-DD or an ISO date-time", err=True)
-        raise typer.Exit(2) from None
+        raise UsageError("invalid-date", "--since takes YYYY-MM-DD or an ISO date-time") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(zone))
+
+
+def _refuse(exc: UsageError) -> typer.Exit:
+    typer.echo(mask_identity_numbers(str(exc)), err=True)
+    return typer.Exit(2)
 
 
 def _resident(number: str, show: bool) -> str:
@@ -95,7 +101,7 @@ def _record(row: case_queries.CaseRow, show: bool) -> dict[str, Any]:
 @app.command("list")
 def list_command(
     *,
-    clinic: ClinicOption,
+    clinic: ClinicOption = None,
     user: UserOption = None,
     case_type: Annotated[
         str, typer.Option("--type", help="Case type: sent-by-care (every Omvänt case).")
@@ -114,45 +120,31 @@ def list_command(
     database: DatabaseOption = None,
 ) -> None:
     """List the clinic's cases with read / unread status."""
-    clinic = _hsa(clinic, "--clinic")
-    user = _hsa(user, "--user")
-    if as_json and as_csv:
-        typer.echo("usage: --json and --csv exclude each other", err=True)
-        raise typer.Exit(2)
-    if case_type not in case_queries.CASE_TYPES:
-        typer.echo(
-            f"unknown-case-type: --type takes {', '.join(case_queries.CASE_TYPES)}", err=True
-        )
-        raise typer.Exit(2)
     settings = settings_from(None, database)
-    filt = case_queries.CaseFilter(
-        status=status,
-        template_id=template,
-        batch_id=batch,
-        since=_since(since, settings.timezone),
-        limit=limit + 1,
-    )
+    reader = Reader(user, clinic, show_personnummer)
     engine = make_engine(settings.database_url)
-    now = dt.datetime.now(dt.UTC)
     try:
-        with engine.begin() as conn:
-            rows = case_queries.list_cases(conn, clinic, filt, now=now)
-            cut = len(rows) > limit
-            rows = rows[:limit]
-            access_log.record(
-                conn,
-                user_hsa_id=user,
-                unit_hsa_id=clinic,
-                action="cases-list",
-                case_ids=[r.case_id for r in rows],
-                personnummer=[r.personnummer for r in rows],
-                unmasked=show_personnummer,
+        if as_json and as_csv:
+            error = UsageError("usage", "--json and --csv exclude each other")
+            raise case_access.usage_error(engine, reader, "cases-list", error, asked=[])
+        if case_type not in case_queries.CASE_TYPES:
+            error = UsageError(
+                "unknown-case-type", f"--type takes {', '.join(case_queries.CASE_TYPES)}"
             )
-    except case_queries.UnknownStatus as exc:
-        typer.echo(f"unknown-status: {exc}", err=True)
-        raise typer.Exit(2) from None
+            raise case_access.usage_error(engine, reader, "cases-list", error, asked=[])
+        try:
+            since_at = _since(since, settings.timezone)
+        except UsageError as error:
+            raise case_access.usage_error(engine, reader, "cases-list", error, asked=[]) from None
+        filt = case_queries.CaseFilter(
+            status=status, template_id=template, batch_id=batch, since=since_at, limit=limit
+        )
+        listing = case_access.list_cases(engine, reader, filt, now=dt.datetime.now(dt.UTC))
+    except UsageError as exc:
+        raise _refuse(exc) from None
     finally:
         engine.dispose()
+    rows, cut = listing.rows, listing.more
     records = [_record(r, show_personnummer) for r in rows]
     if cut:
         typer.echo(
@@ -189,7 +181,7 @@ def list_command(
 @app.command("count")
 def count_command(
     *,
-    clinic: ClinicOption,
+    clinic: ClinicOption = None,
     user: UserOption = None,
     status: Annotated[
         str | None, typer.Option(help=f"One of: {', '.join(case_queries.STATUSES)}.")
@@ -200,27 +192,20 @@ def count_command(
     database: DatabaseOption = None,
 ) -> None:
     """How many of the clinic's cases match (e.g. --status overdue)."""
-    clinic = _hsa(clinic, "--clinic")
-    user = _hsa(user, "--user")
     settings = settings_from(None, database)
-    filt = case_queries.CaseFilter(
-        status=status, template_id=template, batch_id=batch, since=_since(since, settings.timezone)
-    )
+    reader = Reader(user, clinic)
     engine = make_engine(settings.database_url)
     try:
-        with engine.begin() as conn:
-            count = case_queries.count_cases(conn, clinic, filt, now=dt.datetime.now(dt.UTC))
-            access_log.record(
-                conn,
-                user_hsa_id=user,
-                unit_hsa_id=clinic,
-                action="cases-count",
-                case_ids=[],
-                personnummer=[],
-            )
-    except case_queries.UnknownStatus as exc:
-        typer.echo(f"unknown-status: {exc}", err=True)
-        raise typer.Exit(2) from None
+        try:
+            since_at = _since(since, settings.timezone)
+        except UsageError as error:
+            raise case_access.usage_error(engine, reader, "cases-count", error, asked=[]) from None
+        filt = case_queries.CaseFilter(
+            status=status, template_id=template, batch_id=batch, since=since_at
+        )
+        count = case_access.count_cases(engine, reader, filt, now=dt.datetime.now(dt.UTC))
+    except UsageError as exc:
+        raise _refuse(exc) from None
     finally:
         engine.dispose()
     typer.echo(str(count))
@@ -230,34 +215,26 @@ def count_command(
 def show_command(
     case_id: Annotated[str, typer.Argument(help="The case id.")],
     *,
-    clinic: ClinicOption,
+    clinic: ClinicOption = None,
     user: UserOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     show_personnummer: ShowPnrOption = False,
     database: DatabaseOption = None,
 ) -> None:
     """One case of the clinic: its history of states, reason codes and channels notified."""
-    clinic = _hsa(clinic, "--clinic")
-    user = _hsa(user, "--user")
     settings = settings_from(None, database)
+    reader = Reader(user, clinic, show_personnummer)
     engine = make_engine(settings.database_url)
     try:
-        with engine.begin() as conn:
-            detail = case_queries.show_case(conn, clinic, case_id, now=dt.datetime.now(dt.UTC))
-            access_log.record(
-                conn,
-                user_hsa_id=user,
-                unit_hsa_id=clinic,
-                action="cases-show",
-                case_ids=[case_id] if detail else [],
-                personnummer=[detail.case.personnummer] if detail else [],
-                unmasked=show_personnummer,
-            )
+        detail = case_access.show_case(engine, reader, case_id, now=dt.datetime.now(dt.UTC))
+    except UsageError as exc:
+        raise _refuse(exc) from None
+    except case_access.CaseNotFound:
+        shown = access_log.as_given(case_id, 80)
+        typer.echo(f"case-not-found: the clinic {clinic} has no case {shown}", err=True)
+        raise typer.Exit(1) from None
     finally:
         engine.dispose()
-    if detail is None:
-        typer.echo(f"case-not-found: the clinic {clinic} has no case {case_id}", err=True)
-        raise typer.Exit(1)
     record = _record(detail.case, show_personnummer)
     record["history"] = [
         {

@@ -20,7 +20,7 @@ from producers.dispatch_file import DispatchFileError, RowError, count_rows, rea
 from producers.precheck import REACHABLE, precheck
 from workers.identity import parse_identity
 from workers.log import configure, mask_identity_numbers
-from workers.store.batches import BatchNotFound, BatchTransitionRefused
+from workers.store.batches import BatchExists, BatchNotFound, BatchTransitionRefused
 
 batches_app = typer.Typer(help="Dispatches (batches): progress, pause, resume, cancel.")
 
@@ -151,7 +151,7 @@ def dispatch(
                 on_invalid=lambda i, d: errors.append(RowError(i + 1, "invalid-payload", d)),
             )
             seconds = time.monotonic() - started
-    except DispatchFileError as exc:
+    except (DispatchFileError, BatchExists) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     for error in errors[:50]:

@@ -16,6 +16,7 @@ from producers import attachment_samples as samples
 from producers.cli import app
 from producers.demo import count_settled, start_pipeline, wait_for
 from tests.reachable import reachable_residents
+from workers.attachments.ownership import store_attachment
 from workers.attachments.scanner import ScanResult, VirusScanner
 from workers.settings import Settings
 from workers.stage import emit
@@ -52,9 +53,13 @@ def test_put_prints_the_reference_a_send_case_carries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OMVANT_BLOB_DIR", str(tmp_path / "blobs"))
+    monkeypatch.setenv("OMVANT_DATABASE_URL", f"sqlite:///{tmp_path}/o.db")
     photo = tmp_path / "utslag.jpg"
     photo.write_bytes(samples.jpeg(32, 32))
-    result = CliRunner().invoke(app, ["attachments", "put", str(photo), "--type", "image/jpeg"])
+    result = CliRunner().invoke(
+        app,
+        ["attachments", "put", str(photo), "--type", "image/jpeg", "--clinic", "SE2321000016-VC01"],
+    )
     assert result.exit_code == 0, result.output
     ref = AttachmentRef.model_validate_json(result.stdout)
     assert ref.filename == "utslag.jpg" and ref.size == photo.stat().st_size
@@ -79,8 +84,13 @@ def test_the_worker_gives_every_kind_of_file_its_verdict_end_to_end(
         def ref(
             data: bytes, filename: str, declared: str = "application/octet-stream"
         ) -> AttachmentRef:
-            return AttachmentRef(
-                sha256=blobs.put(data), filename=filename, declared_type=declared, size=len(data)
+            return store_attachment(
+                ctx.engine,
+                blobs,
+                data,
+                owner_hsa_id="SE2321000016-VC01",
+                filename=filename,
+                declared_type=declared,
             )
 
         letter = samples.pdf(2)
@@ -170,7 +180,13 @@ def test_gc_command_removes_old_unreferenced_blobs_and_keeps_recent_ones(
     files = []
     for name, data in (("old.pdf", samples.pdf(1)), ("new.pdf", samples.pdf(2))):
         (tmp_path / name).write_bytes(data)
-        put = runner.invoke(app, ["attachments", "put", str(tmp_path / name)])
+        put = runner.invoke(
+            app,
+            [
+                *("attachments", "put", str(tmp_path / name)),
+                *("--clinic", "SE2321000016-VC01", "--database", sqlite_url),
+            ],
+        )
         files.append(AttachmentRef.model_validate_json(put.stdout).sha256)
     old = tmp_path / "blobs" / files[0][:2] / files[0]
     os.utime(old, (0, 0))
@@ -220,7 +236,9 @@ def test_one_file_sent_to_many_residents_is_checked_once(
         scanner = CountingScanner()
         ctx.scanner = scanner
         letter = samples.pdf(3)
-        ref = AttachmentRef(sha256=ctx.blobs.put(letter), filename="kallelse.pdf", size=len(letter))
+        ref = store_attachment(
+            ctx.engine, ctx.blobs, letter, owner_hsa_id="SE2321000016-VC02", filename="kallelse.pdf"
+        )
         residents = reachable_residents(30, settings.seed)
         requests = [
             SendCaseV2(

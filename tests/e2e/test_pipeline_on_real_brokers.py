@@ -77,7 +77,9 @@ def test_every_case_reaches_its_final_state_and_is_notified_once(
     blobs = FilesystemBlobStore(tmp_path / "blobs")
     outbox = tmp_path / "outbox"
     batch = f"e2e-{queue_prefix.rstrip('.')}"
-    requests = build_dispatch(CASES, seed=SEED, batch_id=batch, files=store_sample_files(blobs))
+    requests = build_dispatch(
+        CASES, seed=SEED, batch_id=batch, files=store_sample_files(blobs, engine)
+    )
     records = [r.model_dump(mode="json") for r in requests]
     intake = tmp_path / "cases.jsonl"
     intake.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")

@@ -49,7 +49,10 @@ def test_the_pipeline_runs_on_quorum_queues(
     upgrade(postgres_url)
     blobs = FilesystemBlobStore(tmp_path / "blobs")
     batch = f"quorum-{queue_prefix.rstrip('.')}"
-    requests = build_dispatch(CASES, seed=77, batch_id=batch, files=store_sample_files(blobs))
+    owners = make_engine(postgres_url)
+    files = store_sample_files(blobs, owners)
+    owners.dispose()
+    requests = build_dispatch(CASES, seed=77, batch_id=batch, files=files)
     intake = tmp_path / "cases.jsonl"
     intake.write_text(
         "".join(json.dumps(r.model_dump(mode="json")) + "\n" for r in requests), encoding="utf-8"

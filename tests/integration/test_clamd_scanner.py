@@ -18,6 +18,7 @@ from producers import attachment_samples as samples
 from tests.conftest import server_missing
 from workers.attachments.checker import inspect
 from workers.attachments.limits import Limits
+from workers.attachments.ownership import store_attachment
 from workers.attachments.scanner import ClamdScanner, ScannerUnavailable
 from workers.reasons import Reason
 
@@ -102,7 +103,6 @@ def test_a_file_larger_than_one_stream_chunk_is_scanned_whole(clamd_socket: Path
 def test_the_worker_scans_with_clamd_when_configured(
     clamd_socket: Path, sqlite_url: str, tmp_path: Path, queue_prefix: str
 ) -> None:
-    from contracts.common import AttachmentRef
     from contracts.send_case import SendCaseV2
     from producers.demo import count_settled, start_pipeline, wait_for
     from tests.reachable import reachable_residents
@@ -129,7 +129,13 @@ def test_the_worker_scans_with_clamd_when_configured(
                 fragments=["halsning"],
                 personnummer=resident,
                 attachments=[
-                    AttachmentRef(sha256=ctx.blobs.put(data), filename="bild.png", size=len(data))
+                    store_attachment(
+                        ctx.engine,
+                        ctx.blobs,
+                        data,
+                        owner_hsa_id="SE2321000016-VC01",
+                        filename="bild.png",
+                    )
                 ],
                 idempotency_key=f"clamd:{name}",
                 batch_id="clamd",

@@ -105,7 +105,9 @@ def run_bridge_and_pipeline(settings: Settings, published: int) -> tuple[IntakeB
                         sa.select(sa.func.count())
                         .select_from(cases)
                         .where(cases.c.state.in_(["notified", "delivered", "rejected"]))
-                        .where(cases.c.idempotency_key.startswith(settings.queue_prefix))
+                        .where(
+                            cases.c.idempotency_key.startswith(f"journal-a/{settings.queue_prefix}")
+                        )
                     ).scalar_one()
                 )
 
@@ -114,7 +116,7 @@ def run_bridge_and_pipeline(settings: Settings, published: int) -> tuple[IntakeB
             total = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(cases)
-                .where(cases.c.idempotency_key.startswith(settings.queue_prefix))
+                .where(cases.c.idempotency_key.startswith(f"journal-a/{settings.queue_prefix}"))
             ).scalar_one()
         assert done == 3
         return bridge, int(total)

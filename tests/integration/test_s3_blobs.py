@@ -11,6 +11,7 @@ import pytest
 
 from tests.unit.test_blob_store_and_gc import exercise_store
 from workers.adapters.blobs import S3BlobStore, blob_store_from
+from workers.attachments.ownership import store_attachment
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +88,13 @@ def test_the_pipeline_checks_attachments_stored_in_s3(
         assert isinstance(ctx.blobs, S3BlobStore)
         files = {"photo": samples.jpeg_with_gps(64, 48), "script": samples.pdf_with_javascript()}
         refs = {
-            name: AttachmentRef(sha256=ctx.blobs.put(data), filename=f"{name}.bin", size=len(data))
+            name: store_attachment(
+                ctx.engine,
+                ctx.blobs,
+                data,
+                owner_hsa_id="SE2321000016-VC01",
+                filename=f"{name}.bin",
+            )
             for name, data in files.items()
         }
         requests = [

@@ -46,9 +46,10 @@ def _put(tmp_path: Path, *args: str, limit: str = "1000") -> subprocess.Complete
         **os.environ,
         "OMVANT_MAX_ATTACHMENT_BYTES": limit,
         "OMVANT_BLOB_DIR": str(tmp_path / "blobs"),
+        "OMVANT_DATABASE_URL": f"sqlite:///{tmp_path}/o.db",
     }
     return subprocess.run(
-        [*OMVANT, "attachments", "put", *args],
+        [*OMVANT, "attachments", "put", "--clinic", "SE2321000016-VC01", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -217,7 +217,9 @@ def test_every_read_is_in_the_access_log_with_who_unit_cases_and_residents(
     ]
     assert set(log[0].case_ids) == {"a-read", "a-unread", "a-rejected"}
     assert log[1].case_ids == ["a-read"] and log[1].personnummer == [pnr]
-    assert log[2].case_ids == []  # another clinic's case: nothing shown, the attempt is logged
+    # another clinic's case: nothing shown, the attempt is logged with the id asked for
+    assert (log[2].case_ids, log[2].personnummer, log[2].outcome) == (["b-unread"], [], "refused")
+    assert [e.outcome for e in log[:2]] == ["allowed", "allowed"]
 
 
 def test_reading_cases_needs_a_user_for_the_access_log(engine: sa.Engine, sqlite_url: str) -> None:

@@ -13,7 +13,7 @@ from contracts.envelope import MAX_CHUNK, origin_message_id, split_message_id
 from contracts.read_receipt import ReadReceiptV1
 from contracts.registry import VERSIONS, ContractError, contract_of, envelope_for, parse
 from contracts.schemas import all_schemas
-from contracts.send_case import SendCaseV1, SendCaseV2, case_id_for
+from contracts.send_case import SendCaseV1, SendCaseV2, case_id_for, case_id_for_reference
 from producers.cli import app
 
 SNAPSHOTS = Path(__file__).parent / "schema_snapshots"
@@ -57,7 +57,11 @@ def test_the_case_id_follows_from_clinic_and_idempotency_key() -> None:
     item = SendCaseV2(**V1_RECORD)
     assert item.resolved_case_id() == case_id_for("SE2321000016-VC01", "journal-77")
     assert case_id_for("SE2321000016-VC02", "journal-77") != item.resolved_case_id()
-    assert SendCaseV2(**V1_RECORD, case_id="own-id").resolved_case_id() == "own-id"
+    own = SendCaseV2(**V1_RECORD, case_id="own-id")
+    assert own.resolved_case_id() == case_id_for_reference("SE2321000016-VC01", "own-id")
+    elsewhere = SendCaseV2(**{**V1_RECORD, "clinic_hsa_id": "SE2321000016-VC02"}, case_id="own-id")
+    assert elsewhere.resolved_case_id() != own.resolved_case_id()  # a reference, per clinic
+    assert own.key_case_id() == item.resolved_case_id()
 
 
 @pytest.mark.parametrize(

@@ -153,3 +153,30 @@ def test_the_same_key_within_the_window_is_one_case_and_after_it_a_new_one(
     assert later[0].generation == 1
     assert later[0].request.resolved_case_id() != request.resolved_case_id()
     engine.dispose()
+
+
+def test_a_key_restricted_to_a_clinic_may_not_name_another_configured_unit_as_sender() -> None:
+    clinics = {"journal-a": ["SE2321000016-VC01"], "booking-b": ["SE2321000016-VC02"]}
+    body = json.dumps({**RECORD, "sender_hsa_id": "SE2321000016-VC02"}).encode()
+    verdict = check(body, headers(body), KEYS, clinics)
+    assert isinstance(verdict, IntakeError)
+    assert (verdict.reason, verdict.field) == ("clinic-not-allowed", "[0].sender_hsa_id")
+    person = json.dumps(RECORD).encode()  # a member of staff is no unit: allowed
+    assert isinstance(check(person, headers(person), KEYS, clinics), Accepted)
+    own = json.dumps({**RECORD, "sender_hsa_id": "SE2321000016-VC01"}).encode()
+    assert isinstance(check(own, headers(own), KEYS, clinics), Accepted)
+
+
+def test_keys_are_scoped_to_the_integration_and_long_keys_stay_distinct() -> None:
+    from contracts.send_case import SendCaseV2
+
+    request = SendCaseV2.model_validate(RECORD)
+    scoped = intake_keys.scoped_to(request, "journal-a")
+    assert scoped.idempotency_key == "journal-a/journal-a:1"
+    assert (
+        scoped.resolved_case_id() != intake_keys.scoped_to(request, "booking-b").resolved_case_id()
+    )
+    long_a, long_b = ("x" * 199 + "a"), ("x" * 199 + "b")
+    bounded = {intake_keys.bounded(f"journal-a/{k}") for k in (long_a, long_b)}
+    assert len(bounded) == 2 and all(len(k) <= 200 for k in bounded)
+    assert intake_keys.bounded("short") == "short"

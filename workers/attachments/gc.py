@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from workers.adapters.blobs import BlobInfo, BlobStore
-from workers.attachments import references
+from workers.attachments import ownership, references
 from workers.store.cases import utcnow
 
 
@@ -64,6 +64,7 @@ def collect(
                 blobs.delete(info.sha256)
             with engine.begin() as conn:
                 references.forget(conn, (b.sha256 for b in doomed))
+                ownership.forget(conn, (b.sha256 for b in doomed))
         report.deleted += len(doomed)
         report.bytes_freed += sum(b.size for b in doomed)
         report.deleted_sha256.extend(b.sha256 for b in doomed)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from workers.case_states import SETTLED, CaseState
 from workers.queues import BULK_LANES
+from workers.reasons import Reason
 from workers.store.cases import count_reasons, count_states, utcnow
 from workers.store.schema import batches
 
@@ -25,6 +26,16 @@ class BatchStatus(StrEnum):
 
 class BatchNotFound(LookupError):
     """No batch has that id."""
+
+
+class BatchExists(ValueError):
+    """A new dispatch named an id a batch has already: a dispatch never joins another (and
+    never another clinic's: ``reason`` is ``batch-not-owned`` then, else ``batch-exists``)."""
+
+    def __init__(self, batch_id: str, *, other_clinic: bool) -> None:
+        self.reason = Reason.BATCH_NOT_OWNED if other_clinic else Reason.BATCH_EXISTS
+        whose = "another clinic's dispatch" if other_clinic else "an earlier dispatch"
+        super().__init__(f"{self.reason}: batch {batch_id} is {whose}; choose a new id")
 
 
 class BatchTransitionRefused(ValueError):
@@ -75,7 +86,16 @@ def create(
     total: int,
 ) -> Batch:
     """Record a new running batch on the next bulk lane after the newest batch's: dispatches
-    started one after another take turns, so two running side by side never share a lane."""
+    started one after another take turns, so two running side by side never share a lane.
+
+    Raises
+    ------
+    BatchExists
+        A batch has that id already (the clinic's own, or another clinic's).
+    """
+    taken = clinics_of(conn, [batch_id])
+    if batch_id in taken:
+        raise BatchExists(batch_id, other_clinic=taken[batch_id] != clinic_hsa_id)
     newest = conn.execute(
         sa.select(batches.c.lane).order_by(batches.c.created_at.desc()).limit(1)
     ).scalar()
@@ -128,6 +148,18 @@ def statuses(conn: sa.Connection, batch_ids: Iterable[str]) -> dict[str, tuple[B
         sa.select(batches.c.id, batches.c.status, batches.c.lane).where(batches.c.id.in_(ids))
     )
     return {row.id: (BatchStatus(row.status), int(row.lane)) for row in rows}
+
+
+def clinics_of(conn: sa.Connection, batch_ids: Iterable[str]) -> dict[str, str]:
+    """The clinic of each known batch among ``batch_ids``: a case may join only its own
+    clinic's dispatch (``batch-not-owned``)."""
+    ids = list(dict.fromkeys(batch_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(batches.c.id, batches.c.clinic_hsa_id).where(batches.c.id.in_(ids))
+    )
+    return {row.id: row.clinic_hsa_id for row in rows}
 
 
 def set_status(conn: sa.Connection, batch_id: str, status: BatchStatus) -> Batch:

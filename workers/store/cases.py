@@ -43,10 +43,17 @@ def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     return sqlite_insert(table)
 
 
-def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Record new cases as received; a case that exists already is left as it is."""
+def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Record new cases as received; a case that exists already (by id, or by its clinic and
+    idempotency key) is left exactly as it is: no row changed, no history added.
+
+    Returns
+    -------
+    set[str]
+        The ids of the cases created now (only these get their ``received`` event).
+    """
     if not rows:
-        return
+        return set()
     now = utcnow()
     values = [
         {
@@ -58,11 +65,64 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> N
         }
         for row in rows
     ]
-    bulk_insert(conn, cases, values, on_conflict_do_nothing=True)
+    created = _insert_new(conn, values)
     bulk_insert(
         conn,
         case_events,
-        [{"case_id": r["id"], "state": "received", "stage": "intake", "at": now} for r in rows],
+        [
+            {"case_id": r["id"], "state": "received", "stage": "intake", "at": now}
+            for r in rows
+            if r["id"] in created
+        ],
+    )
+    return created
+
+
+def _insert_new(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert the case rows that conflict with none; the ids of those inserted."""
+    if conn.dialect.name != "postgresql":
+        statement = _insert(conn, cases).on_conflict_do_nothing().returning(cases.c.id)
+        return {str(row[0]) for row in conn.execute(statement, list(values))}
+    names = tuple(sorted({key for row in values for key in row}))
+    statement = _unnest_insert(cases, names, "ON CONFLICT DO NOTHING RETURNING id", conn.dialect)
+    result = conn.execute(statement, {name: [row.get(name) for row in values] for name in names})
+    return {str(row[0]) for row in result}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose a case is: its clinic, its idempotency key and the intake message that made it."""
+
+    case_id: str
+    clinic_hsa_id: str
+    idempotency_key: str
+    intake_message_id: str | None
+
+
+def owners(
+    conn: sa.Connection, case_ids: Iterable[str], keys: Iterable[tuple[str, str]] = ()
+) -> tuple[dict[str, Owner], dict[tuple[str, str], Owner]]:
+    """The existing cases among ``case_ids`` by id, and those holding the ``(clinic,
+    idempotency key)`` pairs of ``keys`` by pair."""
+    ids = list(dict.fromkeys(case_ids))
+    pairs = list(dict.fromkeys(keys))
+    condition: list[sa.ColumnElement[bool]] = []
+    if ids:
+        condition.append(cases.c.id.in_(ids))
+    if pairs:
+        condition.append(sa.tuple_(cases.c.clinic_hsa_id, cases.c.idempotency_key).in_(pairs))
+    if not condition:
+        return {}, {}
+    rows = conn.execute(
+        sa.select(
+            cases.c.id, cases.c.clinic_hsa_id, cases.c.idempotency_key, cases.c.intake_message_id
+        ).where(sa.or_(*condition))
+    )
+    found = [Owner(r.id, r.clinic_hsa_id, r.idempotency_key, r.intake_message_id) for r in rows]
+    wanted = set(ids)
+    return (
+        {o.case_id: o for o in found if o.case_id in wanted},
+        {(o.clinic_hsa_id, o.idempotency_key): o for o in found},
     )
 
 

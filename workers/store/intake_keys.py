@@ -1,18 +1,22 @@
 """The intake's record of producers' idempotency keys, so a key means one case per window.
 
-Within the window the same clinic and key give the same case and nothing is sent again; after
-it, the key starts a new case (its id derived from the key and a generation number).
+The window is per clinic and integration: a key is scoped to the integration (key id) that
+signed it (``scoped_to``), so two integrations of one clinic that both number their requests
+from 1 never swallow each other's cases. Within the window the same clinic, integration and key
+give the same case and nothing is sent again; after it, the key starts a new case (its id
+derived from the key and a generation number).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from contracts.send_case import SendCaseV2, case_id_for
+from contracts.send_case import SendCaseV2
 from workers.store.cases import _insert, utcnow
 from workers.store.schema import intake_keys
 
@@ -32,13 +36,34 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+KEY_LIMIT = 200
+"""The longest idempotency key a SendCase (and the ``cases`` row) carries."""
+
+
+def bounded(key: str, limit: int = KEY_LIMIT) -> str:
+    """``key`` if it fits in ``limit`` characters, else its head and its sha256: distinct keys
+    stay distinct (a plain cut would make two long keys one)."""
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{key[: limit - len(digest) - 1]}~{digest}"
+
+
+def scoped_to(request: SendCaseV2, integration: str) -> SendCaseV2:
+    """The request with its idempotency key scoped to the integration that signed it
+    (``<key-id>/<key>``); its case id follows from the clinic and the scoped key (or from the
+    clinic and its own ``case_id``)."""
+    key = bounded(f"{integration}/{request.idempotency_key}")
+    return request.model_copy(update={"idempotency_key": key})
+
+
 def _renamed(request: SendCaseV2, generation: int) -> SendCaseV2:
+    """The request as generation ``generation`` of its key: a new case, whose id comes from
+    the renamed key (the producer's ``case_id`` named the first generation's case)."""
     if generation == 0:
         return request
-    key = f"{request.idempotency_key[:190]}#g{generation}"
-    return request.model_copy(
-        update={"idempotency_key": key, "case_id": case_id_for(request.clinic_hsa_id, key)}
-    )
+    key = bounded(f"{request.idempotency_key}#g{generation}")
+    return request.model_copy(update={"idempotency_key": key, "case_id": None})
 
 
 def claim(

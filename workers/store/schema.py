@@ -213,7 +213,24 @@ access_log = sa.Table(
     sa.Column("case_ids", sa.Text, nullable=False),
     sa.Column("personnummer", sa.Text, nullable=False),
     sa.Column("unmasked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("outcome", sa.String(16), nullable=False, server_default="allowed"),
+    sa.Column("detail", sa.String(300), nullable=True),
     sa.Index("ix_access_log_unit_at", "unit_hsa_id", "at"),
 )
-"""Every read of case data (Patient Data Act): who, for which unit, when, which residents and
-cases. Personnummer are kept as the system of record keeps them (12 digits)."""
+"""Every attempt to read case data (Patient Data Act 4 kap. 3 §): who, for which unit, when,
+which cases were asked for and which residents were shown, and the outcome (``allowed``,
+``refused``, ``usage-error``). Personnummer are kept as the system of record keeps them."""
+
+blob_owners = sa.Table(
+    "blob_owners",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("owner_hsa_id", sa.String(48), primary_key=True),
+    sa.Column("shared", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("template_id", sa.String(80), nullable=True),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_blob_owners_shared", "sha256", "shared"),
+)
+"""Which clinic uploaded each blob (issue 10): a case may reference only its own clinic's
+blobs, or one shared for every clinic through a national or regional template (``shared``,
+``owner_hsa_id`` the template's owner)."""

@@ -1,0 +1,233 @@
+"""Reading a clinic's cases, with every attempt in the access log: what the CLI, the web console
+and the HTTP API call (no front end decides or logs anything itself).
+
+Each function checks who asks and for which unit (whole HSA-ids: ``workers.hsa``), reads only
+that unit's cases (``workers.store.case_queries``) and logs the attempt: in the same transaction
+as the read when it is allowed, in one of its own when it is refused or the request is wrong,
+so the refusal is logged although the function then raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from workers.hsa import is_hsa_id
+from workers.store import access_log, case_queries
+from workers.store.schema import cases
+
+
+class UsageError(ValueError):
+    """The request is wrong (an HSA-id that is not one, an unknown status ...); logged as a
+    ``usage-error`` attempt. ``code`` is the kebab-case code the front end shows."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class CaseNotFound(LookupError):
+    """The unit has no such case (another unit's, or none at all); logged as ``refused``."""
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads, for which unit, and whether personnummer are shown in full."""
+
+    user_hsa_id: str | None
+    unit_hsa_id: str | None
+    unmasked: bool = False
+
+
+def usage_error(
+    engine: sa.Engine, reader: Reader, action: str, error: UsageError, *, asked: list[str]
+) -> UsageError:
+    """Log a wrong request as an attempt and give back the error to raise."""
+    access_log.record_alone(
+        engine,
+        user_hsa_id=reader.user_hsa_id,
+        unit_hsa_id=reader.unit_hsa_id,
+        action=action,
+        case_ids=asked,
+        personnummer=[],
+        unmasked=reader.unmasked,
+        outcome=access_log.USAGE_ERROR,
+        detail=str(error),
+    )
+    return error
+
+
+def check_reader(engine: sa.Engine, reader: Reader, action: str, *, asked: list[str]) -> None:
+    """Refuse (and log) a reader whose user or unit is not a whole HSA-id.
+
+    Raises
+    ------
+    UsageError
+        ``invalid-hsa-id``.
+    """
+    for what, value in (("--clinic", reader.unit_hsa_id), ("--user", reader.user_hsa_id)):
+        if not is_hsa_id(value):
+            error = UsageError("invalid-hsa-id", f"{what} must be an HSA-id like SE2321000016-ABCD")
+            raise usage_error(engine, reader, action, error, asked=asked)
+
+
+def _storable(value: str) -> bool:
+    """Whether a case id or filter value can be in the database at all."""
+    return len(value) <= 200 and "\x00" not in value
+
+
+def check_filter(
+    engine: sa.Engine, reader: Reader, action: str, f: case_queries.CaseFilter
+) -> None:
+    """Refuse (and log) a filter value no case can have (a NUL, a kilobyte of text).
+
+    Raises
+    ------
+    UsageError
+        ``invalid-filter``.
+    """
+    for name, value in (("--template", f.template_id), ("--batch", f.batch_id)):
+        if value is not None and not _storable(value):
+            error = UsageError("invalid-filter", f"{name} holds a NUL or is too long")
+            raise usage_error(engine, reader, action, error, asked=[])
+
+
+def _filter_detail(f: case_queries.CaseFilter) -> str:
+    parts = [
+        f"{name}={value}"
+        for name, value in (
+            ("status", f.status),
+            ("template", f.template_id),
+            ("batch", f.batch_id),
+            ("since", f.since.isoformat() if f.since else None),
+        )
+        if value is not None
+    ]
+    return " ".join(parts) or "all"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The cases shown, and whether more matched than the limit let through."""
+
+    rows: list[case_queries.CaseRow]
+    more: bool
+
+
+def list_cases(
+    engine: sa.Engine, reader: Reader, f: case_queries.CaseFilter, *, now: dt.datetime
+) -> Listing:
+    """The unit's cases matching ``f`` (at most ``f.limit``), logged as shown.
+
+    Raises
+    ------
+    UsageError
+        ``invalid-hsa-id``, ``unknown-status``, ``invalid-filter``.
+    """
+    check_reader(engine, reader, "cases-list", asked=[])
+    check_filter(engine, reader, "cases-list", f)
+    try:
+        with engine.begin() as conn:
+            wider = dataclasses.replace(f, limit=f.limit + 1)
+            found = case_queries.list_cases(conn, str(reader.unit_hsa_id), wider, now=now)
+            rows = found[: f.limit]
+            access_log.record(
+                conn,
+                user_hsa_id=reader.user_hsa_id,
+                unit_hsa_id=reader.unit_hsa_id,
+                action="cases-list",
+                case_ids=[r.case_id for r in rows],
+                personnummer=[r.personnummer for r in rows],
+                unmasked=reader.unmasked,
+                detail=_filter_detail(f),
+            )
+            return Listing(rows, len(found) > f.limit)
+    except case_queries.UnknownStatus as exc:
+        raise usage_error(
+            engine, reader, "cases-list", UsageError("unknown-status", str(exc)), asked=[]
+        ) from None
+
+
+def count_cases(
+    engine: sa.Engine, reader: Reader, f: case_queries.CaseFilter, *, now: dt.datetime
+) -> int:
+    """How many of the unit's cases match ``f``, logged (a count is an access too).
+
+    Raises
+    ------
+    UsageError
+        ``invalid-hsa-id``, ``unknown-status``, ``invalid-filter``.
+    """
+    check_reader(engine, reader, "cases-count", asked=[])
+    check_filter(engine, reader, "cases-count", f)
+    try:
+        with engine.begin() as conn:
+            count = case_queries.count_cases(conn, str(reader.unit_hsa_id), f, now=now)
+            access_log.record(
+                conn,
+                user_hsa_id=reader.user_hsa_id,
+                unit_hsa_id=reader.unit_hsa_id,
+                action="cases-count",
+                case_ids=[],
+                personnummer=[],
+                detail=_filter_detail(f),
+            )
+            return count
+    except case_queries.UnknownStatus as exc:
+        raise usage_error(
+            engine, reader, "cases-count", UsageError("unknown-status", str(exc)), asked=[]
+        ) from None
+
+
+def show_case(
+    engine: sa.Engine, reader: Reader, case_id: str, *, now: dt.datetime
+) -> case_queries.CaseDetail:
+    """One of the unit's cases with its history, logged with the id asked for.
+
+    Raises
+    ------
+    UsageError
+        ``invalid-hsa-id``.
+    CaseNotFound
+        The unit has no such case: logged as ``refused``, with whether the case is another
+        unit's (for the auditor; the reader is told only that the unit has no such case).
+    """
+    check_reader(engine, reader, "cases-show", asked=[case_id])
+    with engine.begin() as conn:
+        detail = (
+            case_queries.show_case(conn, str(reader.unit_hsa_id), case_id, now=now)
+            if _storable(case_id)
+            else None  # no case has such an id (and PostgreSQL refuses NUL in a query)
+        )
+        if detail is not None:
+            access_log.record(
+                conn,
+                user_hsa_id=reader.user_hsa_id,
+                unit_hsa_id=reader.unit_hsa_id,
+                action="cases-show",
+                case_ids=[case_id],
+                personnummer=[detail.case.personnummer],
+                unmasked=reader.unmasked,
+            )
+            return detail
+        exists = (
+            _storable(case_id)
+            and conn.execute(
+                sa.select(sa.func.count()).select_from(cases).where(cases.c.id == case_id)
+            ).scalar_one()
+        )
+        access_log.record(
+            conn,
+            user_hsa_id=reader.user_hsa_id,
+            unit_hsa_id=reader.unit_hsa_id,
+            action="cases-show",
+            case_ids=[case_id],
+            personnummer=[],
+            unmasked=reader.unmasked,
+            outcome=access_log.REFUSED,
+            detail="another unit's case" if exists else "no such case",
+        )
+    raise CaseNotFound(f"the unit {reader.unit_hsa_id} has no case {case_id}")
