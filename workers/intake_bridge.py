@@ -37,6 +37,7 @@ from workers.reasons import Reason
 from workers.settings import Settings
 from workers.store import intake_keys
 from workers.store.cases import utcnow
+from workers.store.deliveries import finished, started
 from workers.transient import is_outage
 from workers.wire import Refused, as_bytes, decompress, header_text, printable, text_encoding
 
@@ -388,10 +389,40 @@ class IntakeBridge:
         self.queue = queue_name(INTAKE_EXCHANGE, settings.queue_prefix)
 
     def run_once(self, timeout: float = 0.2) -> int:
-        """Handle what arrives within ``timeout``; returns how many messages were handled."""
+        """Handle what arrives within ``timeout``; returns how many messages were handled.
+
+        Messages the broker hands out again (a bridge died holding them) are suspects: each is
+        handled on its own, its start counted in ``message_deliveries`` first, so that the one
+        that kills the bridge is the only one counted; one started more than
+        ``OMVANT_POISON_DELIVERIES`` times is refused as ``poison-message``."""
         deliveries = self.source.receive(self.buffer, timeout)
         if not deliveries:
             return 0
+        fresh = [d for d in deliveries if not d.redelivered]
+        for suspect in (d for d in deliveries if d.redelivered):
+            self._handle_suspect(suspect)
+        if fresh:
+            self._handle(fresh)
+        return len(deliveries)
+
+    def _handle_suspect(self, delivery: Delivery) -> None:
+        key = _fingerprint(delivery)
+        with self.engine.begin() as conn:
+            starts = started(conn, self.queue, key)
+        if starts > self.settings.poison_deliveries:
+            error = IntakeError(
+                Reason.POISON_MESSAGE,
+                "(message)",
+                "survives-its-bridge",
+                f"started {starts - 1} times and each time the bridge died",
+            )
+            self._refuse([(delivery, error)])
+        else:
+            self._handle([delivery])
+        with self.engine.begin() as conn:
+            finished(conn, self.queue, key)
+
+    def _handle(self, deliveries: Sequence[Delivery]) -> None:
         accepted: list[tuple[Delivery, Accepted]] = []
         refused: list[tuple[Delivery, IntakeError]] = []
         for delivery in deliveries:
@@ -407,7 +438,7 @@ class IntakeBridge:
             if is_outage(exc) or len(accepted) <= 1:
                 if len(accepted) == 1 and not is_outage(exc):
                     self._refuse([(accepted[0][0], _unprocessable(accepted[0][1], exc))])
-                    return len(deliveries)
+                    return
                 raise
             # one message's content may be what fails: take them in one by one
             log.warning(
@@ -420,7 +451,6 @@ class IntakeBridge:
                     if is_outage(single):
                         raise
                     self._refuse([(pair[0], _unprocessable(pair[1], single))])
-        return len(deliveries)
 
     def _refuse(self, refused: Sequence[tuple[Delivery, IntakeError]]) -> None:
         """Record refusals in ``rejected_messages``, put them on the rejects queue, ack them."""
@@ -503,6 +533,16 @@ class IntakeBridge:
 
 
 MAX_BACKOFF = 30.0
+
+
+def _fingerprint(delivery: Delivery) -> str:
+    """A message's identity across deliveries: the hash of its body and headers."""
+    try:
+        digest = hashlib.sha256(as_bytes(delivery.body, None))
+    except Refused:
+        digest = hashlib.sha256(repr(delivery.body).encode("utf-8", "surrogatepass"))
+    digest.update(repr(sorted((k, repr(v)) for k, v in delivery.headers.items())).encode())
+    return digest.hexdigest()
 
 
 def _unprocessable(accepted: Accepted, exc: BaseException) -> IntakeError:

@@ -15,13 +15,11 @@ innocent message is set aside only if its process died under it that many times.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-import sqlalchemy as sa
 from dramatiq.middleware import Middleware, SkipMessage
 
 from workers import rejections
@@ -29,41 +27,9 @@ from workers.bootstrap import Context
 from workers.log import get_logger
 from workers.message_guard import UNREADABLE_ACTOR, canonical
 from workers.reasons import Reason
-from workers.store.cases import _insert
-from workers.store.schema import message_deliveries
+from workers.store.deliveries import finished, started
 
 log = get_logger(__name__)
-
-
-def started(conn: sa.Connection, queue: str, message_id: str) -> int:
-    """Count one more start of a message; returns how many starts there have been."""
-    now = dt.datetime.now(dt.UTC)
-    statement = _insert(conn, message_deliveries).values(
-        queue=queue[:128], message_id=message_id[:128], deliveries=1, first_at=now, last_at=now
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=["queue", "message_id"],
-        set_={"deliveries": message_deliveries.c.deliveries + 1, "last_at": now},
-    ).returning(message_deliveries.c.deliveries)
-    return int(conn.execute(statement).scalar_one())
-
-
-def finished(conn: sa.Connection, queue: str, message_id: str) -> None:
-    """The message is done (whatever came of it): forget its starts."""
-    conn.execute(
-        message_deliveries.delete().where(
-            message_deliveries.c.queue == queue[:128],
-            message_deliveries.c.message_id == message_id[:128],
-        )
-    )
-
-
-def purge(conn: sa.Connection, *, older_than: dt.datetime) -> int:
-    """Forget starts of messages last started before ``older_than`` (they never came back)."""
-    result = conn.execute(
-        message_deliveries.delete().where(message_deliveries.c.last_at < older_than)
-    )
-    return int(result.rowcount or 0)
 
 
 def _body(message: dramatiq.Message[Any]) -> bytes:

@@ -11,6 +11,7 @@ import typer
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from workers import rejections
 from workers.intake_sources import open_source
+from workers.store import deliveries
 from workers.store.engine import make_engine
 
 app = typer.Typer(help="Rejected messages (rejected_messages and the intake's rejects queue).")
@@ -36,6 +37,7 @@ def purge(
     try:
         with engine.begin() as conn:
             rows = rejections.purge(conn, older_than=cutoff)
+            deliveries.purge(conn, older_than=cutoff)  # starts of messages that never came back
     finally:
         engine.dispose()
     queued = 0

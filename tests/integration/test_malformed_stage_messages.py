@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pika
+import pika.exceptions
 import pytest
 import redis
 import sqlalchemy as sa
@@ -99,7 +100,18 @@ def hostile(prefix: str) -> list[tuple[bytes, str]]:
 
 
 def publish_rabbitmq(url: str, queue: str, bodies: list[bytes]) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    # dramatiq declares its queues when its consumers start: a message published before that
+    # would be dropped by the default exchange
+    deadline = time.monotonic() + 60
+    while True:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        try:
+            connection.channel().queue_declare(queue, passive=True)
+            break
+        except pika.exceptions.ChannelClosedByBroker:
+            connection.close()
+            assert time.monotonic() < deadline, f"{queue} was never declared"
+            time.sleep(0.2)
     channel = connection.channel()
     for body in bodies:
         channel.basic_publish("", queue, body)
