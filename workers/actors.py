@@ -27,6 +27,8 @@ from contracts.registry import ContractError, Parsed, parse
 from workers import (
     attachment_check,
     composition,
+    failures,
+    metrics,
     notification_dispatch,
     read_receipts,
     recipient_validation,
@@ -39,10 +41,10 @@ from workers.message_guard import UNREADABLE_ACTOR, record_quarantined
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
-from workers.stage import emit, enqueue
+from workers.stage import emit, ending, enqueue
 from workers.store import batches, cases, notifications
+from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
-from workers.store.cases import Transition
 from workers.transient import is_outage
 
 log = get_logger(__name__)
@@ -102,7 +104,10 @@ def run_message(
         return
     parsed = held
     try:
-        with notifications.chunk_ledger(ctx.engine, _case_ids(parsed)):
+        with (
+            failures.reading(parsed, _case_id),
+            notifications.chunk_ledger(ctx.engine, _case_ids(parsed)),
+        ):
             process(parsed, ctx)
     except Exception as exc:
         if len(parsed.items) <= 1 or is_outage(exc):
@@ -192,10 +197,12 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
                 cases.insert_received(conn, rows)
             cases.apply(
                 conn,
-                [
-                    Transition(_case_id(i), CaseState.REJECTED, reason=Reason.BATCH_CANCELLED)
-                    for i in cancelled
-                ],
+                ending(
+                    [_case_id(i) for i in cancelled],
+                    CaseState.REJECTED,
+                    decided_by=ROUTES[contract].stage,
+                    reason=Reason.BATCH_CANCELLED,
+                ),
                 stage="batch-control",
             )
     if not running:
@@ -204,7 +211,11 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
 
 
 class RecordDeadLetters(Middleware):
-    """After dramatiq gives up on a message, record its cases as failed (technical-failure)."""
+    """After dramatiq gives up on a message, record as failed those of its cases that have
+    not passed its stage (``case_states.ends_until``: a case the message's earlier delivery moved
+    on, or one already delivered, notified or read, keeps its state), and keep a failure record
+    of the message (``workers/failures.py``) in the same transaction: ``outage`` when an outside
+    system or server was down, else ``technical-failure``."""
 
     def __init__(self, context: Callable[[], Context]) -> None:
         self.context = context
@@ -220,29 +231,44 @@ class RecordDeadLetters(Middleware):
         if exception is None or not message.failed:
             return
         try:
-            parsed = parse(message.args[0]) if message.args else None
+            parsed = parse(message.args[0]) if len(message.args) == 1 else None
         except ContractError:
-            return
-        if parsed is None:
-            return
-        case_ids = parsed.envelope.case_ids or [
-            str(getattr(item, "case_id", "")) for item in parsed.items
-        ]
-        if parsed.envelope.contract == "SendCase":
-            case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
+            parsed = None
+        case_ids: list[str] = []
+        if parsed is not None:
+            case_ids = list(parsed.envelope.case_ids) or [
+                str(getattr(item, "case_id", "")) for item in parsed.items
+            ]
+            if parsed.envelope.contract == "SendCase":
+                case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
+        route = ROUTES.get(parsed.envelope.contract) if parsed is not None else None
         ctx = self.context()
-        detail = f"{type(exception).__name__} after retries; see the dead-letter queue"
+        reason = failures.dead_letter_reason(exception)
+        detail = f"{type(exception).__name__} after retries; see omvant dlq"
+        record = failures.dead_letter_record(
+            message, exception, prefix=ctx.settings.queue_prefix, case_ids=case_ids
+        )
         with ctx.engine.begin() as conn:
             cases.apply(
                 conn,
-                [
-                    Transition(c, CaseState.FAILED, reason=Reason.TECHNICAL_FAILURE, detail=detail)
-                    for c in case_ids
-                    if c
-                ],
+                ending(
+                    [c for c in case_ids if c],
+                    CaseState.FAILED,
+                    decided_by=route.stage if route else "dead-letter",
+                    reason=reason,
+                    detail=detail,
+                ),
                 stage="dead-letter",
             )
-        log.error("message dead-lettered", queue=message.queue_name, cases=len(case_ids))
+            failure_store.insert(conn, [record])
+        metrics.count_dead_letter(message, reason.value, len([c for c in case_ids if c]))
+        log.error(
+            "message dead-lettered",
+            queue=message.queue_name,
+            cases=len(case_ids),
+            reason=reason.value,
+            error=type(exception).__name__,
+        )
 
 
 def declare_actors(

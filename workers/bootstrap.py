@@ -50,9 +50,8 @@ class Context:
 def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
     """Wire a process: the simulators of outside systems unless configuration says otherwise."""
     zone = ZoneInfo(settings.timezone)
-    outbox = settings.sim_outbox
     engine = make_engine(settings.database_url)
-    inbox: Inbox = SimulatedInbox(outbox)
+    inbox = build_inbox(settings)
     sms: SmsGateway = build_sms_gateway(settings)
     email: EmailSender = build_email_sender(settings)
     if settings.sim_latency_ms or settings.sim_failure_rate:
@@ -81,6 +80,16 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         scanner=scanner_from(settings.clamd_socket, settings.clamd_url, settings.clamd_timeout),
         rate_limits=build_rate_limits(settings),
     )
+
+
+def build_inbox(settings: Settings) -> Inbox:
+    """The inbox over HTTP when ``inbox_url`` is set, else the simulated one (which shares its
+    deliveries between processes through ``sim_outbox`` when that is set)."""
+    if settings.inbox_url:
+        from workers.adapters.http_inbox import HttpInbox
+
+        return HttpInbox(settings.inbox_url, timeout=settings.notifier_timeout_seconds)
+    return SimulatedInbox(settings.sim_outbox)
 
 
 def build_directory(settings: Settings) -> AccountDirectory:

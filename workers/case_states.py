@@ -1,4 +1,6 @@
-"""The case state machine: states only move forward; rejected and failed are final."""
+"""The case state machine: states only move forward; rejected and failed are final, and they
+end only cases that have not reached the inbox yet (``below_rank`` is the one rule: the SQL
+of ``workers.store.cases.apply`` and every caller use it)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,45 @@ SETTLED = frozenset(
 """States in which the pipeline has finished with a case (reading may still follow). A case
 stays delivered only when no channel could be notified: dispatch records both at once."""
 
+LAST_ENDABLE = CaseState.CLEARED
+"""The last state a rejection or failure may end: once the message is in the resident's inbox
+(delivered, notified, read), nothing that goes wrong later turns the case into a failure."""
 
-def may_advance(current: CaseState, target: CaseState) -> bool:
-    """Whether a case in ``current`` may move to ``target``."""
-    return current not in FINAL and RANK[target] > RANK[current]
+STAGE_INPUT: dict[str, CaseState] = {
+    "recipient-validation": CaseState.RECEIVED,
+    "composition": CaseState.VALIDATED,
+    "attachment-check": CaseState.COMPOSED,
+    "notification-dispatch": CaseState.CLEARED,
+    "notification-sending": CaseState.DELIVERED,
+    "read-receipts": CaseState.DELIVERED,
+}
+"""The state a stage takes its cases in: its failure may end only cases not yet past it."""
+
+
+def ends_until(stage: str | None) -> CaseState | None:
+    """The last state a rejection or failure decided by ``stage`` may end: its input state;
+    None for a stage after delivery (it ends nothing); ``LAST_ENDABLE`` for another name."""
+    state = STAGE_INPUT.get(stage or "", LAST_ENDABLE)
+    return state if RANK[state] <= RANK[LAST_ENDABLE] else None
+
+
+def below_rank(target: CaseState, until: CaseState | None = LAST_ENDABLE) -> int:
+    """A case moves to ``target`` only while its rank is below this: the rule, once.
+
+    Forward moves go up the pipeline's order only. A move to a final state (rejected, failed)
+    ends only cases up to ``until`` (see ``ends_until``), never past ``LAST_ENDABLE``; with
+    ``until`` None it ends nothing. Final states rank above every bound: they are never left.
+    """
+    if target not in FINAL:
+        return RANK[target]
+    if until is None or RANK[until] > RANK[LAST_ENDABLE]:
+        return RANK[CaseState.RECEIVED]  # no case ranks below: nothing is ended
+    return RANK[until] + 1
+
+
+def may_advance(
+    current: CaseState, target: CaseState, until: CaseState | None = LAST_ENDABLE
+) -> bool:
+    """Whether a case in ``current`` may move to ``target`` (for a final ``target``: a
+    rejection or failure that may end cases up to ``until``)."""
+    return RANK[current] < below_rank(target, until)

@@ -58,6 +58,7 @@ class Reason(StrEnum):
     NOTIFICATION_TEXT_PERSONALISED = "notification-text-personalised"
     # any stage
     TECHNICAL_FAILURE = "technical-failure"
+    OUTAGE = "outage"
     # dispatches (batches)
     BATCH_CANCELLED = "batch-cancelled"
     MISSING_IDENTITY_NUMBER = "missing-identity-number"

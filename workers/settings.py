@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     """E-mail over SMTP: ``smtp://[user:password@]host[:port][?starttls=true&cafile=PATH]`` or
     ``smtps://...``; unset: the simulated e-mail sender."""
     smtp_from: str = "1177 <no-reply@1177.example>"
+    inbox_url: str | None = None
+    """Base URL of the 1177 inbox API (``omvant sim inbox``'s); unset: the simulated inbox."""
     sms_gateway_url: str | None = None
     """Base URL of the HTTP SMS gateway; unset: the simulated gateway."""
     notifier_timeout_seconds: float = 10.0

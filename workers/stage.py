@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from contracts.registry import contract_of, envelope_for
+from workers import failures, metrics
 from workers.batch_control import cache_for
 from workers.bootstrap import Context
-from workers.case_states import CaseState
+from workers.case_states import CaseState, ends_until
 from workers.queues import NORMAL, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, lane_for
@@ -52,18 +53,25 @@ def settle(
         if isinstance(decision, Advance):
             transitions.extend(decision.transitions)
         else:
-            transitions.append(
-                Transition(
-                    decision.case_id,
+            transitions.extend(
+                ending(
+                    [decision.case_id],
                     CaseState.REJECTED,
-                    decision.values,
+                    decided_by=stage,
                     reason=decision.reason,
                     detail=decision.detail,
+                    values=decision.values,
                 )
             )
+    rejects = [(d.case_id, d.reason, d.detail) for d in decisions if isinstance(d, Reject)]
     with ctx.engine.begin() as conn:
         holding = cases.apply(conn, transitions, stage=stage)
         record_unknown_cases(conn, {t.case_id for t in transitions} - holding, stage=stage)
+        if rejects:
+            rejects = [r for r in rejects if r[0] in holding]
+            failures.record_rejections(conn, rejects)
+    if rejects:
+        metrics.count_rejections(stage, [r[1] for r in rejects])
     onward = [
         d.next_item
         for d in decisions
@@ -71,6 +79,28 @@ def settle(
     ]
     emit(ctx, onward, correlation_id=correlation_id)
     return onward
+
+
+def ending(
+    case_ids: Sequence[str],
+    state: CaseState,
+    *,
+    decided_by: str,
+    reason: str,
+    detail: str | None = None,
+    values: dict[str, object] | None = None,
+) -> list[Transition]:
+    """The transitions that end cases (``state``: rejected or failed) for a decision or failure
+    of the stage ``decided_by``: only cases that have not passed that stage are ended
+    (``case_states.ends_until``), so a redelivered or dead-lettered message never overwrites a
+    case that moved on, and nothing overwrites delivered, notified or read. Every caller that
+    ends cases (stages, batch cancel, dead letters) builds its transitions here."""
+    until = ends_until(decided_by)
+    return [
+        Transition(c, state, dict(values or {}), reason=reason, detail=detail, until=until)
+        for c in case_ids
+        if c
+    ]
 
 
 def record_unknown_cases(conn: sa.Connection, case_ids: set[str], *, stage: str) -> None:

@@ -16,12 +16,14 @@ import sqlalchemy.exc
 
 from workers.adapters.account_directory import DirectoryUnavailable
 from workers.adapters.degraded import ProviderUnavailable
+from workers.adapters.inbox import InboxUnavailable
 from workers.adapters.notifiers import NotifierUnavailable
 from workers.attachments.scanner import ScannerUnavailable
 from workers.rate_limit import RateLimitExceeded
 
 OUTAGES: tuple[type[BaseException], ...] = (
     DirectoryUnavailable,
+    InboxUnavailable,
     NotifierUnavailable,
     ProviderUnavailable,
     ScannerUnavailable,

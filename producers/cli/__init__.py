@@ -13,6 +13,7 @@ from producers.cli import (
     demo_command,
     deploy_command,
     dispatch_command,
+    dlq_command,
     errors,
     intake_command,
     loadtest_command,
@@ -21,6 +22,7 @@ from producers.cli import (
     rejects_command,
     serve_command,
     sim_command,
+    status_command,
     templates_command,
     worker_command,
 )
@@ -47,6 +49,9 @@ app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
 app.add_typer(rejects_command.app, name="rejects")
+app.add_typer(dlq_command.app, name="dlq")
+app.command("status")(status_command.status)
+app.command("exporter")(status_command.exporter)
 app.add_typer(deploy_command.app, name="deploy")
 app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,3 +41,39 @@ def directory(
         pass
     finally:
         server.stop()
+
+
+@app.command("inbox")
+def inbox(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 0,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Keep deliveries in this SQLite file (survives a restart)."),
+    ] = None,
+) -> None:
+    """Serve the simulated 1177 inbox over HTTP (HttpInbox's API, idempotent on the key).
+
+    The API is in workers/adapters/inbox_server.py: POST /v1/messages with an Idempotency-Key,
+    GET /v1/stats, GET /v1/messages?key=K, GET/POST /v1/control. Prints its URL on stdout.
+    """
+    import signal
+
+    from workers.adapters.inbox_records import SqliteInboxRecords
+    from workers.adapters.inbox_server import InboxSimulator
+
+    simulator = InboxSimulator(host, port, SqliteInboxRecords(store) if store else None)
+    typer.echo(f"inbox simulator on {simulator.url}")
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        simulator.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,6 +34,15 @@ def worker(
     ] = None,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     threads: Annotated[int, typer.Option(min=1, help="Threads per process.")] = 8,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            envvar="OMVANT_METRICS_PORT",
+            min=0,
+            help="Serve /metrics and /healthz on this port (0: any free port; unset: none).",
+        ),
+    ] = None,
     broker: BrokerOption = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -53,9 +64,27 @@ def worker(
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
     os.environ["dramatiq_worker_timeout"] = str(settings.idle_poll_ms)  # noqa: SIM112 - dramatiq reads this name
+    if metrics_port is not None:
+        prepare_metrics(metrics_port)
     queues = consumed_queues(chosen, settings.queue_prefix)
     argv = dramatiq_argv(queues, processes=processes, threads=threads, log_level=settings.log_level)
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
+
+
+def prepare_metrics(port: int) -> str:
+    """Set up the multi-process metrics of the worker processes dramatiq will fork: a fresh
+    ``PROMETHEUS_MULTIPROC_DIR`` (the one given, emptied, else a new temporary one) and the
+    port ``workers/metrics_server.py`` serves on. Returns the folder."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="omvant-metrics-"
+    )
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    os.environ["OMVANT_METRICS_PORT"] = str(port)
+    return str(path)
 
 
 def dramatiq_argv(

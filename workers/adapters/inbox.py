@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +12,25 @@ from pathlib import Path
 import kombu
 
 from contracts.inbox_event import InboxEventV1
+from workers.adapters.inbox_records import (
+    InboxRecords,
+    InboxStats,
+    KeyReused,
+    MemoryInboxRecords,
+    SqliteInboxRecords,
+)
 from workers.adapters.outbox_file import JsonlRecorder
+
+
+def delivery_key_for(case_id: str) -> str:
+    """The delivery key of a case's message: the same on every attempt, in every process."""
+    return f"{case_id}:inbox"
 
 
 @dataclass(frozen=True)
 class InboxMessage:
-    """A message as it lands in the inbox. ``case_id`` is the sender's reference."""
+    """A message as it lands in the inbox. ``case_id`` is the sender's reference;
+    ``delivery_key`` the idempotency key the inbox stores it under (``delivery_key_for``)."""
 
     case_id: str
     personnummer: str
@@ -29,58 +40,100 @@ class InboxMessage:
     sent_on: dt.date
     answerable: bool
     attachment_sha256: tuple[str, ...] = ()
+    delivery_key: str = ""
+
+    @property
+    def key(self) -> str:
+        """The delivery key (the case's own when none was given)."""
+        return self.delivery_key or delivery_key_for(self.case_id)
 
 
 class InboxRefused(RuntimeError):
     """The inbox will not take the message (permanent)."""
 
 
+class InboxUnavailable(RuntimeError):
+    """The inbox could not take the message now (timeout, 5xx, refused connection): retry.
+
+    Attributes
+    ----------
+    maybe_accepted:
+        True when the inbox may have taken it all the same (a timeout after the request was
+        sent). Harmless: the retry delivers under the same key, which the inbox deduplicates.
+    """
+
+    def __init__(self, detail: str, *, maybe_accepted: bool = False) -> None:
+        super().__init__(detail)
+        self.maybe_accepted = maybe_accepted
+
+
 class Inbox(abc.ABC):
-    """Delivers messages to residents' inboxes."""
+    """Delivers messages to residents' inboxes.
+
+    Every implementation MUST be idempotent on ``InboxMessage.key``: delivering under a key the
+    inbox has taken before (from any process, before or after a restart of either side) shows
+    the resident nothing new and returns the first delivery's inbox id. The dispatch stage
+    relies on it: a crash between the inbox taking a message and the record of it is settled
+    by delivering again under the same key.
+    """
 
     @abc.abstractmethod
     def deliver(self, message: InboxMessage) -> str:
-        """Deliver once per case: delivering the same case again returns the same inbox id.
+        """Deliver once per delivery key; return the inbox message id.
 
         Raises
         ------
         InboxRefused
             The inbox refuses the message for good.
+        InboxUnavailable
+            The inbox cannot take it now: try again later (with the same key).
         """
 
 
-_INBOX_NAMESPACE = uuid.UUID("6f6d7661-6e74-4000-8000-696e626f7831")
-
-
 class SimulatedInbox(Inbox):
-    """Keeps delivered messages (in memory, and in ``inbox.jsonl`` when given a folder)."""
+    """Keeps delivered messages by delivery key, as a real inbox API would.
 
-    def __init__(self, outbox_dir: Path | None = None) -> None:
+    Given a folder (``OMVANT_SIM_OUTBOX``), the messages are kept in ``inbox.sqlite3`` there,
+    shared by every process on the machine, and each new one is appended to ``inbox.jsonl``;
+    otherwise in this process's memory (or in ``records``, to share them between instances).
+    """
+
+    def __init__(self, outbox_dir: Path | None = None, records: InboxRecords | None = None) -> None:
         self.recorder = JsonlRecorder(outbox_dir / "inbox.jsonl" if outbox_dir else None)
-        self._delivered: dict[str, str] = {}
-        self._lock = threading.Lock()
+        if records is None:
+            records = (
+                SqliteInboxRecords(outbox_dir / "inbox.sqlite3")
+                if outbox_dir
+                else MemoryInboxRecords()
+            )
+        self.records = records
 
     def deliver(self, message: InboxMessage) -> str:
-        inbox_id = str(uuid.uuid5(_INBOX_NAMESPACE, message.case_id))
-        with self._lock:
-            if message.case_id in self._delivered:
-                return inbox_id
-            self._delivered[message.case_id] = inbox_id
-        self.recorder.append(
-            {
-                "inbox_message_id": inbox_id,
-                "case_id": message.case_id,
-                "subject_chars": len(message.subject),
-                "body_chars": len(message.body),
-                "attachments": list(message.attachment_sha256),
-            }
-        )
-        return inbox_id
+        try:
+            taken = self.records.take(message.key, message.case_id)
+        except KeyReused as exc:
+            raise InboxRefused(str(exc)) from exc
+        if taken.new:
+            self.recorder.append(
+                {
+                    "inbox_message_id": taken.inbox_id,
+                    "key": message.key,
+                    "case_id": message.case_id,
+                    "subject_chars": len(message.subject),
+                    "body_chars": len(message.body),
+                    "attachments": list(message.attachment_sha256),
+                }
+            )
+        return taken.inbox_id
 
     def delivered_case_ids(self) -> list[str]:
         """The cases delivered here, in order of delivery."""
-        with self._lock:
-            return list(self._delivered)
+        found = (self.records.find(key) for key in self.records.taken_keys())
+        return [str(f["case_id"]) for f in found if f]
+
+    def stats(self) -> InboxStats:
+        """Attempts, distinct messages and duplicates refused (as the HTTP simulator counts)."""
+        return self.records.stats()
 
 
 class InboxEventPublisher(abc.ABC):

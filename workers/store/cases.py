@@ -11,10 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workers.case_states import FINAL, RANK, CaseState, may_advance
+from workers.case_states import LAST_ENDABLE, RANK, CaseState, below_rank, may_advance
 from workers.store.schema import case_events, cases
-
-FIRST_FINAL_RANK = min(RANK[state] for state in FINAL)
 
 
 def utcnow() -> dt.datetime:
@@ -31,6 +29,9 @@ class Transition:
     values: Mapping[str, Any] = field(default_factory=dict)
     reason: str | None = None
     detail: str | None = None
+    until: CaseState | None = LAST_ENDABLE
+    """For a rejection or failure: the last state it may end (``case_states.ends_until`` of
+    the stage that decided it); None ends nothing. Ignored for forward moves."""
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
@@ -237,7 +238,7 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
             continue
         if state == transition.state:
             holding.add(transition.case_id)
-        elif may_advance(state, transition.state):
+        elif may_advance(state, transition.state, transition.until):
             to_apply.append(transition)
             current[transition.case_id] = transition.state
             holding.add(transition.case_id)
@@ -292,13 +293,14 @@ def _apply_returning(
                 for name in (
                     "b_id",
                     "b_rank",
+                    "b_below",
                     "b_state",
                     "b_reason",
                     "b_detail",
                     *(f"v_{k}" for k in keys),
                 )
             }
-            params.update(now=now, first_final=FIRST_FINAL_RANK, stage=stage)
+            params.update(now=now, stage=stage)
             result = conn.execute(_unnest_update_returning(keys, conn.dialect), params)
             applied.update((row[0], row[1]) for row in result)
     holding = {c for c, t in last.items() if (c, t.state.value) in applied}
@@ -339,6 +341,7 @@ def _row(t: Transition, keys: tuple[str, ...]) -> dict[str, Any]:
     return {
         "b_id": t.case_id,
         "b_rank": RANK[t.state],
+        "b_below": below_rank(t.state, t.until),
         "b_state": t.state.value,
         "b_reason": t.reason,
         "b_detail": (t.detail or None) and str(t.detail)[:500],
@@ -355,13 +358,14 @@ def _unnest_update(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
         [
             "CAST(:b_id AS VARCHAR[])",
             "CAST(:b_rank AS INTEGER[])",
+            "CAST(:b_below AS INTEGER[])",
             "CAST(:b_state AS VARCHAR[])",
             "CAST(:b_reason AS VARCHAR[])",
             "CAST(:b_detail AS VARCHAR[])",
             *(f"CAST(:v_{key} AS {kind}[])" for key, kind in extra),
         ]
     )
-    names = ", ".join(["b_id", "b_rank", "b_state", "b_reason", "b_detail", *keys])
+    names = ", ".join(["b_id", "b_rank", "b_below", "b_state", "b_reason", "b_detail", *keys])
     sets = ", ".join(
         [
             "state = i.b_state",
@@ -374,8 +378,7 @@ def _unnest_update(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
     )
     return sa.text(
         f"UPDATE cases SET {sets} FROM unnest({arrays}) AS i({names}) "  # noqa: S608 - names are our columns
-        "WHERE cases.id = i.b_id AND cases.state_rank < i.b_rank "
-        "AND cases.state_rank < :first_final"
+        "WHERE cases.id = i.b_id AND cases.state_rank < i.b_below"
     )
 
 
@@ -387,8 +390,7 @@ def _update_each(
         sa.update(cases)
         .where(
             cases.c.id == sa.bindparam("b_id"),
-            cases.c.state_rank < sa.bindparam("b_rank"),
-            cases.c.state_rank < FIRST_FINAL_RANK,
+            cases.c.state_rank < sa.bindparam("b_below"),
         )
         .values(
             state=sa.bindparam("b_state"),

@@ -234,3 +234,53 @@ blob_owners = sa.Table(
 """Which clinic uploaded each blob (issue 10): a case may reference only its own clinic's
 blobs, or one shared for every clinic through a national or regional template (``shared``,
 ``owner_hsa_id`` the template's owner)."""
+
+failures = sa.Table(
+    "failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("queue", sa.String(128), nullable=False),
+    sa.Column("actor", sa.String(80), nullable=True),
+    sa.Column("contract", sa.String(64), nullable=True),
+    sa.Column("contract_version", sa.Integer, nullable=True),
+    sa.Column("message_id", sa.String(64), nullable=True),
+    sa.Column("broker_message_id", sa.String(64), nullable=True),
+    sa.Column("case_ids", sa.Text, nullable=False),
+    sa.Column("case_count", sa.Integer, nullable=False),
+    sa.Column("clinic_hsa_id", sa.String(48), nullable=True),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("detail", sa.String(500), nullable=True),
+    sa.Column("exception_type", sa.String(128), nullable=True),
+    sa.Column("traceback", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("body_truncated", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("replays", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("replayed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_failures_status_queue_reason", "status", "queue", "reason"),
+    sa.Index("ix_failures_last_failed_at", "last_failed_at"),
+)
+"""One row per message dramatiq dead-lettered and per case rejected for a reason an operator
+can fix (issue 12): what failed, why, and the (bounded) body needed to replay it. Kept after
+the broker's dead-letter copy expires; ``status`` is open, replaying, replayed, settled (a
+replay found nothing left to do) or purged."""
+
+oncall_audit = sa.Table(
+    "oncall_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("who", sa.String(80), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("selection", sa.Text, nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Index("ix_oncall_audit_at", "at"),
+)
+"""Every on-call action on failures (show, replay, purge): who, when, what, how many."""

@@ -1,0 +1,311 @@
+"""``omvant dlq``: failed messages you can understand and put right (issue 12).
+
+Thin over ``workers/failures.py`` (the view) and ``workers/replay.py`` (replay and purge): the
+web console calls the same functions. Every action is audited (``omvant dlq audit``); ``show``
+is also written to the access log, with whether personnummer were shown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import re
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
+from workers import failures, replay
+from workers.broker import build_broker
+from workers.store.cases import utcnow
+from workers.store.engine import make_engine, upgrade
+from workers.store.failures import Selection
+
+app = typer.Typer(
+    help="Dead letters and rejected messages: list, show, replay, purge.", no_args_is_help=True
+)
+
+QueueOption = Annotated[
+    str | None, typer.Option("--queue", help="Only this queue (and its lanes).")
+]
+ReasonOption = Annotated[str | None, typer.Option("--reason", help="Only this reason code.")]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="Only failures since: an ISO time, or an age like 30m, 2h, 7d."),
+]
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user", envvar="OMVANT_USER_HSA_ID", help="Who you are, for the audit (default: login)."
+    ),
+]
+
+_AGE = re.compile(r"^([0-9]+)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_time(value: str | None, now: dt.datetime | None = None) -> dt.datetime | None:
+    """``--since``: an ISO date or time (UTC unless it says), or an age (``30m``, ``2h``)."""
+    if not value:
+        return None
+    match = _AGE.match(value.strip())
+    if match:
+        return (now or utcnow()) - dt.timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        typer.echo("invalid-since: --since takes an ISO time or an age like 30m, 2h, 7d", err=True)
+        raise typer.Exit(2) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _who(user: str | None) -> str:
+    return user or f"login:{getpass.getuser()}"
+
+
+def _engine(database: str | None) -> Any:
+    settings = settings_from(None, database)
+    upgrade(settings.database_url)
+    return make_engine(settings.database_url)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@app.command("list")
+def list_(
+    queue: QueueOption = None,
+    reason: ReasonOption = None,
+    since: SinceOption = None,
+    records: Annotated[
+        bool, typer.Option("--records", help="One line per record instead of groups.")
+    ] = False,
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Pending failures grouped by queue and reason, with counts and the oldest age."""
+    engine = _engine(database)
+    selection = Selection(queue=queue, reason=reason, since=since_time(since))
+    if records:
+        rows = failures.listing(engine, selection)
+        if as_json:
+            typer.echo(json.dumps({"records": rows}, indent=2))
+            return
+        table = Table("id", "kind", "queue", "reason", "cases", "attempts", "last failed", "status")
+        for r in rows:
+            table.add_row(
+                r["id"], r["kind"], r["queue"], r["reason"], str(r["cases"]),
+                str(r["attempts"]), r["last_failed_at"][:19], r["status"],
+            )  # fmt: skip
+        Console().print(table)
+        return
+    found = failures.summary(engine, selection)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    if not found["groups"]:
+        typer.echo("no pending failures")
+        return
+    table = Table("queue", "reason", "kind", "records", "cases", "oldest")
+    for g in found["groups"]:
+        table.add_row(
+            g["queue"], g["reason"], g["kind"], str(g["count"]), str(g["cases"]),
+            _age(g["oldest_age_seconds"]),
+        )  # fmt: skip
+    Console().print(table)
+    typer.echo(f"{found['total']} pending; omvant dlq show ID, omvant dlq replay --reason R")
+
+
+@app.command("show")
+def show(
+    failure_id: Annotated[str, typer.Argument(metavar="ID", help="F<n> (or n), or R<n>.")],
+    show_personnummer: Annotated[
+        bool,
+        typer.Option(
+            "--show-personnummer",
+            help="Show personnummer and message text in full (written to the access log).",
+        ),
+    ] = False,
+    user: UserOption = None,
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """One record in full: where, why, the redacted traceback, the (masked) body."""
+    engine = _engine(database)
+    try:
+        found = failures.show(
+            engine, failure_id, who=_who(user), show_personnummer=show_personnummer
+        )
+    except ValueError as exc:
+        typer.echo(f"invalid-id: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if found is None:
+        typer.echo(f"no failure {failure_id}", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    for key, value in found.items():
+        if key in ("traceback", "body"):
+            continue
+        typer.echo(f"{key:>18}: {value}")
+    if found["traceback"]:
+        typer.echo("\ntraceback (identity numbers masked):\n" + found["traceback"])
+    typer.echo("\nbody:\n" + json.dumps(found["body"], indent=2, ensure_ascii=False))
+
+
+def _selection(
+    ids: list[str] | None, reason: str | None, queue: str | None, every: bool, since: str | None
+) -> Selection:
+    if ids and (reason or queue or every):
+        typer.echo(
+            "name records by ID or select them by --reason/--queue/--all, not both", err=True
+        )
+        raise typer.Exit(2)
+    if ids:
+        return replay.selected(ids)
+    if not (reason or queue or every):
+        typer.echo("say which: ID ..., --reason R, --queue Q or --all", err=True)
+        raise typer.Exit(2)
+    return Selection(queue=queue, reason=reason, since=since_time(since))
+
+
+def _rate(value: str | None) -> float | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/s)?\s*", value)
+    if not match or float(match[1]) <= 0:
+        typer.echo("invalid-rate: --rate takes messages per second, like 50/s", err=True)
+        raise typer.Exit(2)
+    return float(match[1])
+
+
+def _print_report(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    verb = "would " if data["dry_run"] else ""
+    typer.echo(f"{data['action']}: {data['records']} record(s), {data['cases']} case(s) {verb}done")
+    for result, count in sorted(data["totals"].items()):
+        typer.echo(f"  {result}: {count}")
+    for outcome in data["outcomes"]:
+        if outcome["result"] not in ("replayed", "purged", "would-replay", "would-purge"):
+            typer.echo(f"  {outcome['id']} {outcome['result']}: {outcome['detail']}")
+    if data["dead_letter_copies_removed"]:
+        typer.echo(f"  dead-letter queue copies removed: {data['dead_letter_copies_removed']}")
+
+
+IdsArgument = Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help="Record ids.")]
+AllOption = Annotated[bool, typer.Option("--all", help="Every pending record.")]
+
+
+@app.command("replay")
+def replay_(
+    ids: IdsArgument = None,
+    reason: ReasonOption = None,
+    queue: QueueOption = None,
+    every: AllOption = False,
+    since: SinceOption = None,
+    rate: Annotated[
+        str | None, typer.Option("--rate", help="At most N messages per second, like 50/s.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent.")] = False,
+    user: UserOption = None,
+    as_json: JsonOption = False,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Put failed messages back on their queue: mark, enqueue, confirm (safe to run twice)."""
+    selection = _selection(ids, reason, queue, every, since)
+    per_second = _rate(rate)
+    settings = settings_from(broker, database)
+    engine = _engine(database)
+    live = build_broker(settings.broker_url)
+    try:
+        with Progress(
+            TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
+            console=Console(stderr=True), disable=as_json,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("replay", total=None)
+            report = replay.replay(
+                engine,
+                live,
+                selection,
+                who=_who(user),
+                prefix=settings.queue_prefix,
+                dry_run=dry_run,
+                rate=per_second,
+                progress=lambda _o: bar.advance(task),
+            )
+    finally:
+        live.close()
+    data = report.as_dict()
+    _print_report(data, as_json)
+    if data["totals"].get("failed"):
+        raise typer.Exit(1)
+
+
+@app.command("purge")
+def purge(
+    ids: IdsArgument = None,
+    reason: ReasonOption = None,
+    queue: QueueOption = None,
+    every: AllOption = False,
+    since: SinceOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be purged.")] = False,
+    user: UserOption = None,
+    as_json: JsonOption = False,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Close failure records for good (and drop their bodies); cases stay as they are."""
+    selection = _selection(ids, reason, queue, every, since)
+    settings = settings_from(broker, database)
+    engine = _engine(database)
+    if not dry_run and not yes:
+        count = len(failures.listing(engine, selection, limit=100_000))
+        if count == 0:
+            typer.echo("nothing to purge", err=True)
+            return
+        if not typer.confirm(f"purge {count} record(s)? This cannot be undone", err=True):
+            typer.echo("nothing purged", err=True)
+            raise typer.Exit(1)
+    live = build_broker(settings.broker_url)
+    try:
+        report = replay.purge(
+            engine, live, selection, who=_who(user), prefix=settings.queue_prefix, dry_run=dry_run
+        )
+    finally:
+        live.close()
+    _print_report(report.as_dict(), as_json)
+
+
+@app.command("audit")
+def audit(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N entries.")] = 50,
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Who did what to the failures, when, and how many."""
+    entries = failures.audit_log(_engine(database), limit=limit)
+    if as_json:
+        typer.echo(json.dumps({"entries": entries}, indent=2))
+        return
+    table = Table("at", "who", "action", "dry run", "records", "outcome")
+    for e in entries:
+        table.add_row(
+            (e["at"] or "")[:19], e["who"], e["action"], "yes" if e["dry_run"] else "",
+            str(e["count"]), json.dumps(e["outcome"].get("totals", e["outcome"])),
+        )  # fmt: skip
+    Console().print(table)

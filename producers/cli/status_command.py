@@ -1,0 +1,129 @@
+"""``omvant status`` (one screen for on-call) and ``omvant exporter`` (Prometheus metrics).
+
+Thin over ``workers/status.py`` and ``workers/exporter.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
+from workers import status as status_module
+from workers.broker import build_broker
+from workers.store.engine import make_engine, upgrade
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def render(data: dict[str, Any]) -> Group:
+    """The status screen."""
+    queues = Table("queue", "lane", "ready", "delayed", "dead letters", "consumers",
+                   title=f"queues ({data['broker']})")  # fmt: skip
+    for lane in data["queues"]:
+        consumers = lane["consumers"]
+        queues.add_row(
+            lane["queue"], lane["lane"], str(lane["ready"]), str(lane["delayed"]),
+            str(lane["dead_letters"]), "-" if consumers is None else str(consumers),
+        )  # fmt: skip
+    dead = Table("queue", "reason", "kind", "records", "cases", "oldest",
+                 title=f"failures pending: {data['dead_letters']['total']}")  # fmt: skip
+    for g in data["dead_letters"]["groups"]:
+        dead.add_row(
+            g["queue"], g["reason"], g["kind"], str(g["count"]), str(g["cases"]),
+            _age(g["oldest_age_seconds"]),
+        )  # fmt: skip
+    batches = Table("batch", "name", "status", "settled", "total", "in flight", "failed",
+                    title="dispatches in flight")  # fmt: skip
+    for b in data["batches"]:
+        batches.add_row(
+            b["id"], b["name"], b["status"], str(b["settled"]), str(b["total"]),
+            str(b["in_flight"]), str(b["failed"]),
+        )  # fmt: skip
+    stuck = data["stuck"]["cases"]
+    workers = "" if data["workers"] is None else f"; live workers: {data['workers']}"
+    sweep = data["last_sweep"]
+    footer = (
+        f"stuck cases: {sum(stuck.values())} "
+        f"({', '.join(f'{k} {v}' for k, v in stuck.items() if v) or 'none'})"
+        f"; last sweep: {sweep['at'] if sweep else 'not recorded'}{workers}; at {data['at'][:19]}"
+    )
+    return Group(queues, dead, batches, footer)
+
+
+def status(
+    as_json: JsonOption = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.5, help="Seconds.")] = 2.0,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Queues and lanes, dead letters, dispatches in flight, stuck cases: one screen."""
+    settings = settings_from(broker, database)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    live_broker = build_broker(settings.broker_url)
+
+    def read() -> dict[str, Any]:
+        return status_module.snapshot(live_broker, engine, settings.queue_prefix)
+
+    try:
+        if as_json and not watch:
+            typer.echo(json.dumps(read(), indent=2, default=str))
+            return
+        if as_json:
+            while True:
+                typer.echo(json.dumps(read(), default=str))
+                time.sleep(interval)
+        console = Console()
+        if not watch:
+            console.print(render(read()))
+            return
+        with Live(render(read()), console=console, refresh_per_second=4) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render(read()))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        live_broker.close()
+
+
+def exporter(
+    port: Annotated[
+        int, typer.Option("--port", envvar="OMVANT_EXPORTER_PORT", help="0: any free port.")
+    ] = 9465,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "0.0.0.0",  # noqa: S104
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Serve queue depths, failures, dispatches, stuck cases, notifications and latency."""
+    from workers.exporter import build_registry, serve
+
+    settings = settings_from(broker, database)
+    upgrade(settings.database_url)
+    live_broker = build_broker(settings.broker_url)
+    registry = build_registry(
+        live_broker, make_engine(settings.database_url), settings.queue_prefix
+    )
+    server = serve(registry, host, port)
+    typer.echo(f"omvant exporter on http://{host}:{server.server_port}/metrics", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        live_broker.close()

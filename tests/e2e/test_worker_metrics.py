@@ -1,0 +1,150 @@
+"""Done when (issue 12): a running ``omvant worker``'s ``/metrics`` shows the counters moving
+during a dispatch, ``/healthz`` answers, and ``omvant exporter`` shows the queue depth falling,
+the notifications sent and the cases' end-to-end latency; on RabbitMQ and on Redis."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from contracts.registry import envelope_for
+from tests import oncall_scenario as sc
+from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
+from tests.reachable import reachable_residents
+from workers.broker import build_broker
+from workers.queues import Queues
+from workers.stage import enqueue
+from workers.store.engine import make_engine, upgrade
+
+pytestmark = pytest.mark.e2e
+
+CASES = 200
+CHUNK = 5
+
+
+@pytest.fixture(params=["rabbitmq", "redis"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of ``/metrics``, by name and labels."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def total(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return sum(
+        v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items()
+    )
+
+
+@contextmanager
+def exporter(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [OMVANT, "exporter", "--port", str(port), "--host", "127.0.0.1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            assert wait_until(lambda: _answers(port), timeout=120), log.read_text()
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code in (200, 503)
+    except httpx.HTTPError:
+        return False
+
+
+def test_worker_metrics_move_during_a_dispatch_and_queue_depth_falls(
+    broker_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
+) -> None:
+    upgrade(postgres_url)
+    env = worker_env(
+        broker_url=broker_url, database_url=postgres_url, queue_prefix=queue_prefix,
+        blob_dir=tmp_path / "blobs", extra={"OMVANT_CHUNK_SIZE": str(CHUNK)},
+    )  # fmt: skip
+    batch = f"metrics-{queue_prefix.rstrip('.')}"
+    requests = [sc.request(n, batch, i) for i, n in enumerate(reachable_residents(CASES, seed=3))]
+    broker = build_broker(broker_url)
+    try:
+        for start in range(0, CASES, CHUNK):
+            envelope = envelope_for(requests[start : start + CHUNK], correlation_id=batch)
+            enqueue(broker, Queues.RECIPIENT_VALIDATION, "validate_recipients",
+                    envelope.model_dump(mode="json"), prefix=queue_prefix)  # fmt: skip
+    finally:
+        broker.close()
+
+    exporter_port, worker_port = free_port(), free_port()
+    with exporter(env, exporter_port, tmp_path / "exporter.log"):
+        before = scrape(exporter_port)
+        depth = total(before, "omvant_queue_depth", queue="recipient-validation", lane="normal")
+        assert depth == CASES // CHUNK
+        assert total(before, "omvant_exporter_up") == 1
+        env_with_port = {**env, "OMVANT_METRICS_PORT": str(worker_port),
+                         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}  # fmt: skip
+        with running_workers(env_with_port, tmp_path / "logs", processes=2, threads=2) as worker:
+            assert wait_until(lambda: _answers(worker_port), timeout=120), worker.output()
+            seen: list[float] = []
+            depths: list[float] = []
+
+            engine = make_engine(postgres_url)
+            ended = ("notified", "delivered", "rejected", "failed")
+
+            def progressed() -> bool:
+                samples = scrape(worker_port)
+                seen.append(
+                    total(samples, "omvant_cases_processed_total", stage="recipient-validation")
+                )
+                depths.append(
+                    total(scrape(exporter_port), "omvant_queue_depth", queue="recipient-validation")
+                )
+                return sc.settled_count(engine, batch, ended) == CASES and depths[-1] == 0
+
+            assert wait_until(progressed, timeout=120, interval=0.3), (seen, worker.output())
+            states = Counter(r.state for r in sc.case_rows(engine, batch).values())
+            time.sleep(1)  # the last message's counters are written just after its commit
+            samples = scrape(worker_port)
+            health = httpx.get(f"http://127.0.0.1:{worker_port}/healthz", timeout=5)
+        assert health.status_code == 200, health.text
+        # the counters moved while the dispatch ran (rising in steps), and the queue drained
+        assert any(0 < v < CASES for v in seen), seen
+        assert seen == sorted(seen)
+        assert depths == sorted(depths, reverse=True)
+        assert depths[-1] == 0
+        processed = total(samples, "omvant_messages_processed_total", stage="recipient-validation")
+        assert processed == CASES // CHUNK
+        assert total(samples, "omvant_cases_processed_total", stage="recipient-validation") == CASES
+        assert total(samples, "omvant_message_processing_seconds_count", stage="composition") > 0
+        dispatched = total(samples, "omvant_cases_processed_total", stage="notification-dispatch")
+        assert dispatched == states["notified"] + states["delivered"], (dispatched, states)
+        after = scrape(exporter_port)
+        sent = total(after, "omvant_notifications_total", outcome="sent")
+        assert sent >= CASES  # every resident has at least one channel
+        assert total(after, "omvant_case_latency_seconds_count") == states["notified"]

@@ -1,0 +1,196 @@
+"""The 1177 inbox simulator over HTTP: idempotent on the delivery key, and it counts.
+
+Shipped so that ``HttpInbox``, the chaos suite and load tests deliver over real HTTP to a
+separate process that outlives any worker, as the real inbox does; runnable on its own with
+``omvant sim inbox --port N``. The API (JSON):
+
+``POST /v1/messages``  an ``InboxMessage`` as JSON with an ``Idempotency-Key`` header:
+    201 (new) or 200 (that key was delivered before: nothing new for the resident)
+    ``{"id": ..., "key": ..., "new": bool}``; 400 without a key or with a bad body; 409 when
+    the key was taken for another case; 422 for a refused resident; 503 when told to.
+``GET /v1/stats``  ``{"attempts", "distinct", "duplicates_refused"}``: every accepted POST,
+    the messages stored (one per key), and the POSTs answered 200.
+``GET /v1/messages?key=K``  the message taken under that key (id, key, case id, when), or 404;
+    without ``key``: ``{"keys": [...]}``, every key in the order taken.
+``GET /v1/control``, ``POST /v1/control``  the behaviour: ``delay_before`` / ``delay_after``
+    seconds (slow before or after storing the message: after is how a client times out on a
+    message that was taken), ``fail_next`` (that many 503s), ``refuse`` (case ids answered 422).
+
+Message bodies and identity numbers are kept in memory only for the resident's sake and are
+never written to a log or returned by the API. Written on the standard library's HTTP server,
+like the SMS-gateway simulator: it needs no dependency and serves a test's load.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from workers.adapters.inbox_records import InboxRecords, KeyReused, MemoryInboxRecords
+
+
+@dataclass
+class InboxBehaviour:
+    """What the simulator does with the next deliveries (changed with ``POST /v1/control``)."""
+
+    delay_before: float = 0.0
+    delay_after: float = 0.0
+    fail_next: int = 0
+    refuse: list[str] = field(default_factory=list)
+
+
+def control_problem(changes: dict[str, Any]) -> str | None:
+    """Why ``changes`` cannot be the new behaviour, or ``None``."""
+    for name, value in changes.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        if name in {"delay_before", "delay_after"}:
+            ok = number
+        elif name == "fail_next":
+            ok = number and isinstance(value, int)
+        elif name == "refuse":
+            ok = isinstance(value, list) and all(isinstance(n, str) for n in value)
+        else:
+            return f"unknown setting {name[:40]!r}"
+        if not ok:
+            return f"{name}: not a valid value"
+    return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _InboxHttpServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: request lines and bodies are personal data."""
+
+    def _reply(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass  # the client went away (timed out or was killed): what it sent stays taken
+
+    def _json(self) -> dict[str, Any] | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            value = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        sim = self.server.sim
+        if parts.path == "/v1/stats":
+            self._reply(200, asdict(sim.records.stats()))
+        elif parts.path == "/v1/control":
+            with sim.lock:
+                self._reply(200, asdict(sim.behaviour))
+        elif parts.path == "/v1/messages":
+            key = parse_qs(parts.query).get("key")
+            if not key:
+                self._reply(200, {"keys": sim.records.taken_keys()})
+                return
+            found = sim.records.find(key[-1])
+            self._reply(200 if found else 404, found or {"error": "not-found"})
+        else:
+            self._reply(404, {"error": "not-found"})
+
+    def do_POST(self) -> None:
+        body = self._json()
+        path = urlsplit(self.path).path
+        if path == "/v1/control":
+            problem = "not a JSON object" if body is None else control_problem(body)
+            if problem:
+                self._reply(400, {"error": "bad-request", "detail": problem})
+                return
+            self.server.sim.behave(**(body or {}))
+            self._reply(200, asdict(self.server.sim.behaviour))
+        elif path == "/v1/messages":
+            self._deliver(body)
+        else:
+            self._reply(404, {"error": "not-found"})
+
+    def _deliver(self, body: dict[str, Any] | None) -> None:
+        sim = self.server.sim
+        key = self.headers.get("Idempotency-Key", "")
+        case_id = body.get("case_id") if body else None
+        if not key or not isinstance(case_id, str) or not case_id:
+            self._reply(400, {"error": "bad-request", "detail": "Idempotency-Key and case_id"})
+            return
+        with sim.lock:
+            behaviour = sim.behaviour
+            if behaviour.fail_next > 0:
+                behaviour.fail_next -= 1
+                self._reply(503, {"error": "unavailable"})
+                return
+            refused = case_id in behaviour.refuse
+        if refused:
+            self._reply(422, {"error": "resident-refused"})
+            return
+        time.sleep(behaviour.delay_before)
+        try:
+            taken = sim.records.take(key, case_id)
+        except KeyReused:
+            self._reply(409, {"error": "idempotency-key-reused"})
+            return
+        time.sleep(behaviour.delay_after)
+        self._reply(201 if taken.new else 200, {"id": taken.inbox_id, "key": key, "new": taken.new})
+
+
+class _InboxHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], sim: InboxSimulator) -> None:
+        super().__init__(address, _Handler)
+        self.sim = sim
+
+
+class InboxSimulator:
+    """The simulator in a background thread: ``start()`` it, read ``url``, ``stop()`` it."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, records: InboxRecords | None = None
+    ) -> None:
+        self.records = records or MemoryInboxRecords()
+        self.behaviour = InboxBehaviour()
+        self.lock = threading.Lock()
+        self._server = _InboxHttpServer((host, port), self)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL ``HttpInbox`` takes (``OMVANT_INBOX_URL``)."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> InboxSimulator:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="inbox-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (``omvant sim inbox``)."""
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def behave(self, **changes: Any) -> None:
+        """Change the behaviour, as ``POST /v1/control`` does."""
+        with self.lock:
+            self.behaviour = InboxBehaviour(**{**asdict(self.behaviour), **changes})

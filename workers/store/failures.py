@@ -1,0 +1,362 @@
+"""The failure records and the on-call audit: rows in, rows out (no broker, no policy).
+
+``workers/failures.py`` decides what a failure record holds; ``workers/replay.py`` moves them
+through open -> replaying -> replayed (or settled, or purged).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+
+from workers.store.cases import utcnow
+from workers.store.schema import failures, oncall_audit, rejected_messages
+
+
+class FailureStatus(StrEnum):
+    """Where a failure record is in its life."""
+
+    OPEN = "open"
+    REPLAYING = "replaying"
+    """Marked for replay; the message may or may not be on its queue yet (a crash between
+    mark and confirm leaves it here, and the next replay takes it again)."""
+    REPLAYED = "replayed"
+    SETTLED = "settled"
+    """A replay found every case settled already: nothing was sent."""
+    PURGED = "purged"
+
+
+PENDING = (FailureStatus.OPEN.value, FailureStatus.REPLAYING.value)
+"""Statuses of records that still need on-call: what ``dlq list`` shows by default."""
+
+
+class FailureKind(StrEnum):
+    """What the record is about."""
+
+    DEAD_LETTER = "dead-letter"
+    """dramatiq gave up on a message after its retries."""
+    REJECTED_CASE = "rejected-case"
+    """A stage rejected a case for a reason an operator can fix (e.g. ``template-unknown``)."""
+    UNREADABLE = "unreadable"
+    """A ``rejected_messages`` row: a message no stage could read (id ``R<n>``)."""
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    """One failure record, or one ``rejected_messages`` row seen as one."""
+
+    id: str
+    kind: FailureKind
+    queue: str
+    actor: str | None
+    contract: str | None
+    contract_version: int | None
+    message_id: str | None
+    broker_message_id: str | None
+    case_ids: list[str]
+    clinic_hsa_id: str | None
+    reason: str
+    detail: str | None
+    exception_type: str | None
+    traceback: str | None
+    attempts: int
+    first_failed_at: dt.datetime
+    last_failed_at: dt.datetime
+    body: str | None
+    body_truncated: bool
+    status: FailureStatus
+    replays: int
+    replayed_at: dt.datetime | None
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def _failure(row: Any) -> FailureRow:
+    return FailureRow(
+        id=f"F{row.id}",
+        kind=FailureKind(row.kind),
+        queue=row.queue,
+        actor=row.actor,
+        contract=row.contract,
+        contract_version=row.contract_version,
+        message_id=row.message_id,
+        broker_message_id=row.broker_message_id,
+        case_ids=json.loads(row.case_ids),
+        clinic_hsa_id=row.clinic_hsa_id,
+        reason=row.reason,
+        detail=row.detail,
+        exception_type=row.exception_type,
+        traceback=row.traceback,
+        attempts=int(row.attempts),
+        first_failed_at=_aware(row.first_failed_at) or utcnow(),
+        last_failed_at=_aware(row.last_failed_at) or utcnow(),
+        body=row.body,
+        body_truncated=bool(row.body_truncated),
+        status=FailureStatus(row.status),
+        replays=int(row.replays),
+        replayed_at=_aware(row.replayed_at),
+    )
+
+
+def _unreadable(row: Any) -> FailureRow:
+    at = _aware(row.at) or utcnow()
+    return FailureRow(
+        id=f"R{row.id}",
+        kind=FailureKind.UNREADABLE,
+        queue=row.queue,
+        actor=None,
+        contract=None,
+        contract_version=None,
+        message_id=None,
+        broker_message_id=None,
+        case_ids=[],
+        clinic_hsa_id=None,
+        reason=row.reason,
+        detail=row.detail,
+        exception_type=None,
+        traceback=None,
+        attempts=1,
+        first_failed_at=at,
+        last_failed_at=at,
+        body=row.body,
+        body_truncated=False,
+        status=FailureStatus.OPEN,
+        replays=0,
+        replayed_at=None,
+    )
+
+
+def insert(conn: sa.Connection, records: Sequence[Mapping[str, Any]]) -> None:
+    """Write new failure records (open)."""
+    if records:
+        conn.execute(
+            failures.insert(), [{"status": FailureStatus.OPEN.value, **r} for r in records]
+        )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which records an on-call command acts on; empty means every pending one."""
+
+    ids: tuple[str, ...] = ()
+    queue: str | None = None
+    reason: str | None = None
+    since: dt.datetime | None = None
+    statuses: tuple[str, ...] = PENDING
+
+    def describe(self) -> dict[str, Any]:
+        """The selection as the audit stores it."""
+        return {
+            "ids": list(self.ids),
+            "queue": self.queue,
+            "reason": self.reason,
+            "since": self.since.isoformat() if self.since else None,
+            "statuses": list(self.statuses),
+        }
+
+
+def _split_ids(ids: Iterable[str]) -> tuple[list[int], list[int]]:
+    """Failure ids (``F12`` or ``12``) and rejected-message ids (``R7``)."""
+    own: list[int] = []
+    unreadable: list[int] = []
+    for raw in ids:
+        text = raw.strip().upper()
+        target = unreadable if text.startswith("R") else own
+        digits = text[1:] if text[:1] in {"F", "R"} else text
+        if not digits.isdigit():
+            raise ValueError(f"not a failure id: {raw!r} (ids look like F12 or R7)")
+        target.append(int(digits))
+    return own, unreadable
+
+
+def _queue_filter(column: Any, queue: str) -> Any:
+    """A queue matches itself and its lanes: ``message-composition`` takes
+    ``message-composition.bulk-1`` too."""
+    return sa.or_(column == queue, column.like(f"{queue}.%"))
+
+
+def select(
+    conn: sa.Connection, selection: Selection, *, limit: int | None = None
+) -> list[FailureRow]:
+    """The records (failures and rejected messages) a selection names, oldest first."""
+    own_ids, unreadable_ids = _split_ids(selection.ids)
+    rows: list[FailureRow] = []
+    query = sa.select(failures)
+    if selection.ids:
+        query = query.where(failures.c.id.in_(own_ids))
+    else:
+        query = query.where(failures.c.status.in_(selection.statuses))
+    if selection.queue:
+        query = query.where(_queue_filter(failures.c.queue, selection.queue))
+    if selection.reason:
+        query = query.where(failures.c.reason == selection.reason)
+    if selection.since:
+        query = query.where(failures.c.last_failed_at >= selection.since)
+    if not selection.ids or own_ids:
+        rows.extend(_failure(r) for r in conn.execute(query.order_by(failures.c.id).limit(limit)))
+    wanted = selection.ids or FailureStatus.OPEN.value in selection.statuses
+    if (not selection.ids or unreadable_ids) and wanted:
+        rows.extend(_select_unreadable(conn, selection, unreadable_ids, limit))
+    rows.sort(key=lambda r: r.first_failed_at)
+    return rows[:limit] if limit else rows
+
+
+def _select_unreadable(
+    conn: sa.Connection, selection: Selection, ids: list[int], limit: int | None
+) -> list[FailureRow]:
+    query = sa.select(rejected_messages)
+    if selection.ids:
+        query = query.where(rejected_messages.c.id.in_(ids))
+    if selection.queue:
+        query = query.where(_queue_filter(rejected_messages.c.queue, selection.queue))
+    if selection.reason:
+        query = query.where(rejected_messages.c.reason == selection.reason)
+    if selection.since:
+        query = query.where(rejected_messages.c.at >= selection.since)
+    return [
+        _unreadable(r) for r in conn.execute(query.order_by(rejected_messages.c.id).limit(limit))
+    ]
+
+
+def groups(conn: sa.Connection, selection: Selection) -> list[dict[str, Any]]:
+    """Pending records grouped by queue, reason and kind, with counts and the oldest time."""
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    query = (
+        sa.select(
+            failures.c.queue,
+            failures.c.reason,
+            failures.c.kind,
+            sa.func.count(),
+            sa.func.sum(failures.c.case_count),
+            sa.func.min(failures.c.first_failed_at),
+        )
+        .where(failures.c.status.in_(selection.statuses))
+        .group_by(failures.c.queue, failures.c.reason, failures.c.kind)
+    )
+    unread = sa.select(
+        rejected_messages.c.queue,
+        rejected_messages.c.reason,
+        sa.literal(FailureKind.UNREADABLE.value),
+        sa.func.count(),
+        sa.literal(0),
+        sa.func.min(rejected_messages.c.at),
+    ).group_by(rejected_messages.c.queue, rejected_messages.c.reason)
+    if selection.queue:
+        query = query.where(_queue_filter(failures.c.queue, selection.queue))
+        unread = unread.where(_queue_filter(rejected_messages.c.queue, selection.queue))
+    if selection.reason:
+        query = query.where(failures.c.reason == selection.reason)
+        unread = unread.where(rejected_messages.c.reason == selection.reason)
+    if selection.since:
+        query = query.where(failures.c.last_failed_at >= selection.since)
+        unread = unread.where(rejected_messages.c.at >= selection.since)
+    statements = [query]
+    if FailureStatus.OPEN.value in selection.statuses:
+        statements.append(unread)
+    for statement in statements:
+        for queue, reason, kind, count, cases_, oldest in conn.execute(statement):
+            found[(queue, reason, kind)] = {
+                "queue": queue,
+                "reason": reason,
+                "kind": kind,
+                "count": int(count),
+                "cases": int(cases_ or 0),
+                "oldest": _aware(oldest),
+            }
+    return sorted(found.values(), key=lambda g: (g["queue"], g["reason"], g["kind"]))
+
+
+def oldest_pending(conn: sa.Connection) -> dict[str, dt.datetime]:
+    """The oldest pending failure's first failure time, per queue (failures and rejects)."""
+    out: dict[str, dt.datetime] = {}
+    for group in groups(conn, Selection()):
+        when = group["oldest"]
+        if when is not None and (group["queue"] not in out or when < out[group["queue"]]):
+            out[group["queue"]] = when
+    return out
+
+
+def set_status(
+    conn: sa.Connection,
+    failure_id: str,
+    status: FailureStatus,
+    *,
+    expect: Sequence[str] | None = None,
+    replay: bool = False,
+) -> bool:
+    """Move one failure record to ``status`` (only from ``expect``); return whether it moved.
+    ``replay`` counts a replay and stamps its time."""
+    own, _ = _split_ids([failure_id])
+    values: dict[str, Any] = {"status": status.value}
+    now = utcnow()
+    if replay:
+        values.update(replays=failures.c.replays + 1)
+    if status == FailureStatus.REPLAYED:
+        values.update(replayed_at=now, closed_at=now)
+    if status in (FailureStatus.SETTLED, FailureStatus.PURGED):
+        values.update(closed_at=now)
+    if status == FailureStatus.PURGED:
+        values.update(body=None, traceback=None)
+    statement = failures.update().where(failures.c.id == own[0]).values(**values)
+    if expect is not None:
+        statement = statement.where(failures.c.status.in_(list(expect)))
+    return bool(conn.execute(statement).rowcount)
+
+
+def delete_unreadable(conn: sa.Connection, failure_id: str) -> bool:
+    """Remove one ``rejected_messages`` row (purge); return whether it was there."""
+    _, ids = _split_ids([failure_id])
+    return bool(
+        conn.execute(rejected_messages.delete().where(rejected_messages.c.id == ids[0])).rowcount
+    )
+
+
+def audit(
+    conn: sa.Connection,
+    *,
+    who: str,
+    action: str,
+    selection: Mapping[str, Any],
+    count: int,
+    outcome: Mapping[str, Any],
+    dry_run: bool = False,
+) -> None:
+    """Write one on-call action to the audit."""
+    conn.execute(
+        oncall_audit.insert().values(
+            at=utcnow(),
+            who=who[:80],
+            action=action,
+            selection=json.dumps(dict(selection), default=str),
+            dry_run=dry_run,
+            count=count,
+            outcome=json.dumps(dict(outcome), default=str),
+        )
+    )
+
+
+def audit_entries(conn: sa.Connection, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest audit entries first."""
+    rows = conn.execute(sa.select(oncall_audit).order_by(oncall_audit.c.id.desc()).limit(limit))
+    return [
+        {
+            "at": _aware(r.at),
+            "who": r.who,
+            "action": r.action,
+            "selection": json.loads(r.selection),
+            "dry_run": bool(r.dry_run),
+            "count": int(r._mapping["count"]),
+            "outcome": json.loads(r.outcome),
+        }
+        for r in rows
+    ]
