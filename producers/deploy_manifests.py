@@ -21,7 +21,7 @@ from workers.routes import STAGES
 APP = "omvant"
 IMAGE = "ghcr.io/omvant/omvant:0.1.0"
 UID = 10177
-METRICS_PORT = 9177
+METRICS_PORT = 9464
 WEB_PORT = 8000
 SECRET = "omvant-secrets"  # noqa: S105 - the name of the Secret object, not a secret
 CONFIG = "omvant-config"
@@ -298,6 +298,26 @@ def web_documents() -> list[dict[str, Any]]:
     return [web, service, disruption_budget("omvant-web", "web")]
 
 
+EXPORTER_PORT = 9465
+
+
+def exporter_documents() -> list[dict[str, Any]]:
+    """The one exporter of queue depths, dead letters, dispatches and stuck cases."""
+    container, volumes = _container(
+        "exporter",
+        ["exporter", "--host", "0.0.0.0", "--port", str(EXPORTER_PORT)],  # noqa: S104 - the pod's own address
+        cpu="100m",
+        memory="192Mi",
+        port=EXPORTER_PORT,
+        blobs=False,
+        probes={"liveness": "/metrics", "readiness": "/metrics"},
+    )
+    return [
+        deployment("omvant-exporter", "exporter", container, volumes),
+        disruption_budget("omvant-exporter", "exporter"),
+    ]
+
+
 def _job_template(name: str, args: list[str]) -> dict[str, Any]:
     container, volumes = _container(
         name, args, cpu="100m", memory="192Mi", port=None, blobs=name != "migrate"
@@ -442,7 +462,10 @@ def network_policies() -> list[dict[str, Any]]:
                                 }
                             }
                         ],
-                        "ports": [{"port": METRICS_PORT, "protocol": "TCP"}],
+                        "ports": [
+                            {"port": METRICS_PORT, "protocol": "TCP"},
+                            {"port": EXPORTER_PORT, "protocol": "TCP"},
+                        ],
                     }
                 ],
             },
@@ -494,6 +517,7 @@ def manifests() -> dict[str, list[dict[str, Any]]]:
         "base/network-policies.yaml": network_policies(),
         "base/web.yaml": web_documents(),
         "base/jobs.yaml": job_documents(),
+        "base/exporter.yaml": exporter_documents(),
     }
     for stage in STAGES:
         files[f"base/stage-{stage}.yaml"] = stage_documents(stage)

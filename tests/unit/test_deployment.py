@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.cli_commands import omvant_commands_in_shell, resolves
 from workers.queues import Queues
 from workers.routes import ROUTES, STAGES
 
@@ -54,5 +55,81 @@ def test_services_get_their_configuration_from_the_environment() -> None:
     for name, service in compose_services().items():
         if worker_stages(service):
             env = service["environment"]
-            assert env["OMVANT_BROKER_URL"].startswith("amqp://"), name
-            assert env["OMVANT_DATABASE_URL"].startswith("postgresql://"), name
+            assert "amqp://" in env["OMVANT_BROKER_URL"], name
+            assert "postgresql://" in env["OMVANT_DATABASE_URL"], name
+
+
+def omvant_command_lines(service: dict) -> list[list[str]]:
+    """The omvant command lines a service of the Omvänt image runs."""
+    entrypoint = service.get("entrypoint")
+    if entrypoint:
+        assert entrypoint[:2] == ["/bin/sh", "-c"], entrypoint
+        return omvant_commands_in_shell(entrypoint[2])
+    return [list(service.get("command") or [])]
+
+
+def omvant_services() -> dict[str, dict]:
+    return {n: s for n, s in compose_services().items() if s.get("image", "").startswith("omvant")}
+
+
+def test_every_omvant_service_runs_a_command_that_exists() -> None:
+    services = omvant_services()
+    assert len(services) >= 12
+    for name, service in services.items():
+        lines = omvant_command_lines(service)
+        assert lines and all(lines), name
+        for line in lines:
+            assert resolves(line), f"service {name} runs omvant {' '.join(line)}"
+    assert not resolves(["worker", "--no-such-option"])
+    assert omvant_commands_in_shell("while true; do omvant cases follow-up; sleep 9; done") == [
+        ["cases", "follow-up"]
+    ]
+
+
+def test_the_bridges_web_exporter_and_periodic_jobs_run() -> None:
+    commands = {
+        tuple(line[:2]) for s in omvant_services().values() for line in omvant_command_lines(s)
+    }
+    for wanted in [
+        ("db", "upgrade"),
+        ("intake",),
+        ("inbox-events",),
+        ("serve", "--host"),
+        ("exporter", "--host"),
+        ("cases", "follow-up"),
+    ]:
+        assert any(c[: len(wanted)] == wanted for c in commands), wanted
+
+
+def test_profiles_add_simulators_monitoring_and_clamav() -> None:
+    profiles: dict[str, set[str]] = {}
+    for name, service in compose_services().items():
+        for profile in service.get("profiles", []):
+            profiles.setdefault(profile, set()).add(name)
+    assert set(profiles) == {"sims", "monitoring", "clamav"}
+    assert {"prometheus", "grafana"} <= profiles["monitoring"]
+    assert "clamav" in profiles["clamav"]
+    sims = {tuple(omvant_command_lines(compose_services()[n])[0][:2]) for n in profiles["sims"]}
+    assert {("sim", "directory"), ("sim", "sms-gateway")} <= sims
+    core = [n for n, s in compose_services().items() if "profiles" not in s]
+    assert not any(n in core for n in ("prometheus", "grafana", "clamav"))
+
+
+def test_every_mounted_file_exists_and_prometheus_scrapes_every_worker() -> None:
+    for name, service in compose_services().items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    for name, service in compose_services().items():
+        if worker_stages(service):
+            assert f"{name}:9464" in targets, f"Prometheus does not scrape {name}"
+            assert service["environment"]["OMVANT_METRICS_PORT"] == "9464"
+    assert "exporter:9465" in targets

@@ -16,11 +16,10 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-import typer.main
 import yaml
 
 from producers import deploy_manifests
-from producers.cli import app
+from tests.cli_commands import resolves
 from workers.queues import lane_queue, lanes_of
 from workers.routes import STAGES
 
@@ -137,21 +136,6 @@ def test_every_lane_of_every_stage_has_a_consumer_and_a_scaler(
     assert watched == every_lane
     auth = [d for d in documents if d["kind"] == "TriggerAuthentication"]
     assert [a["metadata"]["name"] for a in auth] == ["omvant-broker"]
-
-
-def resolves(args: list[str]) -> bool:
-    """Whether ``omvant ARGS`` names a command that exists and takes these options."""
-    command: Any = typer.main.get_command(app)
-    rest = list(args)
-    while rest and hasattr(command, "commands") and rest[0] in command.commands:
-        command = command.commands[rest.pop(0)]
-    if hasattr(command, "commands"):
-        return False
-    try:
-        command.make_context("omvant", rest)
-    except Exception:  # any parse error: no such command or option
-        return False
-    return True
 
 
 def test_every_workload_runs_a_command_that_exists(overlay: tuple[str, list[dict]]) -> None:
