@@ -159,11 +159,19 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+CHATTY_LIBRARIES = ("pika", "kombu", "amqp", "alembic", "dramatiq")
+"""Libraries that log every connection attempt, migration step and consumer start at INFO:
+below DEBUG they say only warnings and errors."""
+
+
 def configure(level: str = "INFO", *, json: bool = False) -> None:
     """Configure structlog (and the stdlib loggers it wraps) once per process."""
-    logging.basicConfig(
-        format="%(message)s", stream=sys.stderr, level=getattr(logging, level.upper(), 20)
-    )
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=numeric)
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+        )
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
             handler.addFilter(MaskingFilter())

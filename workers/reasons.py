@@ -77,6 +77,21 @@ class Reason(StrEnum):
     # stage queues: messages dramatiq itself cannot run (recorded before the dead-letter queue)
     UNKNOWN_ACTOR = "unknown-actor"
     POISON_MESSAGE = "poison-message"
+    # commands: what stops an omvant command (one line, or {"error": ...} with --json)
+    BROKER_UNREACHABLE = "broker-unreachable"
+    DATABASE_UNREACHABLE = "database-unreachable"
+    DIRECTORY_UNREACHABLE = "directory-unreachable"
+    SMTP_UNREACHABLE = "smtp-unreachable"
+    SMS_GATEWAY_UNREACHABLE = "sms-gateway-unreachable"
+    CLAMD_UNREACHABLE = "clamd-unreachable"
+    REDIS_UNREACHABLE = "redis-unreachable"
+    INBOX_EVENTS_UNREACHABLE = "inbox-events-unreachable"
+    HTTP_SERVER_UNREACHABLE = "http-server-unreachable"
+    INVALID_SETTING = "invalid-setting"
+    SCHEMA_OUTDATED = "schema-outdated"
+    USAGE_ERROR = "usage-error"
+    DISPATCH_LIST_UNREADABLE = "dispatch-list-unreadable"
+    DISPATCH_WOULD_REJECT_ALL = "dispatch-would-reject-all"
 
     CASE_ID_CONFLICT = "case-id-conflict"
     BATCH_NOT_OWNED = "batch-not-owned"

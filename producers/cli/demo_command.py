@@ -12,6 +12,7 @@ from rich.table import Table
 
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from producers.demo import run_demo
+from workers import server_probe as servers
 from workers.log import configure
 
 
@@ -24,9 +25,10 @@ def demo(
 ) -> None:
     """Run the whole pipeline on a realistic dispatch and print a summary.
 
-    With no options it needs no servers: the in-process broker and SQLite file omvant.db.
+    With no options it needs no servers: the in-process broker and SQLite, in the data folder
+    OMVANT_HOME (default ~/.local/share/omvant).
     """
-    settings = settings_from(broker, database)
+    settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     if seed is not None:
         settings = settings.model_copy(update={"seed": seed})
     configure("WARNING")
@@ -66,3 +68,5 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
     table.add_row("dead-lettered messages", str(summary["dead_lettered"]))
     console.print(table)
     console.print(f"broker {summary['broker']}, database {summary['database']}")
+    if summary["database"] == "sqlite":
+        console.print(f"data folder (OMVANT_HOME): {summary['home']}")

@@ -10,11 +10,12 @@ from typing import Annotated, Any
 import typer
 
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
+from workers import server_probe as servers
 from workers.broker import build_broker
 from workers.intake_bridge import IntakeBridge
 from workers.intake_sources import open_source
 from workers.log import configure, get_logger
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import check_schema, make_engine
 
 log = get_logger(__name__)
 
@@ -29,7 +30,7 @@ def intake(
     buffer: Annotated[int, typer.Option(min=1, help="Messages handled per round.")] = 500,
 ) -> None:
     """Take signed JSON SendCase records from omvant.intake into the pipeline until stopped."""
-    settings = settings_from(broker, database)
+    settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     configure(settings.log_level, json=settings.log_json)
     if settings.broker_url.startswith("memory"):
         typer.echo("the intake bridge needs a real broker (amqp:// or redis://)", err=True)
@@ -39,7 +40,11 @@ def intake(
             'no intake credentials: set OMVANT_INTAKE_KEYS=\'{"key-id": "secret"}\'', err=True
         )
         raise typer.Exit(2)
-    upgrade(settings.database_url)
+    schema_engine = make_engine(settings.database_url)
+    try:
+        check_schema(schema_engine)
+    finally:
+        schema_engine.dispose()
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: Any) -> None:

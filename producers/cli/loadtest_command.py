@@ -18,6 +18,7 @@ from producers.loadtest import (
     replay,
     write_recording,
 )
+from workers import server_probe as servers
 from workers.log import configure
 
 app = typer.Typer(help="Record send bursts and replay them against a test environment.")
@@ -41,7 +42,7 @@ def record(
     if synthetic:
         sends = record_synthetic(synthetic, seconds, seed=seed)
     elif since is not None:
-        settings = settings_from(None, database)
+        settings = settings_from(None, database, require=(servers.DATABASE,))
         end = until or dt.datetime.now(dt.UTC)
         sends = record_from_database(
             settings.database_url,
@@ -74,7 +75,7 @@ def replay_command(
     as_json: JsonOption = False,
 ) -> None:
     """Replay a recording against worker processes with simulated providers; report figures."""
-    settings = settings_from(broker, database)
+    settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     if settings.broker_url.startswith("memory"):
         typer.echo("replay needs a real broker: --broker amqp://... or redis://...", err=True)
         raise typer.Exit(2)

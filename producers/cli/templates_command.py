@@ -23,6 +23,7 @@ import sqlalchemy as sa
 import typer
 
 from producers.cli.options import DatabaseOption, JsonOption, settings_from
+from workers import server_probe as servers
 from workers.templates import store
 from workers.templates.files import format_of, parse_templates, render_templates
 from workers.templates.model import Template, TemplateInvalid
@@ -46,14 +47,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def opened(database: str | None) -> Iterator[sa.Engine]:
-    """The system of record, brought up to date, with the starter library seeded."""
-    from workers.store.engine import make_engine, upgrade
+    """The system of record (its schema up to date), with the starter library seeded."""
+    from workers.store.engine import check_schema, make_engine
     from workers.templates.library import starter_templates
 
-    settings = settings_from(None, database)
-    upgrade(settings.database_url)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     engine = make_engine(settings.database_url)
     try:
+        check_schema(engine)
         with engine.begin() as conn:
             store.seed(conn, starter_templates())
         yield engine
