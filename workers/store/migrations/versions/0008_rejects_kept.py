@@ -2,14 +2,14 @@
 message so that a message that kills its worker again and again is set aside.
 
 Revision ID: 0008_rejects_kept
-Revises: 0010_notification_outbox
+Revises: 0013_web_console
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_rejects_kept"
-down_revision = "0010_notification_outbox"
+down_revision = "0013_web_console"
 branch_labels = None
 depends_on = None
 
