@@ -66,6 +66,11 @@ INTAKE_REJECT_SCHEMA: dict[str, Any] = {
             "description": "The original body, base64, when it is not UTF-8.",
         },
         "rejected_at": {"type": "string", "format": "date-time"},
+        "authenticated": {"type": "boolean", "description": "Whether the sender's signature held."},
+        "body_kept": {"type": "boolean", "description": "Whether the whole body is kept."},
+        "excerpt": {"type": "string", "description": "The start of a body not kept whole."},
+        "sha256": {"type": "string", "description": "The sha256 of the original body."},
+        "size": {"type": "integer", "minimum": 0, "description": "The body's size in bytes."},
     },
     "additionalProperties": False,
 }

@@ -68,6 +68,15 @@ class Reason(StrEnum):
     UNKNOWN_KEY_ID = "unknown-key-id"
     CONTRACT_VERSION_MISSING = "contract-version-missing"
     CLINIC_NOT_ALLOWED = "clinic-not-allowed"
+    # any entrance: bodies that cannot be read as sent (intake, inbox events)
+    UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding"
+    UNSUPPORTED_COMPRESSION = "unsupported-compression"
+    BODY_UNDECODABLE = "body-undecodable"
+    MESSAGE_TOO_LARGE = "message-too-large"
+    UNPROCESSABLE_MESSAGE = "unprocessable-message"
+    # stage queues: messages dramatiq itself cannot run (recorded before the dead-letter queue)
+    UNKNOWN_ACTOR = "unknown-actor"
+    POISON_MESSAGE = "poison-message"
     # commands: what stops an omvant command (one line, or {"error": ...} with --json)
     BROKER_UNREACHABLE = "broker-unreachable"
     DATABASE_UNREACHABLE = "database-unreachable"

@@ -135,6 +135,15 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=12, ge=1)
     """Deliveries of one status callback before it is given up (backoff doubles from 2 s to
     an hour between them)."""
+    intake_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest intake message, also once decompressed (``message-too-large``)."""
+    reject_max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    """Largest body a reject keeps (from an authenticated sender; others keep none)."""
+    reject_retention_days: float = Field(default=30.0, gt=0)
+    """How long rejected messages are kept (``omvant rejects purge`` deletes older ones)."""
+    poison_deliveries: int = Field(default=3, ge=1, le=100)
+    """How often a message may be started and leave its process dead before it is set aside
+    (``poison-message``) instead of started again."""
     notification_text: str = (
         "Du har ett meddelande i e-tjänsterna på 1177. "
         "Meddelandet finns i inkorgen när du loggat in på 1177."

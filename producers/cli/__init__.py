@@ -24,6 +24,7 @@ from producers.cli import (
     loadtest_command,
     push_command,
     recipients_command,
+    rejects_command,
     serve_command,
     sim_command,
     status_command,
@@ -106,6 +107,7 @@ app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
+app.add_typer(rejects_command.app, name="rejects")
 app.add_typer(users_command.app, name="users")
 app.add_typer(dlq_command.app, name="dlq")
 app.command("status")(status_command.status)

@@ -63,7 +63,31 @@ rejected_messages = sa.Table(
     sa.Column("detail", sa.String(1000), nullable=True),
     sa.Column("body", sa.Text, nullable=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sender", sa.String(128), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("headers", sa.Text, nullable=True),
+    sa.Column("excerpt", sa.Text, nullable=True),
+    sa.Column("body_encoding", sa.String(8), nullable=True),
+    sa.Index("ix_rejected_messages_at", "at"),
 )
+"""Messages no stage could read or the intake refused (``workers/rejections.py`` decides what
+of each is kept: the body only from a sender who authenticated, bounded; otherwise its size,
+hash, the headers Omvänt reads and a redacted excerpt). Purged after the retention."""
+
+message_deliveries = sa.Table(
+    "message_deliveries",
+    metadata,
+    sa.Column("queue", sa.String(128), primary_key=True),
+    sa.Column("message_id", sa.String(128), primary_key=True),
+    sa.Column("deliveries", sa.Integer, nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_message_deliveries_last_at", "last_at"),
+)
+"""Messages being handled right now, with how often each was started: a row left behind by a
+process that died is counted up on the next delivery, and a message started too often is set
+aside (``poison-message``) instead of killing its worker again (``workers/poison.py``)."""
 
 batches = sa.Table(
     "batches",

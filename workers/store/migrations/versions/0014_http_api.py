@@ -1,14 +1,14 @@
 """The HTTP API: integrations' API keys, idempotent requests, and the webhook outbox.
 
 Revision ID: 0014_http_api
-Revises: 0013_web_console
+Revises: 0008_rejects_kept
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_http_api"
-down_revision = "0013_web_console"
+down_revision = "0008_rejects_kept"
 branch_labels = None
 depends_on = None
 
