@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, ValidationError, model_validator
 
 from contracts.common import CaseId, FrozenModel
 from contracts.read_receipt import AnswerKind
+from contracts.text import Identifier
 
 NAME = "InboxEvent"
 VERSIONS = (1,)
@@ -40,7 +41,7 @@ class InboxEventV1(FrozenModel):
     version: Literal[1] = 1
     event: Literal["opened", "answered"]
     case_id: CaseId
-    inbox_message_id: str | None = None
+    inbox_message_id: Annotated[str, Identifier] | None = None
     answer_kind: AnswerKind | None = None
     occurred_at: AwareDatetime
 

@@ -16,6 +16,7 @@ from typing import Any
 import dramatiq
 from pydantic import ValidationError
 
+from contracts.common import AttachmentRef, Priority
 from contracts.registry import describe
 from contracts.send_case import SendCaseV2
 from producers.intake import push_chunk
@@ -23,7 +24,7 @@ from workers.broker import build_broker
 from workers.settings import Settings
 from workers.store import batches
 from workers.store.batches import Batch, BatchStatus
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import check_schema, make_engine
 
 Progress = Callable[[int], None]
 
@@ -37,6 +38,8 @@ class Recipient:
 
     personnummer: str
     fields: dict[str, str]
+    line: int = 0
+    """Where in the list it was read (0: not from a list)."""
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -55,10 +58,18 @@ class OmvantClient:
     """A connection to one Omvänt deployment's broker and database."""
 
     def __init__(self, settings: Settings, *, broker: dramatiq.Broker | None = None) -> None:
+        """Connect; the database's schema must be up to date (``omvant db upgrade``): the
+        client never changes it, so an integration needs no DDL rights.
+
+        Raises
+        ------
+        SchemaOutdated
+            The schema is missing or not the one this code needs.
+        """
         self.settings = settings
         self.broker = broker or build_broker(settings.broker_url)
         self.engine = make_engine(settings.database_url)
-        upgrade(settings.database_url)
+        check_schema(self.engine)
 
     def close(self) -> None:
         """Close the broker connection and the database pool."""
@@ -117,12 +128,16 @@ class OmvantClient:
         name: str | None = None,
         batch_id: str | None = None,
         fragments: Iterable[str] = (),
+        attachments: Iterable[AttachmentRef] = (),
+        priority: Priority = "normal",
         chunk_size: int = DEFAULT_CHUNK,
         progress: Progress | None = None,
         on_invalid: Callable[[int, str], None] | None = None,
     ) -> Batch:
         """Send one template to every recipient as a new batch (dispatch); ``total`` is how many
         recipients there are, so progress can be shown before the last one is sent.
+        ``attachments`` (stored already) are shared by every case; ``priority="urgent"`` sends
+        the whole dispatch on the urgent lanes.
 
         A recipient whose record does not validate (e.g. a field value too long) is not sent:
         ``on_invalid(index, detail)`` hears of it and the batch's total is corrected."""
@@ -138,6 +153,7 @@ class OmvantClient:
                 total=total,
             )
         fragment_list = list(fragments)
+        shared = list(attachments)
 
         def requests() -> Iterator[SendCaseV2]:
             for index, recipient in enumerate(recipients):
@@ -149,6 +165,8 @@ class OmvantClient:
                         fragments=fragment_list,
                         personnummer=recipient.personnummer,
                         fields=recipient.fields,
+                        attachments=shared,
+                        priority=priority,
                         idempotency_key=f"{batch_id}:{index}",
                         batch_id=batch_id,
                     )

@@ -1,11 +1,15 @@
 """Reading a dispatch list: CSV (a ``personnummer`` column) or JSONL (one object per line).
 
 Every other CSV column, or the ``fields`` object of a JSONL line, becomes the case's
-personalisation fields (``{{ name }}`` in the template's text).
+personalisation fields (``{{ name }}`` in the template's text). Lists come as regions' tools
+save them: the CSV delimiter is ``,``, ``;`` (Excel in a Swedish locale) or a tab, found from
+the header line; the text is UTF-8, with or without a byte-order mark, or Windows-1252 (Excel's
+plain "CSV"), found by reading the file once. Header names are matched without regard to case.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import re
@@ -42,19 +46,51 @@ def _kind(path: Path) -> str:
     raise DispatchFileError(f"{path.name}: a dispatch list is .csv or .jsonl")
 
 
+DELIMITERS = (",", ";", "\t")
+
+
+def encoding_of(path: Path) -> str:
+    """``utf-8-sig`` when the whole file is UTF-8 (a byte-order mark is dropped), else
+    ``cp1252`` (Windows-1252, what Excel's plain CSV is in a Swedish locale).
+
+    Raises
+    ------
+    DispatchFileError
+        Neither (bytes Windows-1252 does not define).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as handle:
+        try:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+            return "utf-8-sig"
+        except UnicodeDecodeError:
+            pass
+    try:
+        with path.open(encoding="cp1252") as handle:
+            for _ in iter(lambda: handle.read(1 << 20), ""):
+                pass
+    except UnicodeDecodeError:
+        raise DispatchFileError(
+            f"{path.name}: neither UTF-8 nor Windows-1252; save the list as CSV UTF-8"
+        ) from None
+    return "cp1252"
+
+
+def delimiter_of(header: str) -> str:
+    """The delimiter of a CSV header line: the one of ``,`` ``;`` tab it holds most of."""
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
 def count_rows(path: Path) -> int:
     """How many recipient lines the file has (header and blank lines not counted)."""
     kind = _kind(path)
     lines = 0
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DispatchFileError(
-                    f"{path.name}: line {number} is not UTF-8; save the list as UTF-8"
-                    " (in Excel: CSV UTF-8)"
-                ) from None
+    with path.open(encoding=encoding_of(path), newline="") as handle:
+        for text in handle:
             lines += bool(text.strip().lstrip("\ufeff").strip())
     return max(0, lines - 1) if kind == "csv" else lines
 
@@ -81,16 +117,27 @@ def _recipient(line: int, number: object, fields: dict[str, object]) -> Recipien
     bad = [name for name in fields if not _FIELD_NAME.match(name)]
     if bad:
         return RowError(line, Reason.INVALID_PAYLOAD, f"field name {bad[0][:40]!r} is not allowed")
-    return Recipient(number.strip(), {k: "" if v is None else str(v) for k, v in fields.items()})
+    return Recipient(
+        number.strip(), {k: "" if v is None else str(v) for k, v in fields.items()}, line
+    )
 
 
 def _read_csv(path: Path) -> Iterator[Recipient | RowError]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in reader.fieldnames or []]
+    with path.open(encoding=encoding_of(path), newline="") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        reader = csv.DictReader(handle, delimiter=delimiter_of(first))
+        reader.fieldnames = [
+            (h or "").strip().lstrip("\ufeff").lower() for h in reader.fieldnames or []
+        ]
+        header = list(reader.fieldnames)
         column = next((c for c in IDENTITY_COLUMNS if c in header), None)
         if column is None:
-            raise DispatchFileError(f"{path.name}: no column named {' or '.join(IDENTITY_COLUMNS)}")
+            shown = ", ".join(repr(h) for h in header[:10])
+            raise DispatchFileError(
+                f"{path.name}: no column named {' or '.join(IDENTITY_COLUMNS)} "
+                f"(the header has {shown})"
+            )
         for row in reader:
             line = reader.line_num
             extra = row.pop(None, None) or []
@@ -110,7 +157,7 @@ def _read_csv(path: Path) -> Iterator[Recipient | RowError]:
 
 
 def _read_jsonl(path: Path) -> Iterator[Recipient | RowError]:
-    with path.open(encoding="utf-8-sig") as handle:
+    with path.open(encoding=encoding_of(path)) as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue

@@ -8,10 +8,18 @@ database), so runs on the same servers never see each other's messages or rows.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+_TEST_HOME = tempfile.mkdtemp(prefix="omvant-test-home-")
+os.environ["OMVANT_HOME"] = str(Path(_TEST_HOME) / "omvant")
+os.environ["XDG_DATA_HOME"] = _TEST_HOME
+"""Tests never write to the real data folder (``~/.local/share/omvant``): the embedded default
+lives in a temporary folder, also for subprocesses that drop the ``OMVANT_*`` variables."""
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("OMVANT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -77,9 +85,12 @@ def rabbitmq_url(queue_prefix: str) -> Iterator[str]:
         connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
     except pika.exceptions.AMQPError as exc:
         server_missing("RabbitMQ", exc)
+    connection.close()
     yield RABBITMQ_URL
     from workers.queues import all_queues
 
+    # a fresh connection: one left idle through a long test is closed by the broker
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
     channel = connection.channel()
     for queue in all_queues():
         for suffix in ("", ".DQ", ".XQ"):

@@ -26,22 +26,25 @@ from contracts.envelope import origin_message_id, split_message_id
 from contracts.registry import ContractError, Parsed, parse
 from workers import (
     attachment_check,
+    case_ownership,
     composition,
     failures,
     metrics,
     notification_dispatch,
+    notification_sending,
     read_receipts,
     recipient_validation,
 )
 from workers.batch_control import cache_for
 from workers.bootstrap import Context
-from workers.case_states import CaseState
+from workers.case_states import CaseState, ends_until
 from workers.log import get_logger
+from workers.message_guard import UNREADABLE_ACTOR, record_quarantined
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
-from workers.stage import emit, ending, enqueue
-from workers.store import batches, cases, notifications
+from workers.stage import emit, ending, enqueue, lanes_for
+from workers.store import batches, cases
 from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
 from workers.transient import MAX_BACKOFF_MS, MIN_BACKOFF_MS, is_outage, retry_when
@@ -59,6 +62,7 @@ PROCESSORS: dict[str, Process] = {
     "RecipientValidated": composition.process,
     "MessageComposed": attachment_check.process,
     "AttachmentsCleared": notification_dispatch.process,
+    "NotificationQueued": notification_sending.process,
     "ReadReceipt": read_receipts.process,
 }
 """Contract -> the stage function that consumes it (its queue is in ``routes.ROUTES``)."""
@@ -102,15 +106,16 @@ def run_message(
     if held is None:
         return
     parsed = held
+    owned = drop_foreign_cases(parsed, ctx, queue)
+    if owned is None:
+        return
+    parsed = owned
     try:
-        with (
-            failures.reading(parsed, _case_id),
-            notifications.chunk_ledger(ctx.engine, _case_ids(parsed)),
-        ):
+        with failures.reading(parsed, _case_id):
             process(parsed, ctx)
     except Exception as exc:
-        if len(parsed.items) <= 1 or is_outage(exc):
-            raise
+        if len(parsed.items) <= 1 or is_outage(exc) or isinstance(exc, dramatiq.Retry):
+            raise  # an outage, or a provider's "wait": retry the chunk whole
         log.warning(
             "chunk failed; splitting it into single cases",
             queue=queue,
@@ -141,14 +146,17 @@ def split_unreadable_chunk(
     case_ids = raw.get("case_ids")
     aligned = isinstance(case_ids, list) and len(case_ids) == len(payload)
     parent = str(raw.get("message_id") or "unnamed")
-    for index, record in enumerate(payload):
+    records = [r if isinstance(r, dict) else {} for r in payload]
+    lanes = lanes_for(ctx, [(r.get("priority"), r.get("batch_id")) for r in records])
+    for index, (record, lane) in enumerate(zip(payload, lanes, strict=True)):
         single = {
             **raw,
             "message_id": split_message_id(parent, index),
             "payload": [record],
             "case_ids": [case_ids[index]] if aligned and case_ids else [],
         }
-        enqueue(ctx.broker, route.queue, route.actor_name, single, prefix=ctx.settings.queue_prefix)
+        queue, actor_name = route.lane(lane)  # back on the lane its case belongs to
+        enqueue(ctx.broker, queue, actor_name, single, prefix=ctx.settings.queue_prefix)
     log.warning("chunk with invalid records split", queue=route.queue, records=len(payload))
     return True
 
@@ -162,8 +170,30 @@ def _case_id(item: Any) -> str:
     return str(resolved() if resolved else item.case_id)
 
 
+def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | None:
+    """Record and drop the records naming another clinic's case (``case-not-owned``); return
+    what may run (or None)."""
+    with ctx.engine.connect() as conn:
+        dropped = case_ownership.foreign(conn, parsed.items)
+    if not dropped:
+        return parsed
+    with ctx.engine.begin() as conn:
+        for item in dropped:
+            cases.record_unreadable(
+                conn,
+                queue=queue,
+                reason=Reason.CASE_NOT_OWNED,
+                detail=f"case {item.case_id} is not {item.clinic_hsa_id}'s",
+                body=None,
+            )
+    log.warning("records naming another clinic's case dropped", queue=queue, records=len(dropped))
+    running = [item for item in parsed.items if item not in dropped]
+    return Parsed(envelope=parsed.envelope, items=running) if running else None
+
+
 def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
-    """Apply pause and cancel of the chunk's dispatches; return what may run now (or None)."""
+    """Apply pause and cancel of the chunk's dispatches; return what may run now (or None).
+    Cancelling stops cases before the inbox; a case already delivered is still notified."""
     views = cache_for(ctx.engine).views(getattr(i, "batch_id", None) for i in parsed.items)
     if all(v.status == BatchStatus.RUNNING for v in views.values()):
         return parsed
@@ -171,6 +201,7 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     cancelled: list[Any] = []
     running: list[Any] = []
     held = [b for b, v in views.items() if v.status != BatchStatus.RUNNING]
+    past_the_inbox = ends_until(ROUTES[contract].stage) is None
     with ctx.engine.connect() as conn:
         owners = batches.clinics_of(conn, held)
     for item in parsed.items:
@@ -180,6 +211,8 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
         clinic = getattr(item, "clinic_hsa_id", None)
         if batch_id in owners and clinic is not None and owners[batch_id] != clinic:
             status = BatchStatus.RUNNING  # another clinic's dispatch: batch-not-owned at intake
+        if status == BatchStatus.CANCELLED and past_the_inbox:
+            status = BatchStatus.RUNNING  # the message is in the inbox: the resident is told
         {BatchStatus.PAUSED: paused, BatchStatus.CANCELLED: cancelled}.get(status, running).append(
             item
         )
@@ -315,4 +348,18 @@ def declare_actors(
             )
         for lane in lanes:
             broker.declare_queue(queue_name(lane_queue(route.queue, lane), prefix))
+
+    def quarantine(*args: Any, **kwargs: Any) -> None:
+        reason = record_quarantined(context().engine, args, kwargs)
+        log.warning("message rejected", reason=reason)
+
+    # the quarantine actor runs on any queue (workers/message_guard.py); it needs one of its own
+    actors["unreadable"] = dramatiq.Actor(
+        quarantine,
+        broker=broker,
+        actor_name=UNREADABLE_ACTOR,
+        queue_name=queue_name(ROUTES["SendCase"].queue, prefix),
+        priority=URGENT_PRIORITY,
+        options={"max_retries": max_retries, "min_backoff": 200, "max_backoff": 20_000},
+    )
     return actors

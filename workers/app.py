@@ -21,6 +21,7 @@ from workers.actors import RecordDeadLetters, declare_actors  # noqa: E402
 from workers.bootstrap import Context, build_context  # noqa: E402
 from workers.broker import build_broker  # noqa: E402
 from workers.log import configure  # noqa: E402
+from workers.poison import SetAsidePoison  # noqa: E402
 from workers.server_watch import ConsumerErrors, ServerWatch  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
@@ -46,7 +47,14 @@ watch = ServerWatch(
     broker_url=settings.broker_url,
     give_up_after=settings.outage_timeout_seconds,
 )
-broker = build_broker(settings.broker_url, middleware=[RecordDeadLetters(context), watch])
+broker = build_broker(
+    settings.broker_url,
+    middleware=[
+        RecordDeadLetters(context),
+        SetAsidePoison(context, settings.poison_deliveries),
+        watch,
+    ],
+)
 dramatiq.set_broker(broker)
 actors: dict[str, dramatiq.Actor[Any, Any]] = declare_actors(
     broker,

@@ -103,6 +103,9 @@ def _filter_detail(f: case_queries.CaseFilter) -> str:
             ("template", f.template_id),
             ("batch", f.batch_id),
             ("since", f.since.isoformat() if f.since else None),
+            ("until", f.until.isoformat() if f.until else None),
+            ("personnummer", "searched" if f.personnummer else None),
+            ("offset", str(f.offset) if f.offset else None),
         )
         if value is not None
     ]
@@ -140,7 +143,9 @@ def list_cases(
                 unit_hsa_id=reader.unit_hsa_id,
                 action="cases-list",
                 case_ids=[r.case_id for r in rows],
-                personnummer=[r.personnummer for r in rows],
+                # the resident searched for is logged too, found or not
+                personnummer=[r.personnummer for r in rows]
+                + ([f.personnummer] if f.personnummer and f.personnummer.isdigit() else []),
                 unmasked=reader.unmasked,
                 detail=_filter_detail(f),
             )

@@ -25,7 +25,7 @@ import datetime as dt
 import json
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -166,23 +166,34 @@ def dead_letter_record(
     }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Reading:
-    """The message a stage is working on: its envelope and each case's record."""
+    """The message a stage is working on: its envelope and records, indexed by case only when
+    a rejection needs it (most messages have none: the hot path pays nothing for it)."""
 
     envelope: Envelope
-    records: Mapping[str, tuple[int, BaseModel]]
+    items: Sequence[BaseModel]
+    case_id_of: Callable[[BaseModel], str]
+    _records: dict[str, tuple[int, BaseModel]] | None = None
+
+    @property
+    def records(self) -> Mapping[str, tuple[int, BaseModel]]:
+        """Case id -> (position in the payload, record)."""
+        if self._records is None:
+            self._records = {
+                str(self.case_id_of(item)): (index, item) for index, item in enumerate(self.items)
+            }
+        return self._records
 
 
 _reading: ContextVar[Reading | None] = ContextVar("omvant_reading", default=None)
 
 
 @contextmanager
-def reading(parsed: Parsed, case_id_of: Any) -> Iterator[None]:
-    """While a stage runs ``parsed``, remember each case's record, so a rejection that an
-    operator can put right is kept with what is needed to send it again."""
-    records = {str(case_id_of(item)): (index, item) for index, item in enumerate(parsed.items)}
-    token = _reading.set(Reading(parsed.envelope, records))
+def reading(parsed: Parsed, case_id_of: Callable[[Any], str]) -> Iterator[None]:
+    """While a stage runs ``parsed``, remember its records, so a rejection that an operator
+    can put right is kept with what is needed to send it again."""
+    token = _reading.set(Reading(parsed.envelope, parsed.items, case_id_of))
     try:
         yield
     finally:
@@ -371,8 +382,18 @@ def show(
         "traceback": row.traceback,
         "body_truncated": row.body_truncated,
         "replayed_at": row.replayed_at.isoformat() if row.replayed_at else None,
-        "body": _redact_record(body, show_personnummer),
+        "body": _shown_body(body, show_personnummer),
     }
+
+
+def _shown_body(body: Any, show: bool) -> Any:
+    """A JSON body with personnummer masked and message text left out; a body that is not
+    JSON (an unreadable message) is left out whole unless asked for."""
+    if show or body is None or isinstance(body, dict | list):
+        return _redact_record(body, show)
+    return (
+        f"[left out: {len(str(body))} characters that are not JSON; --show-personnummer shows them]"
+    )
 
 
 def audit_log(engine: sa.Engine, *, limit: int = 100) -> list[dict[str, Any]]:

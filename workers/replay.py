@@ -32,12 +32,18 @@ from contracts.registry import ContractError, envelope_for, parse
 from workers.case_states import FINAL, CaseState
 from workers.dead_letters import remove_copies
 from workers.queues import queue_name
+from workers.reasons import Reason
 from workers.routes import ROUTES, lane_for
 from workers.stage import enqueue
 from workers.store import batches, cases
 from workers.store import failures as store
 from workers.store.failures import FailureKind, FailureRow, FailureStatus, Selection
 from workers.store.reopen import reopen
+
+TEMPLATE_FIXES = frozenset(
+    {Reason.TEMPLATE_INACTIVE, Reason.FRAGMENT_UNKNOWN, Reason.FIELD_MISSING}
+)
+"""Rejections fixed by a new version of the template: a replayed case uses the current one."""
 
 SETTLED_FOR_GOOD = frozenset({CaseState.NOTIFIED, CaseState.READ})
 """States after which replaying a message would have nothing left to do."""
@@ -226,7 +232,13 @@ def _replay_one(
             conn, row.id, FailureStatus.REPLAYING, expect=store.PENDING, replay=True
         ):
             return Outcome(row.id, "skipped", detail="taken by another replay")
-        reopen(conn, chosen.reopen, reason=row.reason, detail=f"replay of failure {row.id}")
+        reopen(
+            conn,
+            chosen.reopen,
+            reason=row.reason,
+            detail=f"replay of failure {row.id}",
+            pin_current_template=row.reason in TEMPLATE_FIXES,
+        )
     # 2. enqueue
     try:
         enqueue(broker, queue, actor, chosen.envelope, prefix=prefix)

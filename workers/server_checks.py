@@ -14,25 +14,12 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+
+from workers.server_probe import mask_url
 
 
 class ServerUnreachable(RuntimeError):
     """A server did not answer; the message says which, where (password masked) and why."""
-
-
-def masked_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (fit for a log line)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _one_line(error: BaseException) -> str:
@@ -71,7 +58,7 @@ def probe_broker(url: str, timeout: float = 3.0) -> None:
             parameters.stack_timeout = timeout
             pika.BlockingConnection(parameters).close()
     except Exception as exc:
-        raise ServerUnreachable(f"the broker {masked_url(url)}: {_one_line(exc)}") from exc
+        raise ServerUnreachable(f"the broker {mask_url(url)}: {_one_line(exc)}") from exc
 
 
 def probe_database(url: str, timeout: float = 3.0) -> None:
@@ -91,7 +78,7 @@ def probe_database(url: str, timeout: float = 3.0) -> None:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:
         why = _one_line(getattr(exc, "orig", None) or exc)
-        raise ServerUnreachable(f"the database {masked_url(url)}: {why}") from exc
+        raise ServerUnreachable(f"the database {mask_url(url)}: {why}") from exc
     finally:
         engine.dispose()
 

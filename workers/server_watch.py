@@ -27,7 +27,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from workers.server_checks import masked_url
+from workers.server_probe import mask_url
 
 EXIT_UNREACHABLE = 2
 """The exit status of a worker that gave up on its broker (as for any unusable server)."""
@@ -119,7 +119,7 @@ class ServerWatch(Middleware):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.errors = errors
-        self.broker_url = masked_url(broker_url)
+        self.broker_url = mask_url(broker_url)
         self.give_up_after = give_up_after
         self.interval = interval
         self.log = log or logging.getLogger("omvant.worker")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.envelope import MAX_CHUNK
@@ -17,20 +19,35 @@ _PERSONALISATION = re.compile(
 """Placeholders of the common template syntaxes: {x}, {{x}}, %s, %(x)s, $x, ${x}, <x>."""
 
 
+def default_home() -> Path:
+    """The embedded default's data folder: ``$XDG_DATA_HOME/omvant`` or
+    ``~/.local/share/omvant``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "omvant"
+
+
 class Settings(BaseSettings):
     """Everything a process needs to know to join the pipeline.
 
-    The defaults run with no servers: the in-process memory broker, SQLite in the working
-    folder, blobs on the local disk and the shipped simulators of outside systems.
+    The defaults run with no servers: the in-process memory broker, SQLite and blobs in one
+    data folder (``home``) and the shipped simulators of outside systems.
     """
 
     model_config = SettingsConfigDict(env_prefix="OMVANT_", extra="ignore")
 
+    home: Path = Field(default_factory=default_home)
+    """The embedded default's data folder (``OMVANT_HOME``; ``.`` for the current folder):
+    the SQLite database and the blobs live here unless their own settings say otherwise."""
     broker_url: str = "memory://"
-    database_url: str = "sqlite:///omvant.db"
+    database_url: str = ""
+    """Default: ``sqlite:///HOME/omvant.db``."""
     queue_prefix: str = ""
     """Prepended to every queue name; keeps test runs apart on a shared broker."""
-    blob_dir: Path = Path("omvant-blobs")
+    blob_dir: Path = Path()
+    """Default: ``HOME/omvant-blobs``."""
+    connect_timeout: float = Field(default=5.0, gt=0, le=120)
+    """Seconds a command waits for a server to answer its first connection before it says
+    which server cannot be reached (exit status 2)."""
     seed: int = 1177
     """Seed of the simulated population (account directory, HSA catalogue)."""
     sim_outbox: Path | None = None
@@ -41,8 +58,24 @@ class Settings(BaseSettings):
     """How long a worker's consumer of an empty queue sleeps at most before it looks again
     (dramatiq's worker timeout). Redis is polled: with dramatiq's default of 1 s, an urgent case
     arriving on an idle urgent lane waited up to a second at every stage."""
-    ledger_group: int = Field(default=10, ge=1)
-    """Notifications claimed per ledger commit: a crash leaves at most this many in doubt."""
+    send_concurrency: int = Field(default=4, ge=1, le=64)
+    """Notifications a worker thread sends at once (claimed together just before, each marked
+    the moment its provider answers): a crash leaves at most these in doubt per thread."""
+    notification_in_flight_seconds: float = Field(default=60.0, ge=0)
+    """How long a claimed notification may be in flight; a claim older than this is in doubt
+    (settled by asking the provider, or by the e-mail policy)."""
+    email_in_doubt: Literal["resend", "at-most-once"] = "resend"
+    """An in-doubt e-mail (SMTP cannot be asked): ``resend`` it once, after
+    ``email_resend_after_seconds``, with the same Message-ID (a resident is never left with
+    none; a duplicate is recognisable), or leave it ``at-most-once`` (unconfirmed)."""
+    email_resend_after_seconds: float = Field(default=60.0, ge=0)
+    mark_retry_seconds: float = Field(default=30.0, ge=0)
+    """How long the record of a provider's answer is tried again while the database is away
+    (a restart), before the notification is left in doubt for the next attempt to resolve."""
+    sweep_limits: dict[str, float] = {}
+    """Seconds per case state (``received`` .. ``delivered``, and ``notification``) a case may
+    stay still before ``omvant sweep`` acts on it; unset states keep ``workers.sweep``'s
+    defaults."""
     max_retries: int = 5
     """Retries of a technically failing single-case message before it is dead-lettered."""
     outage_retry_seconds: float = Field(default=600.0, ge=0)
@@ -100,6 +133,26 @@ class Settings(BaseSettings):
     """Optionally, key id -> the clinic HSA-ids that integration may send for (else any)."""
     intake_window_days: float = 30.0
     """How long an idempotency key on the intake stands for the same case."""
+    api_rate: int = Field(default=50, ge=1)
+    """HTTP API requests per second per key (a key may have its own), shared through Redis
+    when ``redis_url`` is set."""
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest HTTP API request body (attachments: ``max_attachment_bytes`` plus the form)."""
+    api_idempotency_hours: float = Field(default=24.0, gt=0)
+    """How long an HTTP ``Idempotency-Key`` stands for the same request and answer."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    """Deliveries of one status callback before it is given up (backoff doubles from 2 s to
+    an hour between them)."""
+    intake_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest intake message, also once decompressed (``message-too-large``)."""
+    reject_max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    """Largest body a reject keeps (from an authenticated sender; others keep none)."""
+    reject_retention_days: float = Field(default=30.0, gt=0)
+    """How long rejected messages are kept (``omvant rejects purge`` deletes older ones)."""
+    poison_deliveries: int = Field(default=3, ge=1, le=100)
+    """How often a message may be started and leave its process dead before it is set aside
+    (``poison-message``) instead of started again."""
     notification_text: str = (
         "Du har ett meddelande i e-tjänsterna på 1177. "
         "Meddelandet finns i inkorgen när du loggat in på 1177."
@@ -125,6 +178,20 @@ class Settings(BaseSettings):
     inbox_events_url: str | None = None
     """Where the inbox publishes opened/answered events (AMQP); unset: the broker URL."""
     inbox_events_exchange: str = "omvant.inbox-events"
+
+    @model_validator(mode="after")
+    def _in_home(self) -> Settings:
+        """Place the embedded database and blobs in ``home`` unless set on their own."""
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'omvant.db'}"
+        if "blob_dir" not in self.model_fields_set:
+            self.blob_dir = self.home / "omvant-blobs"
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """Whether this is the embedded default (SQLite), which owns its data folder."""
+        return self.database_url.startswith("sqlite")
 
     @field_validator("notification_text")
     @classmethod

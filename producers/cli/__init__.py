@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
+
 import typer
+from typer.core import TyperGroup
 
 from producers.cli import (
+    api_keys_command,
     attachments_command,
     bench_command,
     cases_command,
@@ -20,19 +25,74 @@ from producers.cli import (
     loadtest_command,
     push_command,
     recipients_command,
+    rejects_command,
     serve_command,
     sim_command,
     status_command,
+    sweep_command,
     templates_command,
+    users_command,
+    webhooks_command,
     worker_command,
 )
+from producers.cli.options import current_settings
+
+
+class OmvantGroup(TyperGroup):
+    """The root command: a configuration error anywhere below is one line and exit 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the sub-command; turn configuration errors into ``errors.report``."""
+        args = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if type(exc).__module__.startswith(("typer", "click")):
+                raise  # exits and usage errors the command chose (typer.Exit, BadParameter)
+            problem = errors.classify(exc, current_settings())
+            if problem is None:
+                raise
+            errors.report(problem, as_json="--json" in args)
+            raise typer.Exit(errors.EXIT_CONFIGURATION) from None
+
+
+def omvant_version() -> str:
+    """The installed package's version."""
+    try:
+        return version("omvant")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
 
 app = typer.Typer(
     name="omvant",
+    cls=OmvantGroup,
     help="Omvänt: messages from care staff to residents' 1177 inboxes, at regional scale.",
     no_args_is_help=True,
-    add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"omvant {omvant_version()}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Omvänt: messages from care staff to residents' 1177 inboxes, at regional scale."""
+
+
 app.command("demo")(demo_command.demo)
 app.command("worker")(worker_command.worker)
 app.command("push")(push_command.push)
@@ -49,22 +109,22 @@ app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
+app.add_typer(rejects_command.app, name="rejects")
+app.add_typer(users_command.app, name="users")
 app.add_typer(dlq_command.app, name="dlq")
 app.command("status")(status_command.status)
 app.command("exporter")(status_command.exporter)
 app.add_typer(deploy_command.app, name="deploy")
 app.command("serve")(serve_command.serve)
+app.add_typer(api_keys_command.app, name="api-keys")
+app.add_typer(webhooks_command.app, name="webhooks")
+sim_command.app.command("webhook-receiver")(webhooks_command.webhook_receiver)
 app.command("inbox-events")(delivery_command.inbox_events)
+app.command("sweep")(sweep_command.sweep)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 sim_command.app.command("smtp-sink")(delivery_command.smtp_sink)
 
 
 def main() -> None:
     """Entry point of the ``omvant`` console script."""
-    try:
-        app()
-    except Exception as exc:
-        if not errors.is_configuration_error(exc):
-            raise
-        typer.echo(f"omvant: {errors.describe(exc)}", err=True)
-        raise SystemExit(errors.EXIT_CONFIGURATION) from None
+    app()

@@ -17,6 +17,7 @@ import typer
 from pydantic import ValidationError
 
 from producers.cli.options import DatabaseOption, JsonOption, settings_from
+from workers import server_probe as servers
 from workers.adapters.blobs import BlobStore, blob_store_from
 from workers.attachments.checker import check_file
 from workers.attachments.limits import Limits
@@ -70,7 +71,7 @@ def check(
 
     With --json, one JSON object per file: {"file", "ok", "type", "reason", "detail"}.
     """
-    settings = Settings()
+    settings = settings_from(require=(servers.CLAMD,))
     limits = Limits.from_settings(settings)
     scanner = _scanner(settings)
     refused = 0
@@ -170,18 +171,18 @@ def put(
     """Store a file for a clinic (or shared by a template); print the AttachmentRef JSON a
     SendCase carries. A case may send only its own clinic's files (``attachment-not-owned``)."""
     from workers.attachments.ownership import store_attachment
-    from workers.store.engine import make_engine, upgrade
+    from workers.store.engine import check_schema, make_engine
 
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     owner, shared = _owner_of(clinic, template, settings)
     limit = Limits.from_settings(settings).max_bytes
     data = _read_at_most(file, limit)
     if len(data) > limit:
         typer.echo(f"attachment-too-large: over the limit of {limit:,} bytes; not stored", err=True)
         raise typer.Exit(1)
-    upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
+        check_schema(engine)
         ref = store_attachment(
             engine,
             _blobs(settings),
@@ -217,12 +218,12 @@ def _owner_of(clinic: str | None, template: str | None, settings: Settings) -> t
             )
             raise typer.Exit(2)
         return clinic, False
-    from workers.store.engine import make_engine, upgrade
+    from workers.store.engine import check_schema, make_engine
     from workers.templates.database import DatabaseTemplateLibrary
 
-    upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
+        check_schema(engine)
         found = DatabaseTemplateLibrary(engine).get(str(template))
     finally:
         engine.dispose()
@@ -246,13 +247,13 @@ def gc(
 ) -> None:
     """Delete blobs older than the retention that no live case refers to."""
     from workers.attachments.gc import collect
-    from workers.store.engine import make_engine, upgrade
+    from workers.store.engine import check_schema, make_engine
 
     retention = parse_duration(older_than)
-    settings = settings_from(None, database)
-    upgrade(settings.database_url)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     engine = make_engine(settings.database_url)
     try:
+        check_schema(engine)
         report = collect(engine, _blobs(settings), older_than=retention, dry_run=dry_run)
     finally:
         engine.dispose()
@@ -304,7 +305,7 @@ def bench(
     screenshots and some files that are refused, with the configured virus scanner."""
     from producers.attachment_samples import typical_mix
 
-    settings = Settings()
+    settings = settings_from(require=(servers.CLAMD,))
     limits = Limits.from_settings(settings)
     scanner = _scanner(settings)
     mix = typical_mix()

@@ -10,6 +10,7 @@ import typer
 
 from producers.bench import BenchConfig, run_bench
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
+from workers import server_probe as servers
 from workers.log import configure
 
 KEYS = (
@@ -40,7 +41,8 @@ def bench(
     details: Annotated[bool, typer.Option(help="With --json: every figure measured.")] = False,
 ) -> None:
     """Measure dramatiq's no-op rate, the pipeline's rate and latencies, and urgent latency."""
-    settings = settings_from(broker, database)
+    # the benchmark creates its own database: only the broker must be there already
+    settings = settings_from(broker, database, require=(servers.BROKER,))
     if settings.broker_url.startswith("memory"):
         typer.echo("omvant bench needs a real broker: --broker amqp://... or redis://...", err=True)
         raise typer.Exit(2)

@@ -17,16 +17,19 @@ import sys
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from producers.cli.options import DatabaseOption, settings_from
 from workers import case_access
+from workers import server_probe as servers
 from workers.case_access import Reader, UsageError
 from workers.log import mask_identity_numbers
+from workers.settings import Settings
 from workers.store import access_log, case_queries
-from workers.store.engine import make_engine
+from workers.store.engine import check_schema, make_engine
 
 app = typer.Typer(help="The clinic's cases: sent by care, read / unread.", no_args_is_help=True)
 
@@ -46,6 +49,23 @@ ShowPnrOption = Annotated[
     bool,
     typer.Option("--show-personnummer", help="Show personnummer in full (logged as such)."),
 ]
+
+
+def open_store(settings: Settings) -> sa.Engine:
+    """The system of record, whose schema must be up to date (this command never changes it).
+
+    Raises
+    ------
+    SchemaOutdated
+        Say ``omvant db upgrade``.
+    """
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine
 
 
 def _since(value: str | None, zone: str) -> dt.datetime | None:
@@ -120,9 +140,9 @@ def list_command(
     database: DatabaseOption = None,
 ) -> None:
     """List the clinic's cases with read / unread status."""
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     reader = Reader(user, clinic, show_personnummer)
-    engine = make_engine(settings.database_url)
+    engine = open_store(settings)
     try:
         if as_json and as_csv:
             error = UsageError("usage", "--json and --csv exclude each other")
@@ -192,9 +212,9 @@ def count_command(
     database: DatabaseOption = None,
 ) -> None:
     """How many of the clinic's cases match (e.g. --status overdue)."""
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     reader = Reader(user, clinic)
-    engine = make_engine(settings.database_url)
+    engine = open_store(settings)
     try:
         try:
             since_at = _since(since, settings.timezone)
@@ -222,9 +242,9 @@ def show_command(
     database: DatabaseOption = None,
 ) -> None:
     """One case of the clinic: its history of states, reason codes and channels notified."""
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     reader = Reader(user, clinic, show_personnummer)
-    engine = make_engine(settings.database_url)
+    engine = open_store(settings)
     try:
         detail = case_access.show_case(engine, reader, case_id, now=dt.datetime.now(dt.UTC))
     except UsageError as exc:
@@ -254,6 +274,7 @@ def show_command(
             "reason": n.reason,
             "attempts": n.attempts,
             "sent_at": _when(n.sent_at),
+            "resolution": n.resolution,
         }
         for n in detail.notifications
     ]
@@ -278,7 +299,7 @@ def show_command(
         history.add_row(e["at"], e["state"], e["stage"], e["reason"] or "", e["detail"] or "")
     console.print(history)
     sent = Table(title="notifications")
-    for column in ("channel", "round", "status", "reason", "attempts", "sent at"):
+    for column in ("channel", "round", "status", "reason", "attempts", "sent at", "in doubt"):
         sent.add_column(column)
     for n in record["notifications"]:
         sent.add_row(
@@ -288,6 +309,7 @@ def show_command(
             n["reason"] or "",
             str(n["attempts"]),
             n["sent_at"],
+            n["resolution"] or "",
         )
     console.print(sent)
     if record["follow_up"]:
@@ -305,7 +327,11 @@ def follow_up_command(
     from workers.log import configure
     from workers.unread_follow_up import run_follow_ups
 
-    settings = settings_from(None, database)
+    settings = settings_from(
+        None,
+        database,
+        require=(servers.DATABASE, servers.SMTP, servers.SMS_GATEWAY, servers.REDIS),
+    )
     configure(settings.log_level, json=settings.log_json)
     ctx = build_context(settings, build_broker("memory://"))
     try:

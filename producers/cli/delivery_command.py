@@ -23,17 +23,21 @@ def inbox_events(
     database: DatabaseOption = None,
 ) -> None:
     """Consume the inbox's opened/answered events and feed the read-receipt stage."""
+    from workers import server_probe as servers
     from workers.bootstrap import build_context
     from workers.broker import build_broker
     from workers.inbox_events_bridge import InboxEventsBridge
     from workers.log import configure
 
-    settings = settings_from(broker, database)
+    settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
+    events = url or settings.inbox_events_url or settings.broker_url
+    if events.split("://", 1)[0].lower() in {"amqp", "amqps"}:
+        servers.probe_amqp(events, settings.connect_timeout, servers.INBOX_EVENTS)
     configure(settings.log_level, json=settings.log_json)
     ctx = build_context(settings, build_broker(settings.broker_url))
     bridge = InboxEventsBridge(
         ctx,
-        url or settings.inbox_events_url or settings.broker_url,
+        events,
         chunk_size=settings.chunk_size,
     )
     stop = threading.Event()

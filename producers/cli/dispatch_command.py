@@ -14,13 +14,27 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
+from producers.cli.errors import fail
+from producers.cli.options import (
+    BrokerOption,
+    DatabaseOption,
+    JsonOption,
+    WideOption,
+    folding_table,
+    settings_from,
+    table_console,
+)
 from producers.client import OmvantClient
+from producers.dispatch_attachments import predict_problems, read_files, store_and_check
 from producers.dispatch_file import DispatchFileError, RowError, count_rows, read_recipients
-from producers.precheck import REACHABLE, precheck
+from producers.precheck import DispatchTerms, Prediction, predict
+from workers import server_probe as servers
 from workers.identity import parse_identity
 from workers.log import configure, mask_identity_numbers
+from workers.reasons import Reason
+from workers.settings import Settings
 from workers.store.batches import BatchExists, BatchNotFound, BatchTransitionRefused
+from workers.store.engine import check_schema
 
 batches_app = typer.Typer(help="Dispatches (batches): progress, pause, resume, cancel.")
 
@@ -61,6 +75,17 @@ class RepeatCounter:
             yield row
 
 
+AttachmentOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--attachment",
+        exists=True,
+        dir_okay=False,
+        help="A pdf/jpg/png for every case (repeatable): stored and checked once.",
+    ),
+]
+
+
 def dispatch(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSONL list.")],
     template: TemplateOption,
@@ -73,87 +98,95 @@ def dispatch(
     fragment: Annotated[
         list[str] | None, typer.Option("--fragment", help="Template fragment (repeatable).")
     ] = None,
+    attachment: AttachmentOption = None,
+    urgent: Annotated[
+        bool, typer.Option("--urgent", help="Send on the urgent lanes (ahead of bulk).")
+    ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Pre-check every recipient; send nothing.")
+        bool,
+        typer.Option("--dry-run", help="Predict what each line would come to; send nothing."),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Send even when the dry run says every case is rejected."),
     ] = False,
     broker: BrokerOption = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Send one template to every resident in FILE as one batch, with a progress bar."""
-    settings = settings_from(broker, database)
-    configure("WARNING")
-    console = Console(stderr=True)
-    try:
-        total = count_rows(file)
-        rows = read_recipients(file)
-        if dry_run:
-            from workers.bootstrap import build_context
-            from workers.broker import build_broker
+    """Send one template to every resident in FILE as one batch, with a progress bar.
 
-            ctx = build_context(settings, build_broker("memory://"))
-            repeats = RepeatCounter()
+    Before sending, the list is run through the pipeline's own checks (what --dry-run prints);
+    when not one case would be sent, the dispatch does not start (exit 1) unless --force.
+    """
+    configure("WARNING")
+    needs = [servers.DATABASE, servers.DIRECTORY, servers.REDIS]
+    if attachment:
+        needs.append(servers.CLAMD)
+    if not dry_run:
+        needs.insert(0, servers.BROKER)
+    settings = settings_from(broker, database)
+    if not dry_run and settings.broker_url.startswith("memory"):
+        fail(
+            Reason.USAGE_ERROR,
+            "dispatch needs a real broker: --broker amqp://... or redis://...",
+            as_json=as_json,
+        )
+    servers.require(settings, needs)
+    console = Console(stderr=True)
+    from workers.attachments.limits import Limits
+    from workers.bootstrap import build_context
+    from workers.broker import build_broker
+
+    ctx = build_context(settings, build_broker("memory://"))
+    try:
+        check_schema(ctx.engine)
+        total = count_rows(file)
+        limits = Limits.from_settings(settings)
+        files = read_files(attachment or [], limits)
+        refs: list[Any] = []
+        if dry_run:
+            problems = predict_problems(files, limits, ctx)
+        else:
+            refs, problems = store_and_check(files, limits, ctx, clinic)
+        terms = DispatchTerms(template, clinic, sender, tuple(fragment or ()), problems)
+        prediction: Prediction | None = None
+        repeats = RepeatCounter()
+        if dry_run or not force:
             with _bar(console, as_json) as bar:
-                task = bar.add_task("pre-checking recipients", total=total)
-                counts = precheck(
-                    repeats.watch(rows),
-                    ctx.directory,
-                    template_id=template,
-                    clinic_hsa_id=clinic,
-                    sender_hsa_id=sender,
+                task = bar.add_task("checking every line", total=total)
+                prediction = predict(
+                    repeats.watch(read_recipients(file)),
+                    terms,
+                    directory=ctx.directory,
+                    templates=ctx.templates,
+                    catalogue=ctx.catalogue,
+                    today=ctx.today(),
+                    max_body_chars=settings.max_body_chars,
                     progress=lambda n: bar.advance(task, n),
                 )
-            reachable = counts.pop(REACHABLE, 0)
-            result: dict[str, Any] = {
-                "recipients": sum(counts.values()) + reachable,
-                "reachable": reachable,
-                "not_reachable": dict(sorted(counts.items())),
-                "listed_again": repeats.count,
-            }
-            if as_json:
-                typer.echo(json.dumps(result))
-                return
-            table = Table(title=f"dry run of {file.name}: nothing was sent")
-            table.add_column("recipients")
-            table.add_column("count", justify="right")
-            table.add_row("reachable", str(result["reachable"]))
-            for reason, count in result["not_reachable"].items():
-                table.add_row(reason, str(count))
-            table.add_row("total", str(result["recipients"]))
-            table.add_row("of them listed more than once (each line is a case)", str(repeats.count))
-            Console().print(table)
-            return
-        if settings.broker_url.startswith("memory"):
-            typer.echo("dispatch needs a real broker: --broker amqp://... or redis://...", err=True)
-            raise typer.Exit(2)
-        errors: list[RowError] = []
-
-        def recipients() -> Any:
-            for row in rows:
-                if isinstance(row, RowError):
-                    errors.append(row)
-                else:
-                    yield row
-
-        with OmvantClient(settings) as client, _bar(console, as_json) as bar:
-            task = bar.add_task("enqueuing", total=total)
-            started = time.monotonic()
-            batch = client.dispatch(
-                recipients(),
-                template_id=template,
-                clinic_hsa_id=clinic,
-                sender_hsa_id=sender,
-                total=total,
-                name=name,
-                batch_id=batch_id,
-                fragments=fragment or [],
-                progress=lambda n: bar.advance(task, n),
-                on_invalid=lambda i, d: errors.append(RowError(i + 1, "invalid-payload", d)),
+        if dry_run:
+            assert prediction is not None
+            _print_prediction(file, prediction, repeats.count, as_json)
+            raise typer.Exit(1 if prediction.rejected else 0)
+        if prediction is not None and prediction.all_rejected:
+            reasons = ", ".join(f"{r} {n}" for r, n in prediction.rejected.most_common(3))
+            fail(
+                Reason.DISPATCH_WOULD_REJECT_ALL,
+                f"not one of the {prediction.lines} lines would be sent ({reasons}); "
+                "see omvant dispatch --dry-run, or send anyway with --force",
+                1,
+                as_json=as_json,
             )
-            seconds = time.monotonic() - started
-    except (DispatchFileError, BatchExists) as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        batch, errors, seconds = _send(
+            settings, file, total, terms, refs, urgent, name, batch_id, console, as_json
+        )
+    except DispatchFileError as exc:
+        fail(Reason.DISPATCH_LIST_UNREADABLE, str(exc), as_json=as_json)
+    except BatchExists as exc:
+        fail(exc.reason, str(exc), as_json=as_json)
+    finally:
+        ctx.engine.dispose()
     for error in errors[:50]:
         typer.echo(
             f"line {error.line}: {error.reason}: {mask_identity_numbers(error.detail)}", err=True
@@ -165,7 +198,12 @@ def dispatch(
         "seconds": round(seconds, 3),
         "cases_per_s": round(batch.enqueued / seconds, 1) if seconds > 0 else None,
         "lane": batch.lane,
+        "priority": "urgent" if urgent else "normal",
+        "attachments": [ref.model_dump() for ref in refs],
+        "predicted": prediction.as_dict() if prediction else None,
     }
+    if summary["predicted"]:
+        summary["predicted"].pop("lines", None)
     if as_json:
         typer.echo(json.dumps(summary))
     else:
@@ -176,18 +214,82 @@ def dispatch(
         )
 
 
+def _send(
+    settings: Settings,
+    file: Path,
+    total: int,
+    terms: DispatchTerms,
+    refs: list[Any],
+    urgent: bool,
+    name: str | None,
+    batch_id: str | None,
+    console: Console,
+    as_json: bool,
+) -> tuple[Any, list[RowError], float]:
+    errors: list[RowError] = []
+
+    def recipients() -> Any:
+        for row in read_recipients(file):
+            if isinstance(row, RowError):
+                errors.append(row)
+            else:
+                yield row
+
+    with OmvantClient(settings) as client, _bar(console, as_json) as bar:
+        task = bar.add_task("enqueuing", total=total)
+        started = time.monotonic()
+        batch = client.dispatch(
+            recipients(),
+            template_id=terms.template_id,
+            clinic_hsa_id=terms.clinic_hsa_id,
+            sender_hsa_id=terms.sender_hsa_id,
+            total=total,
+            name=name,
+            batch_id=batch_id,
+            fragments=terms.fragments,
+            attachments=refs,
+            priority="urgent" if urgent else "normal",
+            progress=lambda n: bar.advance(task, n),
+            on_invalid=lambda i, d: errors.append(RowError(i + 1, "invalid-payload", d)),
+        )
+        seconds = time.monotonic() - started
+    return batch, errors, seconds
+
+
+def _print_prediction(file: Path, prediction: Prediction, repeats: int, as_json: bool) -> None:
+    result = prediction.as_dict()
+    result["listed_again"] = repeats
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    table = Table(title=f"dry run of {file.name}: nothing was sent")
+    table.add_column("what")
+    table.add_column("cases", justify="right")
+    table.add_row("would be sent", str(prediction.would_send))
+    table.add_row("reachable residents", str(prediction.reachable))
+    for reason, count in sorted(prediction.rejected.items()):
+        table.add_row(f"rejected: {reason}", str(count))
+    table.add_row("total", str(prediction.lines))
+    table.add_row("of them listed more than once (each line is a case)", str(repeats))
+    Console().print(table)
+    for verdict in prediction.refusals[:50]:
+        typer.echo(
+            f"line {verdict.line}: {verdict.reason}: {mask_identity_numbers(verdict.detail)}"
+        )
+    if len(prediction.refusals) > 50 or result["lines_left_out"]:
+        typer.echo("(more lines would be rejected: --json lists the first 1,000)")
+
+
 def _client(broker: str | None, database: str | None) -> OmvantClient:
     configure("WARNING")
-    settings = settings_from(broker, database)
+    settings = settings_from(broker, database, require=(servers.DATABASE,))
     from workers.broker import build_broker
 
     return OmvantClient(settings, broker=build_broker("memory://"))
 
 
 def _progress_table(figures: dict[str, Any]) -> Table:
-    running_done = figures["finished"] and figures["status"] == "running"
-    status = "finished" if running_done else figures["status"]
-    table = Table(title=f"batch {figures['id']} ({figures['name']}): {status}")
+    table = Table(title=f"batch {figures['id']} ({figures['name']}): {figures['status']}")
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("total", str(figures["total"]))
@@ -204,28 +306,32 @@ def _progress_table(figures: dict[str, Any]) -> Table:
 
 @batches_app.command("list")
 def list_batches(
-    broker: BrokerOption = None, database: DatabaseOption = None, as_json: JsonOption = False
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+    wide: WideOption = False,
 ) -> None:
-    """The newest dispatches with their progress."""
+    """The newest dispatches with their progress (status: running, paused, cancelled,
+    finished)."""
     with _client(broker, database) as client:
         figures = [client.batch(b.id) for b in client.batches()]
     if as_json:
         typer.echo(json.dumps(figures))
         return
-    table = Table(title="dispatches")
-    for column in ("id", "name", "status", "total", "settled", "notified", "rejected"):
-        table.add_column(column)
+    rows = folding_table(
+        "dispatches", ("id", "name", "status", "total", "settled", "notified", "rejected")
+    )
     for f in figures:
-        table.add_row(
+        rows.add_row(
             f["id"],
             f["name"],
-            "finished" if f["finished"] and f["status"] == "running" else f["status"],
+            f["status"],
             str(f["total"]),
             str(f["settled"]),
             str(f["reached"]["notified"]),
             str(sum(f["rejected"].values())),
         )
-    Console().print(table)
+    table_console(wide=wide).print(rows)
 
 
 @batches_app.command("show")

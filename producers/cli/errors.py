@@ -1,19 +1,30 @@
-"""Configuration that points nowhere or is out of bounds: one clear line and exit status 2,
-never a traceback.
+"""Errors as users meet them: one line (or one JSON object with ``--json``) and an exit status.
 
-A broker or database URL that names no supported server, or a server that cannot be reached,
-is a mistake in the command line or the environment (``OMVANT_*``), not a bug; people running
-``omvant demo``, ``push``, ``worker`` or ``templates`` should be told which, in one line.
+A broker or database URL that names no supported server, a server that cannot be reached, a
+schema that is not up to date, or a setting out of bounds is a mistake in the command line or
+the environment (``OMVANT_*``), not a bug: the command says which in one line, with the URL
+(password masked) and what to check, and exits with status 2. With ``--json`` the line is
+``{"error": {"reason": ..., "message": ...}}`` on stderr. ``fail`` is how a command refuses.
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import NoReturn
 
 import dramatiq.errors
 import pydantic
 import redis.exceptions
 import sqlalchemy.exc
+import typer
 
+from workers import server_probe
 from workers.broker import BrokerUrlError
+from workers.reasons import Reason
+from workers.server_probe import ServerUnreachable, mask_url
+from workers.settings import Settings
+from workers.store.engine import SchemaOutdated
 
 EXIT_CONFIGURATION = 2
 
@@ -22,36 +33,119 @@ _BROKER_CONNECTION: type[Exception] = (
 )
 """dramatiq 2 renamed ``ConnectionError`` (pyproject allows 1.17 and later)."""
 
-CONFIGURATION_ERRORS: tuple[type[BaseException], ...] = (
-    BrokerUrlError,
-    _BROKER_CONNECTION,
-    redis.exceptions.ConnectionError,
-    sqlalchemy.exc.ArgumentError,
-    sqlalchemy.exc.OperationalError,
-)
-"""What a wrong URL or an unreachable broker or database raises."""
+
+@dataclass(frozen=True)
+class Problem:
+    """What went wrong, for people (``message``) and for scripts (``reason``)."""
+
+    reason: str
+    message: str
 
 
-def is_configuration_error(error: BaseException) -> bool:
-    """Whether ``error`` comes from configuration: a server that cannot be used, or an
-    ``OMVANT_*`` setting out of bounds (checked when ``Settings`` is made)."""
-    if isinstance(error, pydantic.ValidationError):
-        return error.title == "Settings"
-    return isinstance(error, CONFIGURATION_ERRORS)
+def report(problem: Problem, *, as_json: bool) -> None:
+    """Print ``problem`` on stderr: one line, or one JSON object."""
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"error": {"reason": problem.reason, "message": problem.message}},
+                ensure_ascii=False,
+            ),
+            err=True,
+        )
+    else:
+        typer.echo(f"omvant: {problem.message}", err=True)
 
 
-def describe(error: BaseException) -> str:
-    """One line saying what could not be used, and why."""
-    if isinstance(error, pydantic.ValidationError):
+def fail(
+    reason: str, message: str, code: int = EXIT_CONFIGURATION, *, as_json: bool = False
+) -> NoReturn:
+    """Refuse: report ``reason`` and ``message`` and exit with ``code``."""
+    report(Problem(reason, message), as_json=as_json)
+    raise typer.Exit(code)
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _is_broker_failure(error: BaseException) -> bool:
+    module = type(error).__module__
+    return (
+        isinstance(error, _BROKER_CONNECTION | redis.exceptions.ConnectionError)
+        or module.startswith(("pika.", "amqp."))
+        or (module.startswith("kombu.") and "Operational" in type(error).__name__)
+    )
+
+
+def classify(error: BaseException, settings: Settings | None) -> Problem | None:  # noqa: PLR0911 - one return per kind of error
+    """The user's view of ``error`` if it comes from configuration, else ``None`` (a bug)."""
+    if isinstance(error, ServerUnreachable):
+        return Problem(error.reason, error.message)
+    if isinstance(error, SchemaOutdated):
+        return Problem(Reason.SCHEMA_OUTDATED, str(error))
+    if isinstance(error, pydantic.ValidationError) and error.title == "Settings":
         problems = [
             f"OMVANT_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
             for e in error.errors()
         ]
-        return f"invalid setting: {'; '.join(problems)}"
+        return Problem(Reason.INVALID_SETTING, f"invalid setting: {'; '.join(problems)}")
+    if isinstance(error, BrokerUrlError):
+        return Problem(Reason.INVALID_SETTING, f"cannot use the broker: {error}")
+    if isinstance(error, sqlalchemy.exc.ArgumentError):
+        return Problem(Reason.INVALID_SETTING, f"cannot use the database URL: {error}")
+    for link in _chain(error):
+        server = _server_of(link, settings)
+        if server is not None:
+            kind, url = server
+            return Problem(
+                f"{kind}-unreachable",
+                ServerUnreachable(kind, url, _why(link)).message,
+            )
+    return None
+
+
+def _why(error: BaseException) -> str:
     if isinstance(error, sqlalchemy.exc.OperationalError):
-        what, why = "the database", str(error.orig or error).strip()
-    elif isinstance(error, sqlalchemy.exc.ArgumentError):
-        what, why = "the database URL", str(error)
-    else:
-        what, why = "the broker", str(error)
-    return f"cannot use {what}: {' '.join(why.split())[:300]}"
+        return str(error.orig or error)
+    return str(error) or type(error).__name__
+
+
+def _server_of(error: BaseException, settings: Settings | None) -> tuple[str, str] | None:  # noqa: PLR0911 - one return per server
+    """Which configured server ``error`` says could not be reached, and its URL."""
+    from workers.adapters.account_directory import DirectoryUnavailable
+    from workers.attachments.scanner import ScannerUnavailable
+
+    s = settings or Settings()
+    if isinstance(error, sqlalchemy.exc.OperationalError):
+        return server_probe.DATABASE, s.database_url
+    if isinstance(error, DirectoryUnavailable):
+        return server_probe.DIRECTORY, s.directory_url or "(the directory)"
+    if isinstance(error, ScannerUnavailable):
+        return server_probe.CLAMD, str(s.clamd_url or s.clamd_socket or "(clamd)")
+    if _is_broker_failure(error):
+        return server_probe.BROKER, s.broker_url
+    import httpx
+
+    if isinstance(error, httpx.TransportError):
+        url = str(error.request.url) if _has_request(error) else ""
+        if s.sms_gateway_url and url.startswith(s.sms_gateway_url.rstrip("/")):
+            return server_probe.SMS_GATEWAY, s.sms_gateway_url
+        if s.directory_url and url.startswith(s.directory_url.rstrip("/")):
+            return server_probe.DIRECTORY, s.directory_url
+        return "http-server", mask_url(url)
+    if isinstance(error, ConnectionError | TimeoutError) and s.smtp_url:
+        return server_probe.SMTP, s.smtp_url
+    return None
+
+
+def _has_request(error: BaseException) -> bool:
+    try:
+        _ = error.request  # type: ignore[attr-defined]
+    except RuntimeError:
+        return False
+    return True

@@ -1,10 +1,13 @@
-"""Options several commands share."""
+"""Options several commands share, and the process's one ``Settings``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from workers.settings import Settings
 
@@ -15,13 +18,56 @@ DatabaseOption = Annotated[
     str | None, typer.Option("--database", help="Database URL (postgresql://, sqlite:///).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+WideOption = Annotated[
+    bool, typer.Option("--wide", help="One line per row, however wide (ids wrap otherwise).")
+]
 
 
-def settings_from(broker: str | None = None, database: str | None = None) -> Settings:
-    """Settings from the environment, with the command line's URLs on top."""
-    overrides: dict[str, str] = {}
+def table_console(*, wide: bool = False) -> Console:
+    """Where tables go: the terminal's width, or unlimited with ``--wide``. Columns of tables
+    fold rather than cut, so an id is never shown shortened."""
+    return Console(width=100_000) if wide else Console()
+
+
+def folding_table(title: str, columns: Iterable[str]) -> Table:
+    """A table whose cells wrap (fold) instead of being cut off with an ellipsis."""
+    made = Table(title=title)
+    for column in columns:
+        made.add_column(column, overflow="fold")
+    return made
+
+
+_current: list[Settings] = []
+"""The settings the running command built (one command per process; the error handler reads
+the URLs it names from here)."""
+
+
+def settings_from(
+    broker: str | None = None,
+    database: str | None = None,
+    *,
+    require: Iterable[str] = (),
+    **overrides: object,
+) -> Settings:
+    """The command's settings: the environment, with the command line's values on top.
+
+    ``require`` names servers (``workers.server_probe``) that must answer before the command
+    goes on; one that does not stops it with one line and exit status 2.
+    """
+    given: dict[str, object] = {k: v for k, v in overrides.items() if v is not None}
     if broker:
-        overrides["broker_url"] = broker
+        given["broker_url"] = broker
     if database:
-        overrides["database_url"] = database
-    return Settings(**overrides)  # type: ignore[arg-type]
+        given["database_url"] = database
+    settings = Settings(**given)  # type: ignore[arg-type]
+    _current[:] = [settings]
+    if require:
+        from workers.server_probe import require as probe
+
+        probe(settings, require)
+    return settings
+
+
+def current_settings() -> Settings | None:
+    """The settings the running command built, if it has built them."""
+    return _current[0] if _current else None

@@ -16,6 +16,7 @@ from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from producers.cli.options import BrokerOption, settings_from
 from producers.intake import LineError, push_chunk, read_send_cases
+from workers import server_probe as servers
 from workers.broker import build_broker
 from workers.log import mask_identity_numbers
 
@@ -56,6 +57,7 @@ def push(
     if settings.broker_url.startswith("memory"):
         typer.echo("push needs a real broker: --broker amqp://... or redis://...", err=True)
         raise typer.Exit(2)
+    servers.require(settings, (servers.BROKER,))
     target = build_broker(settings.broker_url)
     correlation = correlation_id or uuid.uuid4().hex
     errors: list[LineError] = []

@@ -14,10 +14,12 @@ from typing import Annotated
 
 import typer
 
-from producers.cli.options import JsonOption
+from producers.cli.options import JsonOption, settings_from
 from producers.recipient_check import CheckSummary, run_check
+from workers import server_probe as servers
 from workers.adapters.account_directory import DirectoryUnavailable
 from workers.bootstrap import build_directory
+from workers.server_probe import require
 from workers.settings import Settings
 
 EXIT_ALL_REACHABLE, EXIT_SOME_UNREACHABLE, EXIT_USAGE, EXIT_DIRECTORY_DOWN = 0, 1, 2, 3
@@ -39,13 +41,12 @@ DirectoryOption = Annotated[
 def _settings(directory: str | None) -> Settings:
     """Settings with ``--directory`` on top; a directory URL that is not http(s) is a usage
     error (exit 2), not an unreachable directory (exit 3)."""
-    settings = Settings()
-    if directory:
-        settings = settings.model_copy(update={"directory_url": directory})
+    settings = settings_from(directory_url=directory)
     url = settings.directory_url
     if url and not url.lower().startswith(("http://", "https://")):
         typer.echo(f"the account directory URL must be http:// or https://, not {url!r}", err=True)
         raise typer.Exit(EXIT_USAGE)
+    require(settings, (servers.DIRECTORY, servers.REDIS))
     return settings
 
 

@@ -23,11 +23,11 @@ def directory(
     ] = None,
 ) -> None:
     """Serve the simulated 1177 account directory over HTTP (HttpAccountDirectory's JSON)."""
+    from producers.cli.options import settings_from
     from workers.adapters.account_directory import SimulatedAccountDirectory
     from workers.adapters.directory_server import DirectoryServer, Faults
-    from workers.settings import Settings
 
-    chosen_seed = Settings().seed if seed is None else seed
+    chosen_seed = settings_from().seed if seed is None else seed
     server = DirectoryServer(
         SimulatedAccountDirectory(chosen_seed),
         host=host,

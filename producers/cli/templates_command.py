@@ -23,6 +23,7 @@ import sqlalchemy as sa
 import typer
 
 from producers.cli.options import DatabaseOption, JsonOption, settings_from
+from workers import server_probe as servers
 from workers.templates import store
 from workers.templates.files import format_of, parse_templates, render_templates
 from workers.templates.model import Template, TemplateInvalid
@@ -46,14 +47,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def opened(database: str | None) -> Iterator[sa.Engine]:
-    """The system of record, brought up to date, with the starter library seeded."""
-    from workers.store.engine import make_engine, upgrade
+    """The system of record (its schema up to date), with the starter library seeded."""
+    from workers.store.engine import check_schema, make_engine
     from workers.templates.library import starter_templates
 
-    settings = settings_from(None, database)
-    upgrade(settings.database_url)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     engine = make_engine(settings.database_url)
     try:
+        check_schema(engine)
         with engine.begin() as conn:
             store.seed(conn, starter_templates())
         yield engine
@@ -64,24 +65,17 @@ def opened(database: str | None) -> Iterator[sa.Engine]:
 def _visible(
     conn: sa.Connection, template_id: str, clinic: str | None, version: int | None = None
 ) -> Template:
-    found = store.load(conn, template_id, version)
-    if found is None or not store.visible_to(found, clinic):
-        where = f" in version {version}" if version else ""
-        fail(
-            f"template-unknown: no template {template_id!r}{where}"
-            + (f" for {clinic}" if clinic else "")
-        )
-    return found
+    try:
+        return store.visible(conn, template_id, clinic, version)
+    except store.TemplateNotFound as exc:
+        fail(str(exc))
 
 
 def _changeable(conn: sa.Connection, template_id: str, clinic: str | None) -> Template:
-    found = _visible(conn, template_id, clinic)
-    if clinic is not None and found.scope != "local":
-        fail(
-            f"{template_id} is a {found.scope} template; a clinic adapts it by adopting it "
-            f"(omvant templates adopt {template_id} --clinic {clinic})"
-        )
-    return found
+    try:
+        return store.changeable(conn, template_id, clinic)
+    except (store.TemplateNotFound, store.TemplateNotChangeable) as exc:
+        fail(str(exc))
 
 
 def _summary(template: Template) -> dict[str, Any]:
@@ -551,10 +545,10 @@ def import_templates(
         _refuse_invalid(exc)
     except UnicodeDecodeError:
         fail(f"{file} is not UTF-8 text")
-    if clinic is not None:
-        foreign = [t.id for t in templates if t.scope != "local" or t.owner != clinic]
-        if foreign:
-            fail(f"{clinic} may import only its own local templates, not {', '.join(foreign)}")
+    try:
+        store.check_importable(templates, clinic)
+    except store.TemplateNotChangeable as exc:
+        fail(str(exc))
     results: list[dict[str, Any]] = []
     with opened(database) as engine, engine.begin() as conn:
         for template in templates:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
+from workers import server_probe as servers
 from workers.queues import lane_queue, lanes_of, queue_name
 from workers.routes import STAGES
 from workers.server_checks import (
@@ -157,6 +158,6 @@ def dramatiq_argv(
 @db_app.command("upgrade")
 def db_upgrade(database: DatabaseOption = None) -> None:
     """Bring the database's schema up to date."""
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, require=(servers.DATABASE,))
     upgrade(settings.database_url)
-    typer.echo("schema up to date")
+    typer.echo(f"schema up to date: {servers.mask_url(settings.database_url)}")

@@ -20,6 +20,7 @@ from workers.attachments.ownership import store_attachment
 from workers.attachments.scanner import ScanResult, VirusScanner
 from workers.settings import Settings
 from workers.stage import emit
+from workers.store.engine import upgrade
 from workers.store.schema import attachment_verdicts, cases
 
 CORPUS = samples.corpus()
@@ -54,6 +55,7 @@ def test_put_prints_the_reference_a_send_case_carries(
 ) -> None:
     monkeypatch.setenv("OMVANT_BLOB_DIR", str(tmp_path / "blobs"))
     monkeypatch.setenv("OMVANT_DATABASE_URL", f"sqlite:///{tmp_path}/o.db")
+    upgrade(f"sqlite:///{tmp_path}/o.db")
     photo = tmp_path / "utslag.jpg"
     photo.write_bytes(samples.jpeg(32, 32))
     result = CliRunner().invoke(
@@ -177,6 +179,7 @@ def test_gc_command_removes_old_unreferenced_blobs_and_keeps_recent_ones(
 
     monkeypatch.setenv("OMVANT_BLOB_DIR", str(tmp_path / "blobs"))
     runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade", "--database", sqlite_url]).exit_code == 0
     files = []
     for name, data in (("old.pdf", samples.pdf(1)), ("new.pdf", samples.pdf(2))):
         (tmp_path / name).write_bytes(data)

@@ -41,6 +41,7 @@ def pipeline(
         queue_prefix=queue_prefix,
         blob_dir=tmp_path / "blobs",
         max_retries=1,
+        outage_retry_seconds=0,  # outages count against max_retries: dead-lettered after them
         template_cache_seconds=0.1,
     )
     running = start_pipeline(settings, threads=4)

@@ -42,6 +42,9 @@ def test_an_endless_input_is_too_large_without_being_read_whole(tmp_path: Path) 
 
 
 def _put(tmp_path: Path, *args: str, limit: str = "1000") -> subprocess.CompletedProcess[str]:
+    from workers.store.engine import upgrade
+
+    upgrade(f"sqlite:///{tmp_path}/o.db")
     env = {
         **os.environ,
         "OMVANT_MAX_ATTACHMENT_BYTES": limit,

@@ -59,7 +59,7 @@ def one_case(tmp_path: Path) -> str:
         (["demo", "--cases", "1", "--broker", "nats://127.0.0.1"], "cannot use the broker"),
         (["demo", "--cases", "1", "--database", "not a url"], "cannot use the database URL"),
         (["templates", "list", "--database", "not a url"], "cannot use the database URL"),
-        (["push", "CASES", "--broker", "redis://127.0.0.1:PORT/0"], "cannot use the broker"),
+        (["push", "CASES", "--broker", "redis://127.0.0.1:PORT/0"], "cannot reach the broker"),
     ],
 )
 def test_a_wrong_or_unreachable_server_is_one_line_and_exit_2(

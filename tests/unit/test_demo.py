@@ -30,6 +30,7 @@ def test_the_demo_brings_every_case_to_a_final_state(tmp_path: Path) -> None:
 def test_omvant_demo_json_prints_the_promised_summary(tmp_path: Path) -> None:
     omvant = str(Path(sys.executable).with_name("omvant"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
     result = subprocess.run(
         [omvant, "demo", "--cases", "150", "--json"],
         cwd=tmp_path,
@@ -54,4 +55,7 @@ def test_omvant_demo_json_prints_the_promised_summary(tmp_path: Path) -> None:
         assert key in summary
     assert summary["cases"] == 150
     assert set(summary["notified"]) == {"sms", "email"}
-    assert (tmp_path / "omvant.db").exists(), "the embedded default is SQLite in the working folder"
+    assert summary["home"] == str(tmp_path / "data" / "omvant")
+    home = Path(env["XDG_DATA_HOME"]) / "omvant"
+    assert (home / "omvant.db").exists(), "the embedded default is SQLite in the data folder"
+    assert not (tmp_path / "omvant.db").exists(), "nothing is written to the working folder"

@@ -1,10 +1,12 @@
-"""Dispatch lists (CSV, JSONL), the dry-run pre-check, and the chunk-batched ledger."""
+"""Dispatch lists (CSV, JSONL), the dry-run pre-check, and the chunk's ledger marks."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
+from dramatiq.brokers.stub import StubBroker
 
 from producers.client import Recipient
 from producers.dispatch_file import (
@@ -13,12 +15,18 @@ from producers.dispatch_file import (
     count_rows,
     read_recipients,
 )
-from producers.precheck import REACHABLE, precheck
+from producers.precheck import DispatchTerms, predict
 from producers.scenario import broken_check_digit
 from workers.adapters import population
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
+from workers.adapters.notifiers import SimulatedSmsGateway
+from workers.adapters.staff_catalogue import SimulatedStaffCatalogue
+from workers.bootstrap import build_context
+from workers.notification_sending import send_notifications
+from workers.settings import Settings
 from workers.store import notifications
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import upgrade
+from workers.templates.library import InMemoryTemplateLibrary
 
 
 def test_a_csv_list_gives_recipients_with_their_fields_and_errors_per_line(
@@ -32,10 +40,10 @@ def test_a_csv_list_gives_recipients_with_their_fields_and_errors_per_line(
     )
     rows = list(read_recipients(path))
     assert count_rows(path) == 3
-    assert rows[0] == Recipient(number, {"namn": "Tolvan", "tid": "10:00"})
+    assert rows[0] == Recipient(number, {"namn": "Tolvan", "tid": "10:00"}, 2)
     assert isinstance(rows[1], RowError)
     assert (rows[1].line, rows[1].reason) == (3, "missing-identity-number")
-    assert rows[2] == Recipient(number, {"namn": "Åsa", "tid": "12:00"})
+    assert rows[2] == Recipient(number, {"namn": "Åsa", "tid": "12:00"}, 5)
 
 
 def test_a_messy_csv_names_the_right_lines_and_refuses_rows_of_the_wrong_shape(
@@ -46,17 +54,17 @@ def test_a_messy_csv_names_the_right_lines_and_refuses_rows_of_the_wrong_shape(
     text = f"personnummer,tid\r\n\r\n{a},10:00\r\n{b}\r\n  \r\n{c},11:00,extra\r\n{a},12:00\r\n"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())
     rows = list(read_recipients(path))
-    assert rows[0] == Recipient(a, {"tid": "10:00"})
+    assert rows[0] == Recipient(a, {"tid": "10:00"}, 3)
     assert [(r.line, r.reason) for r in rows if isinstance(r, RowError)] == [
         (4, "malformed-message"),
         (6, "malformed-message"),
     ]
-    assert rows[-1] == Recipient(a, {"tid": "12:00"})
+    assert rows[-1] == Recipient(a, {"tid": "12:00"}, 7)
     assert count_rows(path) == 4
 
 
 @pytest.mark.parametrize("name", ["list.csv", "list.jsonl"])
-def test_a_list_that_is_not_utf8_is_refused_before_anything_is_sent(
+def test_a_list_neither_utf8_nor_windows_1252_is_refused_before_anything_is_sent(
     tmp_path: Path, name: str
 ) -> None:
     number = population.test_personnummer()[0]
@@ -65,9 +73,43 @@ def test_a_list_that_is_not_utf8_is_refused_before_anything_is_sent(
         f"{number},G\xf6teborg\n" if name.endswith(".csv") else f'{{"personnummer": "{number}"}}\n'
     )
     head = "personnummer,ort\n" if name.endswith(".csv") else ""
-    path.write_bytes(head.encode() + line.encode("cp1252") + "x\xe5\n".encode("cp1252"))
-    with pytest.raises(DispatchFileError, match="not UTF-8"):
+    # 0x81 is defined in neither UTF-8 (a lone continuation byte) nor Windows-1252
+    path.write_bytes(head.encode() + line.encode("cp1252") + b"x\x81\n")
+    with pytest.raises(DispatchFileError, match="neither UTF-8 nor Windows-1252"):
         count_rows(path)
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "encoding", "bom"),
+    [
+        (";", "cp1252", b""),
+        (";", "utf-8", b"\xef\xbb\xbf"),
+        ("\t", "utf-8", b""),
+        (",", "cp1252", b""),
+        (";", "utf-8", b""),
+    ],
+)
+def test_lists_as_regions_save_them_are_read_whatever_the_delimiter_and_encoding(
+    tmp_path: Path, delimiter: str, encoding: str, bom: bytes
+) -> None:
+    a, b = population.test_personnummer()[:2]
+    path = tmp_path / "lista.csv"
+    text = (
+        delimiter.join(["Personnummer", "fornamn", "ort"])
+        + "\r\n"
+        + delimiter.join([a, "Åsa", "Göteborg, Hisingen"])
+        + "\r\n"
+        + delimiter.join([b, "Örjan", "Malmö"])
+        + "\r\n"
+    )
+    if delimiter == ",":
+        text = text.replace("Göteborg, Hisingen", '"Göteborg, Hisingen"')
+    path.write_bytes(bom + text.encode(encoding))
+    assert count_rows(path) == 2
+    assert list(read_recipients(path)) == [
+        Recipient(a, {"fornamn": "Åsa", "ort": "Göteborg, Hisingen"}, 2),
+        Recipient(b, {"fornamn": "Örjan", "ort": "Malmö"}, 3),
+    ]
 
 
 def test_a_jsonl_line_nested_too_deep_is_malformed_not_a_crash(tmp_path: Path) -> None:
@@ -101,7 +143,7 @@ def test_a_jsonl_list_reports_bad_lines_and_keeps_going(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     rows = list(read_recipients(path))
-    assert rows[0] == Recipient(number, {"namn": "Tolvan"})
+    assert rows[0] == Recipient(number, {"namn": "Tolvan"}, 1)
     assert [r.reason for r in rows[1:] if isinstance(r, RowError)] == [
         "malformed-message",
         "invalid-payload",
@@ -119,45 +161,71 @@ def test_the_dry_run_counts_each_reason_the_pipeline_would_give() -> None:
     rows.append(Recipient(broken_check_digit(numbers[0]), {}))
     rows.append(Recipient(population.test_samordningsnummer()[0], {}))
     rows.append(RowError(9, "missing-identity-number", "no personnummer"))
-    counts = precheck(
+    prediction = predict(
         rows,
-        directory,
-        template_id="kallelse-screening",
-        clinic_hsa_id="SE2321000016-VC01",
-        sender_hsa_id="SE2321000016-S101",
+        DispatchTerms("kallelse-screening", "SE2321000016-VC01", "SE2321000016-S101"),
+        directory=directory,
+        templates=InMemoryTemplateLibrary(),
+        catalogue=SimulatedStaffCatalogue(1177),
+        today=dt.date(2026, 12, 1),
+        max_body_chars=10_000,
     )
-    assert counts[REACHABLE] == expected_reachable
+    counts = prediction.rejected
+    assert prediction.reachable == prediction.would_send == expected_reachable
     assert counts["invalid-identity-number"] == 1
     assert counts["samordningsnummer-not-reachable"] == 1
     assert counts["missing-identity-number"] == 1
-    assert sum(counts.values()) == len(rows)
+    assert sum(counts.values()) + prediction.would_send == len(rows) == prediction.lines
     assert counts["no-account"] + counts["login-blocked"] > 0
 
 
-def test_the_chunk_ledger_sees_its_own_marks_and_never_loses_them(sqlite_url: str) -> None:
+class _KilledDuringTheCall(BaseException):
+    """The worker process dies while the provider is being called."""
+
+
+class _GatewayKilledOnCall(SimulatedSmsGateway):
+    def __init__(self, on_call: int) -> None:
+        super().__init__()
+        self.calls, self.on_call = 0, on_call
+
+    def send(self, *, to: str, text: str, idempotency_key: str) -> str:
+        self.calls += 1
+        if self.calls == self.on_call:
+            raise _KilledDuringTheCall
+        return super().send(to=to, text=text, idempotency_key=idempotency_key)
+
+
+def test_the_chunk_ledger_sees_its_own_marks_and_never_loses_them(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A chunk's sent marks are in the database the moment each provider call returns: a
+    crash during the third call of a chunk loses neither of the two before it, and the chunk,
+    redelivered, sees them and sends only what was not sent."""
     upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    settings = Settings(database_url=sqlite_url, blob_dir=tmp_path / "b", send_concurrency=1)
+    ctx = build_context(settings, StubBroker())
+    rows = [notifications.Queued(f"c{n}", "sms", f"+4670174060{n}") for n in range(4)]
+    with ctx.engine.begin() as conn:
+        notifications.write_queued(conn, rows, refused="notification-address-missing")
+    keys = [row.key for row in rows]
+    ctx.sms = dying = _GatewayKilledOnCall(on_call=3)
+    with pytest.raises(_KilledDuringTheCall):
+        send_notifications(ctx, keys)
 
-    def sent(conn: object, ids: list[str]) -> set[tuple[str, str]]:
-        entries = notifications.entries_for(conn, ids)  # type: ignore[arg-type]
-        return {(e.case_id, e.channel) for e in entries.values() if e.status == "sent"}
+    def statuses() -> list[str]:
+        with ctx.engine.connect() as conn:
+            found = notifications.entries(conn, keys)
+        return [found[key].status for key in keys]
 
-    with notifications.chunk_ledger(engine, ["c1", "c2"]):
-        with engine.begin() as conn:
-            assert notifications.claim(conn, "c1:sms", "c1", "sms", 1) is None
-            notifications.mark_sent(conn, "c1:sms", "r1")
-            assert sent(conn, ["c1"]) == {("c1", "sms")}
-        with engine.connect() as conn:
-            assert sent(conn, ["c1", "c2"]) == {("c1", "sms")}
-            # a settled notification is answered from the chunk's one read
-            assert notifications.claim(conn, "c1:sms", "c1", "sms", 1).status == "sent"  # type: ignore[union-attr]
-        with engine.begin() as conn:
-            notifications.claim(conn, "c2:email", "c2", "email", 1)
-            notifications.mark_sent(conn, "c2:email", "r2")
-        # the block ends without a flush (as when a chunk fails part-way): still written
-    with engine.connect() as conn:
-        assert sent(conn, ["c1", "c2"]) == {("c1", "sms"), ("c2", "email")}
-    engine.dispose()
+    assert statuses() == ["sent", "sent", "pending", "queued"]
+    ctx.sms = gateway = SimulatedSmsGateway()
+    ctx.now = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)  # past the in-flight limit
+    outcome = send_notifications(ctx, keys)  # the redelivered chunk
+    assert statuses() == ["sent"] * 4
+    assert sorted(gateway.sends) == ["c2:sms", "c3:sms"]  # c2 was in doubt: asked, then sent
+    assert outcome.counts == {"not-at-provider": 1, "sent": 2}
+    assert dying.sends == {"c0:sms": 1, "c1:sms": 1}
+    ctx.engine.dispose()
 
 
 def test_the_dry_run_says_how_many_lines_name_a_resident_again(tmp_path: Path) -> None:
@@ -172,6 +240,7 @@ def test_the_dry_run_says_how_many_lines_name_a_resident_again(tmp_path: Path) -
     listing = tmp_path / "list.csv"
     lines = [first, second, f"{first[:8]}-{first[8:]}", first[2:], second]
     listing.write_text("personnummer\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    upgrade(f"sqlite:///{tmp_path}/o.db")
     result = CliRunner().invoke(
         app,
         [
@@ -180,7 +249,7 @@ def test_the_dry_run_says_how_many_lines_name_a_resident_again(tmp_path: Path) -
             "--dry-run", "--json", "--database", f"sqlite:///{tmp_path}/o.db",
         ],
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
+    assert result.exit_code == (1 if figures["would_reject"] else 0), result.output
     assert figures["recipients"] == 5
     assert figures["listed_again"] == 3  # the same resident written three ways, and a repeat

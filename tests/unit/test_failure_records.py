@@ -30,6 +30,7 @@ def pipeline(tmp_path: Path) -> Iterator[InProcessPipeline]:
         database_url=f"sqlite:///{tmp_path}/o.db",
         blob_dir=tmp_path / "blobs",
         max_retries=1,
+        outage_retry_seconds=0,  # outages count against max_retries: dead-lettered after them
         chunk_size=20,
         template_cache_seconds=0.1,
     )
@@ -231,3 +232,69 @@ def test_purge_closes_dead_letters_and_removes_their_broker_copies(
         ).scalars()
         assert list(bodies) == [None, None]
     assert failures.summary(engine, Selection(queue="recipient-validation"))["total"] == 0
+
+
+def test_a_case_rejected_for_an_unknown_fragment_goes_through_after_the_template_has_it(
+    pipeline: InProcessPipeline,
+) -> None:
+    from workers.stage import emit
+    from workers.templates import store as template_store
+
+    engine = pipeline.ctx.engine
+    number = sc.reachable_residents(1, seed=12)[0]
+    batch = "fragment-fix"
+    case = sc.request(number, batch, 0).model_copy(update={"fragments": ["ny-rad"]})
+    emit(pipeline.ctx, [case], correlation_id=batch)
+    assert wait_for(lambda: sc.settled_count(engine, batch, ("rejected",)), 1, timeout=30) == 1
+    assert sc.failure_reasons(engine) == [("fragment-unknown", "rejected-case", 1)]
+
+    # the fix: a new version of the template with the fragment (the case arrived before it)
+    with engine.begin() as conn:
+        current = template_store.load(conn, sc.TEMPLATE)
+        assert current is not None
+        fragments = {**current.fragments, "ny-rad": "En ny rad."}
+        template_store.revise(conn, current.model_copy(update={"fragments": fragments}))
+    report = replay.replay(
+        engine, pipeline.ctx.broker, Selection(reason="fragment-unknown"), who="t"
+    )
+    assert report.totals() == {"replayed": 1}
+    done = ("notified", "delivered")
+    assert wait_for(lambda: sc.settled_count(engine, batch, done), 1, timeout=30) == 1
+    row = next(iter(sc.case_rows(engine, batch).values()))
+    assert row.template_version == current.version + 1
+
+
+class BrokerDown:
+    """A broker whose every enqueue fails, as during a broker outage in the middle of a replay."""
+
+    def enqueue(self, message: object, *, delay: int | None = None) -> object:
+        raise ConnectionError("the broker is down")
+
+
+def test_a_replay_interrupted_after_the_mark_is_finished_by_the_next_one_and_sends_once(
+    pipeline: InProcessPipeline,
+) -> None:
+    scenario, directory = sc.build(seed=21)
+    engine = pipeline.ctx.engine
+    sc.run_failures(pipeline, scenario, directory)
+    down = replay.replay(engine, BrokerDown(), Selection(reason="outage"), who="t")  # type: ignore[arg-type]
+    assert down.totals() == {"failed": 1}
+    with engine.connect() as conn:
+        marked = store.select(conn, Selection(reason="outage"))
+    assert [r.status.value for r in marked] == ["replaying"]  # still pending: not lost
+    rows = sc.case_rows(engine, scenario.batch)
+    assert {rows[r.idempotency_key].state for r in scenario.outage} == {"received"}  # reopened
+
+    again = replay.replay(engine, pipeline.ctx.broker, Selection(reason="outage"), who="t")
+    assert again.totals() == {"replayed": 1}
+    done = ("notified", "delivered")
+    outage = len(scenario.outage)
+    ids = [o.idempotency_key for o in scenario.outage]
+    assert wait_for(
+        lambda: sum(1 for k, r in sc.case_rows(engine, scenario.batch).items()
+                    if k in ids and r.state in done),
+        outage, timeout=60,
+    ) == outage  # fmt: skip
+    rows = sc.case_rows(engine, scenario.batch)
+    sent = sc.notifications_per_case(engine, [rows[k].id for k in ids])
+    assert set(sent.values()) == {1}, sent

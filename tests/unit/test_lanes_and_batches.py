@@ -155,10 +155,11 @@ def test_a_paused_dispatch_waits_and_resumes_to_the_end(pipeline: InProcessPipel
     assert done == len(residents)
     with ctx.engine.begin() as conn:  # what OmvantClient.dispatch counts as it enqueues
         batches.add_enqueued(conn, "pause-me", len(residents))
-    for too_late in (client.pause, client.cancel):
+    for too_late in (client.pause, client.cancel, client.resume):
         with pytest.raises(batches.BatchTransitionRefused, match="finished"):
             too_late("pause-me")
-    assert figures(client, "pause-me")["status"] == "running"
+    assert figures(client, "pause-me")["status"] == "finished"
+    assert figures(client, "pause-me")["control"] == "running"
 
 
 def test_a_cancelled_dispatch_rejects_its_cases_with_batch_cancelled(

@@ -23,7 +23,21 @@ runner = CliRunner()
 
 @pytest.fixture
 def db(sqlite_url: str) -> str:
+    assert runner.invoke(app, ["db", "upgrade", "--database", sqlite_url]).exit_code == 0
     return sqlite_url
+
+
+def test_a_database_without_the_schema_is_one_line_and_is_not_migrated(sqlite_url: str) -> None:
+    code, _, err = omvant(sqlite_url, "list")
+    assert code == 2
+    assert "has no Omvänt schema; run: omvant db upgrade" in err
+    from workers.store.engine import make_engine
+
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        tables = conn.exec_driver_sql("SELECT name FROM sqlite_master").fetchall()
+    engine.dispose()
+    assert tables == [], "an ordinary command never runs migrations"
 
 
 def omvant(db: str, *args: str) -> tuple[int, str, str]:

@@ -11,11 +11,11 @@ from workers.server_checks import (
     Check,
     ServerUnreachable,
     backoff_delays,
-    masked_url,
     probe_broker,
     probe_database,
     wait_for_servers,
 )
+from workers.server_probe import mask_url
 from workers.server_watch import ConsumerErrors, ServerWatch, report_times
 
 
@@ -82,9 +82,9 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 
 
 def test_passwords_are_masked_in_urls() -> None:
-    assert masked_url("amqp://guest:s3cret@mq:5672/%2F") == "amqp://guest:***@mq:5672/%2F"
-    assert masked_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
-    assert masked_url("postgresql://postgres@db/omvant") == "postgresql://postgres@db/omvant"
+    assert mask_url("amqp://guest:s3cret@mq:5672/%2F") == "amqp://guest:***@mq:5672/%2F"
+    assert mask_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert mask_url("postgresql://postgres@db/omvant") == "postgresql://postgres@db/omvant"
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workers.case_states import SETTLED, CaseState
+from workers.case_states import CaseState
 from workers.queues import BULK_LANES
 from workers.reasons import Reason
 from workers.store.cases import count_reasons, count_states, utcnow
+from workers.store.notifications import count_settled
 from workers.store.schema import batches
 
 
@@ -170,19 +171,18 @@ def set_status(conn: sa.Connection, batch_id: str, status: BatchStatus) -> Batch
     BatchNotFound
         No batch has that id.
     BatchTransitionRefused
-        The batch is cancelled and ``status`` is not; or it has finished (every case settled)
-        and ``status`` would pause or cancel it: nothing is left to hold, and the batch must
-        not read "cancelled" once every case was sent.
+        The batch is cancelled and ``status`` is not; or it has finished (every case settled):
+        nothing is left to hold, resume or cancel, and the batch must not read "cancelled"
+        once every case was sent.
     """
     batch = get(conn, batch_id)
     if batch.status == BatchStatus.CANCELLED and status != BatchStatus.CANCELLED:
         raise BatchTransitionRefused(f"batch {batch_id} is cancelled")
-    if (
-        status in (BatchStatus.PAUSED, BatchStatus.CANCELLED)
-        and batch.status == BatchStatus.RUNNING
-        and progress(conn, batch)["finished"]
-    ):
-        raise BatchTransitionRefused(f"batch {batch_id} has finished: every case is settled")
+    if batch.status != BatchStatus.CANCELLED and progress(conn, batch)["finished"]:
+        verb = {BatchStatus.PAUSED: "pause", BatchStatus.RUNNING: "resume"}.get(status, "cancel")
+        raise BatchTransitionRefused(
+            f"batch {batch_id} has finished: every case is settled, nothing to {verb}"
+        )
     conn.execute(
         batches.update()
         .where(batches.c.id == batch_id)
@@ -207,11 +207,25 @@ def set_total(conn: sa.Connection, batch_id: str, total: int) -> None:
     )
 
 
+STATUSES = ("running", "paused", "cancelled", "finished")
+"""A batch's status, the one word the table and JSON both show."""
+
+
+def shown_status(batch: Batch, *, finished: bool) -> str:
+    """``finished`` once every case of a running or paused batch has settled, else what the
+    operator set (running, paused, cancelled)."""
+    if finished and batch.status != BatchStatus.CANCELLED:
+        return "finished"
+    return batch.status.value
+
+
 def progress(conn: sa.Connection, batch: Batch) -> dict[str, Any]:
     """The batch's live figures: cases per state, rejections per reason, what is in flight."""
+    # settled first: states only move forward, so the states read after it are never behind it
+    settled = count_settled(conn, batch_id=batch.id)
     states = count_states(conn, batch_id=batch.id)
     reasons = count_reasons(conn, batch_id=batch.id)
-    settled = sum(n for state, n in states.items() if CaseState(state) in SETTLED)
+    finished = batch.enqueued >= batch.total and settled >= batch.total
     reached = {
         "validated": sum(
             states.get(s.value, 0)
@@ -229,7 +243,8 @@ def progress(conn: sa.Connection, batch: Batch) -> dict[str, Any]:
         "name": batch.name,
         "clinic": batch.clinic_hsa_id,
         "template": batch.template_id,
-        "status": batch.status.value,
+        "status": shown_status(batch, finished=finished),
+        "control": batch.status.value,
         "lane": batch.lane,
         "total": batch.total,
         "enqueued": batch.enqueued,
@@ -240,6 +255,6 @@ def progress(conn: sa.Connection, batch: Batch) -> dict[str, Any]:
         "failed": states.get(CaseState.FAILED, 0),
         "settled": settled,
         "in_flight": batch.total - settled,
-        "finished": batch.enqueued >= batch.total and settled >= batch.total,
+        "finished": finished,
         "created_at": batch.created_at.isoformat() if batch.created_at else None,
     }

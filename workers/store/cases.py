@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workers.case_states import LAST_ENDABLE, RANK, CaseState, below_rank, may_advance
-from workers.store.schema import case_events, cases, rejected_messages
+from workers.store.schema import case_events, cases
 
 
 def utcnow() -> dt.datetime:
@@ -195,17 +195,40 @@ def delivered_before(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, 
     return {row.id: row.inbox_message_id for row in rows}
 
 
-def record_inbox_ids(conn: sa.Connection, inbox_ids: Mapping[str, str]) -> None:
-    """Remember where each case's message landed in the inbox, before anything else happens
-    to it, so that a redelivered chunk does not deliver it a second time."""
-    if not inbox_ids:
+def record_delivery_keys(conn: sa.Connection, keys: Mapping[str, str]) -> None:
+    """Record the intent to deliver: each case's delivery key, before the inbox is called (a
+    case that has one keeps it: the key is stable)."""
+    if not keys:
         return
     statement = (
         sa.update(cases)
-        .where(cases.c.id == sa.bindparam("b_id"), cases.c.inbox_message_id.is_(None))
-        .values(inbox_message_id=sa.bindparam("b_inbox"))
+        .where(cases.c.id == sa.bindparam("b_id"), cases.c.delivery_key.is_(None))
+        .values(delivery_key=sa.bindparam("b_key"))
     )
-    conn.execute(statement, [{"b_id": c, "b_inbox": i} for c, i in inbox_ids.items()])
+    conn.execute(statement, [{"b_id": c, "b_key": k} for c, k in keys.items()])
+
+
+def add_channels(conn: sa.Connection, sent: Mapping[str, Sequence[str]]) -> None:
+    """Add to a notified case's recorded channels those notified since (a case's notifications
+    may come in several messages, an SMS after quiet hours), keeping the order recorded."""
+    ids = [c for c, channels in sent.items() if channels]
+    if not ids:
+        return
+    rows = conn.execute(
+        sa.select(cases.c.id, cases.c.channels).where(
+            cases.c.id.in_(ids),
+            cases.c.state.in_([CaseState.NOTIFIED.value, CaseState.READ.value]),
+        )
+    )
+    for row in rows:
+        have = [c for c in (row.channels or "").split(",") if c]
+        missing = [c for c in sent[row.id] if c not in have]
+        if missing:
+            conn.execute(
+                sa.update(cases)
+                .where(cases.c.id == row.id)
+                .values(channels=",".join(have + missing))
+            )
 
 
 def states_of(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, CaseState]:
@@ -407,16 +430,16 @@ def _update_each(
 def record_unreadable(
     conn: sa.Connection, *, queue: str, reason: str, detail: str, body: str | None
 ) -> None:
-    """Keep a message no stage could read, with why, so on-call can put it right."""
-    conn.execute(
-        rejected_messages.insert().values(
-            queue=queue,
-            reason=reason,
-            detail=detail[:1000],
-            body=None if body is None else body[:1_000_000],
-            at=utcnow(),
-        )
-    )
+    """Keep a message no stage could read, with why, so on-call can put it right.
+
+    Stage queues' publishers are authenticated by the broker: the body is kept (bounded, see
+    ``workers/rejections.py``)."""
+    from workers import rejections
+
+    kept = None
+    if body is not None:
+        kept = rejections.keep(body.encode("utf-8", "surrogatepass"), authenticated=True)
+    rejections.record(conn, queue=queue, reason=reason, detail=detail, kept=kept)
 
 
 def count_states(conn: sa.Connection, *, batch_id: str | None = None) -> Counter[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,10 @@ def normalise_url(url: str) -> str:
     return url
 
 
+CONNECT_TIMEOUT = 10
+"""Seconds to wait for PostgreSQL to accept a connection (libpq waits for ever by default)."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -30,6 +35,7 @@ def make_engine(url: str) -> sa.Engine:
     """An engine for ``url``; SQLite gets WAL and a generous busy timeout for many threads."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        _make_folder_of(url)
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8
         )
@@ -37,7 +43,16 @@ def make_engine(url: str) -> sa.Engine:
         return engine
     # No pre-ping: it costs a round trip per checkout on the hot path; a connection that died
     # fails its message once and dramatiq retries it on a fresh one.
-    return sa.create_engine(url, pool_size=8, max_overflow=8)
+    return sa.create_engine(
+        url, pool_size=8, max_overflow=8, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+    )
+
+
+def _make_folder_of(url: str) -> None:
+    """SQLite creates its file but not the folder (the data folder, ``OMVANT_HOME``)."""
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 def ensure_database(url: str) -> None:
@@ -68,6 +83,43 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(location))
     config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
     return config
+
+
+class SchemaOutdated(RuntimeError):
+    """The database's schema is not the one this code needs (``omvant db upgrade``)."""
+
+
+def _script() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def check_schema(engine: sa.Engine) -> None:
+    """Refuse to work on a database whose schema is missing, older or newer than the code's.
+
+    Raises
+    ------
+    SchemaOutdated
+        With a line saying what to do (``omvant db upgrade``).
+    """
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    script = _script()
+    wanted = set(script.get_heads())
+    if current == wanted:
+        return
+    known = {revision.revision for revision in script.walk_revisions()}
+    where = engine.url.render_as_string(hide_password=True)
+    if not current:
+        state = "has no Omvänt schema"
+    elif current - known:
+        state = f"has a newer schema ({', '.join(sorted(current))}) than this omvant knows"
+    else:
+        state = f"has an older schema ({', '.join(sorted(current))})"
+    raise SchemaOutdated(f"the database at {where} {state}; run: omvant db upgrade --database URL")
 
 
 def upgrade(url: str) -> None:

@@ -14,9 +14,14 @@ import sqlalchemy as sa
 
 from workers.case_states import FINAL, RANK, CaseState
 from workers.store.cases import utcnow
-from workers.store.schema import case_events, cases
+from workers.store.schema import case_events, cases, templates
 
 _FINAL_VALUES = [state.value for state in FINAL]
+_current_version = (
+    sa.select(templates.c.current_version)
+    .where(templates.c.id == cases.c.template_id)
+    .scalar_subquery()
+)
 
 
 def last_open_state(conn: sa.Connection, case_id: str) -> CaseState:
@@ -31,9 +36,18 @@ def last_open_state(conn: sa.Connection, case_id: str) -> CaseState:
 
 
 def reopen(
-    conn: sa.Connection, case_ids: Iterable[str], *, reason: str, detail: str
+    conn: sa.Connection,
+    case_ids: Iterable[str],
+    *,
+    reason: str,
+    detail: str,
+    pin_current_template: bool = False,
 ) -> dict[str, CaseState]:
     """Put each case that is failed or rejected with ``reason`` back in its last open state.
+
+    ``pin_current_template`` pins the case to its template's current version: a case composes
+    with the version current when it arrived, but the fix of a template rejection (a fragment
+    added, the template activated) is a newer version, which the replayed case must use.
 
     Returns
     -------
@@ -61,6 +75,7 @@ def reopen(
                 reason=None,
                 detail=None,
                 updated_at=now,
+                **({"template_version": _current_version} if pin_current_template else {}),
             )
         ).rowcount
         if moved:

@@ -27,6 +27,7 @@ cases = sa.Table(
     sa.Column("channels", sa.String(32), nullable=True),
     sa.Column("subject", sa.String(200), nullable=True),
     sa.Column("inbox_message_id", sa.String(64), nullable=True),
+    sa.Column("delivery_key", sa.String(120), nullable=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
@@ -37,6 +38,7 @@ cases = sa.Table(
     sa.UniqueConstraint("clinic_hsa_id", "idempotency_key", name="uq_cases_clinic_key"),
     sa.Index("ix_cases_clinic_state", "clinic_hsa_id", "state"),
     sa.Index("ix_cases_batch", "batch_id"),
+    sa.Index("ix_cases_state_updated", "state", "updated_at"),
 )
 
 case_events = sa.Table(
@@ -61,7 +63,31 @@ rejected_messages = sa.Table(
     sa.Column("detail", sa.String(1000), nullable=True),
     sa.Column("body", sa.Text, nullable=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sender", sa.String(128), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("headers", sa.Text, nullable=True),
+    sa.Column("excerpt", sa.Text, nullable=True),
+    sa.Column("body_encoding", sa.String(8), nullable=True),
+    sa.Index("ix_rejected_messages_at", "at"),
 )
+"""Messages no stage could read or the intake refused (``workers/rejections.py`` decides what
+of each is kept: the body only from a sender who authenticated, bounded; otherwise its size,
+hash, the headers Omvänt reads and a redacted excerpt). Purged after the retention."""
+
+message_deliveries = sa.Table(
+    "message_deliveries",
+    metadata,
+    sa.Column("queue", sa.String(128), primary_key=True),
+    sa.Column("message_id", sa.String(128), primary_key=True),
+    sa.Column("deliveries", sa.Integer, nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_message_deliveries_last_at", "last_at"),
+)
+"""Messages being handled right now, with how often each was started: a row left behind by a
+process that died is counted up on the next delivery, and a message started too often is set
+aside (``poison-message``) instead of killing its worker again (``workers/poison.py``)."""
 
 batches = sa.Table(
     "batches",
@@ -89,6 +115,7 @@ intake_keys = sa.Table(
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
     sa.Column("integration", sa.String(64), nullable=False),
     sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_intake_keys_case", "case_id"),
 )
 case_attachments = sa.Table(
     "case_attachments",
@@ -158,11 +185,16 @@ notification_ledger = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("address", sa.String(320), nullable=True),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("resolution", sa.String(32), nullable=True),
     sa.Index("ix_notification_ledger_case", "case_id"),
+    sa.Index("ix_notification_ledger_status_due", "status", "due_at"),
 )
-"""One row per notification (case, channel, round) around the provider call: pending before,
-sent / refused after; a pending row found later is "in doubt" (issue 6). Replaces 0001's
-``notifications``."""
+"""The notification outbox: one row per notification (case, channel, round), written queued
+with the delivery, claimed pending just before the provider call, marked sent / refused /
+retry at once after it; a pending row found later is "in doubt" and settled, with how in
+``resolution`` (issues 6 and 11). Replaces 0001's ``notifications``."""
 
 unread_follow_ups = sa.Table(
     "unread_follow_ups",
@@ -210,6 +242,123 @@ blob_owners = sa.Table(
 """Which clinic uploaded each blob (issue 10): a case may reference only its own clinic's
 blobs, or one shared for every clinic through a national or regional template (``shared``,
 ``owner_hsa_id`` the template's owner)."""
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("signing_key", sa.String(64), nullable=False),
+    sa.Column("clinics", sa.Text, nullable=False),
+    sa.Column("webhook_url", sa.String(500), nullable=True),
+    sa.Column("rate_per_second", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+)
+"""One key per integration (migration ``0014_http_api``): the bearer token's sha256 (never
+the token), the HMAC key it signs intake messages and checks webhooks with, the clinics it
+may act for (JSON list), its webhook."""
+
+api_requests = sa.Table(
+    "api_requests",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("idempotency_key", sa.String(200), primary_key=True),
+    sa.Column("route", sa.String(64), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""HTTP requests with an ``Idempotency-Key``: the body's digest and the answer given."""
+
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("case_id", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_error", sa.String(300), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_webhook_outbox_due", "status", "next_attempt_at"),
+)
+"""Status callbacks to deliver: one row per case event per integration, keyed by event id."""
+
+webhook_cursor = sa.Table(
+    "webhook_cursor",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("last_event_id", sa.BigInteger, nullable=False),
+)
+"""How far into ``case_events`` the webhook collector has looked for good."""
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(120), nullable=False),
+    sa.Column("hsa_id", sa.String(48), nullable=False),
+    sa.Column("roles", sa.String(64), nullable=False),
+    sa.Column("clinics", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("password_hash", sa.String(200), nullable=True),
+    sa.Column("oidc_subject", sa.String(255), nullable=True, unique=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+)
+"""People who sign in to the web console: staff, clinic administrators, on-call. ``hsa_id``
+is who the access log records; ``clinics`` (JSON list of HSA-ids) the units they act for;
+``roles`` comma-separated (staff, admin, oncall); ``password_hash`` argon2 (null: OIDC only)."""
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("clinic_hsa_id", sa.String(48), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_web_sessions_user", "user_id"),
+)
+"""Signed-in sessions, by the sha256 of the cookie's random token: revocable (sign out,
+user disabled) and never holding the token itself."""
+
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("key", sa.String(160), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+)
+"""Failed sign-ins per account (``user:NAME``) and per address (``ip:ADDR``), for lockout
+with growing back-off; shared by every process serving the console."""
+
+send_drafts = sa.Table(
+    "send_drafts",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("clinic_hsa_id", sa.String(48), nullable=False),
+    sa.Column("template_id", sa.String(80), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_send_drafts_user", "user_id"),
+)
+"""A case being written in the console ("Skicka ärende"), step by step: residents and their
+verdicts, fragments, free text, checked attachments. Gone when sent (or after a day)."""
 
 failures = sa.Table(
     "failures",
@@ -260,3 +409,13 @@ oncall_audit = sa.Table(
     sa.Index("ix_oncall_audit_at", "at"),
 )
 """Every on-call action on failures (show, replay, purge): who, when, what, how many."""
+
+sweep_runs = sa.Table(
+    "sweep_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("counts", sa.Text, nullable=False),
+)
+"""What each ``omvant sweep`` run found and did (JSON counts), for on-call (``omvant status``);
+runs older than a week are dropped by the sweep itself."""
