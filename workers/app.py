@@ -12,7 +12,8 @@ from workers.server_checks import quiet_libraries
 
 quiet_libraries()
 
-import threading  # noqa: E402 - after quiet_libraries: importing alembic logs at INFO
+import logging  # noqa: E402 - after quiet_libraries: importing alembic logs at INFO
+import threading  # noqa: E402
 from typing import Any  # noqa: E402
 
 import dramatiq  # noqa: E402
@@ -27,6 +28,9 @@ from workers.settings import Settings  # noqa: E402
 
 settings = Settings()
 configure(settings.log_level, json=settings.log_json)
+# In a worker process dramatiq's own lines (a process booting, ready, stopping) stay as the
+# dramatiq CLI set them: its consumer chatter is kept out by the server watch's filter.
+logging.getLogger("dramatiq").setLevel(logging.NOTSET)
 
 _context: Context | None = None
 _lock = threading.Lock()

@@ -30,6 +30,10 @@ FORK_WAIT_MS = 500
 """How long dramatiq's main process waits for each worker process to boot before it watches
 them (its default, 30 s, is how long ``omvant worker`` took to exit when its worker processes
 died while starting; we start no dramatiq fork processes, which is what the wait is for)."""
+METRICS_FORK_WAIT_MS = 30_000
+"""With ``--metrics-port`` the metrics server is a fork process the worker processes declare
+as they import ``workers.app``: dramatiq's main process starts the forks it knows of once the
+wait is over, so it waits for them (its default) and a dying worker process is noticed later."""
 SHUTDOWN_GRACE_MS = 30_000
 """How long a worker process finishes the messages it holds when told to stop (dramatiq's
 default is 10 minutes); what it has not finished goes back to the broker unacknowledged."""
@@ -87,7 +91,13 @@ def worker(
     if metrics_port is not None:
         prepare_metrics(metrics_port)
     queues = consumed_queues(chosen, settings.queue_prefix)
-    argv = dramatiq_argv(queues, processes=processes, threads=threads, log_level=settings.log_level)
+    argv = dramatiq_argv(
+        queues,
+        processes=processes,
+        threads=threads,
+        log_level=settings.log_level,
+        fork_wait_ms=FORK_WAIT_MS if metrics_port is None else METRICS_FORK_WAIT_MS,
+    )
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
 
 
@@ -127,7 +137,12 @@ def prepare_metrics(port: int) -> str:
 
 
 def dramatiq_argv(
-    queues: list[str], *, processes: int, threads: int, log_level: str = "INFO"
+    queues: list[str],
+    *,
+    processes: int,
+    threads: int,
+    log_level: str = "INFO",
+    fork_wait_ms: int = 500,
 ) -> list[str]:
     """The dramatiq command line ``omvant worker`` becomes.
 
@@ -146,7 +161,7 @@ def dramatiq_argv(
         "--threads",
         str(threads),
         "--worker-fork-timeout",
-        str(FORK_WAIT_MS),
+        str(fork_wait_ms),
         "--worker-shutdown-timeout",
         str(SHUTDOWN_GRACE_MS),
         *verbose,

@@ -28,7 +28,10 @@ from workers.store.schema import cases
 @pytest.fixture
 def played(tmp_path: Path) -> Iterator[tuple[InProcessPipeline, sc.Scenario]]:
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path}/o.db", blob_dir=tmp_path / "blobs", max_retries=1
+        database_url=f"sqlite:///{tmp_path}/o.db",
+        blob_dir=tmp_path / "blobs",
+        max_retries=1,
+        outage_retry_seconds=0,  # outages count against max_retries: dead-lettered after them
     )
     running = start_pipeline(settings, threads=4)
     scenario, directory = sc.build(seed=31)
