@@ -27,7 +27,7 @@ VERSIONS: dict[str, dict[int, type[BaseModel]]] = {
     message_composed.NAME: {1: message_composed.MessageComposedV1},
     attachments_cleared.NAME: {1: attachments_cleared.AttachmentsClearedV1},
     notification_dispatched.NAME: {1: notification_dispatched.NotificationDispatchedV1},
-    read_receipt.NAME: {1: read_receipt.ReadReceiptV1},
+    read_receipt.NAME: {1: read_receipt.ReadReceiptV1, 2: read_receipt.ReadReceiptV2},
     case_rejected.NAME: {1: case_rejected.CaseRejectedV1},
 }
 """Every published contract version. A published version is frozen: add, never edit."""

@@ -12,6 +12,7 @@ from typing import Any
 import dramatiq
 
 from workers.actors import RecordDeadLetters, declare_actors
+from workers.answer_seal import answer_seal
 from workers.bootstrap import Context, build_context
 from workers.broker import build_broker
 from workers.log import configure
@@ -19,6 +20,7 @@ from workers.settings import Settings
 
 settings = Settings()
 configure(settings.log_level, json=settings.log_json)
+answer_seal(settings)  # no key outside the embedded default: refuse to start (AnswerKeyMissing)
 
 _context: Context | None = None
 _lock = threading.Lock()

@@ -22,7 +22,7 @@ import kombu
 from kombu.message import Message
 
 from contracts.inbox_event import InboxEventError, parse_inbox_event
-from contracts.read_receipt import ReadReceiptV1
+from contracts.read_receipt import ReadReceiptV2
 from workers.bootstrap import Context
 from workers.log import get_logger
 from workers.settings import Settings
@@ -69,7 +69,7 @@ class Forwarded:
 
 def forward(ctx: Context, bodies: list[bytes], queue: str) -> Forwarded:
     """Read a chunk of inbox events; forward the readable, keep the rest with a reason code."""
-    receipts: list[ReadReceiptV1] = []
+    receipts: list[ReadReceiptV2] = []
     outcome = Forwarded()
     for body in bodies:
         try:
@@ -86,10 +86,10 @@ def forward(ctx: Context, bodies: list[bytes], queue: str) -> Forwarded:
             outcome.rejected += 1
             continue
         receipts.append(
-            ReadReceiptV1(
+            ReadReceiptV2(
                 case_id=event.case_id,
                 event=event.event,
-                answer_kind=event.answer_kind,
+                answer=event.answer,
                 occurred_at=event.occurred_at,
             )
         )

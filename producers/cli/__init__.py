@@ -12,6 +12,7 @@ from producers.cli import (
     attachments_command,
     bench_command,
     cases_command,
+    clinics_command,
     contracts_command,
     delivery_command,
     demo_command,
@@ -102,6 +103,7 @@ app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
+app.add_typer(clinics_command.app, name="clinics")
 app.add_typer(dlq_command.app, name="dlq")
 app.command("status")(status_command.status)
 app.command("exporter")(status_command.exporter)

@@ -62,6 +62,9 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
+    from workers.answer_seal import answer_seal
+
+    answer_seal(settings)  # no OMVANT_ANSWER_KEY outside the embedded default: one line, exit 2
     upgrade(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url

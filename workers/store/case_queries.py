@@ -16,16 +16,33 @@ import sqlalchemy as sa
 
 from workers.case_states import CaseState
 from workers.store import notifications
-from workers.store.schema import case_events, cases, notification_ledger, unread_follow_ups
+from workers.store.schema import (
+    case_events,
+    cases,
+    notification_ledger,
+    template_versions,
+    unread_follow_ups,
+)
 
 UNREAD = (CaseState.DELIVERED.value, CaseState.NOTIFIED.value)
 IN_PROGRESS = tuple(
     s.value
     for s in (CaseState.RECEIVED, CaseState.VALIDATED, CaseState.COMPOSED, CaseState.CLEARED)
 )
-STATUSES = ("read", "unread", "overdue", "rejected", "failed", "in-progress")
+STATUSES = (
+    "read",
+    "unread",
+    "overdue",
+    "rejected",
+    "failed",
+    "in-progress",
+    "answered",
+    "unanswered",
+)
 """What ``--status`` takes: read/unread by the resident, overdue (unread past the template's
-follow-up time), rejected and failed (with reason codes), in-progress (not yet in the inbox)."""
+follow-up time), rejected and failed (with reason codes), in-progress (not yet in the inbox),
+answered and unanswered (question templates' cases in the inbox that the resident has, or has
+not yet, answered)."""
 CASE_TYPES = ("sent-by-care",)
 """Every case Omvänt carries is sent by care; the filter exists because staff filter by it."""
 
@@ -42,6 +59,8 @@ class CaseFilter:
     template_id: str | None = None
     batch_id: str | None = None
     since: dt.datetime | None = None
+    personnummer: str | None = None
+    """One resident (12 digits, as the system of record keeps them)."""
     limit: int = 1000
 
 
@@ -122,6 +141,16 @@ def _query(clinic_hsa_id: str, f: CaseFilter, now: dt.datetime) -> sa.Select[tup
             "rejected": cases.c.state == CaseState.REJECTED.value,
             "failed": cases.c.state == CaseState.FAILED.value,
             "in-progress": cases.c.state.in_(IN_PROGRESS),
+            "answered": cases.c.answered_at.is_not(None),
+            "unanswered": sa.and_(
+                cases.c.answered_at.is_(None),
+                cases.c.state.in_((*UNREAD, CaseState.READ.value)),
+                sa.exists().where(
+                    template_versions.c.template_id == cases.c.template_id,
+                    template_versions.c.version == cases.c.template_version,
+                    template_versions.c.kind == "questions",
+                ),
+            ),
         }
         query = query.where(conditions[f.status])
     if f.template_id is not None:
@@ -130,6 +159,8 @@ def _query(clinic_hsa_id: str, f: CaseFilter, now: dt.datetime) -> sa.Select[tup
         query = query.where(cases.c.batch_id == f.batch_id)
     if f.since is not None:
         query = query.where(cases.c.received_at >= f.since)
+    if f.personnummer is not None:
+        query = query.where(cases.c.personnummer == f.personnummer)
     return query
 
 
