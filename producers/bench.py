@@ -33,10 +33,9 @@ from producers.processes import DramatiqWorkers, worker_env
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.adapters.population import draw_residents, test_personnummer
 from workers.broker import broker_kind, build_broker, forget_queues, queue_depth
-from workers.case_states import SETTLED, CaseState
 from workers.queues import all_queues, queue_name
 from workers.settings import Settings
-from workers.store import cases
+from workers.store import notifications
 from workers.store.engine import ensure_database, make_engine, upgrade
 from workers.store.schema import cases as cases_table
 
@@ -169,8 +168,7 @@ class UrgentProbe(threading.Thread):
 
 def _settled(engine: sa.Engine, batch_id: str) -> int:
     with engine.connect() as conn:
-        states = cases.count_states(conn, batch_id=batch_id)
-    return sum(n for state, n in states.items() if CaseState(state) in SETTLED)
+        return notifications.count_settled(conn, batch_id=batch_id)
 
 
 def epoch_seconds(value: dt.datetime) -> float:
@@ -265,6 +263,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
                 cases_table.c.id.in_(list(probe.sent))
             )
         ).all()
+    settled = _settled(engine, batch_id)
     engine.dispose()
     finished = max((epoch_seconds(r.updated_at) for r in rows), default=time.time())
     latencies = [
@@ -293,7 +292,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         "urgent_p99_ms": _ms(percentile(urgent, 0.99)),
         "urgent_sent": len(probe.sent),
         "urgent_notified": len(urgent),
-        "settled": sum(n for s, n in states.items() if CaseState(s) in SETTLED),
+        "settled": settled,
         "states": states,
         "batch_id": batch_id,
     }

@@ -28,7 +28,7 @@ from workers.adapters.sms_gateway_server import SmsGatewaySimulator
 from workers.adapters.smtp_sink import SmtpSink
 from workers.bootstrap import Context, build_context
 from workers.broker import broker_kind, build_broker, dead_letter_count
-from workers.case_states import SETTLED, CaseState
+from workers.case_states import CaseState
 from workers.inbox_events_bridge import InboxEventsBridge, events_url, exchange_name
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
@@ -73,8 +73,7 @@ def start_pipeline(settings: Settings, *, threads: int = 8) -> InProcessPipeline
 def count_settled(ctx: Context, batch_id: str) -> int:
     """Cases of the batch the pipeline has finished with."""
     with ctx.engine.connect() as conn:
-        states = cases.count_states(conn, batch_id=batch_id)
-    return sum(n for state, n in states.items() if CaseState(state) in SETTLED)
+        return notifications.count_settled(conn, batch_id=batch_id)
 
 
 def wait_for(
@@ -155,6 +154,7 @@ def summarise(ctx: Context, batch_id: str, total: int, seconds: float) -> dict[s
     """The demo's closing figures (the keys ``omvant demo --json`` promises)."""
     with ctx.engine.connect() as conn:
         states = cases.count_states(conn, batch_id=batch_id)
+        settled = notifications.count_settled(conn, batch_id=batch_id)
         reasons = cases.count_reasons(conn, batch_id=batch_id)
         sent = notifications.count_sent(conn, batch_id=batch_id)
     delivered = sum(states.get(s, 0) for s in ("delivered", "notified", "read"))
@@ -168,7 +168,7 @@ def summarise(ctx: Context, batch_id: str, total: int, seconds: float) -> dict[s
         "read": read,
         "unread": delivered - read,
         "failed": states.get("failed", 0),
-        "in_flight": total - sum(states.get(s.value, 0) for s in SETTLED),
+        "in_flight": total - settled,
         "dead_lettered": dead_letter_count(ctx.broker, queues),
         "seconds": round(seconds, 3),
         "broker": broker_kind(ctx.broker),

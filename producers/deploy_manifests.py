@@ -258,9 +258,9 @@ BRIDGES = {
 """The bridges between outside systems and the queues (one replica each; kombu consumers)."""
 
 CRON_JOBS = {
-    "follow-up": ("*/15 * * * *", ["cases", "follow-up"]),
+    "sweep": ("* * * * *", ["sweep", "--json"]),
 }
-"""Periodic jobs: the unread follow-ups."""
+"""Periodic jobs: the sweep (re-drives what has stalled; runs the unread follow-ups)."""
 
 
 def bridge_documents(name: str, args: list[str]) -> list[dict[str, Any]]:

@@ -29,9 +29,9 @@ from producers.intake import push_chunk
 from producers.processes import DramatiqWorkers, worker_env
 from producers.scenario import build_dispatch
 from workers.broker import build_broker, forget_queues
-from workers.case_states import SETTLED, CaseState
 from workers.queues import all_queues, queue_name
 from workers.settings import Settings
+from workers.store import notifications
 from workers.store.engine import ensure_database, make_engine, upgrade
 from workers.store.schema import cases
 
@@ -164,6 +164,16 @@ def _ticks(
         yield start, group
 
 
+def _rows_of_run(conn: sa.Connection, run: str) -> list[Any]:
+    return list(
+        conn.execute(
+            sa.select(cases.c.id, cases.c.state, cases.c.notified_at, cases.c.updated_at).where(
+                cases.c.idempotency_key.startswith(f"{run}:")
+            )
+        )
+    )
+
+
 def replay(
     settings: Settings,
     sends: list[Send],
@@ -213,18 +223,16 @@ def replay(
             say(f"sent in {send_seconds:.1f} s; waiting for the cases to settle")
             deadline = time.monotonic() + timeout
             rows: list[Any] = []
+            done = 0
             while time.monotonic() < deadline:
                 with engine.connect() as conn:
-                    rows = list(
-                        conn.execute(
-                            sa.select(
-                                cases.c.id, cases.c.state, cases.c.notified_at, cases.c.updated_at
-                            ).where(cases.c.idempotency_key.startswith(f"{run}:"))
-                        )
-                    )
-                if sum(CaseState(r.state) in SETTLED for r in rows) >= len(sends):
+                    rows = _rows_of_run(conn, run)
+                    done = notifications.count_settled(conn, case_ids=[r.id for r in rows])
+                if done >= len(sends):
                     break
                 time.sleep(0.5)
+            with engine.connect() as conn:  # read again: never behind what was counted
+                rows = _rows_of_run(conn, run)
     finally:
         forget_queues(broker, queues)
         broker.close()
@@ -246,7 +254,7 @@ def replay(
 
     return {
         "sends": len(sends),
-        "settled": sum(n for s, n in states.items() if CaseState(s) in SETTLED),
+        "settled": done,
         "states": states,
         "send_seconds": round(send_seconds, 2),
         "seconds": round(seconds, 2),

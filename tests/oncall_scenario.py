@@ -21,6 +21,7 @@ from workers.adapters.account_directory import (
     SimulatedAccountDirectory,
 )
 from workers.stage import emit
+from workers.store import notifications
 from workers.store.schema import cases, failures, notification_ledger
 from workers.templates import store as template_store
 from workers.templates.model import validated
@@ -111,8 +112,15 @@ def failure_reasons(engine: sa.Engine) -> list[tuple[str, str, int]]:
 
 
 def settled_count(engine: sa.Engine, batch: str, states: Sequence[str]) -> int:
-    """Cases of the batch in one of ``states``."""
-    return sum(1 for r in case_rows(engine, batch).values() if r.state in states)
+    """Cases of the batch in one of ``states``; a delivered one only once none of its
+    notifications is still open (the notification-sending stage is done with it)."""
+    rows = case_rows(engine, batch).values()
+    counted = [r for r in rows if r.state in states and r.state != "delivered"]
+    delivered = [r.id for r in rows if r.state == "delivered" and "delivered" in states]
+    if not delivered:
+        return len(counted)
+    with engine.connect() as conn:
+        return len(counted) + notifications.count_settled(conn, case_ids=delivered)
 
 
 def run_failures(

@@ -30,18 +30,19 @@ from workers import (
     failures,
     metrics,
     notification_dispatch,
+    notification_sending,
     read_receipts,
     recipient_validation,
 )
 from workers.batch_control import cache_for
 from workers.bootstrap import Context
-from workers.case_states import CaseState
+from workers.case_states import CaseState, ends_until
 from workers.log import get_logger
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
-from workers.stage import emit, ending, enqueue
-from workers.store import batches, cases, notifications
+from workers.stage import emit, ending, enqueue, lanes_for
+from workers.store import batches, cases
 from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
 from workers.transient import is_outage
@@ -59,6 +60,7 @@ PROCESSORS: dict[str, Process] = {
     "RecipientValidated": composition.process,
     "MessageComposed": attachment_check.process,
     "AttachmentsCleared": notification_dispatch.process,
+    "NotificationQueued": notification_sending.process,
     "ReadReceipt": read_receipts.process,
 }
 """Contract -> the stage function that consumes it (its queue is in ``routes.ROUTES``)."""
@@ -103,14 +105,11 @@ def run_message(
         return
     parsed = held
     try:
-        with (
-            failures.reading(parsed, _case_id),
-            notifications.chunk_ledger(ctx.engine, _case_ids(parsed)),
-        ):
+        with failures.reading(parsed, _case_id):
             process(parsed, ctx)
     except Exception as exc:
-        if len(parsed.items) <= 1 or is_outage(exc):
-            raise
+        if len(parsed.items) <= 1 or is_outage(exc) or isinstance(exc, dramatiq.Retry):
+            raise  # an outage, or a provider's "wait": retry the chunk whole
         log.warning(
             "chunk failed; splitting it into single cases",
             queue=queue,
@@ -141,14 +140,17 @@ def split_unreadable_chunk(
     case_ids = raw.get("case_ids")
     aligned = isinstance(case_ids, list) and len(case_ids) == len(payload)
     parent = str(raw.get("message_id") or "unnamed")
-    for index, record in enumerate(payload):
+    records = [r if isinstance(r, dict) else {} for r in payload]
+    lanes = lanes_for(ctx, [(r.get("priority"), r.get("batch_id")) for r in records])
+    for index, (record, lane) in enumerate(zip(payload, lanes, strict=True)):
         single = {
             **raw,
             "message_id": split_message_id(parent, index),
             "payload": [record],
             "case_ids": [case_ids[index]] if aligned and case_ids else [],
         }
-        enqueue(ctx.broker, route.queue, route.actor_name, single, prefix=ctx.settings.queue_prefix)
+        queue, actor_name = route.lane(lane)  # back on the lane its case belongs to
+        enqueue(ctx.broker, queue, actor_name, single, prefix=ctx.settings.queue_prefix)
     log.warning("chunk with invalid records split", queue=route.queue, records=len(payload))
     return True
 
@@ -163,7 +165,8 @@ def _case_id(item: Any) -> str:
 
 
 def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
-    """Apply pause and cancel of the chunk's dispatches; return what may run now (or None)."""
+    """Apply pause and cancel of the chunk's dispatches; return what may run now (or None).
+    Cancelling stops cases before the inbox; a case already delivered is still notified."""
     views = cache_for(ctx.engine).views(getattr(i, "batch_id", None) for i in parsed.items)
     if all(v.status == BatchStatus.RUNNING for v in views.values()):
         return parsed
@@ -171,6 +174,7 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     cancelled: list[Any] = []
     running: list[Any] = []
     held = [b for b, v in views.items() if v.status != BatchStatus.RUNNING]
+    past_the_inbox = ends_until(ROUTES[contract].stage) is None
     with ctx.engine.connect() as conn:
         owners = batches.clinics_of(conn, held)
     for item in parsed.items:
@@ -180,6 +184,8 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
         clinic = getattr(item, "clinic_hsa_id", None)
         if batch_id in owners and clinic is not None and owners[batch_id] != clinic:
             status = BatchStatus.RUNNING  # another clinic's dispatch: batch-not-owned at intake
+        if status == BatchStatus.CANCELLED and past_the_inbox:
+            status = BatchStatus.RUNNING  # the message is in the inbox: the resident is told
         {BatchStatus.PAUSED: paused, BatchStatus.CANCELLED: cancelled}.get(status, running).append(
             item
         )

@@ -39,8 +39,9 @@ FINAL = frozenset({CaseState.REJECTED, CaseState.FAILED})
 SETTLED = frozenset(
     {CaseState.DELIVERED, CaseState.NOTIFIED, CaseState.READ, CaseState.REJECTED, CaseState.FAILED}
 )
-"""States in which the pipeline has finished with a case (reading may still follow). A case
-stays delivered only when no channel could be notified: dispatch records both at once."""
+"""States in which the pipeline may have finished with a case (reading may still follow). A
+delivered case has finished only when no notification of it is still to be sent (queued,
+pending or retry in the ledger): ``workers.store.notifications.count_settled`` counts so."""
 
 LAST_ENDABLE = CaseState.CLEARED
 """The last state a rejection or failure may end: once the message is in the resident's inbox

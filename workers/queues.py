@@ -17,6 +17,9 @@ class Queues(StrEnum):
     MESSAGE_COMPOSITION = "message-composition"
     ATTACHMENT_CHECK = "attachment-check"
     NOTIFICATION_DISPATCH = "notification-dispatch"
+    """Inbox delivery (the queue keeps its published name): delivers, writes the outbox."""
+    NOTIFICATION_SENDING = "notification-sending"
+    """Sends the notifications of the outbox (ids on the queue, rows in the ledger)."""
     READ_RECEIPTS = "read-receipts"
 
 
@@ -34,6 +37,7 @@ LANED = frozenset(
         Queues.MESSAGE_COMPOSITION,
         Queues.ATTACHMENT_CHECK,
         Queues.NOTIFICATION_DISPATCH,
+        Queues.NOTIFICATION_SENDING,
     }
 )
 """The stages whose queues have urgent and bulk lanes (read receipts are one small queue)."""

@@ -2,11 +2,15 @@
 
     SendCase ──► recipient-validation ──RecipientValidated──► message-composition
       ──MessageComposed──► attachment-check ──AttachmentsCleared──► notification-dispatch
-      ──► (NotificationDispatched: recorded)        inbox ──ReadReceipt──► read-receipts
+      (inbox delivery: delivers, writes the notification outbox)
+      ──NotificationQueued──► notification-sending (sends; records notified)
+      inbox ──ReadReceipt──► read-receipts
+      unread follow-ups and the sweep (``omvant sweep``) send through notification-sending's
+      protocol too.
 
 Any stage may end a case with CaseRejected (recorded, not routed).
 
-Lanes (``workers/queues.py``): the first four stages each have a normal queue (e.g.
+Lanes (``workers/queues.py``): the first five stages each have a normal queue (e.g.
 ``recipient-validation``), an urgent lane (``recipient-validation.urgent``) consumed by an actor
 of higher priority in the same workers, and bulk lanes (``recipient-validation.bulk-1`` ..)
 that dispatches are spread over. ``lane_for`` below decides a case's lane.
@@ -53,6 +57,9 @@ ROUTES: dict[str, Route] = {
     "MessageComposed": Route(Queues.ATTACHMENT_CHECK, "check_attachments", "attachment-check"),
     "AttachmentsCleared": Route(
         Queues.NOTIFICATION_DISPATCH, "dispatch_notifications", "notification-dispatch"
+    ),
+    "NotificationQueued": Route(
+        Queues.NOTIFICATION_SENDING, "send_notifications", "notification-sending"
     ),
     "ReadReceipt": Route(Queues.READ_RECEIPTS, "collect_read_receipts", "read-receipts"),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,8 +58,24 @@ class Settings(BaseSettings):
     """How long a worker's consumer of an empty queue sleeps at most before it looks again
     (dramatiq's worker timeout). Redis is polled: with dramatiq's default of 1 s, an urgent case
     arriving on an idle urgent lane waited up to a second at every stage."""
-    ledger_group: int = Field(default=10, ge=1)
-    """Notifications claimed per ledger commit: a crash leaves at most this many in doubt."""
+    send_concurrency: int = Field(default=4, ge=1, le=64)
+    """Notifications a worker thread sends at once (claimed together just before, each marked
+    the moment its provider answers): a crash leaves at most these in doubt per thread."""
+    notification_in_flight_seconds: float = Field(default=60.0, ge=0)
+    """How long a claimed notification may be in flight; a claim older than this is in doubt
+    (settled by asking the provider, or by the e-mail policy)."""
+    email_in_doubt: Literal["resend", "at-most-once"] = "resend"
+    """An in-doubt e-mail (SMTP cannot be asked): ``resend`` it once, after
+    ``email_resend_after_seconds``, with the same Message-ID (a resident is never left with
+    none; a duplicate is recognisable), or leave it ``at-most-once`` (unconfirmed)."""
+    email_resend_after_seconds: float = Field(default=60.0, ge=0)
+    mark_retry_seconds: float = Field(default=30.0, ge=0)
+    """How long the record of a provider's answer is tried again while the database is away
+    (a restart), before the notification is left in doubt for the next attempt to resolve."""
+    sweep_limits: dict[str, float] = {}
+    """Seconds per case state (``received`` .. ``delivered``, and ``notification``) a case may
+    stay still before ``omvant sweep`` acts on it; unset states keep ``workers.sweep``'s
+    defaults."""
     max_retries: int = 5
     """Retries of a technically failing single-case message before it is dead-lettered."""
     directory_url: str | None = None

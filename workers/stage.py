@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import dramatiq
@@ -44,10 +44,16 @@ Decision = Advance | Reject
 
 
 def settle(
-    ctx: Context, *, stage: str, decisions: Sequence[Decision], correlation_id: str
+    ctx: Context,
+    *,
+    stage: str,
+    decisions: Sequence[Decision],
+    correlation_id: str,
+    within: Callable[[sa.Connection, set[str]], None] | None = None,
 ) -> list[BaseModel]:
     """Record the decisions in one transaction, then emit the next contract for the cases that
-    moved on. Returns the records emitted."""
+    moved on. ``within`` writes what belongs to the same transaction (it is given the cases
+    whose transition holds). Returns the records emitted."""
     transitions: list[Transition] = []
     for decision in decisions:
         if isinstance(decision, Advance):
@@ -70,6 +76,8 @@ def settle(
         if rejects:
             rejects = [r for r in rejects if r[0] in holding]
             failures.record_rejections(conn, rejects)
+        if within is not None:
+            within(conn, holding)
     if rejects:
         metrics.count_rejections(stage, [r[1] for r in rejects])
     onward = [
@@ -137,13 +145,12 @@ def emit(
     if route is None:
         return
     size = max(1, ctx.settings.chunk_size)
-    views = cache_for(ctx.engine).views(getattr(item, "batch_id", None) for item in items)
+    lanes = lanes_for(
+        ctx, [(getattr(i, "priority", None), getattr(i, "batch_id", None)) for i in items]
+    )
     groups: dict[tuple[str, str], list[BaseModel]] = {}
-    for item in items:
-        batch_id = getattr(item, "batch_id", None)
-        view = views.get(batch_id) if batch_id else None
-        lane = lane_for(str(getattr(item, "priority", NORMAL)), view.lane if view else None)
-        groups.setdefault((lane, batch_id or ""), []).append(item)
+    for item, lane in zip(items, lanes, strict=True):
+        groups.setdefault((lane, getattr(item, "batch_id", None) or ""), []).append(item)
     for (lane, _batch), group in groups.items():
         queue, actor_name = route.lane(lane)
         for start in range(0, len(group), size):
@@ -160,6 +167,18 @@ def emit(
                 prefix=ctx.settings.queue_prefix,
                 delay_ms=delay_ms,
             )
+
+
+def lanes_for(ctx: Context, cases_: Sequence[tuple[object, object]]) -> list[str]:
+    """The lane of each ``(priority, batch_id)``: urgent first, then the dispatch's bulk lane,
+    else normal (``routes.lane_for``). Every enqueue of case records picks its lane here."""
+    batch_ids = [b if isinstance(b, str) and b else None for _, b in cases_]
+    views = cache_for(ctx.engine).views(batch_ids)
+    chosen: list[str] = []
+    for (priority, _), batch_id in zip(cases_, batch_ids, strict=True):
+        view = views.get(batch_id) if batch_id else None
+        chosen.append(lane_for(str(priority or NORMAL), view.lane if view else None))
+    return chosen
 
 
 def enqueue(

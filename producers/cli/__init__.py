@@ -27,6 +27,7 @@ from producers.cli import (
     serve_command,
     sim_command,
     status_command,
+    sweep_command,
     templates_command,
     worker_command,
 )
@@ -110,6 +111,7 @@ app.command("exporter")(status_command.exporter)
 app.add_typer(deploy_command.app, name="deploy")
 app.command("serve")(serve_command.serve)
 app.command("inbox-events")(delivery_command.inbox_events)
+app.command("sweep")(sweep_command.sweep)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
 
 

@@ -308,6 +308,7 @@ def show_command(
             "reason": n.reason,
             "attempts": n.attempts,
             "sent_at": _when(n.sent_at),
+            "resolution": n.resolution,
         }
         for n in detail.notifications
     ]
@@ -333,7 +334,7 @@ def show_command(
         history.add_row(e["at"], e["state"], e["stage"], e["reason"] or "", e["detail"] or "")
     console.print(history)
     sent = Table(title="notifications")
-    for column in ("channel", "round", "status", "reason", "attempts", "sent at"):
+    for column in ("channel", "round", "status", "reason", "attempts", "sent at", "in doubt"):
         sent.add_column(column)
     for n in record["notifications"]:
         sent.add_row(
@@ -343,6 +344,7 @@ def show_command(
             n["reason"] or "",
             str(n["attempts"]),
             n["sent_at"],
+            n["resolution"] or "",
         )
     console.print(sent)
     if record["follow_up"]:

@@ -21,6 +21,7 @@ from workers.broker import build_broker
 from workers.identity import parse_identity
 from workers.queues import Queues, queue_name
 from workers.stage import enqueue
+from workers.store import notifications
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases, notification_ledger, rejected_messages
 
@@ -117,16 +118,9 @@ def test_every_case_reaches_its_final_state_and_is_notified_once(
             prefix=queue_prefix,
         )
 
-        def settled() -> int:
+        def settled() -> int:  # delivered counts once none of its notices is open
             with engine.connect() as conn:
-                return int(
-                    conn.execute(
-                        sa.select(sa.func.count()).where(
-                            cases.c.batch_id == batch,
-                            cases.c.state.in_(["notified", "rejected", "failed", "delivered"]),
-                        )
-                    ).scalar_one()
-                )
+                return notifications.count_settled(conn, batch_id=batch)
 
         assert wait_until(lambda: settled() == CASES, timeout=180), (
             f"{settled()} of {CASES} settled\n{worker.output()[-3000:]}"

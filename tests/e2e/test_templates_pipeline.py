@@ -20,9 +20,9 @@ from workers import recipient_validation
 from workers.adapters.account_directory import AccountDirectory, AccountStatus
 from workers.adapters.inbox import InboxMessage, SimulatedInbox
 from workers.adapters.population import draw_residents
-from workers.case_states import SETTLED, CaseState
 from workers.settings import Settings
 from workers.stage import emit
+from workers.store import notifications
 from workers.store.schema import cases
 
 pytestmark = pytest.mark.e2e
@@ -111,7 +111,8 @@ def rows(pipeline: InProcessPipeline, batch: str) -> dict[str, sa.Row[tuple[obje
 
 
 def settled(pipeline: InProcessPipeline, batch: str) -> int:
-    return sum(1 for row in rows(pipeline, batch).values() if CaseState(row.state) in SETTLED)
+    with pipeline.ctx.engine.connect() as conn:  # delivered counts once no notice is open
+        return notifications.count_settled(conn, batch_id=batch)
 
 
 def test_a_clinic_adopts_adapts_activates_and_sends_with_a_starter_template(

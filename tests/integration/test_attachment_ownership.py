@@ -22,10 +22,9 @@ from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from tests.reachable import reachable_residents
 from workers.attachments.ownership import store_attachment
-from workers.case_states import SETTLED
 from workers.settings import Settings
 from workers.stage import emit
-from workers.store import cases
+from workers.store import cases, notifications
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import blob_owners, case_events
 from workers.store.schema import cases as cases_table
@@ -72,7 +71,7 @@ def outcome(
 
     def settled() -> int:
         with pipeline.ctx.engine.connect() as conn:
-            return sum(1 for s in cases.states_of(conn, ids).values() if s in SETTLED)
+            return notifications.count_settled(conn, case_ids=list(ids))
 
     assert wait_for(settled, len(ids), timeout=30) == len(ids)
     with pipeline.ctx.engine.connect() as conn:

@@ -20,10 +20,10 @@ from producers.cli import app
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from tests.reachable import reachable_residents
-from workers.case_states import SETTLED, CaseState
+from workers.case_states import CaseState
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
-from workers.store import batches, cases
+from workers.store import batches, cases, notifications
 from workers.store.cases import Transition
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import case_events
@@ -66,9 +66,8 @@ def request(clinic: str, key: str, **extra: object) -> SendCaseV2:
 
 
 def settled(pipeline: InProcessPipeline, *case_ids: str) -> int:
-    with pipeline.ctx.engine.connect() as conn:
-        states = cases.states_of(conn, case_ids)
-    return sum(1 for state in states.values() if state in SETTLED)
+    with pipeline.ctx.engine.connect() as conn:  # delivered counts once no notice is open
+        return notifications.count_settled(conn, case_ids=list(case_ids))
 
 
 def send(pipeline: InProcessPipeline, *requests: SendCaseV2) -> list[str]:

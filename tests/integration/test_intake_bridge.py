@@ -21,6 +21,7 @@ from workers.broker import build_broker
 from workers.intake_bridge import IntakeBridge
 from workers.intake_sources import open_source
 from workers.settings import Settings
+from workers.store import notifications
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases
 
@@ -98,18 +99,14 @@ def run_bridge_and_pipeline(settings: Settings, published: int) -> tuple[IntakeB
             handled += bridge.run_once(timeout=0.2)
         assert handled == published
 
-        def settled() -> int:
+        def settled() -> int:  # delivered counts once none of its notices is open
             with engine.connect() as conn:
-                return int(
-                    conn.execute(
-                        sa.select(sa.func.count())
-                        .select_from(cases)
-                        .where(cases.c.state.in_(["notified", "delivered", "rejected"]))
-                        .where(
-                            cases.c.idempotency_key.startswith(f"journal-a/{settings.queue_prefix}")
-                        )
-                    ).scalar_one()
-                )
+                ids = conn.execute(
+                    sa.select(cases.c.id).where(
+                        cases.c.idempotency_key.startswith(f"journal-a/{settings.queue_prefix}")
+                    )
+                ).scalars()
+                return notifications.count_settled(conn, case_ids=list(ids))
 
         done = wait_for(settled, 3, timeout=30)
         with engine.connect() as conn:

@@ -23,12 +23,12 @@ from contracts.send_case import SendCaseV2, case_id_for
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from tests.reachable import reachable_residents
-from workers.case_states import SETTLED, CaseState
+from workers.case_states import CaseState
 from workers.intake_bridge import IntakeBridge
 from workers.intake_sources import open_source
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
-from workers.store import cases
+from workers.store import cases, notifications
 from workers.store.cases import Transition
 from workers.store.schema import case_events, intake_keys
 from workers.store.schema import cases as cases_table
@@ -143,7 +143,7 @@ def bridge_all(pipeline: InProcessPipeline, broker_url: str, count: int) -> Inta
 
 def settled(pipeline: InProcessPipeline, *case_ids: str) -> int:
     with pipeline.ctx.engine.connect() as conn:
-        return sum(1 for s in cases.states_of(conn, case_ids).values() if s in SETTLED)
+        return notifications.count_settled(conn, case_ids=list(case_ids))
 
 
 def history(pipeline: InProcessPipeline, case_id: str) -> list[tuple[str, str]]:

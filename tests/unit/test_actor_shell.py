@@ -201,3 +201,28 @@ def test_a_record_about_an_unknown_case_leaves_a_trace(pipeline: InProcessPipeli
     with pipeline.ctx.engine.connect() as conn:
         rows = conn.execute(sa.select(rejected_messages.c.reason, rejected_messages.c.detail))
         assert [(r.reason, r.detail) for r in rows] == [("unknown-case", "no case nobody-knows")]
+
+
+def test_the_records_of_a_split_chunk_go_back_on_their_own_lane(tmp_path: Path) -> None:
+    from dramatiq.brokers.stub import StubBroker
+
+    from contracts.registry import ContractError
+    from workers.actors import split_unreadable_chunk
+    from workers.bootstrap import build_context
+    from workers.routes import ROUTES
+    from workers.store.engine import upgrade
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    upgrade(url)
+    broker = StubBroker()
+    ctx = build_context(Settings(database_url=url, blob_dir=tmp_path / "blobs"), broker)
+    records = [r.model_dump(mode="json") for r in build_dispatch(2, seed=5, batch_id=None)]
+    urgent = [{**r, "priority": "urgent"} for r in records]
+    raw = {"contract": "SendCase", "version": 2, "payload": [*urgent, {"a": 1}]}
+    for queue in ("recipient-validation", "recipient-validation.urgent"):
+        broker.declare_queue(queue)
+    route = ROUTES["SendCase"]
+    assert split_unreadable_chunk(route, ctx, (raw,), ContractError("invalid-payload", "x"))
+    assert broker.queues["recipient-validation.urgent"].qsize() == 2  # kept their lane
+    assert broker.queues["recipient-validation"].qsize() == 1  # the invalid one: no priority
+    ctx.engine.dispose()

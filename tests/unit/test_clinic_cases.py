@@ -55,7 +55,9 @@ def engine(sqlite_url: str) -> Iterator[sa.Engine]:
         cases.apply(conn, delivered, stage="notification-dispatch")
         for case_id in ("a-read", "a-unread", "b-unread"):
             key = notifications.key_for(case_id, "sms")
-            notifications.claim(conn, key, case_id, "sms", 1)
+            notifications.write_queued(
+                conn, [notifications.Queued(case_id, "sms", "+46701740605")], refused="x"
+            )
             notifications.mark_sent(conn, key, f"ref-{case_id}")
         cases.apply(
             conn,

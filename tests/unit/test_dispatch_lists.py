@@ -1,4 +1,4 @@
-"""Dispatch lists (CSV, JSONL), the dry-run pre-check, and the chunk-batched ledger."""
+"""Dispatch lists (CSV, JSONL), the dry-run pre-check, and the chunk's ledger marks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from dramatiq.brokers.stub import StubBroker
 
 from producers.client import Recipient
 from producers.dispatch_file import (
@@ -18,9 +19,13 @@ from producers.precheck import DispatchTerms, predict
 from producers.scenario import broken_check_digit
 from workers.adapters import population
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
+from workers.adapters.notifiers import SimulatedSmsGateway
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue
+from workers.bootstrap import build_context
+from workers.notification_sending import send_notifications
+from workers.settings import Settings
 from workers.store import notifications
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import upgrade
 from workers.templates.library import InMemoryTemplateLibrary
 
 
@@ -174,30 +179,53 @@ def test_the_dry_run_counts_each_reason_the_pipeline_would_give() -> None:
     assert counts["no-account"] + counts["login-blocked"] > 0
 
 
-def test_the_chunk_ledger_sees_its_own_marks_and_never_loses_them(sqlite_url: str) -> None:
+class _KilledDuringTheCall(BaseException):
+    """The worker process dies while the provider is being called."""
+
+
+class _GatewayKilledOnCall(SimulatedSmsGateway):
+    def __init__(self, on_call: int) -> None:
+        super().__init__()
+        self.calls, self.on_call = 0, on_call
+
+    def send(self, *, to: str, text: str, idempotency_key: str) -> str:
+        self.calls += 1
+        if self.calls == self.on_call:
+            raise _KilledDuringTheCall
+        return super().send(to=to, text=text, idempotency_key=idempotency_key)
+
+
+def test_the_chunk_ledger_sees_its_own_marks_and_never_loses_them(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A chunk's sent marks are in the database the moment each provider call returns: a
+    crash during the third call of a chunk loses neither of the two before it, and the chunk,
+    redelivered, sees them and sends only what was not sent."""
     upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    settings = Settings(database_url=sqlite_url, blob_dir=tmp_path / "b", send_concurrency=1)
+    ctx = build_context(settings, StubBroker())
+    rows = [notifications.Queued(f"c{n}", "sms", f"+4670174060{n}") for n in range(4)]
+    with ctx.engine.begin() as conn:
+        notifications.write_queued(conn, rows, refused="notification-address-missing")
+    keys = [row.key for row in rows]
+    ctx.sms = dying = _GatewayKilledOnCall(on_call=3)
+    with pytest.raises(_KilledDuringTheCall):
+        send_notifications(ctx, keys)
 
-    def sent(conn: object, ids: list[str]) -> set[tuple[str, str]]:
-        entries = notifications.entries_for(conn, ids)  # type: ignore[arg-type]
-        return {(e.case_id, e.channel) for e in entries.values() if e.status == "sent"}
+    def statuses() -> list[str]:
+        with ctx.engine.connect() as conn:
+            found = notifications.entries(conn, keys)
+        return [found[key].status for key in keys]
 
-    with notifications.chunk_ledger(engine, ["c1", "c2"]):
-        with engine.begin() as conn:
-            assert notifications.claim(conn, "c1:sms", "c1", "sms", 1) is None
-            notifications.mark_sent(conn, "c1:sms", "r1")
-            assert sent(conn, ["c1"]) == {("c1", "sms")}
-        with engine.connect() as conn:
-            assert sent(conn, ["c1", "c2"]) == {("c1", "sms")}
-            # a settled notification is answered from the chunk's one read
-            assert notifications.claim(conn, "c1:sms", "c1", "sms", 1).status == "sent"  # type: ignore[union-attr]
-        with engine.begin() as conn:
-            notifications.claim(conn, "c2:email", "c2", "email", 1)
-            notifications.mark_sent(conn, "c2:email", "r2")
-        # the block ends without a flush (as when a chunk fails part-way): still written
-    with engine.connect() as conn:
-        assert sent(conn, ["c1", "c2"]) == {("c1", "sms"), ("c2", "email")}
-    engine.dispose()
+    assert statuses() == ["sent", "sent", "pending", "queued"]
+    ctx.sms = gateway = SimulatedSmsGateway()
+    ctx.now = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)  # past the in-flight limit
+    outcome = send_notifications(ctx, keys)  # the redelivered chunk
+    assert statuses() == ["sent"] * 4
+    assert sorted(gateway.sends) == ["c2:sms", "c3:sms"]  # c2 was in doubt: asked, then sent
+    assert outcome.counts == {"not-at-provider": 1, "sent": 2}
+    assert dying.sends == {"c0:sms": 1, "c1:sms": 1}
+    ctx.engine.dispose()
 
 
 def test_the_dry_run_says_how_many_lines_name_a_resident_again(tmp_path: Path) -> None:

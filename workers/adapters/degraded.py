@@ -71,6 +71,11 @@ class DegradedEmailSender(EmailSender):
     ) -> None:
         self.inner = inner
         self.degradation = _Degradation(latency_ms, failure_rate, seed)
+        self.can_lookup = inner.can_lookup
+
+    def lookup(self, idempotency_key: str) -> str | None:
+        self.degradation.suffer("email lookup")
+        return self.inner.lookup(idempotency_key)
 
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
         self.degradation.suffer("email")

@@ -1,9 +1,9 @@
 """Notification channels: SMS and e-mail. A notification never carries health information.
 
 Every send carries an idempotency key (one per case, channel and round). A provider that can be
-asked about a key (``lookup``) lets dispatch settle an "in doubt" send (a crash after the
-provider took it, before it was recorded) without sending again; SMTP cannot be asked, see
-``workers.notification_dispatch`` for the e-mail policy.
+asked about a key (``lookup``) lets the sending stage settle an "in doubt" send (a crash after
+the provider took it, before it was recorded) without sending again; SMTP cannot be asked, see
+``workers.notification_sending`` for the e-mail policy.
 """
 
 from __future__ import annotations
@@ -79,7 +79,21 @@ class SmsGateway(abc.ABC):
 
 
 class EmailSender(abc.ABC):
-    """Sends e-mail."""
+    """Sends e-mail. SMTP cannot be asked about a message it took; a provider with an API that
+    can (look a message up by its idempotency key) sets ``can_lookup`` and implements
+    ``lookup``, and an in-doubt e-mail is then settled by asking, as an SMS is."""
+
+    can_lookup: bool = False
+
+    def lookup(self, idempotency_key: str) -> str | None:
+        """The reference of the e-mail taken under this key, or None (only if ``can_lookup``).
+
+        Raises
+        ------
+        NotifierUnavailable
+            The provider could not answer now.
+        """
+        raise NotImplementedError("this e-mail provider cannot be asked about a message")
 
     @abc.abstractmethod
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
@@ -133,17 +147,29 @@ class SimulatedSmsGateway(SmsGateway):
 
 
 class SimulatedEmailSender(EmailSender):
-    """Records each e-mail (in memory, and in ``email.jsonl`` when given a folder)."""
+    """Records each e-mail (in memory, and in ``email.jsonl`` when given a folder). Like SMTP
+    it cannot be asked about a message unless built with ``can_lookup=True`` (an e-mail API)."""
 
-    def __init__(self, outbox_dir: Path | None = None) -> None:
+    def __init__(self, outbox_dir: Path | None = None, *, can_lookup: bool = False) -> None:
         self.recorder = JsonlRecorder(outbox_dir / "email.jsonl" if outbox_dir else None)
+        self.can_lookup = can_lookup
+        self._by_key: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
         ref = reference("email", idempotency_key)
+        with self._lock:
+            self._by_key[idempotency_key] = ref
         self.recorder.append(
             {"ref": ref, "to": to, "subject": subject, "text": text, "key": idempotency_key}
         )
         return ref
+
+    def lookup(self, idempotency_key: str) -> str | None:
+        if not self.can_lookup:
+            return super().lookup(idempotency_key)
+        with self._lock:
+            return self._by_key.get(idempotency_key)
 
 
 class ChannelRateLimits:

@@ -6,7 +6,8 @@ and ``cafile=PATH`` to trust a private CA. The Message-ID is derived from the id
 so a message sent twice would at least be recognisable as the same one downstream.
 
 SMTP has no way to ask a server "did you take message X": an e-mail left in doubt by a crash is
-settled by policy in ``workers.notification_dispatch`` (not sent again).
+settled by policy in ``workers.notification_sending`` (by default sent once more, after a delay,
+with the same Message-ID, so the duplicate is recognisable).
 """
 
 from __future__ import annotations

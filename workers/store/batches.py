@@ -9,10 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workers.case_states import SETTLED, CaseState
+from workers.case_states import CaseState
 from workers.queues import BULK_LANES
 from workers.reasons import Reason
 from workers.store.cases import count_reasons, count_states, utcnow
+from workers.store.notifications import count_settled
 from workers.store.schema import batches
 
 
@@ -220,9 +221,10 @@ def shown_status(batch: Batch, *, finished: bool) -> str:
 
 def progress(conn: sa.Connection, batch: Batch) -> dict[str, Any]:
     """The batch's live figures: cases per state, rejections per reason, what is in flight."""
+    # settled first: states only move forward, so the states read after it are never behind it
+    settled = count_settled(conn, batch_id=batch.id)
     states = count_states(conn, batch_id=batch.id)
     reasons = count_reasons(conn, batch_id=batch.id)
-    settled = sum(n for state, n in states.items() if CaseState(state) in SETTLED)
     finished = batch.enqueued >= batch.total and settled >= batch.total
     reached = {
         "validated": sum(

@@ -195,17 +195,40 @@ def delivered_before(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, 
     return {row.id: row.inbox_message_id for row in rows}
 
 
-def record_inbox_ids(conn: sa.Connection, inbox_ids: Mapping[str, str]) -> None:
-    """Remember where each case's message landed in the inbox, before anything else happens
-    to it, so that a redelivered chunk does not deliver it a second time."""
-    if not inbox_ids:
+def record_delivery_keys(conn: sa.Connection, keys: Mapping[str, str]) -> None:
+    """Record the intent to deliver: each case's delivery key, before the inbox is called (a
+    case that has one keeps it: the key is stable)."""
+    if not keys:
         return
     statement = (
         sa.update(cases)
-        .where(cases.c.id == sa.bindparam("b_id"), cases.c.inbox_message_id.is_(None))
-        .values(inbox_message_id=sa.bindparam("b_inbox"))
+        .where(cases.c.id == sa.bindparam("b_id"), cases.c.delivery_key.is_(None))
+        .values(delivery_key=sa.bindparam("b_key"))
     )
-    conn.execute(statement, [{"b_id": c, "b_inbox": i} for c, i in inbox_ids.items()])
+    conn.execute(statement, [{"b_id": c, "b_key": k} for c, k in keys.items()])
+
+
+def add_channels(conn: sa.Connection, sent: Mapping[str, Sequence[str]]) -> None:
+    """Add to a notified case's recorded channels those notified since (a case's notifications
+    may come in several messages, an SMS after quiet hours), keeping the order recorded."""
+    ids = [c for c, channels in sent.items() if channels]
+    if not ids:
+        return
+    rows = conn.execute(
+        sa.select(cases.c.id, cases.c.channels).where(
+            cases.c.id.in_(ids),
+            cases.c.state.in_([CaseState.NOTIFIED.value, CaseState.READ.value]),
+        )
+    )
+    for row in rows:
+        have = [c for c in (row.channels or "").split(",") if c]
+        missing = [c for c in sent[row.id] if c not in have]
+        if missing:
+            conn.execute(
+                sa.update(cases)
+                .where(cases.c.id == row.id)
+                .values(channels=",".join(have + missing))
+            )
 
 
 def states_of(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, CaseState]:

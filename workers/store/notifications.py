@@ -1,45 +1,80 @@
-"""The notification ledger: one row per case, channel and round, written around the provider call.
+"""The notification ledger: the transactional outbox of notifications.
 
-``claim`` writes *pending* before the provider is called; ``mark_sent`` / ``mark_refused`` after.
-A pending row that a later attempt finds is "in doubt": the provider may have taken it before the
-worker died. Dispatch settles it by asking the provider (``SmsGateway.lookup``), or by policy for
-e-mail, and never sends blindly again.
-
-Marks are written at once, never batched: a notification's record must survive a crash right
-after the provider took it. What a chunk can share is the reading: inside ``chunk_ledger`` (the
-actor shell opens one per chunk) the chunk's rows are read with one query, and a notification
-already settled (sent, refused, unconfirmed) is answered from that read without a round trip,
-which makes a redelivered chunk cheap.
+One row per notification (case, channel, round). The inbox-delivery stage writes the rows
+*queued* in the transaction that records the case delivered (``write_queued``); the
+notification-sending stage claims due rows (*pending*, just before the provider call, only as
+many as are in flight at once), and marks each one the moment the provider answered (*sent*,
+*refused*, *retry*), in a transaction of its own: no mark is held in memory across provider
+calls. A pending row that a later attempt finds, older than the in-flight limit, is "in
+doubt": the provider may have taken it before the worker died; ``resolution`` records how it
+was settled.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from workers.case_states import SETTLED as SETTLED_CASE_STATES
+from workers.case_states import CaseState
 from workers.store.cases import _insert, utcnow
 from workers.store.schema import cases, notification_ledger
 
+QUEUED = "queued"
+"""Written with the delivery: never tried, safe to send when due."""
 PENDING = "pending"
-"""Claimed before the provider call; found later, it means "in doubt"."""
+"""Claimed just before the provider call; found later, it means "in doubt"."""
 SENT = "sent"
 REFUSED = "refused"
 RETRY = "retry"
 """The provider certainly did not take it (5xx, 429, refused connection): safe to send again."""
 UNCONFIRMED = "unconfirmed"
-"""An in-doubt e-mail settled by policy: perhaps sent, never sent again."""
+"""An in-doubt notification settled by policy without sending again (perhaps sent)."""
+
+SETTLED = frozenset({SENT, REFUSED, UNCONFIRMED})
+"""Statuses no later attempt changes."""
+SENDABLE = frozenset({QUEUED, RETRY})
+"""Statuses a sender may claim (when due)."""
+
+
+class Resolution:
+    """How an in-doubt notification was settled (the ``resolution`` column)."""
+
+    FOUND_AT_PROVIDER = "found-at-provider"
+    """The provider, asked by key, had it: recorded as sent, not sent again."""
+    NOT_AT_PROVIDER = "not-at-provider"
+    """The provider, asked by key, did not have it: sent (with the same key)."""
+    RESENT_SAME_MESSAGE_ID = "resent-same-message-id"
+    """The provider cannot be asked: sent once more after a delay with the same Message-ID
+    (a duplicate is recognisable; the resident is never left with none)."""
+    NOT_SENT_AGAIN = "not-sent-again"
+    """The provider cannot be asked and the policy is at most once: perhaps sent."""
 
 
 def key_for(case_id: str, channel: str, round_: int = 1) -> str:
     """The idempotency key of one notification, the same on every attempt: ``case:channel`` for
     the first notification, ``case:channel:N`` for the Nth (an unread follow-up's)."""
     return f"{case_id}:{channel}" if round_ == 1 else f"{case_id}:{channel}:{round_}"
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A notification to write with a delivery: where it goes and when it may go."""
+
+    case_id: str
+    channel: str
+    address: str | None
+    round: int = 1
+    due_at: dt.datetime | None = None
+
+    @property
+    def key(self) -> str:
+        """Its idempotency key."""
+        return key_for(self.case_id, self.channel, self.round)
 
 
 @dataclass(frozen=True)
@@ -56,6 +91,9 @@ class Entry:
     attempts: int
     sent_at: dt.datetime | None
     updated_at: dt.datetime
+    address: str | None = None
+    due_at: dt.datetime | None = None
+    resolution: str | None = None
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -77,7 +115,50 @@ def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
         attempts=m["attempts"],
         sent_at=_aware(m["sent_at"]),
         updated_at=_aware(m["updated_at"]) or utcnow(),
+        address=m["address"],
+        due_at=_aware(m["due_at"]),
+        resolution=m["resolution"],
     )
+
+
+def write_queued(conn: sa.Connection, rows: Sequence[Queued], *, refused: str) -> None:
+    """Write notifications as queued (with the caller's transaction: the delivery's); a row
+    that exists already is left as it is (a redelivered chunk changes nothing). A row without
+    an address is written refused with the reason code ``refused``: it can never be sent."""
+    if not rows:
+        return
+    now = utcnow()
+    conn.execute(
+        _insert(conn, notification_ledger).on_conflict_do_nothing(),
+        [
+            {
+                "idempotency_key": r.key,
+                "case_id": r.case_id,
+                "channel": r.channel,
+                "round": r.round,
+                "status": QUEUED if r.address else REFUSED,
+                "reason": None if r.address else refused,
+                "detail": None if r.address else f"no {r.channel} address",
+                "address": r.address,
+                "due_at": r.due_at,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in rows
+        ],
+    )
+
+
+def entries(conn: sa.Connection, keys: Iterable[str]) -> dict[str, Entry]:
+    """The rows of these notification keys, by key."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        sa.select(notification_ledger).where(notification_ledger.c.idempotency_key.in_(wanted))
+    )
+    return {entry.key: entry for entry in map(_entry, rows)}
 
 
 def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry]:
@@ -91,260 +172,174 @@ def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry
     return {entry.key: entry for entry in map(_entry, rows)}
 
 
-SETTLED = frozenset({SENT, REFUSED, UNCONFIRMED})
-"""Statuses no later attempt changes."""
-
-
-@dataclass
-class _ChunkRead:
-    case_ids: set[str]
-    settled: dict[str, Entry] | None = None
-
-
-_chunk: ContextVar[_ChunkRead | None] = ContextVar("omvant_chunk_ledger", default=None)
-
-
-@contextmanager
-def chunk_ledger(engine: sa.Engine, case_ids: Iterable[str]) -> Iterator[None]:
-    """Share one read of the ledger among the notifications of one chunk of cases (read, when
-    first needed, on the connection of the first ``claim``; ``engine`` is not needed for that)."""
-    del engine
-    token = _chunk.set(_ChunkRead(set(case_ids)))
-    try:
-        yield
-    finally:
-        _chunk.reset(token)
-
-
-def _settled_in_chunk(conn: sa.Connection, key: str, case_id: str) -> Entry | None:
-    chunk = _chunk.get()
-    if chunk is None or case_id not in chunk.case_ids:
-        return None
-    if chunk.settled is None:
-        read = entries_for(conn, sorted(chunk.case_ids))
-        chunk.settled = {k: e for k, e in read.items() if e.status in SETTLED}
-    return chunk.settled.get(key)
-
-
-def claim(conn: sa.Connection, key: str, case_id: str, channel: str, round_: int) -> Entry | None:
-    """Record the notification as pending, unless it has a row already; return that row.
-
-    Returns
-    -------
-    Entry | None
-        None when this call claimed it (call the provider now); else the row found, whose status
-        says what to do (sent: nothing; pending: in doubt; retry: send again; refused: nothing).
-    """
-    settled = _settled_in_chunk(conn, key, case_id)
-    if settled is not None:
-        return settled
-    now = utcnow()
-    claimed = conn.execute(
-        _insert(conn, notification_ledger)
-        .values(
-            idempotency_key=key,
-            case_id=case_id,
-            channel=channel,
-            round=round_,
-            status=PENDING,
-            attempts=1,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-        .returning(notification_ledger.c.idempotency_key)
-    ).first()
-    if claimed is not None:
-        return None
-    row = conn.execute(
-        sa.select(notification_ledger).where(notification_ledger.c.idempotency_key == key)
-    ).one()
-    return _entry(row)
-
-
-def claim_many(
-    conn: sa.Connection, wanted: Sequence[tuple[str, str, str, int]]
-) -> dict[str, Entry | None]:
-    """``claim`` for a chunk's notifications ``(key, case_id, channel, round)`` in two
-    statements: one INSERT of the pending rows, one read of the rows that were there already.
-
-    Returns
-    -------
-    dict
-        key -> None when this call claimed it, else the row found (see ``claim``).
-    """
-    if not wanted:
-        return {}
-    now = utcnow()
-    if conn.dialect.name == "postgresql":
-        claimed = {
-            row[0]
-            for row in conn.execute(
-                _CLAIM_PG,
-                {
-                    "keys": [w[0] for w in wanted],
-                    "case_ids": [w[1] for w in wanted],
-                    "channels": [w[2] for w in wanted],
-                    "rounds": [w[3] for w in wanted],
-                    "status": PENDING,
-                    "now": now,
-                },
-            )
-        }
-    else:
-        claimed = _claim_generic(conn, wanted, now)
-    found: dict[str, Entry | None] = dict.fromkeys(claimed)
-    others = [key for key, *_ in wanted if key not in claimed]
-    if others:
-        rows = conn.execute(
-            sa.select(notification_ledger).where(notification_ledger.c.idempotency_key.in_(others))
-        )
-        found.update({entry.key: entry for entry in map(_entry, rows)})
-    return found
-
-
-_CLAIM_PG = sa.text(
-    "INSERT INTO notification_ledger "
-    "(idempotency_key, case_id, channel, round, status, attempts, created_at, updated_at) "
-    "SELECT k, c, ch, r, :status, 1, :now, :now FROM unnest("
-    "CAST(:keys AS VARCHAR[]), CAST(:case_ids AS VARCHAR[]), CAST(:channels AS VARCHAR[]), "
-    "CAST(:rounds AS INTEGER[])) AS w(k, c, ch, r) "
-    "ON CONFLICT DO NOTHING RETURNING idempotency_key"
-)
-"""PostgreSQL: a group's claims as one statement with the same text every time."""
-
-
-def _claim_generic(
-    conn: sa.Connection, wanted: Sequence[tuple[str, str, str, int]], now: dt.datetime
+def claim(
+    conn: sa.Connection, keys: Sequence[str], now: dt.datetime, *, resolution: str | None = None
 ) -> set[str]:
-    return {
-        row[0]
-        for row in conn.execute(
-            _insert(conn, notification_ledger)
-            .values(
-                [
-                    {
-                        "idempotency_key": key,
-                        "case_id": case_id,
-                        "channel": channel,
-                        "round": round_,
-                        "status": PENDING,
-                        "attempts": 1,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for key, case_id, channel, round_ in wanted
-                ]
-            )
-            .on_conflict_do_nothing()
-            .returning(notification_ledger.c.idempotency_key)
-        )
+    """Claim (pending) those of ``keys`` that are queued or retry and due; return them. Rows
+    another sender claimed or settled meanwhile are not returned: a claim is a conditional
+    update, so two senders never both call the provider for a row."""
+    if not keys:
+        return set()
+    due = sa.or_(notification_ledger.c.due_at.is_(None), notification_ledger.c.due_at <= now)
+    values: dict[str, object] = {
+        "status": PENDING,
+        "attempts": notification_ledger.c.attempts + 1,
+        "updated_at": now,
     }
-
-
-class LedgerMarks:
-    """Marks made after provider calls, written together by ``write`` (in the transaction that
-    claims the next group of notifications) or ``flush``, so a chunk costs a commit per group
-    instead of two per notification."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self._marks: list[tuple[str, dict[str, object]]] = []
-
-    def sent(self, key: str, provider_ref: str) -> None:
-        """The provider took it."""
-        self._add(key, status=SENT, provider_ref=provider_ref, sent_at=utcnow(), reason=None)
-
-    def refused(self, key: str, reason: str, detail: str) -> None:
-        """Permanent failure, with a reason code; never tried again."""
-        self._add(key, status=REFUSED, reason=reason, detail=detail[:300])
-
-    def retry(self, key: str, detail: str) -> None:
-        """A transient failure the provider certainly did not take: the next attempt sends."""
-        self._add(key, status=RETRY, detail=detail[:300])
-
-    def _add(self, key: str, **values: object) -> None:
-        self._marks.append((key, values))
-
-    def flush(self) -> None:
-        """Write the marks made so far in a transaction of their own."""
-        if self._marks:
-            with self.engine.begin() as conn:
-                self.write(conn)
-
-    def write(self, conn: sa.Connection) -> None:
-        """Write the marks made so far on ``conn`` (the caller's transaction)."""
-        if not self._marks:
-            return
-        marks, self._marks = self._marks, []
-        if conn.dialect.name == "postgresql":
-            sent = [(k, v) for k, v in marks if v.get("status") == SENT]
-            if sent:
-                conn.execute(
-                    _MARK_SENT_PG,
-                    {
-                        "keys": [k for k, _ in sent],
-                        "refs": [v["provider_ref"] for _, v in sent],
-                        "now": utcnow(),
-                    },
-                )
-                marks = [(k, v) for k, v in marks if v.get("status") != SENT]
-        groups: dict[tuple[str, ...], list[tuple[str, dict[str, object]]]] = {}
-        for key, values in marks:
-            groups.setdefault(tuple(sorted(values)), []).append((key, values))
-        now = utcnow()
-        for names, group in groups.items():
-            statement = (
-                sa.update(notification_ledger)
-                .where(notification_ledger.c.idempotency_key == sa.bindparam("b_key"))
-                .values(updated_at=now, **{n: sa.bindparam(f"v_{n}") for n in names})
-            )
-            conn.execute(
-                statement,
-                [{"b_key": key, **{f"v_{n}": v[n] for n in names}} for key, v in group],
-            )
-
-
-_MARK_SENT_PG = sa.text(
-    "UPDATE notification_ledger SET status = 'sent', provider_ref = m.ref, sent_at = :now, "
-    "reason = NULL, updated_at = :now "
-    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:refs AS VARCHAR[])) AS m(k, ref) "
-    "WHERE notification_ledger.idempotency_key = m.k"
-)
-"""PostgreSQL: a group's sent marks as one statement with the same text every time."""
-
-
-def _update(conn: sa.Connection, key: str, **values: object) -> None:
-    conn.execute(
+    if resolution is not None:
+        values["resolution"] = resolution
+    result = conn.execute(
         sa.update(notification_ledger)
-        .where(notification_ledger.c.idempotency_key == key)
-        .values(updated_at=utcnow(), **values)
+        .where(
+            notification_ledger.c.idempotency_key.in_(list(keys)),
+            notification_ledger.c.status.in_(sorted(SENDABLE)),
+            due,
+        )
+        .values(**values)
+        .returning(notification_ledger.c.idempotency_key)
     )
+    return {row[0] for row in result}
 
 
-def mark_pending_again(conn: sa.Connection, key: str) -> None:
-    """A new attempt at a notification that may be sent again (status retry)."""
-    _update(conn, key, status=PENDING, attempts=notification_ledger.c.attempts + 1)
+def reclaim_in_doubt(
+    conn: sa.Connection, key: str, older_than: dt.datetime, *, resolution: str
+) -> bool:
+    """Take over an in-doubt row (pending since before ``older_than``) to send it again now;
+    False if another sender took it or it moved meanwhile."""
+    result = conn.execute(
+        sa.update(notification_ledger)
+        .where(
+            notification_ledger.c.idempotency_key == key,
+            notification_ledger.c.status == PENDING,
+            notification_ledger.c.updated_at < older_than,
+        )
+        .values(
+            attempts=notification_ledger.c.attempts + 1,
+            resolution=resolution,
+            updated_at=utcnow(),
+        )
+        .returning(notification_ledger.c.idempotency_key)
+    )
+    return result.first() is not None
 
 
-def mark_sent(conn: sa.Connection, key: str, provider_ref: str) -> None:
+def requeue_in_doubt(
+    conn: sa.Connection, key: str, older_than: dt.datetime, *, due_at: dt.datetime
+) -> bool:
+    """An in-doubt row the provider cannot be asked about, to be sent once more at ``due_at``
+    with the same key (so the same Message-ID); False if it moved meanwhile."""
+    result = conn.execute(
+        sa.update(notification_ledger)
+        .where(
+            notification_ledger.c.idempotency_key == key,
+            notification_ledger.c.status == PENDING,
+            notification_ledger.c.updated_at < older_than,
+        )
+        .values(
+            status=RETRY,
+            due_at=due_at,
+            resolution=Resolution.RESENT_SAME_MESSAGE_ID,
+            updated_at=utcnow(),
+        )
+        .returning(notification_ledger.c.idempotency_key)
+    )
+    return result.first() is not None
+
+
+def _update(conn: sa.Connection, key: str, only_from: str | None, **values: object) -> bool:
+    statement = sa.update(notification_ledger).where(notification_ledger.c.idempotency_key == key)
+    if only_from is not None:
+        statement = statement.where(notification_ledger.c.status == only_from)
+    result = conn.execute(statement.values(updated_at=utcnow(), **values))
+    return bool(result.rowcount)
+
+
+def mark_sent(
+    conn: sa.Connection, key: str, provider_ref: str, *, resolution: str | None = None
+) -> None:
     """The provider took it."""
-    _update(conn, key, status=SENT, provider_ref=provider_ref, sent_at=utcnow(), reason=None)
+    extra = {"resolution": resolution} if resolution else {}
+    _update(
+        conn,
+        key,
+        None,
+        status=SENT,
+        provider_ref=provider_ref,
+        sent_at=utcnow(),
+        reason=None,
+        **extra,
+    )
 
 
 def mark_refused(conn: sa.Connection, key: str, reason: str, detail: str) -> None:
     """Permanent failure, with a reason code; never tried again."""
-    _update(conn, key, status=REFUSED, reason=reason, detail=detail[:300])
+    _update(conn, key, PENDING, status=REFUSED, reason=reason, detail=detail[:300])
 
 
-def mark_retry(conn: sa.Connection, key: str, detail: str) -> None:
+def mark_retry(
+    conn: sa.Connection, key: str, detail: str, *, due_at: dt.datetime | None = None
+) -> None:
     """A transient failure the provider certainly did not take: the next attempt sends."""
-    _update(conn, key, status=RETRY, detail=detail[:300])
+    _update(conn, key, PENDING, status=RETRY, detail=detail[:300], due_at=due_at)
 
 
 def mark_unconfirmed(conn: sa.Connection, key: str, reason: str, detail: str) -> None:
     """An in-doubt send settled by policy: counted as perhaps sent, never sent again."""
-    _update(conn, key, status=UNCONFIRMED, reason=reason, detail=detail[:300])
+    _update(
+        conn,
+        key,
+        PENDING,
+        status=UNCONFIRMED,
+        reason=reason,
+        detail=detail[:300],
+        resolution=Resolution.NOT_SENT_AGAIN,
+    )
+
+
+def sent_channels(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, list[str]]:
+    """The channels each case was notified on (sent, any round), sorted."""
+    found: dict[str, set[str]] = {}
+    for entry in entries_for(conn, case_ids).values():
+        if entry.status == SENT:
+            found.setdefault(entry.case_id, set()).add(entry.channel)
+    return {case_id: sorted(channels) for case_id, channels in found.items()}
+
+
+OPEN = frozenset({QUEUED, PENDING, RETRY})
+"""Statuses of a notification still to be sent (or settled)."""
+
+
+def count_settled(
+    conn: sa.Connection, *, batch_id: str | None = None, case_ids: Sequence[str] | None = None
+) -> int:
+    """How many cases the pipeline has finished with (of one batch, or of all): notified,
+    read, rejected or failed, and delivered with every notification refused or settled
+    unsent (a delivered case with a notification still open, or sent but not yet recorded
+    notified, is still moving)."""
+    still_open = (
+        sa.select(notification_ledger.c.idempotency_key)
+        .where(
+            notification_ledger.c.case_id == cases.c.id,
+            notification_ledger.c.status.in_(sorted(OPEN | {SENT})),
+        )
+        .exists()
+    )
+    done = [s.value for s in SETTLED_CASE_STATES if s != CaseState.DELIVERED]
+    query = sa.select(sa.func.count()).where(
+        sa.or_(
+            cases.c.state.in_(done),
+            sa.and_(cases.c.state == CaseState.DELIVERED.value, ~still_open),
+        )
+    )
+    if batch_id is not None:
+        query = query.where(cases.c.batch_id == batch_id)
+    if case_ids is None:
+        return int(conn.execute(query).scalar_one())
+    ids = list(case_ids)
+    return sum(  # in slices: a statement takes a bounded number of parameters
+        int(conn.execute(query.where(cases.c.id.in_(ids[i : i + 5000]))).scalar_one())
+        for i in range(0, len(ids), 5000)
+    )
 
 
 def count_sent(conn: sa.Connection, *, batch_id: str | None = None) -> dict[str, int]:
@@ -367,3 +362,47 @@ def count_statuses(conn: sa.Connection) -> Counter[tuple[str, str]]:
         notification_ledger.c.channel, notification_ledger.c.status, sa.func.count()
     ).group_by(notification_ledger.c.channel, notification_ledger.c.status)
     return Counter({(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)})
+
+
+def count_resolutions(conn: sa.Connection) -> Counter[tuple[str, str]]:
+    """How many in-doubt notifications were settled which way, per (channel, resolution)."""
+    query = (
+        sa.select(notification_ledger.c.channel, notification_ledger.c.resolution, sa.func.count())
+        .where(notification_ledger.c.resolution.is_not(None))
+        .group_by(notification_ledger.c.channel, notification_ledger.c.resolution)
+    )
+    return Counter({(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)})
+
+
+def stalled(
+    conn: sa.Connection,
+    *,
+    quiet_before: dt.datetime,
+    in_flight_before: dt.datetime,
+    limit: int,
+) -> list[Entry]:
+    """Rows a sweep should re-drive, oldest first: queued or retry, unchanged since before
+    ``quiet_before`` and due since before it too; or pending (in doubt) since before
+    ``in_flight_before``."""
+    due = sa.or_(
+        notification_ledger.c.due_at.is_(None), notification_ledger.c.due_at < quiet_before
+    )
+    query = (
+        sa.select(notification_ledger)
+        .where(
+            sa.or_(
+                sa.and_(
+                    notification_ledger.c.status.in_(sorted(SENDABLE)),
+                    notification_ledger.c.updated_at < quiet_before,
+                    due,
+                ),
+                sa.and_(
+                    notification_ledger.c.status == PENDING,
+                    notification_ledger.c.updated_at < in_flight_before,
+                ),
+            )
+        )
+        .order_by(notification_ledger.c.updated_at)
+        .limit(limit)
+    )
+    return [_entry(row) for row in conn.execute(query)]

@@ -27,6 +27,7 @@ cases = sa.Table(
     sa.Column("channels", sa.String(32), nullable=True),
     sa.Column("subject", sa.String(200), nullable=True),
     sa.Column("inbox_message_id", sa.String(64), nullable=True),
+    sa.Column("delivery_key", sa.String(120), nullable=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
@@ -38,6 +39,7 @@ cases = sa.Table(
     sa.UniqueConstraint("clinic_hsa_id", "idempotency_key", name="uq_cases_clinic_key"),
     sa.Index("ix_cases_clinic_state", "clinic_hsa_id", "state"),
     sa.Index("ix_cases_batch", "batch_id"),
+    sa.Index("ix_cases_state_updated", "state", "updated_at"),
 )
 
 case_events = sa.Table(
@@ -159,11 +161,16 @@ notification_ledger = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("address", sa.String(320), nullable=True),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("resolution", sa.String(32), nullable=True),
     sa.Index("ix_notification_ledger_case", "case_id"),
+    sa.Index("ix_notification_ledger_status_due", "status", "due_at"),
 )
-"""One row per notification (case, channel, round) around the provider call: pending before,
-sent / refused after; a pending row found later is "in doubt" (issue 6). Replaces 0001's
-``notifications``."""
+"""The notification outbox: one row per notification (case, channel, round), written queued
+with the delivery, claimed pending just before the provider call, marked sent / refused /
+retry at once after it; a pending row found later is "in doubt" and settled, with how in
+``resolution`` (issues 6 and 11). Replaces 0001's ``notifications``."""
 
 unread_follow_ups = sa.Table(
     "unread_follow_ups",
@@ -286,3 +293,13 @@ oncall_audit = sa.Table(
     sa.Index("ix_oncall_audit_at", "at"),
 )
 """Every on-call action on failures (show, replay, purge): who, when, what, how many."""
+
+sweep_runs = sa.Table(
+    "sweep_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("counts", sa.Text, nullable=False),
+)
+"""What each ``omvant sweep`` run found and did (JSON counts), for on-call (``omvant status``);
+runs older than a week are dropped by the sweep itself."""

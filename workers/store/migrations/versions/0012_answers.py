@@ -1,14 +1,14 @@
 """Answers home: the resident's answers (sealed), and each clinic's answer alert setting.
 
 Revision ID: 0012_answers
-Revises: 0011_failures
+Revises: 0010_notification_outbox
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_answers"
-down_revision = "0011_failures"
+down_revision = "0010_notification_outbox"
 branch_labels = None
 depends_on = None
 

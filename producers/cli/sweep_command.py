@@ -1,0 +1,54 @@
+"""``omvant sweep``: the periodic job that re-drives what has stalled (``workers.sweep``)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from producers.cli.options import DatabaseOption, settings_from
+
+
+def sweep(
+    database: DatabaseOption = None,
+    every: Annotated[
+        float | None,
+        typer.Option(min=1, help="Run every SECONDS until stopped (a service); else once."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print each run's counts as JSON.")] = (
+        False
+    ),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what has stalled; change nothing.")
+    ] = False,
+) -> None:
+    """Re-drive stalled notifications and cases from their last recorded step and run the due
+    unread follow-ups; print the counts of what it found and did (one line per run)."""
+    from workers import sweep as sweeping
+    from workers.bootstrap import build_context
+    from workers.broker import build_broker
+    from workers.log import configure
+
+    settings = settings_from(None, database)
+    configure(settings.log_level, json=settings.log_json)
+    ctx = build_context(settings, build_broker("memory://"))
+    stop = threading.Event()
+    if every is not None:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        while True:
+            counts = dict(sweeping.findings(ctx) if dry_run else sweeping.run(ctx))
+            shown = {k: v for k, v in sorted(counts.items()) if v}
+            typer.echo(
+                json.dumps(shown)
+                if as_json
+                else ", ".join(f"{k}: {v}" for k, v in shown.items()) or "nothing stalled"
+            )
+            if every is None or stop.wait(every):
+                break
+    finally:
+        ctx.engine.dispose()

@@ -1,0 +1,154 @@
+"""The sweep re-drives what has stalled from its last recorded step, idempotently, counts what
+it found, and runs the unread follow-ups."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from dramatiq.brokers.stub import StubBroker
+from typer.testing import CliRunner
+
+from producers.cli import app
+from tests.delivery_support import cleared_item, reachable_residents, store_cleared
+from workers import sweep
+from workers.adapters.notifiers import SimulatedSmsGateway
+from workers.bootstrap import Context, build_context
+from workers.case_states import CaseState
+from workers.settings import Settings
+from workers.store import cases, notifications
+from workers.store.cases import Transition
+from workers.store.engine import upgrade
+from workers.store.schema import cases as cases_table
+from workers.store.schema import notification_ledger
+
+NOW = dt.datetime(2026, 11, 25, 14, 0, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def ctx(sqlite_url: str, tmp_path: Path) -> Iterator[Context]:
+    upgrade(sqlite_url)
+    context = build_context(
+        Settings(database_url=sqlite_url, blob_dir=tmp_path / "blobs"), StubBroker()
+    )
+    context.sms = SimulatedSmsGateway()
+    context.now = lambda: NOW
+    yield context
+    context.engine.dispose()
+
+
+def delivered_with_rows(ctx: Context, case_id: str, *, status: str) -> None:
+    """A delivered case whose SMS row has ``status``, all last changed at NOW."""
+    [resident] = reachable_residents(ctx.settings.seed, 1, frozenset({"sms"}))
+    item = cleared_item(case_id, resident, channels=["sms"])
+    with ctx.engine.begin() as conn:
+        store_cleared(conn, [item])
+        cases.apply(conn, [Transition(case_id, CaseState.DELIVERED)], stage="test")
+        notifications.write_queued(
+            conn, [notifications.Queued(case_id, "sms", "+46701740605")], refused="x"
+        )
+        conn.execute(
+            sa.update(notification_ledger)
+            .where(notification_ledger.c.case_id == case_id)
+            .values(status=status, updated_at=NOW)
+        )
+        conn.execute(
+            sa.update(cases_table).where(cases_table.c.id == case_id).values(updated_at=NOW)
+        )
+
+
+def state(ctx: Context, case_id: str) -> str:
+    with ctx.engine.connect() as conn:
+        return str(cases.states_of(conn, [case_id])[case_id])
+
+
+def test_a_notification_whose_message_was_lost_is_sent_by_the_sweep_once(ctx: Context) -> None:
+    delivered_with_rows(ctx, "lost-1", status=notifications.QUEUED)
+    assert sweep.run(ctx)["stalled-notifications"] == 0  # not stalled yet: within its limit
+    ctx.now = lambda: LATER
+    first = sweep.run(ctx)
+    assert first["stalled-notifications"] == 1
+    assert first["notifications-sent"] == 1
+    assert first["notified-recorded"] == 1
+    assert state(ctx, "lost-1") == "notified"
+    second = sweep.run(ctx)
+    assert second["stalled-notifications"] == 0 and second["notified-recorded"] == 0
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    assert ctx.sms.sends == {"lost-1:sms": 1}
+
+
+def test_an_in_doubt_sms_is_resolved_by_the_sweep_by_asking_the_gateway(ctx: Context) -> None:
+    delivered_with_rows(ctx, "doubt-1", status=notifications.PENDING)
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    ctx.sms.send(to="+46701740605", text="x", idempotency_key="doubt-1:sms")
+    ctx.now = lambda: LATER
+    counts = sweep.run(ctx)
+    assert counts["notifications-found-at-provider"] == 1
+    assert ctx.sms.sends == {"doubt-1:sms": 1}
+    assert state(ctx, "doubt-1") == "notified"
+
+
+def test_a_sent_notification_whose_case_was_not_recorded_notified_is_recorded(
+    ctx: Context,
+) -> None:
+    delivered_with_rows(ctx, "unrecorded-1", status=notifications.SENT)
+    ctx.now = lambda: LATER
+    counts = sweep.run(ctx)
+    assert counts["stalled-delivered"] == 1
+    assert counts["notified-recorded"] == 1
+    assert state(ctx, "unrecorded-1") == "notified"
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    assert ctx.sms.sends == {}
+
+
+def test_cases_stalled_before_delivery_are_counted_per_state_and_left_alone(
+    ctx: Context,
+) -> None:
+    [resident] = reachable_residents(ctx.settings.seed, 1, frozenset({"sms"}))
+    with ctx.engine.begin() as conn:
+        store_cleared(conn, [cleared_item("early-1", resident)])
+        conn.execute(sa.update(cases_table).values(updated_at=NOW))
+    ctx.now = lambda: NOW + dt.timedelta(minutes=5)
+    assert sweep.findings(ctx).get("stalled-cleared", 0) == 0
+    ctx.now = lambda: LATER
+    assert sweep.findings(ctx)["stalled-cleared"] == 1
+    assert sweep.run(ctx)["stalled-cleared"] == 1
+    assert state(ctx, "early-1") == "cleared"
+
+
+def test_the_limits_are_per_state_and_set_by_the_deployment(ctx: Context) -> None:
+    delivered_with_rows(ctx, "limit-1", status=notifications.QUEUED)
+    ctx.now = lambda: NOW + dt.timedelta(seconds=30)
+    assert sweep.findings(ctx)["stalled-notifications"] == 0
+    ctx.settings = ctx.settings.model_copy(update={"sweep_limits": {"notification": 10}})
+    assert sweep.findings(ctx)["stalled-notifications"] == 1
+
+
+def test_omvant_sweep_runs_once_and_prints_its_counts(ctx: Context, sqlite_url: str) -> None:
+    delivered_with_rows(ctx, "cli-1", status=notifications.SENT)
+    with ctx.engine.begin() as conn:
+        conn.execute(sa.update(cases_table).values(updated_at=NOW - dt.timedelta(days=1)))
+    result = CliRunner().invoke(app, ["sweep", "--json", "--database", sqlite_url])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.output.strip().splitlines()[-1])
+    assert counts["notified-recorded"] == 1
+    assert state(ctx, "cli-1") == "notified"
+
+
+def test_each_run_is_recorded_for_on_call(ctx: Context) -> None:
+    with ctx.engine.connect() as conn:
+        assert sweep.last_run(conn) is None
+    delivered_with_rows(ctx, "seen-1", status=notifications.SENT)
+    ctx.now = lambda: LATER
+    counts = sweep.run(ctx)
+    with ctx.engine.connect() as conn:
+        last = sweep.last_run(conn)
+    assert last is not None
+    assert last["counts"] == dict(sorted(counts.items()))
+    assert last["counts"]["notified-recorded"] == 1
+    assert dt.datetime.fromisoformat(last["at"]).tzinfo is not None

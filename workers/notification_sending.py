@@ -1,0 +1,403 @@
+"""Stage 5, notification sending: tell the resident a message is waiting, once per channel.
+
+Consumes ``NotificationQueued`` (ids of rows the inbox-delivery stage wrote to the ledger, the
+outbox); records ``notified`` for cases with a notification sent. This is the ONE send
+protocol: the first notification of a case, an unread follow-up's second round and a
+quiet-hours SMS due in the morning all go through ``send_notifications``.
+
+The protocol, per notification (``workers.store.notifications``):
+
+1. a due row (queued, or retry) is claimed *pending* in a transaction of its own, just before
+   the provider call, together with the rest of its group: the notifications sent at once,
+   in parallel (``OMVANT_SEND_CONCURRENCY``); nothing is claimed that is not in flight;
+2. the provider is called with the notification's idempotency key;
+3. the answer is recorded at once in a transaction of its own: *sent* (durable as soon as the
+   provider took it), *refused* (permanent, with a reason code) or *retry* (it certainly did
+   not take it). A timeout after the request went out leaves it pending: in doubt.
+
+A pending row found later than ``OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS`` after its claim is in
+doubt (a crash between 2 and 3), never just dropped: a provider that can be asked by key
+(the SMS gateway, ``lookup``) is asked; found, it is recorded sent; not found, it is sent with
+the same key. SMTP cannot be asked: by the policy ``OMVANT_EMAIL_IN_DOUBT`` (default
+``resend``) it is sent once more after ``OMVANT_EMAIL_RESEND_AFTER_SECONDS`` with the same
+Message-ID, so a duplicate is recognisable and the resident is never left with none; a second
+doubt about the same e-mail is not sent a third time. ``at-most-once`` records it
+``unconfirmed`` instead. Each settlement is recorded in ``resolution``. A crash leaves in doubt
+at most the notifications in flight at that moment: one group per worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import dramatiq
+import sqlalchemy as sa
+
+from contracts.notification_queued import NotificationQueuedV1
+from contracts.registry import Parsed
+from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable
+from workers.bootstrap import Context
+from workers.case_states import CaseState
+from workers.log import get_logger
+from workers.rate_limit import RateLimitExceeded
+from workers.reasons import Reason
+from workers.stage import Advance, emit, settle
+from workers.store import cases, notifications
+from workers.store.cases import Transition
+from workers.store.notifications import Entry, Resolution
+
+STAGE = "notification-sending"
+EMAIL_SUBJECT = "Nytt meddelande på 1177"
+"""The subject of every e-mail notification: like the text, fixed and content-free."""
+CHANNEL_ORDER = {"email": 0, "sms": 1}
+RESEND = "resend"
+AT_MOST_ONCE = "at-most-once"
+
+log = get_logger(__name__)
+
+
+class Step(StrEnum):
+    """What to do with one notification found in the ledger."""
+
+    DONE = "done"
+    """Sent, refused or settled before: nothing to do."""
+    NOT_YET = "not-yet"
+    """Not due (quiet hours, a resend's delay), or claimed so recently it may be in flight."""
+    SEND = "send"
+    """Due and never taken by the provider: claim and send."""
+    ASK_PROVIDER = "ask-provider"
+    """In doubt, and the provider can be asked by key."""
+    RESEND_LATER = "resend-later"
+    """In doubt, the provider cannot be asked: send once more, later, with the same key."""
+    GIVE_UP = "give-up"
+    """In doubt, cannot be asked, and sent once more already (or the policy is at most once)."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings ``next_step`` decides by."""
+
+    now: dt.datetime
+    in_flight_seconds: float
+    lookup_channels: frozenset[str]
+    email_in_doubt: str = RESEND
+
+    @property
+    def in_flight_since(self) -> dt.datetime:
+        """A claim newer than this may still be in flight."""
+        return self.now - dt.timedelta(seconds=self.in_flight_seconds)
+
+
+def next_step(entry: Entry, policy: Policy) -> Step:
+    """The protocol's decision for one ledger row (pure)."""
+    if entry.status in notifications.SETTLED:
+        return Step.DONE
+    if entry.status in notifications.SENDABLE:
+        due = entry.due_at is None or entry.due_at <= policy.now
+        return Step.SEND if due else Step.NOT_YET
+    if entry.updated_at >= policy.in_flight_since:
+        return Step.NOT_YET
+    if entry.channel in policy.lookup_channels:
+        return Step.ASK_PROVIDER
+    if policy.email_in_doubt == RESEND and entry.resolution is None:
+        return Step.RESEND_LATER
+    return Step.GIVE_UP
+
+
+@dataclass
+class Outcome:
+    """What one call of ``send_notifications`` did."""
+
+    sent: dict[str, list[str]] = field(default_factory=dict)
+    """Case -> channels sent now or before (for the ``notified`` transition)."""
+    waiting: dict[str, dt.datetime] = field(default_factory=dict)
+    """Key -> when to look at it again (not due, or perhaps in flight)."""
+    counts: dict[str, int] = field(default_factory=dict)
+    failure: BaseException | None = None
+    """The first transient failure (recorded; the caller retries later), if any."""
+
+    def count(self, what: str) -> None:
+        """Count one outcome."""
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+
+def policy_for(ctx: Context) -> Policy:
+    """The protocol's settings in this process."""
+    channels = {"sms"} | ({"email"} if ctx.email.can_lookup else set())
+    return Policy(
+        now=ctx.now(),
+        in_flight_seconds=ctx.settings.notification_in_flight_seconds,
+        lookup_channels=frozenset(channels),
+        email_in_doubt=ctx.settings.email_in_doubt,
+    )
+
+
+def send_notifications(ctx: Context, keys: Sequence[str]) -> Outcome:
+    """Send the ledger's notifications ``keys``, each at most once unless in doubt (then as the
+    module docstring says), recording each answer at once. A transient failure does not stop
+    the rest: it is returned in ``Outcome.failure`` (``dramatiq.Retry`` when a provider asked
+    us to wait, ``NotifierUnavailable`` otherwise) for the caller to retry later."""
+    outcome = Outcome()
+    policy = policy_for(ctx)
+    with ctx.engine.connect() as conn:
+        found = notifications.entries(conn, keys)
+    to_send: list[Entry] = []
+    for key in keys:
+        entry = found.get(key)
+        if entry is None:
+            outcome.count("unknown")
+            continue
+        step = next_step(entry, policy)
+        if step == Step.DONE:
+            if entry.status == notifications.SENT:
+                outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
+            continue
+        if step == Step.NOT_YET:
+            outcome.waiting[key] = _look_again(entry, policy)
+            continue
+        if step == Step.SEND:
+            to_send.append(entry)
+            continue
+        _settle_in_doubt(ctx, entry, step=step, policy=policy, outcome=outcome, to_send=to_send)
+    outcome.failure = _send_in_groups(ctx, to_send, policy, outcome)
+    return outcome
+
+
+def _look_again(entry: Entry, policy: Policy) -> dt.datetime:
+    if entry.status in notifications.SENDABLE and entry.due_at is not None:
+        return entry.due_at
+    return entry.updated_at + dt.timedelta(seconds=policy.in_flight_seconds + 1)
+
+
+def _settle_in_doubt(
+    ctx: Context,
+    entry: Entry,
+    *,
+    step: Step,
+    policy: Policy,
+    outcome: Outcome,
+    to_send: list[Entry],
+) -> None:
+    """Resolve one in-doubt notification; record which way at once."""
+    if step == Step.ASK_PROVIDER:
+        sender = ctx.sms if entry.channel == "sms" else ctx.email
+        ref = sender.lookup(entry.key)
+        if ref is not None:
+            with ctx.engine.begin() as conn:
+                notifications.mark_sent(
+                    conn, entry.key, ref, resolution=Resolution.FOUND_AT_PROVIDER
+                )
+            outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
+            outcome.count(Resolution.FOUND_AT_PROVIDER)
+            log.info("in-doubt notification found at the provider", case_id=entry.case_id)
+            return
+        with ctx.engine.begin() as conn:
+            taken = notifications.reclaim_in_doubt(
+                conn, entry.key, policy.in_flight_since, resolution=Resolution.NOT_AT_PROVIDER
+            )
+        if taken:
+            outcome.count(Resolution.NOT_AT_PROVIDER)
+            to_send.append(entry)
+        return
+    if step == Step.RESEND_LATER:
+        delay = dt.timedelta(seconds=ctx.settings.email_resend_after_seconds)
+        with ctx.engine.begin() as conn:
+            moved = notifications.requeue_in_doubt(
+                conn, entry.key, policy.in_flight_since, due_at=policy.now + delay
+            )
+        if moved:
+            outcome.waiting[entry.key] = policy.now + delay
+            outcome.count(Resolution.RESENT_SAME_MESSAGE_ID)
+            log.warning("in-doubt e-mail will be sent once more", case_id=entry.case_id)
+        return
+    with ctx.engine.begin() as conn:
+        notifications.mark_unconfirmed(
+            conn, entry.key, Reason.NOTIFICATION_IN_DOUBT, "cannot be asked; not sent again"
+        )
+    outcome.count(Resolution.NOT_SENT_AGAIN)
+    log.warning("in-doubt e-mail not sent again", case_id=entry.case_id)
+
+
+_local = threading.local()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """This worker thread's own senders (kept, so SMTP sessions are kept too)."""
+    pool: ThreadPoolExecutor | None = getattr(_local, "pool", None)
+    if pool is None or getattr(_local, "size", 0) != size:
+        pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="omvant-send")
+        _local.pool, _local.size = pool, size
+    return pool
+
+
+def _send_in_groups(
+    ctx: Context, to_send: list[Entry], policy: Policy, outcome: Outcome
+) -> BaseException | None:
+    """Claim and send ``to_send`` a group at a time (a group is in flight together); return
+    the first transient failure, after the whole chunk has been tried. The provider calls of a
+    group run in parallel; this thread records each answer the moment it comes (its own
+    transaction), so no mark waits for another provider call and the worker thread keeps one
+    database connection."""
+    size = max(1, ctx.settings.send_concurrency)
+    failure: BaseException | None = None
+    for start in range(0, len(to_send), size):
+        group = to_send[start : start + size]
+        reclaimed = [e for e in group if e.status == notifications.PENDING]
+        with ctx.engine.begin() as conn:
+            claimed = notifications.claim(
+                conn, [e.key for e in group if e.status != notifications.PENDING], policy.now
+            )
+        mine = [e for e in group if e.key in claimed] + reclaimed
+        if len(mine) <= 1 or size == 1:
+            answers = ((e, _call_provider(ctx, e)) for e in mine)
+        else:
+            pending = {_pool(size).submit(_call_provider, ctx, e): e for e in mine}
+            answers = ((pending[f], f.result()) for f in as_completed(pending))
+        for entry, answer in answers:
+            problem = _record(ctx, entry, answer)
+            if problem is None:
+                outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
+                outcome.count("sent")
+            elif isinstance(problem, NotificationRefused):
+                outcome.count("refused")
+            else:
+                outcome.count("retry")
+                failure = failure or problem
+    return failure
+
+
+Answer = str | NotificationRefused | NotifierUnavailable | RateLimitExceeded
+"""A provider's answer: its reference (taken), or why not."""
+
+
+def _call_provider(ctx: Context, entry: Entry) -> Answer:
+    """Wait for the channel's rate limit and call the provider for one claimed notification
+    (no database work: that is ``_record``'s)."""
+    try:
+        ctx.rate_limits.acquire(entry.channel)
+    except RateLimitExceeded as exc:
+        return exc
+    text = ctx.settings.notification_text
+    address = entry.address or ""
+    try:
+        if entry.channel == "sms":
+            return ctx.sms.send(to=address, text=text, idempotency_key=entry.key)
+        return ctx.email.send(
+            to=address, subject=EMAIL_SUBJECT, text=text, idempotency_key=entry.key
+        )
+    except (NotificationRefused, NotifierUnavailable) as exc:
+        return exc
+
+
+def _durably(ctx: Context, write: Callable[[sa.Connection], None]) -> None:
+    """Write one mark in a transaction of its own, trying again while the database is away
+    (a restart takes seconds) for up to ``OMVANT_MARK_RETRY_SECONDS``, before any other
+    provider call: what a provider took is recorded rather than left in doubt.
+
+    Raises
+    ------
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError
+        The database stayed away: the notification stays pending, in doubt, and is resolved
+        by the next attempt.
+    """
+    deadline = time.monotonic() + ctx.settings.mark_retry_seconds
+    wait = 0.2
+    while True:
+        try:
+            with ctx.engine.begin() as conn:
+                write(conn)
+            return
+        except (sa.exc.OperationalError, sa.exc.InterfaceError):
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("ledger write failed; trying again", seconds=wait)
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
+
+
+def _record(ctx: Context, entry: Entry, answer: Answer) -> BaseException | None:
+    """Record one provider answer at once; None when sent, else the problem (refused: for
+    good; other: to retry, or in doubt when the provider may have taken it)."""
+    key = entry.key
+    if isinstance(answer, str):
+        _durably(ctx, lambda conn: notifications.mark_sent(conn, key, answer))
+        return None
+    if isinstance(answer, NotificationRefused):
+        reason, detail = answer.reason, str(answer)
+        _durably(ctx, lambda conn: notifications.mark_refused(conn, key, reason, detail))
+        log.info("notification refused", case_id=entry.case_id, channel=entry.channel)
+        return answer
+    if isinstance(answer, RateLimitExceeded):
+        detail = str(answer)
+        _durably(ctx, lambda conn: notifications.mark_retry(conn, key, detail))
+        return NotifierUnavailable(detail)
+    if not answer.maybe_accepted:
+        detail = str(answer)
+        _durably(ctx, lambda conn: notifications.mark_retry(conn, key, detail))
+    log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
+    if answer.retry_after is not None:
+        return dramatiq.Retry(str(answer), delay=int(answer.retry_after * 1000))
+    return answer
+
+
+def notified_decisions(
+    sent: dict[str, list[str]],
+    now: dt.datetime,
+    case_ids: Iterable[str],
+    order: dict[str, list[str]] | None = None,
+) -> list[Advance]:
+    """The ``notified`` transition of each case with a notification sent (pure); its channels
+    in the case's own order (``order``: as its notifications came), then any other sent."""
+    decisions: list[Advance] = []
+    for case_id in dict.fromkeys(case_ids):
+        done = set(sent.get(case_id, []))
+        own = [c for c in dict.fromkeys((order or {}).get(case_id, [])) if c in done]
+        rest = sorted(done - set(own), key=lambda c: CHANNEL_ORDER.get(c, 9))
+        channels = own + rest
+        if channels:
+            values = {"notified_at": now, "channels": ",".join(channels)}
+            decisions.append(Advance(case_id, (Transition(case_id, CaseState.NOTIFIED, values),)))
+    return decisions
+
+
+def process(parsed: Parsed, ctx: Context) -> None:
+    """Send the chunk's notifications; record ``notified``; look again at those not yet due;
+    then raise a transient failure, so dramatiq retries the chunk (what was sent is skipped)."""
+    items = [item for item in parsed.items if isinstance(item, NotificationQueuedV1)]
+    outcome = send_notifications(ctx, [item.key for item in items])
+    case_ids = [item.case_id for item in items]
+    with ctx.engine.connect() as conn:
+        sent = notifications.sent_channels(conn, case_ids)
+    order: dict[str, list[str]] = {}
+    for item in items:
+        order.setdefault(item.case_id, []).append(item.channel)
+    decisions = notified_decisions(sent, ctx.now(), case_ids, order)
+    correlation_id = parsed.envelope.correlation_id
+    settle(
+        ctx,
+        stage=STAGE,
+        decisions=decisions,
+        correlation_id=correlation_id,
+        within=lambda conn, _holding: cases.add_channels(conn, sent),
+    )
+    later: dict[int, list[NotificationQueuedV1]] = {}
+    for item in items:
+        when = outcome.waiting.get(item.key)
+        if when is not None:
+            delay_ms = max(0, int((when - ctx.now()).total_seconds() * 1000))
+            later.setdefault(delay_ms // 1000 * 1000, []).append(item)
+    for delay_ms, group in later.items():
+        emit(ctx, group, correlation_id=correlation_id, delay_ms=delay_ms)
+    log.info("notifications sent", notifications=len(items), **_log_counts(outcome.counts))
+    if outcome.failure is not None:
+        raise outcome.failure
+
+
+def _log_counts(counts: dict[str, int]) -> dict[str, int]:
+    return {k.replace("-", "_"): v for k, v in counts.items()}

@@ -1,0 +1,205 @@
+"""The sweep: a periodic job (``omvant sweep``) so that nothing waits forever.
+
+Each run finds what has not moved for longer than its limit (``OMVANT_SWEEP_LIMITS``, seconds
+per state) and re-drives it from its last recorded step, idempotently (a second sweep, or a
+worker doing the same at the same time, changes nothing twice):
+
+- notifications (the ledger is the outbox, every row holds what to send): rows queued or
+  retry and due for longer than the ``notification`` limit, and rows pending (in doubt) for
+  longer than the in-flight limit, are sent or settled through the one send protocol
+  (``notification_sending.send_notifications``), and their cases recorded notified;
+- delivered cases with a notification sent but no ``notified`` recorded (a crash between the
+  two) are recorded notified;
+- cases stalled before delivery (received, validated, composed, cleared) are counted and
+  logged: their messages live on the broker (redelivered after a crash, dead-lettered and
+  recorded failed when they keep failing), and the system of record does not keep what a
+  stage would need to build them again;
+- the unread follow-ups that are due are carried out (``workers.unread_follow_up``).
+
+``findings`` counts without changing anything (for the on-call metrics); ``run`` acts and
+returns the counts of what it found and did.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from workers.adapters.notifiers import NotifierUnavailable
+from workers.bootstrap import Context
+from workers.case_states import CaseState
+from workers.log import get_logger
+from workers.notification_sending import STAGE as SENDING
+from workers.notification_sending import notified_decisions, send_notifications
+from workers.stage import settle
+from workers.store import notifications
+from workers.store.cases import utcnow
+from workers.store.schema import batches, cases, sweep_runs
+from workers.unread_follow_up import run_follow_ups
+
+log = get_logger(__name__)
+
+BEFORE_DELIVERY = (
+    CaseState.RECEIVED,
+    CaseState.VALIDATED,
+    CaseState.COMPOSED,
+    CaseState.CLEARED,
+)
+
+DEFAULT_LIMITS: dict[str, float] = {
+    "received": 900.0,
+    "validated": 900.0,
+    "composed": 900.0,
+    "cleared": 900.0,
+    "delivered": 300.0,
+    "notification": 300.0,
+}
+"""Seconds a case may stay in a state (a notification queued and due) before the sweep acts."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long each state may last before the sweep looks at it."""
+
+    seconds: dict[str, float]
+
+    def cutoff(self, now: dt.datetime, state: str) -> dt.datetime:
+        """Things last changed before this have stalled in ``state``."""
+        limit = self.seconds.get(state, DEFAULT_LIMITS.get(state, 900.0))
+        return now - dt.timedelta(seconds=limit)
+
+
+def limits_for(ctx: Context) -> Limits:
+    """The limits of this deployment (defaults, overridden by ``OMVANT_SWEEP_LIMITS``)."""
+    return Limits({**DEFAULT_LIMITS, **ctx.settings.sweep_limits})
+
+
+def stalled_cases(
+    conn: sa.Connection, now: dt.datetime, limits: Limits, *, limit: int = 1000
+) -> dict[str, list[str]]:
+    """The cases per state that have not moved for longer than the state's limit (a paused
+    dispatch's cases wait on purpose: not stalled)."""
+    found: dict[str, list[str]] = {}
+    paused = sa.select(batches.c.id).where(batches.c.status == "paused")
+    for state in (*BEFORE_DELIVERY, CaseState.DELIVERED):
+        rows = conn.execute(
+            sa.select(cases.c.id)
+            .where(
+                cases.c.state == state.value,
+                cases.c.updated_at < limits.cutoff(now, state),
+                sa.or_(cases.c.batch_id.is_(None), cases.c.batch_id.not_in(paused)),
+            )
+            .order_by(cases.c.updated_at)
+            .limit(limit)
+        )
+        ids = [row.id for row in rows]
+        if ids:
+            found[state.value] = ids
+    return found
+
+
+def stalled_notifications(
+    conn: sa.Connection, now: dt.datetime, limits: Limits, in_flight_seconds: float, limit: int
+) -> list[notifications.Entry]:
+    """Notifications queued or retry and due for longer than the limit, and in-doubt ones."""
+    return notifications.stalled(
+        conn,
+        quiet_before=limits.cutoff(now, "notification"),
+        in_flight_before=now - dt.timedelta(seconds=in_flight_seconds),
+        limit=limit,
+    )
+
+
+def findings(ctx: Context) -> dict[str, int]:
+    """What a sweep would find now, counted, changing nothing (for metrics and ``status``):
+    ``stalled-<state>`` per case state and ``stalled-notifications``."""
+    now, limits = ctx.now(), limits_for(ctx)
+    with ctx.engine.connect() as conn:
+        stalled = stalled_cases(conn, now, limits, limit=1_000_000)
+        rows = stalled_notifications(
+            conn, now, limits, ctx.settings.notification_in_flight_seconds, 1_000_000
+        )
+    counts = {f"stalled-{state}": len(ids) for state, ids in stalled.items()}
+    counts["stalled-notifications"] = len(rows)
+    return counts
+
+
+def run(ctx: Context, *, limit: int = 1000) -> Counter[str]:
+    """One sweep: re-drive what has stalled, run the due unread follow-ups; return the counts
+    of what it found and did (also logged)."""
+    now, limits = ctx.now(), limits_for(ctx)
+    counts: Counter[str] = Counter()
+    with ctx.engine.connect() as conn:
+        rows = stalled_notifications(
+            conn, now, limits, ctx.settings.notification_in_flight_seconds, limit
+        )
+    counts["stalled-notifications"] = len(rows)
+    case_ids = sorted({row.case_id for row in rows})
+    if rows:
+        outcome = send_notifications(ctx, [row.key for row in rows])
+        counts.update({f"notifications-{k}": v for k, v in outcome.counts.items()})
+        if outcome.failure is not None:
+            counts["notifications-provider-unavailable"] += 1
+    with ctx.engine.connect() as conn:
+        stalled = stalled_cases(conn, now, limits, limit=limit)
+    for state, ids in stalled.items():
+        counts[f"stalled-{state}"] = len(ids)
+    delivered = stalled.get(CaseState.DELIVERED.value, [])
+    counts["notified-recorded"] = _record_notified(ctx, sorted({*case_ids, *delivered}))
+    try:
+        follow_ups = run_follow_ups(ctx, limit=limit)
+    except NotifierUnavailable:
+        follow_ups = Counter({"retry-next-run": 1})
+    counts.update({f"follow-up-{k}": v for k, v in follow_ups.items()})
+    log.info("sweep", **{k.replace("-", "_"): v for k, v in sorted(counts.items()) if v})
+    record_run(ctx, counts)
+    return counts
+
+
+KEEP_RUNS = dt.timedelta(days=7)
+
+
+def record_run(ctx: Context, counts: Mapping[str, int]) -> None:
+    """Keep what this run found and did (``last_run`` reads it); drop runs older than a week."""
+    now = utcnow()
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            sweep_runs.insert().values(at=now, counts=json.dumps(dict(sorted(counts.items()))))
+        )
+        conn.execute(sweep_runs.delete().where(sweep_runs.c.at < now - KEEP_RUNS))
+
+
+def last_run(conn: sa.Connection) -> dict[str, Any] | None:
+    """The last sweep: ``{"at": ISO time, "counts": {...}}``, or None if none ran."""
+    row = conn.execute(
+        sa.select(sweep_runs.c.at, sweep_runs.c.counts).order_by(sweep_runs.c.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)
+    return {"at": at.isoformat(), "counts": json.loads(row.counts)}
+
+
+def _record_notified(ctx: Context, case_ids: list[str]) -> int:
+    """Record ``notified`` for cases with a notification sent; return how many moved now."""
+    if not case_ids:
+        return 0
+    with ctx.engine.connect() as conn:
+        sent = notifications.sent_channels(conn, case_ids)
+        before = {
+            row.id
+            for row in conn.execute(
+                sa.select(cases.c.id).where(
+                    cases.c.id.in_(case_ids), cases.c.state == CaseState.DELIVERED.value
+                )
+            )
+        }
+    decisions = [d for d in notified_decisions(sent, ctx.now(), case_ids) if d.case_id in before]
+    settle(ctx, stage=SENDING, decisions=decisions, correlation_id="sweep")
+    return len(decisions)
