@@ -220,8 +220,12 @@ def run_demo(
     open_share: float = 0.4,
     timeout: float = 600.0,
     progress: Progress | None = None,
+    then: Callable[[Context, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Send ``count`` cases through the pipeline, let some residents read them, summarise."""
+    """Send ``count`` cases through the pipeline, let some residents read them, summarise.
+
+    ``then(ctx, summary)``, if given, runs while the pipeline still runs (``omvant demo
+    --serve`` serves the web console there until stopped)."""
     started = time.monotonic()
     servers = DemoServers.start()
     settings = servers.settings_for(settings)
@@ -264,6 +268,8 @@ def run_demo(
             "sms_gateway": len(servers.sms.messages()),
             "inbox_events": bridge.forwarded.receipts,
         }
+        if then is not None:
+            then(ctx, summary)
         return summary
     finally:
         stop_bridge.set()

@@ -26,6 +26,7 @@ from contracts.envelope import origin_message_id, split_message_id
 from contracts.registry import ContractError, Parsed, parse
 from workers import (
     attachment_check,
+    case_ownership,
     composition,
     failures,
     metrics,
@@ -104,6 +105,10 @@ def run_message(
     if held is None:
         return
     parsed = held
+    owned = drop_foreign_cases(parsed, ctx, queue)
+    if owned is None:
+        return
+    parsed = owned
     try:
         with failures.reading(parsed, _case_id):
             process(parsed, ctx)
@@ -162,6 +167,27 @@ def _case_ids(parsed: Parsed) -> list[str]:
 def _case_id(item: Any) -> str:
     resolved = getattr(item, "resolved_case_id", None)
     return str(resolved() if resolved else item.case_id)
+
+
+def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | None:
+    """Record and drop the records naming another clinic's case (``case-not-owned``); return
+    what may run (or None)."""
+    with ctx.engine.connect() as conn:
+        dropped = case_ownership.foreign(conn, parsed.items)
+    if not dropped:
+        return parsed
+    with ctx.engine.begin() as conn:
+        for item in dropped:
+            cases.record_unreadable(
+                conn,
+                queue=queue,
+                reason=Reason.CASE_NOT_OWNED,
+                detail=f"case {item.case_id} is not {item.clinic_hsa_id}'s",
+                body=None,
+            )
+    log.warning("records naming another clinic's case dropped", queue=queue, records=len(dropped))
+    running = [item for item in parsed.items if item not in dropped]
+    return Parsed(envelope=parsed.envelope, items=running) if running else None
 
 
 def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 
 from workers.answer_seal import AnswerSeal
 from workers.hsa import is_hsa_id
-from workers.log import mask_identity_numbers
 from workers.store import access_log, case_queries
 from workers.store.schema import cases
 
@@ -106,7 +105,9 @@ def _filter_detail(f: case_queries.CaseFilter) -> str:
             ("template", f.template_id),
             ("batch", f.batch_id),
             ("since", f.since.isoformat() if f.since else None),
-            ("resident", mask_identity_numbers(f.personnummer) if f.personnummer else None),
+            ("until", f.until.isoformat() if f.until else None),
+            ("personnummer", "searched" if f.personnummer else None),
+            ("offset", str(f.offset) if f.offset else None),
         )
         if value is not None
     ]
@@ -144,8 +145,9 @@ def list_cases(
                 unit_hsa_id=reader.unit_hsa_id,
                 action="cases-list",
                 case_ids=[r.case_id for r in rows],
+                # the resident searched for is logged too, found or not
                 personnummer=[r.personnummer for r in rows]
-                + ([f.personnummer] if f.personnummer else []),
+                + ([f.personnummer] if f.personnummer and f.personnummer.isdigit() else []),
                 unmasked=reader.unmasked,
                 detail=_filter_detail(f),
             )

@@ -172,3 +172,27 @@ def _foreign_batches(conn: sa.Connection, items: Sequence[SendCaseV2]) -> list[S
         for item in items
         if item.batch_id and owners.get(item.batch_id, item.clinic_hsa_id) != item.clinic_hsa_id
     ]
+
+
+def foreign(conn: sa.Connection, items: Sequence[Any]) -> list[Any]:
+    """The records of a stage message (``CaseHeader``: ``case_id`` and ``clinic_hsa_id``) whose
+    case belongs to another clinic than the record says: forged or corrupted, they must not
+    move or add history to that clinic's case (``case-not-owned``). Intake requests derive
+    their ids from their clinic and records without a clinic (read receipts) are not asked
+    about; cases Omvänt does not know are left to ``unknown-case``."""
+    claims = {
+        str(item.case_id): str(item.clinic_hsa_id)
+        for item in items
+        if not isinstance(item, SendCaseV2)
+        and isinstance(getattr(item, "case_id", None), str)
+        and isinstance(getattr(item, "clinic_hsa_id", None), str)
+    }
+    if not claims:
+        return []
+    owners, _ = cases.owners(conn, claims)
+    return [
+        item
+        for item in items
+        if str(getattr(item, "case_id", "")) in owners
+        and owners[str(item.case_id)].clinic_hsa_id != claims[str(item.case_id)]
+    ]

@@ -25,20 +25,25 @@ _SOFT = (
     "\U000e0001\U000e0020-\U000e007f"
 )
 """Invisible characters (Unicode categories Cc and Cf: NUL, other controls, zero-width and
-direction marks, the byte-order mark): anywhere inside a number they hide it from a plain
-pattern, so the masker reads through them."""
-_S = f"[{_SOFT}]*"
+direction marks, the byte-order mark): inside a number they hide it from a plain pattern, so
+the masker reads through them."""
+_INSIDE = _SOFT.replace("\x00-\x1f\x7f-\x9f", "\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f")
+"""The invisible characters read through between any two digits: all but the line and space
+controls (tab, line feed, carriage return, NEL ...), which separate runs of digits (two numbers
+on two lines are two numbers) and count only as the separator between date and serial."""
+_S = f"[{_INSIDE}]*"
 _D = rf"\d{_S}"
 _DASH = "-+\u2010-\u2015\u2212\ufe58\ufe63\uff0b\uff0d"
 _IDENTITY = re.compile(
     rf"(?<!\d)(?P<date>(?:{_D}){{6}}(?:{_D}){{2}}|(?:{_D}){{6}})"
-    rf"(?P<sep>[\s\u00a0{_SOFT}]*[{_DASH}][\s\u00a0{_SOFT}]*|[ \u00a0\t]|){_S}"
+    rf"(?P<sep>[\s\u00a0{_SOFT}]*[{_DASH}][\s\u00a0{_SOFT}]*|[\s\u00a0]|){_S}"
     rf"(?P<serial>(?:{_D}){{3}}\d|[A-Za-z]{_S}(?:{_D}){{2}}\d)(?!{_S}\d)"
 )
 """An identity number as it may be written: six or eight date digits, then four (or a letter
-and three: interim numbers), with '-', '+' (aged 100 or more), a space or nothing between, and
-invisible characters anywhere; bounded by non-digits (also letters: ``pnr191212121212`` is a
-number). The check digit is not checked (a typo is still someone's number)."""
+and three: interim numbers), with '-', '+' (aged 100 or more), a space, a line break or nothing
+between, and invisible characters anywhere; bounded by non-digits (also letters:
+``pnr191212121212`` is a number). The check digit is not checked (a typo is still someone's
+number)."""
 _PROTECTED = re.compile(
     r"(?<![0-9A-Za-z])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
     r"[0-9A-Fa-f]{12}(?![0-9A-Za-z])"

@@ -87,6 +87,7 @@ class Reason(StrEnum):
     ANSWER_UNREADABLE = "answer-unreadable"
 
     CASE_ID_CONFLICT = "case-id-conflict"
+    CASE_NOT_OWNED = "case-not-owned"
     BATCH_NOT_OWNED = "batch-not-owned"
     BATCH_EXISTS = "batch-exists"
     ATTACHMENT_NOT_OWNED = "attachment-not-owned"

@@ -29,6 +29,7 @@ from producers.cli import (
     status_command,
     sweep_command,
     templates_command,
+    users_command,
     worker_command,
 )
 from producers.cli.options import current_settings
@@ -105,6 +106,7 @@ app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
 app.add_typer(clinics_command.app, name="clinics")
+app.add_typer(users_command.app, name="users")
 app.add_typer(dlq_command.app, name="dlq")
 app.command("status")(status_command.status)
 app.command("exporter")(status_command.exporter)

@@ -22,11 +22,18 @@ def demo(
     database: DatabaseOption = None,
     as_json: JsonOption = False,
     seed: Annotated[int | None, typer.Option(help="Seed of the simulated population.")] = None,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Then serve the web console on the demo's data (Ctrl-C)."),
+    ] = False,
+    host: Annotated[str, typer.Option(help="With --serve: address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="With --serve: port.")] = 8000,
 ) -> None:
     """Run the whole pipeline on a realistic dispatch and print a summary.
 
     With no options it needs no servers: the in-process broker and SQLite, in the data folder
     OMVANT_HOME (default ~/.local/share/omvant).
+    With --serve the pipeline keeps running and the web console serves the demo's cases.
     """
     settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     if seed is not None:
@@ -42,9 +49,36 @@ def demo(
         transient=as_json,
     ) as bar:
         task = bar.add_task("cases through the pipeline", total=cases)
+        then = None
+        if serve:
+            from producers.web.demo_console import DemoLogin, serve_console
+
+            def announce(url: str, logins: list[DemoLogin]) -> None:
+                bar.stop()
+                if summary_holder:
+                    _print_summary(Console(), summary_holder[0])
+                console.print(f"\nThe web console runs at [bold]{url}[/bold] (Ctrl-C ends it).")
+                for login in logins:
+                    console.print(
+                        f"  sign in as [bold]{login.username}[/bold] / {login.password}"
+                        f"  ({', '.join(login.roles)})"
+                    )
+
+            summary_holder: list[dict[str, Any]] = []
+            serving = serve_console(host, port, announce)
+
+            def then(ctx: Any, summary: dict[str, Any]) -> None:
+                summary_holder.append(summary)
+                serving(ctx, summary)
+
         summary = run_demo(
-            settings, count=cases, progress=lambda done, _total: bar.update(task, completed=done)
+            settings,
+            count=cases,
+            progress=lambda done, _total: bar.update(task, completed=done),
+            then=then,
         )
+    if serve:
+        return
     if as_json:
         typer.echo(json.dumps(summary))
     else:

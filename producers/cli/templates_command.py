@@ -65,24 +65,17 @@ def opened(database: str | None) -> Iterator[sa.Engine]:
 def _visible(
     conn: sa.Connection, template_id: str, clinic: str | None, version: int | None = None
 ) -> Template:
-    found = store.load(conn, template_id, version)
-    if found is None or not store.visible_to(found, clinic):
-        where = f" in version {version}" if version else ""
-        fail(
-            f"template-unknown: no template {template_id!r}{where}"
-            + (f" for {clinic}" if clinic else "")
-        )
-    return found
+    try:
+        return store.visible(conn, template_id, clinic, version)
+    except store.TemplateNotFound as exc:
+        fail(str(exc))
 
 
 def _changeable(conn: sa.Connection, template_id: str, clinic: str | None) -> Template:
-    found = _visible(conn, template_id, clinic)
-    if clinic is not None and found.scope != "local":
-        fail(
-            f"{template_id} is a {found.scope} template; a clinic adapts it by adopting it "
-            f"(omvant templates adopt {template_id} --clinic {clinic})"
-        )
-    return found
+    try:
+        return store.changeable(conn, template_id, clinic)
+    except (store.TemplateNotFound, store.TemplateNotChangeable) as exc:
+        fail(str(exc))
 
 
 def _summary(template: Template) -> dict[str, Any]:
@@ -588,10 +581,10 @@ def import_templates(
         _refuse_invalid(exc)
     except UnicodeDecodeError:
         fail(f"{file} is not UTF-8 text")
-    if clinic is not None:
-        foreign = [t.id for t in templates if t.scope != "local" or t.owner != clinic]
-        if foreign:
-            fail(f"{clinic} may import only its own local templates, not {', '.join(foreign)}")
+    try:
+        store.check_importable(templates, clinic)
+    except store.TemplateNotChangeable as exc:
+        fail(str(exc))
     results: list[dict[str, Any]] = []
     with opened(database) as engine, engine.begin() as conn:
         for template in templates:

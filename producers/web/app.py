@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from producers.web import api, health
 from producers.web.context import WebContext
+from producers.web.pages import install_console
 from workers.settings import Settings
 from workers.store.engine import upgrade
 
@@ -48,5 +49,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.omvant = context
     app.include_router(health.router)
     app.include_router(api.router)
-    # the web console's page routers are included here
+    install_console(
+        app, context.settings, engine=context.engine, broker_factory=lambda: context.broker
+    )
     return app

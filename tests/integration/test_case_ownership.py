@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from contracts.recipient_validated import RecipientValidatedV1
 from contracts.send_case import SendCaseV2
 from producers.cli import app
 from producers.client import OmvantClient
@@ -23,10 +24,12 @@ from tests.reachable import reachable_residents
 from workers.case_states import CaseState
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
+from workers.stage import emit
 from workers.store import batches, cases, notifications
 from workers.store.cases import Transition
 from workers.store.engine import make_engine, upgrade
-from workers.store.schema import case_events
+from workers.store.schema import batches as batches_table
+from workers.store.schema import case_events, rejected_messages
 from workers.store.schema import cases as cases_table
 
 pytestmark = pytest.mark.integration
@@ -268,3 +271,67 @@ def test_omvant_push_with_another_clinics_case_id_leaves_that_case_alone(
         assert a_row is not None and a_row.clinic_hsa_id == CLINIC_A
     finally:
         running.stop()
+
+
+def test_a_stage_message_naming_another_clinics_case_leaves_it_alone(
+    pipeline: InProcessPipeline, queue_prefix: str
+) -> None:
+    b_case = f"{queue_prefix}stage-b"
+    with pipeline.ctx.engine.begin() as conn:  # B's case, validated, about to be composed
+        cases.insert_received(
+            conn,
+            [
+                {
+                    "id": b_case,
+                    "clinic_hsa_id": CLINIC_B,
+                    "sender_hsa_id": "SE2321000016-S101",
+                    "template_id": "meddelande-till-invanare",
+                    "personnummer": RESIDENT,
+                    "idempotency_key": b_case,
+                }
+            ],
+        )
+        cases.apply(conn, [Transition(b_case, CaseState.VALIDATED)], stage="recipient-validation")
+    before = history(pipeline, b_case)
+    forged = RecipientValidatedV1(
+        case_id=b_case,
+        clinic_hsa_id=CLINIC_A,
+        sender_hsa_id="SE2321000016-S101",
+        template_id="meddelande-till-invanare",
+        fragments=["halsning"],
+        personnummer=RESIDENT,
+        channels=["sms"],
+    )
+    emit(pipeline.ctx, [forged], correlation_id="forged")
+    pipeline.ctx.broker.join(queue_name(Queues.MESSAGE_COMPOSITION, queue_prefix), timeout=20_000)
+    pipeline.worker.join()
+    assert history(pipeline, b_case) == before
+    with pipeline.ctx.engine.connect() as conn:
+        kept = conn.execute(
+            sa.select(rejected_messages.c.reason, rejected_messages.c.detail).where(
+                rejected_messages.c.detail.contains(b_case)
+            )
+        ).all()
+    assert [r.reason for r in kept] == ["case-not-owned"]
+
+
+def test_another_clinics_cancelled_dispatch_does_not_decide_a_request(
+    pipeline: InProcessPipeline, queue_prefix: str
+) -> None:
+    with pipeline.ctx.engine.begin() as conn:
+        batch = batches.create(
+            conn,
+            batch_id=f"{queue_prefix}b-cancelled",
+            name="B's, cancelled",
+            clinic_hsa_id=CLINIC_B,
+            sender_hsa_id="SE2321000016-S101",
+            template_id="meddelande-till-invanare",
+            total=0,
+        )
+        cancel = sa.update(batches_table).where(batches_table.c.id == batch.id)
+        conn.execute(cancel.values(status="cancelled"))
+    [case_id] = send(pipeline, request(CLINIC_A, f"{queue_prefix}into-b", batch_id=batch.id))
+    assert wait_for(lambda: settled(pipeline, case_id), 1, timeout=30) == 1
+    a_row = row(pipeline, case_id)
+    assert a_row is not None
+    assert (a_row.reason, a_row.batch_id) == ("batch-not-owned", None)

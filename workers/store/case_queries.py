@@ -33,16 +33,16 @@ STATUSES = (
     "read",
     "unread",
     "overdue",
+    "answered",
+    "unanswered",
     "rejected",
     "failed",
     "in-progress",
-    "answered",
-    "unanswered",
 )
 """What ``--status`` takes: read/unread by the resident, overdue (unread past the template's
-follow-up time), rejected and failed (with reason codes), in-progress (not yet in the inbox),
-answered and unanswered (question templates' cases in the inbox that the resident has, or has
-not yet, answered)."""
+follow-up time), answered (the resident replied) and unanswered (question templates' cases in
+the inbox that the resident has not yet answered), rejected and failed (with reason codes),
+in-progress (not yet in the inbox)."""
 CASE_TYPES = ("sent-by-care",)
 """Every case Omvänt carries is sent by care; the filter exists because staff filter by it."""
 
@@ -59,9 +59,13 @@ class CaseFilter:
     template_id: str | None = None
     batch_id: str | None = None
     since: dt.datetime | None = None
+    limit: int = 1000
+    until: dt.datetime | None = None
+    """Received before this time."""
     personnummer: str | None = None
     """One resident (12 digits, as the system of record keeps them)."""
-    limit: int = 1000
+    offset: int = 0
+    """Cases to skip (paging)."""
 
 
 @dataclass(frozen=True)
@@ -138,10 +142,10 @@ def _query(clinic_hsa_id: str, f: CaseFilter, now: dt.datetime) -> sa.Select[tup
             "read": cases.c.state == CaseState.READ.value,
             "unread": cases.c.state.in_(UNREAD),
             "overdue": _overdue(now),
+            "answered": cases.c.answered_at.is_not(None),
             "rejected": cases.c.state == CaseState.REJECTED.value,
             "failed": cases.c.state == CaseState.FAILED.value,
             "in-progress": cases.c.state.in_(IN_PROGRESS),
-            "answered": cases.c.answered_at.is_not(None),
             "unanswered": sa.and_(
                 cases.c.answered_at.is_(None),
                 cases.c.state.in_((*UNREAD, CaseState.READ.value)),
@@ -159,6 +163,8 @@ def _query(clinic_hsa_id: str, f: CaseFilter, now: dt.datetime) -> sa.Select[tup
         query = query.where(cases.c.batch_id == f.batch_id)
     if f.since is not None:
         query = query.where(cases.c.received_at >= f.since)
+    if f.until is not None:
+        query = query.where(cases.c.received_at < f.until)
     if f.personnummer is not None:
         query = query.where(cases.c.personnummer == f.personnummer)
     return query
@@ -217,7 +223,7 @@ def list_cases(
         ``f.status`` is none of ``STATUSES``.
     """
     query = _query(clinic_hsa_id, f, now).order_by(cases.c.received_at.desc(), cases.c.id)
-    rows = list(conn.execute(query.limit(f.limit)))
+    rows = list(conn.execute(query.limit(f.limit).offset(f.offset or None)))
     channels = _sent_channels(conn, [r._mapping["id"] for r in rows])
     return [_row(r, now, channels.get(r._mapping["id"], [])) for r in rows]
 

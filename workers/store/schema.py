@@ -244,6 +244,67 @@ blob_owners = sa.Table(
 blobs, or one shared for every clinic through a national or regional template (``shared``,
 ``owner_hsa_id`` the template's owner)."""
 
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(120), nullable=False),
+    sa.Column("hsa_id", sa.String(48), nullable=False),
+    sa.Column("roles", sa.String(64), nullable=False),
+    sa.Column("clinics", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("password_hash", sa.String(200), nullable=True),
+    sa.Column("oidc_subject", sa.String(255), nullable=True, unique=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+)
+"""People who sign in to the web console: staff, clinic administrators, on-call. ``hsa_id``
+is who the access log records; ``clinics`` (JSON list of HSA-ids) the units they act for;
+``roles`` comma-separated (staff, admin, oncall); ``password_hash`` argon2 (null: OIDC only)."""
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("clinic_hsa_id", sa.String(48), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_web_sessions_user", "user_id"),
+)
+"""Signed-in sessions, by the sha256 of the cookie's random token: revocable (sign out,
+user disabled) and never holding the token itself."""
+
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("key", sa.String(160), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+)
+"""Failed sign-ins per account (``user:NAME``) and per address (``ip:ADDR``), for lockout
+with growing back-off; shared by every process serving the console."""
+
+send_drafts = sa.Table(
+    "send_drafts",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("clinic_hsa_id", sa.String(48), nullable=False),
+    sa.Column("template_id", sa.String(80), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_send_drafts_user", "user_id"),
+)
+"""A case being written in the console ("Skicka ärende"), step by step: residents and their
+verdicts, fragments, free text, checked attachments. Gone when sent (or after a day)."""
+
 failures = sa.Table(
     "failures",
     metadata,

@@ -29,6 +29,10 @@ class TemplateConflict(ValueError):
     """The change contradicts what is stored (an id taken, an owner that differs ...)."""
 
 
+class TemplateNotChangeable(TemplateConflict):
+    """A clinic asked to change a template that is not its own local one."""
+
+
 @dataclass(frozen=True)
 class Head:
     """What is true of a template now: its activation, current version, and when each
@@ -121,6 +125,66 @@ def history(conn: sa.Connection, template_id: str) -> list[Template]:
 def visible_to(template: Template, clinic_hsa_id: str | None) -> bool:
     """Whether a clinic (or an administrator, ``None``) may see the template."""
     return clinic_hsa_id is None or template.usable_by(clinic_hsa_id)
+
+
+def visible(
+    conn: sa.Connection, template_id: str, clinic_hsa_id: str | None, version: int | None = None
+) -> Template:
+    """The template (the current version, or ``version``) as the clinic may see it: national,
+    regional and its own local ones (every template for an administrator, ``None``).
+
+    The one rule the CLI, the web console and the API apply.
+
+    Raises
+    ------
+    TemplateNotFound
+        No such template or version, or another clinic's local template (the same answer).
+    """
+    found = load(conn, template_id, version)
+    if found is None or not visible_to(found, clinic_hsa_id):
+        where = f" in version {version}" if version else ""
+        raise TemplateNotFound(
+            f"template-unknown: no template {template_id!r}{where}"
+            + (f" for {clinic_hsa_id}" if clinic_hsa_id else "")
+        )
+    return found
+
+
+def changeable(conn: sa.Connection, template_id: str, clinic_hsa_id: str | None) -> Template:
+    """The template, if the clinic may change it (edit, activate, deactivate): only its own
+    local templates; a national or regional one it adapts by adopting a copy.
+
+    Raises
+    ------
+    TemplateNotFound
+        The clinic cannot see such a template.
+    TemplateNotChangeable
+        It is a national or regional template.
+    """
+    found = visible(conn, template_id, clinic_hsa_id)
+    if clinic_hsa_id is not None and found.scope != "local":
+        raise TemplateNotChangeable(
+            f"{template_id} is a {found.scope} template; a clinic adapts it by adopting it "
+            f"(omvant templates adopt {template_id} --clinic {clinic_hsa_id})"
+        )
+    return found
+
+
+def check_importable(templates_: Sequence[Template], clinic_hsa_id: str | None) -> None:
+    """Refuse an import by a clinic of anything but its own local templates.
+
+    Raises
+    ------
+    TemplateNotChangeable
+        Naming the templates that are not the clinic's own local ones.
+    """
+    if clinic_hsa_id is None:
+        return
+    foreign = [t.id for t in templates_ if t.scope != "local" or t.owner != clinic_hsa_id]
+    if foreign:
+        raise TemplateNotChangeable(
+            f"{clinic_hsa_id} may import only its own local templates, not {', '.join(foreign)}"
+        )
 
 
 def listing(
@@ -364,8 +428,11 @@ __all__: Sequence[str] = (
     "Head",
     "TemplateConflict",
     "TemplateInvalid",
+    "TemplateNotChangeable",
     "TemplateNotFound",
     "adopt",
+    "changeable",
+    "check_importable",
     "create",
     "edited",
     "head",
@@ -376,4 +443,5 @@ __all__: Sequence[str] = (
     "seed",
     "set_active",
     "store",
+    "visible",
 )

@@ -1,0 +1,260 @@
+"""The clinic's cases ("Mottagningens ärenden"): filters as in 1177, search by personnummer,
+paging, the case page with its history and notifications, and CSV export.
+
+Every page that shows case data writes the access log with the signed-in user's HSA-id, and
+the queries are the clinic's own (``workers.store.case_queries`` filters by clinic in SQL):
+another clinic's case is "not found", whatever the URL says.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from producers.web.auth import Acting, AsStaff, NotFound, console, render
+from producers.web.wording import STATUS
+from workers import case_access
+from workers.identity import parse_identity
+from workers.log import mask_identity_numbers
+from workers.store import case_queries
+from workers.templates import store as template_store
+
+router = APIRouter()
+
+EXPORT_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The list's filters as the page's form sends them, checked."""
+
+    case_type: str
+    status: str | None
+    template_id: str | None
+    since: str | None
+    until: str | None
+    personnummer: str | None
+    page: int
+    errors: tuple[str, ...]
+    normalized_personnummer: str | None
+
+    def params(self, **changes: object) -> str:
+        """The query string of this list (with ``changes``), for links to pages and export."""
+        values: dict[str, object] = {
+            "typ": self.case_type,
+            "status": self.status or "",
+            "mall": self.template_id or "",
+            "fran": self.since or "",
+            "till": self.until or "",
+            "personnummer": self.personnummer or "",
+            "sida": self.page,
+        }
+        values.update(changes)
+        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+
+
+def _date(value: str | None, zone: ZoneInfo, what: str, errors: list[str]) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        errors.append(f"{what} ska vara ett datum som 2026-12-01.")
+        return None
+    return dt.datetime.combine(day, dt.time(), zone)
+
+
+def parse_query(request: Request, zone: ZoneInfo) -> tuple[ListQuery, case_queries.CaseFilter]:
+    """The list's filters from the query string, and the store's filter they mean."""
+    q = request.query_params
+    errors: list[str] = []
+    case_type = q.get("typ") or "sent-by-care"
+    if case_type not in case_queries.CASE_TYPES:
+        errors.append("Ärendetypen finns inte; visar ärenden skickade av vården.")
+        case_type = "sent-by-care"
+    status = q.get("status") or None
+    if status is not None and status not in case_queries.STATUSES:
+        errors.append("Okänd status; visar alla.")
+        status = None
+    since_text, until_text = q.get("fran") or None, q.get("till") or None
+    since = _date(since_text, zone, "Från", errors)
+    until = _date(until_text, zone, "Till", errors)
+    if until is not None:
+        until += dt.timedelta(days=1)
+    pnr_text = (q.get("personnummer") or "").strip() or None
+    normalized = None
+    if pnr_text is not None:
+        verdict = parse_identity(pnr_text)
+        if verdict.valid and verdict.normalized:
+            normalized = verdict.normalized
+        else:
+            errors.append("Personnumret är inte giltigt (ÅÅÅÅMMDD-NNNN).")
+    try:
+        page = max(1, int(q.get("sida") or 1))
+    except ValueError:
+        page = 1
+    template_id = q.get("mall") or None
+    query = ListQuery(
+        case_type,
+        status,
+        template_id,
+        since_text,
+        until_text,
+        pnr_text,
+        page,
+        tuple(errors),
+        normalized,
+    )
+    filt = case_queries.CaseFilter(
+        status=status,
+        template_id=template_id,
+        since=since,
+        until=until,
+        personnummer=normalized,
+    )
+    if pnr_text is not None and normalized is None:
+        filt = case_queries.CaseFilter(personnummer="-")  # an invalid number matches nothing
+    return query, filt
+
+
+def _reader(acting: Acting, *, unmasked: bool = False) -> case_access.Reader:
+    return case_access.Reader(acting.user_hsa_id, acting.clinic_hsa_id, unmasked=unmasked)
+
+
+@router.get("/arenden")
+def case_list(request: Request, acting: AsStaff) -> Response:
+    """The clinic's cases, newest first, a page at a time (each page logged as shown)."""
+    services = console(request)
+    query, filt = parse_query(request, services.zone)
+    size = services.web.web_page_size
+    now = services.now()
+    paged = dataclasses.replace(filt, limit=size, offset=(query.page - 1) * size)
+    reader = _reader(acting)
+    try:
+        total = case_access.count_cases(services.engine, reader, filt, now=now)
+        rows = case_access.list_cases(services.engine, reader, paged, now=now).rows
+    except case_access.UsageError as exc:
+        raise NotFound(str(exc)) from None
+    with services.begin() as conn:
+        templates = [
+            (t.id, t.name) for t in template_store.listing(conn, clinic_hsa_id=acting.clinic_hsa_id)
+        ]
+    pages = max(1, -(-total // size))
+    return render(
+        request,
+        "cases_list.html",
+        {
+            "rows": rows,
+            "total": total,
+            "query": query,
+            "pages": pages,
+            "statuses": [(code, STATUS[code]) for code in case_queries.STATUSES],
+            "templates": templates,
+            "masked": mask_identity_numbers,
+            "zone": services.zone,
+            "sent": request.query_params.get("skickat"),
+        },
+    )
+
+
+def _csv_lines(rows: list[case_queries.CaseRow], full: bool, zone: ZoneInfo) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    columns = [
+        "case_id",
+        "status",
+        "overdue",
+        "state",
+        "reason",
+        "template_id",
+        "batch_id",
+        "resident",
+        "received_at",
+        "delivered_at",
+        "read_at",
+        "answered_at",
+        "answer_kind",
+        "channels_notified",
+    ]
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow(
+            [
+                r.case_id,
+                r.status,
+                "yes" if r.overdue else "",
+                r.state,
+                r.reason or "",
+                r.template_id,
+                r.batch_id or "",
+                r.personnummer if full else mask_identity_numbers(r.personnummer),
+                *(
+                    t.astimezone(zone).isoformat(timespec="seconds") if t else ""
+                    for t in (r.received_at, r.delivered_at, r.read_at, r.answered_at)
+                ),
+                r.answer_kind or "",
+                ",".join(r.channels_notified),
+            ]
+        )
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+@router.get("/arenden.csv")
+def case_export(request: Request, acting: AsStaff) -> Response:
+    """The list's cases (every page, same filters) as CSV; logged like the list."""
+    services = console(request)
+    _query, filt = parse_query(request, services.zone)
+    full = request.query_params.get("fullstandiga") == "1"
+    wanted = dataclasses.replace(filt, limit=EXPORT_LIMIT)
+    try:
+        rows = case_access.list_cases(
+            services.engine, _reader(acting, unmasked=full), wanted, now=services.now()
+        ).rows
+    except case_access.UsageError as exc:
+        raise NotFound(str(exc)) from None
+    stamp = services.now().astimezone(services.zone).strftime("%Y%m%d-%H%M")
+    return StreamingResponse(
+        _csv_lines(rows, full, services.zone),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="arenden-{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/arenden/{case_id}")
+def case_page(request: Request, case_id: str, acting: AsStaff) -> Response:
+    """One case: status, history, notifications, answer, follow-up. Logged, found or not
+    (another clinic's case is refused, and logged as such, like a case that does not exist)."""
+    services = console(request)
+    try:
+        detail = case_access.show_case(
+            services.engine, _reader(acting, unmasked=True), case_id, now=services.now()
+        )
+    except (case_access.CaseNotFound, case_access.UsageError):
+        raise NotFound("Ärendet finns inte bland mottagningens ärenden.") from None
+    with services.begin() as conn:
+        template = template_store.load(conn, detail.case.template_id)
+    return render(
+        request,
+        "case_show.html",
+        {
+            "detail": detail,
+            "zone": services.zone,
+            "template_name": template.name if template else None,
+        },
+    )

@@ -1,0 +1,165 @@
+"""The clinic's cases in the console: its own only, filters, personnummer search, paging, the
+case page, CSV export; every page that shows case data is in the access log."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from tests.delivery_support import cleared_item, reachable_residents, store_cleared
+from tests.web.console_support import CLINIC_A, CLINIC_B, NURSE_A, add_users, build_app, sign_in
+from workers.case_states import CaseState
+from workers.settings import Settings
+from workers.store import access_log, cases, notifications
+from workers.store.cases import Transition
+from workers.store.engine import make_engine, upgrade
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+def nurse(
+    sqlite_url: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, sa.Engine, list[str]]]:
+    monkeypatch.setenv("OMVANT_WEB_PAGE_SIZE", "5")
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    add_users(engine)
+    residents = reachable_residents(1177, 8, frozenset({"sms"}))
+    items = [
+        cleared_item(f"a-{i}", residents[i], clinic=CLINIC_A, channels=["sms"]) for i in range(7)
+    ]
+    items.append(cleared_item("b-0", residents[7], clinic=CLINIC_B, channels=["sms"]))
+    with engine.begin() as conn:
+        store_cleared(conn, items)
+        delivered = [
+            Transition(i.case_id, CaseState.DELIVERED, {"delivered_at": NOW}) for i in items[:4]
+        ]
+        cases.apply(conn, delivered, stage="notification-dispatch")
+        key = notifications.key_for("a-0", "sms")
+        notifications.claim(conn, key, "a-0", "sms", 1)
+        notifications.mark_sent(conn, key, "ref-a-0")
+        cases.apply(
+            conn,
+            [
+                Transition("a-0", CaseState.READ, {"read_at": NOW}),
+                Transition("a-5", CaseState.REJECTED, reason="login-blocked"),
+            ],
+            stage="test",
+        )
+        conn.execute(
+            sa.text("UPDATE cases SET answered_at = :at, answer_kind = 'answer' WHERE id = 'a-0'"),
+            {"at": NOW},
+        )
+    with TestClient(
+        build_app(Settings(database_url=sqlite_url, blob_dir=f"{tmp_path}/b"))
+    ) as client:
+        sign_in(client, "nurse-a")
+        yield client, engine, residents
+    engine.dispose()
+
+
+def _ids(page: str) -> list[str]:
+    import re
+
+    return re.findall(r'href="/arenden/([^"?]+)" class="case-link"', page)
+
+
+def test_the_list_shows_only_the_clinics_cases_a_page_at_a_time(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    client, _engine, _residents = nurse
+    first = client.get("/arenden").text
+    second = client.get("/arenden", params={"sida": 2}).text
+    assert len(_ids(first)) == 5 and len(_ids(second)) == 2
+    assert set(_ids(first) + _ids(second)) == {f"a-{i}" for i in range(7)}
+    assert "sida 1 av 2" in first and 'rel="next"' in first
+
+
+def test_the_status_filters_are_1177s(nurse: tuple[TestClient, sa.Engine, list[str]]) -> None:
+    client, _engine, _residents = nurse
+
+    def listed(status: str) -> set[str]:
+        return set(_ids(client.get("/arenden", params={"status": status}).text))
+
+    assert listed("read") == {"a-0"}
+    assert listed("unread") == {"a-1", "a-2", "a-3"}
+    assert listed("answered") == {"a-0"}
+    assert listed("rejected") == {"a-5"}
+    assert listed("in-progress") == {"a-4", "a-6"}
+    rejected = client.get("/arenden", params={"status": "rejected"}).text
+    assert "Invånaren har spärrat sin inloggning" in rejected and "login-blocked" in rejected
+
+
+def test_search_by_personnummer_finds_the_resident_and_is_logged(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    client, engine, residents = nurse
+    hyphenated = f"{residents[2][:8]}-{residents[2][8:]}"
+    page = client.get("/arenden", params={"personnummer": hyphenated}).text
+    assert _ids(page) == ["a-2"]
+    assert residents[2] not in page  # masked in the list
+    other = client.get("/arenden", params={"personnummer": residents[7]}).text  # clinic B's
+    assert _ids(other) == []
+    with engine.connect() as conn:
+        log = access_log.entries(conn, CLINIC_A)
+    searches = [e for e in log if e.action == "cases-list" and "personnummer" in (e.detail or "")]
+    assert [s.user_hsa_id for s in searches] == [NURSE_A, NURSE_A]
+    assert residents[2] in searches[0].personnummer and residents[7] in searches[1].personnummer
+
+
+def test_the_case_page_shows_history_notifications_and_answer_and_is_logged(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    client, engine, residents = nurse
+    page = client.get("/arenden/a-0").text
+    assert "Läst av invånaren" in page and "Levererat till inkorgen" in page
+    assert "sms" in page and "Svar," in page
+    assert f"{residents[0][:8]}-{residents[0][8:]}" in page
+    with engine.connect() as conn:
+        shown = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "cases-show"]
+    assert (
+        shown
+        and shown[-1].outcome == "allowed"
+        and shown[-1].case_ids == ["a-0"]
+        and shown[-1].user_hsa_id == NURSE_A
+    )
+    assert shown[-1].personnummer == [residents[0]] and shown[-1].unmasked
+
+
+def test_another_clinics_case_is_not_found_by_url_and_the_attempt_is_logged(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    client, engine, residents = nurse
+    answer = client.get("/arenden/b-0")
+    assert answer.status_code == 404 and residents[7][:8] not in answer.text
+    with engine.connect() as conn:
+        tried = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "cases-show"]
+    assert tried and tried[-1].case_ids == ["b-0"] and tried[-1].personnummer == []
+    assert tried[-1].outcome == "refused" and tried[-1].detail == "another unit's case"
+
+
+def test_csv_export_has_every_matching_case_masked_unless_asked_and_is_logged(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    client, engine, residents = nurse
+    answer = client.get("/arenden.csv", params={"status": "unread"})
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert sorted(r["case_id"] for r in rows) == ["a-1", "a-2", "a-3"]
+    assert all(r["resident"].endswith("-****") for r in rows)
+    full = list(
+        csv.DictReader(io.StringIO(client.get("/arenden.csv", params={"fullstandiga": "1"}).text))
+    )
+    assert len(full) == 7 and {r["resident"] for r in full} == set(residents[:7])
+    with engine.connect() as conn:
+        lists = [e for e in access_log.entries(conn, CLINIC_A) if e.action == "cases-list"]
+    exports = lists[-2:]
+    assert [e.unmasked for e in exports] == [False, True] and len(exports[1].case_ids) == 7
+    assert exports[0].user_hsa_id == NURSE_A
