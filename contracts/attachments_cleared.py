@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from contracts.common import CaseHeader, Channel, ClearedAttachment, TemplateId
+from contracts.text import FreeText, LineText
 
 NAME = "AttachmentsCleared"
 
@@ -19,9 +20,9 @@ class AttachmentsClearedV1(CaseHeader):
     template_id: TemplateId
     template_version: int = Field(ge=1)
     answerable: bool
-    subject: str
-    body: str
-    signature: str
+    subject: Annotated[str, LineText]
+    body: Annotated[str, FreeText]
+    signature: Annotated[str, FreeText]
     sent_on: dt.date
     channels: list[Channel] = Field(min_length=1)
     attachments: list[ClearedAttachment] = Field(default_factory=list)

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from contracts.common import CaseHeader
+from contracts.text import FreeText, Identifier
 
 NAME = "CaseRejected"
 
@@ -14,9 +15,9 @@ NAME = "CaseRejected"
 class CaseRejectedV1(CaseHeader):
     """Recorded in the system of record; not routed to another stage."""
 
-    stage: str
+    stage: Annotated[str, Identifier]
     reason: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
-    detail: str | None = None
+    detail: Annotated[str, FreeText] | None = None
 
 
 LATEST = CaseRejectedV1

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from contracts.text import Identifier, LineText
+
 HsaId = Annotated[
     str,
     StringConstraints(pattern=r"^SE[0-9]{10}-[A-Za-z0-9]{1,31}$", max_length=48),
@@ -34,8 +36,10 @@ class AttachmentRef(FrozenModel):
     """A file stored content-addressed in the blob store; files never ride in messages."""
 
     sha256: Sha256
-    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    declared_type: Annotated[str, StringConstraints(max_length=127)] = "application/octet-stream"
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255), LineText]
+    declared_type: Annotated[str, StringConstraints(max_length=127), Identifier] = (
+        "application/octet-stream"
+    )
     size: Annotated[int, Field(ge=0)]
 
 
@@ -43,7 +47,7 @@ class ClearedAttachment(FrozenModel):
     """An attachment the attachment check let through, identified by its content."""
 
     sha256: Sha256
-    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255), LineText]
     type: AttachmentType
     size: Annotated[int, Field(ge=0)]
     pages: int | None = None

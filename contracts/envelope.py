@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, Field, StringConstraints
 
 from contracts.common import CaseId, FrozenModel
+from contracts.text import Identifier
 
 MAX_CHUNK = 1000
 """The most per-case records one message may carry."""
@@ -40,13 +41,13 @@ class Envelope(FrozenModel):
     (an intake request may leave its case id to be derived from the idempotency key).
     """
 
-    message_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=64), Identifier] = Field(
         default_factory=new_message_id
     )
     contract: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{1,63}$")]
     version: int = Field(ge=1)
-    correlation_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
-        default_factory=new_message_id
+    correlation_id: Annotated[str, StringConstraints(min_length=1, max_length=64), Identifier] = (
+        Field(default_factory=new_message_id)
     )
     case_ids: list[CaseId] = Field(default_factory=list, max_length=MAX_CHUNK)
     occurred_at: AwareDatetime = Field(default_factory=_now)

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, ValidationError, model_validator
 
 from contracts.common import CaseId, FrozenModel
 from contracts.read_receipt import Answer, AnswerKind
+from contracts.text import Identifier
 from contracts.upcasters import inbox_event_v1_v2
 
 NAME = "InboxEvent"
@@ -45,7 +46,7 @@ class InboxEventV1(FrozenModel):
     version: Literal[1] = 1
     event: Literal["opened", "answered"]
     case_id: CaseId
-    inbox_message_id: str | None = None
+    inbox_message_id: Annotated[str, Identifier] | None = None
     answer_kind: AnswerKind | None = None
     occurred_at: AwareDatetime
 
@@ -67,7 +68,7 @@ class InboxEventV2(FrozenModel):
     version: Literal[2] = 2
     event: Literal["opened", "answered"]
     case_id: CaseId
-    inbox_message_id: str | None = None
+    inbox_message_id: Annotated[str, Identifier] | None = None
     answer: Answer | None = None
     occurred_at: AwareDatetime
 

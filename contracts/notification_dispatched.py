@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 from pydantic import Field
 
 from contracts.common import CaseHeader, Channel
+from contracts.text import Identifier
 
 NAME = "NotificationDispatched"
 
@@ -14,7 +16,7 @@ NAME = "NotificationDispatched"
 class NotificationDispatchedV1(CaseHeader):
     """The final fact of the send; recorded, and not routed to another stage."""
 
-    inbox_message_id: str
+    inbox_message_id: Annotated[str, Identifier]
     delivered_at: dt.datetime
     channels_notified: list[Channel] = Field(default_factory=list)
 

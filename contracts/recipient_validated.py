@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from contracts.common import AttachmentRef, CaseHeader, Channel, HsaId, TemplateId
+from contracts.text import FreeText, Identifier
 
 NAME = "RecipientValidated"
 
@@ -16,9 +17,9 @@ class RecipientValidatedV1(CaseHeader):
 
     sender_hsa_id: HsaId
     template_id: TemplateId
-    fragments: list[str] = Field(default_factory=list)
-    free_text: str | None = None
-    fields: dict[str, str] = Field(default_factory=dict)
+    fragments: list[Annotated[str, Identifier]] = Field(default_factory=list)
+    free_text: Annotated[str, FreeText] | None = None
+    fields: dict[Annotated[str, Identifier], Annotated[str, FreeText]] = Field(default_factory=dict)
     personnummer: Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
     channels: list[Channel] = Field(min_length=1)
     attachments: list[AttachmentRef] = Field(default_factory=list)

@@ -15,3 +15,18 @@ def all_schemas() -> dict[str, dict[str, Any]]:
         for version, model in sorted(versions.items()):
             schemas[f"{name}.v{version}.schema.json"] = model.model_json_schema()
     return schemas
+
+
+def closed_pattern_properties(node: Any) -> Any:
+    """``node`` with ``additionalProperties: false`` beside every ``patternProperties`` that
+    lacks it: pydantic leaves a ``dict`` with constrained keys (``fields``) open in JSON Schema,
+    though the model refuses any other key. The published per-version schemas stay as frozen;
+    the OpenAPI and AsyncAPI documents say what is really accepted."""
+    if isinstance(node, dict):
+        closed = {k: closed_pattern_properties(v) for k, v in node.items()}
+        if "patternProperties" in closed and "additionalProperties" not in closed:
+            closed["additionalProperties"] = False
+        return closed
+    if isinstance(node, list):
+        return [closed_pattern_properties(v) for v in node]
+    return node

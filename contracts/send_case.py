@@ -9,15 +9,16 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from contracts.common import AttachmentRef, CaseId, FrozenModel, HsaId, Priority, TemplateId
+from contracts.text import FreeText, Identifier
 
 NAME = "SendCase"
 
 _CASE_NAMESPACE = uuid.UUID("6f6d7661-6e74-4000-8000-636173656964")
 _REFERENCE_NAMESPACE = uuid.UUID("6f6d7661-6e74-4000-8000-726566657265")
 
-IdentityText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-FragmentName = Annotated[str, StringConstraints(min_length=1, max_length=80)]
+IdentityText = Annotated[str, StringConstraints(min_length=1, max_length=64), Identifier]
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200), Identifier]
+FragmentName = Annotated[str, StringConstraints(min_length=1, max_length=80), Identifier]
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -46,7 +47,7 @@ class SendCaseV1(FrozenModel):
     sender_hsa_id: HsaId
     template_id: TemplateId
     fragments: list[FragmentName] = Field(default_factory=list, max_length=100)
-    free_text: Annotated[str, StringConstraints(max_length=100_000)] | None = None
+    free_text: Annotated[str, StringConstraints(max_length=100_000), FreeText] | None = None
     personnummer: IdentityText
     attachments: list[AttachmentRef] = Field(default_factory=list, max_length=100)
     priority: Priority = "normal"
@@ -59,7 +60,7 @@ class SendCaseV2(SendCaseV1):
 
     fields: dict[
         Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")],
-        Annotated[str, StringConstraints(max_length=500)],
+        Annotated[str, StringConstraints(max_length=500), FreeText],
     ] = Field(default_factory=dict, max_length=50)
 
     def resolved_case_id(self) -> str:

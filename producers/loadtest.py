@@ -146,7 +146,7 @@ def _retagged(send: Send, run: str) -> SendCaseV2:
     )
 
 
-def _ticks(
+def ticks(
     sends: list[Send], speedup: float, rate: float | None, tick: float
 ) -> Iterator[tuple[float, list[Send]]]:
     """The sends grouped into ticks of ``tick`` seconds of replay time."""
@@ -210,7 +210,7 @@ def replay(
             say(f"replaying {len(sends)} sends as run {run}")
             started = time.time()
             origin = time.monotonic()
-            for at, group in _ticks(sends, speedup, rate, tick=0.01):
+            for at, group in ticks(sends, speedup, rate, tick=0.01):
                 wait = origin + at - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)

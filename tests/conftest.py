@@ -86,9 +86,12 @@ def rabbitmq_url(queue_prefix: str) -> Iterator[str]:
         connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
     except pika.exceptions.AMQPError as exc:
         server_missing("RabbitMQ", exc)
+    connection.close()
     yield RABBITMQ_URL
     from workers.queues import all_queues
 
+    # a fresh connection: one left idle through a long test is closed by the broker
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
     channel = connection.channel()
     for queue in all_queues():
         for suffix in ("", ".DQ", ".XQ"):

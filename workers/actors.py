@@ -39,6 +39,7 @@ from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
 from workers.log import get_logger
+from workers.message_guard import UNREADABLE_ACTOR, record_quarantined
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Route
@@ -339,4 +340,18 @@ def declare_actors(
             )
         for lane in lanes:
             broker.declare_queue(queue_name(lane_queue(route.queue, lane), prefix))
+
+    def quarantine(*args: Any, **kwargs: Any) -> None:
+        reason = record_quarantined(context().engine, args, kwargs)
+        log.warning("message rejected", reason=reason)
+
+    # the quarantine actor runs on any queue (workers/message_guard.py); it needs one of its own
+    actors["unreadable"] = dramatiq.Actor(
+        quarantine,
+        broker=broker,
+        actor_name=UNREADABLE_ACTOR,
+        queue_name=queue_name(ROUTES["SendCase"].queue, prefix),
+        priority=URGENT_PRIORITY,
+        options={"max_retries": max_retries, "min_backoff": 200, "max_backoff": 20_000},
+    )
     return actors

@@ -16,6 +16,7 @@ from workers.answer_seal import answer_seal
 from workers.bootstrap import Context, build_context
 from workers.broker import build_broker
 from workers.log import configure
+from workers.poison import SetAsidePoison
 from workers.settings import Settings
 
 settings = Settings()
@@ -36,7 +37,10 @@ def context() -> Context:
     return _context
 
 
-broker = build_broker(settings.broker_url, middleware=[RecordDeadLetters(context)])
+broker = build_broker(
+    settings.broker_url,
+    middleware=[RecordDeadLetters(context), SetAsidePoison(context, settings.poison_deliveries)],
+)
 dramatiq.set_broker(broker)
 actors: dict[str, dramatiq.Actor[Any, Any]] = declare_actors(
     broker, context, prefix=settings.queue_prefix, max_retries=settings.max_retries

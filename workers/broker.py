@@ -7,8 +7,12 @@ import os
 from typing import Any
 
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Retries
+
+from workers.message_guard import GuardConsumers, GuardedEncoder
 
 
 class BrokerUrlError(ValueError):
@@ -46,10 +50,10 @@ def quorum_from_environment() -> tuple[bool, int]:
 
 @functools.cache
 def _quorum_broker_class() -> type[Any]:
-    from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
+    from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
     from dramatiq.common import xq_name
 
-    class QuorumRabbitmqBroker(RabbitmqBroker):
+    class QuorumRabbitmqBroker(GuardedRabbitmqBroker):
         """dramatiq's RabbitMQ broker declaring quorum queues (replicated, with a delivery
         limit) for every queue, its delay queue and its dead-letter queue."""
 
@@ -88,22 +92,20 @@ def build_broker(
     """
     broker: dramatiq.Broker
     scheme = url.split("://", 1)[0].lower() if "://" in url else url.lower()
+    # messages dramatiq cannot decode become quarantine messages (workers/message_guard.py)
+    dramatiq.set_encoder(GuardedEncoder())
     if scheme in {"amqp", "amqps"}:
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
         quorum, delivery_limit = quorum_from_environment()
         if quorum:
             quorum_class = _quorum_broker_class()
             broker = quorum_class(url=url, confirm_delivery=confirm)
             broker.delivery_limit = delivery_limit  # type: ignore[attr-defined]
         else:
-            broker = RabbitmqBroker(url=url, confirm_delivery=confirm)
+            broker = GuardedRabbitmqBroker(url=url, confirm_delivery=confirm)
     elif scheme in {"redis", "rediss"}:
-        from dramatiq.brokers.redis import RedisBroker
-
-        broker = RedisBroker(url=url)  # type: ignore[no-untyped-call]
+        broker = GuardedRedisBroker(url=url)  # type: ignore[no-untyped-call]
     elif scheme == "memory":
-        broker = StubBroker()
+        broker = GuardedStubBroker()
         broker.emit_after("process_boot")
     else:
         raise BrokerUrlError(f"unsupported broker URL scheme {scheme!r}")
@@ -121,10 +123,25 @@ def build_broker(
     return broker
 
 
+class GuardedRabbitmqBroker(GuardConsumers, RabbitmqBroker):
+    """RabbitMQ, whose consumers check each message against its queue."""
+
+
+class GuardedRedisBroker(GuardConsumers, RedisBroker):
+    """Redis, whose consumers check each message against its queue."""
+
+
+class GuardedStubBroker(GuardConsumers, StubBroker):
+    """The in-process broker, whose consumers check each message against its queue."""
+
+
 def broker_kind(broker: dramatiq.Broker) -> str:
     """``rabbitmq``, ``redis`` or ``memory``."""
-    name = type(broker).__name__
-    return {"RabbitmqBroker": "rabbitmq", "RedisBroker": "redis"}.get(name, "memory")
+    if isinstance(broker, RabbitmqBroker):
+        return "rabbitmq"
+    if isinstance(broker, RedisBroker):
+        return "redis"
+    return "memory"
 
 
 def dead_letter_count(broker: dramatiq.Broker, queue_names: list[str]) -> int:

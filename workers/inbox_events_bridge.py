@@ -17,17 +17,19 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import kombu
-from kombu.message import Message
 
-from contracts.inbox_event import InboxEventError, parse_inbox_event
+from contracts.inbox_event import InboxEventError, InboxEventV2, parse_inbox_event
 from contracts.read_receipt import ReadReceiptV2
+from workers import rejections
 from workers.bootstrap import Context
 from workers.log import get_logger
+from workers.reasons import Reason
 from workers.settings import Settings
 from workers.stage import emit
-from workers.store import cases
+from workers.wire import Refused, as_bytes, decompress, normal_headers, printable, text_encoding
 
 log = get_logger(__name__)
 
@@ -53,10 +55,53 @@ def bridge_queue(settings: Settings) -> kombu.Queue:
     )
 
 
-def _raw(body: bytes | str | memoryview) -> bytes:
-    """A message body as bytes: py-amqp hands text over decoded when the publisher named an
-    encoding, the memory transport and pika publishers leave bytes."""
-    return body.encode() if isinstance(body, str) else bytes(body)
+MAX_EVENT_BYTES = 1024 * 1024
+"""An inbox event is a few hundred bytes; anything over a MiB (as sent or decompressed) is
+refused with ``message-too-large``."""
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One event as the broker gave it: the body (bytes, or text), headers, content encoding."""
+
+    body: object
+    headers: dict[str, object]
+    content_encoding: object = None
+
+
+def raw_event(message: Any) -> RawEvent:
+    """The parts of a consumed message: py-amqp's raw message, or kombu's (memory transport)."""
+    properties = getattr(message, "properties", None) or {}
+    headers = properties.get("application_headers")
+    if headers is None:
+        headers = getattr(message, "headers", None)
+    encoding = properties.get("content_encoding") or getattr(message, "content_encoding", None)
+    return RawEvent(getattr(message, "body", b""), normal_headers(headers), encoding)
+
+
+def read_event(raw: RawEvent) -> InboxEventV2:
+    """Decode and read one event, whatever the broker handed over.
+
+    Raises
+    ------
+    InboxEventError
+        With the reason code of what is wrong (never anything else).
+    """
+    try:
+        encoding = text_encoding(raw.content_encoding)
+        body = as_bytes(raw.body, encoding)
+        if len(body) > MAX_EVENT_BYTES:
+            raise Refused(Reason.MESSAGE_TOO_LARGE, "(body)", "max-bytes", "over 1 MiB")
+        body = decompress(body, raw.headers.get("compression"), MAX_EVENT_BYTES)
+        text: bytes | str = body
+        if encoding is not None and not encoding.startswith("utf-"):
+            text = body.decode(encoding)
+    except Refused as refused:
+        raise InboxEventError(refused.reason, refused.message) from None
+    except UnicodeDecodeError as exc:
+        raise InboxEventError(Reason.BODY_UNDECODABLE, f"not text: {exc.reason}") from None
+    return parse_inbox_event(text)
 
 
 @dataclass
@@ -67,21 +112,28 @@ class Forwarded:
     rejected: int = 0
 
 
-def forward(ctx: Context, bodies: list[bytes], queue: str) -> Forwarded:
-    """Read a chunk of inbox events; forward the readable, keep the rest with a reason code."""
+def forward(ctx: Context, events: list[RawEvent], queue: str) -> Forwarded:
+    """Read a chunk of inbox events; forward the readable, keep the rest with a reason code.
+
+    The inbox publishes through the broker, which authenticated it: a refused event's body is
+    kept (bounded) in ``rejected_messages``."""
     receipts: list[ReadReceiptV2] = []
     outcome = Forwarded()
-    for body in bodies:
+    for raw in events:
         try:
-            event = parse_inbox_event(body)
+            event = read_event(raw)
         except InboxEventError as exc:
+            try:
+                body = as_bytes(raw.body, None)
+            except Refused:
+                body = b""
             with ctx.engine.begin() as conn:
-                cases.record_unreadable(
+                rejections.record(
                     conn,
                     queue=queue,
                     reason=exc.reason,
                     detail=exc.detail,
-                    body=body.decode("utf-8", "replace"),
+                    kept=rejections.keep(body, raw.headers, authenticated=True),
                 )
             outcome.rejected += 1
             continue
@@ -100,6 +152,11 @@ def forward(ctx: Context, bodies: list[bytes], queue: str) -> Forwarded:
 
 class InboxEventsBridge:
     """Consumes inbox events and forwards them in chunks.
+
+    Messages are consumed raw (not as kombu's ``Message``, which would decompress without a
+    limit and raise on an unknown ``compression`` header): ``read_event`` decodes them. An
+    outage (database, broker) never ends the bridge: it waits, longer each time up to
+    ``MAX_BACKOFF`` seconds, reconnects, and the events it had not acknowledged come again.
 
     Parameters
     ----------
@@ -122,17 +179,36 @@ class InboxEventsBridge:
         self.linger = linger
         self.queue = bridge_queue(ctx.settings)
         self.forwarded = Forwarded()
+        self.outages = 0
         self.ready = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; forward what is held before returning."""
-        held: list[Message] = []
-        with (
-            kombu.Connection(self.url) as connection,
-            connection.Consumer(
-                self.queue, on_message=held.append, prefetch_count=self.chunk_size * 2
-            ),
-        ):
+        backoff = 0.0
+        while not stop.is_set():
+            try:
+                self._consume(stop)
+                return
+            except Exception as exc:  # noqa: BLE001 - the bridge must outlive any outage
+                self.outages += 1
+                backoff = min(MAX_BACKOFF, max(0.5, backoff * 2))
+                log.warning(
+                    "inbox-events bridge waits after a failure",
+                    error=type(exc).__name__,
+                    detail=printable(str(exc), 200),
+                    seconds=backoff,
+                )
+                stop.wait(backoff)
+
+    def _consume(self, stop: threading.Event) -> None:
+        held: list[Any] = []
+        with kombu.Connection(self.url) as connection:
+            channel = connection.channel()
+            channel.auto_decode = False  # bodies as bytes: read_event decodes them
+            queue = self.queue(channel)
+            queue.declare()
+            channel.basic_qos(0, self.chunk_size * 2, False)
+            queue.consume(callback=held.append, no_ack=False)
             self.ready.set()
             oldest = 0.0
             while not stop.is_set():
@@ -143,16 +219,16 @@ class InboxEventsBridge:
                 if held and (
                     len(held) >= self.chunk_size or time.monotonic() - oldest >= self.linger
                 ):
-                    self._forward(list(held))
+                    self._forward(channel, list(held))
                     held.clear()
                     oldest = 0.0
             if held:
-                self._forward(held)
+                self._forward(channel, held)
 
-    def _forward(self, messages: list[Message]) -> None:
-        outcome = forward(self.ctx, [_raw(m.body) for m in messages], self.queue.name or QUEUE)
+    def _forward(self, channel: Any, messages: list[Any]) -> None:
+        outcome = forward(self.ctx, [raw_event(m) for m in messages], self.queue.name or QUEUE)
         for message in messages:
-            message.ack()
+            channel.basic_ack(message.delivery_tag)
         self.forwarded.receipts += outcome.receipts
         self.forwarded.rejected += outcome.rejected
         log.info("inbox events forwarded", receipts=outcome.receipts, rejected=outcome.rejected)

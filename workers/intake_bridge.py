@@ -12,12 +12,14 @@ with a machine-readable error and the original body: never lost, never a crash.
 from __future__ import annotations
 
 import abc
-import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,12 +30,17 @@ from pydantic import ValidationError
 from contracts.registry import VERSIONS, upcast
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
+from workers import rejections
 from workers.batch_control import cache_for
 from workers.log import get_logger
+from workers.queues import INTAKE_EXCHANGE, queue_name
 from workers.reasons import Reason
 from workers.settings import Settings
-from workers.store import intake_keys
+from workers.store import api_keys, intake_keys
 from workers.store.cases import utcnow
+from workers.store.deliveries import finished, started
+from workers.transient import is_outage
+from workers.wire import Refused, as_bytes, decompress, header_text, printable, text_encoding
 
 log = get_logger(__name__)
 
@@ -41,16 +48,22 @@ KEY_ID = "omvant-key-id"
 SIGNATURE = "omvant-signature"
 CONTRACT_VERSION = "omvant-contract-version"
 MAX_RECORDS = 1000
+CREDENTIALS_SECONDS = 5.0
+"""How long the bridge trusts its copy of the API keys (a revoked key stops within this)."""
 
 
 @dataclass(frozen=True)
 class IntakeError:
-    """Why a message was refused: a reason code and the field and rule that failed."""
+    """Why a message was refused: a reason code and the field and rule that failed.
+
+    ``integration`` is the key id whose signature held, ``None`` when the sender did not
+    authenticate: it decides what the reject keeps (``workers/rejections.py``)."""
 
     reason: str
     field: str
     rule: str
     message: str
+    integration: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,11 +76,25 @@ class Accepted:
 
 @dataclass
 class Delivery:
-    """One message as a source received it; ``token`` is what the source needs to ack it."""
+    """One message as a source received it, untouched: the body as bytes or text, the headers
+    with raw values, the declared content encoding; ``token`` is what the source acks with."""
 
-    body: bytes
-    headers: dict[str, str]
+    body: bytes | str
+    headers: Mapping[str, object]
     token: Any = None
+    content_encoding: object = None
+    redelivered: bool = False
+    """The broker says it handed this message out before (AMQP's flag, or a Redis stream
+    entry taken over from a consumer that did not acknowledge it)."""
+
+
+@dataclass(frozen=True)
+class IntakeRules:
+    """What the bridge checks a message against."""
+
+    keys: Mapping[str, str]
+    clinics: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    max_body_bytes: int = 16 * 1024 * 1024
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -75,20 +102,24 @@ def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _validation_error(exc: ValidationError, index: int | None) -> IntakeError:
+def _validation_error(exc: ValidationError, index: int | None, who: str) -> IntakeError:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(root)"
     if index is not None:
         where = f"[{index}].{where}"
-    return IntakeError(Reason.INVALID_PAYLOAD, where, str(first["type"]), str(first["msg"]))
+    return IntakeError(Reason.INVALID_PAYLOAD, where, str(first["type"]), str(first["msg"]), who)
+
+
+_SIGNATURE_FORM = re.compile(r"[0-9a-f]{64}")
+_VERSION_FORM = re.compile(r"[0-9]{1,4}")
 
 
 def authenticate(
-    body: bytes, headers: Mapping[str, str], keys: Mapping[str, str]
+    body: bytes, headers: Mapping[str, object], keys: Mapping[str, str]
 ) -> str | IntakeError:
     """The integration (key id) that signed ``body``, or why the signature does not hold."""
-    key_id = headers.get(KEY_ID)
-    signature = headers.get(SIGNATURE)
+    key_id = header_text(headers.get(KEY_ID))
+    signature = header_text(headers.get(SIGNATURE))
     if not key_id or not signature:
         return IntakeError(
             Reason.SIGNATURE_MISSING,
@@ -96,10 +127,14 @@ def authenticate(
             "required",
             f"sign each message: headers {KEY_ID} and {SIGNATURE}",
         )
-    secret = keys.get(key_id)
+    secret = keys.get(key_id) if len(key_id) <= 128 else None
     if secret is None:
         return IntakeError(Reason.UNKNOWN_KEY_ID, KEY_ID, "known-key", "no integration has it")
     given = signature.removeprefix("sha256=").strip().lower()
+    if not _SIGNATURE_FORM.fullmatch(given):
+        return IntakeError(
+            Reason.SIGNATURE_INVALID, SIGNATURE, "hex-sha256", "64 hex digits of HMAC-SHA256"
+        )
     if not hmac.compare_digest(given, sign(body, secret)):
         return IntakeError(
             Reason.SIGNATURE_INVALID, SIGNATURE, "hmac-sha256", "does not match the body"
@@ -107,70 +142,104 @@ def authenticate(
     return key_id
 
 
-def _version_of(headers: Mapping[str, str]) -> int | IntakeError:
-    raw_version = headers.get(CONTRACT_VERSION)
-    if not raw_version:
+def _version_of(headers: Mapping[str, object], who: str) -> int | IntakeError:
+    if headers.get(CONTRACT_VERSION) in (None, "", b""):
         return IntakeError(
-            Reason.CONTRACT_VERSION_MISSING, CONTRACT_VERSION, "required", "name the version"
+            Reason.CONTRACT_VERSION_MISSING, CONTRACT_VERSION, "required", "name the version", who
         )
-    if not raw_version.isdigit() or int(raw_version) not in VERSIONS[SEND_CASE]:
-        supported = sorted(VERSIONS[SEND_CASE])
+    raw_version = header_text(headers.get(CONTRACT_VERSION)) or ""
+    supported = sorted(VERSIONS[SEND_CASE])
+    if not _VERSION_FORM.fullmatch(raw_version):
+        too_long = raw_version.isascii() and raw_version.isdigit()
+        return IntakeError(
+            Reason.UNKNOWN_CONTRACT_VERSION,
+            CONTRACT_VERSION,
+            "max-digits" if too_long else "ascii-digits",
+            f"a version is 1 to 4 ASCII digits; SendCase has versions {supported}",
+            who,
+        )
+    if int(raw_version) not in VERSIONS[SEND_CASE]:
         return IntakeError(
             Reason.UNKNOWN_CONTRACT_VERSION,
             CONTRACT_VERSION,
             "supported-version",
             f"SendCase has versions {supported}",
+            who,
         )
     return int(raw_version)
 
 
-def read_records(body: bytes, headers: Mapping[str, str]) -> list[SendCaseV2] | IntakeError:
+def _json(body: bytes, encoding: str | None) -> Any:
+    if encoding is not None and not encoding.startswith("utf-"):
+        try:
+            return json.loads(body.decode(encoding))
+        except UnicodeDecodeError as exc:
+            raise Refused(
+                Reason.BODY_UNDECODABLE, "(body)", encoding, f"not {encoding}: {exc.reason}"
+            ) from None
+    return json.loads(body)
+
+
+def read_records(
+    body: bytes, headers: Mapping[str, object], *, who: str = "", encoding: str | None = None
+) -> list[SendCaseV2] | IntakeError:
     """The message's records, validated against the version it names, as the latest model."""
-    version = _version_of(headers)
+    version = _version_of(headers, who)
     if isinstance(version, IntakeError):
         return version
     model = VERSIONS[SEND_CASE][version]
     try:
-        data = json.loads(body)
+        data = _json(body, encoding)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: json gives up on deep nesting; one hostile body must not stop the
         # bridge (it would be redelivered and stop it again on every restart).
-        return IntakeError(Reason.MALFORMED_MESSAGE, "(body)", "json", f"not JSON: {exc}")
+        message = f"not JSON: {exc}" if not isinstance(exc, RecursionError) else "nested too deep"
+        return IntakeError(Reason.MALFORMED_MESSAGE, "(body)", "json", message[:300], who)
     records = data if isinstance(data, list) else [data]
     if not records or len(records) > MAX_RECORDS:
         return IntakeError(
-            Reason.MALFORMED_MESSAGE, "(body)", "records", f"1 to {MAX_RECORDS} records"
+            Reason.MALFORMED_MESSAGE, "(body)", "records", f"1 to {MAX_RECORDS} records", who
         )
     requests: list[SendCaseV2] = []
     for index, record in enumerate(records):
         at = index if isinstance(data, list) else None
         if not isinstance(record, dict):
             where = f"[{index}]" if at is not None else "(body)"
-            return IntakeError(Reason.MALFORMED_MESSAGE, where, "object", "a record is an object")
+            return IntakeError(
+                Reason.MALFORMED_MESSAGE, where, "object", "a record is an object", who
+            )
         try:
             model.model_validate(record)
             requests.append(SendCaseV2.model_validate(upcast(SEND_CASE, version, record)))
         except ValidationError as exc:
-            return _validation_error(exc, at)
+            return _validation_error(exc, at, who)
     return requests
 
 
-def check(
-    body: bytes,
-    headers: Mapping[str, str],
-    keys: Mapping[str, str],
-    clinics: Mapping[str, Sequence[str]],
-) -> Accepted | IntakeError:
-    """Authenticate, then validate one message; the pure decision of the bridge."""
-    who = authenticate(body, headers, keys)
+def _evaluate(delivery: Delivery, rules: IntakeRules) -> Accepted | IntakeError:
+    headers = delivery.headers
+    encoding = text_encoding(delivery.content_encoding)
+    body = as_bytes(delivery.body, encoding)
+    if len(body) > rules.max_body_bytes:
+        return IntakeError(
+            Reason.MESSAGE_TOO_LARGE,
+            "(body)",
+            "max-bytes",
+            f"a message is at most {rules.max_body_bytes} bytes",
+        )
+    who = authenticate(body, headers, rules.keys)
     if isinstance(who, IntakeError):
         return who
-    records = read_records(body, headers)
+    try:
+        body = decompress(body, headers.get("compression"), rules.max_body_bytes)
+    except Refused as refused:
+        return IntakeError(refused.reason, refused.field, refused.rule, refused.message, who)
+    records = read_records(body, headers, who=who, encoding=encoding)
     if isinstance(records, IntakeError):
         return records
-    refused = outside_allowed_clinics(who, records, clinics)
-    if refused is not None:
-        return refused
+    outside = outside_allowed_clinics(who, records, rules.clinics)
+    if outside is not None:
+        return outside
     return Accepted(who, records)
 
 
@@ -194,23 +263,108 @@ def outside_allowed_clinics(
                     f"[{index}].{name}",
                     "integration-clinics",
                     f"{who} may not send for {value}",
+                    who,
                 )
     return None
 
 
-def reject_record(delivery: Delivery, error: IntakeError) -> bytes:
-    """What goes on the rejects queue: the error and the original body, byte for byte."""
+def evaluate(delivery: Delivery, rules: IntakeRules) -> Accepted | IntakeError:
+    """Decode, authenticate and validate one message as its source gave it: the pure decision
+    of the bridge. It never raises: whatever the message holds ends in a verdict."""
+    try:
+        return _evaluate(delivery, rules)
+    except Refused as refused:
+        return IntakeError(refused.reason, refused.field, refused.rule, refused.message)
+    except Exception as exc:  # noqa: BLE001 - a message must never stop the bridge
+        return IntakeError(
+            Reason.MALFORMED_MESSAGE, "(message)", "readable", f"unreadable: {type(exc).__name__}"
+        )
+
+
+def check(
+    body: bytes,
+    headers: Mapping[str, object],
+    keys: Mapping[str, str],
+    clinics: Mapping[str, Sequence[str]],
+) -> Accepted | IntakeError:
+    """Authenticate, then validate one message given as bytes and headers."""
+    return evaluate(Delivery(body, dict(headers)), IntakeRules(keys, clinics))
+
+
+def reject_record(
+    delivery: Delivery, error: IntakeError, *, max_body: int = rejections.DEFAULT_MAX_BODY
+) -> bytes:
+    """What goes on the rejects queue: the error and what ``workers/rejections.py`` keeps."""
+    kept = kept_of(delivery, error, max_body=max_body)
     record: dict[str, Any] = {
         "reason": error.reason,
-        "error": {"field": error.field, "rule": error.rule, "message": error.message},
-        "headers": {k: v for k, v in delivery.headers.items() if k != SIGNATURE},
+        "error": {
+            "field": printable(error.field, 200),
+            "rule": printable(error.rule, 100),
+            "message": printable(error.message, 500),
+        },
+        "authenticated": error.integration is not None,
+        **kept.as_json(),
         "rejected_at": utcnow().isoformat(),
     }
-    try:
-        record["body"] = delivery.body.decode("utf-8")
-    except UnicodeDecodeError:
-        record["body_base64"] = base64.b64encode(delivery.body).decode()
     return json.dumps(record, ensure_ascii=False).encode()
+
+
+def admit(
+    pairs: Sequence[tuple[SendCaseV2, str]],
+    *,
+    settings: Settings,
+    broker: Any,
+    engine: sa.Engine,
+    window: dt.timedelta,
+) -> list[intake_keys.Claim]:
+    """Take accepted requests, each with the integration that sent it, into the pipeline:
+    scope each idempotency key to its integration, decide each by that key, put the new ones
+    on the recipient-validation lanes in chunks (a dispatch's cases on its bulk lane) and only
+    then record their keys. Returns one
+    claim per request, in order (``claim.request.resolved_case_id()`` is the case it stands
+    for). The intake bridge and the HTTP API both take cases in through this."""
+    from producers.intake import push_chunk
+
+    pairs = [(intake_keys.scoped_to(request, who), who) for request, who in pairs]
+    with engine.connect() as conn:
+        claims = intake_keys.claim(conn, [p[0] for p in pairs], window=window)
+    to_send = [c.request for c in claims if c.send]
+    by_batch: dict[str | None, list[SendCaseV2]] = {}
+    for request in to_send:
+        by_batch.setdefault(request.batch_id, []).append(request)
+    views = cache_for(engine).views(by_batch)
+    size = max(1, settings.chunk_size)
+    for batch_id, group in by_batch.items():
+        view = views.get(batch_id) if batch_id else None
+        for start in range(0, len(group), size):
+            push_chunk(
+                broker,
+                group[start : start + size],
+                correlation_id=batch_id or f"intake-{utcnow():%Y%m%d}",
+                prefix=settings.queue_prefix,
+                batch_lane=view.lane if view else None,
+            )
+    with engine.begin() as conn:
+        intake_keys.record(conn, [(c, who) for c, (_r, who) in zip(claims, pairs, strict=True)])
+    return claims
+
+
+def kept_of(
+    delivery: Delivery, error: IntakeError, *, max_body: int = rejections.DEFAULT_MAX_BODY
+) -> rejections.Kept:
+    """What of a refused delivery is kept, by whether its sender authenticated."""
+    try:
+        encoding = text_encoding(delivery.content_encoding)
+    except Refused:
+        encoding = None
+    try:
+        body = as_bytes(delivery.body, encoding)
+    except Refused:
+        body = repr(type(delivery.body)).encode()
+    return rejections.keep(
+        body, delivery.headers, authenticated=error.integration is not None, max_body=max_body
+    )
 
 
 class IntakeSource(abc.ABC):
@@ -229,6 +383,15 @@ class IntakeSource(abc.ABC):
         """Put ``record`` on the rejects queue, then forget the message."""
 
     @abc.abstractmethod
+    def purge_rejects(self, older_than: dt.datetime) -> int:
+        """Remove rejects recorded before ``older_than``; returns how many."""
+
+    @abc.abstractmethod
+    def recover(self) -> None:
+        """After a failure (broker, database): reconnect as needed; what was not acknowledged
+        comes again."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the connection."""
 
@@ -240,6 +403,7 @@ class BridgeCounts:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    outages: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -262,61 +426,172 @@ class IntakeBridge:
         self.buffer = buffer
         self.counts = BridgeCounts()
         self.window = dt.timedelta(days=settings.intake_window_days)
+        self._credentials: tuple[float, dict[str, str], dict[str, list[str]]] | None = None
+        self.queue = queue_name(INTAKE_EXCHANGE, settings.queue_prefix)
+
+    def credentials(self) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """Signing keys and clinics by key id: ``OMVANT_INTAKE_KEYS`` and every active API key
+        (``omvant api-keys``), read again every few seconds so a new or revoked key counts
+        without a restart."""
+        now = time.monotonic()
+        if self._credentials is None or now - self._credentials[0] > CREDENTIALS_SECONDS:
+            with self.engine.connect() as conn:
+                keys, clinics = api_keys.intake_credentials(conn)
+            keys = {**keys, **self.settings.intake_keys}
+            clinics = {**clinics, **self.settings.intake_clinics}
+            self._credentials = (now, keys, clinics)
+        return self._credentials[1], self._credentials[2]
+
+    def rules(self) -> IntakeRules:
+        """The intake's rules with the current credentials."""
+        keys, clinics = self.credentials()
+        return IntakeRules(keys, clinics, self.settings.intake_max_body_bytes)
 
     def run_once(self, timeout: float = 0.2) -> int:
-        """Handle what arrives within ``timeout``; returns how many messages were handled."""
-        from producers.intake import push_chunk
+        """Handle what arrives within ``timeout``; returns how many messages were handled.
 
+        Messages the broker hands out again (a bridge died holding them) are suspects: each is
+        handled on its own, its start counted in ``message_deliveries`` first, so that the one
+        that kills the bridge is the only one counted; one started more than
+        ``OMVANT_POISON_DELIVERIES`` times is refused as ``poison-message``."""
         deliveries = self.source.receive(self.buffer, timeout)
         if not deliveries:
             return 0
-        accepted: list[tuple[Delivery, Accepted]] = []
-        for delivery in deliveries:
-            verdict = check(
-                delivery.body,
-                delivery.headers,
-                self.settings.intake_keys,
-                self.settings.intake_clinics,
-            )
-            if isinstance(verdict, IntakeError):
-                self.source.reject(delivery, reject_record(delivery, verdict))
-                self.counts.rejected += 1
-                self.counts.reasons[verdict.reason] = self.counts.reasons.get(verdict.reason, 0) + 1
-                log.warning("intake message refused", reason=verdict.reason, field=verdict.field)
-            else:
-                accepted.append((delivery, verdict))
-        pairs = [
-            (intake_keys.scoped_to(request, a.integration), a.integration)
-            for _d, a in accepted
-            for request in a.requests
-        ]
-        with self.engine.connect() as conn:
-            claims = intake_keys.claim(conn, [p[0] for p in pairs], window=self.window)
-        to_send = [c.request for c in claims if c.send]
-        self.counts.duplicates += len(claims) - len(to_send)
-        by_batch: dict[str | None, list[SendCaseV2]] = {}
-        for request in to_send:
-            by_batch.setdefault(request.batch_id, []).append(request)
-        views = cache_for(self.engine).views(by_batch)
-        size = max(1, self.settings.chunk_size)
-        for batch_id, group in by_batch.items():
-            view = views.get(batch_id) if batch_id else None
-            for start in range(0, len(group), size):
-                push_chunk(
-                    self.broker,
-                    group[start : start + size],
-                    correlation_id=batch_id or f"intake-{utcnow():%Y%m%d}",
-                    prefix=self.settings.queue_prefix,
-                    batch_lane=view.lane if view else None,
-                )
-        with self.engine.begin() as conn:
-            intake_keys.record(conn, [(c, who) for c, (_r, who) in zip(claims, pairs, strict=True)])
-        self.source.ack([d for d, _a in accepted])
-        self.counts.accepted += len(to_send)
+        fresh = [d for d in deliveries if not d.redelivered]
+        for suspect in (d for d in deliveries if d.redelivered):
+            self._handle_suspect(suspect)
+        if fresh:
+            self._handle(fresh)
         return len(deliveries)
 
+    def _handle_suspect(self, delivery: Delivery) -> None:
+        key = _fingerprint(delivery)
+        with self.engine.begin() as conn:
+            starts = started(conn, self.queue, key)
+        if starts > self.settings.poison_deliveries:
+            error = IntakeError(
+                Reason.POISON_MESSAGE,
+                "(message)",
+                "survives-its-bridge",
+                f"started {starts - 1} times and each time the bridge died",
+            )
+            self._refuse([(delivery, error)])
+        else:
+            self._handle([delivery])
+        with self.engine.begin() as conn:
+            finished(conn, self.queue, key)
+
+    def _handle(self, deliveries: Sequence[Delivery]) -> None:
+        accepted: list[tuple[Delivery, Accepted]] = []
+        refused: list[tuple[Delivery, IntakeError]] = []
+        rules = self.rules()
+        for delivery in deliveries:
+            verdict = evaluate(delivery, rules)
+            if isinstance(verdict, IntakeError):
+                refused.append((delivery, verdict))
+            else:
+                accepted.append((delivery, verdict))
+        self._refuse(refused)
+        try:
+            self._admit(accepted)
+        except Exception as exc:
+            if is_outage(exc) or len(accepted) <= 1:
+                if len(accepted) == 1 and not is_outage(exc):
+                    self._refuse([(accepted[0][0], _unprocessable(accepted[0][1], exc))])
+                    return
+                raise
+            # one message's content may be what fails: take them in one by one
+            log.warning(
+                "intake round failed; taking its messages one by one", error=type(exc).__name__
+            )
+            for pair in accepted:
+                try:
+                    self._admit([pair])
+                except Exception as single:
+                    if is_outage(single):
+                        raise
+                    self._refuse([(pair[0], _unprocessable(pair[1], single))])
+
+    def _refuse(self, refused: Sequence[tuple[Delivery, IntakeError]]) -> None:
+        """Record refusals in ``rejected_messages``, put them on the rejects queue, ack them."""
+        if not refused:
+            return
+        limit = self.settings.reject_max_body_bytes
+        with self.engine.begin() as conn:
+            for delivery, error in refused:
+                rejections.record(
+                    conn,
+                    queue=self.queue,
+                    reason=error.reason,
+                    detail=f"{error.field}: {error.rule}: {error.message}",
+                    kept=kept_of(delivery, error, max_body=limit),
+                    sender=error.integration,
+                )
+        for delivery, error in refused:
+            self.source.reject(delivery, reject_record(delivery, error, max_body=limit))
+            self.counts.rejected += 1
+            self.counts.reasons[error.reason] = self.counts.reasons.get(error.reason, 0) + 1
+            log.warning("intake message refused", reason=error.reason, field=error.field)
+
+    def _admit(self, accepted: Sequence[tuple[Delivery, Accepted]]) -> None:
+        """Take the accepted messages' cases in (``admit``), then ack."""
+        if not accepted:
+            return
+        pairs = [(request, a.integration) for _d, a in accepted for request in a.requests]
+        claims = admit(
+            pairs,
+            settings=self.settings,
+            broker=self.broker,
+            engine=self.engine,
+            window=self.window,
+        )
+        self.source.ack([d for d, _a in accepted])
+        sent = sum(1 for c in claims if c.send)
+        self.counts.duplicates += len(claims) - sent
+        self.counts.accepted += sent
+
     def run(self, stop: threading.Event) -> BridgeCounts:
-        """Run until ``stop`` is set."""
+        """Run until ``stop`` is set. A failure (an outage of the database or the broker) never
+        ends the run: the bridge waits, longer each time up to ``MAX_BACKOFF`` seconds,
+        reconnects and goes on; what it had not acknowledged comes again."""
+        backoff = 0.0
         while not stop.is_set():
-            self.run_once()
+            try:
+                self.run_once()
+                backoff = 0.0
+            except Exception as exc:  # noqa: BLE001 - the bridge must outlive any outage
+                backoff = min(MAX_BACKOFF, max(0.5, backoff * 2))
+                self.counts.outages += 1
+                log.warning(
+                    "intake bridge waits after a failure",
+                    error=type(exc).__name__,
+                    detail=printable(str(exc), 200),
+                    seconds=backoff,
+                )
+                stop.wait(backoff)
+                with contextlib.suppress(Exception):
+                    self.source.recover()
         return self.counts
+
+
+MAX_BACKOFF = 30.0
+
+
+def _fingerprint(delivery: Delivery) -> str:
+    """A message's identity across deliveries: the hash of its body and headers."""
+    try:
+        digest = hashlib.sha256(as_bytes(delivery.body, None))
+    except Refused:
+        digest = hashlib.sha256(repr(delivery.body).encode("utf-8", "surrogatepass"))
+    digest.update(repr(sorted((k, repr(v)) for k, v in delivery.headers.items())).encode())
+    return digest.hexdigest()
+
+
+def _unprocessable(accepted: Accepted, exc: BaseException) -> IntakeError:
+    return IntakeError(
+        Reason.UNPROCESSABLE_MESSAGE,
+        "(message)",
+        "storable",
+        f"passed its checks but could not be taken in: {type(exc).__name__}",
+        accepted.integration,
+    )

@@ -10,6 +10,8 @@ kombu's own format, so a plain stream (XADD from any client) is read with redis-
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 import os
 import socket
 import time
@@ -21,6 +23,7 @@ import redis
 
 from workers.intake_bridge import Delivery, IntakeSource
 from workers.queues import INTAKE_EXCHANGE, INTAKE_REJECTS, queue_name
+from workers.wire import normal_headers
 
 kombu: Any = _kombu  # kombu ships no type hints; its calls are checked by the tests
 GROUP = "omvant-intake"
@@ -32,31 +35,59 @@ def _text(value: Any) -> str:
 
 
 class AmqpIntakeSource(IntakeSource):
-    """Reads the intake queue of a RabbitMQ server; publishes rejects with confirms."""
+    """Reads the intake queue of a RabbitMQ server; publishes rejects with confirms.
+
+    Messages are consumed raw (py-amqp's message, not kombu's): kombu's ``Message`` would
+    decompress a ``compression`` header without a size limit and raise on an unknown one, and
+    py-amqp would turn a body with a ``content_encoding`` into text. The bridge decodes the
+    bytes itself (``workers/wire.py``).
+    """
 
     def __init__(self, url: str, *, prefix: str = "", prefetch: int = 1000) -> None:
-        self.connection = kombu.Connection(url, transport_options={"confirm_publish": True})
+        self.url = url
+        self.prefix = prefix
+        self.prefetch = prefetch
+        self.rejects_name = queue_name(INTAKE_REJECTS, prefix)
+        self._buffer: list[Delivery] = []
+        self._open()
+
+    def _open(self) -> None:
+        self.connection = kombu.Connection(self.url, transport_options={"confirm_publish": True})
         self.channel = self.connection.channel()
-        exchange = kombu.Exchange(queue_name(INTAKE_EXCHANGE, prefix), type="topic", durable=True)
+        self.channel.auto_decode = False
+        exchange = kombu.Exchange(
+            queue_name(INTAKE_EXCHANGE, self.prefix), type="topic", durable=True
+        )
         self.queue = kombu.Queue(
-            queue_name(INTAKE_EXCHANGE, prefix), exchange, routing_key="#", durable=True
+            queue_name(INTAKE_EXCHANGE, self.prefix), exchange, routing_key="#", durable=True
         )(self.channel)
         self.queue.declare()
-        self.rejects_name = queue_name(INTAKE_REJECTS, prefix)
         kombu.Queue(self.rejects_name, durable=True)(self.channel).declare()
         self.producer = kombu.Producer(self.channel)
-        self._buffer: list[Delivery] = []
-        self.consumer = kombu.Consumer(
-            self.channel, [self.queue], on_message=self._on_message, prefetch_count=prefetch
-        )
-        self.consumer.consume()
+        self._buffer = []
+        self.channel.basic_qos(0, self.prefetch, False)
+        self.queue.consume(callback=self._on_message, no_ack=False)
 
     def _on_message(self, message: Any) -> None:
-        headers = {str(k).lower(): _text(v) for k, v in (message.headers or {}).items()}
-        user_id = message.properties.get("user_id")
+        properties = getattr(message, "properties", None) or {}
+        headers = normal_headers(properties.get("application_headers"))
+        user_id = properties.get("user_id")
         if user_id:
             headers["amqp-user-id"] = _text(user_id)
-        self._buffer.append(Delivery(bytes(message.body), headers, message))
+        if properties.get("content_type"):
+            headers.setdefault("content-type", properties.get("content_type"))
+        if properties.get("content_encoding"):
+            headers.setdefault("content-encoding", properties.get("content_encoding"))
+        info = getattr(message, "delivery_info", None) or {}
+        self._buffer.append(
+            Delivery(
+                body=message.body,
+                headers=headers,
+                token=info.get("delivery_tag"),
+                content_encoding=properties.get("content_encoding"),
+                redelivered=bool(info.get("redelivered")),
+            )
+        )
 
     def receive(self, max_count: int, timeout: float) -> list[Delivery]:
         deadline = time.monotonic() + timeout
@@ -73,7 +104,7 @@ class AmqpIntakeSource(IntakeSource):
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
-            delivery.token.ack()
+            self.channel.basic_ack(delivery.token)
 
     def reject(self, delivery: Delivery, record: bytes) -> None:
         self.producer.publish(
@@ -84,12 +115,32 @@ class AmqpIntakeSource(IntakeSource):
             content_encoding="utf-8",
             delivery_mode=2,
         )
-        delivery.token.ack()
+        self.channel.basic_ack(delivery.token)
+
+    def purge_rejects(self, older_than: dt.datetime) -> int:
+        """Drop rejects recorded before ``older_than`` from the head of the rejects queue (it is
+        in time order); the first younger one is put back and ends the purge."""
+        dropped = 0
+        while True:
+            message = self.channel.basic_get(self.rejects_name, no_ack=False)
+            if message is None:
+                return dropped
+            if _rejected_at(message.body) < older_than:
+                self.channel.basic_ack(message.delivery_tag)
+                dropped += 1
+            else:
+                self.channel.basic_reject(message.delivery_tag, requeue=True)
+                return dropped
+
+    def recover(self) -> None:
+        """After a failure: a new connection; RabbitMQ hands unacknowledged messages out again."""
+        with contextlib.suppress(Exception):
+            self.connection.release()
+        self._open()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.consumer.cancel()
-        self.connection.release()
+            self.connection.release()
 
 
 class RedisIntakeSource(IntakeSource):
@@ -102,14 +153,21 @@ class RedisIntakeSource(IntakeSource):
         self.consumer = f"bridge-{socket.gethostname()}-{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
         self._next_claim = 0.0
+        self._own_pending = False
         with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: it exists already
             self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
 
-    def _delivery(self, entry_id: Any, fields: dict[Any, Any]) -> Delivery:
-        decoded = {_text(k).lower(): v for k, v in fields.items()}
-        raw = decoded.pop(BODY, b"")
-        body = raw if isinstance(raw, bytes) else str(raw).encode()
-        return Delivery(body, {k: _text(v) for k, v in decoded.items()}, entry_id)
+    def _delivery(self, entry_id: Any, fields: dict[Any, Any], redelivered: bool) -> Delivery:
+        headers = normal_headers(fields)
+        raw = headers.pop(BODY, b"")
+        body = raw if isinstance(raw, bytes | str) else b""
+        return Delivery(
+            body,
+            headers,
+            entry_id,
+            content_encoding=headers.get("content-encoding"),
+            redelivered=redelivered,
+        )
 
     def receive(self, max_count: int, timeout: float) -> list[Delivery]:
         deliveries: list[Delivery] = []
@@ -118,18 +176,29 @@ class RedisIntakeSource(IntakeSource):
             claimed = self.client.xautoclaim(
                 self.stream, GROUP, self.consumer, self.claim_idle_ms, count=max_count
             )
-            deliveries += [self._delivery(i, f) for i, f in claimed[1] if f]
+            deliveries += [self._delivery(i, f, True) for i, f in claimed[1] if f]
         if len(deliveries) < max_count:
+            # after a failure, first this consumer's own entries it never acknowledged
+            start, self._own_pending = ("0" if self._own_pending else ">"), False
             answer = self.client.xreadgroup(
                 GROUP,
                 self.consumer,
-                {self.stream: ">"},
+                {self.stream: start},
                 count=max_count - len(deliveries),
-                block=max(1, int(timeout * 1000)),
+                block=None if start == "0" else max(1, int(timeout * 1000)),
             )
             for _stream, entries in answer or []:
-                deliveries += [self._delivery(i, f) for i, f in entries]
+                deliveries += [self._delivery(i, f, start == "0") for i, f in entries if f]
         return deliveries
+
+    def purge_rejects(self, older_than: dt.datetime) -> int:
+        """Trim the rejects stream of entries added before ``older_than`` (ids are times)."""
+        minid = f"{int(older_than.timestamp() * 1000)}-0"
+        return int(self.client.xtrim(self.rejects, minid=minid, approximate=False))
+
+    def recover(self) -> None:
+        """After a failure: read this consumer's unacknowledged entries again."""
+        self._own_pending = True
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if deliveries:
@@ -145,6 +214,16 @@ class RedisIntakeSource(IntakeSource):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _rejected_at(body: object) -> dt.datetime:
+    """When a reject record was written (the far past when it cannot be read: purge it)."""
+    try:
+        raw = body if isinstance(body, bytes | str) else bytes(body)  # type: ignore[call-overload]
+        value = dt.datetime.fromisoformat(json.loads(raw)["rejected_at"])
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def open_source(url: str, *, prefix: str = "") -> IntakeSource:

@@ -68,6 +68,15 @@ class Reason(StrEnum):
     UNKNOWN_KEY_ID = "unknown-key-id"
     CONTRACT_VERSION_MISSING = "contract-version-missing"
     CLINIC_NOT_ALLOWED = "clinic-not-allowed"
+    # any entrance: bodies that cannot be read as sent (intake, inbox events)
+    UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding"
+    UNSUPPORTED_COMPRESSION = "unsupported-compression"
+    BODY_UNDECODABLE = "body-undecodable"
+    MESSAGE_TOO_LARGE = "message-too-large"
+    UNPROCESSABLE_MESSAGE = "unprocessable-message"
+    # stage queues: messages dramatiq itself cannot run (recorded before the dead-letter queue)
+    UNKNOWN_ACTOR = "unknown-actor"
+    POISON_MESSAGE = "poison-message"
     # commands: what stops an omvant command (one line, or {"error": ...} with --json)
     BROKER_UNREACHABLE = "broker-unreachable"
     DATABASE_UNREACHABLE = "database-unreachable"
@@ -91,3 +100,14 @@ class Reason(StrEnum):
     BATCH_NOT_OWNED = "batch-not-owned"
     BATCH_EXISTS = "batch-exists"
     ATTACHMENT_NOT_OWNED = "attachment-not-owned"
+    # the HTTP API (problem details, docs/api.md)
+    API_KEY_MISSING = "api-key-missing"
+    API_KEY_INVALID = "api-key-invalid"
+    RATE_LIMITED = "rate-limited"
+    REQUEST_TOO_LARGE = "request-too-large"
+    IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused"
+    NOT_FOUND = "not-found"
+    METHOD_NOT_ALLOWED = "method-not-allowed"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type"
+    BATCH_TRANSITION_REFUSED = "batch-transition-refused"
+    TOO_MANY_RECORDS = "too-many-records"

@@ -124,6 +124,26 @@ class Settings(BaseSettings):
     """Optionally, key id -> the clinic HSA-ids that integration may send for (else any)."""
     intake_window_days: float = 30.0
     """How long an idempotency key on the intake stands for the same case."""
+    api_rate: int = Field(default=50, ge=1)
+    """HTTP API requests per second per key (a key may have its own), shared through Redis
+    when ``redis_url`` is set."""
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest HTTP API request body (attachments: ``max_attachment_bytes`` plus the form)."""
+    api_idempotency_hours: float = Field(default=24.0, gt=0)
+    """How long an HTTP ``Idempotency-Key`` stands for the same request and answer."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    """Deliveries of one status callback before it is given up (backoff doubles from 2 s to
+    an hour between them)."""
+    intake_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest intake message, also once decompressed (``message-too-large``)."""
+    reject_max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    """Largest body a reject keeps (from an authenticated sender; others keep none)."""
+    reject_retention_days: float = Field(default=30.0, gt=0)
+    """How long rejected messages are kept (``omvant rejects purge`` deletes older ones)."""
+    poison_deliveries: int = Field(default=3, ge=1, le=100)
+    """How often a message may be started and leave its process dead before it is set aside
+    (``poison-message``) instead of started again."""
     notification_text: str = (
         "Du har ett meddelande i e-tjänsterna på 1177. "
         "Meddelandet finns i inkorgen när du loggat in på 1177."

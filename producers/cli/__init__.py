@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from producers.cli import (
+    api_keys_command,
     attachments_command,
     bench_command,
     cases_command,
@@ -24,12 +25,14 @@ from producers.cli import (
     loadtest_command,
     push_command,
     recipients_command,
+    rejects_command,
     serve_command,
     sim_command,
     status_command,
     sweep_command,
     templates_command,
     users_command,
+    webhooks_command,
     worker_command,
 )
 from producers.cli.options import current_settings
@@ -106,12 +109,16 @@ app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
 app.add_typer(clinics_command.app, name="clinics")
+app.add_typer(rejects_command.app, name="rejects")
 app.add_typer(users_command.app, name="users")
 app.add_typer(dlq_command.app, name="dlq")
 app.command("status")(status_command.status)
 app.command("exporter")(status_command.exporter)
 app.add_typer(deploy_command.app, name="deploy")
 app.command("serve")(serve_command.serve)
+app.add_typer(api_keys_command.app, name="api-keys")
+app.add_typer(webhooks_command.app, name="webhooks")
+sim_command.app.command("webhook-receiver")(webhooks_command.webhook_receiver)
 app.command("inbox-events")(delivery_command.inbox_events)
 app.command("sweep")(sweep_command.sweep)
 sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)

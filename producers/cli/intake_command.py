@@ -15,6 +15,7 @@ from workers.broker import build_broker
 from workers.intake_bridge import IntakeBridge
 from workers.intake_sources import open_source
 from workers.log import configure, get_logger
+from workers.store.api_keys import intake_credentials
 from workers.store.engine import check_schema, make_engine
 
 log = get_logger(__name__)
@@ -35,16 +36,18 @@ def intake(
     if settings.broker_url.startswith("memory"):
         typer.echo("the intake bridge needs a real broker (amqp:// or redis://)", err=True)
         raise typer.Exit(2)
-    if not settings.intake_keys:
+    engine = make_engine(settings.database_url)
+    check_schema(engine)
+    with engine.connect() as conn:
+        api_keys_in_use, _clinics = intake_credentials(conn)
+    if not settings.intake_keys and not api_keys_in_use:
+        engine.dispose()
         typer.echo(
-            'no intake credentials: set OMVANT_INTAKE_KEYS=\'{"key-id": "secret"}\'', err=True
+            "no intake credentials: make a key with `omvant api-keys create`, or set "
+            'OMVANT_INTAKE_KEYS=\'{"key-id": "secret"}\'',
+            err=True,
         )
         raise typer.Exit(2)
-    schema_engine = make_engine(settings.database_url)
-    try:
-        check_schema(schema_engine)
-    finally:
-        schema_engine.dispose()
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -54,11 +57,10 @@ def intake(
     signal.signal(signal.SIGINT, on_signal)
     intake_source = open_source(source or settings.broker_url, prefix=settings.queue_prefix)
     pipeline = build_broker(settings.broker_url)
-    engine = make_engine(settings.database_url)
     bridge = IntakeBridge(
         intake_source, settings=settings, broker=pipeline, engine=engine, buffer=buffer
     )
-    log.info("intake bridge started", integrations=len(settings.intake_keys))
+    log.info("intake bridge started", integrations=len(settings.intake_keys) + len(api_keys_in_use))
     try:
         counts = bridge.run(stop)
     finally:

@@ -72,9 +72,52 @@ def replay_command(
     threads: Annotated[int, typer.Option(min=1)] = 8,
     broker: BrokerOption = None,
     database: DatabaseOption = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            help="Replay through the HTTP API at this URL (a running omvant serve) instead.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="OMVANT_API_TOKEN", help="API key token for --http."),
+    ] = None,
+    clinic: Annotated[
+        str | None, typer.Option("--clinic", help="With --http: send every case for this clinic.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the cases to settle.")
+    ] = 1800.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Replay a recording against worker processes with simulated providers; report figures."""
+    """Replay a recording against worker processes with simulated providers, or through a
+    running HTTP API (--http URL --token TOKEN); report figures."""
+    say = None if as_json else (lambda m: typer.echo(m, err=True))
+    if http is not None:
+        if not token:
+            typer.echo("--http needs an API key token: --token or OMVANT_API_TOKEN", err=True)
+            raise typer.Exit(2)
+        from producers.http_replay import replay_http
+
+        try:
+            sends = read_recording(recording)
+        except RecordingError as exc:
+            typer.echo(f"malformed-message: {exc}", err=True)
+            raise typer.Exit(2) from None
+        figures = replay_http(
+            http,
+            token,
+            sends,
+            speedup=speedup,
+            rate=rate,
+            clinic=clinic,
+            concurrency=threads,
+            timeout=timeout,
+            say=say,
+        )
+        _report(figures, as_json)
+        return
     settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     if settings.broker_url.startswith("memory"):
         typer.echo("replay needs a real broker: --broker amqp://... or redis://...", err=True)
@@ -95,8 +138,13 @@ def replay_command(
         rate=rate,
         processes=processes,
         threads=threads,
-        say=None if as_json else lambda m: typer.echo(m, err=True),
+        timeout=timeout,
+        say=say,
     )
+    _report(figures, as_json)
+
+
+def _report(figures: dict[str, object], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(figures))
         return

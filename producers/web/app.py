@@ -13,8 +13,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from producers.web import api, health
+from producers.web import api, health, problems
+from producers.web.body_limit import BodyLimitMiddleware, limit_for
 from producers.web.context import WebContext
+from producers.web.openapi import openapi_for
 from producers.web.pages import install_console
 from workers.settings import Settings
 from workers.store.engine import upgrade
@@ -47,8 +49,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
     )
     app.state.omvant = context
+    problems.install(app)
+    app.add_middleware(BodyLimitMiddleware, limit=limit_for(context.settings))
     app.include_router(health.router)
     app.include_router(api.router)
+    app.openapi = openapi_for(app)  # type: ignore[method-assign]
     install_console(
         app, context.settings, engine=context.engine, broker_factory=lambda: context.broker
     )

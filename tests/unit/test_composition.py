@@ -6,6 +6,7 @@ import datetime as dt
 import html
 
 import pytest
+from pydantic import ValidationError
 
 from contracts.message_composed import MessageComposedV1
 from contracts.recipient_validated import RecipientValidatedV1
@@ -203,15 +204,23 @@ def test_markup_in_the_template_itself_is_escaped_too() -> None:
     assert message.body == "&lt;i&gt;Hej&lt;/i&gt; Eva"
 
 
-@pytest.mark.parametrize("free_text", ["\x00\x01", "\u202e \u2066", " \x7f\n\x0b "])
+@pytest.mark.parametrize("free_text", ["\u202e \u2066", " \u2067\n\u2069 "])
 def test_free_text_of_only_hiding_characters_leaves_no_empty_paragraph(free_text: str) -> None:
     tmpl = template(contact="Ring 010-123 45 67")
     message = composed(case(fragments=["a"], free_text=free_text), tmpl)
     assert message.body.split("\n\n") == ["Hej Eva!", "Första.", "Ring 010-123 45 67"]
 
 
+@pytest.mark.parametrize("free_text", ["\x00\x01", " \x7f\n\x0b "])
+def test_control_characters_in_free_text_are_refused_by_the_contract(free_text: str) -> None:
+    with pytest.raises(ValidationError, match="control character"):
+        case(fragments=["a"], free_text=free_text)
+    with pytest.raises(ValidationError, match="control character"):
+        case(fields={"fornamn": f"Eva{free_text}"})
+
+
 def test_a_field_value_is_one_line_and_hiding_characters_go() -> None:
-    value = "Eva\n\nMed vänlig hälsning\nDoktor X\u202e\x00"
+    value = "Eva\n\nMed vänlig hälsning\nDoktor X\u202e"
     assert composed(case(fields={"fornamn": value})).body == (
         "Hej Eva Med vänlig hälsning Doktor X!"
     )

@@ -100,10 +100,43 @@ def test_published_models_are_frozen() -> None:
         item.template_id = "other"  # type: ignore[misc]
 
 
+def published_classes() -> list[tuple[str, int, type]]:
+    """Every ``<Name>V<n>`` class of the contract modules, with the name and version its
+    module and class name give it: written out independently of the registry."""
+    import importlib
+    import inspect
+    import pkgutil
+    import re
+
+    import contracts
+
+    found = []
+    for info in pkgutil.iter_modules(contracts.__path__):
+        module = importlib.import_module(f"contracts.{info.name}")
+        name = getattr(module, "NAME", None)
+        if not isinstance(name, str) or name == "InboxEvent":  # the inbox's format, no envelope
+            continue
+        for attr, value in vars(module).items():
+            match = re.fullmatch(rf"{name}V([0-9]+)", attr)
+            if match and inspect.isclass(value) and value.__module__ == module.__name__:
+                found.append((name, int(match.group(1)), value))
+    return found
+
+
 def test_every_model_knows_its_contract_and_version() -> None:
-    for name, versions in VERSIONS.items():
-        for version, model in versions.items():
-            assert contract_of(model) == (name, version)
+    """The registry names each published class by its module's contract and its version, and
+    an envelope built from a record says so (so a consumer can upcast it)."""
+    classes = published_classes()
+    assert len(classes) == sum(len(v) for v in VERSIONS.values()), "a class is not registered"
+    for name, version, model in classes:
+        assert contract_of(model) == (name, version)
+        assert VERSIONS[name][version] is model
+    old = SendCaseV1(**V1_RECORD)
+    envelope = envelope_for([old])
+    assert (envelope.contract, envelope.version) == ("SendCase", 1)
+    assert isinstance(parse(envelope.model_dump(mode="json")).items[0], SendCaseV2)
+    with pytest.raises(KeyError):
+        contract_of(AttachmentRef)
 
 
 def test_split_message_ids_lead_back_to_their_origin() -> None:

@@ -12,9 +12,9 @@ from producers.loadtest import (
     RecordingError,
     Send,
     _retagged,
-    _ticks,
     read_recording,
     record_synthetic,
+    ticks,
     write_recording,
 )
 
@@ -54,9 +54,9 @@ def test_a_speedup_compresses_time_and_a_rate_spaces_sends_evenly() -> None:
         Send(t, case.case)
         for t, case in zip((0.0, 1.0, 2.0, 4.0), record_synthetic(4, 1, seed=1), strict=True)
     ]
-    fast = [(round(at, 3), len(group)) for at, group in _ticks(sends, 2.0, None, tick=0.01)]
+    fast = [(round(at, 3), len(group)) for at, group in ticks(sends, 2.0, None, tick=0.01)]
     assert fast == [(0.0, 1), (0.5, 1), (1.0, 1), (2.0, 1)]
-    even = [(round(at, 3), len(group)) for at, group in _ticks(sends, 1.0, 2.0, tick=0.6)]
+    even = [(round(at, 3), len(group)) for at, group in ticks(sends, 1.0, 2.0, tick=0.6)]
     assert even == [(0.0, 2), (1.0, 2)]
 
 

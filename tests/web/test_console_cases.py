@@ -43,7 +43,10 @@ def nurse(
         ]
         cases.apply(conn, delivered, stage="notification-dispatch")
         key = notifications.key_for("a-0", "sms")
-        notifications.claim(conn, key, "a-0", "sms", 1)
+        notifications.write_queued(
+            conn, [notifications.Queued("a-0", "sms", "+46701740605")], refused="no-address"
+        )
+        assert notifications.claim(conn, [key], NOW) == {key}
         notifications.mark_sent(conn, key, "ref-a-0")
         cases.apply(
             conn,

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workers.case_states import LAST_ENDABLE, RANK, CaseState, below_rank, may_advance
-from workers.store.schema import case_events, cases, rejected_messages
+from workers.store.schema import case_events, cases
 
 
 def utcnow() -> dt.datetime:
@@ -430,16 +430,16 @@ def _update_each(
 def record_unreadable(
     conn: sa.Connection, *, queue: str, reason: str, detail: str, body: str | None
 ) -> None:
-    """Keep a message no stage could read, with why, so on-call can put it right."""
-    conn.execute(
-        rejected_messages.insert().values(
-            queue=queue,
-            reason=reason,
-            detail=detail[:1000],
-            body=None if body is None else body[:1_000_000],
-            at=utcnow(),
-        )
-    )
+    """Keep a message no stage could read, with why, so on-call can put it right.
+
+    Stage queues' publishers are authenticated by the broker: the body is kept (bounded, see
+    ``workers/rejections.py``)."""
+    from workers import rejections
+
+    kept = None
+    if body is not None:
+        kept = rejections.keep(body.encode("utf-8", "surrogatepass"), authenticated=True)
+    rejections.record(conn, queue=queue, reason=reason, detail=detail, kept=kept)
 
 
 def count_states(conn: sa.Connection, *, batch_id: str | None = None) -> Counter[str]:

@@ -64,7 +64,31 @@ rejected_messages = sa.Table(
     sa.Column("detail", sa.String(1000), nullable=True),
     sa.Column("body", sa.Text, nullable=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sender", sa.String(128), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("headers", sa.Text, nullable=True),
+    sa.Column("excerpt", sa.Text, nullable=True),
+    sa.Column("body_encoding", sa.String(8), nullable=True),
+    sa.Index("ix_rejected_messages_at", "at"),
 )
+"""Messages no stage could read or the intake refused (``workers/rejections.py`` decides what
+of each is kept: the body only from a sender who authenticated, bounded; otherwise its size,
+hash, the headers Omvänt reads and a redacted excerpt). Purged after the retention."""
+
+message_deliveries = sa.Table(
+    "message_deliveries",
+    metadata,
+    sa.Column("queue", sa.String(128), primary_key=True),
+    sa.Column("message_id", sa.String(128), primary_key=True),
+    sa.Column("deliveries", sa.Integer, nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_message_deliveries_last_at", "last_at"),
+)
+"""Messages being handled right now, with how often each was started: a row left behind by a
+process that died is counted up on the next delivery, and a message started too often is set
+aside (``poison-message``) instead of killing its worker again (``workers/poison.py``)."""
 
 batches = sa.Table(
     "batches",
@@ -92,6 +116,7 @@ intake_keys = sa.Table(
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
     sa.Column("integration", sa.String(64), nullable=False),
     sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_intake_keys_case", "case_id"),
 )
 case_attachments = sa.Table(
     "case_attachments",
@@ -244,6 +269,62 @@ blob_owners = sa.Table(
 blobs, or one shared for every clinic through a national or regional template (``shared``,
 ``owner_hsa_id`` the template's owner)."""
 
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("signing_key", sa.String(64), nullable=False),
+    sa.Column("clinics", sa.Text, nullable=False),
+    sa.Column("webhook_url", sa.String(500), nullable=True),
+    sa.Column("rate_per_second", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+)
+"""One key per integration (migration ``0014_http_api``): the bearer token's sha256 (never
+the token), the HMAC key it signs intake messages and checks webhooks with, the clinics it
+may act for (JSON list), its webhook."""
+
+api_requests = sa.Table(
+    "api_requests",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("idempotency_key", sa.String(200), primary_key=True),
+    sa.Column("route", sa.String(64), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""HTTP requests with an ``Idempotency-Key``: the body's digest and the answer given."""
+
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("case_id", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_error", sa.String(300), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_webhook_outbox_due", "status", "next_attempt_at"),
+)
+"""Status callbacks to deliver: one row per case event per integration, keyed by event id."""
+
+webhook_cursor = sa.Table(
+    "webhook_cursor",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("last_event_id", sa.BigInteger, nullable=False),
+)
+"""How far into ``case_events`` the webhook collector has looked for good."""
 users = sa.Table(
     "users",
     metadata,

@@ -1,14 +1,14 @@
 """Answers home: the resident's answers (sealed), and each clinic's answer alert setting.
 
 Revision ID: 0012_answers
-Revises: 0013_web_console
+Revises: 0014_http_api
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_answers"
-down_revision = "0013_web_console"
+down_revision = "0014_http_api"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,56 @@
+"""``omvant rejects``: what the intake and the stages refused, and its retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated
+
+import typer
+
+from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
+from workers import rejections
+from workers.intake_sources import open_source
+from workers.store import deliveries
+from workers.store.engine import make_engine
+
+app = typer.Typer(help="Rejected messages (rejected_messages and the intake's rejects queue).")
+
+
+@app.command("purge")
+def purge(
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than", min=0, help="Days to keep; default OMVANT_REJECT_RETENTION_DAYS (30)."
+        ),
+    ] = None,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete rejects older than the retention from rejected_messages and the rejects queue."""
+    settings = settings_from(broker, database)
+    days = settings.reject_retention_days if older_than is None else older_than
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            rows = rejections.purge(conn, older_than=cutoff)
+            deliveries.purge(conn, older_than=cutoff)  # starts of messages that never came back
+    finally:
+        engine.dispose()
+    queued = 0
+    if not settings.broker_url.startswith("memory"):
+        source = open_source(settings.broker_url, prefix=settings.queue_prefix)
+        try:
+            queued = source.purge_rejects(cutoff)
+        finally:
+            source.close()
+    if as_json:
+        typer.echo(json.dumps({"rows": rows, "queued": queued, "before": cutoff.isoformat()}))
+    else:
+        typer.echo(
+            f"purged {rows} rejected_messages rows and {queued} queued rejects older than "
+            f"{cutoff:%Y-%m-%d %H:%M} UTC"
+        )

@@ -1,0 +1,94 @@
+"""A message that kills its process again and again is set aside instead of started forever.
+
+Every exception a message raises is handled (recorded, retried, dead-lettered); what escapes
+every handler is the death of the process: an out-of-memory kill, a segfault in a C library, a
+supervisor's SIGKILL of a worker that hung. The broker then hands the message out again, and it
+kills the next worker too. So each start is counted in ``message_deliveries`` (committed before
+the stage runs) and the row is removed when the message is done, whatever its outcome: a row
+that is still there at the next start means the process died with the message. A message
+started more than ``OMVANT_POISON_DELIVERIES`` times (3) is not started again: it is recorded in
+``rejected_messages`` as ``poison-message`` (with its body, bounded) and acknowledged.
+
+A worker that dies for another reason while a message runs counts that message once: an
+innocent message is set aside only if its process died under it that many times.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware, SkipMessage
+
+from workers import rejections
+from workers.bootstrap import Context
+from workers.log import get_logger
+from workers.message_guard import UNREADABLE_ACTOR, canonical
+from workers.reasons import Reason
+from workers.store.deliveries import finished, started
+
+log = get_logger(__name__)
+
+
+def _body(message: dramatiq.Message[Any]) -> bytes:
+    try:
+        return json.dumps(message.asdict(), default=str).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError, RecursionError):
+        return repr(message.asdict()).encode("utf-8", "surrogatepass")
+
+
+class SetAsidePoison(Middleware):
+    """Counts the starts of each message; sets aside one started too often (see the module).
+
+    Parameters
+    ----------
+    context:
+        The process's wiring (its database engine).
+    limit:
+        Starts that may end with the death of the process before a message is set aside.
+    """
+
+    def __init__(self, context: Callable[[], Context], limit: int) -> None:
+        self.context = context
+        self.limit = limit
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        if message.actor_name == UNREADABLE_ACTOR:
+            return
+        queue = canonical(message.queue_name)
+        engine = self.context().engine
+        with engine.begin() as conn:
+            count = started(conn, queue, message.message_id)
+            if count <= self.limit:
+                return
+            rejections.record(
+                conn,
+                queue=queue,
+                reason=Reason.POISON_MESSAGE,
+                detail=f"started {count - 1} times and each time its process died",
+                kept=rejections.keep(_body(message._message), authenticated=True),
+            )
+            finished(conn, queue, message.message_id)
+        log.error("poison message set aside", queue=queue, starts=count - 1)
+        raise SkipMessage
+
+    def _finished(self, message: Any) -> None:
+        if message.actor_name == UNREADABLE_ACTOR:
+            return
+        with self.context().engine.begin() as conn:
+            finished(conn, canonical(message.queue_name), message.message_id)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        self._finished(message)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._finished(message)

@@ -1,0 +1,46 @@
+"""Starts of messages being handled (``message_deliveries``): what the poison guards count.
+
+A row is written (committed) before a message is handled and removed when it is done; a row
+found at the next start means the process died with the message (``workers/poison.py`` for the
+stage workers, ``IntakeBridge`` for the intake).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from workers.store.cases import _insert
+from workers.store.schema import message_deliveries
+
+
+def started(conn: sa.Connection, queue: str, message_id: str) -> int:
+    """Count one more start of a message; returns how many starts there have been."""
+    now = dt.datetime.now(dt.UTC)
+    statement = _insert(conn, message_deliveries).values(
+        queue=queue[:128], message_id=message_id[:128], deliveries=1, first_at=now, last_at=now
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["queue", "message_id"],
+        set_={"deliveries": message_deliveries.c.deliveries + 1, "last_at": now},
+    ).returning(message_deliveries.c.deliveries)
+    return int(conn.execute(statement).scalar_one())
+
+
+def finished(conn: sa.Connection, queue: str, message_id: str) -> None:
+    """The message is done (whatever came of it): forget its starts."""
+    conn.execute(
+        message_deliveries.delete().where(
+            message_deliveries.c.queue == queue[:128],
+            message_deliveries.c.message_id == message_id[:128],
+        )
+    )
+
+
+def purge(conn: sa.Connection, *, older_than: dt.datetime) -> int:
+    """Forget starts of messages last started before ``older_than`` (they never came back)."""
+    result = conn.execute(
+        message_deliveries.delete().where(message_deliveries.c.last_at < older_than)
+    )
+    return int(result.rowcount or 0)
