@@ -3,8 +3,12 @@
 Plain versioned JSON on an AMQP topic exchange (routing key ``inbox.opened`` /
 ``inbox.answered``), so the inbox can publish it from any language:
 
-    {"version": 1, "event": "opened", "case_id": "...", "occurred_at": "2026-11-25T08:00:00Z"}
-    {"version": 1, "event": "answered", "answer_kind": "partial-answer", ...}
+    {"version": 2, "event": "opened", "case_id": "...", "occurred_at": "2026-11-25T08:00:00Z"}
+    {"version": 2, "event": "answered", "case_id": "...", "occurred_at": "...",
+     "answer": {"kind": "partial-answer", "text": "...",
+                "question_answers": [{"question": "...", "answer": "..."}]}}
+
+Version 1 (``answer_kind`` only, no text) is still read: ``upcasters.inbox_event_v1_v2``.
 
 Not an envelope: the inbox is an outside system with its own format. The bridge
 (``workers.inbox_events_bridge``) reads it and forwards ``ReadReceipt`` envelopes.
@@ -19,11 +23,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, ValidationError, model_validator
 
 from contracts.common import CaseId, FrozenModel
-from contracts.read_receipt import AnswerKind
+from contracts.read_receipt import Answer, AnswerKind
 from contracts.text import Identifier
+from contracts.upcasters import inbox_event_v1_v2
 
 NAME = "InboxEvent"
-VERSIONS = (1,)
+VERSIONS = (1, 2)
 
 
 class InboxEventError(ValueError):
@@ -57,8 +62,30 @@ class InboxEventV1(FrozenModel):
         return f"inbox.{self.event}"
 
 
-def parse_inbox_event(raw: str | bytes | Mapping[str, Any]) -> InboxEventV1:
-    """Read one inbox event.
+class InboxEventV2(FrozenModel):
+    """A resident opened or answered the message of one case; an answer comes with it."""
+
+    version: Literal[2] = 2
+    event: Literal["opened", "answered"]
+    case_id: CaseId
+    inbox_message_id: Annotated[str, Identifier] | None = None
+    answer: Answer | None = None
+    occurred_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _answer_with_answers(self) -> InboxEventV2:
+        if (self.event == "answered") != (self.answer is not None):
+            raise ValueError("an answer is given with answered events, and only with them")
+        return self
+
+    @property
+    def routing_key(self) -> str:
+        """The topic it is published under."""
+        return f"inbox.{self.event}"
+
+
+def parse_inbox_event(raw: str | bytes | Mapping[str, Any]) -> InboxEventV2:
+    """Read one inbox event of any version, as the latest (validate, upcast, validate).
 
     Raises
     ------
@@ -80,7 +107,10 @@ def parse_inbox_event(raw: str | bytes | Mapping[str, Any]) -> InboxEventV1:
             "unknown-contract-version", f"inbox events have versions {list(VERSIONS)}"
         )
     try:
-        return InboxEventV1.model_validate(raw)
+        if raw["version"] == 1:
+            old = InboxEventV1.model_validate(raw)
+            raw = inbox_event_v1_v2(old.model_dump(mode="json"))
+        return InboxEventV2.model_validate(raw)
     except ValidationError as exc:
         where = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"

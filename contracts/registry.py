@@ -29,7 +29,7 @@ VERSIONS: dict[str, dict[int, type[BaseModel]]] = {
     attachments_cleared.NAME: {1: attachments_cleared.AttachmentsClearedV1},
     notification_dispatched.NAME: {1: notification_dispatched.NotificationDispatchedV1},
     notification_queued.NAME: {1: notification_queued.NotificationQueuedV1},
-    read_receipt.NAME: {1: read_receipt.ReadReceiptV1},
+    read_receipt.NAME: {1: read_receipt.ReadReceiptV1, 2: read_receipt.ReadReceiptV2},
     case_rejected.NAME: {1: case_rejected.CaseRejectedV1},
 }
 """Every published contract version. A published version is frozen: add, never edit."""

@@ -19,7 +19,8 @@ from typing import Any
 import dramatiq
 import sqlalchemy as sa
 
-from contracts.inbox_event import InboxEventV1
+from contracts.inbox_event import InboxEventV2
+from contracts.read_receipt import Answer, QuestionAnswer
 from producers.scenario import build_dispatch, new_batch_id, store_sample_files
 from workers.actors import RecordDeadLetters, declare_actors
 from workers.adapters.inbox import KombuInboxEventPublisher
@@ -112,8 +113,45 @@ def open_some(
     rng = random.Random(seed)
     opened = [case_id for case_id in delivered if rng.random() < share]
     now = utcnow()
-    publisher.publish([InboxEventV1(case_id=c, event="opened", occurred_at=now) for c in opened])
+    publisher.publish([InboxEventV2(case_id=c, event="opened", occurred_at=now) for c in opened])
     return len(opened)
+
+
+ANSWER_KINDS = ("answer", "answer", "partial-answer", "counter-question")
+
+
+def answer_some(
+    ctx: Context, publisher: KombuInboxEventPublisher, batch_id: str, share: float, seed: int
+) -> int:
+    """Residents answer ``share`` of the batch's read question cases, as the inbox would
+    publish it: the chosen option, a text and an answer to each of the template's questions."""
+    with ctx.engine.connect() as conn:
+        read = sorted(
+            conn.execute(
+                sa.select(
+                    cases_table.c.id, cases_table.c.template_id, cases_table.c.template_version
+                ).where(cases_table.c.batch_id == batch_id, cases_table.c.state == CaseState.READ)
+            ).all()
+        )
+    rng = random.Random(seed + 1)
+    events = []
+    for case_id, template_id, version in read:
+        template = ctx.templates.get(template_id, version)
+        if template is None or not template.answerable or rng.random() >= share:
+            continue
+        answer = Answer(
+            kind=rng.choice(ANSWER_KINDS),
+            text="Tack för meddelandet. Jag har svarat på frågorna nedan.",
+            question_answers=[
+                QuestionAnswer(question=q, answer=f"Svar {n + 1}.")
+                for n, q in enumerate(template.questions)
+            ],
+        )
+        events.append(
+            InboxEventV2(case_id=case_id, event="answered", answer=answer, occurred_at=utcnow())
+        )
+    publisher.publish(events)
+    return len(events)
 
 
 def summarise(ctx: Context, batch_id: str, total: int, seconds: float) -> dict[str, Any]:
@@ -213,7 +251,22 @@ def run_demo(
                 return cases.count_states(conn, batch_id=batch_id).get("read", 0)
 
         wait_for(reads, opened, timeout=timeout)
+        answered = answer_some(ctx, publisher, batch_id, 0.5, settings.seed)
+
+        def answers() -> int:
+            with ctx.engine.connect() as conn:
+                return int(
+                    conn.execute(
+                        sa.select(sa.func.count()).where(
+                            cases_table.c.batch_id == batch_id,
+                            cases_table.c.answered_at.is_not(None),
+                        )
+                    ).scalar_one()
+                )
+
+        wait_for(answers, answered, timeout=timeout)
         summary = summarise(ctx, batch_id, count, time.monotonic() - started)
+        summary["answered"] = answers()
         summary["received"] = {
             "smtp_server": len(servers.smtp.received),
             "sms_gateway": len(servers.sms.messages()),

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from cryptography.fernet import Fernet
+
 from workers.settings import Settings
 
 
@@ -28,6 +30,12 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         OMVANT_SIM_FAILURE_RATE=str(settings.sim_failure_rate),
         OMVANT_MAX_RETRIES=str(settings.max_retries),
         dramatiq_worker_timeout=str(settings.idle_poll_ms),
+        # the benchmark's and load replay's own workers: a throwaway key if none is set
+        OMVANT_ANSWER_KEY=(
+            settings.answer_key.get_secret_value()
+            if settings.answer_key
+            else Fernet.generate_key().decode()
+        ),
     )
     env.update(extra)
     return env

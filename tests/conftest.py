@@ -18,6 +18,7 @@ import pytest
 _TEST_HOME = tempfile.mkdtemp(prefix="omvant-test-home-")
 os.environ["OMVANT_HOME"] = str(Path(_TEST_HOME) / "omvant")
 os.environ["XDG_DATA_HOME"] = _TEST_HOME
+os.environ.setdefault("OMVANT_ANSWER_KEY", "Ht9nO2y7sJ5cS1o6n0mR8pC4xq3vL2kE9bW7aZ5uT1I=")
 """Tests never write to the real data folder (``~/.local/share/omvant``): the embedded default
 lives in a temporary folder, also for subprocesses that drop the ``OMVANT_*`` variables."""
 

@@ -19,6 +19,7 @@ from typing import Any  # noqa: E402
 import dramatiq  # noqa: E402
 
 from workers.actors import RecordDeadLetters, declare_actors  # noqa: E402
+from workers.answer_seal import answer_seal  # noqa: E402
 from workers.bootstrap import Context, build_context  # noqa: E402
 from workers.broker import build_broker  # noqa: E402
 from workers.log import configure  # noqa: E402
@@ -28,6 +29,7 @@ from workers.settings import Settings  # noqa: E402
 
 settings = Settings()
 configure(settings.log_level, json=settings.log_json)
+answer_seal(settings)  # no key outside the embedded default: refuse to start (AnswerKeyMissing)
 # In a worker process dramatiq's own lines (a process booting, ready, stopping) stay as the
 # dramatiq CLI set them: its consumer chatter is kept out by the server watch's filter.
 logging.getLogger("dramatiq").setLevel(logging.NOTSET)

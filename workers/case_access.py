@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from workers.answer_seal import AnswerSeal
 from workers.hsa import is_hsa_id
 from workers.store import access_log, case_queries
 from workers.store.schema import cases
@@ -236,3 +238,74 @@ def show_case(
             detail="another unit's case" if exists else "no such case",
         )
     raise CaseNotFound(f"the unit {reader.unit_hsa_id} has no case {case_id}")
+
+
+SEALED_PARTS = ("answer", "content")
+"""What of a case is kept sealed: the resident's answer, and the message as it was sent."""
+
+
+def open_sealed(
+    engine: sa.Engine, reader: Reader, case_id: str, parts: tuple[str, ...], seal: AnswerSeal
+) -> dict[str, object]:
+    """The sealed ``parts`` of one of the unit's cases, opened, each read logged as its own
+    access (``cases-show-answer``, ``cases-show-content``). A part not there is ``None``.
+
+    Raises
+    ------
+    UsageError
+        ``invalid-hsa-id``.
+    CaseNotFound
+        The unit has no such case (logged as refused, as ``show_case`` does).
+    """
+    from workers.store import answers
+
+    opened: dict[str, object] = {}
+    for part in parts:
+        action = f"cases-show-{part}"
+        check_reader(engine, reader, action, asked=[case_id])
+        with engine.begin() as conn:
+            row = (
+                conn.execute(
+                    sa.select(cases.c.personnummer, cases.c.content).where(
+                        cases.c.id == case_id, cases.c.clinic_hsa_id == str(reader.unit_hsa_id)
+                    )
+                ).first()
+                if _storable(case_id)
+                else None
+            )
+            if row is None:
+                access_log.record(
+                    conn,
+                    user_hsa_id=reader.user_hsa_id,
+                    unit_hsa_id=reader.unit_hsa_id,
+                    action=action,
+                    case_ids=[case_id],
+                    personnummer=[],
+                    outcome=access_log.REFUSED,
+                    detail="not the unit's case",
+                )
+                raise CaseNotFound(f"the unit {reader.unit_hsa_id} has no case {case_id}")
+            if part == "answer":
+                stored = answers.get(conn, str(reader.unit_hsa_id), case_id)
+                opened[part] = (
+                    None
+                    if stored is None
+                    else {
+                        "kind": stored.kind,
+                        "answered_at": stored.answered_at.isoformat(timespec="seconds"),
+                        **json.loads(seal.open(stored.sealed)),
+                        "alert": stored.alert,
+                    }
+                )
+            else:
+                opened[part] = json.loads(seal.open(row.content)) if row.content else None
+            access_log.record(
+                conn,
+                user_hsa_id=reader.user_hsa_id,
+                unit_hsa_id=reader.unit_hsa_id,
+                action=action,
+                case_ids=[case_id],
+                personnummer=[row.personnummer],
+                unmasked=reader.unmasked,
+            )
+    return opened

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from contracts.message_composed import MessageComposedV1
 from contracts.recipient_validated import RecipientValidatedV1
 from contracts.registry import Parsed
 from workers.adapters.staff_catalogue import StaffCatalogue
+from workers.answer_seal import AnswerSeal, answer_seal
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.reasons import Reason
@@ -122,7 +124,13 @@ def substitute(text: str, fields: Mapping[str, str], template_id: str = "") -> s
             raise CompositionError(
                 Reason.FIELD_MISSING, f"{template_id or 'the text'} uses the field {name!r}"
             )
-        return _SPACES.sub(" ", clean(str(found))).strip()
+        text = _SPACES.sub(" ", clean(str(found))).strip()
+        if not text:
+            raise CompositionError(
+                Reason.FIELD_MISSING,
+                f"{template_id or 'the text'} uses the field {name!r}, which is empty",
+            )
+        return text
 
     return FIELD_PATTERN.sub(value, text)
 
@@ -148,16 +156,16 @@ def signature_for(sender_hsa_id: str, clinic_hsa_id: str, catalogue: StaffCatalo
 
 
 def channels_for(resolved: Sequence[Channel], template: Template) -> tuple[Channel, ...]:
-    """The resident's channels, narrowed by the template's notification setting if it has one.
+    """The resident's channels, narrowed by the template's ``resident_channels`` if it has them.
 
     Raises
     ------
     CompositionError
         ``template-channel-unavailable`` when the setting leaves none of the resident's.
     """
-    if template.notification is None:
+    if template.resident_channels is None:
         return tuple(resolved)
-    allowed = template.notification.channels
+    allowed = template.resident_channels.channels
     chosen = tuple(channel for channel in resolved if channel in allowed)
     if resolved and not chosen:
         raise CompositionError(
@@ -333,6 +341,30 @@ def pins_of(engine: sa.Engine, case_ids: Sequence[str]) -> dict[str, Pin]:
         }
 
 
+def with_sealed_content(decisions: list[Decision], seal: AnswerSeal) -> list[Decision]:
+    """Keep what each composed case will show the resident, sealed (``cases show --content``)."""
+    kept: list[Decision] = []
+    for decision in decisions:
+        message = decision.next_item if isinstance(decision, Advance) else None
+        if not isinstance(message, MessageComposedV1) or not isinstance(decision, Advance):
+            kept.append(decision)
+            continue
+        content = json.dumps(
+            message.model_dump(mode="json", include={"subject", "body", "signature", "sent_on"}),
+            ensure_ascii=False,
+        )
+        first, *rest = decision.transitions
+        sealed = Transition(
+            first.case_id,
+            first.state,
+            {**first.values, "content": seal.seal(content)},
+            first.reason,
+            first.detail,
+        )
+        kept.append(Advance(decision.case_id, (sealed, *rest), decision.next_item))
+    return kept
+
+
 def process(parsed: Parsed, ctx: Context) -> None:
     """Compose the chunk with the template versions its cases are pinned to, record, emit."""
     items = [item for item in parsed.items if isinstance(item, RecipientValidatedV1)]
@@ -344,4 +376,5 @@ def process(parsed: Parsed, ctx: Context) -> None:
         max_body_chars=ctx.settings.max_body_chars,
         pins=pins_of(ctx.engine, [item.case_id for item in items]),
     )
+    decisions = with_sealed_content(decisions, answer_seal(ctx.settings))
     settle(ctx, stage=STAGE, decisions=decisions, correlation_id=parsed.envelope.correlation_id)

@@ -21,8 +21,8 @@ from typing import Any
 
 import kombu
 
-from contracts.inbox_event import InboxEventError, InboxEventV1, parse_inbox_event
-from contracts.read_receipt import ReadReceiptV1
+from contracts.inbox_event import InboxEventError, InboxEventV2, parse_inbox_event
+from contracts.read_receipt import ReadReceiptV2
 from workers import rejections
 from workers.bootstrap import Context
 from workers.log import get_logger
@@ -80,7 +80,7 @@ def raw_event(message: Any) -> RawEvent:
     return RawEvent(getattr(message, "body", b""), normal_headers(headers), encoding)
 
 
-def read_event(raw: RawEvent) -> InboxEventV1:
+def read_event(raw: RawEvent) -> InboxEventV2:
     """Decode and read one event, whatever the broker handed over.
 
     Raises
@@ -117,7 +117,7 @@ def forward(ctx: Context, events: list[RawEvent], queue: str) -> Forwarded:
 
     The inbox publishes through the broker, which authenticated it: a refused event's body is
     kept (bounded) in ``rejected_messages``."""
-    receipts: list[ReadReceiptV1] = []
+    receipts: list[ReadReceiptV2] = []
     outcome = Forwarded()
     for raw in events:
         try:
@@ -138,10 +138,10 @@ def forward(ctx: Context, events: list[RawEvent], queue: str) -> Forwarded:
             outcome.rejected += 1
             continue
         receipts.append(
-            ReadReceiptV1(
+            ReadReceiptV2(
                 case_id=event.case_id,
                 event=event.event,
-                answer_kind=event.answer_kind,
+                answer=event.answer,
                 occurred_at=event.occurred_at,
             )
         )

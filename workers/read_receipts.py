@@ -4,6 +4,11 @@ Consumes ``ReadReceipt`` (forwarded from the inbox's AMQP events by
 ``workers.inbox_events_bridge``). The first read time is kept, even when an older event comes
 late; duplicates and reordering are harmless;
 an event for a case the system does not know is kept as an unreadable message (``unknown-case``).
+
+An answer comes home: its kind is kept on the case, the answer itself (text and answers to the
+template's questions) sealed in ``case_answers`` (``workers.answer_seal``), and the clinic is
+alerted as the template's notification setting says, else the clinic's own (none, or one
+content-free e-mail to its functional mailbox, through the e-mail notifier).
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from contracts.read_receipt import ReadReceiptV1
+from contracts.read_receipt import ReadReceiptV2
 from contracts.registry import Parsed
+from workers.answer_seal import answer_seal
 from workers.bootstrap import Context
 from workers.case_states import CaseState
+from workers.log import get_logger
 from workers.queues import Queues, queue_name
 from workers.reasons import Reason
 from workers.stage import Advance, Decision, settle
-from workers.store import cases
+from workers.store import answers, cases
 from workers.store.cases import Transition
 from workers.store.schema import cases as cases_table
 
@@ -29,9 +36,9 @@ READABLE = frozenset({CaseState.DELIVERED, CaseState.NOTIFIED, CaseState.READ})
 """States in which a message is in the inbox, so can be read."""
 
 
-def handle(items: Sequence[ReadReceiptV1]) -> list[Decision]:
+def handle(items: Sequence[ReadReceiptV2]) -> list[Decision]:
     """Every event reads the case; the earliest event time wins as the first read."""
-    first: dict[str, ReadReceiptV1] = {}
+    first: dict[str, ReadReceiptV2] = {}
     for item in items:
         seen = first.get(item.case_id)
         if seen is None or item.occurred_at < seen.occurred_at:
@@ -42,9 +49,9 @@ def handle(items: Sequence[ReadReceiptV1]) -> list[Decision]:
     ]
 
 
-def _keep_earliest_read(ctx: Context, items: Sequence[ReadReceiptV1]) -> None:
+def _keep_earliest_read(ctx: Context, items: Sequence[ReadReceiptV2]) -> None:
     """An event older than the recorded first read (it came late) moves the read time back."""
-    earliest: dict[str, ReadReceiptV1] = {}
+    earliest: dict[str, ReadReceiptV2] = {}
     for item in items:
         seen = earliest.get(item.case_id)
         if seen is None or item.occurred_at < seen.occurred_at:
@@ -60,22 +67,93 @@ def _keep_earliest_read(ctx: Context, items: Sequence[ReadReceiptV1]) -> None:
             )
 
 
-def _record_answers(ctx: Context, items: Sequence[ReadReceiptV1]) -> None:
-    answers = [item for item in items if item.event == "answered"]
-    if not answers:
-        return
+ALERT_SUBJECT = "Nytt svar i ett invånarärende"
+ALERT_TEXT = (
+    "En invånare har svarat i ett ärende som er mottagning skickat via 1177. "
+    "Logga in för att läsa svaret."
+)
+"""The clinic's answer alert: no case content, no resident, nothing but that an answer came."""
+
+log = get_logger(__name__)
+
+
+def sealed_text(item: ReadReceiptV2) -> str:
+    """What of an answer is sealed: its text and the answers to the questions (JSON)."""
+    assert item.answer is not None
+    return json.dumps(
+        item.answer.model_dump(mode="json", include={"text", "question_answers"}),
+        ensure_ascii=False,
+    )
+
+
+def _record_answers(ctx: Context, items: Sequence[ReadReceiptV2]) -> list[str]:
+    """Keep each case's first answer (sealed); returns the answered cases not yet alerted."""
+    answered = [item for item in items if item.answer is not None]
+    if not answered:
+        return []
+    seal = answer_seal(ctx.settings)
     with ctx.engine.begin() as conn:
-        for item in answers:
+        clinics = dict(
+            conn.execute(
+                sa.select(cases_table.c.id, cases_table.c.clinic_hsa_id).where(
+                    cases_table.c.id.in_([item.case_id for item in answered])
+                )
+            ).all()
+        )
+        for item in sorted(answered, key=lambda i: i.occurred_at):
+            assert item.answer is not None
+            answers.add(
+                conn,
+                case_id=item.case_id,
+                clinic_hsa_id=clinics[item.case_id],
+                kind=item.answer.kind,
+                sealed=seal.seal(sealed_text(item)),
+                answered_at=item.occurred_at,
+            )
             conn.execute(
                 sa.update(cases_table)
                 .where(cases_table.c.id == item.case_id, cases_table.c.answered_at.is_(None))
-                .values(answered_at=item.occurred_at, answer_kind=item.answer_kind)
+                .values(answered_at=item.occurred_at, answer_kind=item.answer.kind)
             )
+        return answers.unalerted(conn, clinics)
+
+
+def alert_setting(ctx: Context, conn: sa.Connection, case_id: str) -> answers.AnswerAlert:
+    """The template's notification setting for the case's answers, else the clinic's."""
+    row = conn.execute(
+        sa.select(
+            cases_table.c.clinic_hsa_id,
+            cases_table.c.template_id,
+            cases_table.c.template_version,
+        ).where(cases_table.c.id == case_id)
+    ).one()
+    template = ctx.templates.get(row.template_id, row.template_version)
+    if template is not None and template.notification is not None:
+        return answers.AnswerAlert(template.notification.alert, template.notification.mailbox)
+    return answers.clinic_alert(conn, row.clinic_hsa_id)
+
+
+def _alert_clinics(ctx: Context, case_ids: Sequence[str]) -> None:
+    """Alert each clinic once per answered case (a failed send raises: the chunk is retried
+    and only cases not yet marked are alerted again)."""
+    for case_id in case_ids:
+        with ctx.engine.connect() as conn:
+            setting = alert_setting(ctx, conn, case_id)
+        if setting.alert == "email" and setting.mailbox:
+            ctx.email.send(
+                to=setting.mailbox,
+                subject=ALERT_SUBJECT,
+                text=ALERT_TEXT,
+                idempotency_key=f"{case_id}:answer-alert",
+            )
+        with ctx.engine.begin() as conn:
+            answers.mark_alerted(conn, case_id, setting.alert)
+        log.info("answer alert", case_id=case_id, alert=setting.alert)
 
 
 def process(parsed: Parsed, ctx: Context) -> None:
     """Record reads (and answers); keep events for unknown cases as unreadable messages."""
-    items = [item for item in parsed.items if isinstance(item, ReadReceiptV1)]
+    items = [item for item in parsed.items if isinstance(item, ReadReceiptV2)]
     with ctx.engine.begin() as conn:
         known = cases.states_of(conn, (item.case_id for item in items))
         for item in items:
@@ -93,4 +171,4 @@ def process(parsed: Parsed, ctx: Context) -> None:
     items = [item for item in items if known.get(item.case_id) in READABLE]
     settle(ctx, stage=STAGE, decisions=handle(items), correlation_id=parsed.envelope.correlation_id)
     _keep_earliest_read(ctx, items)
-    _record_answers(ctx, items)
+    _alert_clinics(ctx, _record_answers(ctx, items))

@@ -92,6 +92,8 @@ class Reason(StrEnum):
     USAGE_ERROR = "usage-error"
     DISPATCH_LIST_UNREADABLE = "dispatch-list-unreadable"
     DISPATCH_WOULD_REJECT_ALL = "dispatch-would-reject-all"
+    ANSWER_KEY_MISSING = "answer-key-missing"
+    ANSWER_UNREADABLE = "answer-unreadable"
 
     CASE_ID_CONFLICT = "case-id-conflict"
     CASE_NOT_OWNED = "case-not-owned"

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.envelope import MAX_CHUNK
@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     inbox_events_url: str | None = None
     """Where the inbox publishes opened/answered events (AMQP); unset: the broker URL."""
     inbox_events_exchange: str = "omvant.inbox-events"
+    answer_key: SecretStr | None = None
+    """Fernet key(s), comma-separated (the first seals), that residents' answers are stored
+    sealed with; the embedded default makes its own in ``home``, servers must set one."""
 
     @model_validator(mode="after")
     def _in_home(self) -> Settings:

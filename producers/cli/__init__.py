@@ -14,6 +14,7 @@ from producers.cli import (
     bench_command,
     cases_command,
     chaos_command,
+    clinics_command,
     contracts_command,
     delivery_command,
     demo_command,
@@ -109,6 +110,7 @@ app.add_typer(recipients_command.app, name="recipients")
 app.add_typer(sim_command.app, name="sim")
 app.add_typer(templates_command.app, name="templates")
 app.add_typer(cases_command.app, name="cases")
+app.add_typer(clinics_command.app, name="clinics")
 app.add_typer(rejects_command.app, name="rejects")
 app.add_typer(users_command.app, name="users")
 app.add_typer(dlq_command.app, name="dlq")

@@ -22,10 +22,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from producers.cli.options import DatabaseOption, settings_from
+from producers.cli.options import DatabaseOption, WideOption, settings_from, table_console
 from workers import case_access
 from workers import server_probe as servers
+from workers.answer_seal import answer_seal
 from workers.case_access import Reader, UsageError
+from workers.identity import parse_identity
 from workers.log import mask_identity_numbers
 from workers.settings import Settings
 from workers.store import access_log, case_queries
@@ -134,12 +136,17 @@ def list_command(
     batch: Annotated[str | None, typer.Option(help="Batch id.")] = None,
     since: Annotated[str | None, typer.Option(help="Received on or after (YYYY-MM-DD).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many cases.")] = 1000,
+    resident: Annotated[
+        str | None,
+        typer.Option("--resident", help="Only this resident's cases (a personnummer; logged)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    wide: WideOption = False,
     show_personnummer: ShowPnrOption = False,
     database: DatabaseOption = None,
 ) -> None:
-    """List the clinic's cases with read / unread status."""
+    """List the clinic's cases, newest first, with read / unread / answered status."""
     settings = settings_from(None, database, require=(servers.DATABASE,))
     reader = Reader(user, clinic, show_personnummer)
     engine = open_store(settings)
@@ -156,8 +163,19 @@ def list_command(
             since_at = _since(since, settings.timezone)
         except UsageError as error:
             raise case_access.usage_error(engine, reader, "cases-list", error, asked=[]) from None
+        searched = None
+        if resident is not None:
+            searched = parse_identity(resident.strip()).normalized
+            if searched is None:
+                wrong = UsageError("invalid-identity-number", "--resident takes a personnummer")
+                raise case_access.usage_error(engine, reader, "cases-list", wrong, asked=[])
         filt = case_queries.CaseFilter(
-            status=status, template_id=template, batch_id=batch, since=since_at, limit=limit
+            status=status,
+            template_id=template,
+            batch_id=batch,
+            since=since_at,
+            personnummer=searched,
+            limit=limit,
         )
         listing = case_access.list_cases(engine, reader, filt, now=dt.datetime.now(dt.UTC))
     except UsageError as exc:
@@ -179,9 +197,9 @@ def list_command(
         writer.writerows(records)
     else:
         table = Table(title=f"{clinic}: {len(records)} cases")
-        table.add_column("case", overflow="fold")
+        table.add_column("case", overflow="fold", min_width=36)
         for column in ("status", "template", "resident", "received", "read", "notified"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for r in records:
             status_text = r["status"] + (" (overdue)" if r["overdue"] else "")
             if r["reason"]:
@@ -195,7 +213,7 @@ def list_command(
                 r["read_at"],
                 r["channels_notified"],
             )
-        Console(width=160).print(table)
+        (table_console(wide=True) if wide else Console(width=160)).print(table)
 
 
 @app.command("count")
@@ -238,15 +256,31 @@ def show_command(
     clinic: ClinicOption = None,
     user: UserOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    show_answer: Annotated[
+        bool, typer.Option("--answer", help="Show the resident's answer (logged).")
+    ] = False,
+    show_content: Annotated[
+        bool, typer.Option("--content", help="Show what the resident received (logged).")
+    ] = False,
     show_personnummer: ShowPnrOption = False,
     database: DatabaseOption = None,
 ) -> None:
-    """One case of the clinic: its history of states, reason codes and channels notified."""
+    """One case of the clinic: its history of states, reason codes and channels notified;
+    with --answer the resident's answer, with --content the message as the resident got it
+    (each read is logged)."""
     settings = settings_from(None, database, require=(servers.DATABASE,))
     reader = Reader(user, clinic, show_personnummer)
     engine = open_store(settings)
+    parts = tuple(
+        part for part, wanted in (("answer", show_answer), ("content", show_content)) if wanted
+    )
     try:
         detail = case_access.show_case(engine, reader, case_id, now=dt.datetime.now(dt.UTC))
+        opened = (
+            case_access.open_sealed(engine, reader, case_id, parts, answer_seal(settings))
+            if parts
+            else {}
+        )
     except UsageError as exc:
         raise _refuse(exc) from None
     except case_access.CaseNotFound:
@@ -278,6 +312,7 @@ def show_command(
         }
         for n in detail.notifications
     ]
+    record.update(opened)
     record["follow_up"] = (
         {k: _when(v) if isinstance(v, dt.datetime) else v for k, v in detail.follow_up.items()}
         if detail.follow_up
@@ -314,6 +349,31 @@ def show_command(
     console.print(sent)
     if record["follow_up"]:
         console.print(f"unread follow-up: {record['follow_up']}")
+    _print_opened(console, opened)
+
+
+def _print_opened(console: Console, opened: dict[str, Any]) -> None:
+    import html
+
+    if "content" in opened:
+        content = opened["content"]
+        if content is None:
+            console.print("content: none (the case was not composed)")
+        else:
+            console.print(f"Ämne: {html.unescape(content['subject'])}", markup=False)
+            console.print(html.unescape(content["body"]), markup=False)
+            console.print(html.unescape(content["signature"]), markup=False)
+            console.print(content["sent_on"], markup=False)
+    if "answer" in opened:
+        answer = opened["answer"]
+        if answer is None:
+            console.print("answer: none yet")
+            return
+        console.print(f"answer ({answer['kind']}, {answer['answered_at']}):", markup=False)
+        console.print(answer["text"] or "(no text)", markup=False)
+        for item in answer["question_answers"]:
+            console.print(f"  {item['question']}", markup=False)
+            console.print(f"    {item['answer']}", markup=False)
 
 
 @app.command("follow-up")

@@ -96,6 +96,7 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
     table.add_row("notified by e-mail", str(summary["notified"]["email"]))
     table.add_row("read by the resident", str(summary["read"]))
     table.add_row("unread", str(summary["unread"]))
+    table.add_row("answered (question templates)", str(summary.get("answered", 0)))
     for reason, count in summary["rejected"].items():
         table.add_row(f"rejected: {reason}", str(count))
     table.add_row("failed", str(summary["failed"]))

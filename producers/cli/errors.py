@@ -86,6 +86,12 @@ def classify(error: BaseException, settings: Settings | None) -> Problem | None:
     """The user's view of ``error`` if it comes from configuration, else ``None`` (a bug)."""
     if isinstance(error, ServerUnreachable):
         return Problem(error.reason, error.message)
+    from workers.answer_seal import AnswerKeyMissing, AnswerUnreadable
+
+    if isinstance(error, AnswerKeyMissing):
+        return Problem(Reason.ANSWER_KEY_MISSING, str(error))
+    if isinstance(error, AnswerUnreadable):
+        return Problem(Reason.ANSWER_UNREADABLE, str(error))
     if isinstance(error, SchemaOutdated):
         return Problem(Reason.SCHEMA_OUTDATED, str(error))
     if isinstance(error, pydantic.ValidationError) and error.title == "Settings":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +15,13 @@ from rich.progress import Progress
 from contracts.registry import VERSIONS
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
-from producers.cli.options import BrokerOption, settings_from
+from producers.cli.errors import fail
+from producers.cli.options import BrokerOption, JsonOption, settings_from
 from producers.intake import LineError, push_chunk, read_send_cases
 from workers import server_probe as servers
 from workers.broker import build_broker
 from workers.log import mask_identity_numbers
+from workers.reasons import Reason
 
 
 def text_lines(path: Path, errors: list[LineError]) -> Iterator[str]:
@@ -47,16 +50,27 @@ def push(
         int | None, typer.Option("--contract-version", help="SendCase version of the lines.")
     ] = None,
     correlation_id: Annotated[str | None, typer.Option(help="Correlation id to carry.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Put each line's SendCase on the intake queue, in chunks; report invalid lines."""
+    """Put each line's SendCase on the intake queue, in chunks; report invalid lines.
+
+    With --json: one object on stdout, {"pushed", "invalid_lines", "correlation_id", "lines":
+    [{"line", "reason", "detail"}]}, and no progress bar; errors as {"error": ...} on stderr.
+    """
     versions = sorted(VERSIONS[SEND_CASE])
     if contract_version is not None and contract_version not in versions:
-        typer.echo(f"SendCase has versions {versions}, not {contract_version}", err=True)
-        raise typer.Exit(2)
+        fail(
+            Reason.USAGE_ERROR,
+            f"SendCase has versions {versions}, not {contract_version}",
+            as_json=as_json,
+        )
     settings = settings_from(broker, None)
     if settings.broker_url.startswith("memory"):
-        typer.echo("push needs a real broker: --broker amqp://... or redis://...", err=True)
-        raise typer.Exit(2)
+        fail(
+            Reason.USAGE_ERROR,
+            "push needs a real broker: --broker amqp://... or redis://...",
+            as_json=as_json,
+        )
     servers.require(settings, (servers.BROKER,))
     target = build_broker(settings.broker_url)
     correlation = correlation_id or uuid.uuid4().hex
@@ -65,7 +79,7 @@ def push(
     chunk: list[SendCaseV2] = []
     with file.open("rb") as raw:
         total = sum(1 for line in raw if line.strip())
-    with Progress() as bar:
+    with Progress(disable=as_json) as bar:
         task = bar.add_task("pushing", total=total)
         lines = text_lines(file, errors)
         for result in read_send_cases(lines, version=contract_version):
@@ -83,6 +97,20 @@ def push(
             pushed += len(chunk)
     target.close()
     errors.sort(key=lambda error: error.line)
+    if as_json:
+        summary = {
+            "pushed": pushed,
+            "invalid_lines": len(errors),
+            "correlation_id": correlation,
+            "lines": [
+                {"line": e.line, "reason": e.reason, "detail": mask_identity_numbers(e.detail)}
+                for e in errors
+            ],
+        }
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+        if errors:
+            raise typer.Exit(1)
+        return
     for error in errors:
         typer.echo(
             f"line {error.line}: {error.reason}: {mask_identity_numbers(error.detail)}", err=True

@@ -210,7 +210,21 @@ AnswerOption = Annotated[
 ]
 NotifyOption = Annotated[
     str | None,
-    typer.Option("--notify", help="Notify on sms, email or both; 'default' for the clinic's."),
+    typer.Option(
+        "--resident-channels",
+        help="Notify residents on sms, email or both only; 'all' for every channel they have.",
+    ),
+]
+AnswerAlertOption = Annotated[
+    str | None,
+    typer.Option(
+        "--answer-alert",
+        help="Alert the clinic of answers: none, email (with --answer-mailbox), or default "
+        "(the clinic's setting).",
+    ),
+]
+MailboxOption = Annotated[
+    str | None, typer.Option("--answer-mailbox", help="Functional mailbox for answer alerts.")
 ]
 UnreadAfterOption = Annotated[
     int | None,
@@ -238,6 +252,8 @@ def _changes(
     questions: Sequence[str] | None,
     answer_options: Sequence[str] | None,
     notify: str | None,
+    answer_alert: str | None,
+    answer_mailbox: str | None,
     unread_after: int | None,
     unread_action: str | None,
     contact: str | None,
@@ -267,12 +283,20 @@ def _changes(
         changes.values["answer_options"] = [{"kind": k, "label": v} for k, v in options.items()]
     if notify is not None:
         choices = {"sms": ["sms"], "email": ["email"], "both": ["sms", "email"]}
-        if notify == "default":
-            changes.values["notification"] = None
+        if notify == "all":
+            changes.values["resident_channels"] = None
         elif notify in choices:
-            changes.values["notification"] = {"channels": choices[notify]}
+            changes.values["resident_channels"] = {"channels": choices[notify]}
         else:
-            fail("--notify takes sms, email, both or default", 2)
+            fail("--resident-channels takes sms, email, both or all", 2)
+    if answer_alert is not None or answer_mailbox is not None:
+        chosen = answer_alert or ("email" if answer_mailbox else None)
+        if chosen == "default":
+            changes.values["notification"] = None
+        elif chosen in ("none", "email"):
+            changes.values["notification"] = {"alert": chosen, "mailbox": answer_mailbox}
+        else:
+            fail("--answer-alert takes none, email or default", 2)
     if unread_after is not None or unread_action is not None:
         if unread_after == 0:
             changes.values["unread_followup"] = None
@@ -310,6 +334,8 @@ def adopt(
     contact_card: ContactCardOption = None,
     answer_options: AnswerOption = None,
     notify: NotifyOption = None,
+    answer_alert: AnswerAlertOption = None,
+    answer_mailbox: MailboxOption = None,
     activate: ActivateOption = False,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
@@ -330,6 +356,8 @@ def adopt(
             questions=None,
             answer_options=answer_options,
             notify=notify,
+            answer_alert=answer_alert,
+            answer_mailbox=answer_mailbox,
             unread_after=None,
             unread_action=None,
             contact=contact,
@@ -365,6 +393,8 @@ def create(
     questions: QuestionOption = None,
     answer_options: AnswerOption = None,
     notify: NotifyOption = None,
+    answer_alert: AnswerAlertOption = None,
+    answer_mailbox: MailboxOption = None,
     unread_after: UnreadAfterOption = None,
     unread_action: UnreadActionOption = None,
     contact: ContactOption = None,
@@ -394,6 +424,8 @@ def create(
             questions=questions,
             answer_options=answer_options,
             notify=notify,
+            answer_alert=answer_alert,
+            answer_mailbox=answer_mailbox,
             unread_after=unread_after,
             unread_action=unread_action,
             contact=contact,
@@ -430,6 +462,8 @@ def edit(
     questions: QuestionOption = None,
     answer_options: AnswerOption = None,
     notify: NotifyOption = None,
+    answer_alert: AnswerAlertOption = None,
+    answer_mailbox: MailboxOption = None,
     unread_after: UnreadAfterOption = None,
     unread_action: UnreadActionOption = None,
     contact: ContactOption = None,
@@ -451,6 +485,8 @@ def edit(
             questions=questions,
             answer_options=answer_options,
             notify=notify,
+            answer_alert=answer_alert,
+            answer_mailbox=answer_mailbox,
             unread_after=unread_after,
             unread_action=unread_action,
             contact=contact,
@@ -609,8 +645,11 @@ def preview(
 
     from workers.bootstrap import build_context
     from workers.composition import CompositionError, compose
+    from workers.hsa import is_hsa_id
     from workers.templates.library import InMemoryTemplateLibrary, TemplateLibrary
 
+    if not is_hsa_id(sender):
+        fail(f"sender-unknown: --sender must be an HSA-id like SE2321000016-ABCD: {sender!r}", 2)
     settings = settings_from(None, database)
     library: TemplateLibrary
     if template_file is not None:

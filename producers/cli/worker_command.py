@@ -83,6 +83,9 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
+    from workers.answer_seal import answer_seal
+
+    answer_seal(settings)  # no OMVANT_ANSWER_KEY outside the embedded default: one line, exit 2
     wait_or_exit(settings)
     upgrade(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url

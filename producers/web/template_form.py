@@ -45,8 +45,8 @@ class FormValues:
 def values_of(template: Template) -> FormValues:
     """The form filled in with ``template``."""
     notify = ""
-    if template.notification is not None:
-        channels = set(template.notification.channels)
+    if template.resident_channels is not None:
+        channels = set(template.resident_channels.channels)
         notify = "both" if channels == {"sms", "email"} else next(iter(channels))
     return FormValues(
         name=template.name,
@@ -134,10 +134,10 @@ def changes_of(values: FormValues, kind: str) -> tuple[dict[str, Any], list[str]
             {"kind": k, "label": label} for k, label in values.answer_labels.items() if label
         ]
         if values.notify not in NOTIFY_CHOICES:
-            problems.append("notification: choose sms, email, both or the clinic's default")
+            problems.append("resident_channels: choose sms, email, both or all the resident's")
         else:
             channels = NOTIFY_CHOICES[values.notify]
-            changes["notification"] = {"channels": channels} if channels else None
+            changes["resident_channels"] = {"channels": channels} if channels else None
     if values.unread_after:
         try:
             hours = int(values.unread_after)

@@ -10,6 +10,7 @@ STATUS = {
     "unread": "Oläst av invånaren",
     "overdue": "Oläst efter påminnelsetiden",
     "answered": "Besvarat",
+    "unanswered": "Obesvarat",
     "rejected": "Avvisat",
     "failed": "Misslyckat",
     "in-progress": "Skickas",

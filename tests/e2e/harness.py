@@ -27,6 +27,7 @@ def worker_env(
     """The environment a worker process gets: ``OMVANT_*`` for this test only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
     env.update(
+        OMVANT_ANSWER_KEY=os.environ["OMVANT_ANSWER_KEY"],
         OMVANT_BROKER_URL=broker_url,
         OMVANT_DATABASE_URL=database_url,
         OMVANT_QUEUE_PREFIX=queue_prefix,

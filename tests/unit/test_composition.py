@@ -226,9 +226,22 @@ def test_a_field_value_is_one_line_and_hiding_characters_go() -> None:
     )
 
 
-def test_notification_setting_of_a_question_template_narrows_the_channels() -> None:
+def test_an_empty_field_value_is_field_missing_never_a_hole_in_the_text() -> None:
+    for empty in ("", "   ", "\u200e"):
+        assert rejection(case(fields={"fornamn": empty})) == Reason.FIELD_MISSING
+
+
+def test_a_version_stored_with_channels_in_its_notification_reads_them_as_resident_channels() -> (
+    None
+):
+    old = template(kind="questions", questions=["?"], notification={"channels": ["sms"]})
+    assert old.notification is None
+    assert old.resident_channels is not None and old.resident_channels.channels == ("sms",)
+
+
+def test_resident_channels_of_a_question_template_narrow_the_channels() -> None:
     questions = template(
-        kind="questions", questions=["Hur mår du?"], notification={"channels": ["sms"]}
+        kind="questions", questions=["Hur mår du?"], resident_channels={"channels": ["sms"]}
     )
     assert composed(case(), questions).channels == ("sms",)
     assert composed(case(), template()).channels == ("sms", "email")

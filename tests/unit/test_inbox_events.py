@@ -100,7 +100,7 @@ def test_opened_and_answered_events_read_the_case_once_whatever_the_order(
         )
         with kombu.Connection(events_url) as conn:
             producer = conn.Producer()
-            for raw in (b"not json", json.dumps({"version": 2, "event": "opened"}).encode()):
+            for raw in (b"not json", json.dumps({"version": 9, "event": "opened"}).encode()):
                 producer.publish(
                     raw,
                     exchange=exchange_name(ctx.settings),
@@ -143,7 +143,8 @@ def test_inbox_events_are_versioned_and_checked() -> None:
         '{"version": 1, "event": "answered", "case_id": "c1", "answer_kind": "answer",'
         ' "occurred_at": "2026-11-25T09:00:00Z"}'
     )
-    assert (event.event, event.answer_kind, event.routing_key) == (
+    assert event.answer is not None  # version 1 is read as version 2: the kind, no text
+    assert (event.event, event.answer.kind, event.routing_key) == (
         "answered",
         "answer",
         "inbox.answered",

@@ -99,8 +99,14 @@ def test_malformed_parts_are_named() -> None:
     assert "contact_card_url" in problems_of(contact_card_url="javascript:alert(1)")
     assert "fragments" in problems_of(fragments={"Bad Name!": "x"})
     assert "unread_followup" in problems_of(unread_followup={"after_hours": 0, "action": "flag"})
-    assert "notification" in problems_of(
-        kind="questions", questions=["?"], notification={"channels": ["sms", "sms"]}
+    assert "resident_channels" in problems_of(
+        kind="questions", questions=["?"], resident_channels={"channels": ["sms", "sms"]}
+    )
+    assert "mailbox" in problems_of(
+        kind="questions", questions=["?"], notification={"alert": "email"}
+    )
+    assert "mailbox" in problems_of(
+        kind="questions", questions=["?"], notification={"alert": "email", "mailbox": "not a mail"}
     )
 
 

@@ -106,7 +106,8 @@ def test_adopt_adapt_activate_then_preview(db: str) -> None:
     assert code == 1 and "template-inactive" in err
     code, _, err = omvant(
         db, "edit", "vc01.bild", "--clinic", CLINIC, "--fragment", "nacke=Ta bilden på nacken.",
-        "--notify", "sms",
+        "--resident-channels", "sms", "--answer-alert", "email",
+        "--answer-mailbox", "hud.vc01@region.example",
     )  # fmt: skip
     assert code == 0, err
     code, _, err = omvant(db, "activate", "vc01.bild", "--clinic", CLINIC)
@@ -118,6 +119,8 @@ def test_adopt_adapt_activate_then_preview(db: str) -> None:
         "counter-question"
     ] == "Fråga oss"
     assert [v["version"] for v in shown["versions"]] == [1, 2]  # type: ignore[index]
+    assert shown["notification"] == {"alert": "email", "mailbox": "hud.vc01@region.example"}  # type: ignore[index]
+    assert shown["resident_channels"] == {"channels": ["sms"]}  # type: ignore[index]
     preview = ok_json(
         db, "preview", "vc01.bild", "--sender", SENDER, "--fragment", "nacke",
         "--fragment", "hud", "--text", "<b>Tack!</b>",

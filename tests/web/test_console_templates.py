@@ -211,4 +211,5 @@ def test_a_local_question_template_is_created_from_a_blank_form(
         ("answer", "Svara"),
         ("counter-question", "Ställ en motfråga"),
     ]
-    assert made.notification is not None and made.notification.channels == ("sms",)
+    assert made.resident_channels is not None and made.resident_channels.channels == ("sms",)
+    assert made.notification is None  # the answer alert stays the clinic's default

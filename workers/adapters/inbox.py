@@ -11,7 +11,7 @@ from pathlib import Path
 
 import kombu
 
-from contracts.inbox_event import InboxEventV1
+from contracts.inbox_event import InboxEventV2
 from workers.adapters.inbox_records import (
     InboxRecords,
     InboxStats,
@@ -140,7 +140,7 @@ class InboxEventPublisher(abc.ABC):
     """How the inbox tells the world a resident opened or answered a message."""
 
     @abc.abstractmethod
-    def publish(self, events: Sequence[InboxEventV1]) -> None:
+    def publish(self, events: Sequence[InboxEventV2]) -> None:
         """Publish events (at least once)."""
 
 
@@ -155,7 +155,7 @@ class KombuInboxEventPublisher(InboxEventPublisher):
         self.url = url
         self.exchange = kombu.Exchange(exchange, type="topic", durable=True)
 
-    def publish(self, events: Sequence[InboxEventV1]) -> None:
+    def publish(self, events: Sequence[InboxEventV2]) -> None:
         with kombu.Connection(self.url) as connection:
             producer = connection.Producer()
             for event in events:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from workers.adapters.population import bucket
+from workers.hsa import is_hsa_id
 
 SignatureSetting = Literal["personal", "clinic"]
 
@@ -109,13 +110,14 @@ _PLACES = [
 
 class SimulatedStaffCatalogue(StaffCatalogue):
     """A deterministic catalogue: every well-formed HSA-id is somebody; ids ending in
-    ``-UNKNOWN`` are not. One in ten members of staff signs with the clinic's name."""
+    ``-UNKNOWN``, and anything that is not a whole HSA-id, are not. One in ten members of
+    staff signs with the clinic's name."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
     def staff(self, hsa_id: str) -> StaffMember | None:
-        if hsa_id.upper().endswith("-UNKNOWN"):
+        if not is_hsa_id(hsa_id) or hsa_id.upper().endswith("-UNKNOWN"):
             return None
         b = bucket(self.seed, hsa_id, 1_000_000)
         name = f"{_GIVEN[b % len(_GIVEN)]} {_FAMILY[(b // 100) % len(_FAMILY)]}"
@@ -124,7 +126,7 @@ class SimulatedStaffCatalogue(StaffCatalogue):
         return StaffMember(hsa_id, name, title, signature)
 
     def unit(self, hsa_id: str) -> Unit | None:
-        if hsa_id.upper().endswith("-UNKNOWN"):
+        if not is_hsa_id(hsa_id) or hsa_id.upper().endswith("-UNKNOWN"):
             return None
         b = bucket(self.seed, hsa_id, 1_000_000)
         return Unit(hsa_id, f"{_UNIT_KINDS[b % len(_UNIT_KINDS)]} {_PLACES[(b // 10) % 10]}")

@@ -16,16 +16,32 @@ import sqlalchemy as sa
 
 from workers.case_states import CaseState
 from workers.store import notifications
-from workers.store.schema import case_events, cases, notification_ledger, unread_follow_ups
+from workers.store.schema import (
+    case_events,
+    cases,
+    notification_ledger,
+    template_versions,
+    unread_follow_ups,
+)
 
 UNREAD = (CaseState.DELIVERED.value, CaseState.NOTIFIED.value)
 IN_PROGRESS = tuple(
     s.value
     for s in (CaseState.RECEIVED, CaseState.VALIDATED, CaseState.COMPOSED, CaseState.CLEARED)
 )
-STATUSES = ("read", "unread", "overdue", "answered", "rejected", "failed", "in-progress")
+STATUSES = (
+    "read",
+    "unread",
+    "overdue",
+    "answered",
+    "unanswered",
+    "rejected",
+    "failed",
+    "in-progress",
+)
 """What ``--status`` takes: read/unread by the resident, overdue (unread past the template's
-follow-up time), answered (the resident replied), rejected and failed (with reason codes),
+follow-up time), answered (the resident replied) and unanswered (question templates' cases in
+the inbox that the resident has not yet answered), rejected and failed (with reason codes),
 in-progress (not yet in the inbox)."""
 CASE_TYPES = ("sent-by-care",)
 """Every case Omvänt carries is sent by care; the filter exists because staff filter by it."""
@@ -130,6 +146,15 @@ def _query(clinic_hsa_id: str, f: CaseFilter, now: dt.datetime) -> sa.Select[tup
             "rejected": cases.c.state == CaseState.REJECTED.value,
             "failed": cases.c.state == CaseState.FAILED.value,
             "in-progress": cases.c.state.in_(IN_PROGRESS),
+            "unanswered": sa.and_(
+                cases.c.answered_at.is_(None),
+                cases.c.state.in_((*UNREAD, CaseState.READ.value)),
+                sa.exists().where(
+                    template_versions.c.template_id == cases.c.template_id,
+                    template_versions.c.version == cases.c.template_version,
+                    template_versions.c.kind == "questions",
+                ),
+            ),
         }
         query = query.where(conditions[f.status])
     if f.template_id is not None:

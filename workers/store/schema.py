@@ -35,6 +35,7 @@ cases = sa.Table(
     sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("answer_kind", sa.String(32), nullable=True),
+    sa.Column("content", sa.Text, nullable=True),
     sa.UniqueConstraint("clinic_hsa_id", "idempotency_key", name="uq_cases_clinic_key"),
     sa.Index("ix_cases_clinic_state", "clinic_hsa_id", "state"),
     sa.Index("ix_cases_batch", "batch_id"),
@@ -208,6 +209,31 @@ unread_follow_ups = sa.Table(
     sa.Index("ix_unread_follow_ups_due", "done_at", "due_at"),
 )
 """A template's "if unread after N hours" rule, set for a case when it is delivered."""
+
+case_answers = sa.Table(
+    "case_answers",
+    metadata,
+    sa.Column("case_id", sa.String(64), primary_key=True),
+    sa.Column("clinic_hsa_id", sa.String(48), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("alert", sa.String(16), nullable=True),
+    sa.Column("alerted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_case_answers_clinic", "clinic_hsa_id", "answered_at"),
+)
+"""A case's answer (the first one): the kind in clear, the text and the answers to the
+questions sealed with ``OMVANT_ANSWER_KEY``; whether (and how) the clinic was alerted."""
+
+clinic_settings = sa.Table(
+    "clinic_settings",
+    metadata,
+    sa.Column("clinic_hsa_id", sa.String(48), primary_key=True),
+    sa.Column("answer_alert", sa.String(8), nullable=False),
+    sa.Column("mailbox", sa.String(254), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""How each clinic is alerted of answers (none, or e-mail to a functional mailbox)."""
 
 access_log = sa.Table(
     "access_log",

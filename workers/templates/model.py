@@ -60,11 +60,29 @@ class AnswerOption(_Part):
     label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
 
 
-class NotificationSetting(_Part):
-    """Which channels to notify on for cases of this template, instead of the clinic's default.
+MAILBOX_PATTERN = r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,63}$"
+AnswerAlertKind = Literal["none", "email"]
 
-    The resident's own settings still decide: the case is notified on the channels that are
-    both turned on by the resident and allowed here.
+
+class NotificationSetting(_Part):
+    """How the clinic's case handlers are told that a resident answered a case of this
+    template, instead of the clinic's default ("aviseringsinställning"): not at all, or by a
+    content-free e-mail to a functional mailbox."""
+
+    alert: AnswerAlertKind
+    mailbox: Annotated[str, StringConstraints(pattern=MAILBOX_PATTERN)] | None = None
+
+    @model_validator(mode="after")
+    def _mailbox_with_email(self) -> NotificationSetting:
+        if (self.alert == "email") != (self.mailbox is not None):
+            raise ValueError("an e-mail answer alert needs a mailbox, and only it has one")
+        return self
+
+
+class ResidentChannels(_Part):
+    """Which of the resident's channels to notify on for cases of this template (a separate
+    option; before issue 13 the notification setting did this). The resident's own settings
+    still decide: the case is notified on the channels both turned on and allowed here.
     """
 
     channels: tuple[Channel, ...] = Field(min_length=1, max_length=2)
@@ -109,6 +127,9 @@ class Template(_Part):
     questions: tuple[Line, ...] = Field(default=(), max_length=50)
     answer_options: tuple[AnswerOption, ...] = ()
     notification: NotificationSetting | None = None
+    """How the clinic is alerted of answers to this template's cases (else the clinic's
+    default, ``omvant clinics answer-alert``)."""
+    resident_channels: ResidentChannels | None = None
     unread_followup: UnreadFollowup | None = None
     contact: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
     """The clinic's contact information, added under the text of every message."""
@@ -120,6 +141,19 @@ class Template(_Part):
     """``template-id@version`` this local copy was adopted from."""
     active: bool = False
     created_at: dt.datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channels_were_the_notification(cls, data: object) -> object:
+        """Versions stored before issue 13 held the resident channels in ``notification``."""
+        if isinstance(data, dict):
+            old = data.get("notification")
+            if isinstance(old, dict) and "channels" in old and "alert" not in old:
+                data = {**data, "notification": None}
+                data.setdefault("resident_channels", old)
+                if data["resident_channels"] is None:
+                    data["resident_channels"] = old
+        return data
 
     @field_validator("name")
     @classmethod
@@ -152,9 +186,10 @@ class Template(_Part):
             kinds = [option.kind for option in self.answer_options]
             if len(set(kinds)) != len(kinds):
                 raise ValueError("each answer option (answer, partial-answer, ...) at most once")
-        elif self.questions or self.answer_options or self.notification:
+        elif self.questions or self.answer_options or self.notification or self.resident_channels:
             raise ValueError(
-                "questions, answer options and a notification setting belong to a question "
+                "questions, answer options, a notification setting and resident channels "
+                "belong to a question "
                 "template (kind: questions); the resident cannot answer an information template"
             )
         return self

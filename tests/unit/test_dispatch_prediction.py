@@ -1,0 +1,135 @@
+"""``omvant dispatch --dry-run`` predicts what the pipeline would do with every line: template,
+fragments, fields (per line), sender, clinic, attachments and the recipients; exit 1 when
+anything would be rejected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from producers.attachment_samples import docx, pdf
+from producers.cli import app
+from workers.adapters import population
+from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
+from workers.store.engine import upgrade
+
+CLINIC = "SE2321000016-VC01"
+SENDER = "SE2321000016-S101"
+runner = CliRunner()
+
+
+def reachable(count: int) -> list[str]:
+    directory = SimulatedAccountDirectory(1177)
+    return [
+        n
+        for n in population.test_personnummer()
+        if directory.account(n).status == AccountStatus.ACTIVE and directory.account(n).channels
+    ][:count]
+
+
+@pytest.fixture
+def database(sqlite_url: str) -> str:
+    upgrade(sqlite_url)
+    return sqlite_url
+
+
+def dry_run(database: str, listing: Path, *args: str) -> tuple[int, dict[str, object]]:
+    result = runner.invoke(
+        app,
+        ["dispatch", str(listing), "--clinic", CLINIC, "--dry-run", "--json",
+         "--database", database, *args],
+    )  # fmt: skip
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def listing(tmp_path: Path) -> Path:
+    a, b, c = reachable(3)
+    path = tmp_path / "lista.csv"
+    path.write_text(f"personnummer;fornamn\n{a};Åsa\n{b};\n{c};Örjan\n", encoding="cp1252")
+    return path
+
+
+def test_a_list_that_would_go_through_whole_is_exit_0(database: str, listing: Path) -> None:
+    code, figures = dry_run(
+        database, listing, "--template", "meddelande-till-invanare", "--sender", SENDER,
+        "--fragment", "halsning",
+    )  # fmt: skip
+    assert (code, figures["would_send"], figures["rejected"]) == (0, 3, {})
+
+
+def test_an_empty_field_is_field_missing_on_its_own_line(database: str, listing: Path) -> None:
+    code, figures = dry_run(
+        database, listing, "--template", "meddelande-till-invanare", "--sender", SENDER,
+        "--fragment", "halsning-namn",
+    )  # fmt: skip
+    assert code == 1
+    assert figures["would_send"] == 2
+    [line] = figures["lines"]  # type: ignore[misc]
+    assert (line["line"], line["reason"]) == (3, "field-missing")
+    assert "empty" in line["detail"]
+
+
+def test_a_field_no_column_gives_is_field_missing_on_every_line(
+    database: str, listing: Path
+) -> None:
+    code, figures = dry_run(
+        database, listing, "--template", "meddelande-till-invanare", "--sender", SENDER,
+        "--fragment", "tid-datum",
+    )  # fmt: skip
+    assert (code, figures["would_send"], figures["rejected"]) == (1, 0, {"field-missing": 3})
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--template", "no-such", "--sender", SENDER], "template-unknown"),
+        (["--template", "gammal-kallelse", "--sender", SENDER], "template-inactive"),
+        (
+            ["--template", "meddelande-till-invanare", "--sender", SENDER, "--fragment", "nej"],
+            "fragment-unknown",
+        ),
+        (
+            ["--template", "kallelse-screening", "--sender", "SE2321000016-UNKNOWN"],
+            "sender-unknown",
+        ),
+    ],
+)
+def test_what_would_reject_every_case_is_predicted_for_every_line(
+    database: str, listing: Path, args: list[str], reason: str
+) -> None:
+    code, figures = dry_run(database, listing, *args)
+    assert (code, figures["would_send"], figures["rejected"]) == (1, 0, {reason: 3})
+    assert [v["line"] for v in figures["lines"]] == [2, 3, 4]  # type: ignore[attr-defined]
+
+
+def test_attachments_are_checked_once_for_the_whole_list(
+    database: str, listing: Path, tmp_path: Path
+) -> None:
+    good, bad = tmp_path / "kallelse.pdf", tmp_path / "blankett.docx"
+    good.write_bytes(pdf(1))
+    bad.write_bytes(docx())
+    base = ["--template", "kallelse-screening", "--sender", SENDER, "--attachment", str(good)]
+    assert dry_run(database, listing, *base)[1]["would_send"] == 3
+    code, figures = dry_run(database, listing, *base, "--attachment", str(bad))
+    assert code == 1
+    assert list(figures["rejected"]) == ["attachment-type-not-allowed"]  # type: ignore[call-overload]
+
+
+def test_unreachable_residents_are_counted_per_reason_with_their_lines(
+    database: str, tmp_path: Path
+) -> None:
+    directory = SimulatedAccountDirectory(1177)
+    blocked = next(
+        n for n in population.test_personnummer() if directory.account(n).status.value == "blocked"
+    )
+    path = tmp_path / "lista.txt.csv"
+    path.write_text(f"personnummer\n{blocked}\n{reachable(1)[0]}\n", encoding="utf-8")
+    code, figures = dry_run(database, path, "--template", "kallelse-screening", "--sender", SENDER)
+    assert code == 1
+    assert figures["not_reachable"] == {"login-blocked": 1}
+    assert figures["would_send"] == figures["reachable"] == 1
