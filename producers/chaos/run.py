@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from contracts.send_case import case_id_for
 from producers.chaos.checks import Expected, Observed, Record, Row, evaluate, summary_counts
@@ -286,6 +287,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
             OMVANT_LOG_LEVEL="WARNING",
             OMVANT_NOTIFIER_TIMEOUT_SECONDS="5",
             OMVANT_STARTUP_TIMEOUT_SECONDS="120",
+            OMVANT_ANSWER_KEY=Fernet.generate_key().decode(),  # a run's own: servers need one
         )
         supervisor = Supervisor(env, root / "logs", groups=config.groups, threads=config.threads)
         supervisor.start()
