@@ -32,12 +32,15 @@ def _age(seconds: float | None) -> str:
 def render(data: dict[str, Any]) -> Group:
     """The status screen."""
     queues = Table("queue", "lane", "ready", "delayed", "dead letters", "consumers",
-                   title=f"queues ({data['broker']})")  # fmt: skip
+                   "oldest waiting", title=f"queues ({data['broker']})")  # fmt: skip
+    waiting = data.get("oldest_waiting_seconds", {})
     for lane in data["queues"]:
         consumers = lane["consumers"]
+        oldest = waiting.get(lane["queue"]) if lane["lane"] == "normal" else None
         queues.add_row(
             lane["queue"], lane["lane"], str(lane["ready"]), str(lane["delayed"]),
             str(lane["dead_letters"]), "-" if consumers is None else str(consumers),
+            _age(oldest),
         )  # fmt: skip
     dead = Table("queue", "reason", "kind", "records", "cases", "oldest",
                  title=f"failures pending: {data['dead_letters']['total']}")  # fmt: skip

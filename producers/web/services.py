@@ -117,10 +117,16 @@ def build_console(
 ) -> Console:
     """Wire the console from settings: the simulators of outside systems unless configured."""
     web = web or WebSettings()
+    from producers.web import i18n
     from producers.web.wording import jinja_filters
 
     pages = Jinja2Templates(directory=template_folder())
-    for name, function in {**jinja_filters(), **(filters or {})}.items():
+    pages.env.add_extension("jinja2.ext.i18n")
+    pages.env.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.translate, i18n.translate_plural, newstyle=True
+    )
+    zone = ZoneInfo(settings.timezone)
+    for name, function in {**jinja_filters(zone), **(filters or {})}.items():
         pages.env.filters[name] = function
     return Console(
         settings=settings,
@@ -135,6 +141,6 @@ def build_console(
         pages=pages,
         broker=broker,
         broker_factory=broker_factory,
-        zone=ZoneInfo(settings.timezone),
+        zone=zone,
         owns_engine=engine is None,
     )

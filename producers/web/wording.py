@@ -3,7 +3,13 @@ them, since staff quote it to support)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
+import json
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
+
+from workers.log import mask_identity_numbers
 
 STATUS = {
     "read": "Läst av invånaren",
@@ -91,6 +97,40 @@ ANSWER_KIND = {
     "counter-question": "Motfråga",
 }
 
+LANE = {
+    "normal": "normal",
+    "urgent": "brådskande",
+    "bulk-1": "massutskick 1",
+    "bulk-2": "massutskick 2",
+}
+
+FAILURE_KIND = {
+    "dead-letter": "Död bokstav (gav upp efter försöken)",
+    "rejected-case": "Avvisat ärende som kan rättas",
+    "unreadable": "Oläsbart meddelande",
+}
+
+FAILURE_STATUS = {
+    "open": "Väntar",
+    "replaying": "Körs om",
+    "replayed": "Körd om",
+    "settled": "Redan klar",
+    "purged": "Rensad",
+}
+
+REPLAY_RESULT = {
+    "would-replay": "Skickas igen",
+    "would-settled": "Redan klar: inget skickas",
+    "would-not-replayable": "Kan inte köras om",
+    "skipped": "Hoppas över",
+    "replayed": "Körd om",
+    "settled": "Redan klar",
+    "not-replayable": "Kan inte köras om",
+    "failed": "Misslyckades",
+}
+
+BATCH_STATUS = {"running": "Pågår", "paused": "Pausat", "cancelled": "Avbrutet"}
+
 KIND = {"information": "Mall med information", "questions": "Mall med frågor"}
 SCOPE = {"national": "Nationell", "regional": "Regional", "local": "Lokal"}
 
@@ -102,9 +142,46 @@ def reason_text(code: str | None) -> str:
     return REASON.get(code, code)
 
 
-def jinja_filters() -> dict[str, object]:
+def age_text(seconds: float | None) -> str:
+    """A duration as on-call reads it: 45 s, 12 min, 3,5 h, 2,0 d ("–" for none)."""
+    if seconds is None:
+        return "–"
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}".replace(".", ",")
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def _local_time(zone: ZoneInfo) -> Callable[[object], str]:
+    def local(value: object) -> str:
+        if value is None or value == "":
+            return "–"
+        when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+    return local
+
+
+def _pretty_json(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def jinja_filters(zone: ZoneInfo | None = None) -> dict[str, object]:
     """The filters the page templates use."""
     return {
+        "mask_identity_numbers": mask_identity_numbers,
+        "local_time": _local_time(zone or ZoneInfo("Europe/Stockholm")),
+        "age_text": age_text,
+        "pretty_json": _pretty_json,
+        "lane_text": lambda code: LANE.get(code, code),
+        "failure_kind_text": lambda code: FAILURE_KIND.get(code, code),
+        "failure_status_text": lambda code: FAILURE_STATUS.get(code, code),
+        "replay_result_text": lambda code: REPLAY_RESULT.get(code, code),
+        "batch_status_text": lambda code: BATCH_STATUS.get(code, code),
         "status_text": lambda code: STATUS.get(code, code),
         "state_text": lambda code: STATE.get(code, code),
         "reason_text": reason_text,

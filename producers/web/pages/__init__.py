@@ -1,4 +1,5 @@
-"""The staff web console: sign-in, templates, sending, the clinic's cases, operations.
+"""The staff web console: sign-in, templates, sending, the clinic's cases, operations (queues,
+dead letters, stuck cases, dispatches).
 
 ``router`` holds every page, with CSRF protection on every POST; ``install_console`` adds it
 to the application with its static files, its error pages and its security headers.
@@ -26,7 +27,7 @@ from producers.web.auth import (
 )
 from producers.web.console_settings import WebSettings
 from producers.web.oidc import build_oauth
-from producers.web.pages import cases, login, operations, send, templates
+from producers.web.pages import cases, dead_letters, login, operations, send, templates
 from producers.web.services import build_console, static_folder
 from workers.settings import Settings
 
@@ -36,6 +37,7 @@ router.include_router(templates.router)
 router.include_router(send.router)
 router.include_router(cases.router)
 router.include_router(operations.router)
+router.include_router(dead_letters.router)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
