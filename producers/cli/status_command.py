@@ -32,15 +32,12 @@ def _age(seconds: float | None) -> str:
 def render(data: dict[str, Any]) -> Group:
     """The status screen."""
     queues = Table("queue", "lane", "ready", "delayed", "dead letters", "consumers",
-                   "oldest waiting", title=f"queues ({data['broker']})")  # fmt: skip
-    waiting = data.get("oldest_waiting_seconds", {})
+                   title=f"queues ({data['broker']})")  # fmt: skip
     for lane in data["queues"]:
         consumers = lane["consumers"]
-        oldest = waiting.get(lane["queue"]) if lane["lane"] == "normal" else None
         queues.add_row(
             lane["queue"], lane["lane"], str(lane["ready"]), str(lane["delayed"]),
             str(lane["dead_letters"]), "-" if consumers is None else str(consumers),
-            _age(oldest),
         )  # fmt: skip
     dead = Table("queue", "reason", "kind", "records", "cases", "oldest",
                  title=f"failures pending: {data['dead_letters']['total']}")  # fmt: skip
@@ -59,7 +56,10 @@ def render(data: dict[str, Any]) -> Group:
     stuck = data["stuck"]["cases"]
     workers = "" if data["workers"] is None else f"; live workers: {data['workers']}"
     sweep = data["last_sweep"]
+    waiting = data.get("oldest_waiting_seconds") or {}
+    oldest = ", ".join(f"{queue} {_age(age)}" for queue, age in waiting.items()) or "none"
     footer = (
+        f"oldest waiting: {oldest}\n"
         f"stuck cases: {sum(stuck.values())} "
         f"({', '.join(f'{k} {v}' for k, v in stuck.items() if v) or 'none'})"
         f"; last sweep: {sweep['at'] if sweep else 'not recorded'}{workers}; at {data['at'][:19]}"

@@ -60,6 +60,9 @@ class Console:
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Stockholm"))
     _broker_lock: threading.Lock = field(default_factory=threading.Lock)
     owns_engine: bool = True
+    isolated_broker: bool = False
+    """``omvant serve`` on ``memory://``: sends reach no worker in another process (the pages
+    say so; ``omvant demo --serve`` runs its workers in-process and leaves this off)."""
     _seeded: bool = False
 
     def today(self) -> dt.date:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
+from producers.web.i18n import translate
 from workers.log import mask_identity_numbers
 
 STATUS = {
@@ -129,6 +130,16 @@ REPLAY_RESULT = {
     "failed": "Misslyckades",
 }
 
+TEMPLATE_NOTICE = {
+    "adopted": "Mallen är hämtad till mottagningen. Anpassa den, bocka i Aktivera mall och spara.",
+    "saved": "Mallen är sparad som en ny version.",
+    "unchanged": "Inga ändringar att spara.",
+    "activated": "Mallen är aktiverad: vårdpersonalen kan använda den.",
+    "deactivated": "Mallen är avaktiverad.",
+    "created": "Mallen är skapad.",
+}
+"""What the template pages say after an action (``?info=``)."""
+
 BATCH_STATUS = {"running": "Pågår", "paused": "Pausat", "cancelled": "Avbrutet"}
 
 KIND = {"information": "Mall med information", "questions": "Mall med frågor"}
@@ -170,6 +181,18 @@ def _pretty_json(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
+def _table(words: dict[str, str]) -> Callable[[str | None], str]:
+    """A filter: the code's words in the request's language (the code itself without)."""
+
+    def text(code: str | None) -> str:
+        if code is None:
+            return ""
+        found = words.get(code)
+        return translate(found) if found is not None else code
+
+    return text
+
+
 def jinja_filters(zone: ZoneInfo | None = None) -> dict[str, object]:
     """The filters the page templates use."""
     return {
@@ -177,19 +200,19 @@ def jinja_filters(zone: ZoneInfo | None = None) -> dict[str, object]:
         "local_time": _local_time(zone or ZoneInfo("Europe/Stockholm")),
         "age_text": age_text,
         "pretty_json": _pretty_json,
-        "lane_text": lambda code: LANE.get(code, code),
-        "failure_kind_text": lambda code: FAILURE_KIND.get(code, code),
-        "failure_status_text": lambda code: FAILURE_STATUS.get(code, code),
-        "replay_result_text": lambda code: REPLAY_RESULT.get(code, code),
-        "batch_status_text": lambda code: BATCH_STATUS.get(code, code),
-        "status_text": lambda code: STATUS.get(code, code),
-        "state_text": lambda code: STATE.get(code, code),
-        "reason_text": reason_text,
-        "channel_text": lambda code: CHANNEL.get(code, code),
-        "answer_text": lambda code: ANSWER_KIND.get(code, code or ""),
-        "kind_text": lambda code: KIND.get(code, code),
-        "scope_text": lambda code: SCOPE.get(code, code),
+        "lane_text": _table(LANE),
+        "failure_kind_text": _table(FAILURE_KIND),
+        "failure_status_text": _table(FAILURE_STATUS),
+        "replay_result_text": _table(REPLAY_RESULT),
+        "batch_status_text": _table(BATCH_STATUS),
+        "status_text": _table(STATUS),
+        "state_text": _table(STATE),
+        "reason_text": _table(REASON),
+        "channel_text": _table(CHANNEL),
+        "answer_text": _table(ANSWER_KIND),
+        "kind_text": _table(KIND),
+        "scope_text": _table(SCOPE),
         "unescape_html": html.unescape,
-        "stage_text": lambda code: STAGE.get(code, code),
-        "notification_text": lambda code: NOTIFICATION.get(code, code),
+        "stage_text": _table(STAGE),
+        "notification_text": _table(NOTIFICATION),
     }
