@@ -47,6 +47,9 @@ log = get_logger(__name__)
 KEY_ID = "omvant-key-id"
 SIGNATURE = "omvant-signature"
 CONTRACT_VERSION = "omvant-contract-version"
+MESSAGE_ID = "message-id"
+"""The producer's own id of its message: AMQP's ``message_id`` property, or a ``message-id``
+field of a Redis stream entry. Kept with a reject so the sender can trace it."""
 MAX_RECORDS = 1000
 CREDENTIALS_SECONDS = 5.0
 """How long the bridge trusts its copy of the API keys (a revoked key stops within this)."""
@@ -86,6 +89,8 @@ class Delivery:
     redelivered: bool = False
     """The broker says it handed this message out before (AMQP's flag, or a Redis stream
     entry taken over from a consumer that did not acknowledge it)."""
+    undecodable: tuple[str, ...] = ()
+    """Headers the source could not read as text (AMQP properties that are not UTF-8)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,19 @@ def read_records(
     return requests
 
 
+def _undecodable(delivery: Delivery, rules: IntakeRules) -> IntakeError:
+    """A message with a header its source could not read as text: refused, naming it (with
+    the sender's key id when the signature holds, so the reject keeps what it may)."""
+    signed = authenticate(as_bytes(delivery.body, None), delivery.headers, rules.keys)
+    return IntakeError(
+        Reason.HEADER_UNDECODABLE,
+        delivery.undecodable[0],
+        "utf-8",
+        "a header or property must be UTF-8 text",
+        signed if isinstance(signed, str) else None,
+    )
+
+
 def _evaluate(delivery: Delivery, rules: IntakeRules) -> Accepted | IntakeError:
     headers = delivery.headers
     encoding = text_encoding(delivery.content_encoding)
@@ -272,6 +290,8 @@ def evaluate(delivery: Delivery, rules: IntakeRules) -> Accepted | IntakeError:
     """Decode, authenticate and validate one message as its source gave it: the pure decision
     of the bridge. It never raises: whatever the message holds ends in a verdict."""
     try:
+        if delivery.undecodable:
+            return _undecodable(delivery, rules)
         return _evaluate(delivery, rules)
     except Refused as refused:
         return IntakeError(refused.reason, refused.field, refused.rule, refused.message)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from workers.log import mask_identity_numbers
 from workers.store.schema import rejected_messages
 from workers.wire import header_text, printable
 
@@ -114,7 +115,8 @@ def keep(
         if name == SIGNATURE_HEADER:
             continue
         if authenticated or name in READ_HEADERS:
-            kept_headers[printable(name, 64)] = printable(value)
+            # identity numbers masked: a header is never needed in clear to replay a message
+            kept_headers[printable(name, 64)] = mask_identity_numbers(printable(value))
         else:
             text = header_text(value)
             length = len(text) if text is not None else len(repr(value))
