@@ -17,6 +17,7 @@ from contracts.inbox_event import InboxEventV1
 from contracts.registry import VERSIONS
 from contracts.schemas import closed_pattern_properties
 from contracts.send_case import NAME as SEND_CASE
+from contracts.text import stating_text_rules
 
 ASYNCAPI_VERSION = "3.0.0"
 DOCUMENT_VERSION = "1"
@@ -183,7 +184,12 @@ def _exchange(name: str) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    """The AsyncAPI 3 document."""
+    """The AsyncAPI 3 document; its schemas state the contracts' text rules as ``pattern``."""
+    with stating_text_rules():
+        return _document()
+
+
+def _document() -> dict[str, Any]:
     send_case = {
         f"sendCaseV{v}": _send_case_message(v, model)
         for v, model in sorted(VERSIONS[SEND_CASE].items())
