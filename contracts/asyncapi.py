@@ -72,6 +72,11 @@ INTAKE_REJECT_SCHEMA: dict[str, Any] = {
         "excerpt": {"type": "string", "description": "The start of a body not kept whole."},
         "sha256": {"type": "string", "description": "The sha256 of the original body."},
         "size": {"type": "integer", "minimum": 0, "description": "The body's size in bytes."},
+        "reference": {
+            "type": ["string", "null"],
+            "description": "The producer's own id of the message (its message-id), bounded, "
+            "identity numbers masked; null when it gave none.",
+        },
     },
     "additionalProperties": False,
 }
