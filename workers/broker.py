@@ -13,6 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Retries
 
 from workers.message_guard import GuardConsumers, GuardedEncoder
+from workers.redis_reclaim import ReclaimingRedisBroker
 
 
 class BrokerUrlError(ValueError):
@@ -103,7 +104,7 @@ def build_broker(
         else:
             broker = GuardedRabbitmqBroker(url=url, confirm_delivery=confirm)
     elif scheme in {"redis", "rediss"}:
-        broker = GuardedRedisBroker(url=url)  # type: ignore[no-untyped-call]
+        broker = GuardedRedisBroker(url=url)
     elif scheme == "memory":
         broker = GuardedStubBroker()
         broker.emit_after("process_boot")
@@ -127,8 +128,9 @@ class GuardedRabbitmqBroker(GuardConsumers, RabbitmqBroker):
     """RabbitMQ, whose consumers check each message against its queue."""
 
 
-class GuardedRedisBroker(GuardConsumers, RedisBroker):
-    """Redis, whose consumers check each message against its queue."""
+class GuardedRedisBroker(GuardConsumers, ReclaimingRedisBroker, RedisBroker):
+    """Redis, whose consumers check each message against its queue and give back messages
+    stranded unacknowledged by a cut connection or a killed worker (``workers.redis_reclaim``)."""
 
 
 class GuardedStubBroker(GuardConsumers, StubBroker):
