@@ -8,7 +8,13 @@ b. an N-case dispatch (one template, drawn test residents) through all five stag
    (cases/s from the first chunk enqueued to the last case settled; each notified case's
    latency from its *enqueue time* -- when the broker confirmed the message carrying it -- to
    its ``notified_at``);
-c. single urgent cases sent every 100 ms while (b) runs: latency from enqueue to notified.
+c. single urgent cases sent every 100 ms while (b) runs: latency from enqueue to notified;
+d. (a) again after (b), so a change in the machine's load during the run shows as two ratios;
+e. CPU time per case (``producers/bench_cpu.py``) of the worker processes, per stage when each
+   stage runs in worker processes of its own (``layout="stages"``, the default), of the local
+   PostgreSQL cluster and of the local broker, over (b)'s window;
+f. with ``profile=STAGE``, a cProfile of that stage's worker processes
+   (``producers/bench_profile.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
+from producers import bench_cpu
+from producers.bench_workers import (
+    BY_STAGE,
+    merge_profile,
+    start_workers,
+    stop_all,
+)
 from producers.client import OmvantClient, Recipient
 from producers.intake import push_chunk
 from producers.processes import DramatiqWorkers, worker_env
@@ -50,6 +64,7 @@ URGENT_CLINIC = "SE2321000016-VC02"
 SENDER = "SE2321000016-S101"
 TEMPLATE = "kallelse-screening"
 FRAGMENTS = ("tid", "avboka")
+NOT_LOCAL = "not local"
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,11 @@ class BenchConfig:
     urgent_every: float = 0.1
     timeout: float = 3600.0
     log_dir: Path = Path("bench-logs")
+    layout: str = BY_STAGE
+    profile: str | None = None
+    """A stage (``omvant worker`` name) to profile, or None."""
+    profile_clock: str = "cpu"
+    """``cpu`` (each thread's CPU time) or ``wall`` (waits included)."""
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -78,14 +98,23 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def measure_noop(settings: Settings, config: BenchConfig, say: Say) -> float:
-    """(a) msgs/s of a no-op actor draining a full queue."""
+@dataclass(frozen=True)
+class NoopFigures:
+    """What one no-op drain measured."""
+
+    msgs_per_s: float
+    cpu_ms_per_message: float | None
+    load_average: tuple[float, float, float]
+
+
+def measure_noop(settings: Settings, config: BenchConfig, say: Say, run: str) -> NoopFigures:
+    """(a) msgs/s of a no-op actor draining a full queue, and its CPU per message."""
     import dramatiq
 
     name = queue_name(NOOP_QUEUE, settings.queue_prefix)
     filler = build_broker(settings.broker_url, confirm=False)
     filler.declare_queue(name)
-    say(f"filling {name} with {config.noop_messages} no-op messages")
+    say(f"filling {name} with {config.noop_messages} no-op messages ({run})")
     for _ in range(config.noop_messages):
         filler.enqueue(
             dramatiq.Message(queue_name=name, actor_name=NOOP_ACTOR, args=(), kwargs={}, options={})
@@ -101,20 +130,36 @@ def measure_noop(settings: Settings, config: BenchConfig, say: Say) -> float:
         env,
         processes=config.processes,
         threads=config.threads,
-        log_path=config.log_dir / "noop-workers.log",
-    ):
+        log_path=config.log_dir / f"noop-workers-{run}.log",
+    ) as workers:
         deadline = time.monotonic() + config.timeout
         depth = queue_depth(filler, name)
         while depth >= config.noop_messages and time.monotonic() < deadline:
             time.sleep(0.005)
             depth = queue_depth(filler, name)
+        cpu_start = bench_cpu.tree_seconds(workers.pid)
         started, at_start = time.monotonic(), depth
         while depth > 0 and time.monotonic() < deadline:
             time.sleep(0.01)
             depth = queue_depth(filler, name)
         seconds = time.monotonic() - started
+        cpu_end = bench_cpu.tree_seconds(workers.pid)
     filler.close()
-    return at_start / seconds if seconds > 0 else 0.0
+    cpu = (
+        None
+        if cpu_start is None or cpu_end is None or not at_start
+        else (round((cpu_end - cpu_start) * 1000 / at_start, 4))
+    )
+    return NoopFigures(
+        msgs_per_s=at_start / seconds if seconds > 0 else 0.0,
+        cpu_ms_per_message=cpu,
+        load_average=_load(),
+    )
+
+
+def _load() -> tuple[float, float, float]:
+    one, five, fifteen = os.getloadavg()
+    return (round(one, 2), round(five, 2), round(fifteen, 2))
 
 
 def reachable_residents(settings: Settings, count: int) -> list[str]:
@@ -188,19 +233,21 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
     can carry, and a deployment's SMS/e-mail rate is a policy set per provider contract.
     """
     env = worker_env(settings, OMVANT_SMS_PER_SECOND="0", OMVANT_EMAIL_PER_SECOND="0")
-    queues = [queue_name(q, settings.queue_prefix) for q in all_queues()]
     engine = make_engine(settings.database_url)
-    with (
-        DramatiqWorkers(
-            "workers.app",
-            queues,
-            env,
-            processes=config.processes,
-            threads=config.threads,
-            log_path=config.log_dir / "pipeline-workers.log",
-        ),
-        OmvantClient(settings) as client,
-    ):
+    postmaster, backends = postgres_processes(engine, settings.database_url)
+    workers = start_workers(
+        settings,
+        env,
+        layout=config.layout,
+        processes=config.processes,
+        threads=config.threads,
+        log_dir=config.log_dir,
+        profile=config.profile,
+        profile_clock=config.profile_clock,
+    )
+    with ExitStack() as stack:
+        stack.callback(stop_all, workers)
+        client = stack.enter_context(OmvantClient(settings))
         say("warming up the pipeline workers")
         warm = client.dispatch(
             [Recipient(n, {}) for n in reachable_residents(settings, 10)],
@@ -224,6 +271,13 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
 
         probe = UrgentProbe(settings, config.urgent_every)
         say(f"dispatching {config.cases} cases (urgent probe every {config.urgent_every} s)")
+        window = bench_cpu.CpuWindow(
+            {name: w.pid for name, w in workers.items()},
+            postmaster=postmaster,
+            database_backends=backends,
+            broker=bench_cpu.broker_pid(settings.broker_url),
+        )
+        window.start()
         started = time.time()
         probe.start()
         client.dispatch(
@@ -244,11 +298,40 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         done = _settled(engine, batch_id)
         while done < config.cases and time.monotonic() < deadline:
             time.sleep(1.0)
+            window.sample()
             done = _settled(engine, batch_id)
             say(f"settled {done}/{config.cases}")
+        window.stop()
+        window_seconds = time.time() - started
+        carried = config.cases + len(probe.sent)
         probe.stop_event.set()
         probe.join(timeout=5)
         time.sleep(1.0)
+    profile = None
+    if config.profile:
+        profile = {**merge_profile(config.log_dir, config.profile), "clock": config.profile_clock}
+    figures = outcome(engine, batch_id, probe.sent, enqueued_at, started)
+    engine.dispose()
+    return {
+        **figures,
+        "enqueue_seconds": round(enqueue_seconds, 2),
+        "urgent_sent": len(probe.sent),
+        "enqueue_cases_per_s": (
+            round(config.cases / enqueue_seconds, 1) if enqueue_seconds > 0 else None
+        ),
+        "cpu_ms_per_case": cpu_figures(window, list(workers), carried, window_seconds, config),
+        "profile": profile,
+    }
+
+
+def outcome(
+    engine: sa.Engine,
+    batch_id: str,
+    urgent_sent: dict[str, float],
+    enqueued_at: list[float],
+    started: float,
+) -> dict[str, Any]:
+    """(b)'s rate and latencies and (c)'s, read back from the cases table."""
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(
@@ -260,11 +343,10 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         ).all()
         urgent_rows = conn.execute(
             sa.select(cases_table.c.id, cases_table.c.notified_at).where(
-                cases_table.c.id.in_(list(probe.sent))
+                cases_table.c.id.in_(list(urgent_sent))
             )
         ).all()
     settled = _settled(engine, batch_id)
-    engine.dispose()
     finished = max((epoch_seconds(r.updated_at) for r in rows), default=time.time())
     latencies = [
         (epoch_seconds(r.notified_at) - enqueued_at[int(r.idempotency_key.rsplit(":", 1)[1])])
@@ -273,7 +355,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         if r.notified_at is not None
     ]
     urgent = [
-        (epoch_seconds(r.notified_at) - probe.sent[r.id]) * 1000
+        (epoch_seconds(r.notified_at) - urgent_sent[r.id]) * 1000
         for r in urgent_rows
         if r.notified_at is not None
     ]
@@ -284,13 +366,11 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
     return {
         "pipeline_cases_per_s": round(len(rows) / seconds, 1) if seconds > 0 else 0.0,
         "pipeline_seconds": round(seconds, 2),
-        "enqueue_seconds": round(enqueue_seconds, 2),
         "pipeline_p50_ms": _ms(percentile(latencies, 0.50)),
         "pipeline_p95_ms": _ms(percentile(latencies, 0.95)),
         "pipeline_p99_ms": _ms(percentile(latencies, 0.99)),
         "urgent_p50_ms": _ms(percentile(urgent, 0.50)),
         "urgent_p99_ms": _ms(percentile(urgent, 0.99)),
-        "urgent_sent": len(probe.sent),
         "urgent_notified": len(urgent),
         "settled": settled,
         "states": states,
@@ -298,9 +378,81 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
     }
 
 
+def postgres_processes(
+    engine: sa.Engine, database_url: str
+) -> tuple[int | None, Callable[[], list[int]] | None]:
+    """The local PostgreSQL cluster's postmaster and a way to list the bench database's
+    backends; (None, None) when the database is not a PostgreSQL server on this machine."""
+    if engine.dialect.name != "postgresql" or not bench_cpu.is_local(database_url):
+        return None, None
+    with engine.connect() as conn:
+        backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    stat = bench_cpu.read_stat(int(backend))
+    if stat is None:  # another PID namespace (a container): its processes are not ours to read
+        return None, None
+
+    def backends() -> list[int]:
+        with engine.connect() as conn:
+            query = sa.text(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return [int(pid) for pid in conn.execute(query).scalars()]
+
+    return stat.ppid, backends
+
+
+HOW_MEASURED = (
+    "CPU time (user+system from /proc/<pid>/stat, reaped children included) used between the "
+    "first chunk enqueued and the last case settled, divided by the cases carried (the "
+    "dispatch's plus the urgent probe's). {layout} postgres: every process of the local "
+    "cluster (other clients of a shared server included); postgres_bench_database: the "
+    "backends connected to the bench's database; broker: the process listening on the "
+    "broker's port; dispatching_client: the bench's own process (enqueue, urgent probe, polling)."
+)
+
+
+def cpu_figures(
+    window: bench_cpu.CpuWindow,
+    groups: list[str],
+    carried: int,
+    window_seconds: float,
+    config: BenchConfig,
+) -> dict[str, Any]:
+    """(e): CPU milliseconds per case, per worker group and for the servers."""
+
+    def per_case(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds * 1000 / carried, 4)
+
+    by_group = {name: window.seconds(name) for name in groups}
+    known = [v for v in by_group.values() if v is not None]
+    layout = (
+        "stages: one dramatiq worker process per stage, each its own tree."
+        if config.layout == BY_STAGE
+        else 'shared: every worker process consumes every stage ("all"); no per-stage split.'
+    )
+    return {
+        "stages": {name: per_case(seconds) for name, seconds in by_group.items()},
+        "workers_total": per_case(sum(known)) if len(known) == len(by_group) else None,
+        "postgres": per_case(window.seconds("postgres"))
+        if "postgres" in window.roots
+        else NOT_LOCAL,
+        "postgres_bench_database": per_case(window.backend_seconds())
+        if window.database_backends is not None
+        else NOT_LOCAL,
+        "broker": per_case(window.seconds("broker")) if "broker" in window.roots else NOT_LOCAL,
+        "dispatching_client": per_case(window.own_seconds),
+        "cases_counted": carried,
+        "window_seconds": round(window_seconds, 2),
+        "layout": config.layout,
+        "how": HOW_MEASURED.format(layout=layout),
+    }
+
+
 def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -> dict[str, Any]:
-    """Run (a), (b) and (c) on a fresh queue prefix; return the figures."""
+    """(a), then (b) with (c) and (e), then (a) again, on a fresh queue prefix: the figures."""
     say = say or (lambda _m: None)
+    load_at_start = _load()
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = settings.model_copy(update={"queue_prefix": prefix})
     config.log_dir.mkdir(parents=True, exist_ok=True)
@@ -309,18 +461,23 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
     janitor = build_broker(settings.broker_url)
     kind = broker_kind(janitor)
     try:
-        noop = measure_noop(settings, config, say)
-        say(f"no-op actor: {noop:.0f} msgs/s")
+        before = measure_noop(settings, config, say, "before")
+        say(f"no-op actor: {before.msgs_per_s:.0f} msgs/s")
         pipeline = measure_pipeline(settings, config, say)
+        after = measure_noop(settings, config, say, "after")
+        say(f"no-op actor after the pipeline: {after.msgs_per_s:.0f} msgs/s")
     finally:
         names = [queue_name(q, prefix) for q in [*all_queues(), NOOP_QUEUE]]
         forget_queues(janitor, names)
         janitor.close()
-    load = os.getloadavg()
+    load = _load()
+    rate = pipeline["pipeline_cases_per_s"]
+    cpu = pipeline.pop("cpu_ms_per_case")
+    profile = pipeline.pop("profile")
     return {
-        "noop_msgs_per_s": round(noop, 1),
-        "pipeline_cases_per_s": pipeline["pipeline_cases_per_s"],
-        "ratio": round(pipeline["pipeline_cases_per_s"] / noop, 3) if noop else None,
+        "noop_msgs_per_s": round(before.msgs_per_s, 1),
+        "pipeline_cases_per_s": rate,
+        "ratio": _ratio(rate, before.msgs_per_s),
         "pipeline_p99_ms": pipeline["pipeline_p99_ms"],
         "urgent_p50_ms": pipeline["urgent_p50_ms"],
         "urgent_p99_ms": pipeline["urgent_p99_ms"],
@@ -332,6 +489,26 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
         "threads": config.threads,
         "chunk_size": settings.chunk_size,
         "noop_messages": config.noop_messages,
-        "load_average_1m_at_end": round(load[0], 2),
+        "load_average_1m_at_end": load[0],
+        "layout": config.layout,
+        "enqueue_cases_per_s": pipeline["enqueue_cases_per_s"],
+        "cpu_ms_per_case": cpu,
+        "noop_before": _noop(before, rate),
+        "noop_after": _noop(after, rate),
+        "load_average": {"start": list(load_at_start), "end": list(load)},
+        "profile": profile,
         "details": pipeline,
+    }
+
+
+def _ratio(rate: float, noop: float) -> float | None:
+    return round(rate / noop, 3) if noop else None
+
+
+def _noop(figures: NoopFigures, pipeline_rate: float) -> dict[str, Any]:
+    return {
+        "msgs_per_s": round(figures.msgs_per_s, 1),
+        "ratio": _ratio(pipeline_rate, figures.msgs_per_s),
+        "cpu_ms_per_message": figures.cpu_ms_per_message,
+        "load_average_at_end": list(figures.load_average),
     }

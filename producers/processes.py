@@ -66,10 +66,22 @@ class DramatiqWorkers:
             start_new_session=True,
         )
 
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM the worker's process group; SIGKILL it if it takes longer than ``timeout``."""
+    @property
+    def pid(self) -> int:
+        """The dramatiq main process (the root of the worker processes' tree)."""
+        return self.process.pid
+
+    def terminate(self) -> None:
+        """SIGTERM dramatiq's main process, which passes it on to its worker processes (``stop``
+        waits for them). Not the whole group: a worker process told twice exits at once, without
+        its shutdown hooks (``producers/bench_profile.py`` writes its profile in one)."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM the workers; SIGKILL their process group if they take longer than ``timeout``."""
+        self.terminate()
+        if self.process.poll() is None:
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

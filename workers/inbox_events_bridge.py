@@ -23,7 +23,7 @@ import kombu
 
 from contracts.inbox_event import InboxEventError, InboxEventV2, parse_inbox_event
 from contracts.read_receipt import ReadReceiptV2
-from workers import rejections
+from workers import amqp_properties, rejections
 from workers.bootstrap import Context
 from workers.log import get_logger
 from workers.reasons import Reason
@@ -202,6 +202,7 @@ class InboxEventsBridge:
 
     def _consume(self, stop: threading.Event) -> None:
         held: list[Any] = []
+        amqp_properties.install()  # a property that is not UTF-8 must not stop the door
         with kombu.Connection(self.url) as connection:
             channel = connection.channel()
             channel.auto_decode = False  # bodies as bytes: read_event decodes them

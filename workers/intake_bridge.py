@@ -47,6 +47,9 @@ log = get_logger(__name__)
 KEY_ID = "omvant-key-id"
 SIGNATURE = "omvant-signature"
 CONTRACT_VERSION = "omvant-contract-version"
+MESSAGE_ID = "message-id"
+"""The producer's own id of its message: AMQP's ``message_id`` property, or a ``message-id``
+field of a Redis stream entry. Kept with a reject so the sender can trace it."""
 MAX_RECORDS = 1000
 CREDENTIALS_SECONDS = 5.0
 """How long the bridge trusts its copy of the API keys (a revoked key stops within this)."""
@@ -86,6 +89,8 @@ class Delivery:
     redelivered: bool = False
     """The broker says it handed this message out before (AMQP's flag, or a Redis stream
     entry taken over from a consumer that did not acknowledge it)."""
+    undecodable: tuple[str, ...] = ()
+    """Headers the source could not read as text (AMQP properties that are not UTF-8)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,19 @@ def read_records(
     return requests
 
 
+def _undecodable(delivery: Delivery, rules: IntakeRules) -> IntakeError:
+    """A message with a header its source could not read as text: refused, naming it (with
+    the sender's key id when the signature holds, so the reject keeps what it may)."""
+    signed = authenticate(as_bytes(delivery.body, None), delivery.headers, rules.keys)
+    return IntakeError(
+        Reason.HEADER_UNDECODABLE,
+        delivery.undecodable[0],
+        "utf-8",
+        "a header or property must be UTF-8 text",
+        signed if isinstance(signed, str) else None,
+    )
+
+
 def _evaluate(delivery: Delivery, rules: IntakeRules) -> Accepted | IntakeError:
     headers = delivery.headers
     encoding = text_encoding(delivery.content_encoding)
@@ -272,6 +290,8 @@ def evaluate(delivery: Delivery, rules: IntakeRules) -> Accepted | IntakeError:
     """Decode, authenticate and validate one message as its source gave it: the pure decision
     of the bridge. It never raises: whatever the message holds ends in a verdict."""
     try:
+        if delivery.undecodable:
+            return _undecodable(delivery, rules)
         return _evaluate(delivery, rules)
     except Refused as refused:
         return IntakeError(refused.reason, refused.field, refused.rule, refused.message)
@@ -304,6 +324,7 @@ def reject_record(
             "message": printable(error.message, 500),
         },
         "authenticated": error.integration is not None,
+        "reference": reference_of(delivery, error),
         **kept.as_json(),
         "rejected_at": utcnow().isoformat(),
     }
@@ -348,6 +369,13 @@ def admit(
     with engine.begin() as conn:
         intake_keys.record(conn, [(c, who) for c, (_r, who) in zip(claims, pairs, strict=True)])
     return claims
+
+
+def reference_of(delivery: Delivery, error: IntakeError) -> str | None:
+    """The producer's own id of a refused message (``message-id``), as the reject keeps it."""
+    return rejections.reference(
+        delivery.headers.get(MESSAGE_ID), authenticated=error.integration is not None
+    )
 
 
 def kept_of(
@@ -526,12 +554,18 @@ class IntakeBridge:
                     detail=f"{error.field}: {error.rule}: {error.message}",
                     kept=kept_of(delivery, error, max_body=limit),
                     sender=error.integration,
+                    reference=reference_of(delivery, error),
                 )
         for delivery, error in refused:
             self.source.reject(delivery, reject_record(delivery, error, max_body=limit))
             self.counts.rejected += 1
             self.counts.reasons[error.reason] = self.counts.reasons.get(error.reason, 0) + 1
-            log.warning("intake message refused", reason=error.reason, field=error.field)
+            log.warning(
+                "intake message refused",
+                reason=error.reason,
+                field=error.field,
+                reference=reference_of(delivery, error),
+            )
 
     def _admit(self, accepted: Sequence[tuple[Delivery, Accepted]]) -> None:
         """Take the accepted messages' cases in (``admit``), then ack."""

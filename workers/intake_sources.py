@@ -21,7 +21,8 @@ from typing import Any
 import kombu as _kombu
 import redis
 
-from workers.intake_bridge import Delivery, IntakeSource
+from workers import amqp_properties
+from workers.intake_bridge import MESSAGE_ID, Delivery, IntakeSource
 from workers.queues import INTAKE_EXCHANGE, INTAKE_REJECTS, queue_name
 from workers.wire import normal_headers
 
@@ -52,6 +53,7 @@ class AmqpIntakeSource(IntakeSource):
         self._open()
 
     def _open(self) -> None:
+        amqp_properties.install()
         self.connection = kombu.Connection(self.url, transport_options={"confirm_publish": True})
         self.channel = self.connection.channel()
         self.channel.auto_decode = False
@@ -78,6 +80,11 @@ class AmqpIntakeSource(IntakeSource):
             headers.setdefault("content-type", properties.get("content_type"))
         if properties.get("content_encoding"):
             headers.setdefault("content-encoding", properties.get("content_encoding"))
+        if properties.get("message_id"):
+            headers.setdefault(MESSAGE_ID, properties.get("message_id"))
+        undecodable = amqp_properties.undecodable(properties)
+        for name in undecodable:  # kept in the reject, escaped (and redacted if unsigned)
+            headers.setdefault(f"amqp-{name.replace('_', '-')}", properties[name])
         info = getattr(message, "delivery_info", None) or {}
         self._buffer.append(
             Delivery(
@@ -86,6 +93,7 @@ class AmqpIntakeSource(IntakeSource):
                 token=info.get("delivery_tag"),
                 content_encoding=properties.get("content_encoding"),
                 redelivered=bool(info.get("redelivered")),
+                undecodable=tuple(f"amqp-{n.replace('_', '-')}" for n in undecodable),
             )
         )
 

@@ -72,6 +72,7 @@ class Reason(StrEnum):
     UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding"
     UNSUPPORTED_COMPRESSION = "unsupported-compression"
     BODY_UNDECODABLE = "body-undecodable"
+    HEADER_UNDECODABLE = "header-undecodable"
     MESSAGE_TOO_LARGE = "message-too-large"
     UNPROCESSABLE_MESSAGE = "unprocessable-message"
     # stage queues: messages dramatiq itself cannot run (recorded before the dead-letter queue)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from producers.bench import BenchConfig, run_bench
+from producers.bench_workers import LAYOUTS
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from workers import server_probe as servers
 from workers.log import configure
+from workers.routes import STAGES
 
 KEYS = (
     "noop_msgs_per_s",
@@ -23,6 +25,13 @@ KEYS = (
     "broker",
     "cases",
     "complete",
+    "layout",
+    "enqueue_cases_per_s",
+    "cpu_ms_per_case",
+    "noop_before",
+    "noop_after",
+    "load_average",
+    "profile",
 )
 
 
@@ -37,10 +46,38 @@ def bench(
     threads: Annotated[int, typer.Option(min=1, help="Threads per worker process.")] = 8,
     chunk_size: Annotated[int | None, typer.Option(min=1, help="Cases per message.")] = None,
     log_dir: Annotated[Path, typer.Option(help="Where worker logs go.")] = Path("bench-logs"),
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="stages: one worker process per stage (CPU per stage; --processes is for the "
+            "no-op drain only); shared: --processes processes consume every stage."
+        ),
+    ] = "stages",
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            metavar="STAGE",
+            help=f"Profile one stage's worker processes (cProfile): {', '.join(STAGES)}.",
+        ),
+    ] = None,
+    profile_clock: Annotated[
+        str,
+        typer.Option(help="cpu: each thread's CPU time (what costs CPU); wall: waits included."),
+    ] = "cpu",
     as_json: JsonOption = False,
     details: Annotated[bool, typer.Option(help="With --json: every figure measured.")] = False,
 ) -> None:
-    """Measure dramatiq's no-op rate, the pipeline's rate and latencies, and urgent latency."""
+    """Measure dramatiq's no-op rate (before and after), the pipeline's rate and latencies,
+    urgent latency, and CPU time per case of each stage, PostgreSQL and the broker."""
+    if layout not in LAYOUTS:
+        typer.echo(f"--layout is one of {', '.join(LAYOUTS)}", err=True)
+        raise typer.Exit(2)
+    if profile is not None and profile not in STAGES:
+        typer.echo(f"unknown stage {profile!r}; stages: {', '.join(STAGES)}", err=True)
+        raise typer.Exit(2)
+    if profile_clock not in ("cpu", "wall"):
+        typer.echo("--profile-clock is cpu or wall", err=True)
+        raise typer.Exit(2)
     # the benchmark creates its own database: only the broker must be there already
     settings = settings_from(broker, database, require=(servers.BROKER,))
     if settings.broker_url.startswith("memory"):
@@ -55,6 +92,9 @@ def bench(
         processes=processes,
         threads=threads,
         log_dir=log_dir,
+        layout=layout,
+        profile=profile,
+        profile_clock=profile_clock,
     )
     figures = run_bench(
         settings, config, say=None if as_json else lambda m: typer.echo(m, err=True)
@@ -63,8 +103,14 @@ def bench(
         shown = figures if details else {k: figures[k] for k in KEYS}
         typer.echo(json.dumps(shown))
     else:
-        for key, value in figures.items():
-            typer.echo(f"{key}: {value}")
+        for line in table(figures):
+            typer.echo(line)
+    if figures["profile"]:
+        where = figures["profile"]["pstats"] or "nothing written (no profiled process stopped)"
+        summary = figures["profile"]["summary"]
+        typer.echo(
+            f"profile of {figures['profile']['stage']}: {where}; summary: {summary}", err=True
+        )
     if not figures["complete"]:
         settled = figures["details"]["settled"]
         typer.echo(
@@ -73,3 +119,51 @@ def bench(
             err=True,
         )
         raise typer.Exit(1)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if value < 10 else f"{value:,.0f}"
+    return str(value)
+
+
+def table(figures: dict[str, Any]) -> list[str]:
+    """The human output: rates and ratios, then CPU milliseconds per case."""
+    cpu = figures["cpu_ms_per_case"]
+    before, after, load = figures["noop_before"], figures["noop_after"], figures["load_average"]
+    rows = [
+        ("broker / database", f"{figures['broker']} / {figures['database']}"),
+        ("cases (complete)", f"{figures['cases']} ({figures['complete']})"),
+        ("layout, threads", f"{figures['layout']}, {figures['threads']} threads per process"),
+        (
+            "no-op before / after (msgs/s)",
+            f"{_cell(before['msgs_per_s'])} / {_cell(after['msgs_per_s'])}",
+        ),
+        ("pipeline (cases/s)", _cell(figures["pipeline_cases_per_s"])),
+        ("ratio to no-op before / after", f"{_cell(before['ratio'])} / {_cell(after['ratio'])}"),
+        ("dispatch enqueue (cases/s)", _cell(figures["enqueue_cases_per_s"])),
+        ("pipeline p99 (ms)", _cell(figures["pipeline_p99_ms"])),
+        (
+            "urgent p50 / p99 (ms)",
+            f"{_cell(figures['urgent_p50_ms'])} / {_cell(figures['urgent_p99_ms'])}",
+        ),
+        ("load average start / end", f"{load['start']} / {load['end']}"),
+        (
+            "no-op CPU ms per message before / after",
+            f"{_cell(before['cpu_ms_per_message'])} / {_cell(after['cpu_ms_per_message'])}",
+        ),
+    ]
+    rows += [(f"CPU ms/case {name}", _cell(value)) for name, value in cpu["stages"].items()]
+    rows += [
+        ("CPU ms/case workers total", _cell(cpu["workers_total"])),
+        ("CPU ms/case postgres (cluster)", _cell(cpu["postgres"])),
+        ("CPU ms/case postgres (bench database)", _cell(cpu["postgres_bench_database"])),
+        ("CPU ms/case broker", _cell(cpu["broker"])),
+        ("CPU ms/case bench process", _cell(cpu["dispatching_client"])),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
+    lines.append(f"CPU: {cpu['how']}")
+    return lines

@@ -1,9 +1,16 @@
-"""``omvant bench`` runs its three measurements on a real broker and says whether it finished."""
+"""``omvant bench`` runs its measurements on a real broker and says whether it finished.
+
+One small run (300 cases) checks every promised figure: the rates and the ratio, the no-op
+drain before and after, the load average, the enqueue rate, CPU per case for each stage's own
+worker process, the servers' CPU, and the profile of one stage written to a file. Nothing here
+is timed: the figures must be there, consistent and non-zero, not fast.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import pstats
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +19,14 @@ import psycopg
 import pytest
 
 from tests.conftest import PG_ADMIN_URL
+from workers.routes import STAGES
 
 pytestmark = pytest.mark.integration
+
+CASES = 300
+PROFILED = "notification-sending"
+BUSY_STAGES = [s for s in STAGES if s != "read-receipts"]
+"""The stages every case passes through (read receipts come only from residents reading)."""
 
 
 def test_a_small_bench_reports_every_promised_figure(
@@ -28,21 +41,64 @@ def test_a_small_bench_reports_every_promised_figure(
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
     assert figures["complete"] is True
-    assert figures["broker"] == "redis" and figures["cases"] == 200
+    assert figures["broker"] == "redis" and figures["cases"] == CASES
     assert figures["noop_msgs_per_s"] > 0 and figures["pipeline_cases_per_s"] > 0
     expected = figures["pipeline_cases_per_s"] / figures["noop_msgs_per_s"]
     assert figures["ratio"] == pytest.approx(expected, abs=0.002)
     assert figures["pipeline_p99_ms"] > 0 and figures["urgent_p99_ms"] >= figures["urgent_p50_ms"]
+    assert figures["enqueue_cases_per_s"] > 0
+
+    # the no-op drain before and after, each with its ratio; the load at start and end
+    assert figures["noop_before"]["msgs_per_s"] == figures["noop_msgs_per_s"]
+    for run in ("noop_before", "noop_after"):
+        noop = figures[run]
+        assert noop["msgs_per_s"] > 0 and noop["cpu_ms_per_message"] > 0
+        assert noop["ratio"] == pytest.approx(
+            figures["pipeline_cases_per_s"] / noop["msgs_per_s"], abs=0.002
+        )
+    assert all(len(figures["load_average"][at]) == 3 for at in ("start", "end"))
+
+    # CPU per case of each stage's own worker process, their sum, the servers
+    cpu = figures["cpu_ms_per_case"]
+    assert cpu["layout"] == "stages" and "/proc/<pid>/stat" in cpu["how"]
+    assert set(cpu["stages"]) == set(STAGES)
+    assert all(cpu["stages"][s] > 0 for s in BUSY_STAGES), cpu["stages"]
+    assert cpu["workers_total"] == pytest.approx(sum(cpu["stages"].values()), abs=0.01)
+    assert cpu["cases_counted"] >= CASES
+    for server in ("postgres", "postgres_bench_database", "broker"):
+        assert cpu[server] == "not local" or cpu[server] > 0, (server, cpu[server])
+    assert cpu["dispatching_client"] > 0
+
+    # the profile of one stage, written where the bench says
+    profile = figures["profile"]
+    assert profile["stage"] == PROFILED and profile["processes"] >= 1
+    stats = pstats.Stats(profile["pstats"])
+    profiled_files = {path for path, _line, _name in stats.stats}  # type: ignore[attr-defined]
+    assert any(path.endswith("workers/notification_sending.py") for path in profiled_files)
+    assert "notification_sending.py" in Path(profile["summary"]).read_text()
+    assert f"profile of {PROFILED}: {profile['pstats']}" in result.stderr
+
+
+def test_the_bench_refuses_an_unknown_stage_to_profile(tmp_path: Path) -> None:
+    command = [
+        omvant(), "bench", "--broker", "redis://127.0.0.1:6379/0", "--profile", "no-such-stage",
+        "--log-dir", str(tmp_path),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and "unknown stage 'no-such-stage'" in result.stderr
+
+
+def omvant() -> str:
+    return str(Path(sys.executable).with_name("omvant"))
 
 
 def run_bench(broker: str, database: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    omvant = str(Path(sys.executable).with_name("omvant"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
     command = [
-        omvant, "bench", "--broker", broker, "--database", database, "--cases", "200",
+        omvant(), "bench", "--broker", broker, "--database", database, "--cases", str(CASES),
         "--noop-messages", "400", "--processes", "1", "--threads", "4",
-        "--log-dir", str(tmp_path / "logs"), "--json",
+        "--log-dir", str(tmp_path / "logs"), "--profile", PROFILED, "--json",
     ]  # fmt: skip
     return subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=300, check=False
+        command, env=env, capture_output=True, text=True, timeout=600, check=False
     )

@@ -117,6 +117,49 @@ def cases(run: str) -> list[Case]:
     ]
 
 
+def amqp_cases(run: str) -> list[Case]:
+    """AMQP properties that are not UTF-8 (py-amqp raised on them while reading the frame, so
+    the message came back first after every reconnect and stopped the door)."""
+    body = record(f"{run}badprops")
+    return [
+        Case(
+            "message_id not UTF-8",
+            body,
+            signed(body),
+            "header-undecodable",
+            extra={"message_id": b"ref-\xff\xfe-19121212-1212"},
+        ),
+        Case(
+            "content_type not UTF-8, unsigned",
+            body,
+            {"omvant-contract-version": "1"},
+            "header-undecodable",
+            extra={"content_type": b"application/\xc3(json"},
+        ),
+        Case(
+            "app_id and correlation_id not UTF-8",
+            body,
+            signed(body),
+            "header-undecodable",
+            extra={"app_id": b"\x80", "correlation_id": b"\xed\xa0\x80"},
+        ),
+        Case(
+            "the producer's message id is kept as its reference",
+            body,
+            {**signed(body), "omvant-contract-version": "9"},
+            "unknown-contract-version",
+            extra={"message_id": "journal-msg-42"},
+        ),
+        Case(
+            "unsigned, a message id of free text is redacted",
+            body,
+            {"omvant-contract-version": "1"},
+            "signature-missing",
+            extra={"message_id": "Anna has the flu"},
+        ),
+    ]
+
+
 @pytest.fixture
 def settings(postgres_url: str, queue_prefix: str) -> Settings:
     upgrade(postgres_url)
@@ -185,17 +228,21 @@ def test_no_message_stops_the_amqp_intake(
     channel = amqp.channel()
     channel.confirm_delivery()
     run = cases(queue_prefix)
+    odd = amqp_cases(queue_prefix)
+    run = [*run[:3], *odd, *run[3:]]  # valid cases behind the odd ones must still be taken
     for case in run:
+        properties: dict[str, object] = {
+            "content_type": "application/json",
+            "content_encoding": case.content_encoding,
+            "headers": case.headers,
+            "delivery_mode": 2,
+            **case.extra,
+        }
         channel.basic_publish(
             exchange=f"{queue_prefix}omvant.intake",
             routing_key="journal-a.send-case",
             body=case.body,
-            properties=pika.BasicProperties(
-                content_type="application/json",
-                content_encoding=case.content_encoding,
-                headers=case.headers,
-                delivery_mode=2,
-            ),
+            properties=pika.BasicProperties(**properties),  # type: ignore[arg-type]
         )
     bridge = run_bridge(settings, rabbitmq_url, len(run))
     rejects = []
@@ -208,6 +255,24 @@ def test_no_message_stops_the_amqp_intake(
     assert recorded(settings) == sorted(c.reason for c in run if c.reason)
     frame = channel.queue_declare(f"{queue_prefix}omvant.intake", durable=True, passive=True)
     assert frame.method.message_count == 0  # everything acknowledged
+    references = {r["reference"] for r in rejects}
+    assert {"journal-msg-42", "Xxxx xxx xxx xxx"} <= references
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:
+        stored = set(conn.execute(sa.select(rejected_messages.c.reference)).scalars())
+    engine.dispose()
+    assert {"journal-msg-42", "Xxxx xxx xxx xxx"} <= stored
+    odd_rejects = [r for r in rejects if r["reason"] == "header-undecodable"]
+    fields = sorted(str(r["error"]["field"]) for r in odd_rejects)  # type: ignore[index]
+    assert fields == ["amqp-content-type", "amqp-correlation-id", "amqp-message-id"]
+    by_field = {r["error"]["field"]: r for r in odd_rejects}  # type: ignore[index]
+    signed_headers = by_field["amqp-message-id"]["headers"]
+    assert "\\xff\\xfe" in signed_headers["amqp-message-id"]  # kept, escaped
+    assert "19121212-1212" not in json.dumps(signed_headers)  # ... and masked
+    unsigned = by_field["amqp-content-type"]
+    assert unsigned["authenticated"] is False
+    assert unsigned["headers"]["amqp-content-type"].startswith("<")  # by length only
+    assert unsigned["headers"]["content-type"] == "b'application/\\xc3(json'"  # a read header
 
 
 def test_no_message_stops_the_redis_intake(
