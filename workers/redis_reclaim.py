@@ -107,8 +107,8 @@ class ReclaimingRedisConsumer(_RedisConsumer):
             self.next_reclaim = time.monotonic() + RECLAIM_SECONDS
             try:
                 self.reclaim()
-            except redis.RedisError as exc:  # the next fetch reports the connection
-                log.warning("redis reclaim failed", queue=self.queue_name, error=str(exc))
+            except redis.RedisError as exc:  # the fetch reports it (server_watch counts those)
+                log.debug("redis reclaim failed", queue=self.queue_name, error=str(exc))
         message: MessageProxy | None = super().__next__()  # type: ignore[no-untyped-call]
         if message is not None:
             self.hold(message)

@@ -64,6 +64,10 @@ class Row:
         return self.found <= self.limit
 
 
+def _channels(channels: Iterable[str]) -> str:
+    return "+".join(sorted(channels)) or "none"
+
+
 def _sample(ids: Iterable[str], n: int = 3) -> str:
     chosen = sorted(ids)[:n]
     return ", ".join(chosen)
@@ -120,9 +124,9 @@ def evaluate(
         if CaseState(record.state) in {CaseState.NOTIFIED, CaseState.READ}:
             recorded = set(record.channels)
             if not recorded <= got <= recorded | perhaps:
-                disagree_channels.append(case_id)
-        elif got - perhaps:
-            disagree_channels.append(case_id)  # notified at the simulators, not in the records
+                disagree_channels.append(f"{case_id} ({_channels(recorded)}/{_channels(got)})")
+        elif got - perhaps:  # notified at the simulators, not in the records
+            disagree_channels.append(f"{case_id} ({record.state}/{_channels(got)})")
         if bool(record.inbox_message_id) != bool(observed.inbox[case_id]):
             disagree_inbox.append(case_id)
         for channel, status in record.ledger.items():
@@ -161,7 +165,7 @@ def evaluate(
         Row("reachable residents notified on no channel", len(unnotified), _sample(unnotified)),
         Row("deliveries for cases not in the dispatch", len(strangers), _sample(strangers)),
         Row(
-            "records: channels unlike the SMS and e-mail received",
+            "records: channels unlike the SMS and e-mail received (recorded/received)",
             len(disagree_channels),
             _sample(disagree_channels),
         ),

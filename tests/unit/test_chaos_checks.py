@@ -106,7 +106,7 @@ def test_an_email_received_but_still_pending_in_the_ledger_is_stuck_and_a_disagr
     found = misses(records, clean_observed())
     assert found == {
         "cases stuck (not settled, or a notification still open)": 1,
-        "records: channels unlike the SMS and e-mail received": 1,
+        "records: channels unlike the SMS and e-mail received (recorded/received)": 1,
         "records: ledger sent/not sent unlike what was received": 1,
     }
 
