@@ -67,8 +67,9 @@ def redis_from_environment() -> tuple[int, int]:
 
     A message whose worker was killed under it comes back only then: this is what hands a
     poison message out again on Redis (``workers/poison.py``). Besides the chance, each
-    consumer runs that check for its queue every ``redis_reclaim.RECLAIM_SECONDS``. Lower it and a worker stalled
-    longer than the timeout has its messages run twice by another worker.
+    consumer runs that check for its queue every ``redis_reclaim.RECLAIM_SECONDS``. Lower
+    the timeout and a worker stalled longer than it has its messages run twice by another
+    worker.
 
     Raises
     ------
