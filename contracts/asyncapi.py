@@ -17,6 +17,7 @@ from contracts.inbox_event import InboxEventV1
 from contracts.registry import VERSIONS
 from contracts.schemas import closed_pattern_properties
 from contracts.send_case import NAME as SEND_CASE
+from contracts.text import stating_text_rules
 
 ASYNCAPI_VERSION = "3.0.0"
 DOCUMENT_VERSION = "1"
@@ -71,6 +72,11 @@ INTAKE_REJECT_SCHEMA: dict[str, Any] = {
         "excerpt": {"type": "string", "description": "The start of a body not kept whole."},
         "sha256": {"type": "string", "description": "The sha256 of the original body."},
         "size": {"type": "integer", "minimum": 0, "description": "The body's size in bytes."},
+        "reference": {
+            "type": ["string", "null"],
+            "description": "The producer's own id of the message (its message-id), bounded, "
+            "identity numbers masked; null when it gave none.",
+        },
     },
     "additionalProperties": False,
 }
@@ -183,7 +189,12 @@ def _exchange(name: str) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    """The AsyncAPI 3 document."""
+    """The AsyncAPI 3 document; its schemas state the contracts' text rules as ``pattern``."""
+    with stating_text_rules():
+        return _document()
+
+
+def _document() -> dict[str, Any]:
     send_case = {
         f"sendCaseV{v}": _send_case_message(v, model)
         for v, model in sorted(VERSIONS[SEND_CASE].items())
