@@ -26,7 +26,6 @@ from workers.store.cases import utcnow
 from workers.store.schema import batches as batches_table
 from workers.store.schema import cases, intake_keys
 
-
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 """The form of every case and batch id (``contracts.common.CaseId``): a path that is not one
 names nothing, and is not sent to the database (PostgreSQL refuses NUL in text)."""
