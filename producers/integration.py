@@ -8,6 +8,7 @@ functions the intake bridge, ``omvant dispatch`` and ``omvant cases`` use.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -258,10 +259,8 @@ def own_batch(conn: sa.Connection, key: ApiKey, batch_id: str) -> batches.Batch:
     """
     batch = None
     if _ID.fullmatch(batch_id):
-        try:
+        with contextlib.suppress(batches.BatchNotFound):
             batch = batches.get(conn, batch_id)
-        except batches.BatchNotFound:
-            pass
     if batch is None or batch.clinic_hsa_id not in key.clinics:
         raise Refused(
             404, Reason.NOT_FOUND, f"no batch {_printable(batch_id)} for this key's clinics"
