@@ -368,7 +368,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
             env=env,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=1800,  # about a second at ease; minutes on a machine loaded past 50
             check=False,
         )
         if done.returncode != 0:
