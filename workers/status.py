@@ -66,7 +66,7 @@ def snapshot(
         "broker": broker_kind(broker),
         "workers": queue_depth.redis_workers(broker),
         "queues": lanes,
-        "dead_letters": failures.summary(engine, now=now),
+        "dead_letters": failures.summary(engine, now=now, prefix=prefix),
         "batches": in_flight,
         "stuck": {"limits_seconds": stuck.limits(), "cases": stuck_cases},
         "last_sweep": sweep,
