@@ -324,6 +324,8 @@ def audit(
     for e in entries:
         table.add_row(
             (e["at"] or "")[:19], e["who"], e["action"], "yes" if e["dry_run"] else "",
-            str(e["count"]), json.dumps(e["outcome"].get("totals", e["outcome"])),
+            str(e["count"]),
+            json.dumps(e["outcome"].get("totals", e["outcome"]))
+            + (" (unfinished)" if e["outcome"].get("unfinished") else ""),
         )  # fmt: skip
     Console().print(table)

@@ -133,6 +133,8 @@ def test_a_replay_killed_midway_has_left_an_audit_entry_of_what_it_did(tmp_path:
     assert entry["outcome"]["unfinished"] is True
     assert entry["selection"]["reason"] == "outage"
     assert (entry["count"], entry["outcome"]["ids"]) == (1, [first])
+    shown = CliRunner().invoke(app, ["dlq", "audit", "--database", f"sqlite:///{tmp_path}/o.db"])
+    assert "(unfinished)" in shown.output, shown.output
 
     replay.replay(engine, broker, Selection(reason="outage"), who="t")  # type: ignore[arg-type]
     with engine.connect() as conn:
