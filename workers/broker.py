@@ -13,6 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Retries
 
 from workers.message_guard import GuardConsumers, GuardedEncoder
+from workers.redis_reclaim import ReclaimingRedisBroker
 
 
 class BrokerUrlError(ValueError):
@@ -65,8 +66,10 @@ def redis_from_environment() -> tuple[int, int]:
     check (dramatiq's ``heartbeat_timeout`` and ``maintenance_chance``: 60,000 and 1,000).
 
     A message whose worker was killed under it comes back only then: this is what hands a
-    poison message out again on Redis (``workers/poison.py``). Lower it and a worker stalled
-    longer than the timeout has its messages run twice by another worker.
+    poison message out again on Redis (``workers/poison.py``). Besides the chance, each
+    consumer runs that check for its queue every ``redis_reclaim.RECLAIM_SECONDS``. Lower
+    the timeout and a worker stalled longer than it has its messages run twice by another
+    worker.
 
     Raises
     ------
@@ -135,7 +138,7 @@ def build_broker(
             broker = GuardedRabbitmqBroker(url=url, confirm_delivery=confirm)
     elif scheme in {"redis", "rediss"}:
         heartbeat_timeout, maintenance_chance = redis_from_environment()
-        broker = GuardedRedisBroker(  # type: ignore[no-untyped-call]
+        broker = GuardedRedisBroker(
             url=url, heartbeat_timeout=heartbeat_timeout, maintenance_chance=maintenance_chance
         )
     elif scheme == "memory":
@@ -161,8 +164,9 @@ class GuardedRabbitmqBroker(GuardConsumers, RabbitmqBroker):
     """RabbitMQ, whose consumers check each message against its queue."""
 
 
-class GuardedRedisBroker(GuardConsumers, RedisBroker):
-    """Redis, whose consumers check each message against its queue."""
+class GuardedRedisBroker(GuardConsumers, ReclaimingRedisBroker, RedisBroker):
+    """Redis, whose consumers check each message against its queue and give back messages
+    stranded unacknowledged by a cut connection or a killed worker (``workers.redis_reclaim``)."""
 
 
 class GuardedStubBroker(GuardConsumers, StubBroker):

@@ -328,8 +328,12 @@ webhook_cursor = sa.Table(
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("last_event_id", sa.BigInteger, nullable=False),
+    sa.Column("snapshot", sa.Text, nullable=True),
 )
-"""How far into ``case_events`` the webhook collector has looked for good."""
+"""How far into ``case_events`` the webhook collector has read: the last id (SQLite, and the
+events from before migration 0016), and on PostgreSQL the snapshot it read up to. PostgreSQL's
+``case_events`` also has ``xact_id`` (each event's transaction, migration 0016), kept out of
+this metadata because SQLite has no such column."""
 users = sa.Table(
     "users",
     metadata,
