@@ -31,8 +31,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -254,22 +254,31 @@ def _send_in_groups(
                 conn, [e.key for e in group if e.status != notifications.PENDING], policy.now
             )
         mine = [e for e in group if e.key in claimed] + reclaimed
-        if len(mine) <= 1 or size == 1:
-            answers = ((e, _call_provider(ctx, e)) for e in mine)
-        else:
-            pending = {_pool(size).submit(_call_provider, ctx, e): e for e in mine}
-            answers = ((pending[f], f.result()) for f in as_completed(pending))
-        for entry, answer in answers:
-            problem = _record(ctx, entry, answer)
-            if problem is None:
-                outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
-                outcome.count("sent")
-            elif isinstance(problem, NotificationRefused):
-                outcome.count("refused")
-            else:
-                outcome.count("retry")
-                failure = failure or problem
+        for answered in _answers(ctx, mine, size):
+            for (entry, _), problem in zip(answered, _record(ctx, answered), strict=True):
+                if problem is None:
+                    outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
+                    outcome.count("sent")
+                elif isinstance(problem, NotificationRefused):
+                    outcome.count("refused")
+                else:
+                    outcome.count("retry")
+                    failure = failure or problem
     return failure
+
+
+def _answers(ctx: Context, mine: list[Entry], size: int) -> Iterator[list[tuple[Entry, Answer]]]:
+    """The providers' answers for a claimed group, as they come: each time, every answer that
+    has come in (one, or several that came together), so each is recorded at once and none
+    waits for another provider call."""
+    if len(mine) <= 1 or size == 1:
+        for entry in mine:
+            yield [(entry, _call_provider(ctx, entry))]
+        return
+    pending = {_pool(size).submit(_call_provider, ctx, e): e for e in mine}
+    while pending:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        yield [(pending.pop(f), f.result()) for f in done]
 
 
 Answer = str | NotificationRefused | NotifierUnavailable | RateLimitExceeded
@@ -321,29 +330,57 @@ def _durably(ctx: Context, write: Callable[[sa.Connection], None]) -> None:
             wait = min(wait * 2, 5.0)
 
 
-def _record(ctx: Context, entry: Entry, answer: Answer) -> BaseException | None:
-    """Record one provider answer at once; None when sent, else the problem (refused: for
-    good; other: to retry, or in doubt when the provider may have taken it)."""
+def _record(ctx: Context, answered: Sequence[tuple[Entry, Answer]]) -> list[BaseException | None]:
+    """Record provider answers at once, those that came in together in one transaction; per
+    answer None when sent, else the problem (refused: for good; other: to retry, or in doubt
+    when the provider may have taken it)."""
+    taken: list[tuple[str, str]] = []
+    writes: list[Callable[[sa.Connection], None]] = []
+    problems: list[BaseException | None] = []
+    for entry, answer in answered:
+        problem, write = _mark_for(entry, answer)
+        problems.append(problem)
+        if isinstance(answer, str):
+            taken.append((entry.key, answer))
+        elif write is not None:
+            writes.append(write)
+
+    def write_all(conn: sa.Connection) -> None:
+        notifications.mark_sent_many(conn, taken)
+        for write in writes:
+            write(conn)
+
+    if taken or writes:
+        _durably(ctx, write_all)
+    for (entry, answer), problem in zip(answered, problems, strict=True):
+        if isinstance(answer, NotificationRefused):
+            log.info("notification refused", case_id=entry.case_id, channel=entry.channel)
+        elif problem is not None and not isinstance(answer, RateLimitExceeded):
+            log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
+    return problems
+
+
+def _mark_for(
+    entry: Entry, answer: Answer
+) -> tuple[BaseException | None, Callable[[sa.Connection], None] | None]:
+    """What one answer means, and the ledger write that records it (a sent answer is written
+    by ``mark_sent_many``; a timeout after the request went out writes nothing: in doubt)."""
     key = entry.key
     if isinstance(answer, str):
-        _durably(ctx, lambda conn: notifications.mark_sent(conn, key, answer))
-        return None
+        return None, None
     if isinstance(answer, NotificationRefused):
         reason, detail = answer.reason, str(answer)
-        _durably(ctx, lambda conn: notifications.mark_refused(conn, key, reason, detail))
-        log.info("notification refused", case_id=entry.case_id, channel=entry.channel)
-        return answer
+        return answer, lambda conn: notifications.mark_refused(conn, key, reason, detail)
     if isinstance(answer, RateLimitExceeded):
         detail = str(answer)
-        _durably(ctx, lambda conn: notifications.mark_retry(conn, key, detail))
-        return NotifierUnavailable(detail)
+        return NotifierUnavailable(detail), lambda conn: notifications.mark_retry(conn, key, detail)
+    write = None
     if not answer.maybe_accepted:
         detail = str(answer)
-        _durably(ctx, lambda conn: notifications.mark_retry(conn, key, detail))
-    log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
+        write = lambda conn: notifications.mark_retry(conn, key, detail)  # noqa: E731
     if answer.retry_after is not None:
-        return dramatiq.Retry(str(answer), delay=int(answer.retry_after * 1000))
-    return answer
+        return dramatiq.Retry(str(answer), delay=int(answer.retry_after * 1000)), write
+    return answer, write
 
 
 def notified_decisions(
