@@ -17,6 +17,8 @@ from contracts.inbox_event import InboxEventV1
 from contracts.registry import VERSIONS
 from contracts.schemas import closed_pattern_properties
 from contracts.send_case import NAME as SEND_CASE
+from contracts.status_callback import StatusCallback
+from contracts.text import stating_text_rules
 
 ASYNCAPI_VERSION = "3.0.0"
 DOCUMENT_VERSION = "1"
@@ -71,6 +73,11 @@ INTAKE_REJECT_SCHEMA: dict[str, Any] = {
         "excerpt": {"type": "string", "description": "The start of a body not kept whole."},
         "sha256": {"type": "string", "description": "The sha256 of the original body."},
         "size": {"type": "integer", "minimum": 0, "description": "The body's size in bytes."},
+        "reference": {
+            "type": ["string", "null"],
+            "description": "The producer's own id of the message (its message-id), bounded, "
+            "identity numbers masked; null when it gave none.",
+        },
     },
     "additionalProperties": False,
 }
@@ -156,6 +163,36 @@ def _inbox_event_message() -> dict[str, Any]:
     }
 
 
+def _status_callback_message() -> dict[str, Any]:
+    return {
+        "name": "StatusCallback.v1",
+        "title": "A case's state changed",
+        "summary": "POSTed to the integration's webhook: ids, clinic, event, reason code; never "
+        "a personnummer, the message, or an answer or its kind.",
+        "contentType": "application/json",
+        "headers": {
+            "type": "object",
+            "required": ["Omvant-Signature", "Omvant-Event-Id", "Idempotency-Key"],
+            "properties": {
+                "Omvant-Signature": {
+                    "type": "string",
+                    "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}$",
+                    "description": 'HMAC-SHA256 of "<t>." + body under the key\'s signing key.',
+                },
+                "Omvant-Event-Id": {"type": "string"},
+                "Idempotency-Key": {"type": "string", "description": "The event id."},
+            },
+        },
+        "payload": {
+            "schemaFormat": SCHEMA_FORMAT,
+            "schema": inline_defs(StatusCallback.model_json_schema()),
+        },
+        "bindings": {"http": {"bindingVersion": "0.3.0"}},
+        "x-omvant-contract": "StatusCallback",
+        "x-omvant-version": 1,
+    }
+
+
 def _reject_message() -> dict[str, Any]:
     return {
         "name": "IntakeRejected.v1",
@@ -183,7 +220,12 @@ def _exchange(name: str) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    """The AsyncAPI 3 document."""
+    """The AsyncAPI 3 document; its schemas state the contracts' text rules as ``pattern``."""
+    with stating_text_rules():
+        return _document()
+
+
+def _document() -> dict[str, Any]:
     send_case = {
         f"sendCaseV{v}": _send_case_message(v, model)
         for v, model in sorted(VERSIONS[SEND_CASE].items())
@@ -245,6 +287,16 @@ def document() -> dict[str, Any]:
                     }
                 },
             },
+            "statusCallbacks": {
+                "address": "{webhookUrl}",
+                "title": "Status callbacks (webhooks, HTTP)",
+                "description": "The integration's webhook URL (`omvant api-keys create "
+                "--webhook-url`); events `case.delivered`, `case.notified`, `case.read`, "
+                "`case.answered`, `case.rejected`, `case.failed`. Answer 2xx; anything else is "
+                "retried with backoff (docs/api.md).",
+                "parameters": {"webhookUrl": {"description": "The key's webhook URL."}},
+                "messages": {"statusCallback": {"$ref": "#/components/messages/statusCallback"}},
+            },
             "inboxEvents": {
                 "address": INBOX_EVENTS,
                 "title": "The inbox's events",
@@ -278,6 +330,13 @@ def document() -> dict[str, Any]:
                 "channel": {"$ref": "#/channels/intakeRejects"},
                 "messages": [{"$ref": "#/channels/intakeRejects/messages/intakeRejected"}],
             },
+            "receiveStatusCallback": {
+                "action": "receive",
+                "title": "The integration receives its cases' status callbacks",
+                "channel": {"$ref": "#/channels/statusCallbacks"},
+                "bindings": {"http": {"method": "POST", "bindingVersion": "0.3.0"}},
+                "messages": [{"$ref": "#/channels/statusCallbacks/messages/statusCallback"}],
+            },
             "publishInboxEvent": {
                 "action": "send",
                 "title": "The inbox tells of an opened or answered message",
@@ -291,6 +350,7 @@ def document() -> dict[str, Any]:
                 **send_case,
                 "intakeRejected": _reject_message(),
                 "inboxEventV1": _inbox_event_message(),
+                "statusCallback": _status_callback_message(),
             }
         },
     }

@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
-from producers import bench_cpu
+from producers import bench_cpu, bench_database
 from producers.bench_workers import (
     BY_STAGE,
     merge_profile,
@@ -81,6 +81,8 @@ class BenchConfig:
     layout: str = BY_STAGE
     profile: str | None = None
     """A stage (``omvant worker`` name) to profile, or None."""
+    idle_seconds: float = 5.0
+    """How long the workers' idle CPU is measured before the dispatch."""
     profile_clock: str = "cpu"
     """``cpu`` (each thread's CPU time) or ``wall`` (waits included)."""
 
@@ -226,6 +228,22 @@ def _index(idempotency_key: str) -> int:
     return int(idempotency_key.rsplit(":", 1)[1])
 
 
+def warm_up(client: OmvantClient, engine: sa.Engine, settings: Settings) -> None:
+    """Ten cases through every stage, so each process has its connections and caches."""
+    warm = client.dispatch(
+        [Recipient(n, {}) for n in reachable_residents(settings, 10)],
+        template_id=TEMPLATE,
+        clinic_hsa_id=CLINIC,
+        sender_hsa_id=SENDER,
+        fragments=FRAGMENTS,
+        total=10,
+        name="bench warm-up",
+    )
+    deadline = time.monotonic() + 120
+    while _settled(engine, warm.id) < 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[str, Any]:
     """(b) and (c): the dispatch through the workers, with urgent cases alongside.
 
@@ -249,18 +267,9 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         stack.callback(stop_all, workers)
         client = stack.enter_context(OmvantClient(settings))
         say("warming up the pipeline workers")
-        warm = client.dispatch(
-            [Recipient(n, {}) for n in reachable_residents(settings, 10)],
-            template_id=TEMPLATE,
-            clinic_hsa_id=CLINIC,
-            sender_hsa_id=SENDER,
-            fragments=FRAGMENTS,
-            total=10,
-            name="bench warm-up",
-        )
-        deadline = time.monotonic() + 120
-        while _settled(engine, warm.id) < 10 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        warm_up(client, engine, settings)
+        roots = {name: w.pid for name, w in workers.items()}
+        idle = bench_cpu.idle_percent(roots, seconds=config.idle_seconds)
         batch_id = f"bench-{uuid.uuid4().hex[:12]}"
         residents = draw_residents(config.cases, seed=settings.seed)
         enqueued_at: list[float] = []
@@ -272,12 +281,13 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         probe = UrgentProbe(settings, config.urgent_every)
         say(f"dispatching {config.cases} cases (urgent probe every {config.urgent_every} s)")
         window = bench_cpu.CpuWindow(
-            {name: w.pid for name, w in workers.items()},
+            roots,
             postmaster=postmaster,
             database_backends=backends,
             broker=bench_cpu.broker_pid(settings.broker_url),
         )
         window.start()
+        written_before = bench_database.write_counters(engine)
         started = time.time()
         probe.start()
         client.dispatch(
@@ -307,6 +317,10 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         probe.stop_event.set()
         probe.join(timeout=5)
         time.sleep(1.0)
+    time.sleep(1.0)  # the workers' backends report their counts as they end
+    written = bench_database.per_case(
+        written_before, bench_database.write_counters(engine), carried
+    )
     profile = None
     if config.profile:
         profile = {**merge_profile(config.log_dir, config.profile), "clock": config.profile_clock}
@@ -319,7 +333,11 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         "enqueue_cases_per_s": (
             round(config.cases / enqueue_seconds, 1) if enqueue_seconds > 0 else None
         ),
-        "cpu_ms_per_case": cpu_figures(window, list(workers), carried, window_seconds, config),
+        "cpu_ms_per_case": {
+            **cpu_figures(window, list(workers), carried, window_seconds, config),
+            "idle_cpu_percent": idle,
+        },
+        "postgres_writes_per_case": written,
         "profile": profile,
     }
 
@@ -473,6 +491,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
     load = _load()
     rate = pipeline["pipeline_cases_per_s"]
     cpu = pipeline.pop("cpu_ms_per_case")
+    written = pipeline.pop("postgres_writes_per_case")
     profile = pipeline.pop("profile")
     return {
         "noop_msgs_per_s": round(before.msgs_per_s, 1),
@@ -493,6 +512,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
         "layout": config.layout,
         "enqueue_cases_per_s": pipeline["enqueue_cases_per_s"],
         "cpu_ms_per_case": cpu,
+        "postgres_writes_per_case": written,
         "noop_before": _noop(before, rate),
         "noop_after": _noop(after, rate),
         "load_average": {"start": list(load_at_start), "end": list(load)},

@@ -213,3 +213,20 @@ def own_seconds() -> float:
     """CPU seconds of this process so far (all its threads)."""
     times = os.times()
     return times.user + times.system
+
+
+def idle_percent(roots: dict[str, int], *, seconds: float) -> dict[str, float | None]:
+    """Percent of one core each tree uses over ``seconds`` while it has nothing to do (polling,
+    heartbeats): the share of a per-case figure that depends on how long the window was."""
+    import time
+
+    start, began = all_stats(), time.monotonic()
+    time.sleep(seconds)
+    end, elapsed = all_stats(), time.monotonic() - began
+    found: dict[str, float | None] = {}
+    for name, pid in roots.items():
+        before, after = tree_seconds(pid, start), tree_seconds(pid, end)
+        found[name] = (
+            None if before is None or after is None else round((after - before) * 100 / elapsed, 2)
+        )
+    return found

@@ -13,6 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Retries
 
 from workers.message_guard import GuardConsumers, GuardedEncoder
+from workers.redis_reclaim import ReclaimingRedisBroker
 
 
 class BrokerUrlError(ValueError):
@@ -46,6 +47,39 @@ def quorum_from_environment() -> tuple[bool, int]:
     ):
         raise BrokerUrlError(f"{DELIVERY_LIMIT_SETTING} must be a positive whole number")
     return raw in {"true", "1", "yes"}, int(limit_raw)
+
+
+REDIS_HEARTBEAT_SETTING = "OMVANT_REDIS_HEARTBEAT_TIMEOUT_MS"
+REDIS_MAINTENANCE_SETTING = "OMVANT_REDIS_MAINTENANCE_CHANCE"
+
+
+def _whole(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, str(default)).strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
+        raise BrokerUrlError(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def redis_from_environment() -> tuple[int, int]:
+    """How long (ms) a Redis worker may go without a heartbeat before its unacknowledged
+    messages go back on their queues, and how many of a million broker commands run that
+    check (dramatiq's ``heartbeat_timeout`` and ``maintenance_chance``: 60,000 and 1,000).
+
+    A message whose worker was killed under it comes back only then: this is what hands a
+    poison message out again on Redis (``workers/poison.py``). Besides the chance, each
+    consumer runs that check for its queue every ``redis_reclaim.RECLAIM_SECONDS``. Lower
+    the timeout and a worker stalled longer than it has its messages run twice by another
+    worker.
+
+    Raises
+    ------
+    BrokerUrlError
+        A setting is not a whole number in its range.
+    """
+    return (
+        _whole(REDIS_HEARTBEAT_SETTING, 60_000, 1_000, 86_400_000),
+        _whole(REDIS_MAINTENANCE_SETTING, 1_000, 0, 1_000_000),
+    )
 
 
 @functools.cache
@@ -103,7 +137,10 @@ def build_broker(
         else:
             broker = GuardedRabbitmqBroker(url=url, confirm_delivery=confirm)
     elif scheme in {"redis", "rediss"}:
-        broker = GuardedRedisBroker(url=url)  # type: ignore[no-untyped-call]
+        heartbeat_timeout, maintenance_chance = redis_from_environment()
+        broker = GuardedRedisBroker(
+            url=url, heartbeat_timeout=heartbeat_timeout, maintenance_chance=maintenance_chance
+        )
     elif scheme == "memory":
         broker = GuardedStubBroker()
         broker.emit_after("process_boot")
@@ -127,8 +164,9 @@ class GuardedRabbitmqBroker(GuardConsumers, RabbitmqBroker):
     """RabbitMQ, whose consumers check each message against its queue."""
 
 
-class GuardedRedisBroker(GuardConsumers, RedisBroker):
-    """Redis, whose consumers check each message against its queue."""
+class GuardedRedisBroker(GuardConsumers, ReclaimingRedisBroker, RedisBroker):
+    """Redis, whose consumers check each message against its queue and give back messages
+    stranded unacknowledged by a cut connection or a killed worker (``workers.redis_reclaim``)."""
 
 
 class GuardedStubBroker(GuardConsumers, StubBroker):

@@ -91,7 +91,11 @@ def check_filter(
     UsageError
         ``invalid-filter``.
     """
-    for name, value in (("--template", f.template_id), ("--batch", f.batch_id)):
+    for name, value in (
+        ("--template", f.template_id),
+        ("--batch", f.batch_id),
+        ("--reference", f.reference),
+    ):
         if value is not None and not _storable(value):
             error = UsageError("invalid-filter", f"{name} holds a NUL or is too long")
             raise usage_error(engine, reader, action, error, asked=[])
@@ -104,6 +108,7 @@ def _filter_detail(f: case_queries.CaseFilter) -> str:
             ("status", f.status),
             ("template", f.template_id),
             ("batch", f.batch_id),
+            ("reference", access_log.as_given(f.reference, 80) if f.reference else None),
             ("since", f.since.isoformat() if f.since else None),
             ("until", f.until.isoformat() if f.until else None),
             ("personnummer", "searched" if f.personnummer else None),

@@ -324,6 +324,7 @@ def reject_record(
             "message": printable(error.message, 500),
         },
         "authenticated": error.integration is not None,
+        "reference": reference_of(delivery, error),
         **kept.as_json(),
         "rejected_at": utcnow().isoformat(),
     }
@@ -368,6 +369,13 @@ def admit(
     with engine.begin() as conn:
         intake_keys.record(conn, [(c, who) for c, (_r, who) in zip(claims, pairs, strict=True)])
     return claims
+
+
+def reference_of(delivery: Delivery, error: IntakeError) -> str | None:
+    """The producer's own id of a refused message (``message-id``), as the reject keeps it."""
+    return rejections.reference(
+        delivery.headers.get(MESSAGE_ID), authenticated=error.integration is not None
+    )
 
 
 def kept_of(
@@ -546,12 +554,18 @@ class IntakeBridge:
                     detail=f"{error.field}: {error.rule}: {error.message}",
                     kept=kept_of(delivery, error, max_body=limit),
                     sender=error.integration,
+                    reference=reference_of(delivery, error),
                 )
         for delivery, error in refused:
             self.source.reject(delivery, reject_record(delivery, error, max_body=limit))
             self.counts.rejected += 1
             self.counts.reasons[error.reason] = self.counts.reasons.get(error.reason, 0) + 1
-            log.warning("intake message refused", reason=error.reason, field=error.field)
+            log.warning(
+                "intake message refused",
+                reason=error.reason,
+                field=error.field,
+                reference=reference_of(delivery, error),
+            )
 
     def _admit(self, accepted: Sequence[tuple[Delivery, Accepted]]) -> None:
         """Take the accepted messages' cases in (``admit``), then ack."""

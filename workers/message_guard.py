@@ -245,6 +245,9 @@ class GuardedConsumer(Consumer):
             if data is not None and hashlib.sha256(data).hexdigest() == digest:
                 name = member.decode() if isinstance(member, bytes) else str(member)
                 proxy.options["redis_message_id"] = name
+                hold = getattr(self.inner, "hold", None)
+                if hold is not None:  # a reclaiming consumer counts it as handed out
+                    hold(proxy)
                 return
 
     def ack(self, message: MessageProxy) -> None:

@@ -18,10 +18,12 @@ The protocol, per notification (``workers.store.notifications``):
 A pending row found later than ``OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS`` after its claim is in
 doubt (a crash between 2 and 3), never just dropped: a provider that can be asked by key
 (the SMS gateway, ``lookup``) is asked; found, it is recorded sent; not found, it is sent with
-the same key. SMTP cannot be asked: by the policy ``OMVANT_EMAIL_IN_DOUBT`` (default
-``resend``) it is sent once more after ``OMVANT_EMAIL_RESEND_AFTER_SECONDS`` with the same
-Message-ID, so a duplicate is recognisable and the resident is never left with none; a second
-doubt about the same e-mail is not sent a third time. ``at-most-once`` records it
+the same key. SMTP cannot be asked: if another channel of the same notification round was
+sent, the resident has a notice and the e-mail is recorded ``unconfirmed``
+(``notified-otherwise``), not sent again; else by the policy ``OMVANT_EMAIL_IN_DOUBT``
+(default ``resend``) it is sent once more after ``OMVANT_EMAIL_RESEND_AFTER_SECONDS`` with the
+same Message-ID, so a duplicate is recognisable and the resident is never left with none; a
+second doubt about the same e-mail is not sent a third time. ``at-most-once`` records it
 ``unconfirmed`` instead. Each settlement is recorded in ``resolution``. A crash leaves in doubt
 at most the notifications in flight at that moment: one group per worker thread.
 """
@@ -77,6 +79,9 @@ class Step(StrEnum):
     """In doubt, the provider cannot be asked: send once more, later, with the same key."""
     GIVE_UP = "give-up"
     """In doubt, cannot be asked, and sent once more already (or the policy is at most once)."""
+    NOTIFIED_OTHERWISE = "notified-otherwise"
+    """In doubt, cannot be asked, and another channel of the same round was sent: the
+    resident has a notice, so it is not sent again (no duplicate risked)."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,9 @@ class Policy:
         return self.now - dt.timedelta(seconds=self.in_flight_seconds)
 
 
-def next_step(entry: Entry, policy: Policy) -> Step:
-    """The protocol's decision for one ledger row (pure)."""
+def next_step(entry: Entry, policy: Policy, *, notified_otherwise: bool = False) -> Step:
+    """The protocol's decision for one ledger row (pure); ``notified_otherwise``: another
+    channel of the same case and round was sent."""
     if entry.status in notifications.SETTLED:
         return Step.DONE
     if entry.status in notifications.SENDABLE:
@@ -105,6 +111,13 @@ def next_step(entry: Entry, policy: Policy) -> Step:
         return Step.NOT_YET
     if entry.channel in policy.lookup_channels:
         return Step.ASK_PROVIDER
+    return _cannot_ask(entry, policy, notified_otherwise=notified_otherwise)
+
+
+def _cannot_ask(entry: Entry, policy: Policy, *, notified_otherwise: bool) -> Step:
+    """The decision for an in-doubt row the provider cannot be asked about (pure)."""
+    if notified_otherwise:
+        return Step.NOTIFIED_OTHERWISE
     if policy.email_in_doubt == RESEND and entry.resolution is None:
         return Step.RESEND_LATER
     return Step.GIVE_UP
@@ -148,6 +161,7 @@ def send_notifications(ctx: Context, keys: Sequence[str]) -> Outcome:
     with ctx.engine.connect() as conn:
         found = notifications.entries(conn, keys)
     to_send: list[Entry] = []
+    cannot_ask: list[Entry] = []
     for key in keys:
         entry = found.get(key)
         if entry is None:
@@ -164,9 +178,23 @@ def send_notifications(ctx: Context, keys: Sequence[str]) -> Outcome:
         if step == Step.SEND:
             to_send.append(entry)
             continue
+        if step in _CANNOT_ASK:
+            cannot_ask.append(entry)
+            continue
         _settle_in_doubt(ctx, entry, step=step, policy=policy, outcome=outcome, to_send=to_send)
     outcome.failure = _send_in_groups(ctx, to_send, policy, outcome)
+    if cannot_ask:  # after this chunk's sends: another channel of the round may be sent now
+        with ctx.engine.connect() as conn:
+            sent_rounds = notifications.sent_rounds(conn, [e.case_id for e in cannot_ask])
+        for entry in cannot_ask:
+            others = sent_rounds.get((entry.case_id, entry.round), set()) - {entry.channel}
+            step = next_step(entry, policy, notified_otherwise=bool(others))
+            _settle_in_doubt(ctx, entry, step=step, policy=policy, outcome=outcome, to_send=to_send)
     return outcome
+
+
+_CANNOT_ASK = frozenset({Step.RESEND_LATER, Step.GIVE_UP})
+"""In doubt at a provider that cannot be asked: whether another channel was sent matters."""
 
 
 def _look_again(entry: Entry, policy: Policy) -> dt.datetime:
@@ -216,12 +244,19 @@ def _settle_in_doubt(
             outcome.count(Resolution.RESENT_SAME_MESSAGE_ID)
             log.warning("in-doubt e-mail will be sent once more", case_id=entry.case_id)
         return
+    otherwise = step == Step.NOTIFIED_OTHERWISE
+    resolution = Resolution.NOTIFIED_OTHERWISE if otherwise else Resolution.NOT_SENT_AGAIN
+    detail = "cannot be asked; notified on another channel" if otherwise else "cannot be asked"
     with ctx.engine.begin() as conn:
         notifications.mark_unconfirmed(
-            conn, entry.key, Reason.NOTIFICATION_IN_DOUBT, "cannot be asked; not sent again"
+            conn,
+            entry.key,
+            Reason.NOTIFICATION_IN_DOUBT,
+            f"{detail}; not sent again",
+            resolution=resolution,
         )
-    outcome.count(Resolution.NOT_SENT_AGAIN)
-    log.warning("in-doubt e-mail not sent again", case_id=entry.case_id)
+    outcome.count(resolution)
+    log.warning("in-doubt e-mail not sent again", case_id=entry.case_id, resolution=resolution)
 
 
 _local = threading.local()

@@ -6,7 +6,9 @@ late; duplicates and reordering are harmless;
 an event for a case the system does not know is kept as an unreadable message (``unknown-case``).
 
 An answer comes home: its kind is kept on the case, the answer itself (text and answers to the
-template's questions) sealed in ``case_answers`` (``workers.answer_seal``), and the clinic is
+template's questions) sealed in ``case_answers`` (``workers.answer_seal``), an ``answered``
+entry without content is written to its history (the integration's ``case.answered``
+callback), and the clinic is
 alerted as the template's notification setting says, else the clinic's own (none, or one
 content-free e-mail to its functional mailbox, through the e-mail notifier).
 """
@@ -29,11 +31,15 @@ from workers.reasons import Reason
 from workers.stage import Advance, Decision, settle
 from workers.store import answers, cases
 from workers.store.cases import Transition
+from workers.store.schema import case_events
 from workers.store.schema import cases as cases_table
 
 STAGE = "read-receipts"
 READABLE = frozenset({CaseState.DELIVERED, CaseState.NOTIFIED, CaseState.READ})
 """States in which a message is in the inbox, so can be read."""
+ANSWERED = "answered"
+"""The history entry of a case's first answer (the case itself stays read: answering is not a
+state of the case machine); it carries no part of the answer."""
 
 
 def handle(items: Sequence[ReadReceiptV2]) -> list[Decision]:
@@ -102,7 +108,7 @@ def _record_answers(ctx: Context, items: Sequence[ReadReceiptV2]) -> list[str]:
         )
         for item in sorted(answered, key=lambda i: i.occurred_at):
             assert item.answer is not None
-            answers.add(
+            new = answers.add(
                 conn,
                 case_id=item.case_id,
                 clinic_hsa_id=clinics[item.case_id],
@@ -110,6 +116,15 @@ def _record_answers(ctx: Context, items: Sequence[ReadReceiptV2]) -> list[str]:
                 sealed=seal.seal(sealed_text(item)),
                 answered_at=item.occurred_at,
             )
+            if new:  # in the case's history (and so called back as case.answered): no content
+                conn.execute(
+                    case_events.insert().values(
+                        case_id=item.case_id,
+                        state=ANSWERED,
+                        stage=STAGE,
+                        at=item.occurred_at,
+                    )
+                )
             conn.execute(
                 sa.update(cases_table)
                 .where(cases_table.c.id == item.case_id, cases_table.c.answered_at.is_(None))

@@ -183,6 +183,7 @@ def received_rows(
             "priority": item.priority,
             "correlation_id": correlation_id,
             "intake_message_id": message_id,
+            "producer_reference": item.case_id,  # the producer's own id, kept to trace it
         }
         for item in items
     ]

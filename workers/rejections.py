@@ -22,6 +22,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -133,6 +134,21 @@ def keep(
     return Kept(size, digest, kept_headers, body=text)
 
 
+_REFERENCE_FORM = re.compile(r"[A-Za-z0-9_.:@/+=#-]{1,200}")
+
+
+def reference(value: object, *, authenticated: bool) -> str | None:
+    """The producer's own id of a message as a reject keeps it: bounded, escaped, identity
+    numbers masked; from a sender who did not authenticate only if it has the form of an id
+    (else redacted like the excerpt), so no free text is kept in clear."""
+    if value is None or value in ("", b""):
+        return None
+    text = mask_identity_numbers(printable(value, 200))[:200]
+    if authenticated or _REFERENCE_FORM.fullmatch(text):
+        return text
+    return redact(text.encode("utf-8", "replace"))
+
+
 def record(
     conn: sa.Connection,
     *,
@@ -142,9 +158,12 @@ def record(
     kept: Kept | None,
     sender: str | None = None,
     at: dt.datetime | None = None,
+    reference: str | None = None,
 ) -> None:
-    """Insert one row in ``rejected_messages``; never fails on what the message held."""
+    """Insert one row in ``rejected_messages``; never fails on what the message held.
+    ``reference`` is the producer's id of the message (see :func:`reference`)."""
     values: dict[str, object] = {
+        "reference": None if reference is None else printable(reference, 200)[:200],
         "queue": printable(queue, 128)[:128],
         "reason": printable(reason, 64)[:64],
         "detail": printable(detail, 900)[:1000],
@@ -169,3 +188,30 @@ def purge(conn: sa.Connection, *, older_than: dt.datetime) -> int:
     """Delete the rows recorded before ``older_than``; returns how many."""
     result = conn.execute(rejected_messages.delete().where(rejected_messages.c.at < older_than))
     return int(result.rowcount or 0)
+
+
+def newest(
+    conn: sa.Connection, *, reference: str | None = None, reason: str | None = None, limit: int
+) -> list[dict[str, object]]:
+    """The newest rows (no body, no excerpt): what the list of rejects shows."""
+    columns = rejected_messages.c
+    query = sa.select(
+        columns.id,
+        columns.at,
+        columns.queue,
+        columns.reason,
+        columns.sender,
+        columns.reference,
+        columns.sha256,
+        columns.size,
+        columns.detail,
+    ).order_by(columns.at.desc(), columns.id.desc())
+    if reference is not None:
+        query = query.where(columns.reference == reference)
+    if reason is not None:
+        query = query.where(columns.reason == reason)
+    rows = conn.execute(query.limit(limit)).mappings()
+    return [
+        {**row, "at": row["at"].isoformat(timespec="seconds") if row["at"] else None}
+        for row in rows
+    ]

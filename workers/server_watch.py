@@ -103,6 +103,19 @@ def report_times(limit: float) -> list[float]:
     return times
 
 
+MAIN_PID_VARIABLE = "OMVANT_WORKER_MAIN_PID"
+"""Set by ``omvant worker`` to its own pid, which dramatiq's main process keeps (exec)."""
+
+
+def main_pid() -> int:
+    """The pid of this worker process's main process: ``OMVANT_WORKER_MAIN_PID`` when set
+    (and not this process itself), else the parent's."""
+    raw = os.environ.get(MAIN_PID_VARIABLE, "")
+    if raw.isdigit() and int(raw) != os.getpid():
+        return int(raw)
+    return os.getppid()
+
+
 class ServerWatch(Middleware):
     """Reports broker outages in a few lines, gives up after ``give_up_after`` seconds (exit
     status 2), and stops the process when its parent is gone."""
@@ -127,8 +140,10 @@ class ServerWatch(Middleware):
         self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._parent = os.getppid()
-        """The main process, as this worker process was made (before any chance to lose it)."""
+        self._parent = main_pid()
+        """The main process, as ``omvant worker`` named it before it became dramatiq's main
+        process (a worker process still importing when the main process was killed would
+        otherwise take init for its parent and never notice)."""
         self._said: set[float] = set()
         """The points of the current outage (seconds into it) already reported."""
         install_filter(errors)  # now: consumers start (and may fail) before the boot hook

@@ -9,7 +9,7 @@ worker doing the same at the same time, changes nothing twice):
   longer than the in-flight limit, are sent or settled through the one send protocol
   (``notification_sending.send_notifications``), and their cases recorded notified;
 - delivered cases with a notification sent but no ``notified`` recorded (a crash between the
-  two) are recorded notified;
+  two) are recorded notified, and a notified case's channels get those sent since;
 - cases stalled before delivery (received, validated, composed, cleared) are counted and
   logged: their messages live on the broker (redelivered after a crash, dead-lettered and
   recorded failed when they keep failing), and the system of record does not keep what a
@@ -38,6 +38,7 @@ from workers.log import get_logger
 from workers.notification_sending import STAGE as SENDING
 from workers.notification_sending import notified_decisions, send_notifications
 from workers.stage import settle
+from workers.store import cases as cases_store
 from workers.store import notifications
 from workers.store.cases import utcnow
 from workers.store.schema import batches, cases, sweep_runs
@@ -201,5 +202,12 @@ def _record_notified(ctx: Context, case_ids: list[str]) -> int:
             )
         }
     decisions = [d for d in notified_decisions(sent, ctx.now(), case_ids) if d.case_id in before]
-    settle(ctx, stage=SENDING, decisions=decisions, correlation_id="sweep")
+    settle(
+        ctx,
+        stage=SENDING,
+        decisions=decisions,
+        correlation_id="sweep",
+        # a case notified before on one channel keeps its record true of the others sent since
+        within=lambda conn, _holding: cases_store.add_channels(conn, sent),
+    )
     return len(decisions)

@@ -98,7 +98,7 @@ class WebhookSender:
     def run_once(self) -> int:
         """Collect new events, then deliver the due callbacks; returns how many were tried."""
         with self.engine.begin() as conn:
-            self.counts.collected += webhooks.collect(conn)
+            self.counts.collected += webhooks.collect(conn).added
         with self.engine.connect() as conn:
             batch = webhooks.due(conn)
         targets = self._targets({c.key_id for c in batch})

@@ -123,25 +123,39 @@ class Supervisor:
     """Keeps ``groups`` worker groups running, as systemd or Kubernetes would: one that exits
     is started again a second later. ``kill_one`` is the ``kill -9`` of a chaos run."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path, *, groups: int, threads: int) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        groups: int,
+        threads: int,
+        services: Mapping[str, list[str]] | None = None,
+    ) -> None:
         argv = [OMVANT, "worker", "--processes", "1", "--threads", str(threads)]
         self.groups = [WorkerGroup(argv, env, log_dir / f"worker-{n}.log") for n in range(groups)]
+        self.services = [
+            WorkerGroup([OMVANT, *args], env, log_dir / f"{name}.log")
+            for name, args in (services or {}).items()
+        ]
+        """Other processes of the deployment (the sweep), restarted alike, never killed."""
         self.exits: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
 
     def start(self) -> None:
         """Start every group and the watch."""
-        for group in self.groups:
+        for group in [*self.groups, *self.services]:
             group.start()
         self._thread.start()
 
     def _watch(self) -> None:
         while not self._stop.wait(0.5):
-            for group in self.groups:
+            for group in [*self.groups, *self.services]:
                 status = group.exited()
                 if status is not None and not self._stop.is_set():
-                    self.exits.append(status)
+                    if group in self.groups:
+                        self.exits.append(status)
                     time.sleep(1.0)
                     if not self._stop.is_set():
                         group.start()
@@ -176,7 +190,7 @@ class Supervisor:
         """Stop the watch, then every group."""
         self._stop.set()
         self._thread.join(timeout=5)
-        for group in self.groups:
+        for group in [*self.groups, *self.services]:
             group.stop()
 
 

@@ -42,13 +42,17 @@ from producers.chaos.servers import (
 from workers.adapters.account_directory import SimulatedAccountDirectory
 from workers.adapters.population import draw_residents
 from workers.adapters.smtp_email import message_id
-from workers.case_states import SETTLED, CaseState
 from workers.recipient_validation import check_recipients
+from workers.store import notifications
 from workers.store.engine import make_engine, upgrade
 from workers.store.notifications import key_for
-from workers.store.schema import cases, notification_ledger
+from workers.store.schema import cases, notification_ledger, sweep_runs
 
 PORTS = (25000, 25999)
+SWEEP_EVERY = 15
+"""The sweep runs as a service of the deployment (``omvant sweep --every``), as compose and
+the CronJob run it, with limits scaled to a run of minutes."""
+SWEEP_LIMITS = {"notification": 45.0, "delivered": 45.0}
 CLINIC = "SE2321000016-VC01"
 SENDER = "SE2321000016-S101"
 TEMPLATE = "kallelse-screening"
@@ -180,6 +184,7 @@ def read_records(engine: sa.Engine, batch_id: str) -> dict[str, Record]:
             )
         ).all()
         ledger: dict[str, dict[str, str]] = {}
+        resolutions: dict[str, dict[str, str]] = {}
         ids = [r.id for r in rows]
         for start in range(0, len(ids), 5000):
             for entry in conn.execute(
@@ -187,12 +192,15 @@ def read_records(engine: sa.Engine, batch_id: str) -> dict[str, Record]:
                     notification_ledger.c.case_id,
                     notification_ledger.c.channel,
                     notification_ledger.c.status,
+                    notification_ledger.c.resolution,
                 ).where(
                     notification_ledger.c.case_id.in_(ids[start : start + 5000]),
                     notification_ledger.c.round == 1,
                 )
             ):
                 ledger.setdefault(entry.case_id, {})[entry.channel] = entry.status
+                if entry.resolution:
+                    resolutions.setdefault(entry.case_id, {})[entry.channel] = entry.resolution
     return {
         r.id: Record(
             r.id,
@@ -200,23 +208,37 @@ def read_records(engine: sa.Engine, batch_id: str) -> dict[str, Record]:
             tuple(c for c in (r.channels or "").split(",") if c),
             r.inbox_message_id,
             ledger.get(r.id, {}),
+            resolutions.get(r.id, {}),
         )
         for r in rows
     }
 
 
 def settled_count(engine: sa.Engine, batch_id: str) -> int:
-    """How many of the batch's cases have settled (0 while the database is away)."""
+    """How many of the batch's cases the pipeline has finished with, as the product counts
+    them (``notifications.count_settled``: a delivered case with a notification still open,
+    or sent but not yet recorded notified, is still moving); -1 while the database is away."""
     try:
         with engine.connect() as conn:
-            states = conn.execute(
-                sa.select(cases.c.state, sa.func.count())
-                .where(cases.c.batch_id == batch_id)
-                .group_by(cases.c.state)
-            ).all()
+            return notifications.count_settled(conn, batch_id=batch_id)
     except sa.exc.DBAPIError:
         return -1
-    return sum(n for state, n in states if CaseState(state) in SETTLED)
+
+
+def in_doubt_resolutions(engine: sa.Engine) -> dict[str, int]:
+    """How the run's in-doubt notifications were settled, per ``channel:resolution``."""
+    with engine.connect() as conn:
+        counts = notifications.count_resolutions(conn)
+    return {f"{channel}:{how}": n for (channel, how), n in sorted(counts.items())}
+
+
+def sweep_totals(engine: sa.Engine) -> dict[str, int]:
+    """What the sweep runs of the run found and did, summed."""
+    totals: Counter[str] = Counter()
+    with engine.connect() as conn:
+        for (counts,) in conn.execute(sa.select(sweep_runs.c.counts)):
+            totals.update(json.loads(counts))
+    return dict(sorted(totals.items()))
 
 
 def write_list(path: Path, residents: list[str]) -> None:
@@ -288,8 +310,15 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
             OMVANT_NOTIFIER_TIMEOUT_SECONDS="5",
             OMVANT_STARTUP_TIMEOUT_SECONDS="120",
             OMVANT_ANSWER_KEY=Fernet.generate_key().decode(),  # a run's own: servers need one
+            OMVANT_SWEEP_LIMITS=json.dumps(SWEEP_LIMITS),
         )
-        supervisor = Supervisor(env, root / "logs", groups=config.groups, threads=config.threads)
+        supervisor = Supervisor(
+            env,
+            root / "logs",
+            groups=config.groups,
+            threads=config.threads,
+            services={"sweep": ["sweep", "--every", str(SWEEP_EVERY), "--json"]},
+        )
         supervisor.start()
         stack.callback(supervisor.stop)
         deadline = time.monotonic() + 180
@@ -344,6 +373,8 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         dispatch_seconds = time.monotonic() - enqueue_started
         supervisor.stop()
         records = read_records(engine, batch_id)
+        resolutions = in_doubt_resolutions(engine)
+        swept = sweep_totals(engine)
         engine.dispose()
         observed, repeated_keys = observe(root, inbox_url, gateway_url, expected)
         worker_exits = Counter(supervisor.exits)
@@ -385,6 +416,8 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         "sms_posts_repeating_a_key": repeated_keys,
         "inbox_posts_repeating_a_key": observed.inbox_refused_duplicates,
         "worker_exits": {str(k): v for k, v in sorted(worker_exits.items())},
+        "in_doubt_resolutions": resolutions,
+        "sweep": swept,
         "faults": log.as_json(),
         "fault_errors": schedule.errors,
         "faults_ok": faults_ok,
@@ -422,7 +455,9 @@ def render(result: dict[str, Any]) -> str:
         f"{counts['inbox_deliveries']:,}, the SMS gateway {counts['sms']:,}, the SMTP sink "
         f"{counts['emails']:,}; repeated keys the inbox and the gateway took as one: "
         f"{result['inbox_posts_repeating_a_key']}, {result['sms_posts_repeating_a_key']}; "
-        f"worker exits {result['worker_exits']}"
+        f"worker exits {result['worker_exits']}; in-doubt notifications settled "
+        f"{result['in_doubt_resolutions'] or 'none'}; "
+        f"the sweep {result['sweep'] or 'found nothing'}"
     )
     lines += ["", tail, "PASS" if result["ok"] else "FAIL"]
     return "\n".join(lines)

@@ -28,6 +28,7 @@ KEYS = (
     "layout",
     "enqueue_cases_per_s",
     "cpu_ms_per_case",
+    "postgres_writes_per_case",
     "noop_before",
     "noop_after",
     "load_average",
@@ -163,6 +164,11 @@ def table(figures: dict[str, Any]) -> list[str]:
         ("CPU ms/case broker", _cell(cpu["broker"])),
         ("CPU ms/case bench process", _cell(cpu["dispatching_client"])),
     ]
+    idle = ", ".join(f"{k} {_cell(v)}" for k, v in cpu["idle_cpu_percent"].items())
+    rows.append(("idle CPU % of a core, before", idle))
+    written = figures["postgres_writes_per_case"]
+    if written:
+        rows.append(("PostgreSQL per case", ", ".join(f"{k} {v}" for k, v in written.items())))
     width = max(len(name) for name, _ in rows)
     lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
     lines.append(f"CPU: {cpu['how']}")

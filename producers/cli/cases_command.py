@@ -104,6 +104,7 @@ def _when(value: dt.datetime | None) -> str | None:
 def _record(row: case_queries.CaseRow, show: bool) -> dict[str, Any]:
     return {
         "case_id": row.case_id,
+        "reference": row.reference,
         "status": row.status,
         "overdue": row.overdue,
         "state": row.state,
@@ -120,6 +121,12 @@ def _record(row: case_queries.CaseRow, show: bool) -> dict[str, Any]:
     }
 
 
+ReferenceOption = Annotated[
+    str | None,
+    typer.Option("--reference", help="The producer's own id of the case (the case_id it sent)."),
+]
+
+
 @app.command("list")
 def list_command(
     *,
@@ -134,6 +141,7 @@ def list_command(
     ] = None,
     template: Annotated[str | None, typer.Option(help="Template id.")] = None,
     batch: Annotated[str | None, typer.Option(help="Batch id.")] = None,
+    reference: ReferenceOption = None,
     since: Annotated[str | None, typer.Option(help="Received on or after (YYYY-MM-DD).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many cases.")] = 1000,
     resident: Annotated[
@@ -176,6 +184,7 @@ def list_command(
             since=since_at,
             personnummer=searched,
             limit=limit,
+            reference=reference,
         )
         listing = case_access.list_cases(engine, reader, filt, now=dt.datetime.now(dt.UTC))
     except UsageError as exc:
@@ -226,6 +235,7 @@ def count_command(
     ] = None,
     template: Annotated[str | None, typer.Option(help="Template id.")] = None,
     batch: Annotated[str | None, typer.Option(help="Batch id.")] = None,
+    reference: ReferenceOption = None,
     since: Annotated[str | None, typer.Option(help="Received on or after (YYYY-MM-DD).")] = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -239,7 +249,7 @@ def count_command(
         except UsageError as error:
             raise case_access.usage_error(engine, reader, "cases-count", error, asked=[]) from None
         filt = case_queries.CaseFilter(
-            status=status, template_id=template, batch_id=batch, since=since_at
+            status=status, template_id=template, batch_id=batch, since=since_at, reference=reference
         )
         count = case_access.count_cases(engine, reader, filt, now=dt.datetime.now(dt.UTC))
     except UsageError as exc:
@@ -326,6 +336,7 @@ def show_command(
         f"[bold]{record['case_id']}[/bold]  {record['status']}"
         f"{' (overdue)' if record['overdue'] else ''}  template {record['template_id']}  "
         f"resident {record['resident']}"
+        + (f"  reference {record['reference']}" if record["reference"] else "")
     )
     history = Table(title="history")
     for column in ("at", "state", "stage", "reason", "detail"):

@@ -54,3 +54,35 @@ def purge(
             f"purged {rows} rejected_messages rows and {queued} queued rejects older than "
             f"{cutoff:%Y-%m-%d %H:%M} UTC"
         )
+
+
+@app.command("list")
+def list_(
+    reference: Annotated[
+        str | None,
+        typer.Option("--reference", help="Only rejects of this producer message id."),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Only this reason code.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 100,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest rejected messages: when, where, why, who signed and the producer's id."""
+    settings = settings_from(None, database)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = rejections.newest(conn, reference=reference, reason=reason, limit=limit)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for row in rows:
+        typer.echo(
+            f"R{row['id']}  {row['at']}  {row['queue']}  {row['reason']}  "
+            f"reference={row['reference'] or '-'}  sender={row['sender'] or '-'}  "
+            f"sha256={row['sha256'] or '-'}  {row['detail'] or ''}"
+        )
+    if not rows:
+        typer.echo("no rejected messages")

@@ -101,6 +101,10 @@ def worker(
         log_level=settings.log_level,
         fork_wait_ms=FORK_WAIT_MS if metrics_port is None else METRICS_FORK_WAIT_MS,
     )
+    from workers.server_watch import MAIN_PID_VARIABLE  # here: the checks above start fast
+
+    # dramatiq's main process keeps this pid: its worker processes watch for it (server_watch)
+    os.environ[MAIN_PID_VARIABLE] = str(os.getpid())
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
 
 

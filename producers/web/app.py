@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from producers.web import api, health, problems
+from producers.web.api import callbacks
 from producers.web.body_limit import BodyLimitMiddleware, limit_for
 from producers.web.context import WebContext
 from producers.web.openapi import openapi_for
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.add_middleware(BodyLimitMiddleware, limit=limit_for(context.settings))
     app.include_router(health.router)
     app.include_router(api.router)
+    app.webhooks.include_router(callbacks.webhooks)
     app.openapi = openapi_for(app)  # type: ignore[method-assign]
     install_console(
         app, context.settings, engine=context.engine, broker_factory=lambda: context.broker

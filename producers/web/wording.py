@@ -25,6 +25,7 @@ STATE = {
     "delivered": "Levererat till inkorgen",
     "notified": "Avisering skickad",
     "read": "Läst av invånaren",
+    "answered": "Besvarat av invånaren",
     "rejected": "Avvisat",
     "failed": "Misslyckat",
 }

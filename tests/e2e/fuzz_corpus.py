@@ -45,6 +45,24 @@ class Item:
     """For ``stage``: the stage queue (without prefix)."""
     case_keys: list[str] = field(default_factory=list)
     """For a valid item: the idempotency keys of the cases it must settle."""
+    case_reason: str | None = None
+    """For a message the intake takes whose case must end rejected: the case's reason code
+    (another clinic's batch or blob is refused on the case, not on the message)."""
+
+
+OTHER_CLINIC = "SE2321000016-VC09"
+"""A clinic whose case, dispatch and blob the corpus tries to reach from clinic VC01."""
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """Another clinic's things, made before the corpus runs: its case (Omvänt's id), its
+    dispatch (batch id) and a blob it uploaded."""
+
+    case_id: str
+    batch_id: str
+    blob_sha256: str
+    blob_size: int
 
 
 def _sign(body: bytes, secret: str = SECRET, key_id: str = "journal-a") -> dict[str, object]:
@@ -57,10 +75,12 @@ def _sign(body: bytes, secret: str = SECRET, key_id: str = "journal-a") -> dict[
 class Corpus:
     """Builds the items; ``run`` keeps idempotency keys apart between runs."""
 
-    def __init__(self, run: str, seed: int = 10) -> None:
+    def __init__(self, run: str, seed: int = 10, foreign: Foreign | None = None) -> None:
         self.run = run
         self.random = random.Random(seed)
         self.serial = 0
+        self.foreign = foreign
+        self.reached_case = False
 
     def key(self) -> str:
         self.serial += 1
@@ -119,8 +139,42 @@ class Corpus:
             )
         return self.signed(self.record(priority="urgent"), category="valid urgent", reason=None)
 
+    def cross_clinic(self) -> Item:
+        """A request of clinic VC01, signed by an integration that may send for it, reaching
+        for the other clinic's case, dispatch or blob."""
+        foreign = self.foreign
+        assert foreign is not None
+        kind = self.random.randrange(3)
+        if kind == 0 and not self.reached_case:
+            self.reached_case = True  # once: a second request with the same id would conflict
+            # the other clinic's case id is only A's own reference: A gets a case of its own
+            # and the other case is left exactly as it was (asserted by the suite)
+            return self.signed(
+                self.record(case_id=foreign.case_id),
+                category="another clinic's case id",
+                reason=None,
+            )
+        if kind in (0, 1):
+            item = self.signed(
+                self.record(batch_id=foreign.batch_id),
+                category="another clinic's batch id",
+                reason=None,
+            )
+            item.case_reason = "batch-not-owned"
+            return item
+        ref = {"sha256": foreign.blob_sha256, "filename": "b.pdf", "size": foreign.blob_size}
+        item = self.signed(
+            self.record(attachments=[{**ref, "declared_type": "application/pdf"}]),
+            category="another clinic's blob",
+            reason=None,
+        )
+        item.case_reason = "attachment-not-owned"
+        return item
+
     def intake_hostile(self) -> Item:
-        kind = self.random.randrange(34)
+        kind = self.random.randrange(37 if self.foreign else 34)
+        if kind >= 34:
+            return self.cross_clinic()
         if kind == 0:
             return self.signed(b"", category="empty body", reason="malformed-message")
         if kind == 1:
@@ -236,8 +290,6 @@ class Corpus:
                 {**_sign(body, "booking-secret", "booking-b"), "omvant-contract-version": "1"},
                 "clinic-not-allowed",
             )
-            # TODO(i10-ownership): a case_id and a blob of another clinic's case, once cases
-            # and attachments have owners: rejected, and the other clinic's case untouched.
         if kind == 20:
             tid = self.random.choice(["../../etc/passwd", "..%2f..%2fetc", "/abs/path"])
             return self.signed(
@@ -361,8 +413,10 @@ class Corpus:
         queue = self.random.choice(queues)
         actor = actors[queue]
         envelope = {"contract": "SendCase", "version": 1, "payload": [self.record()]}
-        kind = self.random.randrange(12)
+        kind = self.random.randrange(13 if self.foreign else 12)
         full = _dramatiq(prefix + queue, actor, [envelope])
+        if kind == 12:
+            return self.forged_stage(prefix)
         options: list[tuple[str, bytes, str]] = [
             ("stage: not JSON", b"<xml/>", "malformed-message"),
             ("stage: JSON list", b"[1, 2, 3]", "malformed-message"),
@@ -411,6 +465,27 @@ class Corpus:
         ]
         category, body, reason = options[kind]
         return Item("stage", category, body, reason=reason, queue=queue)
+
+    def forged_stage(self, prefix: str) -> Item:
+        """A stage message as clinic VC01's that names the other clinic's case."""
+        assert self.foreign is not None
+        record = {
+            "case_id": self.foreign.case_id,
+            "clinic_hsa_id": GOOD["clinic_hsa_id"],
+            "sender_hsa_id": GOOD["sender_hsa_id"],
+            "template_id": GOOD["template_id"],
+            "personnummer": "191212121212",
+            "channels": ["sms"],
+        }
+        envelope = {"contract": "RecipientValidated", "version": 1, "payload": [record]}
+        body = _dramatiq(prefix + "message-composition", "compose_messages", [envelope])
+        return Item(
+            "stage",
+            "stage: another clinic's case id",
+            body,
+            reason="case-not-owned",
+            queue="message-composition",
+        )
 
     # -- the inbox's events ---------------------------------------------------------------
     def inbox(self) -> Item:
@@ -475,9 +550,18 @@ def _dramatiq(queue: str, actor: str, args: list[object]) -> bytes:
     ).encode()
 
 
-def build(run: str, prefix: str, total: int, *, inbox: bool, seed: int = 10) -> list[Item]:
-    """``total`` items: about 20% valid, the rest hostile, over the doors in use."""
-    corpus = Corpus(run, seed)
+def build(
+    run: str,
+    prefix: str,
+    total: int,
+    *,
+    inbox: bool,
+    seed: int = 10,
+    foreign: Foreign | None = None,
+) -> list[Item]:
+    """``total`` items: about 20% valid, the rest hostile, over the doors in use; with
+    ``foreign``, hostile ones reach for another clinic's case, dispatch and blob too."""
+    corpus = Corpus(run, seed, foreign)
     items: list[Item] = []
     for n in range(total):
         roll = corpus.random.random()

@@ -8,11 +8,20 @@ the inbox's exchange. Asserted: no process exits or reports a failure it had to 
 hostile message is recorded in ``rejected_messages`` with the reason its category must get,
 every valid case settles, nothing reaches a dead-letter queue.
 
+Another clinic (``OTHER_CLINIC``) has a case, a dispatch and a blob before the run; the corpus
+reaches for them through the intake door (its case id as a request's ``case_id``, its batch id,
+its blob) and a stage queue (a forged record naming its case). Asserted besides: each such
+request ends in the case reason it must get (``batch-not-owned``, ``attachment-not-owned``) or
+in a case of its own clinic, the forged record is ``case-not-owned``, the other clinic's case row
+and history are exactly as before, and reading it as clinic VC01 (``workers/case_access.py``,
+what the CLI, the web console and the API call) is refused and written to the access log.
+
 Small in CI (``FUZZ_MESSAGES``, default 240 per broker); by hand ``FUZZ_MESSAGES=5000``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -27,12 +36,19 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from tests.e2e.fuzz_corpus import CLINICS, KEYS, Item, build
+from contracts.send_case import SendCaseV2
+from tests.e2e.fuzz_corpus import CLINICS, GOOD, KEYS, OTHER_CLINIC, Foreign, Item, build
 from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
+from workers import case_access
+from workers.adapters.blobs import blob_store_from
+from workers.attachments.ownership import store_attachment
 from workers.broker import build_broker, dead_letter_count
 from workers.queues import all_queues, queue_name
+from workers.recipient_validation import received_rows
+from workers.store import batches
+from workers.store import cases as case_store
 from workers.store.engine import make_engine, upgrade
-from workers.store.schema import cases, rejected_messages
+from workers.store.schema import access_log, case_events, cases, rejected_messages
 
 pytestmark = pytest.mark.e2e
 
@@ -162,6 +178,45 @@ def amqp_cleanup(rabbitmq_url: str, queue_prefix: str) -> Iterator[None]:
     connection.close()
 
 
+def make_foreign(engine: sa.Engine, blob_dir: Path, run: str) -> Foreign:
+    """The other clinic's case, dispatch and uploaded blob."""
+    other = SendCaseV2.model_validate(
+        {**GOOD, "clinic_hsa_id": OTHER_CLINIC, "idempotency_key": f"{run}other-case"}
+    )
+    blob = store_attachment(
+        engine,
+        blob_store_from(blob_dir, None, None),
+        b"%PDF-1.4\n% the other clinic's file\n%%EOF\n",
+        owner_hsa_id=OTHER_CLINIC,
+        filename="other.pdf",
+        declared_type="application/pdf",
+    )
+    with engine.begin() as conn:
+        case_store.insert_received(conn, received_rows([other], "other", "other-message"))
+        batches.create(
+            conn,
+            batch_id=f"{run}other-batch",
+            name="the other clinic's dispatch",
+            clinic_hsa_id=OTHER_CLINIC,
+            sender_hsa_id=GOOD["sender_hsa_id"],
+            template_id=GOOD["template_id"],
+            total=1,
+        )
+    return Foreign(other.resolved_case_id(), f"{run}other-batch", blob.sha256, blob.size)
+
+
+def snapshot(engine: sa.Engine, case_id: str) -> tuple[object, ...]:
+    """A case's row and history, to show they did not change."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(cases).where(cases.c.id == case_id)).one()
+        events = conn.execute(
+            sa.select(case_events.c.state, case_events.c.stage, case_events.c.at).where(
+                case_events.c.case_id == case_id
+            )
+        ).all()
+    return (tuple(row), tuple(tuple(e) for e in events))
+
+
 def test_the_entrances_survive_a_hostile_corpus_and_settle_every_valid_case(
     broker: tuple[str, str],
     rabbitmq_url: str,
@@ -173,7 +228,9 @@ def test_the_entrances_survive_a_hostile_corpus_and_settle_every_valid_case(
     kind, url = broker
     upgrade(postgres_url)
     engine = make_engine(postgres_url)
-    items = build(queue_prefix, queue_prefix, MESSAGES, inbox=True)
+    foreign = make_foreign(engine, tmp_path / "blobs", queue_prefix)
+    before = snapshot(engine, foreign.case_id)
+    items = build(queue_prefix, queue_prefix, MESSAGES, inbox=True, foreign=foreign)
     env = worker_env(
         broker_url=url,
         database_url=postgres_url,
@@ -252,9 +309,46 @@ def test_the_entrances_survive_a_hostile_corpus_and_settle_every_valid_case(
         assert settled() == len(keys)
         with engine.connect() as conn:
             made = conn.execute(
-                sa.select(sa.func.count()).where(cases.c.idempotency_key.contains(queue_prefix))
+                sa.select(sa.func.count()).where(
+                    cases.c.idempotency_key.contains(queue_prefix),
+                    cases.c.clinic_hsa_id != OTHER_CLINIC,
+                )
             ).scalar_one()
         assert made == len(keys)  # the replayed message made no second case
+        case_reasons = {
+            f"journal-a/{json.loads(i.body)['idempotency_key']}": i.case_reason
+            for i in items
+            if i.case_reason
+        }
+        with engine.connect() as conn:
+            ended = dict(
+                conn.execute(
+                    sa.select(cases.c.idempotency_key, cases.c.reason).where(
+                        cases.c.idempotency_key.in_(case_reasons)
+                    )
+                ).all()
+            )
+            other_rows = conn.execute(
+                sa.select(sa.func.count()).where(
+                    cases.c.clinic_hsa_id == OTHER_CLINIC,
+                    cases.c.id != foreign.case_id,
+                    cases.c.idempotency_key.contains(queue_prefix),  # this run's
+                )
+            ).scalar_one()
+        assert ended == case_reasons
+        assert other_rows == 0  # no request made a case for the other clinic
+        assert snapshot(engine, foreign.case_id) == before  # its case untouched
+        reader = case_access.Reader("SE2321000016-S101", GOOD["clinic_hsa_id"])
+        with pytest.raises(case_access.CaseNotFound):
+            case_access.show_case(engine, reader, foreign.case_id, now=dt.datetime.now(dt.UTC))
+        with engine.connect() as conn:
+            logged = conn.execute(
+                sa.select(access_log.c.outcome, access_log.c.case_ids).where(
+                    access_log.c.unit_hsa_id == GOOD["clinic_hsa_id"],
+                    access_log.c.case_ids.contains(foreign.case_id),
+                )
+            ).all()
+        assert [row.outcome for row in logged] == ["refused"]
         for name, process in processes.items():
             assert process.alive(), f"{name} exited\n{logs}"
         assert "waits after a failure" not in intake.output() + inbox.output(), logs
@@ -271,6 +365,7 @@ def test_the_entrances_survive_a_hostile_corpus_and_settle_every_valid_case(
                     "seconds": round(elapsed, 1),
                     "categories": len(categories),
                     "reasons": dict(got),
+                    "case_reasons": dict(Counter(case_reasons.values())),
                 }
             )
         )

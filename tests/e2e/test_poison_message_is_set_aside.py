@@ -2,7 +2,9 @@
 
 The poison is made real: the test holds a lock on ``cases`` so that the stage hangs on the
 message, and SIGKILLs the worker process group (as an OOM kill or a supervisor would) while it
-hangs; RabbitMQ hands the message out again to the next worker. After
+hangs; the broker hands the message out again to the next worker (RabbitMQ when the connection
+drops; Redis once the killed worker's heartbeat is older than ``OMVANT_REDIS_HEARTBEAT_TIMEOUT_MS``,
+here 5 s, and a broker command runs its maintenance, here every one). After
 ``OMVANT_POISON_DELIVERIES`` kills the next worker must record it as ``poison-message`` and
 acknowledge it without starting it, and a valid case sent afterwards must settle.
 """
@@ -39,19 +41,33 @@ def request(key: str) -> SendCaseV2:
     )
 
 
+REDIS_DEAD_WORKER = {
+    "OMVANT_REDIS_HEARTBEAT_TIMEOUT_MS": "5000",
+    "OMVANT_REDIS_MAINTENANCE_CHANCE": "1000000",
+}
+
+
+@pytest.fixture(params=["rabbitmq", "redis"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
 def test_a_message_that_kills_its_worker_twice_is_set_aside_and_work_goes_on(
-    rabbitmq_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
+    broker_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
     upgrade(postgres_url)
     engine = make_engine(postgres_url)
     env = worker_env(
-        broker_url=rabbitmq_url,
+        broker_url=broker_url,
         database_url=postgres_url,
         queue_prefix=queue_prefix,
         blob_dir=tmp_path / "blobs",
-        extra={"OMVANT_POISON_DELIVERIES": str(KILLS)},
+        extra={
+            "OMVANT_POISON_DELIVERIES": str(KILLS),
+            **(REDIS_DEAD_WORKER if broker_url.startswith("redis") else {}),
+        },
     )
-    broker = build_broker(rabbitmq_url)
+    broker = build_broker(broker_url)
     poison = request(f"{queue_prefix}poison")
     envelope = envelope_for([poison]).model_dump(mode="json")
     queue = queue_name(Queues.RECIPIENT_VALIDATION, queue_prefix)

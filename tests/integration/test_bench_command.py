@@ -68,6 +68,9 @@ def test_a_small_bench_reports_every_promised_figure(
     for server in ("postgres", "postgres_bench_database", "broker"):
         assert cpu[server] == "not local" or cpu[server] > 0, (server, cpu[server])
     assert cpu["dispatching_client"] > 0
+    assert set(cpu["idle_cpu_percent"]) == set(STAGES)
+    written = figures["postgres_writes_per_case"]  # PostgreSQL's own counters of the database
+    assert written["commits"] > 0 and written["rows_updated"] > 0 and written["rows_inserted"] > 0
 
     # the profile of one stage, written where the bench says
     profile = figures["profile"]

@@ -18,8 +18,10 @@ import pika
 import pytest
 import redis
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from contracts.send_case import SendCaseV2, case_id_for
+from producers.cli import app
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from tests.reachable import reachable_residents
@@ -183,6 +185,7 @@ def test_a_signed_request_with_another_clinics_case_id_gets_its_own_case(
         a_row = conn.execute(sa.select(cases_table).where(cases_table.c.id == mapped)).one()
     assert mapped != b_case
     assert (a_row.clinic_hsa_id, a_row.idempotency_key) == (CLINIC_A, f"journal-a/{key}")
+    assert a_row.producer_reference == b_case  # A's own reference, kept as A gave it
     assert wait_for(lambda: settled(pipeline, mapped), 1, timeout=30) == 1
     with pipeline.ctx.engine.connect() as conn:
         b_row = conn.execute(sa.select(cases_table).where(cases_table.c.id == b_case)).one()
@@ -200,3 +203,51 @@ def test_two_integrations_of_one_clinic_may_use_the_same_key(
     assert bridge.counts.duplicates == 0
     ids = [case_id_for(CLINIC_A, f"{who}/{key}") for who in ("journal-a", "booking-b")]
     assert wait_for(lambda: settled(pipeline, *ids), 2, timeout=30) == 2
+
+
+def test_the_producers_reference_is_kept_and_found_by_the_clinic_and_in_the_rejects(
+    pipeline: InProcessPipeline, broker_url: str, publish: Publish, queue_prefix: str
+) -> None:
+    reference = f"{queue_prefix}journal-77"
+    body = json.dumps(record(CLINIC_A, f"{queue_prefix}r", case_id=reference)).encode()
+    forged = json.dumps(record(CLINIC_A, f"{queue_prefix}f")).encode()
+    publish(body, signed(body, "journal-a"))
+    publish(forged, {**signed(body, "journal-a"), "message-id": f"{queue_prefix}msg-9"})
+    bridge_all(pipeline, broker_url, 2)
+    database = pipeline.ctx.settings.database_url
+    runner = CliRunner()
+    listed = runner.invoke(
+        app,
+        [
+            "cases", "list", "--clinic", CLINIC_A, "--user", "SE2321000016-S101",
+            "--reference", reference, "--json", "--database", database,
+        ],
+    )  # fmt: skip
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert [r["reference"] for r in rows] == [reference]
+    shown = runner.invoke(
+        app,
+        [
+            "cases", "show", rows[0]["case_id"], "--clinic", CLINIC_A,
+            "--user", "SE2321000016-S101", "--database", database,
+        ],
+    )  # fmt: skip
+    assert f"reference {reference}" in shown.output
+    other = runner.invoke(
+        app,
+        [
+            "cases", "list", "--clinic", CLINIC_B, "--user", "SE2321000016-S101",
+            "--reference", reference, "--json", "--database", database,
+        ],
+    )  # fmt: skip
+    assert json.loads(other.output) == []  # another clinic does not find it
+    rejects = runner.invoke(
+        app, ["rejects", "list", "--reference", f"{queue_prefix}msg-9", "--json", "--database",
+              database],
+    )  # fmt: skip
+    assert rejects.exit_code == 0, rejects.output
+    found = json.loads(rejects.output)
+    assert [(r["reason"], r["reference"]) for r in found] == [
+        ("signature-invalid", f"{queue_prefix}msg-9")
+    ]

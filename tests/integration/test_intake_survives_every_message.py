@@ -143,6 +143,20 @@ def amqp_cases(run: str) -> list[Case]:
             "header-undecodable",
             extra={"app_id": b"\x80", "correlation_id": b"\xed\xa0\x80"},
         ),
+        Case(
+            "the producer's message id is kept as its reference",
+            body,
+            {**signed(body), "omvant-contract-version": "9"},
+            "unknown-contract-version",
+            extra={"message_id": "journal-msg-42"},
+        ),
+        Case(
+            "unsigned, a message id of free text is redacted",
+            body,
+            {"omvant-contract-version": "1"},
+            "signature-missing",
+            extra={"message_id": "Anna has the flu"},
+        ),
     ]
 
 
@@ -241,6 +255,13 @@ def test_no_message_stops_the_amqp_intake(
     assert recorded(settings) == sorted(c.reason for c in run if c.reason)
     frame = channel.queue_declare(f"{queue_prefix}omvant.intake", durable=True, passive=True)
     assert frame.method.message_count == 0  # everything acknowledged
+    references = {r["reference"] for r in rejects}
+    assert {"journal-msg-42", "Xxxx xxx xxx xxx"} <= references
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:
+        stored = set(conn.execute(sa.select(rejected_messages.c.reference)).scalars())
+    engine.dispose()
+    assert {"journal-msg-42", "Xxxx xxx xxx xxx"} <= stored
     odd_rejects = [r for r in rejects if r["reason"] == "header-undecodable"]
     fields = sorted(str(r["error"]["field"]) for r in odd_rejects)  # type: ignore[index]
     assert fields == ["amqp-content-type", "amqp-correlation-id", "amqp-message-id"]

@@ -298,3 +298,55 @@ def test_omvant_worker_without_an_answer_key_is_one_line_and_exit_2(
     )  # fmt: skip
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("omvant: OMVANT_ANSWER_KEY is not set")
+
+
+def test_an_answer_is_called_back_once_as_case_answered_without_its_content(ctx: Context) -> None:
+    from tests.web.api_support import make_key
+    from workers.adapters.webhook_receiver import WebhookReceiver
+    from workers.store.schema import case_events, intake_keys
+    from workers.webhooks import WebhookSender
+
+    with ctx.engine.begin() as conn:
+        template_store.create(conn, validated(question_template()))
+    deliver(ctx, "q-9")
+    with WebhookReceiver() as receiver:
+        key = make_key(ctx.settings.database_url, "journal-q", [CLINIC], webhook_url=receiver.url)
+        receiver.signing_key = key.signing_key
+        with ctx.engine.begin() as conn:  # the case came in through the key's integration
+            conn.execute(
+                intake_keys.insert().values(
+                    clinic_hsa_id=CLINIC,
+                    idempotency_key="q-9",
+                    case_id="q-9",
+                    integration="journal-q",
+                    first_seen_at=T,
+                )
+            )
+        publish_answers(ctx, [answered("q-9", "counter-question")] * 2, expected=1)
+        publish_answers(ctx, [answered("q-9", "answer")], expected=1)  # a later answer: no news
+        sender = WebhookSender(ctx.engine, ctx.settings)
+        sender.run_once()
+        sender.run_once()
+        sender.close()
+    with ctx.engine.connect() as conn:
+        history = conn.execute(
+            sa.select(case_events.c.state, case_events.c.at).where(case_events.c.case_id == "q-9")
+        ).all()
+    assert [h.state for h in history].count("answered") == 1
+    [answer_event] = [e for e in receiver.events.values() if e["type"] == "case.answered"]
+    assert answer_event["case"] == {
+        "id": "q-9",
+        "clinic_hsa_id": CLINIC,
+        "batch_id": "b1",
+        "state": "answered",
+        "reason": None,
+    }
+    assert answer_event["occurred_at"] == T.isoformat()
+    assert sorted(e["type"] for e in receiver.events.values()) == [
+        "case.answered",
+        "case.delivered",
+        "case.read",
+    ]
+    body = json.dumps(list(receiver.events.values()), ensure_ascii=False)
+    assert "knä" not in body and "vecka" not in body and "counter" not in body, "no content"
+    assert receiver.bad_signatures == 0 and receiver.deliveries == len(receiver.events)

@@ -403,6 +403,27 @@ def test_an_email_in_doubt_under_at_most_once_is_not_sent_again_and_says_why(
     assert state(ctx, "doubt-4") == "delivered"
 
 
+def test_an_email_in_doubt_whose_sms_was_sent_is_not_sent_again(ctx: Context) -> None:
+    [resident] = reachable_residents(ctx.settings.seed, 1, frozenset({"sms", "email"}))
+    item = cleared_item("doubt-6", resident, channels=["sms", "email"])
+    with ctx.engine.begin() as conn:
+        store_cleared(conn, [item])
+    messages = deliver(ctx, [item])
+    in_doubt(ctx, "doubt-6:email")
+    send(ctx, messages + messages)
+    assert isinstance(ctx.email, SimulatedEmailSender)
+    assert ctx.email.recorder.records == []  # the resident has the SMS: no duplicate risked
+    rows = ledger(ctx, "doubt-6")
+    assert rows["doubt-6:sms"].status == notifications.SENT
+    email = rows["doubt-6:email"]
+    assert (email.status, email.reason, email.resolution) == (
+        notifications.UNCONFIRMED,
+        "notification-in-doubt",
+        Resolution.NOTIFIED_OTHERWISE,
+    )
+    assert state(ctx, "doubt-6") == "notified"
+
+
 def test_an_email_in_doubt_is_asked_about_where_the_provider_can_be_asked(ctx: Context) -> None:
     ctx.email = SimulatedEmailSender(can_lookup=True)
     [resident] = reachable_residents(ctx.settings.seed, 1, frozenset({"email"}))
@@ -580,6 +601,8 @@ def test_what_the_send_protocol_does_with_each_row() -> None:
     assert next_step(entry("pending", "sms", age=10), policy) == Step.NOT_YET
     assert next_step(entry("pending", "sms"), policy) == Step.ASK_PROVIDER
     assert next_step(entry("pending", "email"), policy) == Step.RESEND_LATER
+    pending_email = entry("pending", "email")
+    assert next_step(pending_email, policy, notified_otherwise=True) == Step.NOTIFIED_OTHERWISE
     resent = entry("pending", "email", resolution=Resolution.RESENT_SAME_MESSAGE_ID)
     assert next_step(resent, policy) == Step.GIVE_UP
     strict = Policy(STOCKHOLM_AFTERNOON, 60, frozenset({"sms"}), email_in_doubt="at-most-once")

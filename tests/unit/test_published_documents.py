@@ -113,6 +113,7 @@ def test_every_reference_resolves_and_every_payload_is_a_json_schema() -> None:
         "omvant.intake",
         "omvant.intake.rejects",
         "omvant.inbox-events",
+        "{webhookUrl}",
     }
     for name, message in doc["components"]["messages"].items():
         assert message["x-omvant-contract"] and message["x-omvant-version"] >= 1, name
@@ -149,3 +150,36 @@ def test_the_documented_payloads_take_real_messages() -> None:
         "occurred_at": "2026-11-25T17:00:03+00:00",
     }
     jsonschema.validate(inbox, messages["inboxEventV1"]["payload"]["schema"])
+
+
+def test_a_real_status_callback_matches_both_documents_and_carries_no_content() -> None:
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from workers.store.webhooks import payload
+
+    event = SimpleNamespace(
+        id=7,
+        integration="journal-a",
+        state="answered",
+        at=dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC),
+        case_id="c-1",
+        clinic_hsa_id="SE2321000016-VC01",
+        batch_id=None,
+        reason=None,
+    )
+    body = payload(event)
+    asyncapi = document()["components"]["messages"]["statusCallback"]["payload"]["schema"]
+    jsonschema.validate(body, asyncapi)
+    spec = openapi_document()
+    hook = spec["webhooks"]["case-status"]["post"]
+    ref = hook["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = {
+        **spec["components"]["schemas"][ref.rsplit("/", 1)[1]],
+        "components": spec["components"],
+    }
+    jsonschema.validate(body, schema)
+    assert set(body) == {"id", "type", "occurred_at", "case"}
+    assert set(body["case"]) == {"id", "clinic_hsa_id", "batch_id", "state", "reason"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**body, "answer": "text"}, asyncapi)

@@ -106,6 +106,33 @@ def test_a_sent_notification_whose_case_was_not_recorded_notified_is_recorded(
     assert ctx.sms.sends == {}
 
 
+def test_a_notification_the_sweep_sends_for_a_case_notified_before_joins_its_channels(
+    ctx: Context,
+) -> None:
+    delivered_with_rows(ctx, "both-1", status=notifications.QUEUED)
+    with ctx.engine.begin() as conn:
+        notifications.write_queued(
+            conn, [notifications.Queued("both-1", "email", "a@example.org")], refused="x"
+        )
+        conn.execute(  # the e-mail went out and the case was recorded notified on it
+            sa.update(notification_ledger)
+            .where(notification_ledger.c.idempotency_key == "both-1:email")
+            .values(status=notifications.SENT, updated_at=NOW)
+        )
+        cases.apply(
+            conn,
+            [Transition("both-1", CaseState.NOTIFIED, {"channels": "email"})],
+            stage="test",
+        )
+    ctx.now = lambda: LATER
+    assert sweep.run(ctx)["notifications-sent"] == 1  # the SMS, whose message was lost
+    with ctx.engine.connect() as conn:
+        channels = conn.execute(
+            sa.select(cases_table.c.channels).where(cases_table.c.id == "both-1")
+        ).scalar()
+    assert channels == "email,sms"
+
+
 def test_cases_stalled_before_delivery_are_counted_per_state_and_left_alone(
     ctx: Context,
 ) -> None:

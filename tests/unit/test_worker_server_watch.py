@@ -4,6 +4,7 @@ with exit status 2 after a bounded time, and keeps dramatiq's consumer chatter o
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -181,3 +182,21 @@ def test_a_broker_that_comes_back_is_said_once_and_the_process_goes_on(
 
 def test_report_times_back_off() -> None:
     assert report_times(400) == [0, 3, 6, 12, 24, 48, 96, 216, 336]
+
+
+def test_the_main_process_is_the_one_omvant_worker_named_not_whoever_is_parent_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.server_watch import MAIN_PID_VARIABLE, main_pid
+
+    # a worker process still importing when its main process was killed has init as parent:
+    # it must still know its main process, to see that it is gone
+    monkeypatch.setenv(MAIN_PID_VARIABLE, "424242")
+    assert main_pid() == 424242
+    errors = ConsumerErrors(FakeClock())
+    watch = ServerWatch(errors, broker_url="redis://h:1/0", give_up_after=30)
+    assert watch._parent == 424242
+    monkeypatch.setenv(MAIN_PID_VARIABLE, str(os.getpid()))  # dramatiq's main process itself
+    assert main_pid() == os.getppid()
+    monkeypatch.delenv(MAIN_PID_VARIABLE)
+    assert main_pid() == os.getppid()

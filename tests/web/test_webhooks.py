@@ -114,3 +114,67 @@ def test_a_callback_that_keeps_failing_is_given_up_after_the_last_attempt(
             row = conn.execute(sa.select(webhook_outbox)).one()
     assert row.status == "gave-up" and row.attempts == 3 and row.last_error == "HTTP 503"
     assert receiver.deliveries == 3 and not receiver.events
+
+
+def _event(conn: sa.Connection, case_id: str, state: str, at: dt.datetime) -> None:
+    conn.execute(case_events.insert().values(case_id=case_id, state=state, stage="test", at=at))
+
+
+def _outbox(engine: sa.Engine, case_ids: list[str]) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(webhook_outbox.c.case_id, webhook_outbox.c.event).where(
+                webhook_outbox.c.case_id.in_(case_ids)
+            )
+        )
+        return sorted((r.case_id, r.event) for r in rows)
+
+
+def _collect(engine: sa.Engine) -> webhooks.Collected:
+    with engine.begin() as conn:
+        return webhooks.collect(conn)
+
+
+def test_the_cursor_reads_each_event_once_and_nothing_again(sqlite_url: str) -> None:
+    make_key(sqlite_url, "journal-a", [CLINIC_A], webhook_url="http://127.0.0.1:9/hook")
+    engine = make_engine(sqlite_url)
+    _case(engine, "case-1", "journal-a", ["delivered"])
+    assert _collect(engine) == webhooks.Collected(read=1, added=1)
+    assert _collect(engine) == webhooks.Collected(read=0, added=0)  # no rescan of the recent
+    with engine.begin() as conn:
+        _event(conn, "case-1", "notified", utcnow() - dt.timedelta(minutes=5))  # stamped early
+    assert _collect(engine) == webhooks.Collected(read=1, added=1)
+    assert _outbox(engine, ["case-1"]) == [("case-1", "delivered"), ("case-1", "notified")]
+
+
+def test_an_event_committed_late_with_a_lower_id_is_read_once_on_postgresql(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL gives the id at insert: a transaction that commits after a later one leaves
+    its lower id behind the cursor's; the snapshot cursor still reads it, once."""
+    make_key(postgres_url, "journal-late", [CLINIC_A], webhook_url="http://127.0.0.1:9/hook")
+    engine = make_engine(postgres_url)
+    try:
+        _case(engine, "late-1", "journal-late", ["validated"])
+        _case(engine, "late-2", "journal-late", ["validated"])
+        _collect(engine)  # whatever the session's other tests left
+        long_ago = utcnow() - dt.timedelta(minutes=5)
+        slow = engine.connect()
+        slow_tx = slow.begin()
+        _event(slow, "late-1", "delivered", long_ago)  # the lower id, not yet committed
+        with engine.begin() as conn:
+            _event(conn, "late-2", "delivered", long_ago)
+        first = _collect(engine)
+        assert first.read == 1 and _outbox(engine, ["late-1", "late-2"]) == [
+            ("late-2", "delivered")
+        ]
+        slow_tx.commit()
+        slow.close()
+        assert _collect(engine) == webhooks.Collected(read=1, added=1)
+        assert _collect(engine) == webhooks.Collected(read=0, added=0)
+        assert _outbox(engine, ["late-1", "late-2"]) == [
+            ("late-1", "delivered"),
+            ("late-2", "delivered"),
+        ]
+    finally:
+        engine.dispose()

@@ -66,6 +66,8 @@ class CaseFilter:
     """One resident (12 digits, as the system of record keeps them)."""
     offset: int = 0
     """Cases to skip (paging)."""
+    reference: str | None = None
+    """The producer's own id of the case (the ``case_id`` it sent)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class CaseRow:
     answered_at: dt.datetime | None
     answer_kind: str | None
     channels_notified: tuple[str, ...] = ()
+    reference: str | None = None
+    """The producer's own id of the case (the ``case_id`` it sent), if it gave one."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,8 @@ def _query(clinic_hsa_id: str, f: CaseFilter, now: dt.datetime) -> sa.Select[tup
         query = query.where(cases.c.received_at < f.until)
     if f.personnummer is not None:
         query = query.where(cases.c.personnummer == f.personnummer)
+    if f.reference is not None:
+        query = query.where(cases.c.producer_reference == f.reference)
     return query
 
 
@@ -195,6 +201,7 @@ def _row(r: sa.Row[tuple[object, ...]], now: dt.datetime, channels: Sequence[str
         answered_at=_aware(m["answered_at"]),
         answer_kind=m["answer_kind"],
         channels_notified=tuple(sorted(set(channels))),
+        reference=m["producer_reference"],
     )
 
 

@@ -53,6 +53,9 @@ class Resolution:
     (a duplicate is recognisable; the resident is never left with none)."""
     NOT_SENT_AGAIN = "not-sent-again"
     """The provider cannot be asked and the policy is at most once: perhaps sent."""
+    NOTIFIED_OTHERWISE = "notified-otherwise"
+    """The provider cannot be asked, and another channel of the same round was sent: the
+    resident has a notice; perhaps sent, not sent again."""
 
 
 def key_for(case_id: str, channel: str, round_: int = 1) -> str:
@@ -315,7 +318,14 @@ def mark_retry(
     _update(conn, key, PENDING, status=RETRY, detail=detail[:300], due_at=due_at)
 
 
-def mark_unconfirmed(conn: sa.Connection, key: str, reason: str, detail: str) -> None:
+def mark_unconfirmed(
+    conn: sa.Connection,
+    key: str,
+    reason: str,
+    detail: str,
+    *,
+    resolution: str = Resolution.NOT_SENT_AGAIN,
+) -> None:
     """An in-doubt send settled by policy: counted as perhaps sent, never sent again."""
     _update(
         conn,
@@ -324,8 +334,17 @@ def mark_unconfirmed(conn: sa.Connection, key: str, reason: str, detail: str) ->
         status=UNCONFIRMED,
         reason=reason,
         detail=detail[:300],
-        resolution=Resolution.NOT_SENT_AGAIN,
+        resolution=resolution,
     )
+
+
+def sent_rounds(conn: sa.Connection, case_ids: Iterable[str]) -> dict[tuple[str, int], set[str]]:
+    """The channels sent per (case, round) of these cases."""
+    found: dict[tuple[str, int], set[str]] = {}
+    for entry in entries_for(conn, case_ids).values():
+        if entry.status == SENT:
+            found.setdefault((entry.case_id, entry.round), set()).add(entry.channel)
+    return found
 
 
 def sent_channels(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, list[str]]:

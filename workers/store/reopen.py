@@ -17,6 +17,9 @@ from workers.store.cases import utcnow
 from workers.store.schema import case_events, cases, templates
 
 _FINAL_VALUES = [state.value for state in FINAL]
+_OPEN_VALUES = [state.value for state in CaseState if state not in FINAL]
+"""States a case can be put back in (the history also has entries that are no state, such as
+``answered``)."""
 _current_version = (
     sa.select(templates.c.current_version)
     .where(templates.c.id == cases.c.template_id)
@@ -28,7 +31,7 @@ def last_open_state(conn: sa.Connection, case_id: str) -> CaseState:
     """The last state the case had before it ended (received if its history says nothing)."""
     row = conn.execute(
         sa.select(case_events.c.state)
-        .where(case_events.c.case_id == case_id, case_events.c.state.not_in(_FINAL_VALUES))
+        .where(case_events.c.case_id == case_id, case_events.c.state.in_(_OPEN_VALUES))
         .order_by(case_events.c.id.desc())
         .limit(1)
     ).first()

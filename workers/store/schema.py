@@ -36,7 +36,9 @@ cases = sa.Table(
     sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("answer_kind", sa.String(32), nullable=True),
     sa.Column("content", sa.Text, nullable=True),
+    sa.Column("producer_reference", sa.String(64), nullable=True),
     sa.UniqueConstraint("clinic_hsa_id", "idempotency_key", name="uq_cases_clinic_key"),
+    sa.Index("ix_cases_clinic_reference", "clinic_hsa_id", "producer_reference"),
     sa.Index("ix_cases_clinic_state", "clinic_hsa_id", "state"),
     sa.Index("ix_cases_batch", "batch_id"),
     sa.Index("ix_cases_state_updated", "state", "updated_at"),
@@ -70,11 +72,14 @@ rejected_messages = sa.Table(
     sa.Column("headers", sa.Text, nullable=True),
     sa.Column("excerpt", sa.Text, nullable=True),
     sa.Column("body_encoding", sa.String(8), nullable=True),
+    sa.Column("reference", sa.String(200), nullable=True),
     sa.Index("ix_rejected_messages_at", "at"),
+    sa.Index("ix_rejected_messages_reference", "reference"),
 )
 """Messages no stage could read or the intake refused (``workers/rejections.py`` decides what
 of each is kept: the body only from a sender who authenticated, bounded; otherwise its size,
-hash, the headers Omvänt reads and a redacted excerpt). Purged after the retention."""
+hash, the headers Omvänt reads and a redacted excerpt). ``reference`` is the producer's own id
+of the message (``message-id``), so a sender can find its reject. Purged after the retention."""
 
 message_deliveries = sa.Table(
     "message_deliveries",
@@ -323,8 +328,12 @@ webhook_cursor = sa.Table(
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("last_event_id", sa.BigInteger, nullable=False),
+    sa.Column("snapshot", sa.Text, nullable=True),
 )
-"""How far into ``case_events`` the webhook collector has looked for good."""
+"""How far into ``case_events`` the webhook collector has read: the last id (SQLite, and the
+events from before migration 0016), and on PostgreSQL the snapshot it read up to. PostgreSQL's
+``case_events`` also has ``xact_id`` (each event's transaction, migration 0016), kept out of
+this metadata because SQLite has no such column."""
 users = sa.Table(
     "users",
     metadata,

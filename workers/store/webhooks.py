@@ -3,9 +3,7 @@
 Each case event of an integration's case (its cases came in through the intake or the HTTP
 API, so ``intake_keys`` names the integration) in a state worth calling back becomes one
 outbox row whose ``event_id`` is stable (the same event gives the same row, and is the
-callback's idempotency key). ``collect`` re-reads the last ``SETTLE_SECONDS`` of history every
-round so that an event committed late with a lower id is not missed; the durable cursor only
-passes events older than that.
+callback's idempotency key). ``collect`` reads each event exactly once (see there).
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from contracts.status_callback import CallbackCase, StatusCallback
 from workers.store.cases import _insert, utcnow
 from workers.store.schema import (
     api_keys,
@@ -31,9 +30,20 @@ from workers.store.schema import (
 EVENTS = ("delivered", "notified", "read", "answered", "rejected", "failed")
 """Case states an integration is told of."""
 PENDING, SENT, GAVE_UP = "pending", "sent", "gave-up"
-SETTLE_SECONDS = 30.0
 CURSOR = "case-events"
 _NAMESPACE = uuid.UUID("6f6d7661-6e74-4000-8000-776562686f6f")
+
+
+class _PgSnapshot(sa.types.UserDefinedType):  # type: ignore[type-arg]
+    """PostgreSQL's ``pg_snapshot`` (its text form ``xmin:xmax:xip,...``)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "pg_snapshot"
+
+
+_PG_SNAPSHOT = _PgSnapshot()
 
 
 @dataclass(frozen=True)
@@ -57,18 +67,71 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _cursor(conn: sa.Connection) -> int:
-    value = conn.execute(
-        sa.select(webhook_cursor.c.last_event_id).where(webhook_cursor.c.name == CURSOR)
-    ).scalar()
-    return int(value or 0)
+@dataclass(frozen=True)
+class Collected:
+    """One collecting round: case events read past the cursor, outbox rows new of them."""
+
+    read: int
+    added: int
 
 
-def collect(conn: sa.Connection, *, settle_seconds: float = SETTLE_SECONDS) -> int:
-    """Write an outbox row for every new case event an integration with a webhook is to hear
-    of; returns how many rows were new."""
+def _horizon(conn: sa.Connection) -> tuple[int, str | None, int | None, str | None]:
+    """The cursor (locked against another sender on PostgreSQL), then how far this round
+    reads: ``(last_id, last_snapshot, top_id, snapshot)``.
+
+    The horizon is taken before the events are read, so every event of it is committed when
+    they are: on SQLite (one writer at a time, ids in commit order) every id up to the largest
+    now; on PostgreSQL every transaction this snapshot sees as done.
+    """
+    row = conn.execute(
+        sa.select(webhook_cursor.c.last_event_id, webhook_cursor.c.snapshot)
+        .where(webhook_cursor.c.name == CURSOR)
+        .with_for_update()
+    ).first()
+    last_id = int(row.last_event_id) if row is not None else 0
+    last_snapshot = row.snapshot if row is not None else None
+    if conn.dialect.name == "postgresql":
+        snapshot = conn.execute(sa.text("SELECT pg_current_snapshot()::text")).scalar_one()
+        return last_id, last_snapshot, None, str(snapshot)
+    top = conn.execute(sa.select(sa.func.max(case_events.c.id))).scalar()
+    return last_id, last_snapshot, int(top or 0), None
+
+
+def _past_the_cursor(
+    last_id: int,
+    last_snapshot: str | None,
+    top: int | None,
+    snapshot: str | None,
+) -> sa.ColumnElement[bool]:
+    """The case events of this round: after the cursor, up to the horizon."""
+    if snapshot is None:
+        return sa.and_(case_events.c.id > last_id, case_events.c.id <= (top or 0))
+    xact: sa.ColumnElement[Any] = sa.literal_column("case_events.xact_id")
+    now = sa.func.pg_visible_in_snapshot(xact, sa.cast(snapshot, _PG_SNAPSHOT))
+    if last_snapshot is None:  # the first round, or the first since migration 0016
+        return sa.and_(case_events.c.id > last_id, sa.or_(xact.is_(None), now))
+    before = sa.cast(last_snapshot, _PG_SNAPSHOT)
+    return sa.and_(
+        xact >= sa.func.pg_snapshot_xmin(before),
+        xact < sa.func.pg_snapshot_xmax(sa.cast(snapshot, _PG_SNAPSHOT)),
+        sa.not_(sa.func.pg_visible_in_snapshot(xact, before)),
+        now,
+    )
+
+
+def collect(conn: sa.Connection) -> Collected:
+    """Write an outbox row for every case event since the last round that an integration
+    with a webhook is to hear of.
+
+    The cursor is exact: each event is read once, however its transaction's commit raced
+    others'. On PostgreSQL an event's id is handed out at insert, so a transaction that
+    commits late can leave a lower id behind a higher one already read; the cursor is
+    therefore a snapshot, and an event is this round's when its transaction is done in this
+    round's snapshot and was not in the last one's (``case_events.xact_id``, migration
+    0016). A transaction still open waits for a later round; none is missed or read twice.
+    """
     now = utcnow()
-    start = _cursor(conn)
+    last_id, last_snapshot, top, snapshot = _horizon(conn)
     query = (
         sa.select(
             case_events.c.id,
@@ -90,63 +153,69 @@ def collect(conn: sa.Connection, *, settle_seconds: float = SETTLE_SECONDS) -> i
         )
         .join(api_keys, api_keys.c.key_id == intake_keys.c.integration)
         .where(
-            case_events.c.id > start,
+            _past_the_cursor(last_id, last_snapshot, top, snapshot),
             case_events.c.state.in_(EVENTS),
             api_keys.c.webhook_url.is_not(None),
             api_keys.c.revoked_at.is_(None),
         )
         .order_by(case_events.c.id)
     )
+    read = list(conn.execute(query))
     rows = [
         {
             "event_id": event_id_for(r.integration, int(r.id)),
             "key_id": r.integration,
             "case_id": r.case_id,
             "event": r.state,
-            "payload": json.dumps(
-                {
-                    "id": event_id_for(r.integration, int(r.id)),
-                    "type": f"case.{r.state}",
-                    "occurred_at": _aware(r.at).isoformat(),
-                    "case": {
-                        "id": r.case_id,
-                        "clinic_hsa_id": r.clinic_hsa_id,
-                        "batch_id": r.batch_id,
-                        "state": r.state,
-                        "reason": r.reason,
-                    },
-                }
-            ),
+            "payload": json.dumps(payload(r)),
             "status": PENDING,
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
         }
-        for r in conn.execute(query)
+        for r in read
     ]
     added = 0
     if rows:
-        statement = _insert(conn, webhook_outbox).on_conflict_do_nothing(
-            index_elements=["event_id"]
+        statement = (
+            _insert(conn, webhook_outbox)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(webhook_outbox.c.event_id)
         )
         for begin in range(0, len(rows), 500):
-            result = conn.execute(statement, rows[begin : begin + 500])
-            added += max(0, int(result.rowcount or 0))
-    settled = conn.execute(
-        sa.select(sa.func.max(case_events.c.id)).where(
-            case_events.c.id > start,
-            case_events.c.at < now - dt.timedelta(seconds=settle_seconds),
-        )
-    ).scalar()
-    if settled is not None:
-        statement = _insert(conn, webhook_cursor)
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["name"], set_={"last_event_id": statement.excluded.last_event_id}
-            ),
-            {"name": CURSOR, "last_event_id": int(settled)},
-        )
-    return added
+            # counted by RETURNING: an executemany's rowcount is not one on every driver
+            added += len(conn.execute(statement, rows[begin : begin + 500]).all())
+    if snapshot is not None:
+        top = max([last_id, *(int(r.id) for r in read)])
+    statement = _insert(conn, webhook_cursor)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name"],
+            set_={
+                "last_event_id": statement.excluded.last_event_id,
+                "snapshot": statement.excluded.snapshot,
+            },
+        ),
+        {"name": CURSOR, "last_event_id": int(top or 0), "snapshot": snapshot},
+    )
+    return Collected(len(read), added)
+
+
+def payload(event: Any) -> dict[str, Any]:
+    """The callback's body (``contracts.status_callback``): ids, clinic, event, reason code
+    and time; never a personnummer, message content or an answer."""
+    return StatusCallback(
+        id=event_id_for(event.integration, int(event.id)),
+        type=f"case.{event.state}",
+        occurred_at=_aware(event.at),
+        case=CallbackCase(
+            id=event.case_id,
+            clinic_hsa_id=event.clinic_hsa_id,
+            batch_id=event.batch_id,
+            state=event.state,
+            reason=event.reason,
+        ),
+    ).model_dump(mode="json") | {"occurred_at": _aware(event.at).isoformat()}  # as first sent
 
 
 def due(conn: sa.Connection, *, limit: int = 200) -> list[Callback]:

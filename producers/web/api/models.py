@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts.common import HsaId, TemplateId
 from contracts.send_case import FragmentName, IdentityText
+from contracts.text import FreeText, LineText
 
 
 class Strict(BaseModel):
@@ -83,7 +84,7 @@ class Recipient(Strict):
     personnummer: IdentityText
     fields: dict[
         Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")],
-        Annotated[str, StringConstraints(max_length=500)],
+        Annotated[str, StringConstraints(max_length=500), FreeText],
     ] = Field(default_factory=dict, max_length=50)
 
 
@@ -93,7 +94,7 @@ class BatchRequest(Strict):
     clinic_hsa_id: HsaId
     sender_hsa_id: HsaId
     template_id: TemplateId
-    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    name: Annotated[str, StringConstraints(max_length=200), LineText] | None = None
     fragments: list[FragmentName] = Field(default_factory=list, max_length=100)
     recipients: list[Recipient] = Field(min_length=1, max_length=100_000)
 
