@@ -11,9 +11,11 @@ The protocol, per notification (``workers.store.notifications``):
    the provider call, together with the rest of its group: the notifications sent at once,
    in parallel (``OMVANT_SEND_CONCURRENCY``); nothing is claimed that is not in flight;
 2. the provider is called with the notification's idempotency key;
-3. the answer is recorded at once in a transaction of its own: *sent* (durable as soon as the
-   provider took it), *refused* (permanent, with a reason code) or *retry* (it certainly did
-   not take it). A timeout after the request went out leaves it pending: in doubt.
+3. the answer is recorded at once, before any other provider call: *sent* (durable as soon as
+   the provider took it), *refused* (permanent, with a reason code) or *retry* (it certainly
+   did not take it); answers that came in together share one transaction, and a group's last
+   answers share it with the claim of the next group. A timeout after the request went out
+   leaves it pending: in doubt.
 
 A pending row found later than ``OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS`` after its claim is in
 doubt (a crash between 2 and 3), never just dropped: a provider that can be asked by key
@@ -276,44 +278,82 @@ def _send_in_groups(
 ) -> BaseException | None:
     """Claim and send ``to_send`` a group at a time (a group is in flight together); return
     the first transient failure, after the whole chunk has been tried. The provider calls of a
-    group run in parallel; this thread records each answer the moment it comes (its own
-    transaction), so no mark waits for another provider call and the worker thread keeps one
-    database connection."""
+    group run in parallel; this thread records each answer the moment it comes, so no mark
+    waits for another provider call and the worker thread keeps one database connection. The
+    group's last answers are recorded in the transaction that claims the next group (nothing
+    is called in between): one commit per group when the provider answers at once."""
     size = max(1, ctx.settings.send_concurrency)
     failure: BaseException | None = None
+    unrecorded: list[tuple[Entry, Answer]] = []
     for start in range(0, len(to_send), size):
         group = to_send[start : start + size]
         reclaimed = [e for e in group if e.status == notifications.PENDING]
-        with ctx.engine.begin() as conn:
-            claimed = notifications.claim(
-                conn, [e.key for e in group if e.status != notifications.PENDING], policy.now
-            )
+        keys = [e.key for e in group if e.status != notifications.PENDING]
+        claimed, problems = _claim_recording(ctx, keys, policy.now, unrecorded)
+        failure = _tally(outcome, unrecorded, problems) or failure
+        unrecorded = []
         mine = [e for e in group if e.key in claimed] + reclaimed
-        for answered in _answers(ctx, mine, size):
-            for (entry, _), problem in zip(answered, _record(ctx, answered), strict=True):
-                if problem is None:
-                    outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
-                    outcome.count("sent")
-                elif isinstance(problem, NotificationRefused):
-                    outcome.count("refused")
-                else:
-                    outcome.count("retry")
-                    failure = failure or problem
+        for answered, more in _answers(ctx, mine, size):
+            if more or start + size >= len(to_send):
+                failure = _tally(outcome, answered, _record(ctx, answered)) or failure
+            else:
+                unrecorded = answered  # the group is in: recorded with the next claim
     return failure
 
 
-def _answers(ctx: Context, mine: list[Entry], size: int) -> Iterator[list[tuple[Entry, Answer]]]:
+def _tally(
+    outcome: Outcome, answered: Sequence[tuple[Entry, Answer]], problems: list[BaseException | None]
+) -> BaseException | None:
+    """Count recorded answers; return the first transient failure among them."""
+    failure: BaseException | None = None
+    for (entry, _), problem in zip(answered, problems, strict=True):
+        if problem is None:
+            outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
+            outcome.count("sent")
+        elif isinstance(problem, NotificationRefused):
+            outcome.count("refused")
+        else:
+            outcome.count("retry")
+            failure = failure or problem
+    return failure
+
+
+def _claim_recording(
+    ctx: Context, keys: list[str], now: dt.datetime, answered: Sequence[tuple[Entry, Answer]]
+) -> tuple[set[str], list[BaseException | None]]:
+    """Record the answers of the group before (if any) and claim ``keys``, in one
+    transaction; the claimed keys and each answer's problem (as ``_record``)."""
+    problems, write = _recording(answered)
+    claimed: set[str] = set()
+    if write is None:
+        with ctx.engine.begin() as conn:
+            claimed = notifications.claim(conn, keys, now)
+        return claimed, problems
+
+    def record_and_claim(conn: sa.Connection) -> None:
+        write(conn)
+        claimed.clear()
+        claimed.update(notifications.claim(conn, keys, now))
+
+    _durably(ctx, record_and_claim)
+    _log_answers(answered, problems)
+    return claimed, problems
+
+
+def _answers(
+    ctx: Context, mine: list[Entry], size: int
+) -> Iterator[tuple[list[tuple[Entry, Answer]], bool]]:
     """The providers' answers for a claimed group, as they come: each time, every answer that
-    has come in (one, or several that came together), so each is recorded at once and none
-    waits for another provider call."""
+    has come in (one, or several that came together), and whether any call is still out (then
+    they must be recorded before waiting for it)."""
     if len(mine) <= 1 or size == 1:
-        for entry in mine:
-            yield [(entry, _call_provider(ctx, entry))]
+        for index, entry in enumerate(mine):
+            yield [(entry, _call_provider(ctx, entry))], index + 1 < len(mine)
         return
     pending = {_pool(size).submit(_call_provider, ctx, e): e for e in mine}
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        yield [(pending.pop(f), f.result()) for f in done]
+        yield [(pending.pop(f), f.result()) for f in done], bool(pending)
 
 
 Answer = str | NotificationRefused | NotifierUnavailable | RateLimitExceeded
@@ -369,6 +409,18 @@ def _record(ctx: Context, answered: Sequence[tuple[Entry, Answer]]) -> list[Base
     """Record provider answers at once, those that came in together in one transaction; per
     answer None when sent, else the problem (refused: for good; other: to retry, or in doubt
     when the provider may have taken it)."""
+    problems, write = _recording(answered)
+    if write is not None:
+        _durably(ctx, write)
+    _log_answers(answered, problems)
+    return problems
+
+
+def _recording(
+    answered: Sequence[tuple[Entry, Answer]],
+) -> tuple[list[BaseException | None], Callable[[sa.Connection], None] | None]:
+    """Each answer's problem (None: sent), and the one ledger write that records them all
+    (None when there is nothing to write)."""
     taken: list[tuple[str, str]] = []
     writes: list[Callable[[sa.Connection], None]] = []
     problems: list[BaseException | None] = []
@@ -379,20 +431,25 @@ def _record(ctx: Context, answered: Sequence[tuple[Entry, Answer]]) -> list[Base
             taken.append((entry.key, answer))
         elif write is not None:
             writes.append(write)
+    if not taken and not writes:
+        return problems, None
 
     def write_all(conn: sa.Connection) -> None:
         notifications.mark_sent_many(conn, taken)
         for write in writes:
             write(conn)
 
-    if taken or writes:
-        _durably(ctx, write_all)
+    return problems, write_all
+
+
+def _log_answers(
+    answered: Sequence[tuple[Entry, Answer]], problems: list[BaseException | None]
+) -> None:
     for (entry, answer), problem in zip(answered, problems, strict=True):
         if isinstance(answer, NotificationRefused):
             log.info("notification refused", case_id=entry.case_id, channel=entry.channel)
         elif problem is not None and not isinstance(answer, RateLimitExceeded):
             log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
-    return problems
 
 
 def _mark_for(
