@@ -58,6 +58,7 @@ class DramatiqWorkers:
         self._log = log_path.open("ab")
         argv = [sys.executable, "-m", "dramatiq", module, "--processes", str(processes)]
         argv += ["--threads", str(threads), "--queues", *queues]
+        self._told = False  # told to stop once: dramatiq takes a second SIGTERM as "kill now"
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             argv,
             env=dict(env),
@@ -75,8 +76,9 @@ class DramatiqWorkers:
         """SIGTERM dramatiq's main process, which passes it on to its worker processes (``stop``
         waits for them). Not the whole group: a worker process told twice exits at once, without
         its shutdown hooks (``producers/bench_profile.py`` writes its profile in one)."""
-        if self.process.poll() is None:
+        if self.process.poll() is None and not self._told:
             self.process.send_signal(signal.SIGTERM)
+            self._told = True
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM the workers; SIGKILL their process group if they take longer than ``timeout``."""

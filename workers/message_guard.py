@@ -13,7 +13,8 @@ it came from. Two parts stop that, on every broker:
 - :class:`GuardedConsumer` wraps each broker consumer and knows the queue a message really came
   from: a message for an unknown actor (``unknown-actor``), for an actor of another queue, or
   naming another queue (``wrong-queue``) is turned into a quarantine message too. On Redis it
-  also finds the entry id of a message whose data gave none, so that it can be acknowledged.
+  also finds the entry id of any message whose data gave none (one put on the queue by another
+  client than dramatiq, runnable or not), so that it can be acknowledged.
 
 The quarantine actor (declared by ``workers.actors.declare_actors``) records the rejection in
 ``rejected_messages`` (``workers/rejections.py``) and the message is acknowledged; a database
@@ -180,6 +181,10 @@ class GuardedConsumer(Consumer):
         message = next(self.inner)
         if message is not None:
             self.check(message)
+            if "redis_message_id" not in message.options:
+                # a message another client put on a Redis queue names no entry id: without
+                # one dramatiq cannot acknowledge it, and it runs again at every restart
+                self.found_redis_id(message)
         return message
 
     def check(self, proxy: MessageProxy) -> None:
