@@ -34,6 +34,10 @@ def origin_message_id(message_id: str) -> str:
     return message_id.split("/", 1)[0]
 
 
+CorrelationId = Annotated[str, StringConstraints(min_length=1, max_length=64), Identifier]
+"""What ties the messages of one push or dispatch together (given by the producer, or new)."""
+
+
 class Envelope(FrozenModel):
     """A message: one contract version and a chunk of 1..MAX_CHUNK records of it.
 
@@ -46,9 +50,7 @@ class Envelope(FrozenModel):
     )
     contract: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{1,63}$")]
     version: int = Field(ge=1)
-    correlation_id: Annotated[str, StringConstraints(min_length=1, max_length=64), Identifier] = (
-        Field(default_factory=new_message_id)
-    )
+    correlation_id: CorrelationId = Field(default_factory=new_message_id)
     case_ids: list[CaseId] = Field(default_factory=list, max_length=MAX_CHUNK)
     occurred_at: AwareDatetime = Field(default_factory=_now)
     payload: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_CHUNK)

@@ -81,6 +81,11 @@ def _storable(value: str) -> bool:
     return len(value) <= 200 and "\x00" not in value
 
 
+MAX_LIMIT = 100_000
+"""The most cases one list gives."""
+MAX_OFFSET = 1_000_000_000
+
+
 def check_filter(
     engine: sa.Engine, reader: Reader, action: str, f: case_queries.CaseFilter
 ) -> None:
@@ -99,6 +104,12 @@ def check_filter(
         if value is not None and not _storable(value):
             error = UsageError("invalid-filter", f"{name} holds a NUL or is too long")
             raise usage_error(engine, reader, action, error, asked=[])
+    # a limit or offset past what the database's integers hold fails the query itself
+    if not 1 <= f.limit <= MAX_LIMIT or not 0 <= f.offset <= MAX_OFFSET:
+        error = UsageError(
+            "invalid-filter", f"--limit takes 1 to {MAX_LIMIT} (and an offset 0 to {MAX_OFFSET})"
+        )
+        raise usage_error(engine, reader, action, error, asked=[])
 
 
 def _filter_detail(f: case_queries.CaseFilter) -> str:

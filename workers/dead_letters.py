@@ -16,6 +16,7 @@ from typing import Any
 import dramatiq
 
 from workers.broker import broker_kind
+from workers.queue_depth import passive_declare
 
 MAX_SCAN = 10_000
 """Most messages looked at in one RabbitMQ dead-letter queue per removal (they are taken and
@@ -28,12 +29,8 @@ def xq_depth(broker: dramatiq.Broker, queue: str) -> int:
     if kind == "memory":
         return len(getattr(broker, "dead_letters_by_queue", {}).get(queue, []))
     if kind == "rabbitmq":
-        channel: Any = broker.channel  # type: ignore[attr-defined]
-        try:
-            frame = channel.queue_declare(f"{queue}.XQ", durable=True, passive=True)
-        except Exception:  # noqa: BLE001 - a queue never declared holds no dead letters
-            return 0
-        return int(frame.method.message_count)
+        frame = passive_declare(broker, f"{queue}.XQ")
+        return 0 if frame is None else int(frame.method.message_count)
     client: Any = broker.client  # type: ignore[attr-defined]
     return int(client.zcard(f"{broker.namespace}:{queue}.XQ"))  # type: ignore[attr-defined]
 
@@ -77,12 +74,12 @@ def _remove_from_redis(broker: dramatiq.Broker, queue: str, targets: set[str]) -
 def _remove_from_rabbitmq(broker: dramatiq.Broker, queue: str, targets: set[str]) -> int:
     """Take the dead-letter queue's messages without acknowledging them, acknowledge the
     copies wanted, and give the rest back (they keep their order and their TTL)."""
-    channel: Any = broker.channel  # type: ignore[attr-defined]
     name = f"{queue}.XQ"
-    try:
-        depth = int(channel.queue_declare(name, durable=True, passive=True).method.message_count)
-    except Exception:  # noqa: BLE001 - a queue never declared holds no dead letters
-        return 0
+    frame = passive_declare(broker, name)
+    if frame is None:
+        return 0  # a queue never declared holds no dead letters
+    depth = int(frame.method.message_count)
+    channel: Any = broker.channel  # type: ignore[attr-defined]
     removed = 0
     taken = 0
     try:

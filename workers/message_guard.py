@@ -13,7 +13,8 @@ it came from. Two parts stop that, on every broker:
 - :class:`GuardedConsumer` wraps each broker consumer and knows the queue a message really came
   from: a message for an unknown actor (``unknown-actor``), for an actor of another queue, or
   naming another queue (``wrong-queue``) is turned into a quarantine message too. On Redis it
-  also finds the entry id of a message whose data gave none, so that it can be acknowledged.
+  also finds the entry id of any message whose data gave none (one put on the queue by another
+  client than dramatiq, runnable or not), so that it can be acknowledged.
 
 The quarantine actor (declared by ``workers.actors.declare_actors``) records the rejection in
 ``rejected_messages`` (``workers/rejections.py``) and the message is acknowledged; a database
@@ -172,6 +173,9 @@ class GuardedConsumer(Consumer):
         self.inner = inner
         self.queue_name = queue_name
         self.consumed = canonical(queue_name)
+        self.found: set[str] = set()
+        """Redis entry ids this consumer found for messages not yet acknowledged: two entries
+        with the same data must get one id each, or one is never acknowledged and runs again."""
 
     def __iter__(self) -> GuardedConsumer:
         return self
@@ -180,6 +184,10 @@ class GuardedConsumer(Consumer):
         message = next(self.inner)
         if message is not None:
             self.check(message)
+            if "redis_message_id" not in message.options:
+                # a message another client put on a Redis queue names no entry id: without
+                # one dramatiq cannot acknowledge it, and it runs again at every restart
+                self.found_redis_id(message)
         return message
 
     def check(self, proxy: MessageProxy) -> None:
@@ -232,23 +240,28 @@ class GuardedConsumer(Consumer):
             return
         acks = f"{namespace}:__acks__.{broker_id}.{self.queue_name}"
         given = proxy.options.get("redis_message_id")
-        if isinstance(given, str) and client.sismember(acks, given):
+        if isinstance(given, str) and given not in self.found and client.sismember(acks, given):
             return
         digest = proxy.options.get(RAW_SHA256)
         for member in client.smembers(acks):
+            name = member.decode() if isinstance(member, bytes) else str(member)
+            if name in self.found:
+                continue
             data = client.hget(f"{namespace}:{self.queue_name}.msgs", member)
             if data is not None and hashlib.sha256(data).hexdigest() == digest:
-                name = member.decode() if isinstance(member, bytes) else str(member)
                 proxy.options["redis_message_id"] = name
+                self.found.add(name)
                 hold = getattr(self.inner, "hold", None)
                 if hold is not None:  # a reclaiming consumer counts it as handed out
                     hold(proxy)
                 return
 
     def ack(self, message: MessageProxy) -> None:
+        self.found.discard(message.options.get("redis_message_id", ""))
         self.inner.ack(message)
 
     def nack(self, message: MessageProxy) -> None:
+        self.found.discard(message.options.get("redis_message_id", ""))
         self.inner.nack(message)
 
     def requeue(self, messages: Any) -> None:

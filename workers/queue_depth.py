@@ -35,11 +35,23 @@ class LaneDepth:
         return asdict(self)
 
 
-def _rabbitmq(broker: dramatiq.Broker, name: str) -> tuple[int, int | None]:
-    channel: Any = broker.channel  # type: ignore[attr-defined]
+def passive_declare(broker: dramatiq.Broker, name: str) -> Any | None:
+    """RabbitMQ's answer about the queue ``name`` (its method has ``message_count`` and
+    ``consumer_count``), or None when there is no such queue.
+
+    RabbitMQ closes the channel that asked about a missing queue, so the broker's channel is
+    dropped then (dramatiq opens a new one on next use); otherwise every later question on it
+    would fail and read as an empty queue."""
     try:
-        frame = channel.queue_declare(name, durable=True, passive=True)
+        return broker.channel.queue_declare(name, durable=True, passive=True)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - a queue not declared yet is empty
+        del broker.channel  # type: ignore[attr-defined]
+        return None
+
+
+def _rabbitmq(broker: dramatiq.Broker, name: str) -> tuple[int, int | None]:
+    frame = passive_declare(broker, name)
+    if frame is None:
         return 0, 0
     return int(frame.method.message_count), int(frame.method.consumer_count)
 

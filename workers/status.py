@@ -1,6 +1,7 @@
 """One picture of the system for on-call (``omvant status``, the web console's operations page).
 
-Each queue and lane with its depth and consumers, dead letters by reason with the oldest age,
+Each queue and lane with its depth and consumers, the age of the oldest case waiting for each
+stage, dead letters by reason with the oldest age,
 dispatches in flight with their progress, stuck cases, and the last sweep when one is recorded.
 Plain data, so the CLI and the web console show the same.
 """
@@ -60,13 +61,15 @@ def snapshot(
     with engine.connect() as conn:
         in_flight = batches_in_flight(conn)
         stuck_cases = stuck.count_stuck(conn, now)
+        waiting = stuck.oldest_waiting(conn, now)
         sweep = last_sweep(conn)
     return {
         "at": now.isoformat(),
         "broker": broker_kind(broker),
         "workers": queue_depth.redis_workers(broker),
         "queues": lanes,
-        "dead_letters": failures.summary(engine, now=now),
+        "oldest_waiting_seconds": waiting,
+        "dead_letters": failures.summary(engine, now=now, prefix=prefix),
         "batches": in_flight,
         "stuck": {"limits_seconds": stuck.limits(), "cases": stuck_cases},
         "last_sweep": sweep,

@@ -68,3 +68,66 @@ def count_stuck(
         )
         counts[state] = int(conn.execute(query).scalar_one())
     return counts
+
+
+WAITING_FOR = {
+    CaseState.RECEIVED.value: "recipient-validation",
+    CaseState.VALIDATED.value: "message-composition",
+    CaseState.COMPOSED.value: "attachment-check",
+    CaseState.CLEARED.value: "notification-dispatch",
+}
+"""The stage whose queue a case in each state before delivery waits on."""
+
+
+def oldest_waiting(conn: sa.Connection, now: dt.datetime) -> dict[str, float]:
+    """Seconds the oldest case waiting for each stage has waited (stages with none left out).
+
+    A broker-neutral "oldest message age": RabbitMQ cannot show a queue's head without taking
+    it, so the age is read from the cases, by the state that stage moves them out of."""
+    query = (
+        sa.select(cases.c.state, sa.func.min(cases.c.updated_at))
+        .where(cases.c.state.in_(list(WAITING_FOR)))
+        .group_by(cases.c.state)
+    )
+    out: dict[str, float] = {}
+    for state, oldest in conn.execute(query):
+        if oldest is None:
+            continue
+        when = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC)
+        out[WAITING_FOR[state]] = max(0.0, (now - when).total_seconds())
+    return out
+
+
+def stuck_cases(conn: sa.Connection, now: dt.datetime, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The longest-stuck cases (oldest first; the sweep's ``stalled_cases``, the same cases
+    ``count_stuck`` counts): id, clinic, state, dispatch and how long, with no resident and
+    no content (what on-call may see)."""
+    sweep = _sweep()
+    if sweep is None or not hasattr(sweep, "stalled_cases"):
+        return []
+    stalled = sweep.stalled_cases(conn, now, sweep.Limits(limits()), limit=limit)
+    ids = [case_id for found in stalled.values() for case_id in found]
+    if not ids:
+        return []
+    rows = conn.execute(
+        sa.select(
+            cases.c.id, cases.c.clinic_hsa_id, cases.c.state, cases.c.batch_id, cases.c.updated_at
+        )
+        .where(cases.c.id.in_(ids))
+        .order_by(cases.c.updated_at)
+        .limit(limit)
+    )
+    out = []
+    for r in rows:
+        since = r.updated_at if r.updated_at.tzinfo else r.updated_at.replace(tzinfo=dt.UTC)
+        out.append(
+            {
+                "case_id": r.id,
+                "clinic": r.clinic_hsa_id,
+                "state": r.state,
+                "batch_id": r.batch_id,
+                "since": since.isoformat(),
+                "age_seconds": max(0.0, (now - since).total_seconds()),
+            }
+        )
+    return out

@@ -143,7 +143,9 @@ def list_command(
     batch: Annotated[str | None, typer.Option(help="Batch id.")] = None,
     reference: ReferenceOption = None,
     since: Annotated[str | None, typer.Option(help="Received on or after (YYYY-MM-DD).")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many cases.")] = 1000,
+    limit: Annotated[
+        int, typer.Option(help=f"At most this many cases (1 to {case_access.MAX_LIMIT}).")
+    ] = 1000,
     resident: Annotated[
         str | None,
         typer.Option("--resident", help="Only this resident's cases (a personnummer; logged)."),

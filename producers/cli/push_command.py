@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.progress import Progress
 
+from contracts.envelope import CorrelationId
 from contracts.registry import VERSIONS
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
@@ -64,6 +66,16 @@ def push(
             f"SendCase has versions {versions}, not {contract_version}",
             as_json=as_json,
         )
+    if correlation_id is not None:
+        try:
+            TypeAdapter(CorrelationId).validate_python(correlation_id)
+        except ValidationError as exc:
+            rule = exc.errors()[0]
+            fail(
+                Reason.USAGE_ERROR,
+                f"--correlation-id: {rule['msg']} (1 to 64 characters, no control characters)",
+                as_json=as_json,
+            )
     settings = settings_from(broker, None)
     if settings.broker_url.startswith("memory"):
         fail(

@@ -23,4 +23,21 @@ def serve(
 
     settings = settings_from(broker, database)
     configure(settings.log_level, json=settings.log_json)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    app = create_app(settings)
+    if is_in_process(settings.broker_url):
+        typer.echo(MEMORY_BROKER_WARNING, err=True)
+        app.state.console.isolated_broker = True  # the pages say it too
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+MEMORY_BROKER_WARNING = (
+    "warning: the broker is memory:// (the embedded default): cases sent from this server "
+    "stay in this process and no `omvant worker` will ever see them, and the operations pages "
+    "show only this process's queues. Set OMVANT_BROKER_URL (or --broker) to amqp://... or "
+    "redis://..., or run `omvant demo --serve`, which runs the workers in this process."
+)
+
+
+def is_in_process(broker_url: str) -> bool:
+    """Whether ``broker_url`` is the in-process broker, which no other process can reach."""
+    return broker_url.strip().lower().startswith("memory:")

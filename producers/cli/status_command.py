@@ -56,7 +56,10 @@ def render(data: dict[str, Any]) -> Group:
     stuck = data["stuck"]["cases"]
     workers = "" if data["workers"] is None else f"; live workers: {data['workers']}"
     sweep = data["last_sweep"]
+    waiting = data.get("oldest_waiting_seconds") or {}
+    oldest = ", ".join(f"{queue} {_age(age)}" for queue, age in waiting.items()) or "none"
     footer = (
+        f"oldest waiting: {oldest}\n"
         f"stuck cases: {sum(stuck.values())} "
         f"({', '.join(f'{k} {v}' for k, v in stuck.items() if v) or 'none'})"
         f"; last sweep: {sweep['at'] if sweep else 'not recorded'}{workers}; at {data['at'][:19]}"

@@ -15,6 +15,8 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from starlette.responses import Response
 
+from producers.web import i18n
+from producers.web.i18n import gettext as _
 from producers.web.services import Console
 from producers.web.sessions import CSRF_FIELD, CSRF_HEADER, Session
 from workers.store.users import ROLE_NAMES, Role
@@ -109,12 +111,12 @@ class Acting:
 
 def _need(session: Session, role: Role) -> None:
     if not session.user.has(role):
-        raise Forbidden(f"Sidan kräver rollen {ROLE_NAMES[role]}.")
+        raise Forbidden(_("Sidan kräver rollen %(role)s.", role=_(ROLE_NAMES[role])))
 
 
 def _clinic(session: Session) -> str:
     if session.clinic_hsa_id is None:
-        raise Forbidden("Ditt konto hör inte till någon mottagning.")
+        raise Forbidden(_("Ditt konto hör inte till någon mottagning."))
     return session.clinic_hsa_id
 
 
@@ -163,6 +165,9 @@ def render(
         "clinic_name": _unit_name(services, session.clinic_hsa_id if session else None),
         "csrf_token": services.sessions.csrf_token(request, session),
         "role_names": ROLE_NAMES,
+        "lang": i18n.current.get(),
+        "isolated_broker": services.isolated_broker,
+        "languages": i18n.LANGUAGES,
         "unit_name": lambda hsa: _unit_name(services, hsa),
     }
     data.update(context or {})

@@ -26,6 +26,7 @@ from contracts.common import AttachmentRef
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from producers.intake import push_chunk
+from producers.web.i18n import gettext as _
 from producers.web.services import Console
 from workers.adapters.account_directory import DirectoryUnavailable
 from workers.attachments import ownership
@@ -167,9 +168,11 @@ def begin(
     try:
         template = template_store.visible(conn, template_id, clinic_hsa_id)
     except template_store.TemplateNotFound:
-        raise DraftRefused("Välj en mall i listan.", "template-unknown") from None
+        raise DraftRefused(_("Välj en mall i listan."), "template-unknown") from None
     if not template.active:
-        raise DraftRefused(f"Mallen {template.name} är inte aktiverad.", "template-inactive")
+        raise DraftRefused(
+            _("Mallen %(name)s är inte aktiverad.", name=template.name), "template-inactive"
+        )
     draft = Draft(
         id=secrets.token_hex(16),
         user_id=user_id,
@@ -232,7 +235,7 @@ def template_of(conn: sa.Connection, draft: Draft) -> Template:
     try:
         return template_store.visible(conn, draft.template_id, draft.clinic_hsa_id)
     except template_store.TemplateNotFound:
-        raise DraftRefused("Mallen finns inte längre.", "template-unknown") from None
+        raise DraftRefused(_("Mallen finns inte längre."), "template-unknown") from None
 
 
 def add_residents(draft: Draft, text: str, services: Console) -> list[Resident]:
@@ -246,17 +249,20 @@ def add_residents(draft: Draft, text: str, services: Console) -> list[Resident]:
     """
     numbers = [n for n in _SEPARATORS.split(text.strip()) if n]
     if not numbers:
-        raise DraftRefused("Skriv invånarens personnummer (ÅÅÅÅMMDD-NNNN).")
+        raise DraftRefused(_("Skriv invånarens personnummer (ÅÅÅÅMMDD-NNNN)."))
     if len(draft.residents) + len(numbers) > MAX_RESIDENTS:
         raise DraftRefused(
-            f"Högst {MAX_RESIDENTS} mottagare per ärende; större utskick görs som utskick "
-            "(omvant dispatch)."
+            _(
+                "Högst %(n)s mottagare per ärende; större utskick görs som utskick "
+                "(omvant dispatch).",
+                n=MAX_RESIDENTS,
+            )
         )
     try:
         checks = check_recipients(numbers, services.directory)
     except DirectoryUnavailable:
         raise DraftRefused(
-            "Kontokatalogen på 1177 svarar inte just nu; försök igen om en stund."
+            _("Kontokatalogen på 1177 svarar inte just nu; försök igen om en stund.")
         ) from None
     known = {r.normalized for r in draft.residents if r.normalized}
     added: list[Resident] = []
@@ -293,7 +299,7 @@ def plus_in(draft: Draft, template: Template, name: str) -> None:
         The template has no such fragment (``fragment-unknown``).
     """
     if name not in template.fragments:
-        raise DraftRefused(f"Mallen har ingen fras {name[:80]!r}.", "fragment-unknown")
+        raise DraftRefused(_("Mallen har ingen fras %(name)r.", name=name[:80]), "fragment-unknown")
     draft.fragments.append(name)
 
 
@@ -334,7 +340,7 @@ def attach(
     limits = services.limits
     if len(draft.attachments) >= limits.max_files:
         raise DraftRefused(
-            f"Högst {limits.max_files} bilagor per meddelande.", "too-many-attachments"
+            _("Högst %(n)s bilagor per meddelande.", n=limits.max_files), "too-many-attachments"
         )
     name = (filename or "bilaga").replace("\\", "/").rsplit("/", 1)[-1][:255] or "bilaga"
     if len(data) > limits.max_bytes:
@@ -351,7 +357,7 @@ def attach(
         )
     except ScannerUnavailable:
         raise DraftRefused(
-            "Virusskanningen svarar inte just nu; försök bifoga filen igen om en stund."
+            _("Virusskanningen svarar inte just nu; försök bifoga filen igen om en stund.")
         ) from None
     if not verdict.ok:
         return Refusal(name, verdict.reason.value if verdict.reason else "", verdict.detail or "")
@@ -444,19 +450,21 @@ def send(conn: sa.Connection, draft: Draft, template: Template, services: Consol
         composition stage would reject (with its reason).
     """
     if not draft.residents:
-        raise DraftRefused("Lägg till minst en mottagare.")
+        raise DraftRefused(_("Lägg till minst en mottagare."))
     unreachable = [r for r in draft.residents if not r.reachable]
     if unreachable:
         raise DraftRefused(
-            "Någon av mottagarna kan inte nås via 1177. "
-            "Ta bort dem som inte kan nås innan du skickar.",
+            _(
+                "Någon av mottagarna kan inte nås via 1177. "
+                "Ta bort dem som inte kan nås innan du skickar."
+            ),
             unreachable[0].reason,
         )
     try:
         preview(draft, template, services)
     except CompositionError as exc:
         raise DraftRefused(
-            f"Meddelandet kan inte skickas: {exc.detail}", exc.reason.value
+            _("Meddelandet kan inte skickas: %(why)s", why=exc.detail), exc.reason.value
         ) from None
     requests = send_requests(draft)
     broker = services.send_broker()

@@ -60,6 +60,9 @@ class Console:
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Stockholm"))
     _broker_lock: threading.Lock = field(default_factory=threading.Lock)
     owns_engine: bool = True
+    isolated_broker: bool = False
+    """``omvant serve`` on ``memory://``: sends reach no worker in another process (the pages
+    say so; ``omvant demo --serve`` runs its workers in-process and leaves this off)."""
     _seeded: bool = False
 
     def today(self) -> dt.date:
@@ -117,10 +120,16 @@ def build_console(
 ) -> Console:
     """Wire the console from settings: the simulators of outside systems unless configured."""
     web = web or WebSettings()
+    from producers.web import i18n
     from producers.web.wording import jinja_filters
 
     pages = Jinja2Templates(directory=template_folder())
-    for name, function in {**jinja_filters(), **(filters or {})}.items():
+    pages.env.add_extension("jinja2.ext.i18n")
+    pages.env.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.translate, i18n.translate_plural, newstyle=True
+    )
+    zone = ZoneInfo(settings.timezone)
+    for name, function in {**jinja_filters(zone), **(filters or {})}.items():
         pages.env.filters[name] = function
     return Console(
         settings=settings,
@@ -135,6 +144,6 @@ def build_console(
         pages=pages,
         broker=broker,
         broker_factory=broker_factory,
-        zone=ZoneInfo(settings.timezone),
+        zone=zone,
         owns_engine=engine is None,
     )

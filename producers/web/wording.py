@@ -3,7 +3,14 @@ them, since staff quote it to support)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
+import json
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
+
+from producers.web.i18n import translate
+from workers.log import mask_identity_numbers
 
 STATUS = {
     "read": "Läst av invånaren",
@@ -63,6 +70,7 @@ REASON = {
     "notification-address-missing": "Invånaren saknar adress för aviseringen",
     "notification-in-doubt": "Oklart om aviseringen kom fram (skickas inte igen)",
     "technical-failure": "Tekniskt fel",
+    "outage": "Avbrott: ett system som steget behöver svarade inte",
     "batch-cancelled": "Utskicket avbröts",
 }
 
@@ -92,6 +100,50 @@ ANSWER_KIND = {
     "counter-question": "Motfråga",
 }
 
+LANE = {
+    "normal": "normal",
+    "urgent": "brådskande",
+    "bulk-1": "massutskick 1",
+    "bulk-2": "massutskick 2",
+}
+
+FAILURE_KIND = {
+    "dead-letter": "Död bokstav (gav upp efter försöken)",
+    "rejected-case": "Avvisat ärende som kan rättas",
+    "unreadable": "Oläsbart meddelande",
+}
+
+FAILURE_STATUS = {
+    "open": "Väntar",
+    "replaying": "Körs om",
+    "replayed": "Körd om",
+    "settled": "Redan klar",
+    "purged": "Rensad",
+}
+
+REPLAY_RESULT = {
+    "would-replay": "Skickas igen",
+    "would-settled": "Redan klar: inget skickas",
+    "would-not-replayable": "Kan inte köras om",
+    "skipped": "Hoppas över",
+    "replayed": "Körd om",
+    "settled": "Redan klar",
+    "not-replayable": "Kan inte köras om",
+    "failed": "Misslyckades",
+}
+
+TEMPLATE_NOTICE = {
+    "adopted": "Mallen är hämtad till mottagningen. Anpassa den, bocka i Aktivera mall och spara.",
+    "saved": "Mallen är sparad som en ny version.",
+    "unchanged": "Inga ändringar att spara.",
+    "activated": "Mallen är aktiverad: vårdpersonalen kan använda den.",
+    "deactivated": "Mallen är avaktiverad.",
+    "created": "Mallen är skapad.",
+}
+"""What the template pages say after an action (``?info=``)."""
+
+BATCH_STATUS = {"running": "Pågår", "paused": "Pausat", "cancelled": "Avbrutet"}
+
 KIND = {"information": "Mall med information", "questions": "Mall med frågor"}
 SCOPE = {"national": "Nationell", "regional": "Regional", "local": "Lokal"}
 
@@ -103,17 +155,66 @@ def reason_text(code: str | None) -> str:
     return REASON.get(code, code)
 
 
-def jinja_filters() -> dict[str, object]:
+def age_text(seconds: float | None) -> str:
+    """A duration as on-call reads it: 45 s, 12 min, 3,5 h, 2,0 d ("–" for none)."""
+    if seconds is None:
+        return "–"
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}".replace(".", ",")
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def _local_time(zone: ZoneInfo) -> Callable[[object], str]:
+    def local(value: object) -> str:
+        if value is None or value == "":
+            return "–"
+        when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+    return local
+
+
+def _pretty_json(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _table(words: dict[str, str]) -> Callable[[str | None], str]:
+    """A filter: the code's words in the request's language (the code itself without)."""
+
+    def text(code: str | None) -> str:
+        if code is None:
+            return ""
+        found = words.get(code)
+        return translate(found) if found is not None else code
+
+    return text
+
+
+def jinja_filters(zone: ZoneInfo | None = None) -> dict[str, object]:
     """The filters the page templates use."""
     return {
-        "status_text": lambda code: STATUS.get(code, code),
-        "state_text": lambda code: STATE.get(code, code),
-        "reason_text": reason_text,
-        "channel_text": lambda code: CHANNEL.get(code, code),
-        "answer_text": lambda code: ANSWER_KIND.get(code, code or ""),
-        "kind_text": lambda code: KIND.get(code, code),
-        "scope_text": lambda code: SCOPE.get(code, code),
+        "mask_identity_numbers": mask_identity_numbers,
+        "local_time": _local_time(zone or ZoneInfo("Europe/Stockholm")),
+        "age_text": age_text,
+        "pretty_json": _pretty_json,
+        "lane_text": _table(LANE),
+        "failure_kind_text": _table(FAILURE_KIND),
+        "failure_status_text": _table(FAILURE_STATUS),
+        "replay_result_text": _table(REPLAY_RESULT),
+        "batch_status_text": _table(BATCH_STATUS),
+        "status_text": _table(STATUS),
+        "state_text": _table(STATE),
+        "reason_text": _table(REASON),
+        "channel_text": _table(CHANNEL),
+        "answer_text": _table(ANSWER_KIND),
+        "kind_text": _table(KIND),
+        "scope_text": _table(SCOPE),
         "unescape_html": html.unescape,
-        "stage_text": lambda code: STAGE.get(code, code),
-        "notification_text": lambda code: NOTIFICATION.get(code, code),
+        "stage_text": _table(STAGE),
+        "notification_text": _table(NOTIFICATION),
     }

@@ -27,13 +27,16 @@ from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
 from tests.web.console_support import (
     CLINIC_A,
     CLINIC_B,
+    FREE_TEXT,
+    ONCALL,
     PASSWORD,
+    insert_dead_letter,
     residents_with,
 )
 from workers.adapters.account_directory import AccountStatus
 from workers.queues import all_queues
 from workers.store.engine import make_engine, upgrade
-from workers.store.schema import cases
+from workers.store.schema import cases, notification_ledger
 
 pytestmark = pytest.mark.e2e
 
@@ -131,6 +134,7 @@ def console(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
               "--clinic", CLINIC_A, "--name", "Sara Nilsson")  # fmt: skip
     _add_user(env, "nurse-b", "--hsa-id", "SE2321000016-S202", "--role", "staff",
               "--clinic", CLINIC_B, "--name", "Per Holm")  # fmt: skip
+    _add_user(env, "jour", "--hsa-id", ONCALL, "--role", "oncall", "--name", "Nils Olsson")
     port = _free_port()
     logs = tmp / "logs"
     logs.mkdir()
@@ -449,3 +453,48 @@ def test_clinic_as_user_cannot_open_clinic_bs_case_by_url(
     assert wait_until(lambda: text(browser, By.TAG_NAME, "h1") == "Finns inte", timeout=20)
     assert resident[:8] not in browser.page_source  # type: ignore[attr-defined]
     shot(browser, "13-other-clinics-case")
+
+
+def test_oncall_replays_a_dead_letter_and_sees_it_leave_the_list(
+    console: Console, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    resident = residents_with(AccountStatus.ACTIVE, 7)[6]
+    failure, case_id = insert_dead_letter(console.engine, resident, f"jour-{uuid.uuid4().hex}")
+    sign_in(browser, console.url, "jour")
+    assert wait_until(lambda: "/drift" in browser.current_url, timeout=15)  # type: ignore[attr-defined]
+    assert wait_until(lambda: bool(browser.find_elements(By.ID, "queues")), timeout=20)  # type: ignore[attr-defined]
+    assert f"{console.prefix}recipient-validation" in browser.page_source  # type: ignore[attr-defined]
+    assert "rabbitmq" in text(browser, By.TAG_NAME, "main")
+    shot(browser, "14-oncall-overview")
+    click(browser, By.LINK_TEXT, "Felade meddelanden")
+    click(browser, By.ID, f"inspect-{failure}")
+    assert wait_until(lambda: bool(browser.find_elements(By.ID, "record-body")), timeout=20)  # type: ignore[attr-defined]
+    page = browser.page_source  # type: ignore[attr-defined]
+    assert resident not in page and FREE_TEXT not in page
+    assert f"{resident[:8]}-****" in page
+    shot(browser, "15-oncall-dead-letter")
+    click(browser, By.ID, "replay-button")
+    assert wait_until(lambda: bool(browser.find_elements(By.ID, "confirm-replay")), timeout=20)  # type: ignore[attr-defined]
+    assert "Valda meddelanden: 1" in text(browser, By.ID, "replay-plan")
+    shot(browser, "16-oncall-replay-confirm")
+    assert console.state(case_id) is None  # asking sent nothing
+    click(browser, By.ID, "confirm-replay")
+    assert wait_until(lambda: "aterkorda=1" in browser.current_url, timeout=20)  # type: ignore[attr-defined]
+    assert "Körda om: 1" in text(browser, By.ID, "replay-notice")
+    assert not browser.find_elements(By.ID, f"inspect-{failure}")  # type: ignore[attr-defined]
+    shot(browser, "17-oncall-replayed")
+    assert wait_until(lambda: console.state(case_id) == "notified", timeout=120), console.state(
+        case_id
+    )
+    browser.get(f"{console.url}/drift/fel/{failure}")  # type: ignore[attr-defined]
+    assert "Körd om" in text(browser, By.ID, "record-status")
+    assert not browser.find_elements(By.ID, "replay-button")  # type: ignore[attr-defined]
+    with console.engine.connect() as conn:
+        sent = conn.execute(
+            sa.select(notification_ledger.c.channel, sa.func.count())
+            .where(notification_ledger.c.case_id == case_id, notification_ledger.c.round == 1)
+            .group_by(notification_ledger.c.channel)
+        ).all()
+    assert sent and all(count == 1 for _channel, count in sent)  # one per channel

@@ -101,6 +101,8 @@ def test_a_refused_show_logs_the_case_id_asked_for_and_the_outcome(
         (("cases", "list", "--since", "igår"), "invalid-date", CLINIC_A, STAFF),
         (("cases", "list", "--json", "--csv"), "usage", CLINIC_A, STAFF),
         (("cases", "list", "--template", "a\x00b"), "invalid-filter", CLINIC_A, STAFF),
+        (("cases", "list", "--limit", "0"), "invalid-filter", CLINIC_A, STAFF),
+        (("cases", "list", "--limit", "9" * 20), "invalid-filter", CLINIC_A, STAFF),
     ],
 )
 def test_a_wrong_request_is_logged_as_an_attempt(

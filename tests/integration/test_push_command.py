@@ -100,3 +100,18 @@ def test_a_supported_contract_version_is_pushed(
     code, out, _ = push(file, redis_url, queue_prefix, "--contract-version", version)
     assert code == 0, out
     assert [r["idempotency_key"] for r in queued_records(redis_url, queue_prefix)] == ["k1"]
+
+
+@pytest.mark.parametrize("correlation", ["bad\x01id", "a" * 65, "tab\there"])
+def test_a_correlation_id_no_envelope_can_carry_is_a_usage_error_not_a_crash(
+    tmp_path: Path, redis_url: str, queue_prefix: str, correlation: str
+) -> None:
+    file = tmp_path / "cases.jsonl"
+    file.write_text(
+        json.dumps(request("k1", population.test_personnummer()[0])) + "\n", encoding="utf-8"
+    )
+    code, _, err = push(file, redis_url, queue_prefix, "--correlation-id", correlation)
+    assert code == 2, err
+    assert err.startswith("omvant: --correlation-id: ")
+    assert "Traceback" not in err
+    assert queued_records(redis_url, queue_prefix) == []

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from contracts.registry import envelope_for
+from contracts.send_case import SendCaseV2
 from producers.web.passwords import hash_password
 from producers.web.services import Console
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.adapters.population import test_personnummer
 from workers.settings import Settings
+from workers.store import failures as failure_store
 from workers.store import users
+from workers.store.schema import failures
 
 PASSWORD = "correct-horse-battery-staple-17"
 CLINIC_A = "SE2321000016-VC01"
@@ -45,6 +52,59 @@ def add_users(engine: sa.Engine) -> None:
                 clinics=clinics,
                 password_hash=hashed,
             )
+
+
+FREE_TEXT = "Provsvaret visar klamydia, ring oss"
+"""Message text a dead letter carries, which the on-call pages must never show."""
+
+
+def dead_letter(resident: str, key: str) -> tuple[dict[str, Any], str]:
+    """The failure record ``RecordDeadLetters`` writes when dramatiq gives up on a SendCase
+    (an outage of the account directory), and the id of its case. The traceback is left
+    unmasked on purpose: the pages must mask it themselves."""
+    record = SendCaseV2.model_validate(
+        {
+            "clinic_hsa_id": CLINIC_A,
+            "sender_hsa_id": NURSE_A,
+            "template_id": "meddelande-till-invanare",
+            "personnummer": resident,
+            "free_text": FREE_TEXT,
+            "idempotency_key": key,
+        }
+    )
+    envelope = envelope_for([record]).model_dump(mode="json")
+    now = dt.datetime.now(dt.UTC)
+    row = {
+        "kind": "dead-letter",
+        "queue": "recipient-validation",
+        "actor": "validate_recipients",
+        "contract": "SendCase",
+        "contract_version": 2,
+        "message_id": envelope["message_id"],
+        "broker_message_id": f"m-{key}",
+        "case_ids": json.dumps([record.resolved_case_id()]),
+        "case_count": 1,
+        "clinic_hsa_id": CLINIC_A,
+        "reason": "outage",
+        "detail": f"DirectoryUnavailable: 503 for {resident}",
+        "exception_type": "workers.adapters.account_directory.DirectoryUnavailable",
+        "traceback": f"Traceback ...\nDirectoryUnavailable: 503 for {resident}",
+        "attempts": 3,
+        "first_failed_at": now - dt.timedelta(minutes=20),
+        "last_failed_at": now - dt.timedelta(minutes=5),
+        "body": json.dumps(envelope),
+        "body_truncated": False,
+    }
+    return row, record.resolved_case_id()
+
+
+def insert_dead_letter(engine: sa.Engine, resident: str, key: str) -> tuple[str, str]:
+    """Write a dead letter (``dead_letter``); returns its failure id and its case id."""
+    row, case_id = dead_letter(resident, key)
+    with engine.begin() as conn:
+        failure_store.insert(conn, [row])
+        number = conn.execute(sa.select(sa.func.max(failures.c.id))).scalar_one()
+    return f"F{number}", case_id
 
 
 def build_app(settings: Settings) -> FastAPI:

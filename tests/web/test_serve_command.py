@@ -40,3 +40,13 @@ def test_omvant_serve_answers_probes_and_publishes_openapi(tmp_path: object) -> 
     finally:
         process.terminate()
         process.wait(timeout=20)
+    said = process.stderr.read().decode() if process.stderr else ""
+    assert "warning: the broker is memory://" in said  # the embedded default: sends go nowhere
+
+
+def test_only_the_in_process_broker_is_warned_about() -> None:
+    from producers.cli.serve_command import is_in_process
+
+    assert is_in_process("memory://") and is_in_process(" MEMORY:// ")
+    assert not is_in_process("amqp://guest:guest@127.0.0.1:5672/%2F")
+    assert not is_in_process("redis://127.0.0.1:6379/0")

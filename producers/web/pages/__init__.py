@@ -1,4 +1,5 @@
-"""The staff web console: sign-in, templates, sending, the clinic's cases, operations.
+"""The staff web console: sign-in, templates, sending, the clinic's cases, operations (queues,
+dead letters, stuck cases, dispatches).
 
 ``router`` holds every page, with CSRF protection on every POST; ``install_console`` adds it
 to the application with its static files, its error pages and its security headers.
@@ -25,8 +26,10 @@ from producers.web.auth import (
     render,
 )
 from producers.web.console_settings import WebSettings
+from producers.web.i18n import LanguageMiddleware
+from producers.web.i18n import gettext as _
 from producers.web.oidc import build_oauth
-from producers.web.pages import cases, login, operations, send, templates
+from producers.web.pages import cases, dead_letters, login, operations, send, templates
 from producers.web.services import build_console, static_folder
 from workers.settings import Settings
 
@@ -36,6 +39,7 @@ router.include_router(templates.router)
 router.include_router(send.router)
 router.include_router(cases.router)
 router.include_router(operations.router)
+router.include_router(dead_letters.router)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -57,21 +61,23 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 async def _forbidden(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Forbidden)
-    return _error_page(request, 403, "Ingen behörighet", exc.message)
+    return _error_page(request, 403, _("Ingen behörighet"), exc.message)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, NotFound)
-    return _error_page(request, 404, "Finns inte", exc.message)
+    return _error_page(request, 404, _("Finns inte"), exc.message)
 
 
 async def _csrf_refused(request: Request, exc: Exception) -> Response:
     return _error_page(
         request,
         403,
-        "Formuläret kunde inte skickas",
-        "Sidan var för gammal eller kom inte från Omvänt (CSRF-skydd). Ladda om sidan och "
-        "försök igen.",
+        _("Formuläret kunde inte skickas"),
+        _(
+            "Sidan var för gammal eller kom inte från Omvänt (CSRF-skydd). Ladda om sidan och "
+            "försök igen."
+        ),
     )
 
 
@@ -99,6 +105,7 @@ def install_console(
             https_only=services.web.web_cookie_secure == "always",
         )
     app.include_router(router)
+    app.add_middleware(LanguageMiddleware)
     app.mount("/static", StaticFiles(directory=static_folder()), name="static")
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(Forbidden, _forbidden)

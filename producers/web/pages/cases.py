@@ -21,8 +21,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from producers.web.auth import Acting, AsStaff, NotFound, console, render
+from producers.web.i18n import gettext as _
 from producers.web.wording import STATUS
 from workers import case_access
+from workers.answer_seal import AnswerKeyMissing, AnswerUnreadable, answer_seal
 from workers.identity import parse_identity
 from workers.log import mask_identity_numbers
 from workers.store import case_queries
@@ -68,7 +70,7 @@ def _date(value: str | None, zone: ZoneInfo, what: str, errors: list[str]) -> dt
     try:
         day = dt.date.fromisoformat(value)
     except ValueError:
-        errors.append(f"{what} ska vara ett datum som 2026-12-01.")
+        errors.append(_("%(what)s ska vara ett datum som 2026-12-01.", what=what))
         return None
     return dt.datetime.combine(day, dt.time(), zone)
 
@@ -79,15 +81,15 @@ def parse_query(request: Request, zone: ZoneInfo) -> tuple[ListQuery, case_queri
     errors: list[str] = []
     case_type = q.get("typ") or "sent-by-care"
     if case_type not in case_queries.CASE_TYPES:
-        errors.append("Ärendetypen finns inte; visar ärenden skickade av vården.")
+        errors.append(_("Ärendetypen finns inte; visar ärenden skickade av vården."))
         case_type = "sent-by-care"
     status = q.get("status") or None
     if status is not None and status not in case_queries.STATUSES:
-        errors.append("Okänd status; visar alla.")
+        errors.append(_("Okänd status; visar alla."))
         status = None
     since_text, until_text = q.get("fran") or None, q.get("till") or None
-    since = _date(since_text, zone, "Från", errors)
-    until = _date(until_text, zone, "Till", errors)
+    since = _date(since_text, zone, _("Från"), errors)
+    until = _date(until_text, zone, _("Till"), errors)
     if until is not None:
         until += dt.timedelta(days=1)
     pnr_text = (q.get("personnummer") or "").strip() or None
@@ -97,7 +99,7 @@ def parse_query(request: Request, zone: ZoneInfo) -> tuple[ListQuery, case_queri
         if verdict.valid and verdict.normalized:
             normalized = verdict.normalized
         else:
-            errors.append("Personnumret är inte giltigt (ÅÅÅÅMMDD-NNNN).")
+            errors.append(_("Personnumret är inte giltigt (ÅÅÅÅMMDD-NNNN)."))
     try:
         page = max(1, int(q.get("sida") or 1))
     except ValueError:
@@ -239,14 +241,26 @@ def case_export(request: Request, acting: AsStaff) -> Response:
 @router.get("/arenden/{case_id}")
 def case_page(request: Request, case_id: str, acting: AsStaff) -> Response:
     """One case: status, history, notifications, answer, follow-up. Logged, found or not
-    (another clinic's case is refused, and logged as such, like a case that does not exist)."""
+    (another clinic's case is refused, and logged as such, like a case that does not exist).
+
+    With ``?svar=1`` the resident's answer is opened too (``case_access.open_sealed``, as
+    ``omvant cases show --answer``): only for staff of the clinic that owns the case, and the
+    read is written to the access log as its own entry (``cases-show-answer``)."""
     services = console(request)
+    reader = _reader(acting, unmasked=True)
     try:
-        detail = case_access.show_case(
-            services.engine, _reader(acting, unmasked=True), case_id, now=services.now()
-        )
+        detail = case_access.show_case(services.engine, reader, case_id, now=services.now())
+        answer, answer_error = None, None
+        if request.query_params.get("svar") == "1":
+            try:
+                opened = case_access.open_sealed(
+                    services.engine, reader, case_id, ("answer",), answer_seal(services.settings)
+                )
+                answer = opened.get("answer")
+            except (AnswerUnreadable, AnswerKeyMissing):
+                answer_error = _("Svaret kan inte öppnas: nyckeln som förseglade det saknas.")
     except (case_access.CaseNotFound, case_access.UsageError):
-        raise NotFound("Ärendet finns inte bland mottagningens ärenden.") from None
+        raise NotFound(_("Ärendet finns inte bland mottagningens ärenden.")) from None
     with services.begin() as conn:
         template = template_store.load(conn, detail.case.template_id)
     return render(
@@ -256,5 +270,8 @@ def case_page(request: Request, case_id: str, acting: AsStaff) -> Response:
             "detail": detail,
             "zone": services.zone,
             "template_name": template.name if template else None,
+            "answer_opened": request.query_params.get("svar") == "1",
+            "answer": answer,
+            "answer_error": answer_error,
         },
     )

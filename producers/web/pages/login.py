@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from producers.web import throttle
+from producers.web import i18n, throttle
 from producers.web.auth import NotFound, SignedIn, console, current_session, render, safe_next
+from producers.web.i18n import gettext as _
 from producers.web.passwords import hash_password, needs_rehash, verify_password
 from workers.store import users
 
@@ -32,6 +33,18 @@ def start(
 ) -> Response:
     """The start page is the user's main page."""
     return RedirectResponse(home_of(session.user), status_code=303)
+
+
+@router.get("/sprak/{language}")
+def choose_language(language: str, next: str | None = None) -> Response:
+    """Switch the console's language (a cookie for a year; no sign-in needed) and go back."""
+    if language not in i18n.LANGUAGES:
+        raise NotFound(_("Språket finns inte."))
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(
+        i18n.COOKIE, language, max_age=365 * 86400, httponly=True, samesite="lax", path="/"
+    )
+    return response
 
 
 @router.get("/login")
@@ -82,13 +95,14 @@ def login(
             return response
     if outcome.locked_until is not None:
         until = outcome.locked_until.astimezone(ZoneInfo(services.settings.timezone))
-        error = (
+        error = _(
             "För många misslyckade inloggningar. Kontot eller datorn är spärrad till "
-            f"{until:%H:%M:%S}; försök igen då."
+            "%(until)s; försök igen då.",
+            until=f"{until:%H:%M:%S}",
         )
         status = 429
     else:
-        error = "Fel användarnamn eller lösenord."
+        error = _("Fel användarnamn eller lösenord.")
         status = 401
     return render(
         request,
@@ -109,7 +123,7 @@ async def oidc_start(request: Request, next: str | None = None) -> Response:
     services = console(request)
     oauth = request.app.state.oidc
     if oauth is None:
-        raise NotFound("Inloggning via organisationen är inte konfigurerad.")
+        raise NotFound(_("Inloggning via organisationen är inte konfigurerad."))
     request.session["omvant_next"] = safe_next(next)
     del services
     redirect: Response = await oauth.oidc.authorize_redirect(
@@ -126,11 +140,11 @@ async def oidc_callback(request: Request) -> Response:
     services = console(request)
     oauth = request.app.state.oidc
     if oauth is None:
-        raise NotFound("Inloggning via organisationen är inte konfigurerad.")
+        raise NotFound(_("Inloggning via organisationen är inte konfigurerad."))
     try:
         token = await oauth.oidc.authorize_access_token(request)
     except OAuthError as exc:
-        return _oidc_refused(request, f"Inloggningen avbröts ({exc.error}).")
+        return _oidc_refused(request, _("Inloggningen avbröts (%(why)s).", why=exc.error))
     claims = token.get("userinfo") or {}
     subject = str(claims.get("sub") or "")
     with services.begin() as conn:
@@ -138,8 +152,10 @@ async def oidc_callback(request: Request) -> Response:
         if user is None or not user.active:
             return _oidc_refused(
                 request,
-                "Inloggningen lyckades, men inget aktivt konto i Omvänt är kopplat till den. "
-                "Be en administratör koppla kontot (omvant users add --oidc-subject).",
+                _(
+                    "Inloggningen lyckades, men inget aktivt konto i Omvänt är kopplat till "
+                    "den. Be en administratör koppla kontot (omvant users add --oidc-subject)."
+                ),
             )
         users.signed_in(conn, user.id)
         target = safe_next(request.session.pop("omvant_next", None))

@@ -1,6 +1,10 @@
-"""Operations pages for on-call staff ("Drift"): dispatches with live progress and pause /
-resume / cancel, through the same functions as ``omvant batches`` (``workers.store.batches``).
-Figures only: no resident and no message content is shown here.
+"""Operations pages for on-call staff ("Drift"): the overview of ``omvant status`` (queues and
+lanes with depth, consumers and the oldest waiting case; failures by reason; stuck cases),
+dispatches with pause / resume / cancel (``omvant batches``), and the stuck cases one by one.
+
+Built on ``workers.status``, ``workers.stuck`` and ``workers.store.batches``: the CLI's own
+functions. Only the on-call role sees these pages, and they show figures, ids and reason codes,
+never a resident or a message's content.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from producers.web.auth import AsOncall, NotFound, console, render
+from producers.web.i18n import gettext as _
+from workers import status, stuck
 from workers.store import batches
 
 router = APIRouter()
@@ -23,16 +29,24 @@ ACTIONS = {
 
 
 @router.get("/drift")
-def operations(request: Request, session: AsOncall) -> Response:
-    """The newest dispatches and their progress."""
+def overview(request: Request, session: AsOncall) -> Response:
+    """What ``omvant status`` shows, as a page (refreshed by the page's script)."""
     services = console(request)
-    with services.begin() as conn:
-        figures = [batches.progress(conn, b) for b in batches.list_all(conn, limit=50)]
-    return render(
-        request,
-        "operations.html",
-        {"batches": figures, "error": request.query_params.get("fel")},
+    snapshot = status.snapshot(
+        services.send_broker(), services.engine, services.settings.queue_prefix
     )
+    return render(request, "operations.html", {"status": snapshot})
+
+
+def _batch_figures(request: Request) -> list[dict[str, object]]:
+    with console(request).begin() as conn:
+        return [batches.progress(conn, b) for b in batches.list_all(conn, limit=50)]
+
+
+@router.get("/drift/utskick")
+def dispatches(request: Request, session: AsOncall) -> Response:
+    """The newest dispatches and their progress."""
+    return render(request, "dispatches.html", {"batches": _batch_figures(request), "error": None})
 
 
 @router.post("/drift/utskick/{batch_id}")
@@ -44,18 +58,34 @@ def steer_batch(
 ) -> Response:
     """Pause, resume or cancel a dispatch (the rules of ``omvant batches``)."""
     services = console(request)
-    status = ACTIONS.get(action)
-    if status is None:
-        raise NotFound("Okänd åtgärd.")
+    wanted = ACTIONS.get(action)
+    if wanted is None:
+        raise NotFound(_("Okänd åtgärd."))
     try:
         with services.begin() as conn:
-            batches.set_status(conn, batch_id[:64], status)
+            batches.set_status(conn, batch_id[:64], wanted)
     except batches.BatchNotFound:
-        raise NotFound("Utskicket finns inte.") from None
+        raise NotFound(_("Utskicket finns inte.")) from None
     except batches.BatchTransitionRefused as exc:
-        with services.begin() as conn:
-            figures = [batches.progress(conn, b) for b in batches.list_all(conn, limit=50)]
         return render(
-            request, "operations.html", {"batches": figures, "error": str(exc)}, status_code=409
+            request,
+            "dispatches.html",
+            {"batches": _batch_figures(request), "error": str(exc)},
+            status_code=409,
         )
-    return RedirectResponse("/drift", status_code=303)
+    return RedirectResponse("/drift/utskick", status_code=303)
+
+
+@router.get("/drift/fastnade")
+def stuck_cases(request: Request, session: AsOncall) -> Response:
+    """Cases that have not moved for longer than their state's limit, longest first."""
+    services = console(request)
+    now = services.now()
+    with services.begin() as conn:
+        counts = stuck.count_stuck(conn, now)
+        found = stuck.stuck_cases(conn, now, limit=200)
+    return render(
+        request,
+        "stuck.html",
+        {"counts": counts, "limits": stuck.limits(), "cases": found},
+    )

@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from producers.web import drafts
 from producers.web.auth import Acting, AsStaff, NotFound, console, render
+from producers.web.i18n import gettext as _
 from workers.composition import CompositionError
 
 router = APIRouter()
@@ -101,7 +102,7 @@ def _load(request: Request, draft_id: str, acting: Acting) -> drafts.Draft:
                 conn, draft_id, user_id=acting.session.user.id, clinic_hsa_id=acting.clinic_hsa_id
             )
     except drafts.DraftNotFound:
-        raise NotFound("Utkastet finns inte (det kan redan vara skickat).") from None
+        raise NotFound(_("Utkastet finns inte (det kan redan vara skickat).")) from None
 
 
 @router.get("/skicka/{draft_id}")
@@ -156,15 +157,15 @@ async def draft_action(request: Request, draft_id: str, acting: AsStaff) -> Resp
             if isinstance(outcome, drafts.Refusal):
                 refused.append(outcome)
             else:
-                notices.append(f"{outcome.filename} är kontrollerad och bifogad.")
+                notices.append(_("%(file)s är kontrollerad och bifogad.", file=outcome.filename))
         elif action == "attach":
-            errors.append("Välj en fil att bifoga.")
+            errors.append(_("Välj en fil att bifoga."))
         with services.begin() as conn:
             template = drafts.template_of(conn, draft)
         if action == "add-residents":
             added = drafts.add_residents(draft, str(form.get("personnummer") or ""), services)
             if not added:
-                notices.append("Invånaren finns redan bland mottagarna.")
+                notices.append(_("Invånaren finns redan bland mottagarna."))
         elif action.startswith("remove-resident:"):
             drafts.remove_resident(draft, _index(action))
         elif action.startswith("plus:"):

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from producers.web.auth import Acting, AsAdmin, NotFound, console, render
+from producers.web.i18n import gettext as _
 from producers.web.template_form import (
     FormValues,
     blank_values,
@@ -18,19 +19,16 @@ from producers.web.template_form import (
     read_form,
     values_of,
 )
+from producers.web.wording import TEMPLATE_NOTICE
 from workers.templates import store
 from workers.templates.model import Template, TemplateInvalid, validated
 
 router = APIRouter()
 
-NOTICES = {
-    "adopted": "Mallen är hämtad till mottagningen. Anpassa den, bocka i Aktivera mall och spara.",
-    "saved": "Mallen är sparad som en ny version.",
-    "unchanged": "Inga ändringar att spara.",
-    "activated": "Mallen är aktiverad: vårdpersonalen kan använda den.",
-    "deactivated": "Mallen är avaktiverad.",
-    "created": "Mallen är skapad.",
-}
+
+def _notice(key: str | None) -> str | None:
+    found = TEMPLATE_NOTICE.get(key or "")
+    return _(found) if found else None
 
 
 @router.get("/mallar")
@@ -118,7 +116,7 @@ def _page(
             "versions": list(reversed(versions)),
             "changeable": changeable and (current is None or current.version == template.version),
             "why_not": why_not,
-            "notice": NOTICES.get(request.query_params.get("info") or ""),
+            "notice": _notice(request.query_params.get("info")),
             "new": False,
         },
         status_code=status_code,
