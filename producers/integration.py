@@ -8,7 +8,9 @@ functions the intake bridge, ``omvant dispatch`` and ``omvant cases`` use.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,15 @@ from workers.store.api_keys import ApiKey
 from workers.store.cases import utcnow
 from workers.store.schema import batches as batches_table
 from workers.store.schema import cases, intake_keys
+
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+"""The form of every case and batch id (``contracts.common.CaseId``): a path that is not one
+names nothing, and is not sent to the database (PostgreSQL refuses NUL in text)."""
+
+
+def _printable(value: str) -> str:
+    """``value`` for the access log: what is not of an id's form, escaped."""
+    return value.encode("unicode_escape", "backslashreplace").decode("ascii")[:200]
 
 
 class Refused(Exception):
@@ -200,6 +211,18 @@ def case_status(engine: sa.Engine, key: ApiKey, case_id: str) -> CaseStatus | No
     none of the key's clinics has it. Every look-up is written to the access log, found or
     not, as ``api:<key-id>``."""
     now = utcnow()
+    if not _ID.fullmatch(case_id):
+        with engine.begin() as conn:
+            for clinic in key.clinics:
+                access_log.record(
+                    conn,
+                    user_hsa_id=f"api:{key.key_id}"[:48],
+                    unit_hsa_id=clinic,
+                    action="api-case-not-found",
+                    case_ids=[_printable(case_id)],
+                    personnummer=[],
+                )
+        return None
     with engine.begin() as conn:
         for clinic in key.clinics:
             detail = case_queries.show_case(conn, clinic, case_id, now=now)
@@ -234,12 +257,14 @@ def own_batch(conn: sa.Connection, key: ApiKey, batch_id: str) -> batches.Batch:
     Refused
         404 ``not-found``: no such batch, or another clinic's.
     """
-    try:
-        batch = batches.get(conn, batch_id)
-    except batches.BatchNotFound:
-        batch = None
+    batch = None
+    if _ID.fullmatch(batch_id):
+        with contextlib.suppress(batches.BatchNotFound):
+            batch = batches.get(conn, batch_id)
     if batch is None or batch.clinic_hsa_id not in key.clinics:
-        raise Refused(404, Reason.NOT_FOUND, f"no batch {batch_id} for this key's clinics")
+        raise Refused(
+            404, Reason.NOT_FOUND, f"no batch {_printable(batch_id)} for this key's clinics"
+        )
     return batch
 
 

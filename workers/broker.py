@@ -151,12 +151,10 @@ def build_broker(
         broker.add_middleware(extra, before=Retries)
     from workers.failures import FailureClock
     from workers.metrics import StageMetrics
-    from workers.metrics_server import MetricsServer
 
     broker.add_middleware(StageMetrics(), before=Retries)
     # placed after Retries, it stamps the first failure before Retries re-enqueues the message
     broker.add_middleware(FailureClock(), after=Retries)
-    broker.add_middleware(MetricsServer())
     return broker
 
 

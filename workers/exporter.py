@@ -122,7 +122,7 @@ class OmvantCollector:
             ok = False
         try:
             with self.engine.connect() as conn:
-                yield from _database_metrics(conn, now)
+                yield from _database_metrics(conn, now, self.prefix)
                 self.latency.observe_new(conn)
         except Exception as exc:  # noqa: BLE001 - likewise for the database
             log.warning("exporter could not read the database", error=type(exc).__name__)
@@ -164,7 +164,7 @@ def _queue_metrics(lanes: Iterable[queue_depth.LaneDepth]) -> Iterator[Metric]:
     yield from (depth, delayed, dead, consumers)
 
 
-def _database_metrics(conn: sa.Connection, now: dt.datetime) -> Iterator[Metric]:
+def _database_metrics(conn: sa.Connection, now: dt.datetime, prefix: str) -> Iterator[Metric]:
     pending = GaugeMetricFamily(
         "omvant_failures_pending",
         "Failure records waiting for on-call (omvant dlq list), by queue, reason and kind.",
@@ -175,9 +175,9 @@ def _database_metrics(conn: sa.Connection, now: dt.datetime) -> Iterator[Metric]
         "Age of the oldest pending failure record, per queue.",
         labels=["queue"],
     )
-    for group in failure_store.groups(conn, Selection()):
+    for group in failure_store.groups(conn, Selection(prefix=prefix)):
         pending.add_metric([group["queue"], group["reason"], group["kind"]], group["count"])
-    for queue, when in failure_store.oldest_pending(conn).items():
+    for queue, when in failure_store.oldest_pending(conn, prefix).items():
         oldest.add_metric([queue], max(0.0, (now - when).total_seconds()))
     yield pending
     yield oldest

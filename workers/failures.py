@@ -271,12 +271,16 @@ def _age(when: dt.datetime | None, now: dt.datetime) -> float | None:
 
 
 def summary(
-    engine: sa.Engine, selection: Selection | None = None, *, now: dt.datetime | None = None
+    engine: sa.Engine,
+    selection: Selection | None = None,
+    *,
+    now: dt.datetime | None = None,
+    prefix: str = "",
 ) -> dict[str, Any]:
     """Pending failures grouped by queue and reason: counts, cases and the oldest age."""
     now = now or utcnow()
     with engine.connect() as conn:
-        found = store.groups(conn, selection or Selection())
+        found = store.groups(conn, selection or Selection(prefix=prefix))
     groups = [
         {
             **g,
@@ -339,13 +343,18 @@ def _residents(body: Any) -> list[str]:
 
 
 def show(
-    engine: sa.Engine, failure_id: str, *, who: str, show_personnummer: bool = False
+    engine: sa.Engine,
+    failure_id: str,
+    *,
+    who: str,
+    show_personnummer: bool = False,
+    prefix: str = "",
 ) -> dict[str, Any] | None:
     """One record in full: personnummer masked and message text left out unless
     ``show_personnummer``. The read is written to the access log (with whether it was
     unmasked) and to the on-call audit. None if there is no such record."""
     with engine.begin() as conn:
-        rows = store.select(conn, Selection(ids=(failure_id,)))
+        rows = store.select(conn, Selection(ids=(failure_id,), prefix=prefix))
         if not rows:
             return None
         row = rows[0]

@@ -173,6 +173,9 @@ class GuardedConsumer(Consumer):
         self.inner = inner
         self.queue_name = queue_name
         self.consumed = canonical(queue_name)
+        self.found: set[str] = set()
+        """Redis entry ids this consumer found for messages not yet acknowledged: two entries
+        with the same data must get one id each, or one is never acknowledged and runs again."""
 
     def __iter__(self) -> GuardedConsumer:
         return self
@@ -237,23 +240,28 @@ class GuardedConsumer(Consumer):
             return
         acks = f"{namespace}:__acks__.{broker_id}.{self.queue_name}"
         given = proxy.options.get("redis_message_id")
-        if isinstance(given, str) and client.sismember(acks, given):
+        if isinstance(given, str) and given not in self.found and client.sismember(acks, given):
             return
         digest = proxy.options.get(RAW_SHA256)
         for member in client.smembers(acks):
+            name = member.decode() if isinstance(member, bytes) else str(member)
+            if name in self.found:
+                continue
             data = client.hget(f"{namespace}:{self.queue_name}.msgs", member)
             if data is not None and hashlib.sha256(data).hexdigest() == digest:
-                name = member.decode() if isinstance(member, bytes) else str(member)
                 proxy.options["redis_message_id"] = name
+                self.found.add(name)
                 hold = getattr(self.inner, "hold", None)
                 if hold is not None:  # a reclaiming consumer counts it as handed out
                     hold(proxy)
                 return
 
     def ack(self, message: MessageProxy) -> None:
+        self.found.discard(message.options.get("redis_message_id", ""))
         self.inner.ack(message)
 
     def nack(self, message: MessageProxy) -> None:
+        self.found.discard(message.options.get("redis_message_id", ""))
         self.inner.nack(message)
 
     def requeue(self, messages: Any) -> None:

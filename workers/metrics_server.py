@@ -1,7 +1,8 @@
 """``/metrics`` and ``/healthz`` of one ``omvant worker``, on ``OMVANT_METRICS_PORT``.
 
-dramatiq runs ``serve`` in a process forked from its main process (a middleware's ``forks``),
-so there is one server per ``omvant worker`` however many worker processes it has; it adds up
+dramatiq runs ``serve`` in a process forked from its main process (``omvant worker`` names it
+with ``--fork-function``), so there is one server per ``omvant worker`` however many worker
+processes it has; it adds up
 their counters from ``PROMETHEUS_MULTIPROC_DIR``. ``/healthz`` answers 200 while a worker
 process has said it lives within ``STALE_SECONDS``, else 503.
 """
@@ -15,7 +16,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from dramatiq.middleware import Middleware
 from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
@@ -99,11 +99,3 @@ def serve() -> int:
     log.info("serving /metrics and /healthz", port=server.server_port)
     server.serve_forever()
     return 0
-
-
-class MetricsServer(Middleware):
-    """Makes dramatiq fork ``serve`` once per ``omvant worker`` when a port is configured."""
-
-    @property
-    def forks(self) -> list[Callable[[], int]]:
-        return [serve] if os.environ.get(PORT_VARIABLE) else []

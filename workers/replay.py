@@ -9,12 +9,16 @@ A replay is three steps, in this order, each in its own transaction:
    lane, for its actor (with publisher confirms on RabbitMQ);
 3. **confirm**: the record becomes *replayed*; the broker's ``.XQ`` copy is removed.
 
-A crash after 1 leaves the record *replaying*, which the next replay takes again, so nothing is
-lost. A crash between 2 and 3 can put the message on its queue twice; the stages are idempotent
-(states only move forward, the inbox delivery and every notification are keyed per case), so a
-case still goes through once. A record whose cases have all settled meanwhile (sent, read, or
-ended for another reason) is closed as *settled* without sending anything; a replayed record is
-never sent again. Every call writes one audit entry: who, when, which selection, how many.
+The mark is taken with the record locked and holds it for ``REPLAY_LEASE_SECONDS`` (60): a
+second replay running at the same time skips it ("taken by another replay"), so two on-call
+engineers replaying at once enqueue it once. A crash after 1 leaves the record *replaying*; the
+next replay takes it again once the lease has run out (at once if the enqueue itself failed),
+so nothing is lost. A crash between 2 and 3 can put the message on its queue twice; the stages
+are idempotent (states only move forward, the inbox delivery and every notification are keyed
+per case), so a case still goes through once. A record whose cases have all settled meanwhile
+(sent, read, or ended for another reason) is closed as *settled* without sending anything; a
+replayed record is never sent again. Every call writes one audit entry (who, when, which
+selection, how many) before it touches a record, kept up to date while it runs.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from workers.routes import ROUTES, lane_for
 from workers.stage import enqueue
 from workers.store import batches, cases
 from workers.store import failures as store
+from workers.store.cases import utcnow
 from workers.store.failures import FailureKind, FailureRow, FailureStatus, Selection
 from workers.store.reopen import reopen
 
@@ -194,6 +199,8 @@ def replay(
     with engine.connect() as conn:
         rows = store.select(conn, selection)
     report = Report("replay", dry_run)
+    audit = _Audit(engine, who, report, selection)
+    report.outcomes.extend(_unknown(selection, rows))
     copies: dict[str, list[str]] = {}
     interval = 1.0 / rate if rate else 0.0
     for row in rows:
@@ -202,14 +209,22 @@ def replay(
         report.outcomes.append(outcome)
         if outcome.result in ("replayed", "settled") and row.broker_message_id:
             copies.setdefault(queue_name(row.queue, prefix), []).append(row.broker_message_id)
+        audit.progress()
         if progress:
             progress(outcome)
         if interval and outcome.result == "replayed":
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
     if copies and not dry_run:
         report.dead_letter_copies_removed = remove_copies(broker, copies)
-    _audit(engine, who, report, selection)
+    audit.finish()
     return report
+
+
+def _unknown(selection: Selection, rows: Sequence[FailureRow]) -> list[Outcome]:
+    """An outcome for each id asked for that names no record (never a silent nothing)."""
+    found = {r.id for r in rows}
+    asked = dict.fromkeys(store.canonical_id(i) for i in selection.ids)
+    return [Outcome(i, "unknown", detail="no such record") for i in asked if i not in found]
 
 
 def _replay_one(
@@ -218,6 +233,14 @@ def _replay_one(
     if row.status in (FailureStatus.REPLAYED, FailureStatus.SETTLED, FailureStatus.PURGED):
         return Outcome(row.id, "skipped", detail=f"already {row.status.value}")
     with engine.begin() as conn:
+        if row.kind != FailureKind.UNREADABLE and not dry_run:
+            # Read it again, locked: another replay may have taken it since it was listed.
+            current = store.lock_one(conn, row.id)
+            if current is None or not store.takeable(current, utcnow()):
+                state = current.status.value if current else "gone"
+                why = "taken by another replay" if state == "replaying" else f"already {state}"
+                return Outcome(row.id, "skipped", detail=why)
+            row = current
         chosen = plan(conn, row)
         if chosen.envelope is None:
             if chosen.settled and not dry_run:
@@ -227,11 +250,8 @@ def _replay_one(
         queue, actor = _destination(conn, row, chosen.envelope)
         if dry_run:
             return Outcome(row.id, "would-replay", len(chosen.cases), f"to {queue}")
-        # 1. mark
-        if not store.set_status(
-            conn, row.id, FailureStatus.REPLAYING, expect=store.PENDING, replay=True
-        ):
-            return Outcome(row.id, "skipped", detail="taken by another replay")
+        # 1. mark (the record is locked: no other replay marks it in between)
+        store.set_status(conn, row.id, FailureStatus.REPLAYING, expect=store.PENDING, replay=True)
         reopen(
             conn,
             chosen.reopen,
@@ -243,6 +263,8 @@ def _replay_one(
     try:
         enqueue(broker, queue, actor, chosen.envelope, prefix=prefix)
     except Exception as exc:  # noqa: BLE001 - reported; the record stays replaying for a rerun
+        with engine.begin() as conn:
+            store.release(conn, row.id)  # nothing was sent: the next replay may take it now
         return Outcome(row.id, "failed", len(chosen.cases), f"{type(exc).__name__}: {exc}")
     # 3. confirm
     with engine.begin() as conn:
@@ -265,6 +287,8 @@ def purge(
     with engine.connect() as conn:
         rows = store.select(conn, selection)
     report = Report("purge", dry_run)
+    audit = _Audit(engine, who, report, selection)
+    report.outcomes.extend(_unknown(selection, rows))
     copies: dict[str, list[str]] = {}
     for row in rows:
         if dry_run:
@@ -276,31 +300,59 @@ def purge(
             else:
                 done = store.set_status(conn, row.id, FailureStatus.PURGED, expect=[*store.PENDING])
         report.outcomes.append(Outcome(row.id, "purged" if done else "skipped", len(row.case_ids)))
+        audit.progress()
         if done and row.broker_message_id:
             copies.setdefault(queue_name(row.queue, prefix), []).append(row.broker_message_id)
     if copies:
         report.dead_letter_copies_removed = remove_copies(broker, copies)
-    _audit(engine, who, report, selection)
+    audit.finish()
     return report
 
 
-def _audit(engine: sa.Engine, who: str, report: Report, selection: Selection) -> None:
-    data = report.as_dict()
-    with engine.begin() as conn:
-        store.audit(
-            conn,
-            who=who,
-            action=report.action,
-            selection=selection.describe(),
-            count=len(report.outcomes),
-            outcome={
-                "totals": data["totals"],
-                "cases": data["cases"],
-                "ids": [o.id for o in report.outcomes][:1000],
-                "dead_letter_copies_removed": report.dead_letter_copies_removed,
-            },
-            dry_run=report.dry_run,
-        )
+class _Audit:
+    """The audit entry of one replay or purge: written before the first record is touched
+    (``unfinished``), brought up to date after each record (one small update beside the
+    record's own two transactions), and completed at the end; a run killed midway leaves an
+    entry saying what it had done by then."""
+
+    def __init__(self, engine: sa.Engine, who: str, report: Report, selection: Selection):
+        self.engine, self.report = engine, report
+        with engine.begin() as conn:
+            self.id = store.audit(
+                conn,
+                who=who,
+                action=report.action,
+                selection=selection.describe(),
+                count=0,
+                outcome=self._outcome(finished=False),
+                dry_run=report.dry_run,
+            )
+
+    def _outcome(self, *, finished: bool) -> dict[str, Any]:
+        data = self.report.as_dict()
+        outcome = {
+            "totals": data["totals"],
+            "cases": data["cases"],
+            "ids": [o.id for o in self.report.outcomes][:1000],
+            "dead_letter_copies_removed": self.report.dead_letter_copies_removed,
+        }
+        return outcome if finished else {**outcome, "unfinished": True}
+
+    def _write(self, *, finished: bool) -> None:
+        with self.engine.begin() as conn:
+            store.audit_update(
+                conn,
+                self.id,
+                count=len(self.report.outcomes),
+                outcome=self._outcome(finished=finished),
+            )
+
+    def progress(self) -> None:
+        if not self.report.dry_run:
+            self._write(finished=False)
+
+    def finish(self) -> None:
+        self._write(finished=True)
 
 
 def selected(ids: Sequence[str]) -> Selection:

@@ -32,6 +32,11 @@ from workers.server_probe import mask_url
 EXIT_UNREACHABLE = 2
 """The exit status of a worker that gave up on its broker (as for any unusable server)."""
 
+EXIT_ORPHAN = 3
+"""The exit status of a worker process whose main process was gone and whose shutdown hung."""
+ORPHAN_GRACE_SECONDS = 30.0
+"""How long an orphaned worker process's graceful shutdown may take before it is ended."""
+
 _CONNECTION_ERROR = "Consumer encountered a connection error"
 _RESTARTING = "Restarting consumer in"
 QUIET_AFTER_SECONDS = 8.0
@@ -169,6 +174,11 @@ class ServerWatch(Middleware):
         if os.getppid() != self._parent:
             self.log.error("the main worker process is gone; this worker process stops")
             os.kill(os.getpid(), signal.SIGTERM)
+            # dramatiq's shutdown waits for acks, retried for as long as the broker is away:
+            # an orphan must not outlive its supervisor's sight for that
+            deadline = threading.Timer(ORPHAN_GRACE_SECONDS, self.exit_process, (EXIT_ORPHAN,))
+            deadline.daemon = True
+            deadline.start()
             return False
         outage = self.errors.outage()
         if outage is None:

@@ -69,7 +69,7 @@ def snapshot(
         "workers": queue_depth.redis_workers(broker),
         "queues": lanes,
         "oldest_waiting_seconds": waiting,
-        "dead_letters": failures.summary(engine, now=now),
+        "dead_letters": failures.summary(engine, now=now, prefix=prefix),
         "batches": in_flight,
         "stuck": {"limits_seconds": stuck.limits(), "cases": stuck_cases},
         "last_sweep": sweep,

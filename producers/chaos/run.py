@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -225,6 +226,35 @@ def settled_count(engine: sa.Engine, batch_id: str) -> int:
         return -1
 
 
+def redis_clients(redis: RedisServer) -> int:
+    """How many client connections the run's Redis has now (-1 if it cannot say)."""
+    client: Any = redis.client()
+    try:
+        return len(client.client_list()) - 1  # not this one
+    except Exception:  # noqa: BLE001 - a figure, not a verdict
+        return -1
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def processes_of_run(database_url: str) -> list[int]:
+    """Processes still running with this run's database in their environment (after the
+    supervisor stopped its own: orphans, e.g. worker processes that outlived their main)."""
+    marker = f"OMVANT_DATABASE_URL={database_url}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
 def in_doubt_resolutions(engine: sa.Engine) -> dict[str, int]:
     """How the run's in-doubt notifications were settled, per ``channel:resolution``."""
     with engine.connect() as conn:
@@ -325,6 +355,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         while supervisor.ready() < config.groups and time.monotonic() < deadline:
             time.sleep(0.5)
         say(f"{supervisor.ready()} worker processes ready; rates {rates} per second")
+        redis_clients_start = redis_clients(redis)
         listing = root / "residents.csv"
         write_list(listing, residents)
         enqueue_started = time.monotonic()
@@ -337,7 +368,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
             env=env,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=1800,  # about a second at ease; minutes on a machine loaded past 50
             check=False,
         )
         if done.returncode != 0:
@@ -371,7 +402,13 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
                 break
         schedule.join()
         dispatch_seconds = time.monotonic() - enqueue_started
+        redis_clients_end = redis_clients(redis)
         supervisor.stop()
+        time.sleep(2.0)
+        orphans = processes_of_run(database_url)
+        for pid in orphans:  # a run leaves nothing behind, and says what it had to end
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         records = read_records(engine, batch_id)
         resolutions = in_doubt_resolutions(engine)
         swept = sweep_totals(engine)
@@ -381,6 +418,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         if config.keep is not None:
             shutil.copytree(root / "logs", config.keep / "logs", dirs_exist_ok=True)
     rows = evaluate(expected, records, observed)
+    rows.append(Row("worker processes outliving the run (orphans)", len(orphans)))
     kills = log.count("kill-9")
     fault_rows = [
         Row("worker processes killed (kill -9), at least", kills, limit=10**9),
@@ -417,6 +455,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         "inbox_posts_repeating_a_key": observed.inbox_refused_duplicates,
         "worker_exits": {str(k): v for k, v in sorted(worker_exits.items())},
         "in_doubt_resolutions": resolutions,
+        "redis_clients": {"start": redis_clients_start, "end": redis_clients_end},
         "sweep": swept,
         "faults": log.as_json(),
         "fault_errors": schedule.errors,
@@ -455,7 +494,9 @@ def render(result: dict[str, Any]) -> str:
         f"{counts['inbox_deliveries']:,}, the SMS gateway {counts['sms']:,}, the SMTP sink "
         f"{counts['emails']:,}; repeated keys the inbox and the gateway took as one: "
         f"{result['inbox_posts_repeating_a_key']}, {result['sms_posts_repeating_a_key']}; "
-        f"worker exits {result['worker_exits']}; in-doubt notifications settled "
+        f"worker exits {result['worker_exits']}; Redis client connections "
+        f"{result['redis_clients']['start']} at the start, {result['redis_clients']['end']} at "
+        f"the end; in-doubt notifications settled "
         f"{result['in_doubt_resolutions'] or 'none'}; "
         f"the sweep {result['sweep'] or 'found nothing'}"
     )

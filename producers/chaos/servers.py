@@ -215,13 +215,14 @@ class RabbitServer:
         if self.process is None:
             return
         if self.process.poll() is None:
-            subprocess.run(  # noqa: S603 - RabbitMQ's own script
-                [require("rabbitmqctl", RABBITMQ_BIN), "-n", self.node, "stop"],
-                env=self.env(),
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
+            with contextlib.suppress(subprocess.TimeoutExpired):  # then it is killed, below
+                subprocess.run(  # noqa: S603 - RabbitMQ's own script
+                    [require("rabbitmqctl", RABBITMQ_BIN), "-n", self.node, "stop"],
+                    env=self.env(),
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:

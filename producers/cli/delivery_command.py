@@ -67,11 +67,14 @@ def smtp_sink(
     record: Annotated[
         Path | None, typer.Option(help="Append one JSON line per message taken to this file.")
     ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
 ) -> None:
-    """Run the SMTP sink (an SMTP server on 127.0.0.1 that keeps what it takes)."""
+    """Run the SMTP sink (an SMTP server that keeps what it takes; loopback by default)."""
     from workers.adapters.smtp_sink import SmtpSink
 
-    sink = SmtpSink(port=port, record=record).start()
+    sink = SmtpSink(port=port, record=record, host=host).start()
     typer.echo(f"smtp sink on {sink.url}", err=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

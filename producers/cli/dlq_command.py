@@ -11,6 +11,7 @@ import datetime as dt
 import getpass
 import json
 import re
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -23,7 +24,7 @@ from workers import failures, replay
 from workers.broker import build_broker
 from workers.store.cases import utcnow
 from workers.store.engine import make_engine, upgrade
-from workers.store.failures import Selection
+from workers.store.failures import Selection, canonical_id
 
 app = typer.Typer(
     help="Dead letters and rejected messages: list, show, replay, purge.", no_args_is_help=True
@@ -53,11 +54,11 @@ def since_time(value: str | None, now: dt.datetime | None = None) -> dt.datetime
     if not value:
         return None
     match = _AGE.match(value.strip())
-    if match:
-        return (now or utcnow()) - dt.timedelta(seconds=int(match[1]) * _UNITS[match[2]])
     try:
+        if match:
+            return (now or utcnow()) - dt.timedelta(seconds=int(match[1]) * _UNITS[match[2]])
         parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         typer.echo("invalid-since: --since takes an ISO time or an age like 30m, 2h, 7d", err=True)
         raise typer.Exit(2) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
@@ -65,6 +66,10 @@ def since_time(value: str | None, now: dt.datetime | None = None) -> dt.datetime
 
 def _who(user: str | None) -> str:
     return user or f"login:{getpass.getuser()}"
+
+
+def _prefix() -> str:
+    return settings_from(None, None).queue_prefix
 
 
 def _engine(database: str | None) -> Any:
@@ -95,7 +100,7 @@ def list_(
 ) -> None:
     """Pending failures grouped by queue and reason, with counts and the oldest age."""
     engine = _engine(database)
-    selection = Selection(queue=queue, reason=reason, since=since_time(since))
+    selection = Selection(queue=queue, reason=reason, since=since_time(since), prefix=_prefix())
     if records:
         rows = failures.listing(engine, selection)
         if as_json:
@@ -144,7 +149,11 @@ def show(
     engine = _engine(database)
     try:
         found = failures.show(
-            engine, failure_id, who=_who(user), show_personnummer=show_personnummer
+            engine,
+            failure_id,
+            who=_who(user),
+            show_personnummer=show_personnummer,
+            prefix=_prefix(),
         )
     except ValueError as exc:
         typer.echo(f"invalid-id: {exc}", err=True)
@@ -173,11 +182,17 @@ def _selection(
         )
         raise typer.Exit(2)
     if ids:
-        return replay.selected(ids)
+        for given in ids:
+            try:
+                canonical_id(given)
+            except ValueError as exc:
+                typer.echo(f"invalid-id: {exc}", err=True)
+                raise typer.Exit(2) from None
+        return replace(replay.selected(ids), prefix=_prefix())
     if not (reason or queue or every):
         typer.echo("say which: ID ..., --reason R, --queue Q or --all", err=True)
         raise typer.Exit(2)
-    return Selection(queue=queue, reason=reason, since=since_time(since))
+    return Selection(queue=queue, reason=reason, since=since_time(since), prefix=_prefix())
 
 
 def _rate(value: str | None) -> float | None:
@@ -194,8 +209,8 @@ def _print_report(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    verb = "would " if data["dry_run"] else ""
-    typer.echo(f"{data['action']}: {data['records']} record(s), {data['cases']} case(s) {verb}done")
+    done = "in the dry run" if data["dry_run"] else "done"
+    typer.echo(f"{data['action']}: {data['records']} record(s), {data['cases']} case(s) {done}")
     for result, count in sorted(data["totals"].items()):
         typer.echo(f"  {result}: {count}")
     for outcome in data["outcomes"]:
@@ -251,7 +266,7 @@ def replay_(
         live.close()
     data = report.as_dict()
     _print_report(data, as_json)
-    if data["totals"].get("failed"):
+    if data["totals"].get("failed") or data["totals"].get("unknown"):
         raise typer.Exit(1)
 
 
@@ -288,7 +303,10 @@ def purge(
         )
     finally:
         live.close()
-    _print_report(report.as_dict(), as_json)
+    data = report.as_dict()
+    _print_report(data, as_json)
+    if data["totals"].get("unknown"):
+        raise typer.Exit(1)
 
 
 @app.command("audit")
@@ -306,6 +324,8 @@ def audit(
     for e in entries:
         table.add_row(
             (e["at"] or "")[:19], e["who"], e["action"], "yes" if e["dry_run"] else "",
-            str(e["count"]), json.dumps(e["outcome"].get("totals", e["outcome"])),
+            str(e["count"]),
+            json.dumps(e["outcome"].get("totals", e["outcome"]))
+            + (" (unfinished)" if e["outcome"].get("unfinished") else ""),
         )  # fmt: skip
     Console().print(table)

@@ -29,11 +29,11 @@ EXIT_UNREACHABLE = 2
 FORK_WAIT_MS = 500
 """How long dramatiq's main process waits for each worker process to boot before it watches
 them (its default, 30 s, is how long ``omvant worker`` took to exit when its worker processes
-died while starting; we start no dramatiq fork processes, which is what the wait is for)."""
-METRICS_FORK_WAIT_MS = 30_000
-"""With ``--metrics-port`` the metrics server is a fork process the worker processes declare
-as they import ``workers.app``: dramatiq's main process starts the forks it knows of once the
-wait is over, so it waits for them (its default) and a dying worker process is noticed later."""
+died while starting). The wait is for fork processes that worker processes declare as they
+import; the metrics server is named on dramatiq's command line instead (``METRICS_FORK``), so
+the main process knows it from the start and the wait stays short with ``--metrics-port``."""
+METRICS_FORK = "workers.metrics_server:serve"
+"""The metrics server, one fork process per ``omvant worker`` (``--fork-function``)."""
 SHUTDOWN_GRACE_MS = 30_000
 """How long a worker process finishes the messages it holds when told to stop (dramatiq's
 default is 10 minutes); what it has not finished goes back to the broker unacknowledged."""
@@ -99,7 +99,7 @@ def worker(
         processes=processes,
         threads=threads,
         log_level=settings.log_level,
-        fork_wait_ms=FORK_WAIT_MS if metrics_port is None else METRICS_FORK_WAIT_MS,
+        forks=[] if metrics_port is None else [METRICS_FORK],
     )
     from workers.server_watch import MAIN_PID_VARIABLE  # here: the checks above start fast
 
@@ -149,7 +149,7 @@ def dramatiq_argv(
     processes: int,
     threads: int,
     log_level: str = "INFO",
-    fork_wait_ms: int = 500,
+    forks: list[str] | None = None,
 ) -> list[str]:
     """The dramatiq command line ``omvant worker`` becomes.
 
@@ -168,7 +168,8 @@ def dramatiq_argv(
         "--threads",
         str(threads),
         "--worker-fork-timeout",
-        str(fork_wait_ms),
+        str(FORK_WAIT_MS),
+        *(arg for fork in forks or [] for arg in ("--fork-function", fork)),
         "--worker-shutdown-timeout",
         str(SHUTDOWN_GRACE_MS),
         *verbose,

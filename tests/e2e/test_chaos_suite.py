@@ -1,7 +1,7 @@
-"""The chaos suite as CI runs it: ``omvant chaos`` with 5,000 cases on each broker, on servers
-of its own, judged at the simulators (``producers/chaos/``). Larger runs are made by hand
-(``make chaos``, 20,000 cases by default). Skipped unless ``OMVANT_CHAOS_TESTS=1``: the suite
-does not pass yet (README, "The chaos suite"), and ``make test`` must stay green."""
+"""The chaos suite as CI runs it: ``omvant chaos`` with 5,000 cases on each broker
+(``OMVANT_TEST_CHAOS_CASES``), on servers of its own, judged at the simulators
+(``producers/chaos/``). Larger runs are made by hand (``make chaos``, 20,000 cases by
+default). Locally it skips when a server binary is missing; in CI (``CI=true``) it fails."""
 
 from __future__ import annotations
 
@@ -17,17 +17,7 @@ from producers.chaos.servers import RABBITMQ_BIN
 from tests.conftest import server_missing
 from tests.e2e.harness import OMVANT
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        os.environ.get("OMVANT_CHAOS_TESTS") != "1",
-        reason=(
-            "the chaos suite does not pass yet (known failures: e-mails received but recorded "
-            "not sent; Redis loses messages under CLIENT KILL; see README, 'The chaos suite'); "
-            "run it with OMVANT_CHAOS_TESTS=1 or `make chaos`"
-        ),
-    ),
-]
+pytestmark = [pytest.mark.e2e]
 
 CASES = int(os.environ.get("OMVANT_TEST_CHAOS_CASES", "5000"))
 
@@ -50,7 +40,7 @@ def test_a_dispatch_under_faults_loses_nothing_and_notifies_every_reachable_resi
         [OMVANT, "chaos", "--broker", broker, "--cases", str(CASES), "--json"],
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=1800,  # about 5 min at ease; 13 min at a load average of 80
         check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")},
     )

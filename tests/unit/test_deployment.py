@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -110,7 +111,12 @@ def test_profiles_add_simulators_monitoring_and_clamav() -> None:
     assert {"prometheus", "grafana"} <= profiles["monitoring"]
     assert "clamav" in profiles["clamav"]
     sims = {tuple(omvant_command_lines(compose_services()[n])[0][:2]) for n in profiles["sims"]}
-    assert {("sim", "directory"), ("sim", "sms-gateway")} <= sims
+    assert {
+        ("sim", "directory"),
+        ("sim", "sms-gateway"),
+        ("sim", "smtp-sink"),
+        ("sim", "inbox"),
+    } <= sims
     core = [n for n, s in compose_services().items() if "profiles" not in s]
     assert not any(n in core for n in ("prometheus", "grafana", "clamav"))
 
@@ -133,3 +139,32 @@ def test_every_mounted_file_exists_and_prometheus_scrapes_every_worker() -> None
             assert f"{name}:9464" in targets, f"Prometheus does not scrape {name}"
             assert service["environment"]["OMVANT_METRICS_PORT"] == "9464"
     assert "exporter:9465" in targets
+
+
+def test_the_sims_profile_serves_what_the_documented_settings_point_the_workers_at() -> None:
+    """The compose file's header says which settings wire the workers to the simulators; each
+    names a sims service that listens on all addresses on that port, and each is a setting the
+    services pass on from the environment."""
+    header = (ROOT / "docker-compose.yml").read_text().split("\nx-omvant-environment", 1)[0]
+    wired = re.findall(r"(OMVANT_[A-Z_]+)=(?:http|smtp)://([a-z-]+):([0-9]+)", header)
+    assert {name for name, _, _ in wired} == {
+        "OMVANT_DIRECTORY_URL", "OMVANT_SMS_GATEWAY_URL", "OMVANT_SMTP_URL", "OMVANT_INBOX_URL"
+    }  # fmt: skip
+    services = compose_services()
+    worker_env = services["notification-sending"]["environment"]
+    for setting, host, port in wired:
+        service = services[host]
+        assert service.get("profiles") == ["sims"], host
+        command = omvant_command_lines(service)[0]
+        assert command[command.index("--port") + 1] == port, host
+        assert command[command.index("--host") + 1] == "0.0.0.0", host
+        assert resolves(command), command
+        assert setting in worker_env, setting
+
+
+def test_the_answer_key_must_come_from_the_environment() -> None:
+    """Workers outside the embedded default refuse to start without OMVANT_ANSWER_KEY: compose
+    passes it on and stops with a message when it is unset (never a key in this file)."""
+    for name, service in omvant_services().items():
+        value = service["environment"]["OMVANT_ANSWER_KEY"]
+        assert value.startswith("${OMVANT_ANSWER_KEY:?"), name

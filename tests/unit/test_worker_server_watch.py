@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 import pytest
 
@@ -200,3 +201,33 @@ def test_the_main_process_is_the_one_omvant_worker_named_not_whoever_is_parent_n
     assert main_pid() == os.getppid()
     monkeypatch.delenv(MAIN_PID_VARIABLE)
     assert main_pid() == os.getppid()
+
+
+def test_an_orphan_is_asked_to_stop_then_ended_if_its_shutdown_hangs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from workers import server_watch
+
+    signals: list[int] = []
+    monkeypatch.setattr(server_watch.os, "kill", lambda _pid, sig: signals.append(sig))
+    monkeypatch.setattr(server_watch, "ORPHAN_GRACE_SECONDS", 0.05)
+    monkeypatch.setenv(server_watch.MAIN_PID_VARIABLE, "424242")  # not our parent: it is gone
+    ended = threading.Event()
+    exits: list[int] = []
+
+    def exit_process(status: int) -> None:
+        exits.append(status)
+        ended.set()
+
+    watch = ServerWatch(
+        ConsumerErrors(FakeClock()),
+        broker_url="redis://h:1/0",
+        give_up_after=30,
+        exit_process=exit_process,
+    )
+    assert not watch.look()
+    assert signals == [signal.SIGTERM]
+    assert ended.wait(5)
+    assert exits == [server_watch.EXIT_ORPHAN]

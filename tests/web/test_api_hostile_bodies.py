@@ -3,11 +3,14 @@ and nothing of it is stored."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.web.api_support import CLINIC_A, SENDER, app_for, make_key
+from workers.store import access_log
 from workers.store.engine import make_engine
 from workers.store.schema import batches
 
@@ -45,3 +48,30 @@ def test_a_batch_with_control_characters_is_refused_before_anything_is_stored(
     assert answer.json()["reason"] == "invalid-payload"
     assert answer.json()["errors"][0]["rule"] in {"control-character", "bidi-control"}
     assert stored == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/cases/abc%00def",
+        "/v1/cases/%ED%A0%80",
+        "/v1/batches/abc%00def",
+        "/v1/batches/abc%00def/pause",
+    ],
+)
+def test_an_id_no_case_or_batch_can_have_is_404_on_postgresql_and_the_attempt_logged(
+    postgres_url: str, path: str
+) -> None:
+    who = f"journal-nul-{zlib.crc32(path.encode())}"
+    key = make_key(postgres_url, who, [CLINIC_A])
+    with TestClient(app_for(postgres_url), raise_server_exceptions=False) as client:
+        method = client.post if path.endswith("pause") else client.get
+        answer = method(path, headers=key.headers)
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["reason"] == "not-found"
+    if path.startswith("/v1/cases"):
+        with make_engine(postgres_url).connect() as conn:
+            last = access_log.entries(conn, CLINIC_A)[-1]
+        assert last.action == "api-case-not-found" and last.user_hsa_id == f"api:{who}"
+        assert "\x00" not in last.case_ids

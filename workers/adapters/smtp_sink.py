@@ -79,14 +79,20 @@ class _LoopbackController(Controller):
 
 
 class SmtpSink:
-    """A running SMTP server on 127.0.0.1: ``start()``, read ``url`` / ``received``, ``stop()``."""
+    """A running SMTP server (on 127.0.0.1 unless ``host`` says; ``0.0.0.0`` in a container):
+    ``start()``, read ``url`` / ``received``, ``stop()``."""
 
     def __init__(
-        self, *, port: int = 0, record: Path | None = None, **controller_options: Any
+        self,
+        *,
+        port: int = 0,
+        record: Path | None = None,
+        host: str = "127.0.0.1",
+        **controller_options: Any,
     ) -> None:
         self._keeper = _Keeper(record=record.open("a", encoding="utf-8") if record else None)
         self._controller = _LoopbackController(
-            self._keeper, hostname="127.0.0.1", port=port, **controller_options
+            self._keeper, hostname=host, port=port, **controller_options
         )
 
     def start(self) -> SmtpSink:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -108,12 +109,12 @@ def _failure(row: Any) -> FailureRow:
     )
 
 
-def _unreadable(row: Any) -> FailureRow:
+def _unreadable(row: Any, prefix: str = "") -> FailureRow:
     at = _aware(row.at) or utcnow()
     return FailureRow(
         id=f"R{row.id}",
         kind=FailureKind.UNREADABLE,
-        queue=row.queue,
+        queue=shown_queue(row.queue, prefix),
         actor=None,
         contract=None,
         contract_version=None,
@@ -153,6 +154,10 @@ class Selection:
     reason: str | None = None
     since: dt.datetime | None = None
     statuses: tuple[str, ...] = PENDING
+    prefix: str = ""
+    """The deployment's queue prefix: ``rejected_messages`` keep the broker's full queue name
+    (``<prefix>recipient-validation``), failure records the name without it. The view shows
+    and filters both by the name without it."""
 
     def describe(self) -> dict[str, Any]:
         """The selection as the audit stores it."""
@@ -165,17 +170,31 @@ class Selection:
         }
 
 
+MAX_ID = 2**31 - 1
+"""The largest id a row can have (the tables' integer keys): a larger one names no record."""
+
+_ID = re.compile(r"([FR]?)([0-9]{1,30})", re.ASCII)
+
+
+def canonical_id(raw: str) -> str:
+    """``F12`` for ``F12``, ``f12`` or ``12``; ``R7`` for ``r7``. Only ASCII digits: ``F١`` is
+    not ``F1``. ``ValueError`` for anything else."""
+    match = _ID.fullmatch(raw.strip().upper())
+    if not match:
+        raise ValueError(f"not a failure id: {raw!r} (ids look like F12 or R7)")
+    return f"{match[1] or 'F'}{int(match[2])}"
+
+
 def _split_ids(ids: Iterable[str]) -> tuple[list[int], list[int]]:
-    """Failure ids (``F12`` or ``12``) and rejected-message ids (``R7``)."""
+    """Failure ids (``F12`` or ``12``) and rejected-message ids (``R7``); ids beyond
+    ``MAX_ID`` are left out (no row has them)."""
     own: list[int] = []
     unreadable: list[int] = []
     for raw in ids:
-        text = raw.strip().upper()
-        target = unreadable if text.startswith("R") else own
-        digits = text[1:] if text[:1] in {"F", "R"} else text
-        if not digits.isdigit():
-            raise ValueError(f"not a failure id: {raw!r} (ids look like F12 or R7)")
-        target.append(int(digits))
+        text = canonical_id(raw)
+        number = int(text[1:])
+        if number <= MAX_ID:
+            (unreadable if text.startswith("R") else own).append(number)
     return own, unreadable
 
 
@@ -183,6 +202,19 @@ def _queue_filter(column: Any, queue: str) -> Any:
     """A queue matches itself and its lanes: ``message-composition`` takes
     ``message-composition.bulk-1`` too."""
     return sa.or_(column == queue, column.like(f"{queue}.%"))
+
+
+def _unreadable_queue_filter(column: Any, selection: Selection) -> Any:
+    """``--queue recipient-validation`` takes the rejects of ``<prefix>recipient-validation``."""
+    queue = str(selection.queue)
+    if not selection.prefix or queue.startswith(selection.prefix):
+        return _queue_filter(column, queue)
+    return sa.or_(_queue_filter(column, queue), _queue_filter(column, selection.prefix + queue))
+
+
+def shown_queue(name: str, prefix: str) -> str:
+    """A queue name as the on-call view shows it: without the deployment's prefix."""
+    return name[len(prefix) :] if prefix and name.startswith(prefix) else name
 
 
 def select(
@@ -218,13 +250,14 @@ def _select_unreadable(
     if selection.ids:
         query = query.where(rejected_messages.c.id.in_(ids))
     if selection.queue:
-        query = query.where(_queue_filter(rejected_messages.c.queue, selection.queue))
+        query = query.where(_unreadable_queue_filter(rejected_messages.c.queue, selection))
     if selection.reason:
         query = query.where(rejected_messages.c.reason == selection.reason)
     if selection.since:
         query = query.where(rejected_messages.c.at >= selection.since)
     return [
-        _unreadable(r) for r in conn.execute(query.order_by(rejected_messages.c.id).limit(limit))
+        _unreadable(r, selection.prefix)
+        for r in conn.execute(query.order_by(rejected_messages.c.id).limit(limit))
     ]
 
 
@@ -253,7 +286,7 @@ def groups(conn: sa.Connection, selection: Selection) -> list[dict[str, Any]]:
     ).group_by(rejected_messages.c.queue, rejected_messages.c.reason)
     if selection.queue:
         query = query.where(_queue_filter(failures.c.queue, selection.queue))
-        unread = unread.where(_queue_filter(rejected_messages.c.queue, selection.queue))
+        unread = unread.where(_unreadable_queue_filter(rejected_messages.c.queue, selection))
     if selection.reason:
         query = query.where(failures.c.reason == selection.reason)
         unread = unread.where(rejected_messages.c.reason == selection.reason)
@@ -264,22 +297,25 @@ def groups(conn: sa.Connection, selection: Selection) -> list[dict[str, Any]]:
     if FailureStatus.OPEN.value in selection.statuses:
         statements.append(unread)
     for statement in statements:
-        for queue, reason, kind, count, cases_, oldest in conn.execute(statement):
-            found[(queue, reason, kind)] = {
-                "queue": queue,
-                "reason": reason,
-                "kind": kind,
-                "count": int(count),
-                "cases": int(cases_ or 0),
-                "oldest": _aware(oldest),
-            }
+        for name, reason, kind, count, cases_, oldest in conn.execute(statement):
+            queue = shown_queue(name, selection.prefix)
+            group = found.setdefault(
+                (queue, reason, kind),
+                {"queue": queue, "reason": reason, "kind": kind, "count": 0, "cases": 0,
+                 "oldest": None},
+            )  # fmt: skip
+            group["count"] += int(count)
+            group["cases"] += int(cases_ or 0)
+            when = _aware(oldest)
+            if when is not None and (group["oldest"] is None or when < group["oldest"]):
+                group["oldest"] = when
     return sorted(found.values(), key=lambda g: (g["queue"], g["reason"], g["kind"]))
 
 
-def oldest_pending(conn: sa.Connection) -> dict[str, dt.datetime]:
+def oldest_pending(conn: sa.Connection, prefix: str = "") -> dict[str, dt.datetime]:
     """The oldest pending failure's first failure time, per queue (failures and rejects)."""
     out: dict[str, dt.datetime] = {}
-    for group in groups(conn, Selection()):
+    for group in groups(conn, Selection(prefix=prefix)):
         when = group["oldest"]
         if when is not None and (group["queue"] not in out or when < out[group["queue"]]):
             out[group["queue"]] = when
@@ -301,6 +337,8 @@ def set_status(
     now = utcnow()
     if replay:
         values.update(replays=failures.c.replays + 1)
+    if status == FailureStatus.REPLAYING:
+        values.update(replayed_at=now)  # the mark's time: its lease runs from here
     if status == FailureStatus.REPLAYED:
         values.update(replayed_at=now, closed_at=now)
     if status in (FailureStatus.SETTLED, FailureStatus.PURGED):
@@ -311,6 +349,44 @@ def set_status(
     if expect is not None:
         statement = statement.where(failures.c.status.in_(list(expect)))
     return bool(conn.execute(statement).rowcount)
+
+
+REPLAY_LEASE_SECONDS = 60.0
+"""How long a replay's mark holds a record: another replay skips it meanwhile (no second
+enqueue); after it (the marking run died between mark and confirm) the next replay takes it."""
+
+
+def lock_one(conn: sa.Connection, failure_id: str) -> FailureRow | None:
+    """The failure record as it is now, locked until the transaction ends (PostgreSQL: FOR
+    UPDATE, so two replays take turns on it), or None."""
+    own, _ = _split_ids([failure_id])
+    if not own:
+        return None
+    row = conn.execute(sa.select(failures).where(failures.c.id == own[0]).with_for_update()).first()
+    return None if row is None else _failure(row)
+
+
+def takeable(
+    row: FailureRow, now: dt.datetime, lease_seconds: float = REPLAY_LEASE_SECONDS
+) -> bool:
+    """Whether a replay may take ``row``: open, or marked by a replay whose lease ran out (or
+    that gave it back, ``release``)."""
+    if row.status == FailureStatus.OPEN:
+        return True
+    if row.status != FailureStatus.REPLAYING:
+        return False
+    return row.replayed_at is None or row.replayed_at <= now - dt.timedelta(seconds=lease_seconds)
+
+
+def release(conn: sa.Connection, failure_id: str) -> None:
+    """Give a mark back at once (its enqueue failed, so nothing is on the queue): the record
+    stays replaying, and the next replay takes it without waiting for the lease."""
+    own, _ = _split_ids([failure_id])
+    conn.execute(
+        failures.update()
+        .where(failures.c.id == own[0], failures.c.status == FailureStatus.REPLAYING.value)
+        .values(replayed_at=None)
+    )
 
 
 def delete_unreadable(conn: sa.Connection, failure_id: str) -> bool:
@@ -330,9 +406,9 @@ def audit(
     count: int,
     outcome: Mapping[str, Any],
     dry_run: bool = False,
-) -> None:
-    """Write one on-call action to the audit."""
-    conn.execute(
+) -> int:
+    """Write one on-call action to the audit; returns its id (for ``audit_update``)."""
+    result = conn.execute(
         oncall_audit.insert().values(
             at=utcnow(),
             who=who[:80],
@@ -342,6 +418,20 @@ def audit(
             count=count,
             outcome=json.dumps(dict(outcome), default=str),
         )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def audit_update(
+    conn: sa.Connection, audit_id: int, *, count: int, outcome: Mapping[str, Any]
+) -> None:
+    """Bring an audit entry written when an action began up to date with what it did."""
+    conn.execute(
+        oncall_audit.update()
+        .where(oncall_audit.c.id == audit_id)
+        .values(count=count, outcome=json.dumps(dict(outcome), default=str))
     )
 
 

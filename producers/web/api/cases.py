@@ -82,7 +82,8 @@ def get_case(
     content). Another clinic's case is `not-found`; every look-up is access-logged."""
     status = integration.case_status(context.engine, key, case_id)
     if status is None:
-        raise Problem(404, Reason.NOT_FOUND, f"no case {case_id} for this key's clinics")
+        shown = case_id.encode("unicode_escape", "backslashreplace").decode("ascii")[:100]
+        raise Problem(404, Reason.NOT_FOUND, f"no case {shown} for this key's clinics")
     body = CaseStatusBody(
         id=status.id,
         clinic_hsa_id=status.clinic_hsa_id,

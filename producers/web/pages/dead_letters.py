@@ -46,12 +46,13 @@ def dead_letters(request: Request, session: AsOncall) -> Response:
     """Pending failures grouped by queue and reason, then record by record (oldest first)."""
     services = console(request)
     q = request.query_params
-    selection = Selection(queue=_name(q.get("ko")), reason=_name(q.get("orsak")))
+    prefix = services.settings.queue_prefix
+    selection = Selection(queue=_name(q.get("ko")), reason=_name(q.get("orsak")), prefix=prefix)
     return render(
         request,
         "dead_letters.html",
         {
-            "summary": failures.summary(services.engine),
+            "summary": failures.summary(services.engine, prefix=prefix),
             "records": failures.listing(services.engine, selection, limit=200),
             "selection": selection,
             "done": {k: q.get(k) for k in ("aterkorda", "klara", "hoppade", "fel") if q.get(k)},
@@ -70,7 +71,11 @@ def dead_letter(request: Request, failure_id: str, session: AsOncall) -> Respons
     """One record, redacted: where, why, the masked traceback and body (the read is logged)."""
     services = console(request)
     found = failures.show(
-        services.engine, _failure_id(failure_id), who=session.user.hsa_id, show_personnummer=False
+        services.engine,
+        _failure_id(failure_id),
+        who=session.user.hsa_id,
+        show_personnummer=False,
+        prefix=services.settings.queue_prefix,
     )
     if found is None:
         raise NotFound(_("Det finns inget sådant felat meddelande."))
@@ -117,7 +122,9 @@ def replay_failures(  # noqa: PLR0917 - FastAPI passes the form fields by name
     done = {
         "aterkorda": totals.get("replayed", 0),
         "klara": totals.get("settled", 0),
-        "hoppade": totals.get("skipped", 0) + totals.get("not-replayable", 0),
+        "hoppade": totals.get("skipped", 0)
+        + totals.get("not-replayable", 0)
+        + totals.get("unknown", 0),
         "fel": totals.get("failed", 0),
     }
     query = urlencode({k: v for k, v in done.items() if v} or {"aterkorda": 0})
