@@ -11,9 +11,11 @@ The protocol, per notification (``workers.store.notifications``):
    the provider call, together with the rest of its group: the notifications sent at once,
    in parallel (``OMVANT_SEND_CONCURRENCY``); nothing is claimed that is not in flight;
 2. the provider is called with the notification's idempotency key;
-3. the answer is recorded at once in a transaction of its own: *sent* (durable as soon as the
-   provider took it), *refused* (permanent, with a reason code) or *retry* (it certainly did
-   not take it). A timeout after the request went out leaves it pending: in doubt.
+3. the answer is recorded at once, before any other provider call: *sent* (durable as soon as
+   the provider took it), *refused* (permanent, with a reason code) or *retry* (it certainly
+   did not take it); answers that came in together share one transaction, and a group's last
+   answers share it with the claim of the next group. A timeout after the request went out
+   leaves it pending: in doubt.
 
 A pending row found later than ``OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS`` after its claim is in
 doubt (a crash between 2 and 3), never just dropped: a provider that can be asked by key
@@ -33,8 +35,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -276,35 +278,82 @@ def _send_in_groups(
 ) -> BaseException | None:
     """Claim and send ``to_send`` a group at a time (a group is in flight together); return
     the first transient failure, after the whole chunk has been tried. The provider calls of a
-    group run in parallel; this thread records each answer the moment it comes (its own
-    transaction), so no mark waits for another provider call and the worker thread keeps one
-    database connection."""
+    group run in parallel; this thread records each answer the moment it comes, so no mark
+    waits for another provider call and the worker thread keeps one database connection. The
+    group's last answers are recorded in the transaction that claims the next group (nothing
+    is called in between): one commit per group when the provider answers at once."""
     size = max(1, ctx.settings.send_concurrency)
     failure: BaseException | None = None
+    unrecorded: list[tuple[Entry, Answer]] = []
     for start in range(0, len(to_send), size):
         group = to_send[start : start + size]
         reclaimed = [e for e in group if e.status == notifications.PENDING]
-        with ctx.engine.begin() as conn:
-            claimed = notifications.claim(
-                conn, [e.key for e in group if e.status != notifications.PENDING], policy.now
-            )
+        keys = [e.key for e in group if e.status != notifications.PENDING]
+        claimed, problems = _claim_recording(ctx, keys, policy.now, unrecorded)
+        failure = _tally(outcome, unrecorded, problems) or failure
+        unrecorded = []
         mine = [e for e in group if e.key in claimed] + reclaimed
-        if len(mine) <= 1 or size == 1:
-            answers = ((e, _call_provider(ctx, e)) for e in mine)
-        else:
-            pending = {_pool(size).submit(_call_provider, ctx, e): e for e in mine}
-            answers = ((pending[f], f.result()) for f in as_completed(pending))
-        for entry, answer in answers:
-            problem = _record(ctx, entry, answer)
-            if problem is None:
-                outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
-                outcome.count("sent")
-            elif isinstance(problem, NotificationRefused):
-                outcome.count("refused")
+        for answered, more in _answers(ctx, mine, size):
+            if more or start + size >= len(to_send):
+                failure = _tally(outcome, answered, _record(ctx, answered)) or failure
             else:
-                outcome.count("retry")
-                failure = failure or problem
+                unrecorded = answered  # the group is in: recorded with the next claim
     return failure
+
+
+def _tally(
+    outcome: Outcome, answered: Sequence[tuple[Entry, Answer]], problems: list[BaseException | None]
+) -> BaseException | None:
+    """Count recorded answers; return the first transient failure among them."""
+    failure: BaseException | None = None
+    for (entry, _), problem in zip(answered, problems, strict=True):
+        if problem is None:
+            outcome.sent.setdefault(entry.case_id, []).append(entry.channel)
+            outcome.count("sent")
+        elif isinstance(problem, NotificationRefused):
+            outcome.count("refused")
+        else:
+            outcome.count("retry")
+            failure = failure or problem
+    return failure
+
+
+def _claim_recording(
+    ctx: Context, keys: list[str], now: dt.datetime, answered: Sequence[tuple[Entry, Answer]]
+) -> tuple[set[str], list[BaseException | None]]:
+    """Record the answers of the group before (if any) and claim ``keys``, in one
+    transaction; the claimed keys and each answer's problem (as ``_record``)."""
+    problems, write = _recording(answered)
+    claimed: set[str] = set()
+    if write is None:
+        with ctx.engine.begin() as conn:
+            claimed = notifications.claim(conn, keys, now)
+        return claimed, problems
+
+    def record_and_claim(conn: sa.Connection) -> None:
+        write(conn)
+        claimed.clear()
+        claimed.update(notifications.claim(conn, keys, now))
+
+    _durably(ctx, record_and_claim)
+    _log_answers(answered, problems)
+    return claimed, problems
+
+
+def _answers(
+    ctx: Context, mine: list[Entry], size: int
+) -> Iterator[tuple[list[tuple[Entry, Answer]], bool]]:
+    """The providers' answers for a claimed group, as they come: each time, every answer that
+    has come in (one, or several that came together), and whether any call is still out (then
+    they must be recorded before waiting for it)."""
+    if len(mine) <= 1 or size == 1:
+        for index, entry in enumerate(mine):
+            yield [(entry, _call_provider(ctx, entry))], index + 1 < len(mine)
+        return
+    pending = {_pool(size).submit(_call_provider, ctx, e): e for e in mine}
+    while pending:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        yield [(pending.pop(f), f.result()) for f in done], bool(pending)
 
 
 Answer = str | NotificationRefused | NotifierUnavailable | RateLimitExceeded
@@ -356,29 +405,74 @@ def _durably(ctx: Context, write: Callable[[sa.Connection], None]) -> None:
             wait = min(wait * 2, 5.0)
 
 
-def _record(ctx: Context, entry: Entry, answer: Answer) -> BaseException | None:
-    """Record one provider answer at once; None when sent, else the problem (refused: for
-    good; other: to retry, or in doubt when the provider may have taken it)."""
+def _record(ctx: Context, answered: Sequence[tuple[Entry, Answer]]) -> list[BaseException | None]:
+    """Record provider answers at once, those that came in together in one transaction; per
+    answer None when sent, else the problem (refused: for good; other: to retry, or in doubt
+    when the provider may have taken it)."""
+    problems, write = _recording(answered)
+    if write is not None:
+        _durably(ctx, write)
+    _log_answers(answered, problems)
+    return problems
+
+
+def _recording(
+    answered: Sequence[tuple[Entry, Answer]],
+) -> tuple[list[BaseException | None], Callable[[sa.Connection], None] | None]:
+    """Each answer's problem (None: sent), and the one ledger write that records them all
+    (None when there is nothing to write)."""
+    taken: list[tuple[str, str]] = []
+    writes: list[Callable[[sa.Connection], None]] = []
+    problems: list[BaseException | None] = []
+    for entry, answer in answered:
+        problem, write = _mark_for(entry, answer)
+        problems.append(problem)
+        if isinstance(answer, str):
+            taken.append((entry.key, answer))
+        elif write is not None:
+            writes.append(write)
+    if not taken and not writes:
+        return problems, None
+
+    def write_all(conn: sa.Connection) -> None:
+        notifications.mark_sent_many(conn, taken)
+        for write in writes:
+            write(conn)
+
+    return problems, write_all
+
+
+def _log_answers(
+    answered: Sequence[tuple[Entry, Answer]], problems: list[BaseException | None]
+) -> None:
+    for (entry, answer), problem in zip(answered, problems, strict=True):
+        if isinstance(answer, NotificationRefused):
+            log.info("notification refused", case_id=entry.case_id, channel=entry.channel)
+        elif problem is not None and not isinstance(answer, RateLimitExceeded):
+            log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
+
+
+def _mark_for(
+    entry: Entry, answer: Answer
+) -> tuple[BaseException | None, Callable[[sa.Connection], None] | None]:
+    """What one answer means, and the ledger write that records it (a sent answer is written
+    by ``mark_sent_many``; a timeout after the request went out writes nothing: in doubt)."""
     key = entry.key
     if isinstance(answer, str):
-        _durably(ctx, lambda conn: notifications.mark_sent(conn, key, answer))
-        return None
+        return None, None
     if isinstance(answer, NotificationRefused):
         reason, detail = answer.reason, str(answer)
-        _durably(ctx, lambda conn: notifications.mark_refused(conn, key, reason, detail))
-        log.info("notification refused", case_id=entry.case_id, channel=entry.channel)
-        return answer
+        return answer, lambda conn: notifications.mark_refused(conn, key, reason, detail)
     if isinstance(answer, RateLimitExceeded):
         detail = str(answer)
-        _durably(ctx, lambda conn: notifications.mark_retry(conn, key, detail))
-        return NotifierUnavailable(detail)
+        return NotifierUnavailable(detail), lambda conn: notifications.mark_retry(conn, key, detail)
+    write = None
     if not answer.maybe_accepted:
         detail = str(answer)
-        _durably(ctx, lambda conn: notifications.mark_retry(conn, key, detail))
-    log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
+        write = lambda conn: notifications.mark_retry(conn, key, detail)  # noqa: E731
     if answer.retry_after is not None:
-        return dramatiq.Retry(str(answer), delay=int(answer.retry_after * 1000))
-    return answer
+        return dramatiq.Retry(str(answer), delay=int(answer.retry_after * 1000)), write
+    return answer, write
 
 
 def notified_decisions(

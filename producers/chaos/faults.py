@@ -270,6 +270,10 @@ class FaultSchedule(threading.Thread):
         while self.log.count("kill-9") < self.timeline.kills and time.monotonic() < deadline:
             time.sleep(2.0)
             self._try("kill")
+        # cuts that met no connection (the workers were waiting for a restarted broker) neither
+        while self.cut_connections == 0 and time.monotonic() < deadline:
+            time.sleep(3.0)
+            self._try("redis")
         for thread in slow:
             thread.join()
 

@@ -47,6 +47,10 @@ def bench(
     threads: Annotated[int, typer.Option(min=1, help="Threads per worker process.")] = 8,
     chunk_size: Annotated[int | None, typer.Option(min=1, help="Cases per message.")] = None,
     log_dir: Annotated[Path, typer.Option(help="Where worker logs go.")] = Path("bench-logs"),
+    urgent_every: Annotated[
+        float,
+        typer.Option(min=0.01, help="Seconds between the urgent probe's single cases (c)."),
+    ] = 0.1,
     layout: Annotated[
         str,
         typer.Option(
@@ -93,6 +97,7 @@ def bench(
         processes=processes,
         threads=threads,
         log_dir=log_dir,
+        urgent_every=urgent_every,
         layout=layout,
         profile=profile,
         profile_clock=profile_clock,

@@ -6,9 +6,13 @@ again with the first answer (200); the same key with another body, or on another
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import Header
 from fastapi.responses import JSONResponse
 
@@ -49,6 +53,41 @@ def once(
     """
     if idempotency_key is None:
         return JSONResponse(run(), status_code=status)
+    with _one_at_a_time(context, key.key_id, idempotency_key):
+        return _once(context, key, idempotency_key, route=route, body=body, run=run, status=status)
+
+
+_STRIPES = [threading.Lock() for _ in range(64)]
+
+
+@contextmanager
+def _one_at_a_time(context: WebContext, key_id: str, idempotency_key: str) -> Iterator[None]:
+    """Requests with one key's same ``Idempotency-Key`` run one after the other, so that of
+    retries racing each other one runs and the rest are answered with its answer: on
+    PostgreSQL by an advisory lock (every ``omvant serve`` process), else in this process."""
+    name = f"omvant-api\x1f{key_id}\x1f{idempotency_key}"
+    if context.engine.dialect.name == "postgresql":
+        with context.engine.begin() as conn:
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+                {"name": name},
+            )
+            yield
+        return
+    with _STRIPES[zlib.crc32(name.encode()) % len(_STRIPES)]:
+        yield
+
+
+def _once(
+    context: WebContext,
+    key: ApiKey,
+    idempotency_key: str,
+    *,
+    route: str,
+    body: Any,
+    run: Callable[[], dict[str, Any]],
+    status: int,
+) -> JSONResponse:
     window = dt.timedelta(hours=context.settings.api_idempotency_hours)
     digest = api_requests.body_digest(body)
     with context.engine.connect() as conn:

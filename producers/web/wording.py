@@ -70,6 +70,7 @@ REASON = {
     "notification-address-missing": "Invånaren saknar adress för aviseringen",
     "notification-in-doubt": "Oklart om aviseringen kom fram (skickas inte igen)",
     "technical-failure": "Tekniskt fel",
+    "outage": "Avbrott: ett system som steget behöver svarade inte",
     "batch-cancelled": "Utskicket avbröts",
 }
 

@@ -285,6 +285,67 @@ def test_a_crash_leaves_in_doubt_at_most_the_notifications_in_flight(ctx: Contex
     assert statuses.count("sent") >= 3
 
 
+class GatewayThatCountsUnmarked(SimulatedSmsGateway):
+    """On every send, counts the notifications it took before that are not yet marked sent:
+    at most the group-mates in flight beside this one may be unmarked."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.taken: list[str] = []
+        self.unmarked: list[int] = []
+
+    def send(self, *, to: str, text: str, idempotency_key: str) -> str:
+        with self._lock:
+            before = list(self.taken)
+        with self.ctx.engine.connect() as conn:
+            found = notifications.entries(conn, before)
+        with self._lock:
+            self.unmarked.append(sum(1 for k in before if found[k].status != notifications.SENT))
+            self.taken.append(idempotency_key)
+        return super().send(to=to, text=text, idempotency_key=idempotency_key)
+
+
+def test_a_groups_answers_are_durable_before_the_next_group_is_sent(ctx: Context) -> None:
+    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 3})
+    residents = reachable_residents(ctx.settings.seed, 9, frozenset({"sms"}))
+    items = [cleared_item(f"grp-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
+    with ctx.engine.begin() as conn:
+        store_cleared(conn, items)
+    messages = deliver(ctx, items)
+    ctx.sms = gateway = GatewayThatCountsUnmarked(ctx)
+    send(ctx, messages)
+    assert len(gateway.taken) == 9
+    assert max(gateway.unmarked) <= 2  # only the group-mates in flight beside it
+    assert all(state(ctx, f"grp-{i}") == "notified" for i in range(9))
+
+
+def test_each_answer_is_recorded_with_the_next_claim_in_one_commit(ctx: Context) -> None:
+    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 1})
+    residents = reachable_residents(ctx.settings.seed, 4, frozenset({"sms"}))
+    items = [cleared_item(f"one-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
+    with ctx.engine.begin() as conn:
+        store_cleared(conn, items)
+    deliver(ctx, items)
+    keys = [f"one-{i}:sms" for i in range(4)]
+    commits: list[int] = []
+
+    def counted(_conn: object) -> None:
+        commits.append(1)
+
+    sa.event.listen(ctx.engine, "commit", counted)
+    try:
+        outcome = notification_sending.send_notifications(ctx, keys)
+    finally:
+        sa.event.remove(ctx.engine, "commit", counted)
+    assert sorted(outcome.sent) == [f"one-{i}" for i in range(4)]
+    # claim 1; answer 1 + claim 2; answer 2 + claim 3; answer 3 + claim 4; answer 4
+    assert len(commits) == 5
+    with ctx.engine.connect() as conn:
+        found = notifications.entries(conn, keys)
+    assert {e.status for e in found.values()} == {notifications.SENT}
+
+
 def test_an_sms_in_doubt_is_settled_by_asking_the_gateway_never_by_sending_again(
     ctx: Context,
 ) -> None:

@@ -274,6 +274,38 @@ def mark_sent(
     )
 
 
+_MARK_SENT_MANY_PG = sa.text(
+    "UPDATE notification_ledger SET status = :sent, provider_ref = i.ref, sent_at = :now, "
+    "reason = NULL, updated_at = :now "
+    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:refs AS VARCHAR[])) AS i(key, ref) "
+    "WHERE notification_ledger.idempotency_key = i.key"
+)
+_MARK_SENT_MANY = (
+    sa.update(notification_ledger)
+    .where(notification_ledger.c.idempotency_key == sa.bindparam("b_key"))
+    .values(
+        status=SENT,
+        provider_ref=sa.bindparam("b_ref"),
+        sent_at=sa.bindparam("b_now"),
+        reason=None,
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+
+
+def mark_sent_many(conn: sa.Connection, taken: Sequence[tuple[str, str]]) -> None:
+    """The provider took each ``(key, provider_ref)``: ``mark_sent`` for many rows in one
+    statement (the answers that came in together, recorded in one transaction)."""
+    if not taken:
+        return
+    now = utcnow()
+    if conn.dialect.name == "postgresql":
+        keys, refs = [k for k, _ in taken], [r for _, r in taken]
+        conn.execute(_MARK_SENT_MANY_PG, {"sent": SENT, "now": now, "keys": keys, "refs": refs})
+        return
+    conn.execute(_MARK_SENT_MANY, [{"b_key": k, "b_ref": r, "b_now": now} for k, r in taken])
+
+
 def mark_refused(conn: sa.Connection, key: str, reason: str, detail: str) -> None:
     """Permanent failure, with a reason code; never tried again."""
     _update(conn, key, PENDING, status=REFUSED, reason=reason, detail=detail[:300])

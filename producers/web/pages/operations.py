@@ -30,7 +30,7 @@ ACTIONS = {
 
 @router.get("/drift")
 def overview(request: Request, session: AsOncall) -> Response:
-    """What ``omvant status`` shows, as a page (refreshed by the page's script)."""
+    """What ``omvant status`` shows, as a page (as of loading it: no live refresh yet)."""
     services = console(request)
     snapshot = status.snapshot(
         services.send_broker(), services.engine, services.settings.queue_prefix
