@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from typing import Any
 
@@ -160,6 +161,22 @@ def build_broker(
 
 class GuardedRabbitmqBroker(GuardConsumers, RabbitmqBroker):
     """RabbitMQ, whose consumers check each message against its queue."""
+
+    def close(self) -> None:
+        """Close every thread's connection with pika silent, whatever the log level.
+
+        dramatiq closes all of them from the stopping thread; the idle ones (a worker thread's
+        publishing connection, the main thread's) RabbitMQ has usually dropped for missed
+        heartbeats by then, and pika reports each such close at ERROR with tracebacks. A stop
+        is not a failure: nothing of it is worth a line.
+        """
+        pika_logger = logging.getLogger("pika")
+        level = pika_logger.level
+        pika_logger.setLevel(logging.CRITICAL + 1)
+        try:
+            super().close()
+        finally:
+            pika_logger.setLevel(level)
 
 
 class GuardedRedisBroker(GuardConsumers, ReclaimingRedisBroker, RedisBroker):

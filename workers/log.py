@@ -177,6 +177,12 @@ def configure(level: str = "INFO", *, json: bool = False) -> None:
         logging.getLogger(name).setLevel(
             logging.DEBUG if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
         )
+    if numeric > logging.DEBUG:
+        # pika logs every lost or closed connection at ERROR with a traceback (dozens of lines
+        # per idle connection RabbitMQ dropped for missed heartbeats, each time a worker stops);
+        # a connection failure during work is said by dramatiq's consumer (the server watch's
+        # one line, masked URL) and by the exception the publishing code gets
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
             handler.addFilter(MaskingFilter())
