@@ -226,6 +226,25 @@ def settled_count(engine: sa.Engine, batch_id: str) -> int:
         return -1
 
 
+def open_notifications(engine: sa.Engine, batch_id: str) -> int:
+    """How many of the batch's notifications are still open (queued, pending or retry: e.g.
+    an in-doubt e-mail waiting for its one resend beside a case already notified); -1 while
+    the database is away. The run waits for none, by the same rule as its "stuck" row."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(notification_ledger.join(cases, cases.c.id == notification_ledger.c.case_id))
+        .where(
+            cases.c.batch_id == batch_id,
+            notification_ledger.c.status.in_(sorted(notifications.OPEN)),
+        )
+    )
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    except sa.exc.DBAPIError:
+        return -1
+
+
 def redis_clients(redis: RedisServer) -> int:
     """How many client connections the run's Redis has now (-1 if it cannot say)."""
     client: Any = redis.client()
@@ -388,14 +407,15 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         )
         schedule.start()
         engine = make_engine(database_url)
-        last, last_change = -1, time.monotonic()
+        last, last_change = (-1, -1), time.monotonic()
         while time.monotonic() - begun < config.timeout:
             time.sleep(2.0)
             settled = settled_count(engine, batch_id)
-            if settled != last:
-                last, last_change = settled, time.monotonic()
-                say(f"settled {max(settled, 0)}/{config.cases}")
-            if settled >= config.cases and not schedule.is_alive():
+            still_open = open_notifications(engine, batch_id)
+            if (settled, still_open) != last:
+                last, last_change = (settled, still_open), time.monotonic()
+                say(f"settled {max(settled, 0)}/{config.cases}, notifications open {still_open}")
+            if settled >= config.cases and still_open == 0 and not schedule.is_alive():
                 break
             if not schedule.is_alive() and time.monotonic() - last_change > config.stall_seconds:
                 say(f"no case settled for {config.stall_seconds:.0f} s: giving up waiting")
