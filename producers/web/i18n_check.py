@@ -49,7 +49,7 @@ def template_messages(path: Path) -> set[str]:
     for _line, _function, message in environment.extract_translations(source):
         if isinstance(message, str):
             found.add(message)
-        else:
+        elif message is not None:  # None: ``_(name)`` of a variable (a table's words)
             found.update(m for m in message if isinstance(m, str))
     return found
 

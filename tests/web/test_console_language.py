@@ -174,6 +174,9 @@ def test_every_page_in_english_has_every_string_translated(client: TestClient) -
     assert "The case is not among the clinic's cases." in shown["nurse-a /arenden/not-ours"]
     assert "The resident has blocked their login" in shown["nurse-a draft"]
     assert "CSRF protection" in shown["oncall csrf refused"]
+    # a table's words shown through ``_(name)``: the cases list's status filter
+    assert "Read by the resident" in shown["nurse-a /arenden"]
+    assert "Läst av invånaren" not in shown["nurse-a /arenden"]
     for name, text in shown.items():
         for swedish in ("Logga ut", "Mottagningens ärenden", "Felade meddelanden", "Orsak"):
             assert swedish not in text, (name, swedish)
