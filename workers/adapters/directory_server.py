@@ -18,6 +18,7 @@ from typing import Any
 
 from workers.adapters.account_directory import AccountDirectory, account_to_json
 from workers.adapters.http_account_directory import LOOKUP_PATH, MAX_BATCH
+from workers.adapters.http_simulator import ServedInThread
 
 _TWELVE_DIGITS = re.compile(r"[0-9]{12}")
 MAX_BODY_BYTES = 64 * 1024
@@ -34,12 +35,14 @@ class Faults:
     times: int | None = None
 
 
-class DirectoryServer:
+class DirectoryServer(ServedInThread):
     """An HTTP server on ``host:port`` (port 0: any free port) answering from ``directory``.
 
     Use as a context manager, or ``start()`` and ``stop()``; ``url`` is where it listens.
     ``requests`` and ``numbers`` count the look-ups served (batching and caching show there).
     """
+
+    thread_name = "directory-server"
 
     def __init__(
         self,
@@ -54,43 +57,13 @@ class DirectoryServer:
         self.requests = 0
         self.numbers = 0
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
 
     @property
     def url(self) -> str:
         """The base URL clients use."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> DirectoryServer:
-        """Serve in a background thread."""
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="directory-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve in this thread until interrupted."""
-        self._httpd.serve_forever()
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> DirectoryServer:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+        return self.base_url
 
     def fault_status(self) -> int | None:
         """The status this request must fail with, if any (counts down ``times``)."""

@@ -14,13 +14,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from workers.adapters.http_simulator import ServedInThread
 from workers.webhooks import EVENT_ID, SIGNATURE, verify
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
-class WebhookReceiver:
+class WebhookReceiver(ServedInThread):
     """An HTTP server on ``host:port`` (0: any free port) taking POSTs on any path."""
+
+    thread_name = "webhook-receiver"
 
     def __init__(
         self,
@@ -38,43 +41,13 @@ class WebhookReceiver:
         self.deliveries = 0
         self.bad_signatures = 0
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
 
     @property
     def url(self) -> str:
         """The webhook URL to give ``omvant api-keys create --webhook-url``."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/omvant-events"
-
-    def start(self) -> WebhookReceiver:
-        """Serve in a background thread."""
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="webhook-receiver",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve in this thread until interrupted."""
-        self._httpd.serve_forever()
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+        return f"{self.base_url}/omvant-events"
 
     def take(self, body: bytes, headers: dict[str, str]) -> int:
         """The status to answer one callback with; records it if it is new and signed."""
