@@ -55,13 +55,15 @@ def _aware(value: dt.datetime) -> dt.datetime:
 class LatencyTracker:
     """Observes each newly notified case's received-to-notified time once."""
 
-    def __init__(self, registry: CollectorRegistry, since: dt.datetime | None = None) -> None:
+    def __init__(self, since: dt.datetime | None = None) -> None:
         self.histogram = Histogram(
             "omvant_case_latency_seconds",
             "Received to notified, per case notified since the exporter started.",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry=None,
         )
+        """Not registered on its own: the collector reads the database, then yields it, so one
+        scrape counts every case notified before it began."""
         self.floor = since or utcnow()
         """Cases notified before the exporter started are not observed."""
         self.watermark = self.floor
@@ -122,11 +124,12 @@ class OmvantCollector:
             ok = False
         try:
             with self.engine.connect() as conn:
-                yield from _database_metrics(conn, now, self.prefix)
                 self.latency.observe_new(conn)
+                yield from _database_metrics(conn, now, self.prefix)
         except Exception as exc:  # noqa: BLE001 - likewise for the database
             log.warning("exporter could not read the database", error=type(exc).__name__)
             ok = False
+        yield from self.latency.histogram.collect()
         up.add_metric([], 1.0 if ok else 0.0)
         yield up
 
@@ -243,8 +246,7 @@ def _batch_metrics(conn: sa.Connection) -> Iterator[Metric]:
 def build_registry(broker: dramatiq.Broker, engine: sa.Engine, prefix: str) -> CollectorRegistry:
     """A registry holding the exporter's collector and its latency histogram."""
     registry = CollectorRegistry()
-    latency = LatencyTracker(registry)
-    registry.register(OmvantCollector(broker, engine, prefix, latency))
+    registry.register(OmvantCollector(broker, engine, prefix, LatencyTracker()))
     return registry
 
 

@@ -17,7 +17,7 @@ from producers.cli import app
 from producers.demo import InProcessPipeline, start_pipeline
 from tests import oncall_scenario as sc
 from workers import status
-from workers.exporter import LatencyTracker, build_registry
+from workers.exporter import LatencyTracker, OmvantCollector, build_registry
 from workers.queues import all_queues
 from workers.settings import Settings
 from workers.store import batches as batch_store
@@ -113,16 +113,28 @@ def test_the_latency_histogram_counts_each_notified_case_once(
 ) -> None:
     pipeline, scenario = played
     engine = pipeline.ctx.engine
-    tracker = LatencyTracker(CollectorRegistry(), since=utcnow() - dt.timedelta(hours=1))
+    tracker = LatencyTracker(since=utcnow() - dt.timedelta(hours=1))
     with engine.connect() as conn:
         first = tracker.observe_new(conn)
         again = tracker.observe_new(conn)
     notified = sc.settled_count(engine, scenario.batch, ("notified",))
     assert first == notified > 0
     assert again == 0
-    late = LatencyTracker(CollectorRegistry())  # started now: earlier cases are not its own
+    late = LatencyTracker()  # started now: earlier cases are not its own
     with engine.connect() as conn:
         assert late.observe_new(conn) == 0
+
+
+def test_one_scrape_counts_every_case_notified_before_it_began(
+    played: tuple[InProcessPipeline, sc.Scenario],
+) -> None:
+    pipeline, scenario = played
+    engine = pipeline.ctx.engine
+    registry = CollectorRegistry()
+    tracker = LatencyTracker(since=utcnow() - dt.timedelta(hours=1))
+    registry.register(OmvantCollector(pipeline.ctx.broker, engine, "", tracker))
+    notified = sc.settled_count(engine, scenario.batch, ("notified",))
+    assert registry.get_sample_value("omvant_case_latency_seconds_count") == notified > 0
 
 
 def test_omvant_status_prints_a_screen_and_json(
