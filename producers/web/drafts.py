@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from contracts.common import AttachmentRef
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
-from producers.intake import push_chunk
 from producers.web.explained import words_for
 from producers.web.i18n import gettext as _
 from producers.web.i18n import translate
@@ -36,6 +35,7 @@ from workers.attachments import ownership
 from workers.attachments.checker import check_file
 from workers.attachments.scanner import ScannerUnavailable
 from workers.composition import Composed, CompositionError, compose
+from workers.enqueue import push_chunk
 from workers.queues import queue_name
 from workers.recipient_validation import check_recipients
 from workers.routes import ROUTES, lane_for
