@@ -1,20 +1,17 @@
-"""Putting SendCase requests on the intake queue from Python (``omvant push`` uses this)."""
+"""Reading SendCase requests from JSONL (``omvant push``); they go on the intake lanes through
+``workers.enqueue.push_chunk``."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import dramatiq
 from pydantic import ValidationError
 
 from contracts.registry import VERSIONS, latest_version, upcast
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
-from workers.queues import queue_name
-from workers.routes import ROUTES, lane_for
 
 
 @dataclass(frozen=True)
@@ -51,45 +48,3 @@ def read_send_cases(
             yield LineError(number, "invalid-payload", f"{where}: {first['msg']}")
         except (TypeError, AttributeError):
             yield LineError(number, "invalid-payload", "a line must be a JSON object")
-
-
-def chunk_message(
-    requests: Sequence[SendCaseV2],
-    *,
-    correlation_id: str,
-    lane: str,
-    prefix: str = "",
-) -> dramatiq.Message[Any]:
-    """One intake message for ``requests`` on ``lane`` of the recipient-validation stage."""
-    from contracts.registry import envelope_for
-
-    queue, actor_name = ROUTES[SEND_CASE].lane(lane)
-    envelope = envelope_for(
-        requests, correlation_id=correlation_id, case_ids=[r.resolved_case_id() for r in requests]
-    )
-    return dramatiq.Message(
-        queue_name=queue_name(queue, prefix),
-        actor_name=actor_name,
-        args=(envelope.model_dump(mode="json"),),
-        kwargs={},
-        options={},
-    )
-
-
-def push_chunk(
-    broker: dramatiq.Broker,
-    requests: list[SendCaseV2],
-    *,
-    correlation_id: str,
-    prefix: str = "",
-    batch_lane: int | None = None,
-) -> None:
-    """Put one chunk of requests on the intake lanes: urgent ones apart, the rest on the
-    dispatch's bulk lane (``batch_lane``) or the normal lane."""
-    lanes: dict[str, list[SendCaseV2]] = {}
-    for request in requests:
-        lanes.setdefault(lane_for(request.priority, batch_lane), []).append(request)
-    for lane, chosen in lanes.items():
-        broker.enqueue(
-            chunk_message(chosen, correlation_id=correlation_id, lane=lane, prefix=prefix)
-        )

@@ -32,6 +32,7 @@ from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from workers import rejections
 from workers.batch_control import cache_for
+from workers.enqueue import push_chunk
 from workers.log import get_logger
 from workers.queues import INTAKE_EXCHANGE, queue_name
 from workers.reasons import Reason
@@ -345,7 +346,6 @@ def admit(
     then record their keys. Returns one
     claim per request, in order (``claim.request.resolved_case_id()`` is the case it stands
     for). The intake bridge and the HTTP API both take cases in through this."""
-    from producers.intake import push_chunk
 
     pairs = [(intake_keys.scoped_to(request, who), who) for request, who in pairs]
     with engine.connect() as conn:
