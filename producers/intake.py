@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from pydantic import ValidationError
 
-from contracts.registry import VERSIONS, latest_version, upcast
+from contracts.registry import VERSIONS, latest_version, read_record
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 
@@ -28,16 +29,14 @@ def read_send_cases(
 ) -> Iterator[SendCaseV2 | LineError]:
     """Parse JSONL lines as SendCase records of ``version`` (the latest by default)."""
     version = version or latest_version(SEND_CASE)
-    model = VERSIONS[SEND_CASE].get(version)
-    if model is None:
+    if version not in VERSIONS[SEND_CASE]:
         raise ValueError(f"SendCase has versions {sorted(VERSIONS[SEND_CASE])}")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            model.model_validate(record)
-            yield SendCaseV2.model_validate(upcast(SEND_CASE, version, record))
+            yield cast(SendCaseV2, read_record(SEND_CASE, version, record))
         except json.JSONDecodeError as exc:
             yield LineError(number, "malformed-message", f"not JSON: {exc.msg}")
         except RecursionError:

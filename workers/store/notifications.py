@@ -21,8 +21,9 @@ import sqlalchemy as sa
 
 from workers.case_states import SETTLED as SETTLED_CASE_STATES
 from workers.case_states import CaseState
-from workers.store.cases import _insert, utcnow
+from workers.store.cases import utcnow
 from workers.store.schema import cases, notification_ledger
+from workers.store.sql import dialect_insert
 
 QUEUED = "queued"
 """Written with the delivery: never tried, safe to send when due."""
@@ -132,7 +133,7 @@ def write_queued(conn: sa.Connection, rows: Sequence[Queued], *, refused: str) -
         return
     now = utcnow()
     conn.execute(
-        _insert(conn, notification_ledger).on_conflict_do_nothing(),
+        dialect_insert(conn, notification_ledger).on_conflict_do_nothing(),
         [
             {
                 "idempotency_key": r.key,
