@@ -28,12 +28,13 @@ from workers import case_ownership, failures, metrics, recipient_validation
 from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
+from workers.enqueue import enqueue_on_lane
 from workers.log import get_logger
 from workers.message_guard import UNREADABLE_ACTOR, record_quarantined
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Process, Route
-from workers.stage import emit, ending, enqueue, lanes_for
+from workers.stage import emit, ending, lanes_for
 from workers.store import batches, cases
 from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
@@ -133,8 +134,8 @@ def split_unreadable_chunk(
             "payload": [record],
             "case_ids": [case_ids[index]] if aligned and case_ids else [],
         }
-        queue, actor_name = route.lane(lane)  # back on the lane its case belongs to
-        enqueue(ctx.broker, queue, actor_name, single, prefix=ctx.settings.queue_prefix)
+        # back on the lane its case belongs to
+        enqueue_on_lane(ctx.broker, route, lane, single, prefix=ctx.settings.queue_prefix)
     log.warning("chunk with invalid records split", queue=route.queue, records=len(payload))
     return True
 

@@ -252,3 +252,26 @@ def test_a_case_address_with_an_upper_case_uuid_finds_the_case(
     assert lower.status_code == upper.status_code == 200
     assert case_id in upper.text and f"{residents[1][:8]}-{residents[1][8:]}" in upper.text
     assert client.get(f"/arenden/{case_id.upper()[:-1]}X").status_code == 404
+
+
+def test_every_stage_a_case_history_names_has_its_words_in_both_languages(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    from producers.web import i18n
+    from producers.web.wording import STAGE
+    from workers.routes import STAGES
+
+    assert set(STAGES) <= set(STAGE)
+    client, engine, _residents = nurse
+    with engine.begin() as conn:
+        cases.apply(
+            conn,
+            [Transition("a-1", CaseState.NOTIFIED, {"notified_at": NOW})],
+            stage="notification-sending",
+        )
+    swedish = client.get("/arenden/a-1").text
+    assert "<td>avisering</td>" in swedish and "<td>leverans till inkorgen</td>" in swedish
+    client.cookies.set(i18n.COOKIE, "en")
+    english = client.get("/arenden/a-1").text
+    assert "<td>notification</td>" in english and "<td>delivery to the inbox</td>" in english
+    assert "notification-sending" not in swedish + english

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 
 from workers.case_states import SETTLED as SETTLED_CASE_STATES
 from workers.case_states import CaseState
-from workers.store.cases import _insert, utcnow
+from workers.store.cases import utcnow
 from workers.store.schema import cases, notification_ledger
+from workers.store.sql import dialect_insert
 
 QUEUED = "queued"
 """Written with the delivery: never tried, safe to send when due."""
@@ -132,7 +133,7 @@ def write_queued(conn: sa.Connection, rows: Sequence[Queued], *, refused: str) -
         return
     now = utcnow()
     conn.execute(
-        _insert(conn, notification_ledger).on_conflict_do_nothing(),
+        dialect_insert(conn, notification_ledger).on_conflict_do_nothing(),
         [
             {
                 "idempotency_key": r.key,
@@ -405,14 +406,6 @@ def count_sent(conn: sa.Connection, *, batch_id: str | None = None) -> dict[str,
             cases.c.batch_id == batch_id
         )
     return {str(row[0]): int(row[1]) for row in conn.execute(query)}
-
-
-def count_statuses(conn: sa.Connection) -> Counter[tuple[str, str]]:
-    """How many ledger rows there are per (channel, status)."""
-    query = sa.select(
-        notification_ledger.c.channel, notification_ledger.c.status, sa.func.count()
-    ).group_by(notification_ledger.c.channel, notification_ledger.c.status)
-    return Counter({(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)})
 
 
 def count_resolutions(conn: sa.Connection) -> Counter[tuple[str, str]]:
