@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from workers.case_states import SETTLED as SETTLED_CASE_STATES
 from workers.case_states import CaseState
-from workers.store.cases import _insert, utcnow
+from workers.store.arrays import among, literal
+from workers.store.cases import bulk_insert, utcnow
 from workers.store.schema import cases, notification_ledger
 
 QUEUED = "queued"
@@ -131,8 +132,9 @@ def write_queued(conn: sa.Connection, rows: Sequence[Queued], *, refused: str) -
     if not rows:
         return
     now = utcnow()
-    conn.execute(
-        _insert(conn, notification_ledger).on_conflict_do_nothing(),
+    bulk_insert(
+        conn,
+        notification_ledger,
         [
             {
                 "idempotency_key": r.key,
@@ -150,6 +152,7 @@ def write_queued(conn: sa.Connection, rows: Sequence[Queued], *, refused: str) -
             }
             for r in rows
         ],
+        on_conflict_do_nothing=True,
     )
 
 
@@ -159,7 +162,9 @@ def entries(conn: sa.Connection, keys: Iterable[str]) -> dict[str, Entry]:
     if not wanted:
         return {}
     rows = conn.execute(
-        sa.select(notification_ledger).where(notification_ledger.c.idempotency_key.in_(wanted))
+        sa.select(notification_ledger).where(
+            among(conn, notification_ledger.c.idempotency_key, wanted)
+        )
     )
     return {entry.key: entry for entry in map(_entry, rows)}
 
@@ -170,7 +175,7 @@ def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry
     if not ids:
         return {}
     rows = conn.execute(
-        sa.select(notification_ledger).where(notification_ledger.c.case_id.in_(ids))
+        sa.select(notification_ledger).where(among(conn, notification_ledger.c.case_id, ids))
     )
     return {entry.key: entry for entry in map(_entry, rows)}
 
@@ -194,7 +199,7 @@ def claim(
     result = conn.execute(
         sa.update(notification_ledger)
         .where(
-            notification_ledger.c.idempotency_key.in_(list(keys)),
+            among(conn, notification_ledger.c.idempotency_key, keys),
             notification_ledger.c.status.in_(sorted(SENDABLE)),
             due,
         )
@@ -301,7 +306,10 @@ def mark_sent_many(conn: sa.Connection, taken: Sequence[tuple[str, str]]) -> Non
     now = utcnow()
     if conn.dialect.name == "postgresql":
         keys, refs = [k for k, _ in taken], [r for _, r in taken]
-        conn.execute(_MARK_SENT_MANY_PG, {"sent": SENT, "now": now, "keys": keys, "refs": refs})
+        conn.execute(
+            _MARK_SENT_MANY_PG,
+            {"sent": SENT, "now": now, "keys": literal(keys), "refs": literal(refs)},
+        )
         return
     conn.execute(_MARK_SENT_MANY, [{"b_key": k, "b_ref": r, "b_now": now} for k, r in taken])
 
