@@ -98,6 +98,26 @@ def upcast(contract: str, version: int, record: Mapping[str, Any]) -> dict[str, 
     return data
 
 
+def read_record(contract: str, version: int, record: Mapping[str, Any]) -> BaseModel:
+    """One record of ``contract`` at ``version`` as the latest version's model: validated as
+    the version it claims to be, upcast, and validated as the latest (once, when it is the
+    latest already). Every reader of records (stages, the intake bridge, ``omvant push``)
+    reads them here.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        The record is not valid at its version (or, upcast, at the latest).
+    KeyError
+        No such contract or version.
+    """
+    versions = VERSIONS[contract]
+    model, latest_model = versions[version], versions[max(versions)]
+    if model is not latest_model or not isinstance(record, Mapping):
+        model.model_validate(record)  # a record that is no object fails here, as itself
+    return latest_model.model_validate(upcast(contract, version, record))
+
+
 def parse(raw: str | bytes | Mapping[str, Any]) -> Parsed:
     """Read a message: JSON text or an already decoded mapping.
 
@@ -132,15 +152,10 @@ def parse(raw: str | bytes | Mapping[str, Any]) -> Parsed:
             "unknown-contract-version",
             f"{envelope.contract} has versions {sorted(versions)}, not {envelope.version}",
         )
-    latest_model = versions[max(versions)]
     items: list[BaseModel] = []
     for index, record in enumerate(envelope.payload):
         try:
-            if model is not latest_model:  # the latest version is validated once, below
-                model.model_validate(record)
-            items.append(
-                latest_model.model_validate(upcast(envelope.contract, envelope.version, record))
-            )
+            items.append(read_record(envelope.contract, envelope.version, record))
         except ValidationError as exc:
             raise ContractError("invalid-payload", f"record {index}: {_describe(exc)}") from None
     return Parsed(envelope=envelope, items=items)

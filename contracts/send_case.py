@@ -55,9 +55,22 @@ class SendCaseV1(FrozenModel):
     batch_id: CaseId | None = None
 
 
-class SendCaseV2(SendCaseV1):
+# Each version is a class of its own: a published version is frozen, and an edit to version 1
+# must not change version 2, so version 1's fields are written out again below.
+class SendCaseV2(FrozenModel):
     """Version 2 adds personalisation ``fields`` substituted into the template's text."""
 
+    case_id: CaseId | None = None
+    clinic_hsa_id: HsaId
+    sender_hsa_id: HsaId
+    template_id: TemplateId
+    fragments: list[FragmentName] = Field(default_factory=list, max_length=100)
+    free_text: Annotated[str, StringConstraints(max_length=100_000), FreeText] | None = None
+    personnummer: IdentityText
+    attachments: list[AttachmentRef] = Field(default_factory=list, max_length=100)
+    priority: Priority = "normal"
+    idempotency_key: IdempotencyKey
+    batch_id: CaseId | None = None
     fields: dict[
         Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")],
         Annotated[str, StringConstraints(max_length=500), FreeText],

@@ -42,11 +42,11 @@ from producers.bench_workers import (
     stop_all,
 )
 from producers.client import OmvantClient, Recipient
-from producers.intake import push_chunk
 from producers.processes import DramatiqWorkers, worker_env
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.adapters.population import draw_residents, test_personnummer
 from workers.broker import broker_kind, build_broker, forget_queues, queue_depth
+from workers.enqueue import push_chunk
 from workers.queues import all_queues, queue_name
 from workers.settings import Settings
 from workers.store import notifications

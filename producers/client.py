@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from contracts.common import AttachmentRef, Priority
 from contracts.registry import describe
 from contracts.send_case import SendCaseV2
-from producers.intake import push_chunk
 from workers.broker import build_broker
+from workers.enqueue import push_chunk
 from workers.settings import Settings
 from workers.store import batches
 from workers.store.batches import Batch, BatchStatus

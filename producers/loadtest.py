@@ -25,10 +25,10 @@ from pydantic import ValidationError
 
 from contracts.send_case import SendCaseV2
 from producers.bench import epoch_seconds, percentile
-from producers.intake import push_chunk
 from producers.processes import DramatiqWorkers, worker_env
 from producers.scenario import build_dispatch
 from workers.broker import build_broker, forget_queues
+from workers.enqueue import push_chunk
 from workers.queues import all_queues, queue_name
 from workers.settings import Settings
 from workers.store import notifications

@@ -24,26 +24,17 @@ from dramatiq.middleware import Middleware
 
 from contracts.envelope import origin_message_id, split_message_id
 from contracts.registry import ContractError, Parsed, parse
-from workers import (
-    attachment_check,
-    case_ownership,
-    composition,
-    failures,
-    metrics,
-    notification_dispatch,
-    notification_sending,
-    read_receipts,
-    recipient_validation,
-)
+from workers import case_ownership, failures, metrics, recipient_validation
 from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
+from workers.enqueue import enqueue_on_lane
 from workers.log import get_logger
 from workers.message_guard import UNREADABLE_ACTOR, record_quarantined
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
-from workers.routes import ROUTES, Route
-from workers.stage import emit, ending, enqueue, lanes_for
+from workers.routes import ROUTES, Process, Route
+from workers.stage import emit, ending, lanes_for
 from workers.store import batches, cases
 from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
@@ -51,21 +42,9 @@ from workers.transient import MAX_BACKOFF_MS, MIN_BACKOFF_MS, is_outage, retry_w
 
 log = get_logger(__name__)
 
-Process = Callable[[Parsed, Context], None]
-
 NORMAL_PRIORITY = 10
 URGENT_PRIORITY = 0
 """dramatiq runs lower numbers first: a worker takes an urgent chunk before any other."""
-
-PROCESSORS: dict[str, Process] = {
-    "SendCase": recipient_validation.process,
-    "RecipientValidated": composition.process,
-    "MessageComposed": attachment_check.process,
-    "AttachmentsCleared": notification_dispatch.process,
-    "NotificationQueued": notification_sending.process,
-    "ReadReceipt": read_receipts.process,
-}
-"""Contract -> the stage function that consumes it (its queue is in ``routes.ROUTES``)."""
 
 
 def _body_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -155,8 +134,8 @@ def split_unreadable_chunk(
             "payload": [record],
             "case_ids": [case_ids[index]] if aligned and case_ids else [],
         }
-        queue, actor_name = route.lane(lane)  # back on the lane its case belongs to
-        enqueue(ctx.broker, queue, actor_name, single, prefix=ctx.settings.queue_prefix)
+        # back on the lane its case belongs to
+        enqueue_on_lane(ctx.broker, route, lane, single, prefix=ctx.settings.queue_prefix)
     log.warning("chunk with invalid records split", queue=route.queue, records=len(payload))
     return True
 
@@ -316,8 +295,8 @@ def declare_actors(
     Failures are retried ``max_retries`` times, outages for ``outage_retry_seconds``
     (``workers.transient.retry_when``)."""
     actors: dict[str, dramatiq.Actor[Any, Any]] = {}
-    for contract, process in PROCESSORS.items():
-        route: Route = ROUTES[contract]
+    for contract, route in ROUTES.items():
+        process = route.processor()
 
         def body(*args: Any, _c: str = contract, _p: Process = process, **kwargs: Any) -> None:
             run_message(_c, _p, context(), args, kwargs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
+from contracts import message_composed
 from contracts.attachments_cleared import AttachmentsClearedV1
 from contracts.common import ClearedAttachment
 from contracts.message_composed import MessageComposedV1
@@ -28,10 +29,11 @@ from workers.attachments.verdict import Verdict
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.reasons import Reason
+from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store.cases import Transition
 
-STAGE = "attachment-check"
+STAGE = ROUTES[message_composed.NAME].stage
 
 
 def decide(item: MessageComposedV1, verdicts: Mapping[str, Verdict], limits: Limits) -> Decision:

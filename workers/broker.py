@@ -13,6 +13,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Retries
 
+from workers.acks import ChannelBoundAcks, use_put_back_retries
 from workers.message_guard import GuardConsumers, GuardedEncoder
 from workers.redis_reclaim import ReclaimingRedisBroker
 
@@ -147,6 +148,7 @@ def build_broker(
         broker.emit_after("process_boot")
     else:
         raise BrokerUrlError(f"unsupported broker URL scheme {scheme!r}")
+    use_put_back_retries(broker)  # a retry that cannot be enqueued is not acknowledged away
     for extra in middleware or []:
         # "after" hooks run in reverse order: placed before Retries, ours sees its verdict
         broker.add_middleware(extra, before=Retries)
@@ -159,8 +161,9 @@ def build_broker(
     return broker
 
 
-class GuardedRabbitmqBroker(GuardConsumers, RabbitmqBroker):
-    """RabbitMQ, whose consumers check each message against its queue."""
+class GuardedRabbitmqBroker(GuardConsumers, ChannelBoundAcks, RabbitmqBroker):
+    """RabbitMQ, whose consumers check each message against its queue and settle a message
+    only on the channel that delivered it (``workers.acks``)."""
 
     def close(self) -> None:
         """Close every thread's connection with pika silent, whatever the log level.

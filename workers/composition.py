@@ -30,6 +30,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
+from contracts import recipient_validated
 from contracts.common import Channel
 from contracts.message_composed import MessageComposedV1
 from contracts.recipient_validated import RecipientValidatedV1
@@ -39,6 +40,7 @@ from workers.answer_seal import AnswerSeal, answer_seal
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.reasons import Reason
+from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store.arrays import among
 from workers.store.cases import Transition
@@ -46,7 +48,7 @@ from workers.store.schema import cases
 from workers.templates.library import TemplateLibrary
 from workers.templates.model import FIELD_PATTERN, Template
 
-STAGE = "composition"
+STAGE = ROUTES[recipient_validated.NAME].stage
 
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """Control and bidirectional-override characters: they hide or reorder text, so they go."""

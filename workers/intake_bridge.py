@@ -22,16 +22,17 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from contracts.registry import VERSIONS, upcast
+from contracts.registry import VERSIONS, read_record
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from workers import rejections
 from workers.batch_control import cache_for
+from workers.enqueue import push_chunk
 from workers.log import get_logger
 from workers.queues import INTAKE_EXCHANGE, queue_name
 from workers.reasons import Reason
@@ -192,7 +193,6 @@ def read_records(
     version = _version_of(headers, who)
     if isinstance(version, IntakeError):
         return version
-    model = VERSIONS[SEND_CASE][version]
     try:
         data = _json(body, encoding)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -214,8 +214,7 @@ def read_records(
                 Reason.MALFORMED_MESSAGE, where, "object", "a record is an object", who
             )
         try:
-            model.model_validate(record)
-            requests.append(SendCaseV2.model_validate(upcast(SEND_CASE, version, record)))
+            requests.append(cast(SendCaseV2, read_record(SEND_CASE, version, record)))
         except ValidationError as exc:
             return _validation_error(exc, at, who)
     return requests
@@ -345,7 +344,6 @@ def admit(
     then record their keys. Returns one
     claim per request, in order (``claim.request.resolved_case_id()`` is the case it stands
     for). The intake bridge and the HTTP API both take cases in through this."""
-    from producers.intake import push_chunk
 
     pairs = [(intake_keys.scoped_to(request, who), who) for request, who in pairs]
     with engine.connect() as conn:

@@ -32,8 +32,11 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.encoder import JSONEncoder, MessageData
+from dramatiq.errors import ConnectionClosed
 
+from workers.acks import put_back_wanted
 from workers.reasons import Reason
 from workers.wire import printable
 
@@ -257,7 +260,17 @@ class GuardedConsumer(Consumer):
                 return
 
     def ack(self, message: MessageProxy) -> None:
+        """Acknowledge ``message``; or, when its retry could not be enqueued
+        (``workers.acks.PutBackRetries``), put it back on its queue instead."""
         self.found.discard(message.options.get("redis_message_id", ""))
+        if put_back_wanted(message) and not isinstance(self.broker, StubBroker):
+            try:
+                self.inner.requeue([message])
+            except ConnectionClosed:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broker away: dramatiq tries again
+                raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+            return
         self.inner.ack(message)
 
     def nack(self, message: MessageProxy) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from contracts import attachments_cleared
 from contracts.attachments_cleared import AttachmentsClearedV1
 from contracts.notification_queued import NotificationQueuedV1
 from contracts.registry import Parsed
@@ -40,12 +41,13 @@ from workers.case_states import CaseState
 from workers.log import get_logger
 from workers.quiet_hours import QuietHours
 from workers.reasons import Reason
+from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, emit, settle
 from workers.store import cases, follow_ups, notifications
 from workers.store.cases import Transition
 from workers.templates.model import UnreadFollowup
 
-STAGE = "notification-dispatch"
+STAGE = ROUTES[attachments_cleared.NAME].stage
 
 log = get_logger(__name__)
 

@@ -43,6 +43,7 @@ from enum import StrEnum
 import dramatiq
 import sqlalchemy as sa
 
+from contracts import notification_queued
 from contracts.notification_queued import NotificationQueuedV1
 from contracts.registry import Parsed
 from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable
@@ -51,12 +52,13 @@ from workers.case_states import CaseState
 from workers.log import get_logger
 from workers.rate_limit import RateLimitExceeded
 from workers.reasons import Reason
+from workers.routes import ROUTES
 from workers.stage import Advance, emit, settle
 from workers.store import cases, notifications
 from workers.store.cases import Transition
 from workers.store.notifications import Entry, Resolution
 
-STAGE = "notification-sending"
+STAGE = ROUTES[notification_queued.NAME].stage
 EMAIL_SUBJECT = "Nytt meddelande på 1177"
 """The subject of every e-mail notification: like the text, fixed and content-free."""
 CHANNEL_ORDER = {"email": 0, "sms": 1}

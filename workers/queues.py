@@ -23,9 +23,6 @@ class Queues(StrEnum):
     READ_RECEIPTS = "read-receipts"
 
 
-INTAKE = Queues.RECIPIENT_VALIDATION
-"""Where integration teams and ``omvant push`` put ``SendCase`` messages."""
-
 URGENT = "urgent"
 NORMAL = "normal"
 BULK_LANES = 2

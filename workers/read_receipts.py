@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from contracts import read_receipt
 from contracts.read_receipt import ReadReceiptV2
 from contracts.registry import Parsed
 from workers.answer_seal import answer_seal
@@ -28,13 +29,14 @@ from workers.case_states import CaseState
 from workers.log import get_logger
 from workers.queues import Queues, queue_name
 from workers.reasons import Reason
+from workers.routes import ROUTES
 from workers.stage import Advance, Decision, settle
 from workers.store import answers, cases
 from workers.store.cases import Transition
 from workers.store.schema import case_events
 from workers.store.schema import cases as cases_table
 
-STAGE = "read-receipts"
+STAGE = ROUTES[read_receipt.NAME].stage
 READABLE = frozenset({CaseState.DELIVERED, CaseState.NOTIFIED, CaseState.READ})
 """States in which a message is in the inbox, so can be read."""
 ANSWERED = "answered"

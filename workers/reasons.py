@@ -84,6 +84,7 @@ class Reason(StrEnum):
     DIRECTORY_UNREACHABLE = "directory-unreachable"
     SMTP_UNREACHABLE = "smtp-unreachable"
     SMS_GATEWAY_UNREACHABLE = "sms-gateway-unreachable"
+    EMAIL_API_UNREACHABLE = "email-api-unreachable"
     CLAMD_UNREACHABLE = "clamd-unreachable"
     REDIS_UNREACHABLE = "redis-unreachable"
     INBOX_EVENTS_UNREACHABLE = "inbox-events-unreachable"
@@ -112,3 +113,4 @@ class Reason(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type"
     BATCH_TRANSITION_REFUSED = "batch-transition-refused"
     TOO_MANY_RECORDS = "too-many-records"
+    DUPLICATE_JSON_KEY = "duplicate-json-key"

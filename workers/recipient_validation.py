@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contracts import send_case
 from contracts.envelope import origin_message_id
 from contracts.recipient_validated import RecipientValidatedV1
 from contracts.registry import Parsed
@@ -26,11 +27,12 @@ from workers.case_states import CaseState
 from workers.identity import IdentityKind, parse_identity
 from workers.log import get_logger
 from workers.reasons import Reason
+from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store import cases
 from workers.store.cases import Transition
 
-STAGE = "recipient-validation"
+STAGE = ROUTES[send_case.NAME].stage
 SAMORDNINGSNUMMER_DETAIL = "a samordningsnummer cannot log in to 1177"
 
 log = get_logger(__name__)

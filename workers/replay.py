@@ -35,10 +35,10 @@ import sqlalchemy as sa
 from contracts.registry import ContractError, envelope_for, parse
 from workers.case_states import FINAL, CaseState
 from workers.dead_letters import remove_copies
+from workers.enqueue import enqueue
 from workers.queues import queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, lane_for
-from workers.stage import enqueue
 from workers.store import batches, cases
 from workers.store import failures as store
 from workers.store.cases import utcnow

@@ -8,7 +8,8 @@
       unread follow-ups and the sweep (``omvant sweep``) send through notification-sending's
       protocol too.
 
-Any stage may end a case with CaseRejected (recorded, not routed).
+Any stage may end a case: rejected with a reason code, recorded in the system of record, not
+routed.
 
 Lanes (``workers/queues.py``): the first five stages each have a normal queue (e.g.
 ``recipient-validation``), an urgent lane (``recipient-validation.urgent``) consumed by an actor
@@ -21,18 +22,45 @@ Intake for any language: ``omvant.intake`` (AMQP exchange, or Redis stream) â”€â
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from contracts import (
+    attachments_cleared,
+    message_composed,
+    notification_queued,
+    read_receipt,
+    recipient_validated,
+    send_case,
+)
 from workers.queues import NORMAL, URGENT, Queues, bulk_lane, lane_queue, lanes_of
+
+if TYPE_CHECKING:
+    from contracts.registry import Parsed
+    from workers.bootstrap import Context
+
+Process = Callable[["Parsed", "Context"], None]
+"""A stage's ``process(parsed, ctx)``: runs one parsed message."""
 
 
 @dataclass(frozen=True)
 class Route:
-    """Where messages of one contract are consumed: a queue and a stable actor name."""
+    """Where messages of one contract are consumed: a queue, a stable actor name, the stage
+    (as ``omvant worker STAGE`` names it) and the stage module whose ``process`` runs them."""
 
     queue: Queues
     actor_name: str
     stage: str
+    module: str
+    """The stage module (``workers.<stage>``): its ``process(parsed, ctx)`` consumes the
+    contract. Named, not imported, since every stage module imports this table."""
+
+    def processor(self) -> Process:
+        """The stage function that consumes this route's contract."""
+        process: Process = importlib.import_module(self.module).process
+        return process
 
     @property
     def urgent_actor_name(self) -> str:
@@ -52,20 +80,35 @@ class Route:
 
 
 ROUTES: dict[str, Route] = {
-    "SendCase": Route(Queues.RECIPIENT_VALIDATION, "validate_recipients", "recipient-validation"),
-    "RecipientValidated": Route(Queues.MESSAGE_COMPOSITION, "compose_messages", "composition"),
-    "MessageComposed": Route(Queues.ATTACHMENT_CHECK, "check_attachments", "attachment-check"),
-    "AttachmentsCleared": Route(
-        Queues.NOTIFICATION_DISPATCH, "dispatch_notifications", "notification-dispatch"
+    send_case.NAME: Route(
+        Queues.RECIPIENT_VALIDATION,
+        "validate_recipients",
+        "recipient-validation",
+        "workers.recipient_validation",
     ),
-    "NotificationQueued": Route(
-        Queues.NOTIFICATION_SENDING, "send_notifications", "notification-sending"
+    recipient_validated.NAME: Route(
+        Queues.MESSAGE_COMPOSITION, "compose_messages", "composition", "workers.composition"
     ),
-    "ReadReceipt": Route(Queues.READ_RECEIPTS, "collect_read_receipts", "read-receipts"),
+    message_composed.NAME: Route(
+        Queues.ATTACHMENT_CHECK, "check_attachments", "attachment-check", "workers.attachment_check"
+    ),
+    attachments_cleared.NAME: Route(
+        Queues.NOTIFICATION_DISPATCH,
+        "dispatch_notifications",
+        "notification-dispatch",
+        "workers.notification_dispatch",
+    ),
+    notification_queued.NAME: Route(
+        Queues.NOTIFICATION_SENDING,
+        "send_notifications",
+        "notification-sending",
+        "workers.notification_sending",
+    ),
+    read_receipt.NAME: Route(
+        Queues.READ_RECEIPTS, "collect_read_receipts", "read-receipts", "workers.read_receipts"
+    ),
 }
 """Contract name -> its consumer. Contracts not listed here are terminal facts."""
-
-TERMINAL_CONTRACTS = frozenset({"NotificationDispatched", "CaseRejected"})
 
 STAGES: dict[str, Route] = {route.stage: route for route in ROUTES.values()}
 """Stage name (as ``omvant worker STAGE`` takes it) -> its route."""

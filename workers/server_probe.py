@@ -1,8 +1,9 @@
 """Is each server a process needs there? One bounded probe per kind of server.
 
 A command (or a worker) that cannot reach its broker, database, account directory, SMTP server,
-SMS gateway, virus scanner or Redis should say so in one line, within seconds, naming the URL
-(password masked) and what to check, instead of a library retrying and logging for minutes.
+e-mail API, SMS gateway, virus scanner or Redis should say so in one line, within seconds,
+naming the URL (password masked) and what to check, instead of a library retrying and logging
+for minutes.
 ``require`` probes the servers the settings name; ``ServerUnreachable`` carries the verdict.
 """
 
@@ -22,6 +23,7 @@ DATABASE = "database"
 DIRECTORY = "directory"
 SMTP = "smtp"
 SMS_GATEWAY = "sms-gateway"
+EMAIL_API = "email-api"
 CLAMD = "clamd"
 REDIS = "redis"
 INBOX_EVENTS = "inbox-events"
@@ -46,6 +48,10 @@ _WHAT = {
     SMS_GATEWAY: (
         "the SMS gateway",
         "that the gateway runs there and the URL (OMVANT_SMS_GATEWAY_URL)",
+    ),
+    EMAIL_API: (
+        "the e-mail API",
+        "that the e-mail provider runs there and the URL (OMVANT_EMAIL_API_URL)",
     ),
     CLAMD: (
         "the virus scanner (clamd)",
@@ -233,8 +239,10 @@ def require(settings: Settings, servers: Iterable[str]) -> None:
             probe_http(settings.directory_url, timeout, DIRECTORY)
         elif server == SMS_GATEWAY and settings.sms_gateway_url:
             probe_http(settings.sms_gateway_url, timeout, SMS_GATEWAY)
-        elif server == SMTP and settings.smtp_url:
-            probe_smtp(settings.smtp_url, timeout)
+        elif server == EMAIL_API and settings.email_api_url:
+            probe_http(settings.email_api_url, timeout, EMAIL_API)
+        elif server == SMTP and settings.smtp_url and not settings.email_api_url:
+            probe_smtp(settings.smtp_url, timeout)  # the e-mail API wins over SMTP when set
         elif server == CLAMD and (settings.clamd_url or settings.clamd_socket):
             probe_clamd(str(settings.clamd_url or settings.clamd_socket), timeout)
         elif server == REDIS and settings.redis_url:

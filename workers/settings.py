@@ -163,6 +163,13 @@ class Settings(BaseSettings):
     """E-mail over SMTP: ``smtp://[user:password@]host[:port][?starttls=true&cafile=PATH]`` or
     ``smtps://...``; unset: the simulated e-mail sender."""
     smtp_from: str = "1177 <no-reply@1177.example>"
+    email_api_url: str | None = None
+    """Base URL of an HTTP e-mail provider API (``omvant sim email-api``'s); when set it is used
+    instead of SMTP (``smtp_url`` is then ignored): it dedupes by idempotency key and can be
+    asked about a message, so an in-doubt e-mail is settled by asking, not by
+    ``email_in_doubt``."""
+    email_api_token: SecretStr | None = None
+    """Bearer token for the e-mail API, if it wants one (masked wherever settings are shown)."""
     inbox_url: str | None = None
     """Base URL of the 1177 inbox API (``omvant sim inbox``'s); unset: the simulated inbox."""
     sms_gateway_url: str | None = None

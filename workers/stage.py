@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import dramatiq
 import sqlalchemy as sa
 from pydantic import BaseModel
 
@@ -14,7 +13,8 @@ from workers import failures, metrics
 from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
-from workers.queues import NORMAL, queue_name
+from workers.enqueue import enqueue_on_lane
+from workers.queues import NORMAL
 from workers.reasons import Reason
 from workers.routes import ROUTES, lane_for
 from workers.store import cases
@@ -152,17 +152,16 @@ def emit(
     for item, lane in zip(items, lanes, strict=True):
         groups.setdefault((lane, getattr(item, "batch_id", None) or ""), []).append(item)
     for (lane, _batch), group in groups.items():
-        queue, actor_name = route.lane(lane)
         for start in range(0, len(group), size):
             envelope = envelope_for(
                 group[start : start + size],
                 correlation_id=correlation_id,
                 message_id=message_id if len(items) == 1 else None,
             )
-            enqueue(
+            enqueue_on_lane(
                 ctx.broker,
-                queue,
-                actor_name,
+                route,
+                lane,
                 envelope.model_dump(mode="json"),
                 prefix=ctx.settings.queue_prefix,
                 delay_ms=delay_ms,
@@ -179,25 +178,3 @@ def lanes_for(ctx: Context, cases_: Sequence[tuple[object, object]]) -> list[str
         view = views.get(batch_id) if batch_id else None
         chosen.append(lane_for(str(priority or NORMAL), view.lane if view else None))
     return chosen
-
-
-def enqueue(
-    broker: dramatiq.Broker,
-    queue: str,
-    actor_name: str,
-    envelope: dict[str, object],
-    *,
-    prefix: str = "",
-    delay_ms: int | None = None,
-) -> None:
-    """Put one envelope on a queue (a lane's, without prefix) for an actor, by name."""
-    broker.enqueue(
-        dramatiq.Message(
-            queue_name=queue_name(queue, prefix),
-            actor_name=actor_name,
-            args=(envelope,),
-            kwargs={},
-            options={},
-        ),
-        delay=delay_ms,
-    )

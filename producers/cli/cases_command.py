@@ -403,7 +403,13 @@ def follow_up_command(
     settings = settings_from(
         None,
         database,
-        require=(servers.DATABASE, servers.SMTP, servers.SMS_GATEWAY, servers.REDIS),
+        require=(
+            servers.DATABASE,
+            servers.EMAIL_API,
+            servers.SMTP,
+            servers.SMS_GATEWAY,
+            servers.REDIS,
+        ),
     )
     configure(settings.log_level, json=settings.log_json)
     ctx = build_context(settings, build_broker("memory://"))

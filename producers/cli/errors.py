@@ -141,6 +141,8 @@ def _server_of(error: BaseException, settings: Settings | None) -> tuple[str, st
         url = str(error.request.url) if _has_request(error) else ""
         if s.sms_gateway_url and url.startswith(s.sms_gateway_url.rstrip("/")):
             return server_probe.SMS_GATEWAY, s.sms_gateway_url
+        if s.email_api_url and url.startswith(s.email_api_url.rstrip("/")):
+            return server_probe.EMAIL_API, s.email_api_url
         if s.directory_url and url.startswith(s.directory_url.rstrip("/")):
             return server_probe.DIRECTORY, s.directory_url
         return "http-server", mask_url(url)

@@ -19,9 +19,10 @@ from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from producers.cli.errors import fail
 from producers.cli.options import BrokerOption, JsonOption, settings_from
-from producers.intake import LineError, push_chunk, read_send_cases
+from producers.intake import LineError, read_send_cases
 from workers import server_probe as servers
 from workers.broker import build_broker
+from workers.enqueue import push_chunk
 from workers.log import mask_identity_numbers
 from workers.reasons import Reason
 

@@ -77,3 +77,45 @@ def inbox(
         pass
     finally:
         simulator.stop()
+
+
+@app.command("email-api")
+def email_api(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 0,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep messages in this SQLite file (survives a restart; shared by processes)."
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="OMVANT_EMAIL_API_TOKEN", help="Bearer token clients must send."),
+    ] = None,
+) -> None:
+    """Serve the simulated e-mail provider API over HTTP (HttpEmailApi's, deduping by key).
+
+    The API is in workers/adapters/email_api_server.py: POST /v1/messages with an
+    Idempotency-Key, GET /v1/messages?idempotency_key=K, GET /v1/stats, GET/POST /v1/control
+    (fail_for=N: answer 503 for N seconds). Prints its URL on stdout.
+    """
+    import signal
+
+    from workers.adapters.email_api_server import EmailApiSimulator
+
+    simulator = EmailApiSimulator(host, port, store=store, token=token)
+    typer.echo(f"e-mail API simulator on {simulator.url}")
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        simulator.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()

@@ -25,14 +25,17 @@ import sqlalchemy as sa
 from contracts.common import AttachmentRef
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
-from producers.intake import push_chunk
+from producers.web.explained import words_for
 from producers.web.i18n import gettext as _
+from producers.web.i18n import translate
 from producers.web.services import Console
+from producers.web.wording import reason_text
 from workers.adapters.account_directory import DirectoryUnavailable
 from workers.attachments import ownership
 from workers.attachments.checker import check_file
 from workers.attachments.scanner import ScannerUnavailable
 from workers.composition import Composed, CompositionError, compose
+from workers.enqueue import push_chunk
 from workers.queues import queue_name
 from workers.recipient_validation import check_recipients
 from workers.routes import ROUTES, lane_for
@@ -345,7 +348,9 @@ def attach(
     name = (filename or "bilaga").replace("\\", "/").rsplit("/", 1)[-1][:255] or "bilaga"
     if len(data) > limits.max_bytes:
         return Refusal(
-            name, "attachment-too-large", f"over the limit of {limits.max_bytes:,} bytes"
+            name,
+            "attachment-too-large",
+            _("över gränsen på %(n)s byte", n=f"{limits.max_bytes:,}".replace(",", " ")),
         )
     try:
         verdict = check_file(
@@ -463,8 +468,9 @@ def send(conn: sa.Connection, draft: Draft, template: Template, services: Consol
     try:
         preview(draft, template, services)
     except CompositionError as exc:
+        why = words_for(exc.detail) or translate(reason_text(exc.reason.value))
         raise DraftRefused(
-            _("Meddelandet kan inte skickas: %(why)s", why=exc.detail), exc.reason.value
+            _("Meddelandet kan inte skickas: %(why)s", why=why), exc.reason.value
         ) from None
     requests = send_requests(draft)
     broker = services.send_broker()

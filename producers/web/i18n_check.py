@@ -25,6 +25,8 @@ SWEDISH = re.compile(r"[ÅÄÖåäö]")
 CODE_LIKE = re.compile(r"^[a-z0-9_./:{},%-]*$")
 """A string literal in a template expression that is a code, a path or a format, not text."""
 SHOWN_ATTRIBUTES = ("aria-label", "placeholder", "title", "alt")
+TABLE_MODULES = ("wording.py", "explained.py")
+"""Modules whose dictionaries' values are Swedish words the filters translate."""
 UNTRANSLATED_WORDS = frozenset({"Omvänt", "1177", "HSA-id", "CSV", "Id"})
 
 
@@ -73,14 +75,22 @@ def python_messages() -> set[str]:
 
 
 def table_messages() -> set[str]:
-    """The Swedish words of ``producers.web.wording``'s tables and the role names."""
-    from producers.web import wording
+    """The Swedish words of the tables of ``producers.web.wording`` and
+    ``producers.web.explained``, and the role names."""
+    from producers.web import explained, wording
     from workers.store.users import ROLE_NAMES
 
     found = set(ROLE_NAMES.values())
-    for value in vars(wording).values():
-        if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
-            found.update(value.values())
+    for module in (wording, explained):
+        for name, value in vars(module).items():
+            if name.startswith("__"):
+                continue  # ``__annotations__`` holds the tables' types
+            if (
+                isinstance(value, dict)
+                and value
+                and all(isinstance(v, str) for v in value.values())
+            ):
+                found.update(value.values())
     return found
 
 
@@ -125,6 +135,15 @@ def _without_expressions(path: Path) -> Iterator[str]:
     yield "".join(pieces)
 
 
+def _translated_argument(tokens: list[Any], index: int) -> bool:
+    """Whether the string at ``index`` is an argument of ``_(...)`` or ``ngettext(...)``:
+    back over the call's other strings and commas to its ``(`` and the name before it."""
+    before = [t for t in tokens[:index] if t[1] != "whitespace"]
+    while before and (before[-1][1] == "string" or before[-1][2] == ","):
+        before.pop()
+    return len(before) >= 2 and before[-1][2] == "(" and before[-2][2] in {"_", "ngettext"}
+
+
 def unwrapped(path: Path) -> list[str]:
     """Text in ``path`` shown to the user without ``_()``."""
     finder = _TextFinder()
@@ -135,8 +154,7 @@ def unwrapped(path: Path) -> list[str]:
     for index, (_line, kind, value) in enumerate(tokens):
         if kind != "string":
             continue
-        before = [t[2] for t in tokens[max(0, index - 3) : index] if t[1] != "whitespace"]
-        if before[-2:] == ["_", "("]:
+        if _translated_argument(tokens, index):
             continue
         literal = value[1:-1]
         shown = re.sub(r"%[A-Za-z]", "", literal)
@@ -165,7 +183,7 @@ def python_unwrapped() -> list[str]:
                 and node.args
             ):
                 allowed.add(id(node.args[0]))
-            if path.name == "wording.py" and isinstance(node, ast.Dict):
+            if path.name in TABLE_MODULES and isinstance(node, ast.Dict):
                 allowed.update(id(v) for v in node.values)
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
                 allowed.add(id(node.value))  # an attribute's docstring

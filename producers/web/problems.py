@@ -137,7 +137,9 @@ async def _validation(request: Request, exc: Exception) -> Response:
     return problem_response(request, 422, reason, detail, errors=field_errors(errors))
 
 
-async def _http(request: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
+    """An HTTP error outside the console's pages: problem details under ``/v1``, else
+    FastAPI's own answer."""
     assert isinstance(exc, StarletteHTTPException)
     if not _is_api(request):
         return await http_exception_handler(request, exc)
@@ -152,7 +154,7 @@ def install(app: FastAPI) -> None:
     """Answer the API's errors as problem details."""
     app.add_exception_handler(Problem, _problem)
     app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
+from producers.web.i18n import gettext as _
 from workers.templates.model import DEFAULT_ANSWER_LABELS, Template
 
 EMPTY_FRAGMENT_ROWS = 3
@@ -114,9 +115,9 @@ def changes_of(values: FormValues, kind: str) -> tuple[dict[str, Any], list[str]
     fragments: dict[str, str] = {}
     for name, text in values.fragments:
         if not name:
-            problems.append("fragments: a phrase fragment needs a name")
+            problems.append(_("Frasminnen: ett frasminne behöver ett namn."))
         elif name in fragments:
-            problems.append(f"fragments: the name {name!r} is used twice")
+            problems.append(_("Frasminnen: namnet %(name)s används två gånger.", name=name))
         else:
             fragments[name] = text
     changes: dict[str, Any] = {
@@ -134,7 +135,7 @@ def changes_of(values: FormValues, kind: str) -> tuple[dict[str, Any], list[str]
             {"kind": k, "label": label} for k, label in values.answer_labels.items() if label
         ]
         if values.notify not in NOTIFY_CHOICES:
-            problems.append("resident_channels: choose sms, email, both or all the resident's")
+            problems.append(_("Avisering: välj sms, e-post, båda eller alla invånarens kanaler."))
         else:
             channels = NOTIFY_CHOICES[values.notify]
             changes["resident_channels"] = {"channels": channels} if channels else None
@@ -142,7 +143,7 @@ def changes_of(values: FormValues, kind: str) -> tuple[dict[str, Any], list[str]
         try:
             hours = int(values.unread_after)
         except ValueError:
-            problems.append("unread_followup.after_hours: a whole number of hours")
+            problems.append(_("Påminnelse: ange ett helt antal timmar."))
         else:
             changes["unread_followup"] = (
                 {"after_hours": hours, "action": values.unread_action} if hours else None

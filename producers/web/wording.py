@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
+from producers.web.explained import detail_text, explained
 from producers.web.i18n import translate
 from workers.log import mask_identity_numbers
 
@@ -79,10 +80,15 @@ STAGE = {
     "recipient-validation": "kontroll av mottagare",
     "composition": "sammanställning",
     "attachment-check": "kontroll av bilagor",
-    "notification-dispatch": "leverans och avisering",
+    "notification-dispatch": "leverans till inkorgen",
+    "notification-sending": "avisering",
     "read-receipts": "läskvitto",
     "follow-up": "påminnelse",
+    "batch-control": "styrning av utskick",
+    "dead-letter": "död bokstav",
+    "replay": "omkörning",
 }
+"""The stages (``workers.routes.STAGES``) and the other steps a case's history names."""
 
 NOTIFICATION = {
     "pending": "pågår",
@@ -217,4 +223,6 @@ def jinja_filters(zone: ZoneInfo | None = None) -> dict[str, object]:
         "unescape_html": html.unescape,
         "stage_text": _table(STAGE),
         "notification_text": _table(NOTIFICATION),
+        "explained": explained,
+        "detail_text": detail_text,
     }

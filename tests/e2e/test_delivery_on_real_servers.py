@@ -31,8 +31,8 @@ from workers.adapters.sms_gateway_server import SmsGatewaySimulator
 from workers.adapters.smtp_email import message_id
 from workers.adapters.smtp_sink import SmtpSink
 from workers.broker import build_broker
+from workers.enqueue import enqueue
 from workers.queues import Queues
-from workers.stage import enqueue
 from workers.store import notifications
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases, notification_ledger

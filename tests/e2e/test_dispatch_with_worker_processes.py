@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
-from producers.intake import push_chunk
 from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
 from workers.adapters import population
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.broker import build_broker
+from workers.enqueue import push_chunk
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases
 

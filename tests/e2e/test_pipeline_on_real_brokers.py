@@ -18,9 +18,9 @@ from workers.adapters.account_directory import AccountStatus, SimulatedAccountDi
 from workers.adapters.blobs import FilesystemBlobStore
 from workers.adapters.outbox_file import read_jsonl
 from workers.broker import build_broker
+from workers.enqueue import enqueue
 from workers.identity import parse_identity
 from workers.queues import Queues, queue_name
-from workers.stage import enqueue
 from workers.store import notifications
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases, notification_ledger, rejected_messages

@@ -21,8 +21,8 @@ from contracts.registry import envelope_for
 from contracts.send_case import SendCaseV2
 from tests.e2e.harness import WorkerProcess, wait_until, worker_env
 from workers.broker import build_broker, dead_letter_count
+from workers.enqueue import enqueue
 from workers.queues import Queues, all_queues, queue_name
-from workers.stage import enqueue
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases, message_deliveries, rejected_messages
 

@@ -21,8 +21,8 @@ from tests import oncall_scenario as sc
 from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
 from tests.reachable import reachable_residents
 from workers.broker import build_broker
+from workers.enqueue import enqueue
 from workers.queues import Queues
-from workers.stage import enqueue
 from workers.store.engine import make_engine, upgrade
 
 pytestmark = pytest.mark.e2e

@@ -16,9 +16,10 @@ from workers.adapters.account_directory import (
     SimulatedAccountDirectory,
 )
 from workers.broker import dead_letter_count
+from workers.enqueue import enqueue
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
-from workers.stage import emit, enqueue
+from workers.stage import emit
 from workers.store import cases
 from workers.store.schema import cases as cases_table
 from workers.store.schema import rejected_messages

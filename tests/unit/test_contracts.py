@@ -139,6 +139,15 @@ def test_every_model_knows_its_contract_and_version() -> None:
         contract_of(AttachmentRef)
 
 
+def test_contract_versions_are_independent_classes() -> None:
+    """A published version is frozen: no version inherits another's fields (an edit to V1
+    would change V2)."""
+    classes = [model for _name, _version, model in published_classes()]
+    for model in classes:
+        for other in classes:
+            assert model is other or not issubclass(model, other), (model, other)
+
+
 def test_split_message_ids_lead_back_to_their_origin() -> None:
     child = split_message_id("abc", 3)
     assert child == "abc/3"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def test_every_routed_queue_is_a_known_queue_with_a_unique_actor() -> None:
     assert {route.queue for route in ROUTES.values()} == set(Queues)
     names = [route.actor_name for route in ROUTES.values()]
     assert len(names) == len(set(names))
+
+
+def test_every_route_names_the_stage_module_that_consumes_its_contract() -> None:
+    for contract, route in ROUTES.items():
+        module = importlib.import_module(route.module)
+        assert route.processor() is module.process, contract
+        assert route.stage == module.STAGE, contract  # the module takes its name from the table
+    assert len({route.module for route in ROUTES.values()}) == len(ROUTES)
 
 
 def test_services_get_their_configuration_from_the_environment() -> None:

@@ -227,3 +227,27 @@ def test_pages_send_a_content_security_policy_and_no_caching(client: TestClient)
     assert "script-src 'self'" in answer.headers["content-security-policy"]
     assert answer.headers["cache-control"] == "no-store"
     assert client.get("/static/console.js").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/nope", "/%2e%2e/etc/passwd", "/arenden/%2e%2e/%2e%2e/x", "/static/%2e%2e/app.py"]
+)
+def test_a_path_the_console_has_no_page_for_is_the_consoles_own_html_404(
+    client: TestClient, path: str
+) -> None:
+    for signed_in in (False, True):
+        if signed_in:
+            sign_in(client, "nurse-a")
+        answer = client.get(path)
+        assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html")
+        assert "Sidan finns inte." in answer.text and '<html lang="sv">' in answer.text
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
+
+
+def test_the_api_and_a_wrong_method_keep_their_own_error_answers(client: TestClient) -> None:
+    api = client.get("/v1/nope")
+    assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
+    assert api.json()["reason"] == "not-found"
+    wrong = client.put("/login")
+    assert wrong.status_code == 405 and "GET" in wrong.headers["allow"]
+    assert wrong.headers["content-type"].startswith("text/html")

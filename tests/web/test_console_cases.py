@@ -6,14 +6,27 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import logging
+import re
+import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
 
 from tests.delivery_support import cleared_item, reachable_residents, store_cleared
-from tests.web.console_support import CLINIC_A, CLINIC_B, NURSE_A, add_users, build_app, sign_in
+from tests.web.console_support import (
+    CLINIC_A,
+    CLINIC_B,
+    NURSE_A,
+    add_users,
+    build_app,
+    csrf_of,
+    sign_in,
+)
 from workers.case_states import CaseState
 from workers.settings import Settings
 from workers.store import access_log, cases, notifications
@@ -68,6 +81,14 @@ def nurse(
     engine.dispose()
 
 
+def _search(client: TestClient, personnummer: str, **fields: str) -> httpx.Response:
+    """The list's filter form posted with a personnummer (and the page's CSRF token)."""
+    token = csrf_of(client.get("/arenden").text)
+    return client.post(
+        "/arenden", data={"csrf_token": token, "personnummer": personnummer, **fields}
+    )
+
+
 def _ids(page: str) -> list[str]:
     import re
 
@@ -105,10 +126,10 @@ def test_search_by_personnummer_finds_the_resident_and_is_logged(
 ) -> None:
     client, engine, residents = nurse
     hyphenated = f"{residents[2][:8]}-{residents[2][8:]}"
-    page = client.get("/arenden", params={"personnummer": hyphenated}).text
+    page = _search(client, hyphenated).text
     assert _ids(page) == ["a-2"]
     assert residents[2] not in page  # masked in the list
-    other = client.get("/arenden", params={"personnummer": residents[7]}).text  # clinic B's
+    other = _search(client, residents[7]).text  # clinic B's
     assert _ids(other) == []
     with engine.connect() as conn:
         log = access_log.entries(conn, CLINIC_A)
@@ -166,3 +187,91 @@ def test_csv_export_has_every_matching_case_masked_unless_asked_and_is_logged(
     exports = lists[-2:]
     assert [e.unmasked for e in exports] == [False, True] and len(exports[1].case_ids) == 7
     assert exports[0].user_hsa_id == NURSE_A
+
+
+def test_a_personnummer_search_is_posted_and_the_number_is_in_no_address_and_no_log(
+    nurse: tuple[TestClient, sa.Engine, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, engine, residents = nurse
+    resident = residents[2]
+    with engine.begin() as conn:  # six of the resident's cases: the search has two pages
+        store_cleared(conn, [cleared_item(f"a-2-{i}", resident, clinic=CLINIC_A) for i in range(5)])
+    page = client.get("/arenden").text
+    assert '<form method="post" action="/arenden" class="filters"' in page
+    caplog.set_level(logging.DEBUG)
+    with capture_logs() as logged:
+        first = _search(client, f"{resident[:8]}-{resident[8:]}")
+        assert first.request.method == "POST" and first.url.query == b""
+        assert len(_ids(first.text)) == 5 and "sida 1 av 2" in first.text
+        addresses = re.findall(r'(?:href|action)="([^"]*)"', first.text)
+        assert addresses and not [a for a in addresses if resident[2:8] in a]
+        following = re.search(
+            r'<form method="post" action="/arenden" class="inline">(.*?)</form>', first.text, re.S
+        )
+        assert following and 'data-rel="next"' in following.group(1)
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', following.group(1)))
+        assert fields["sida"] == "2" and fields["personnummer"].replace("-", "") == resident
+        second = client.post("/arenden", data=fields)
+        assert len(_ids(second.text)) == 1 and set(_ids(first.text) + _ids(second.text)) == {
+            "a-2",
+            *(f"a-2-{i}" for i in range(5)),
+        }
+        exported = client.post(
+            "/arenden.csv", data={**fields, "sida": "", "fullstandiga": "1"}
+        ).text
+        assert {r["resident"] for r in csv.DictReader(io.StringIO(exported))} == {resident}
+    said = caplog.text + repr(logged)
+    assert resident not in said and f"{resident[:8]}-{resident[8:]}" not in said
+    assert client.post("/arenden", data={"personnummer": resident}).status_code == 403  # no CSRF
+
+
+def test_a_personnummer_in_the_address_is_not_searched_for_and_is_dropped_from_it(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    client, _engine, residents = nurse
+    answer = client.get(
+        "/arenden",
+        params={"status": "unread", "personnummer": residents[2]},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/arenden?status=unread"
+    page = client.get("/arenden", params={"personnummer": residents[2]})
+    assert page.url.path == "/arenden" and page.url.query == b""
+    assert len(_ids(page.text)) == 5 and residents[2] not in page.text  # every case, unsearched
+
+
+def test_a_case_address_with_an_upper_case_uuid_finds_the_case(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    client, engine, residents = nurse
+    case_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "omvant-upper-case"))
+    with engine.begin() as conn:
+        store_cleared(conn, [cleared_item(case_id, residents[1], clinic=CLINIC_A)])
+    lower = client.get(f"/arenden/{case_id}")
+    upper = client.get(f"/arenden/{case_id.upper()}")
+    assert lower.status_code == upper.status_code == 200
+    assert case_id in upper.text and f"{residents[1][:8]}-{residents[1][8:]}" in upper.text
+    assert client.get(f"/arenden/{case_id.upper()[:-1]}X").status_code == 404
+
+
+def test_every_stage_a_case_history_names_has_its_words_in_both_languages(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    from producers.web import i18n
+    from producers.web.wording import STAGE
+    from workers.routes import STAGES
+
+    assert set(STAGES) <= set(STAGE)
+    client, engine, _residents = nurse
+    with engine.begin() as conn:
+        cases.apply(
+            conn,
+            [Transition("a-1", CaseState.NOTIFIED, {"notified_at": NOW})],
+            stage="notification-sending",
+        )
+    swedish = client.get("/arenden/a-1").text
+    assert "<td>avisering</td>" in swedish and "<td>leverans till inkorgen</td>" in swedish
+    client.cookies.set(i18n.COOKIE, "en")
+    english = client.get("/arenden/a-1").text
+    assert "<td>notification</td>" in english and "<td>delivery to the inbox</td>" in english
+    assert "notification-sending" not in swedish + english

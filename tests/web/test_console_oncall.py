@@ -146,6 +146,10 @@ def test_a_replay_asks_first_then_sends_once_and_a_second_replay_sends_nothing(
 
     asked = client.post("/drift/fel/kor-om", data={"id": failure, "csrf_token": token})
     assert asked.status_code == 200 and 'id="confirm-replay"' in asked.text
+    assert '<th scope="col">Förklaring</th>' in asked.text
+    assert (
+        "Skickas till kön recipient-validation." in asked.text and ">to recipient" not in asked.text
+    )
     assert _queued(client) == 0  # the question sent nothing (the replay's dry run)
     assert [(e.action, e.dry_run) for e in _audit(client)] == [("replay", True)]
 
@@ -170,6 +174,8 @@ def test_a_replay_asks_first_then_sends_once_and_a_second_replay_sends_nothing(
     assert json.loads(entries[2].outcome)["totals"] == {"skipped": 1}
     with _engine(client).connect() as conn:
         assert conn.execute(sa.select(failures.c.status)).scalar_one() == "replayed"
+    shown = client.get(f"/drift/fel/{failure}").text
+    assert "(körd om 1 gång)" in shown and "gånger" not in shown
 
 
 def test_a_group_is_replayed_by_queue_and_reason(client: TestClient) -> None:

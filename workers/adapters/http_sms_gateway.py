@@ -17,7 +17,8 @@ import httpx
 from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable, SmsGateway
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after_header(response: httpx.Response) -> float | None:
+    """The seconds a 429's ``Retry-After`` asks for, or None (absent, or an HTTP date)."""
     value = response.headers.get("Retry-After")
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -61,12 +62,12 @@ class HttpSmsGateway(SmsGateway):
             response = self._post(to, text, idempotency_key)
             if response.status_code != 429:
                 break
-            wait = _retry_after(response)
+            wait = retry_after_header(response)
             if wait is None or wait > self.max_throttle_wait:
                 raise NotifierUnavailable("sms gateway: 429", retry_after=wait)
             self.sleep(wait)
         else:
-            raise NotifierUnavailable("sms gateway: 429", retry_after=_retry_after(response))
+            raise NotifierUnavailable("sms gateway: 429", retry_after=retry_after_header(response))
         if response.is_success:
             return str(response.json()["id"])
         if response.status_code >= 500:

@@ -27,7 +27,18 @@ def build_sms_gateway(settings: Settings) -> SmsGateway:
 
 
 def build_email_sender(settings: Settings) -> EmailSender:
-    """SMTP when ``smtp_url`` is set, else the simulated sender."""
+    """The HTTP e-mail API when ``email_api_url`` is set (it wins over ``smtp_url``: it can be
+    asked about an in-doubt e-mail), else SMTP when ``smtp_url`` is set, else the simulated
+    sender."""
+    if settings.email_api_url:
+        from workers.adapters.http_email_api import HttpEmailApi
+
+        token = settings.email_api_token
+        return HttpEmailApi(
+            settings.email_api_url,
+            token=token.get_secret_value() if token else None,
+            timeout=settings.notifier_timeout_seconds,
+        )
     if settings.smtp_url:
         from workers.adapters.smtp_email import SmtpConfig, SmtpEmailSender
 

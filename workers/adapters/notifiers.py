@@ -81,7 +81,14 @@ class SmsGateway(abc.ABC):
 class EmailSender(abc.ABC):
     """Sends e-mail. SMTP cannot be asked about a message it took; a provider with an API that
     can (look a message up by its idempotency key) sets ``can_lookup`` and implements
-    ``lookup``, and an in-doubt e-mail is then settled by asking, as an SMS is."""
+    ``lookup``, and an in-doubt e-mail is then settled by asking, as an SMS is.
+
+    A sender that sets ``can_lookup`` MUST be idempotent on the key: its provider keeps one
+    message per idempotency key, and a send with a key it has taken sends nothing and returns
+    the first message's reference, from whichever process and across the provider's restarts
+    (``HttpEmailApi`` sends it as ``Idempotency-Key``). Settling an in-doubt e-mail that was
+    not found, and a redelivered chunk, rely on that. SMTP has no such key: its Message-ID,
+    derived from the key, only makes a duplicate recognisable downstream."""
 
     can_lookup: bool = False
 
@@ -148,7 +155,8 @@ class SimulatedSmsGateway(SmsGateway):
 
 class SimulatedEmailSender(EmailSender):
     """Records each e-mail (in memory, and in ``email.jsonl`` when given a folder). Like SMTP
-    it cannot be asked about a message unless built with ``can_lookup=True`` (an e-mail API)."""
+    it cannot be asked about a message, nor dedupes, unless built with ``can_lookup=True`` (an
+    e-mail API: then one e-mail per key, as the interface requires)."""
 
     def __init__(self, outbox_dir: Path | None = None, *, can_lookup: bool = False) -> None:
         self.recorder = JsonlRecorder(outbox_dir / "email.jsonl" if outbox_dir else None)
@@ -159,6 +167,8 @@ class SimulatedEmailSender(EmailSender):
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
         ref = reference("email", idempotency_key)
         with self._lock:
+            if self.can_lookup and idempotency_key in self._by_key:
+                return ref
             self._by_key[idempotency_key] = ref
         self.recorder.append(
             {"ref": ref, "to": to, "subject": subject, "text": text, "key": idempotency_key}

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from contracts.common import AttachmentRef
 from workers.adapters.blobs import BlobStore
-from workers.store.cases import _insert, utcnow
+from workers.store.cases import utcnow
 from workers.store.schema import blob_owners
+from workers.store.sql import dialect_insert
 
 _BATCH = 500
 
@@ -46,7 +47,7 @@ def record_owner(
     """Record that ``owner_hsa_id`` uploaded the blob (``shared``: for every clinic, through
     the national or regional ``template_id``). Recording it again changes nothing but sharing,
     which is only ever added."""
-    statement = _insert(conn, blob_owners).values(
+    statement = dialect_insert(conn, blob_owners).values(
         sha256=sha256,
         owner_hsa_id=owner_hsa_id,
         shared=shared,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import cast
 
 import sqlalchemy as sa
 
@@ -19,18 +19,9 @@ from workers.case_states import FINAL
 from workers.reasons import Reason
 from workers.store.cases import utcnow
 from workers.store.schema import attachment_verdicts, case_attachments, cases
+from workers.store.sql import insert_ignoring_conflicts
 
 _BATCH = 500
-
-
-def _insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def _batches(items: list[str]) -> Iterable[list[str]]:
@@ -42,7 +33,7 @@ def record(conn: sa.Connection, pairs: Iterable[tuple[str, str]]) -> None:
     """Record that each ``(case_id, sha256)`` case refers to that blob."""
     rows = [{"case_id": c, "sha256": s} for c, s in dict.fromkeys(pairs)]
     if rows:
-        conn.execute(_insert_ignoring_duplicates(conn, case_attachments), rows)
+        conn.execute(insert_ignoring_conflicts(conn, case_attachments), rows)
 
 
 def live_references(
@@ -121,4 +112,4 @@ def save_verdicts(conn: sa.Connection, verdicts: Iterable[Verdict], policy: str)
         for v in verdicts
     }
     if rows:
-        conn.execute(_insert_ignoring_duplicates(conn, attachment_verdicts), list(rows.values()))
+        conn.execute(insert_ignoring_conflicts(conn, attachment_verdicts), list(rows.values()))

@@ -12,8 +12,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workers.store.cases import _insert, utcnow
+from workers.store.cases import utcnow
 from workers.store.schema import api_requests
+from workers.store.sql import dialect_insert
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def remember(
         "created_at": now,
     }
     expired = now - window
-    statement = _insert(conn, api_requests)
+    statement = dialect_insert(conn, api_requests)
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=["key_id", "idempotency_key"],

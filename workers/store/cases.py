@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from workers.case_states import LAST_ENDABLE, RANK, CaseState, below_rank, may_advance
 from workers.store.arrays import among, literal
 from workers.store.schema import case_events, cases
+from workers.store.sql import dialect_insert
 
 
 def utcnow() -> dt.datetime:
@@ -33,16 +34,6 @@ class Transition:
     until: CaseState | None = LAST_ENDABLE
     """For a rejection or failure: the last state it may end (``case_states.ends_until`` of
     the stage that decided it); None ends nothing. Ignored for forward moves."""
-
-
-def _insert(conn: sa.Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
 
 
 def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -83,7 +74,7 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> s
 def _insert_new(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> set[str]:
     """Insert the case rows that conflict with none; the ids of those inserted."""
     if conn.dialect.name != "postgresql":
-        statement = _insert(conn, cases).on_conflict_do_nothing().returning(cases.c.id)
+        statement = dialect_insert(conn, cases).on_conflict_do_nothing().returning(cases.c.id)
         return {str(row[0]) for row in conn.execute(statement, list(values))}
     names = tuple(sorted({key for row in values for key in row}))
     statement = _unnest_insert(cases, names, "ON CONFLICT DO NOTHING RETURNING id", conn.dialect)
@@ -185,7 +176,7 @@ def bulk_insert(
     if not rows:
         return
     if conn.dialect.name != "postgresql":
-        statement = upsert if upsert is not None else _insert(conn, table)
+        statement = upsert if upsert is not None else dialect_insert(conn, table)
         if on_conflict_do_nothing:
             statement = statement.on_conflict_do_nothing()
         conn.execute(statement, list(rows))

@@ -11,14 +11,14 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from workers.store.cases import _insert
 from workers.store.schema import message_deliveries
+from workers.store.sql import dialect_insert
 
 
 def started(conn: sa.Connection, queue: str, message_id: str) -> int:
     """Count one more start of a message; returns how many starts there have been."""
     now = dt.datetime.now(dt.UTC)
-    statement = _insert(conn, message_deliveries).values(
+    statement = dialect_insert(conn, message_deliveries).values(
         queue=queue[:128], message_id=message_id[:128], deliveries=1, first_at=now, last_at=now
     )
     statement = statement.on_conflict_do_update(

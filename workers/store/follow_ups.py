@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from workers.case_states import CaseState
-from workers.store.cases import _insert, utcnow
+from workers.store.cases import utcnow
 from workers.store.schema import cases, unread_follow_ups
+from workers.store.sql import dialect_insert
 
 UNREAD_STATES = (CaseState.DELIVERED.value, CaseState.NOTIFIED.value)
 """In the inbox and not yet opened."""
@@ -42,7 +43,7 @@ def schedule(conn: sa.Connection, follow_ups: Sequence[FollowUp]) -> None:
     if not follow_ups:
         return
     conn.execute(
-        _insert(conn, unread_follow_ups).on_conflict_do_nothing(),
+        dialect_insert(conn, unread_follow_ups).on_conflict_do_nothing(),
         [
             {
                 "case_id": f.case_id,

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
-from workers.store.cases import _insert, utcnow
+from workers.store.cases import utcnow
 from workers.store.schema import intake_keys
+from workers.store.sql import dialect_insert
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def record(conn: sa.Connection, claims: Sequence[tuple[Claim, str]]) -> None:
     ]
     if not rows:
         return
-    statement = _insert(conn, intake_keys)
+    statement = dialect_insert(conn, intake_keys)
     statement = statement.on_conflict_do_update(
         index_elements=["clinic_hsa_id", "idempotency_key"],
         set_={

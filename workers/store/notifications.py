@@ -415,14 +415,6 @@ def count_sent(conn: sa.Connection, *, batch_id: str | None = None) -> dict[str,
     return {str(row[0]): int(row[1]) for row in conn.execute(query)}
 
 
-def count_statuses(conn: sa.Connection) -> Counter[tuple[str, str]]:
-    """How many ledger rows there are per (channel, status)."""
-    query = sa.select(
-        notification_ledger.c.channel, notification_ledger.c.status, sa.func.count()
-    ).group_by(notification_ledger.c.channel, notification_ledger.c.status)
-    return Counter({(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)})
-
-
 def count_resolutions(conn: sa.Connection) -> Counter[tuple[str, str]]:
     """How many in-doubt notifications were settled which way, per (channel, resolution)."""
     query = (

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.status_callback import CallbackCase, StatusCallback
-from workers.store.cases import _insert, utcnow
+from workers.store.cases import utcnow
 from workers.store.schema import (
     api_keys,
     case_events,
@@ -26,6 +26,7 @@ from workers.store.schema import (
     webhook_cursor,
     webhook_outbox,
 )
+from workers.store.sql import dialect_insert
 
 EVENTS = ("delivered", "notified", "read", "answered", "rejected", "failed")
 """Case states an integration is told of."""
@@ -178,7 +179,7 @@ def collect(conn: sa.Connection) -> Collected:
     added = 0
     if rows:
         statement = (
-            _insert(conn, webhook_outbox)
+            dialect_insert(conn, webhook_outbox)
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(webhook_outbox.c.event_id)
         )
@@ -187,7 +188,7 @@ def collect(conn: sa.Connection) -> Collected:
             added += len(conn.execute(statement, rows[begin : begin + 500]).all())
     if snapshot is not None:
         top = max([last_id, *(int(r.id) for r in read)])
-    statement = _insert(conn, webhook_cursor)
+    statement = dialect_insert(conn, webhook_cursor)
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=["name"],

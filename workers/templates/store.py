@@ -16,6 +16,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from workers.store.schema import template_versions, templates
+from workers.store.sql import insert_ignoring_conflicts
 from workers.templates.model import Template, TemplateInvalid, validated
 
 Outcome = Literal["created", "new-version", "unchanged"]
@@ -379,23 +380,13 @@ def store(conn: sa.Connection, template: Template) -> tuple[Outcome, Template]:
     return "new-version", revise(conn, template, active=template.active)
 
 
-def _insert_ignoring_conflict(conn: sa.Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
-
-
 def seed(conn: sa.Connection, starter: Iterable[Template]) -> list[str]:
     """Insert the starter templates that are not stored yet; return their ids. A template that
     exists is left as it is, so an administrator's edits win. Safe to run concurrently."""
     added: list[str] = []
     for template in starter:
         claimed = conn.execute(
-            _insert_ignoring_conflict(conn, templates)
+            insert_ignoring_conflicts(conn, templates)
             .values(
                 id=template.id,
                 scope=template.scope,

@@ -14,8 +14,10 @@ import dramatiq
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
+from producers.web import problems
 from producers.web.auth import (
     CsrfRefused,
     Forbidden,
@@ -69,6 +71,21 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return _error_page(request, 404, _("Finns inte"), exc.message)
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A path the console has no page for (``/nope``, ``/%2e%2e/...``, a static file that is
+    not there) gets the console's own error page; the API and the probes keep theirs."""
+    assert isinstance(exc, StarletteHTTPException)
+    if request.url.path.startswith(NOT_CONSOLE) or exc.status_code not in (404, 405):
+        return await problems.http_error(request, exc)
+    if exc.status_code == 404:
+        return _error_page(request, 404, _("Finns inte"), _("Sidan finns inte."))
+    page = _error_page(
+        request, 405, _("Fel sorts begäran"), _("Sidan tar inte emot den sortens begäran.")
+    )
+    page.headers.update(dict(exc.headers or {}))
+    return page
+
+
 async def _csrf_refused(request: Request, exc: Exception) -> Response:
     return _error_page(
         request,
@@ -111,6 +128,7 @@ def install_console(
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     @app.middleware("http")
     async def security_headers(

@@ -12,13 +12,14 @@ import csv
 import dataclasses
 import datetime as dt
 import io
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from producers.web.auth import Acting, AsStaff, NotFound, console, render
 from producers.web.i18n import gettext as _
@@ -49,8 +50,9 @@ class ListQuery:
     errors: tuple[str, ...]
     normalized_personnummer: str | None
 
-    def params(self, **changes: object) -> str:
-        """The query string of this list (with ``changes``), for links to pages and export."""
+    def fields(self, **changes: object) -> dict[str, str]:
+        """The list's filters (with ``changes``) as the form sends them, the personnummer
+        too: for the hidden fields of a posted search's pager and export."""
         values: dict[str, object] = {
             "typ": self.case_type,
             "status": self.status or "",
@@ -61,7 +63,12 @@ class ListQuery:
             "sida": self.page,
         }
         values.update(changes)
-        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+        return {k: str(v) for k, v in values.items() if v not in ("", None)}
+
+    def params(self, **changes: object) -> str:
+        """The query string of this list (with ``changes``), for links to pages and export;
+        never the personnummer (a search by it pages and exports by posting ``fields``)."""
+        return urlencode({k: v for k, v in self.fields(**changes).items() if k != "personnummer"})
 
 
 def _date(value: str | None, zone: ZoneInfo, what: str, errors: list[str]) -> dt.datetime | None:
@@ -75,9 +82,12 @@ def _date(value: str | None, zone: ZoneInfo, what: str, errors: list[str]) -> dt
     return dt.datetime.combine(day, dt.time(), zone)
 
 
-def parse_query(request: Request, zone: ZoneInfo) -> tuple[ListQuery, case_queries.CaseFilter]:
-    """The list's filters from the query string, and the store's filter they mean."""
-    q = request.query_params
+def parse_query(
+    q: Mapping[str, str], zone: ZoneInfo, *, searched: bool = False
+) -> tuple[ListQuery, case_queries.CaseFilter]:
+    """The list's filters, and the store's filter they mean. The personnummer is read only
+    from a posted search (``searched``): in a query string it would stand in the address bar,
+    the browser's history and every access and proxy log on the way."""
     errors: list[str] = []
     case_type = q.get("typ") or "sent-by-care"
     if case_type not in case_queries.CASE_TYPES:
@@ -92,7 +102,7 @@ def parse_query(request: Request, zone: ZoneInfo) -> tuple[ListQuery, case_queri
     until = _date(until_text, zone, _("Till"), errors)
     if until is not None:
         until += dt.timedelta(days=1)
-    pnr_text = (q.get("personnummer") or "").strip() or None
+    pnr_text = ((q.get("personnummer") or "").strip()[:40] if searched else "") or None
     normalized = None
     if pnr_text is not None:
         verdict = parse_identity(pnr_text)
@@ -128,15 +138,44 @@ def parse_query(request: Request, zone: ZoneInfo) -> tuple[ListQuery, case_queri
     return query, filt
 
 
+def case_key(case_id: str) -> str:
+    """The case id as stored: a UUID in its canonical lower-case form whatever the URL's
+    letter case (``3F2C...`` finds ``3f2c...``); any other id as it is."""
+    try:
+        return str(uuid.UUID(case_id))
+    except ValueError:
+        return case_id
+
+
 def _reader(acting: Acting, *, unmasked: bool = False) -> case_access.Reader:
     return case_access.Reader(acting.user_hsa_id, acting.clinic_hsa_id, unmasked=unmasked)
 
 
 @router.get("/arenden")
 def case_list(request: Request, acting: AsStaff) -> Response:
-    """The clinic's cases, newest first, a page at a time (each page logged as shown)."""
+    """The clinic's cases, newest first, a page at a time (each page logged as shown). An
+    address with a personnummer (an old bookmark) is sent on without it: searches are posted."""
+    if "personnummer" in request.query_params:
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k != "personnummer"]
+        return RedirectResponse(f"/arenden?{urlencode(kept)}".rstrip("?"), status_code=303)
+    query, filt = parse_query(request.query_params, console(request).zone)
+    return _list_page(request, acting, query, filt)
+
+
+@router.post("/arenden")
+async def case_search(request: Request, acting: AsStaff) -> Response:
+    """The list searched by personnummer (and the other filters): posted, with the CSRF
+    token, so that the number stays out of the address and the access logs."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    query, filt = parse_query(values, console(request).zone, searched=True)
+    return _list_page(request, acting, query, filt)
+
+
+def _list_page(
+    request: Request, acting: Acting, query: ListQuery, filt: case_queries.CaseFilter
+) -> Response:
     services = console(request)
-    query, filt = parse_query(request, services.zone)
     size = services.web.web_page_size
     now = services.now()
     paged = dataclasses.replace(filt, limit=size, offset=(query.page - 1) * size)
@@ -217,9 +256,24 @@ def _csv_lines(rows: list[case_queries.CaseRow], full: bool, zone: ZoneInfo) -> 
 @router.get("/arenden.csv")
 def case_export(request: Request, acting: AsStaff) -> Response:
     """The list's cases (every page, same filters) as CSV; logged like the list."""
-    services = console(request)
-    _query, filt = parse_query(request, services.zone)
+    _query, filt = parse_query(request.query_params, console(request).zone)
     full = request.query_params.get("fullstandiga") == "1"
+    return _export(request, acting, filt, full)
+
+
+@router.post("/arenden.csv")
+async def case_search_export(request: Request, acting: AsStaff) -> Response:
+    """The export of a list searched by personnummer (posted, as the search is)."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    _query, filt = parse_query(values, console(request).zone, searched=True)
+    return _export(request, acting, filt, values.get("fullstandiga") == "1")
+
+
+def _export(
+    request: Request, acting: Acting, filt: case_queries.CaseFilter, full: bool
+) -> Response:
+    services = console(request)
     wanted = dataclasses.replace(filt, limit=EXPORT_LIMIT)
     try:
         rows = case_access.list_cases(
@@ -248,6 +302,7 @@ def case_page(request: Request, case_id: str, acting: AsStaff) -> Response:
     read is written to the access log as its own entry (``cases-show-answer``)."""
     services = console(request)
     reader = _reader(acting, unmasked=True)
+    case_id = case_key(case_id)
     try:
         detail = case_access.show_case(services.engine, reader, case_id, now=services.now())
         answer, answer_error = None, None

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from producers.web.auth import AsOncall, NotFound, console, render
+from producers.web.explained import explained
 from producers.web.i18n import gettext as _
 from workers import status, stuck
 from workers.store import batches
@@ -70,7 +71,7 @@ def steer_batch(
         return render(
             request,
             "dispatches.html",
-            {"batches": _batch_figures(request), "error": str(exc)},
+            {"batches": _batch_figures(request), "error": explained(exc)},
             status_code=409,
         )
     return RedirectResponse("/drift/utskick", status_code=303)

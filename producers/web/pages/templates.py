@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from producers.web.auth import Acting, AsAdmin, NotFound, console, render
+from producers.web.explained import explained
 from producers.web.i18n import gettext as _
 from producers.web.template_form import (
     FormValues,
@@ -198,7 +199,7 @@ def template_page(request: Request, template_id: str, acting: AsAdmin) -> Respon
         with services.begin() as conn:
             template = store.visible(conn, template_id, acting.clinic_hsa_id, version)
     except store.TemplateNotFound as exc:
-        raise NotFound(str(exc)) from None
+        raise NotFound(explained(exc)) from None
     return _page(request, acting, template)
 
 
@@ -213,7 +214,7 @@ async def save_template(request: Request, template_id: str, acting: AsAdmin) -> 
         try:
             current = store.changeable(conn, template_id, acting.clinic_hsa_id)
         except store.TemplateNotFound as exc:
-            raise NotFound(str(exc)) from None
+            raise NotFound(explained(exc)) from None
         except store.TemplateNotChangeable as exc:
             return _page(
                 request,
@@ -229,9 +230,11 @@ async def save_template(request: Request, template_id: str, acting: AsAdmin) -> 
             current,
             values=values,
             problems=[
-                (
-                    f"{template_id} was changed meanwhile (now version {current.version}); "
-                    "look at it again and save once more"
+                _(
+                    "%(id)s ändrades under tiden (nu version %(version)s); titta på den igen "
+                    "och spara en gång till.",
+                    id=template_id,
+                    version=current.version,
                 )
             ],
             status_code=409,
@@ -266,7 +269,7 @@ def _set_active(request: Request, template_id: str, acting: Acting, active: bool
         try:
             store.changeable(conn, template_id, acting.clinic_hsa_id)
         except store.TemplateNotFound as exc:
-            raise NotFound(str(exc)) from None
+            raise NotFound(explained(exc)) from None
         except store.TemplateNotChangeable as exc:
             return _page(
                 request,

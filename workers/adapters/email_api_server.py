@@ -1,0 +1,258 @@
+"""The e-mail API simulator: an HTTP e-mail provider that dedupes by idempotency key.
+
+Shipped so that ``HttpEmailApi``, the tests and load tests send e-mail over real HTTP to a
+separate process that outlives any worker, as a real provider does; runnable on its own with
+``omvant sim email-api --port N [--store email.sqlite3] [--token T]``. With ``--store`` the
+messages live in a SQLite file (``workers.adapters.email_api_records``): a restart, or another
+simulator process on the same file, knows every key taken before. The API (JSON):
+
+``POST /v1/messages``  ``{"to", "subject", "text", "message_id"}`` with an ``Idempotency-Key``
+    header: 201 (new) or 200 (that key was taken before: nothing sent) ``{"id", "key", "new"}``;
+    400 without a key or with a bad body; 401 without the token (when started with one); 409
+    when the key was taken for another recipient; 422 for a refused address; 429 (with
+    ``Retry-After``) or 503 when told to.
+``GET /v1/messages?idempotency_key=K``  the message taken under that key (id, key, to,
+    message_id, at), or 404: how a client settles a send it is in doubt about. Without
+    ``idempotency_key``: ``{"messages": [...]}``, every message in the order taken.
+``GET /v1/stats``  ``{"attempts", "distinct", "duplicates_refused"}``: accepted POSTs, messages
+    stored (one per key), POSTs answered 200.
+``GET /v1/control``, ``POST /v1/control``  the behaviour: ``delay_before`` / ``delay_after``
+    seconds (slow before or after storing the message: after is how a client times out on a
+    message that was taken), ``fail_for`` (answer every send and lookup 503 for that many
+    seconds from now: an outage), ``fail_next`` (that many sends answered 503),
+    ``throttle_next`` and ``retry_after`` (that many 429s), ``refuse`` (addresses answered 422).
+
+The messages' text is not kept (it is the one fixed notification text); nothing is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from workers.adapters.email_api_records import EmailRecords, KeyReused
+from workers.adapters.http_simulator import ServedInThread
+
+MESSAGES_PATH = "/v1/messages"
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass
+class EmailApiBehaviour:
+    """What the simulator does with the next requests (changed with ``POST /v1/control``)."""
+
+    delay_before: float = 0.0
+    delay_after: float = 0.0
+    fail_for: float = 0.0
+    fail_next: int = 0
+    throttle_next: int = 0
+    retry_after: float = 1.0
+    refuse: list[str] = field(default_factory=list)
+
+
+_NUMBERS = ("delay_before", "delay_after", "fail_for", "retry_after")
+_COUNTS = ("fail_next", "throttle_next")
+
+
+def control_problem(changes: dict[str, Any]) -> str | None:
+    """Why ``changes`` cannot be the new behaviour, or ``None``: a bad value would otherwise
+    be taken and break every later request."""
+    for name, value in changes.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        if name in _NUMBERS:
+            ok = number
+        elif name in _COUNTS:
+            ok = number and isinstance(value, int)
+        elif name == "refuse":
+            ok = isinstance(value, list) and all(isinstance(a, str) for a in value)
+        else:
+            return f"unknown setting {name[:40]!r}"
+        if not ok:
+            return f"{name}: not a valid value"
+    return None
+
+
+Reply = tuple[int, dict[str, Any], dict[str, str]]
+
+
+class EmailApiSimulator(ServedInThread):
+    """The simulator on ``host:port`` (0: any free port): ``start()`` it (or use it as a context
+    manager), read ``url``, ``stop()`` it.
+
+    Parameters
+    ----------
+    store:
+        A SQLite file for the messages (shared by processes, kept over restarts); ``None``: in
+        memory.
+    token:
+        If set, sends and lookups must carry ``Authorization: Bearer <token>``.
+    """
+
+    thread_name = "email-api-sim"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        store: Path | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.records = EmailRecords(store)
+        self.token = token
+        self.behaviour = EmailApiBehaviour()
+        self._failing_until = 0.0
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        """The base URL ``HttpEmailApi`` takes (``OMVANT_EMAIL_API_URL``)."""
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving, release the port and close the store."""
+        super().stop()
+        self.records.close()
+
+    def behave(self, **changes: Any) -> dict[str, Any]:
+        """Change the behaviour, as ``POST /v1/control`` does; return it."""
+        with self._lock:
+            if "fail_for" in changes:
+                self._failing_until = time.monotonic() + float(changes["fail_for"])
+            self.behaviour = replace(self.behaviour, **changes)
+        return self.described()
+
+    def described(self) -> dict[str, Any]:
+        """The behaviour now (``fail_for``: the seconds of the outage still to come)."""
+        with self._lock:
+            left = max(0.0, self._failing_until - time.monotonic())
+            return {**asdict(self.behaviour), "fail_for": round(left, 3)}
+
+    def messages(self) -> list[dict[str, object]]:
+        """Every message taken (one per idempotency key)."""
+        return self.records.messages()
+
+    def _down(self) -> bool:
+        return time.monotonic() < self._failing_until
+
+    def lookup(self, key: str) -> Reply:
+        """The answer to ``GET /v1/messages?idempotency_key=key``."""
+        if self._down():
+            return 503, {"error": "unavailable"}, {}
+        found = self.records.find(key)
+        return (200, found, {}) if found else (404, {"error": "not-found"}, {})
+
+    def _fault(self, to: str) -> Reply | None:
+        """The failure the behaviour asks for on this send, if any (counting ``*_next`` down)."""
+        with self._lock:
+            behaviour = self.behaviour
+            if self._down():
+                return 503, {"error": "unavailable"}, {}
+            if behaviour.fail_next > 0:
+                behaviour.fail_next -= 1
+                return 503, {"error": "unavailable"}, {}
+            if behaviour.throttle_next > 0:
+                behaviour.throttle_next -= 1
+                retry = {"Retry-After": f"{behaviour.retry_after:g}"}
+                return 429, {"error": "rate-limited"}, retry
+            if to in behaviour.refuse:
+                return 422, {"error": "recipient-refused"}, {}
+        return None
+
+    def send(self, key: str, body: dict[str, Any] | None) -> Reply:
+        """The answer to ``POST /v1/messages`` (after the token was checked)."""
+        to = body.get("to") if body else None
+        message_id = body.get("message_id") if body else None
+        if not key or not isinstance(to, str) or not to or not isinstance(body, dict):
+            return 400, {"error": "bad-request", "detail": "Idempotency-Key and to"}, {}
+        if not isinstance(body.get("subject"), str) or not isinstance(body.get("text"), str):
+            return 400, {"error": "bad-request", "detail": "subject and text"}, {}
+        fault = self._fault(to)
+        if fault is not None:
+            return fault
+        behaviour = self.behaviour
+        time.sleep(behaviour.delay_before)
+        try:
+            taken = self.records.take(key, to, message_id if isinstance(message_id, str) else "")
+        except KeyReused:
+            return 409, {"error": "idempotency-key-reused"}, {}
+        time.sleep(behaviour.delay_after)
+        return (201 if taken.new else 200), {"id": taken.id, "key": key, "new": taken.new}, {}
+
+
+def _handler_for(sim: EmailApiSimulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: request lines and bodies carry e-mail addresses."""
+
+        def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                self.close_connection = True  # the client went away: what it sent stays taken
+
+        def _json(self) -> dict[str, Any] | None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True
+                return None
+            try:
+                value = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+
+        def _authorised(self) -> bool:
+            if sim.token is None or self.headers.get("Authorization") == f"Bearer {sim.token}":
+                return True
+            self._reply(401, {"error": "unauthorised"})
+            return False
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            if parts.path == "/v1/stats":
+                self._reply(200, asdict(sim.records.stats()))
+            elif parts.path == "/v1/control":
+                self._reply(200, sim.described())
+            elif parts.path == MESSAGES_PATH and self._authorised():
+                key = parse_qs(parts.query).get("idempotency_key")
+                if key:
+                    self._reply(*sim.lookup(key[-1]))
+                else:
+                    self._reply(200, {"messages": sim.messages()})
+            elif parts.path != MESSAGES_PATH:
+                self._reply(404, {"error": "not-found"})
+
+        def do_POST(self) -> None:
+            body = self._json()
+            path = urlsplit(self.path).path
+            if path == "/v1/control":
+                problem = "not a JSON object" if body is None else control_problem(body)
+                if problem:
+                    self._reply(400, {"error": "bad-request", "detail": problem})
+                else:
+                    self._reply(200, sim.behave(**(body or {})))
+            elif path == MESSAGES_PATH:
+                if self._authorised():
+                    self._reply(*sim.send(self.headers.get("Idempotency-Key", ""), body))
+            else:
+                self._reply(404, {"error": "not-found"})
+
+    return Handler

@@ -1,0 +1,132 @@
+"""E-mail through a provider's HTTP API (the API of ``workers.adapters.email_api_server``).
+
+Unlike SMTP, such a provider can be asked about a message: every send carries the
+notification's idempotency key (``Idempotency-Key``), the provider keeps one message per key,
+and ``lookup`` asks it by key. So an e-mail left in doubt by a crash is settled by asking (found:
+recorded sent; not found: sent with the same key), as an SMS is, and never falls to the
+``OMVANT_EMAIL_IN_DOUBT`` policy.
+
+Status codes decide what a failure means, as for the SMS gateway: 2xx taken; 429 wait as
+``Retry-After`` says (a few times, bounded, then the caller retries later); 5xx, 401/403/404
+(our token or URL: an operator's fix, not the resident's) and connection failures try again
+later; another 4xx refuses the address for good. A read timeout leaves the send in doubt: the
+provider may have taken it, so the caller asks by key before anything is sent again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from workers.adapters.http_sms_gateway import retry_after_header
+from workers.adapters.notifiers import EmailSender, NotificationRefused, NotifierUnavailable
+from workers.adapters.smtp_email import message_id
+
+MESSAGES_PATH = "/v1/messages"
+_OUR_FAULT = frozenset({401, 403, 404})
+"""Refusals that say our configuration is wrong (token, URL), not the address: retried."""
+
+
+class HttpEmailApi(EmailSender):
+    """Sends through an HTTP e-mail provider, keyed by ``Idempotency-Key``, and asks it by key.
+
+    The provider MUST dedupe by the key: a second POST with a key it has taken sends nothing
+    and answers with the first message's reference, whichever process sends it and whether it
+    restarted in between. That is what makes a send after ``lookup`` found nothing, or a
+    redelivered chunk, safe.
+
+    Parameters
+    ----------
+    base_url:
+        The provider, e.g. ``http://127.0.0.1:8045``.
+    token:
+        Bearer token the provider wants (``OMVANT_EMAIL_API_TOKEN``), or None.
+    timeout:
+        Seconds for each request.
+    max_throttle_wait:
+        The longest ``Retry-After`` waited for in here; a longer one is handed to the caller.
+    throttle_attempts:
+        How many 429s in a row are waited out before handing over.
+    sleep:
+        How to wait (tests pass a recorder).
+    """
+
+    can_lookup = True
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        max_throttle_wait: float = 2.0,
+        throttle_attempts: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
+        self.max_throttle_wait = max_throttle_wait
+        self.throttle_attempts = throttle_attempts
+        self.sleep = sleep
+
+    def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
+        body = {
+            "to": to,
+            "subject": subject,
+            "text": text,
+            "message_id": message_id(idempotency_key),
+        }
+        for _ in range(self.throttle_attempts):
+            response = self._post(body, idempotency_key)
+            if response.status_code != 429:
+                break
+            wait = retry_after_header(response)
+            if wait is None or wait > self.max_throttle_wait:
+                raise NotifierUnavailable("email api: 429", retry_after=wait)
+            self.sleep(wait)
+        else:
+            raise NotifierUnavailable("email api: 429", retry_after=retry_after_header(response))
+        if response.is_success:
+            return str(response.json()["id"])
+        if response.status_code >= 500:
+            raise NotifierUnavailable(f"email api: {response.status_code}")
+        if response.status_code in _OUR_FAULT:
+            raise NotifierUnavailable(
+                f"email api refused the request ({response.status_code}): "
+                "check OMVANT_EMAIL_API_URL and OMVANT_EMAIL_API_TOKEN"
+            )
+        raise NotificationRefused(f"email api refused the address: {response.status_code}")
+
+    def _post(self, body: dict[str, str], key: str) -> httpx.Response:
+        try:
+            return self.client.post(MESSAGES_PATH, json=body, headers={"Idempotency-Key": key})
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise NotifierUnavailable(f"email api unreachable: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            raise NotifierUnavailable(
+                f"email api: {type(exc).__name__}", maybe_accepted=True
+            ) from exc
+
+    def lookup(self, idempotency_key: str) -> str | None:
+        """The reference of the e-mail the provider took under this key, or None.
+
+        Raises
+        ------
+        NotifierUnavailable
+            The provider could not answer now (unreachable, timeout, 5xx, our token refused).
+        """
+        try:
+            response = self.client.get(MESSAGES_PATH, params={"idempotency_key": idempotency_key})
+        except httpx.HTTPError as exc:
+            raise NotifierUnavailable(f"email api lookup: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise NotifierUnavailable(f"email api lookup: {response.status_code}")
+        return str(response.json()["id"])
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
