@@ -10,10 +10,12 @@ worker doing the same at the same time, changes nothing twice):
   (``notification_sending.send_notifications``), and their cases recorded notified;
 - delivered cases with a notification sent but no ``notified`` recorded (a crash between the
   two) are recorded notified, and a notified case's channels get those sent since;
-- cases stalled before delivery (received, validated, composed, cleared) are counted and
-  logged: their messages live on the broker (redelivered after a crash, dead-lettered and
-  recorded failed when they keep failing), and the system of record does not keep what a
-  stage would need to build them again;
+- cases stalled at ``cleared`` (their message to inbox delivery lost) are sent to inbox
+  delivery again, their ``AttachmentsCleared`` built from the record (``workers.redrive``);
+- cases stalled earlier (received, validated, composed) are counted and logged: their
+  messages live on the broker (redelivered after a crash, dead-lettered and recorded failed
+  when they keep failing), and the system of record does not keep what those stages read
+  (the request's fragments, free text and fields, the attachments as sent);
 - the unread follow-ups that are due are carried out (``workers.unread_follow_up``).
 
 ``findings`` counts without changing anything (for the on-call metrics); ``run`` acts and
@@ -37,6 +39,7 @@ from workers.case_states import CaseState
 from workers.log import get_logger
 from workers.notification_sending import STAGE as SENDING
 from workers.notification_sending import notified_decisions, send_notifications
+from workers.redrive import redrive_cleared
 from workers.stage import settle
 from workers.store import cases as cases_store
 from workers.store import notifications
@@ -151,6 +154,7 @@ def run(ctx: Context, *, limit: int = 1000) -> Counter[str]:
         stalled = stalled_cases(conn, now, limits, limit=limit)
     for state, ids in stalled.items():
         counts[f"stalled-{state}"] = len(ids)
+    counts.update(redrive_cleared(ctx, stalled.get(CaseState.CLEARED.value, [])))
     delivered = stalled.get(CaseState.DELIVERED.value, [])
     counts["notified-recorded"] = _record_notified(ctx, sorted({*case_ids, *delivered}))
     try:

@@ -133,7 +133,7 @@ def test_a_notification_the_sweep_sends_for_a_case_notified_before_joins_its_cha
     assert channels == "email,sms"
 
 
-def test_cases_stalled_before_delivery_are_counted_per_state_and_left_alone(
+def test_cases_stalled_before_delivery_are_counted_per_state_and_without_a_record_left_alone(
     ctx: Context,
 ) -> None:
     [resident] = reachable_residents(ctx.settings.seed, 1, frozenset({"sms"}))
@@ -144,7 +144,9 @@ def test_cases_stalled_before_delivery_are_counted_per_state_and_left_alone(
     assert sweep.findings(ctx).get("stalled-cleared", 0) == 0
     ctx.now = lambda: LATER
     assert sweep.findings(ctx)["stalled-cleared"] == 1
-    assert sweep.run(ctx)["stalled-cleared"] == 1
+    counts = sweep.run(ctx)
+    assert counts["stalled-cleared"] == 1
+    assert counts["not-rebuilt-cleared"] == 1  # no composed content kept: nothing to send
     assert state(ctx, "early-1") == "cleared"
 
 
