@@ -21,9 +21,9 @@ import sqlalchemy as sa
 
 from workers.case_states import SETTLED as SETTLED_CASE_STATES
 from workers.case_states import CaseState
-from workers.store.cases import utcnow
+from workers.store.arrays import among, literal
+from workers.store.cases import bulk_insert, utcnow
 from workers.store.schema import cases, notification_ledger
-from workers.store.sql import dialect_insert
 
 QUEUED = "queued"
 """Written with the delivery: never tried, safe to send when due."""
@@ -132,8 +132,9 @@ def write_queued(conn: sa.Connection, rows: Sequence[Queued], *, refused: str) -
     if not rows:
         return
     now = utcnow()
-    conn.execute(
-        dialect_insert(conn, notification_ledger).on_conflict_do_nothing(),
+    bulk_insert(
+        conn,
+        notification_ledger,
         [
             {
                 "idempotency_key": r.key,
@@ -151,6 +152,7 @@ def write_queued(conn: sa.Connection, rows: Sequence[Queued], *, refused: str) -
             }
             for r in rows
         ],
+        on_conflict_do_nothing=True,
     )
 
 
@@ -160,7 +162,9 @@ def entries(conn: sa.Connection, keys: Iterable[str]) -> dict[str, Entry]:
     if not wanted:
         return {}
     rows = conn.execute(
-        sa.select(notification_ledger).where(notification_ledger.c.idempotency_key.in_(wanted))
+        sa.select(notification_ledger).where(
+            among(conn, notification_ledger.c.idempotency_key, wanted)
+        )
     )
     return {entry.key: entry for entry in map(_entry, rows)}
 
@@ -171,7 +175,7 @@ def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry
     if not ids:
         return {}
     rows = conn.execute(
-        sa.select(notification_ledger).where(notification_ledger.c.case_id.in_(ids))
+        sa.select(notification_ledger).where(among(conn, notification_ledger.c.case_id, ids))
     )
     return {entry.key: entry for entry in map(_entry, rows)}
 
@@ -195,7 +199,7 @@ def claim(
     result = conn.execute(
         sa.update(notification_ledger)
         .where(
-            notification_ledger.c.idempotency_key.in_(list(keys)),
+            among(conn, notification_ledger.c.idempotency_key, keys),
             notification_ledger.c.status.in_(sorted(SENDABLE)),
             due,
         )
@@ -302,7 +306,10 @@ def mark_sent_many(conn: sa.Connection, taken: Sequence[tuple[str, str]]) -> Non
     now = utcnow()
     if conn.dialect.name == "postgresql":
         keys, refs = [k for k, _ in taken], [r for _, r in taken]
-        conn.execute(_MARK_SENT_MANY_PG, {"sent": SENT, "now": now, "keys": keys, "refs": refs})
+        conn.execute(
+            _MARK_SENT_MANY_PG,
+            {"sent": SENT, "now": now, "keys": literal(keys), "refs": literal(refs)},
+        )
         return
     conn.execute(_MARK_SENT_MANY, [{"b_key": k, "b_ref": r, "b_now": now} for k, r in taken])
 
