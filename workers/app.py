@@ -26,6 +26,7 @@ from workers.log import configure  # noqa: E402
 from workers.poison import SetAsidePoison  # noqa: E402
 from workers.server_watch import ConsumerErrors, ServerWatch  # noqa: E402
 from workers.settings import Settings  # noqa: E402
+from workers.stop_signal import StopOnce  # noqa: E402
 
 settings = Settings()
 configure(settings.log_level, json=settings.log_json)
@@ -59,6 +60,7 @@ broker = build_broker(
         RecordDeadLetters(context),
         SetAsidePoison(context, settings.poison_deliveries),
         watch,
+        StopOnce(),
     ],
 )
 dramatiq.set_broker(broker)

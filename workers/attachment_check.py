@@ -14,6 +14,7 @@ refused for its own claims refers to is left to ``omvant attachments gc``.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 
 from contracts import message_composed
@@ -21,6 +22,7 @@ from contracts.attachments_cleared import AttachmentsClearedV1
 from contracts.common import ClearedAttachment
 from contracts.message_composed import MessageComposedV1
 from contracts.registry import Parsed
+from workers.answer_seal import AnswerSeal, answer_seal
 from workers.attachments import ownership, references
 from workers.attachments.checker import CONTENT_REASONS, against_claims, inspect
 from workers.attachments.limits import Limits
@@ -160,6 +162,35 @@ def not_owned_rejects(ctx: Context, items: Sequence[MessageComposedV1]) -> dict[
     return rejects
 
 
+def with_sealed_attachments(decisions: list[Decision], seal: AnswerSeal) -> list[Decision]:
+    """Keep, sealed with the message, what each cleared case with attachments will show of
+    them (names, types, sizes): with the composed content, all the sweep needs to build the
+    case's ``AttachmentsCleared`` again (``workers/redrive.py``). A case without attachments
+    keeps the content composition sealed."""
+    kept: list[Decision] = []
+    for decision in decisions:
+        if not (
+            isinstance(decision, Advance)
+            and isinstance(decision.next_item, AttachmentsClearedV1)
+            and decision.next_item.attachments
+        ):
+            kept.append(decision)
+            continue
+        cleared = decision.next_item
+        content = json.dumps(
+            cleared.model_dump(
+                mode="json", include={"subject", "body", "signature", "sent_on", "attachments"}
+            ),
+            ensure_ascii=False,
+        )
+        first, *rest = decision.transitions
+        sealed = Transition(
+            first.case_id, first.state, {**first.values, "content": seal.seal(content)}
+        )
+        kept.append(Advance(decision.case_id, (sealed, *rest), cleared))
+    return kept
+
+
 def process(parsed: Parsed, ctx: Context) -> None:
     """Check the chunk's attachments, record the verdicts, emit onward, remove spent blobs."""
     items = [item for item in parsed.items if isinstance(item, MessageComposedV1)]
@@ -174,6 +205,7 @@ def process(parsed: Parsed, ctx: Context) -> None:
     }
     verdicts, fresh = verdicts_for(ctx, wanted, limits, policy_of(limits, ctx.scanner))
     decisions = [*not_owned.values(), *handle(items, verdicts, limits)]
+    decisions = with_sealed_attachments(decisions, answer_seal(ctx.settings))
     with ctx.engine.begin() as conn:
         references.record(
             conn,

@@ -42,6 +42,7 @@ from workers.case_states import CaseState
 from workers.reasons import Reason
 from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
+from workers.store.arrays import among
 from workers.store.cases import Transition
 from workers.store.schema import cases
 from workers.store.sql import aware_utc
@@ -329,10 +330,10 @@ def pins_of(engine: sa.Engine, case_ids: Sequence[str]) -> dict[str, Pin]:
     """When each case arrived and which template version it is pinned to, if any."""
     if not case_ids:
         return {}
-    query = sa.select(cases.c.id, cases.c.received_at, cases.c.template_version).where(
-        cases.c.id.in_(list(case_ids))
-    )
     with engine.connect() as conn:
+        query = sa.select(cases.c.id, cases.c.received_at, cases.c.template_version).where(
+            among(conn, cases.c.id, case_ids)
+        )
         return {
             row.id: Pin(aware_utc(row.received_at), row.template_version)
             for row in conn.execute(query)

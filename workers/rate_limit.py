@@ -4,6 +4,12 @@ Built on dramatiq's ``WindowRateLimiter`` (at most ``per_second`` calls in any o
 the clock), with its Redis backend so that every worker process draws on one budget, or its
 in-process backend for the embedded setup. dramatiq's limiter only says yes or no; this waits
 for a yes, up to ``max_wait`` seconds.
+
+A cut Redis connection (``CLIENT KILL``, a restart, a network blip) fails the limiter's
+``WATCH`` pipeline at once, and redis-py does not retry a watched pipeline: the limiter asks
+again on a fresh connection a few times, then says ``RateLimitExceeded`` (transient), so a
+caller never meets a Redis error in the middle of its work (the notification sender had
+claimed its group and left it in doubt when one escaped).
 """
 
 from __future__ import annotations
@@ -12,8 +18,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
+
+BACKEND_ATTEMPTS = 3
+"""Tries on a backend that did not answer (each on a fresh connection) before giving up."""
+_BACKEND_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 class RateLimitExceeded(RuntimeError):
@@ -60,13 +71,26 @@ class RateLimiter:
         Raises
         ------
         RateLimitExceeded
-            No call was allowed within ``max_wait`` seconds.
+            No call was allowed within ``max_wait`` seconds, or the backend (Redis) did not
+            answer ``BACKEND_ATTEMPTS`` times in a row.
         """
         deadline = time.monotonic() + self.max_wait
+        failures = 0
         while True:
-            with self._limiter.acquire(raise_on_failure=False) as acquired:
-                if acquired:
-                    return
+            try:
+                with self._limiter.acquire(raise_on_failure=False) as acquired:
+                    if acquired:
+                        return
+            except _BACKEND_DOWN as exc:
+                failures += 1
+                if failures >= BACKEND_ATTEMPTS:
+                    raise RateLimitExceeded(
+                        f"{self.key}: the rate limit's Redis did not answer "
+                        f"({type(exc).__name__}, {failures} times)"
+                    ) from exc
+                self._sleep(self._poll * failures)
+                continue
+            failures = 0
             if time.monotonic() >= deadline:
                 raise RateLimitExceeded(
                     f"{self.key}: no call allowed within {self.max_wait:g} s "

@@ -113,3 +113,4 @@ class Reason(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type"
     BATCH_TRANSITION_REFUSED = "batch-transition-refused"
     TOO_MANY_RECORDS = "too-many-records"
+    DUPLICATE_JSON_KEY = "duplicate-json-key"

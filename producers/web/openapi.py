@@ -1,6 +1,8 @@
 """The OpenAPI document of the application, as FastAPI makes it with two corrections so that
 it says exactly what the API accepts and answers: the contracts' text rules stated as
-``pattern`` (``contracts.text.stating_text_rules``), and personalisation ``fields`` closed."""
+``pattern`` (``contracts.text.stating_text_rules``), personalisation ``fields`` closed, and
+file uploads declared ``format: binary`` beside 3.1's ``contentMediaType`` (the form most
+client generators and validators read as a file)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,28 @@ def openapi_for(app: FastAPI) -> Callable[[], dict[str, Any]]:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             with stating_text_rules():
-                app.openapi_schema = closed_pattern_properties(generate())
+                app.openapi_schema = binary_uploads(closed_pattern_properties(generate()))
         return app.openapi_schema
 
     return openapi
+
+
+def binary_uploads(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with every file field (a string of ``contentMediaType``
+    ``application/octet-stream``, FastAPI's ``UploadFile``) also ``format: binary``."""
+
+    def visit(node: object) -> None:
+        if isinstance(node, dict):
+            if (
+                node.get("type") == "string"
+                and node.get("contentMediaType") == "application/octet-stream"
+            ):
+                node.setdefault("format", "binary")
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(document)
+    return document

@@ -94,3 +94,58 @@ def test_sigterm_after_work_exits_cleanly_without_tracebacks(
     assert "Traceback" not in output, output[-4000:]
     assert not _PIKA_ERROR.search(output), _PIKA_ERROR.findall(output)[:5]
     assert "Shutting down" in output or "stopped" in output.lower(), output[-2000:]
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(p) for p in found]
+
+
+def _stop(pid: int, signum: signal.Signals, how: str) -> None:
+    if how == "main":  # as systemd or Kubernetes: the process omvant worker became
+        os.kill(pid, signum)
+    elif how == "group":  # as a terminal's Ctrl-C, or a process manager signalling the group
+        os.killpg(pid, signum)
+    else:  # the group's two copies a worker process gets, made to arrive apart (no coalescing)
+        for child in _children(pid):
+            os.kill(child, signum)
+        time.sleep(0.2)
+        os.kill(pid, signum)  # dramatiq's main process forwards it: the second copy
+
+
+@pytest.mark.parametrize(
+    ("signum", "how"),
+    [
+        (signal.SIGTERM, "main"),
+        (signal.SIGTERM, "group"),
+        (signal.SIGTERM, "group-copies-apart"),
+        (signal.SIGINT, "main"),
+        (signal.SIGINT, "group"),
+    ],
+    ids=lambda v: v.name.lower() if isinstance(v, signal.Signals) else v,
+)
+def test_a_stop_exits_0_whether_the_signal_reaches_the_main_process_or_the_whole_group(
+    redis_url: str,
+    postgres_url: str,
+    queue_prefix: str,
+    tmp_path: Path,
+    signum: signal.Signals,
+    how: str,
+) -> None:
+    env = worker_env(
+        broker_url=redis_url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path / "blobs",
+        extra={"OMVANT_LOG_LEVEL": "INFO"},
+    )
+    with running_workers(env, tmp_path / "logs", ["composition"], processes=2, threads=1) as worker:
+        assert wait_until(lambda: worker.output().count("ready for action") >= 2, timeout=90), (
+            worker.output()[-2000:]
+        )
+        _stop(worker.process.pid, signum, how)
+        returncode = worker.process.wait(timeout=60)
+        output = worker.output()
+    assert returncode == 0, output[-3000:]
+    assert "Killing worker process" not in output, output[-3000:]
+    assert output.count("Worker has been shut down") == 2, output[-3000:]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
+from producers.chaos.servers import RedisServer, ServerError
+from tests.conftest import server_missing
 from workers.adapters.notifier_wiring import build_rate_limits
 from workers.rate_limit import RateLimitExceeded
 from workers.settings import Settings
@@ -35,3 +40,55 @@ def test_two_workers_on_one_redis_share_the_sms_budget(redis_url: str, queue_pre
     for key in client.scan_iter(match=f"*{queue_prefix}notify:*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own (its connections are cut, which the shared one must not be)."""
+    try:
+        server = RedisServer(tmp_path / "servers").start()
+    except ServerError as exc:
+        server_missing("redis-server (the binary, for a Redis of the test's own)", exc)
+    yield server
+    server.stop()
+
+
+def test_a_cut_redis_connection_is_asked_again_not_raised_to_the_sender(
+    own_redis: RedisServer,
+) -> None:
+    limits = build_rate_limits(Settings(redis_url=own_redis.url, sms_per_second=100_000))
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def sender() -> None:  # a send thread, acquiring as fast as it can
+        while not done.is_set():
+            try:
+                limits.acquire("sms")
+            except Exception as exc:  # what the sender would meet
+                errors.append(exc)
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(20):  # cut while WATCH ... EXEC pipelines are in flight
+            time.sleep(0.05)
+            own_redis.cut_clients()
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    # a redis.ConnectionError here left a claimed send in doubt
+    assert errors == []
+
+
+def test_a_redis_that_stays_away_is_a_transient_rate_limit_failure(
+    own_redis: RedisServer,
+) -> None:
+    limits = build_rate_limits(Settings(redis_url=own_redis.url, sms_per_second=1000))
+    limits.acquire("sms")
+    own_redis.stop()
+    started = time.monotonic()
+    with pytest.raises(RateLimitExceeded, match="did not answer"):
+        limits.acquire("sms")
+    assert time.monotonic() - started < 5  # a few quick tries, not the minute-long wait

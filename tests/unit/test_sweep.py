@@ -133,7 +133,7 @@ def test_a_notification_the_sweep_sends_for_a_case_notified_before_joins_its_cha
     assert channels == "email,sms"
 
 
-def test_cases_stalled_before_delivery_are_counted_per_state_and_left_alone(
+def test_cases_stalled_before_delivery_are_counted_per_state_and_without_a_record_left_alone(
     ctx: Context,
 ) -> None:
     [resident] = reachable_residents(ctx.settings.seed, 1, frozenset({"sms"}))
@@ -144,7 +144,9 @@ def test_cases_stalled_before_delivery_are_counted_per_state_and_left_alone(
     assert sweep.findings(ctx).get("stalled-cleared", 0) == 0
     ctx.now = lambda: LATER
     assert sweep.findings(ctx)["stalled-cleared"] == 1
-    assert sweep.run(ctx)["stalled-cleared"] == 1
+    counts = sweep.run(ctx)
+    assert counts["stalled-cleared"] == 1
+    assert counts["not-rebuilt-cleared"] == 1  # no composed content kept: nothing to send
     assert state(ctx, "early-1") == "cleared"
 
 
@@ -179,3 +181,35 @@ def test_each_run_is_recorded_for_on_call(ctx: Context) -> None:
     assert last["counts"] == dict(sorted(counts.items()))
     assert last["counts"]["notified-recorded"] == 1
     assert dt.datetime.fromisoformat(last["at"]).tzinfo is not None
+
+
+def test_a_channel_sent_that_a_notified_case_does_not_name_is_added_to_its_record(
+    ctx: Context,
+) -> None:
+    delivered_with_rows(ctx, "unnamed-1", status=notifications.SENT)
+    with ctx.engine.begin() as conn:
+        notifications.write_queued(
+            conn, [notifications.Queued("unnamed-1", "email", "a@example.org")], refused="x"
+        )
+        conn.execute(
+            sa.update(notification_ledger)
+            .where(notification_ledger.c.idempotency_key == "unnamed-1:email")
+            .values(status=notifications.SENT, updated_at=NOW)
+        )
+        # recorded notified on the e-mail; the SMS's mark committed, its channel never recorded
+        cases.apply(
+            conn,
+            [Transition("unnamed-1", CaseState.NOTIFIED, {"channels": "email"})],
+            stage="test",
+        )
+    assert sweep.run(ctx)["channels-recorded"] == 0  # within the limit: a worker may be at it
+    ctx.now = lambda: LATER
+    assert sweep.run(ctx)["channels-recorded"] == 1
+    with ctx.engine.connect() as conn:
+        channels = conn.execute(
+            sa.select(cases_table.c.channels).where(cases_table.c.id == "unnamed-1")
+        ).scalar()
+    assert channels == "email,sms"
+    assert sweep.run(ctx)["channels-recorded"] == 0
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    assert ctx.sms.sends == {}  # nothing sent: the record only

@@ -3,16 +3,17 @@ and nothing of it is stored."""
 
 from __future__ import annotations
 
+import json
 import zlib
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from tests.web.api_support import CLINIC_A, SENDER, app_for, make_key
+from tests.web.api_support import CLINIC_A, SENDER, app_for, make_key, record
 from workers.store import access_log
 from workers.store.engine import make_engine
-from workers.store.schema import batches
+from workers.store.schema import batches, intake_keys
 
 TEMPLATE = "meddelande-till-invanare"
 
@@ -75,3 +76,78 @@ def test_an_id_no_case_or_batch_can_have_is_404_on_postgresql_and_the_attempt_lo
             last = access_log.entries(conn, CLINIC_A)[-1]
         assert last.action == "api-case-not-found" and last.user_hsa_id == f"api:{who}"
         assert "\x00" not in last.case_ids
+
+
+def _twice(text: str, key: str, first: str, second: str) -> str:
+    """``text`` (a JSON object holding ``"key": second``) with ``"key": first`` before it."""
+    marker = f'"{key}": "{second}"'
+    assert marker in text
+    return text.replace(marker, f'"{key}": "{first}", {marker}', 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "key"),
+    [
+        (
+            "/v1/cases",
+            _twice(json.dumps(record("dup-1")), "personnummer", "20080808-2383", "19121212-1212"),
+            "personnummer",
+        ),
+        (
+            "/v1/cases",
+            _twice(json.dumps([record("dup-2")]), "template_id", "kallelse-screening", TEMPLATE),
+            "template_id",
+        ),
+        (
+            "/v1/batches",
+            _twice(
+                json.dumps(
+                    {
+                        "clinic_hsa_id": CLINIC_A,
+                        "sender_hsa_id": SENDER,
+                        "template_id": TEMPLATE,
+                        "recipients": [{"personnummer": "19121212-1212"}],
+                    }
+                ),
+                "personnummer",
+                "20080808-2383",
+                "19121212-1212",
+            ),
+            "personnummer",
+        ),
+    ],
+    ids=["a-case-field", "a-field-of-a-record-in-a-list", "a-nested-recipient"],
+)
+def test_a_key_twice_in_one_object_is_refused_with_its_reason_and_nothing_is_taken_in(
+    sqlite_url: str, path: str, body: str, key: str
+) -> None:
+    api_key = make_key(sqlite_url, "journal-a", [CLINIC_A])
+    headers = {**api_key.headers, "content-type": "application/json"}
+    with TestClient(app_for(sqlite_url), raise_server_exceptions=False) as client:
+        answer = client.post(path, content=body, headers=headers)
+        once = client.post(path, content=json.dumps(json.loads(body)), headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["reason"] == "duplicate-json-key"
+    assert problem["type"] == "urn:omvant:reason:duplicate-json-key"
+    assert problem["errors"] == [
+        {"field": key, "rule": "duplicate-key", "message": "each key at most once per object"}
+    ]
+    assert once.status_code == 202, once.text  # the same body with the key once is taken in
+    with make_engine(sqlite_url).connect() as conn:
+        taken = conn.execute(sa.select(sa.func.count()).select_from(intake_keys)).scalar()
+        stored_batches = conn.execute(sa.select(sa.func.count()).select_from(batches)).scalar()
+    assert (taken if path == "/v1/cases" else stored_batches) == 1  # the accepted body only
+
+
+def test_the_strict_reading_refuses_repeats_at_any_depth_and_keeps_the_rest_of_json() -> None:
+    from producers.web.api.strict_json import DuplicateKey, loads_strictly
+
+    assert loads_strictly('{"a": [{"b": 1}, {"b": 2}], "c": {"d": null}}') == {
+        "a": [{"b": 1}, {"b": 2}],
+        "c": {"d": None},
+    }
+    for text in ('{"a": 1, "a": 1}', '[{"x": {"y": 1, "y": 2}}]', '{"a": {}, "b": 0, "a": []}'):
+        with pytest.raises(DuplicateKey):
+            loads_strictly(text)

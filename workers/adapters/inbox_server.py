@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from workers.adapters.http_simulator import ServedInThread
 from workers.adapters.inbox_records import InboxRecords, KeyReused, MemoryInboxRecords
 
 
@@ -155,8 +156,11 @@ class _InboxHttpServer(ThreadingHTTPServer):
         self.sim = sim
 
 
-class InboxSimulator:
-    """The simulator in a background thread: ``start()`` it, read ``url``, ``stop()`` it."""
+class InboxSimulator(ServedInThread):
+    """The simulator in a background thread: ``start()`` it, read ``url``, ``stop()`` it
+    (``serve_forever()`` for ``omvant sim inbox``)."""
+
+    thread_name = "inbox-sim"
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, records: InboxRecords | None = None
@@ -164,31 +168,12 @@ class InboxSimulator:
         self.records = records or MemoryInboxRecords()
         self.behaviour = InboxBehaviour()
         self.lock = threading.Lock()
-        self._server = _InboxHttpServer((host, port), self)
-        self._thread: threading.Thread | None = None
+        self._httpd = _InboxHttpServer((host, port), self)
 
     @property
     def url(self) -> str:
         """The base URL ``HttpInbox`` takes (``OMVANT_INBOX_URL``)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> InboxSimulator:
-        """Serve in a daemon thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="inbox-sim", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (``omvant sim inbox``)."""
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
+        return self.base_url
 
     def behave(self, **changes: Any) -> None:
         """Change the behaviour, as ``POST /v1/control`` does."""

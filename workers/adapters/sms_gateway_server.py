@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+from workers.adapters.http_simulator import ServedInThread
 from workers.adapters.notifiers import reference
 
 
@@ -179,36 +180,20 @@ class _GatewayHttpServer(ThreadingHTTPServer):
         self.state = state
 
 
-class SmsGatewaySimulator:
-    """The simulator in a background thread: ``start()`` it, read ``url``, ``stop()`` it."""
+class SmsGatewaySimulator(ServedInThread):
+    """The simulator in a background thread: ``start()`` it, read ``url``, ``stop()`` it
+    (``serve_forever()`` for ``omvant sim sms-gateway``)."""
+
+    thread_name = "sms-gateway-sim"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = GatewayState()
-        self._server = _GatewayHttpServer((host, port), self.state)
-        self._thread: threading.Thread | None = None
+        self._httpd = _GatewayHttpServer((host, port), self.state)
 
     @property
     def url(self) -> str:
         """The base URL the HTTP adapter takes."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> SmsGatewaySimulator:
-        """Serve in a daemon thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sms-gateway-sim", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (``omvant sim sms-gateway``)."""
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
+        return self.base_url
 
     def behave(self, **changes: Any) -> None:
         """Change the behaviour, as ``POST /control`` does."""

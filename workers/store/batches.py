@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from workers.case_states import CaseState
 from workers.queues import BULK_LANES
 from workers.reasons import Reason
+from workers.store.arrays import among
 from workers.store.cases import count_reasons, count_states, utcnow
 from workers.store.notifications import count_settled
 from workers.store.schema import batches
@@ -146,7 +147,9 @@ def statuses(conn: sa.Connection, batch_ids: Iterable[str]) -> dict[str, tuple[B
     if not ids:
         return {}
     rows = conn.execute(
-        sa.select(batches.c.id, batches.c.status, batches.c.lane).where(batches.c.id.in_(ids))
+        sa.select(batches.c.id, batches.c.status, batches.c.lane).where(
+            among(conn, batches.c.id, ids)
+        )
     )
     return {row.id: (BatchStatus(row.status), int(row.lane)) for row in rows}
 
@@ -158,7 +161,7 @@ def clinics_of(conn: sa.Connection, batch_ids: Iterable[str]) -> dict[str, str]:
     if not ids:
         return {}
     rows = conn.execute(
-        sa.select(batches.c.id, batches.c.clinic_hsa_id).where(batches.c.id.in_(ids))
+        sa.select(batches.c.id, batches.c.clinic_hsa_id).where(among(conn, batches.c.id, ids))
     )
     return {row.id: row.clinic_hsa_id for row in rows}
 

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workers.case_states import LAST_ENDABLE, RANK, CaseState, below_rank, may_advance
+from workers.store.arrays import among, literal
 from workers.store.schema import case_events, cases
 from workers.store.sql import dialect_insert
 
@@ -77,7 +78,7 @@ def _insert_new(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> set
         return {str(row[0]) for row in conn.execute(statement, list(values))}
     names = tuple(sorted({key for row in values for key in row}))
     statement = _unnest_insert(cases, names, "ON CONFLICT DO NOTHING RETURNING id", conn.dialect)
-    result = conn.execute(statement, {name: [row.get(name) for row in values] for name in names})
+    result = conn.execute(statement, _columns(values, names))
     return {str(row[0]) for row in result}
 
 
@@ -98,24 +99,52 @@ def owners(
     idempotency key)`` pairs of ``keys`` by pair."""
     ids = list(dict.fromkeys(case_ids))
     pairs = list(dict.fromkeys(keys))
-    condition: list[sa.ColumnElement[bool]] = []
-    if ids:
-        condition.append(cases.c.id.in_(ids))
-    if pairs:
-        condition.append(sa.tuple_(cases.c.clinic_hsa_id, cases.c.idempotency_key).in_(pairs))
-    if not condition:
+    if not ids and not pairs:
         return {}, {}
-    rows = conn.execute(
-        sa.select(
-            cases.c.id, cases.c.clinic_hsa_id, cases.c.idempotency_key, cases.c.intake_message_id
-        ).where(sa.or_(*condition))
-    )
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            _OWNERS_PG,
+            {
+                "ids": literal(ids),
+                "clinics": literal(c for c, _k in pairs),
+                "keys": literal(k for _c, k in pairs),
+            },
+        )
+    else:
+        condition: list[sa.ColumnElement[bool]] = []
+        if ids:
+            condition.append(cases.c.id.in_(ids))
+        if pairs:
+            condition.append(sa.tuple_(cases.c.clinic_hsa_id, cases.c.idempotency_key).in_(pairs))
+        rows = conn.execute(sa.select(*_OWNER_COLUMNS).where(sa.or_(*condition)))
     found = [Owner(r.id, r.clinic_hsa_id, r.idempotency_key, r.intake_message_id) for r in rows]
     wanted = set(ids)
     return (
         {o.case_id: o for o in found if o.case_id in wanted},
         {(o.clinic_hsa_id, o.idempotency_key): o for o in found},
     )
+
+
+_OWNER_COLUMNS = (
+    cases.c.id,
+    cases.c.clinic_hsa_id,
+    cases.c.idempotency_key,
+    cases.c.intake_message_id,
+)
+_OWNERS_PG = sa.text(
+    "SELECT id, clinic_hsa_id, idempotency_key, intake_message_id FROM cases "
+    "WHERE id = ANY(CAST(:ids AS VARCHAR[])) "
+    "UNION SELECT c.id, c.clinic_hsa_id, c.idempotency_key, c.intake_message_id FROM cases c "
+    "JOIN unnest(CAST(:clinics AS VARCHAR[]), CAST(:keys AS VARCHAR[])) AS k(clinic, key) "
+    "ON c.clinic_hsa_id = k.clinic AND c.idempotency_key = k.key"
+)
+"""PostgreSQL: ``owners`` in one statement with three array parameters, each half using its
+index (an ``OR`` of the two would scan the table)."""
+
+
+def _columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, str]:
+    """Rows as one array literal per column, for an ``unnest`` statement."""
+    return {name: literal([row.get(name) for row in rows]) for name in names}
 
 
 @functools.cache
@@ -155,7 +184,7 @@ def bulk_insert(
     names = tuple(sorted({key for row in rows for key in row}))
     conflict = "ON CONFLICT DO NOTHING" if on_conflict_do_nothing else upsert_sql
     statement = _unnest_insert(table, names, conflict, conn.dialect)
-    conn.execute(statement, {name: [row.get(name) for row in rows] for name in names})
+    conn.execute(statement, _columns(rows, names))
 
 
 def first_requested_by(conn: sa.Connection, case_ids: Iterable[str], origin: str) -> set[str]:
@@ -168,7 +197,9 @@ def first_requested_by(conn: sa.Connection, case_ids: Iterable[str], origin: str
     if not ids:
         return set()
     rows = conn.execute(
-        sa.select(cases.c.id).where(cases.c.id.in_(ids), cases.c.intake_message_id == origin)
+        sa.select(cases.c.id).where(
+            among(conn, cases.c.id, ids), cases.c.intake_message_id == origin
+        )
     )
     return {row.id for row in rows}
 
@@ -180,16 +211,26 @@ def delivered_before(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, 
         return {}
     rows = conn.execute(
         sa.select(cases.c.id, cases.c.inbox_message_id).where(
-            cases.c.id.in_(ids), cases.c.inbox_message_id.is_not(None)
+            among(conn, cases.c.id, ids), cases.c.inbox_message_id.is_not(None)
         )
     )
     return {row.id: row.inbox_message_id for row in rows}
+
+
+_DELIVERY_KEYS_PG = sa.text(
+    "UPDATE cases SET delivery_key = i.key "
+    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:keys AS VARCHAR[])) AS i(id, key) "
+    "WHERE cases.id = i.id AND cases.delivery_key IS NULL"
+)
 
 
 def record_delivery_keys(conn: sa.Connection, keys: Mapping[str, str]) -> None:
     """Record the intent to deliver: each case's delivery key, before the inbox is called (a
     case that has one keeps it: the key is stable)."""
     if not keys:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_DELIVERY_KEYS_PG, {"ids": literal(keys), "keys": literal(keys.values())})
         return
     statement = (
         sa.update(cases)
@@ -207,7 +248,7 @@ def add_channels(conn: sa.Connection, sent: Mapping[str, Sequence[str]]) -> None
         return
     rows = conn.execute(
         sa.select(cases.c.id, cases.c.channels).where(
-            cases.c.id.in_(ids),
+            among(conn, cases.c.id, ids),
             cases.c.state.in_([CaseState.NOTIFIED.value, CaseState.READ.value]),
         )
     )
@@ -227,7 +268,7 @@ def states_of(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, CaseSta
     ids = list(dict.fromkeys(case_ids))
     if not ids:
         return {}
-    result = conn.execute(sa.select(cases.c.id, cases.c.state).where(cases.c.id.in_(ids)))
+    result = conn.execute(sa.select(cases.c.id, cases.c.state).where(among(conn, cases.c.id, ids)))
     return {row.id: CaseState(row.state) for row in result}
 
 
@@ -303,7 +344,7 @@ def _apply_returning(
         for chosen in _rounds(group):
             rows = [_row(t, keys) for t in chosen]
             params: dict[str, Any] = {
-                name: [row[name] for row in rows]
+                name: literal([row[name] for row in rows])
                 for name in (
                     "b_id",
                     "b_rank",

@@ -21,9 +21,10 @@ import sqlalchemy as sa
 
 from workers.case_states import SETTLED as SETTLED_CASE_STATES
 from workers.case_states import CaseState
-from workers.store.cases import utcnow
+from workers.store.arrays import among, literal
+from workers.store.cases import bulk_insert, utcnow
 from workers.store.schema import cases, notification_ledger
-from workers.store.sql import aware_utc, dialect_insert
+from workers.store.sql import aware_utc
 
 QUEUED = "queued"
 """Written with the delivery: never tried, safe to send when due."""
@@ -126,8 +127,9 @@ def write_queued(conn: sa.Connection, rows: Sequence[Queued], *, refused: str) -
     if not rows:
         return
     now = utcnow()
-    conn.execute(
-        dialect_insert(conn, notification_ledger).on_conflict_do_nothing(),
+    bulk_insert(
+        conn,
+        notification_ledger,
         [
             {
                 "idempotency_key": r.key,
@@ -145,6 +147,7 @@ def write_queued(conn: sa.Connection, rows: Sequence[Queued], *, refused: str) -
             }
             for r in rows
         ],
+        on_conflict_do_nothing=True,
     )
 
 
@@ -154,7 +157,9 @@ def entries(conn: sa.Connection, keys: Iterable[str]) -> dict[str, Entry]:
     if not wanted:
         return {}
     rows = conn.execute(
-        sa.select(notification_ledger).where(notification_ledger.c.idempotency_key.in_(wanted))
+        sa.select(notification_ledger).where(
+            among(conn, notification_ledger.c.idempotency_key, wanted)
+        )
     )
     return {entry.key: entry for entry in map(_entry, rows)}
 
@@ -165,9 +170,24 @@ def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry
     if not ids:
         return {}
     rows = conn.execute(
-        sa.select(notification_ledger).where(notification_ledger.c.case_id.in_(ids))
+        sa.select(notification_ledger).where(among(conn, notification_ledger.c.case_id, ids))
     )
     return {entry.key: entry for entry in map(_entry, rows)}
+
+
+_CLAIM = (
+    "UPDATE notification_ledger SET status = '{pending}', attempts = attempts + 1, "
+    "updated_at = :now{resolution} "
+    "WHERE idempotency_key = ANY(CAST(:keys AS VARCHAR[])) "
+    "AND status = ANY(CAST(:sendable AS VARCHAR[])) AND (due_at IS NULL OR due_at <= :now) "
+    "RETURNING idempotency_key"
+)
+_CLAIM_PG = sa.text(_CLAIM.format(pending=PENDING, resolution=""))
+_CLAIM_RESOLVED_PG = sa.text(
+    _CLAIM.format(pending=PENDING, resolution=", resolution = :resolution")
+)
+"""PostgreSQL: ``claim`` as fixed SQL (it runs once per group of sends: building and compiling
+the statement each time cost more than running it)."""
 
 
 def claim(
@@ -178,6 +198,12 @@ def claim(
     update, so two senders never both call the provider for a row."""
     if not keys:
         return set()
+    if conn.dialect.name == "postgresql":
+        statement = _CLAIM_PG if resolution is None else _CLAIM_RESOLVED_PG
+        params = {"keys": literal(keys), "sendable": literal(sorted(SENDABLE)), "now": now}
+        if resolution is not None:
+            params["resolution"] = resolution
+        return {row[0] for row in conn.execute(statement, params)}
     due = sa.or_(notification_ledger.c.due_at.is_(None), notification_ledger.c.due_at <= now)
     values: dict[str, object] = {
         "status": PENDING,
@@ -189,7 +215,7 @@ def claim(
     result = conn.execute(
         sa.update(notification_ledger)
         .where(
-            notification_ledger.c.idempotency_key.in_(list(keys)),
+            among(conn, notification_ledger.c.idempotency_key, keys),
             notification_ledger.c.status.in_(sorted(SENDABLE)),
             due,
         )
@@ -296,7 +322,10 @@ def mark_sent_many(conn: sa.Connection, taken: Sequence[tuple[str, str]]) -> Non
     now = utcnow()
     if conn.dialect.name == "postgresql":
         keys, refs = [k for k, _ in taken], [r for _, r in taken]
-        conn.execute(_MARK_SENT_MANY_PG, {"sent": SENT, "now": now, "keys": keys, "refs": refs})
+        conn.execute(
+            _MARK_SENT_MANY_PG,
+            {"sent": SENT, "now": now, "keys": literal(keys), "refs": literal(refs)},
+        )
         return
     conn.execute(_MARK_SENT_MANY, [{"b_key": k, "b_ref": r, "b_now": now} for k, r in taken])
 

@@ -10,12 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 from producers import integration
 from producers.web.api.models import AttachmentStored
 from producers.web.api.refusals import refused
+from producers.web.api.strict_json import StrictJsonRoute
 from producers.web.api_keys_auth import Integration
 from producers.web.deps import Context
 from producers.web.problems import PROBLEM_RESPONSES
 from workers.store.api_keys import ApiKey
 
-router = APIRouter(tags=["attachments"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=StrictJsonRoute, tags=["attachments"], responses=PROBLEM_RESPONSES)
 
 
 @router.post(

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Path
 from producers import integration
 from producers.web.api.models import BatchProgress, BatchRequest
 from producers.web.api.refusals import refused
+from producers.web.api.strict_json import StrictJsonRoute
 from producers.web.api_keys_auth import Integration
 from producers.web.deps import Context
 from producers.web.idempotency import IdempotencyKey, once
 from producers.web.problems import PROBLEM_RESPONSES
 from workers.store.batches import BatchStatus
 
-router = APIRouter(tags=["batches"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=StrictJsonRoute, tags=["batches"], responses=PROBLEM_RESPONSES)
 
 BatchId = Annotated[str, Path(max_length=64)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {

@@ -12,13 +12,14 @@ from contracts.send_case import SendCaseV2
 from producers import integration
 from producers.web.api.models import CasesAccepted, CaseStatusBody
 from producers.web.api.refusals import refused
+from producers.web.api.strict_json import StrictJsonRoute
 from producers.web.api_keys_auth import Integration
 from producers.web.deps import Context
 from producers.web.idempotency import IdempotencyKey, once
 from producers.web.problems import PROBLEM_RESPONSES, Problem
 from workers.reasons import Reason
 
-router = APIRouter(tags=["cases"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=StrictJsonRoute, tags=["cases"], responses=PROBLEM_RESPONSES)
 
 CaseBody = Annotated[
     SendCaseV2 | Annotated[list[SendCaseV2], Body(min_length=1, max_length=1000)],

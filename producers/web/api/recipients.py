@@ -6,13 +6,14 @@ from fastapi import APIRouter
 
 from producers import integration
 from producers.web.api.models import RecipientsCheckRequest, RecipientsCheckResult
+from producers.web.api.strict_json import StrictJsonRoute
 from producers.web.api_keys_auth import Integration
 from producers.web.deps import Context
 from producers.web.problems import PROBLEM_RESPONSES, Problem
 from workers.adapters.account_directory import DirectoryUnavailable
 from workers.reasons import Reason
 
-router = APIRouter(tags=["recipients"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=StrictJsonRoute, tags=["recipients"], responses=PROBLEM_RESPONSES)
 
 
 @router.post(

@@ -1,0 +1,202 @@
+"""Workers on the Redis broker keep their Redis connections bounded while their connections are
+cut (``CLIENT KILL TYPE normal``, against a Redis of the test's own) during and after a small
+dispatch: no more than their pools can hold, however many cuts; and no send is left in doubt
+by a cut."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from producers.chaos.servers import RedisServer, ServerError
+from tests.conftest import server_missing
+from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
+from workers.adapters import population
+from workers.queues import all_queues
+from workers.store.engine import make_engine, upgrade
+from workers.store.schema import cases, notification_ledger
+
+pytestmark = pytest.mark.e2e
+
+PROCESSES, THREADS, SEND_CONCURRENCY = 2, 2, 4
+CASES = 300
+CUTS_WHILE_BUSY, CUTS_WHILE_IDLE = 8, 8
+PER_PROCESS = (
+    2 * len(all_queues())  # the broker's pool: a consumer thread per queue and per delay queue
+    + THREADS  # the broker's pool: worker threads enqueue the next stage
+    + 2 * THREADS * SEND_CONCURRENCY  # the SMS and e-mail rate limits' pools: each send thread
+    + 2  # the server watch's probe, and one to spare
+)
+"""The most Redis sockets one worker process may hold: what its pools can need at once."""
+
+
+def redis_sockets(pids: list[int], port: int) -> dict[int, int]:
+    """Per process: its TCP sockets to ``port`` in any state (a socket the client never closed
+    stays CLOSE_WAIT after a cut: a leak shows here even when Redis no longer counts it)."""
+    remote = f":{port:04X}"
+    inodes: dict[str, bool] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text(encoding="ascii").splitlines()[1:]:
+            fields = line.split()
+            inodes[fields[9]] = fields[2].endswith(remote)
+    counts: dict[int, int] = {}
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue  # the process ended
+        found = 0
+        for fd in fds:
+            try:
+                target = str(fd.readlink())
+            except OSError:
+                continue  # closed while we looked
+            if target.startswith("socket:[") and inodes.get(target[8:-1], False):
+                found += 1
+        counts[pid] = found
+    return counts
+
+
+def children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii")
+    return [int(p) for p in found.split()]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("counts sockets through /proc (Linux)")
+    try:
+        server = RedisServer(tmp_path / "servers").start()
+    except ServerError as exc:
+        server_missing("redis-server (the binary, for a Redis of the test's own)", exc)
+    yield server
+    server.stop()
+
+
+class Sampler(threading.Thread):
+    """Samples the workers' sockets to Redis every 50 ms; keeps each process's peak."""
+
+    def __init__(self, pids: list[int], port: int) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.port = pids, port
+        self.peak: Counter[int] = Counter()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for pid, count in redis_sockets(self.pids, self.port).items():
+                self.peak[pid] = max(self.peak[pid], count)
+            time.sleep(0.05)
+
+
+def connected_clients(server: RedisServer) -> int:
+    """Redis's own count of client connections, less the one asking."""
+    client = server.client()
+    try:
+        return int(client.info("clients")["connected_clients"]) - 1  # type: ignore[attr-defined]
+    finally:
+        client.close()  # type: ignore[attr-defined]
+
+
+def test_redis_connections_stay_bounded_however_often_they_are_cut(
+    own_redis: RedisServer, postgres_url: str, queue_prefix: str, tmp_path: Path
+) -> None:
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    env = worker_env(
+        broker_url=own_redis.url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path / "blobs",
+        extra={
+            "OMVANT_REDIS_URL": own_redis.url,  # the rate limits share a budget through it
+            "OMVANT_SEND_CONCURRENCY": str(SEND_CONCURRENCY),
+        },
+    )
+    listing = tmp_path / "residents.csv"
+    with listing.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["personnummer", "namn"])
+        for number in population.draw_residents(CASES, seed=41):
+            writer.writerow([number, "Test"])
+    batch = f"{queue_prefix}redis-cuts"
+    worker = WorkerProcess(env, [], tmp_path / "worker.log", PROCESSES, THREADS)
+    sampler: Sampler | None = None
+    try:
+        assert wait_until(lambda: len(children(worker.process.pid)) == PROCESSES, timeout=60)
+        pids = children(worker.process.pid)
+        assert wait_until(lambda: "ready for action" in worker.output(), timeout=120)
+        sampler = Sampler(pids, own_redis.port)
+        sampler.start()
+        subprocess.run(
+            [
+                *(OMVANT, "dispatch", str(listing), "--template", "kallelse-screening"),
+                *("--clinic", "SE2321000016-VC03", "--sender", "SE2321000016-S101"),
+                *("--batch-id", batch, "--json"),
+            ],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        busy_cuts = []
+        for _ in range(CUTS_WHILE_BUSY):
+            time.sleep(0.7)
+            busy_cuts.append(own_redis.cut_clients())
+
+        def states() -> Counter[str]:
+            with engine.connect() as conn:
+                query = sa.select(cases.c.state).where(cases.c.batch_id == batch)
+                return Counter(conn.execute(query).scalars())
+
+        def settled() -> bool:
+            found = states()
+            return sum(found.values()) == CASES and set(found) <= {"notified", "rejected"}
+
+        assert wait_until(settled, timeout=240), f"{states()}\n{worker.output()[-3000:]}"
+        time.sleep(3)  # idle: every consumer back, the pools at their size
+        settled_sockets = redis_sockets(pids, own_redis.port)
+        settled_clients = connected_clients(own_redis)
+        for _ in range(CUTS_WHILE_IDLE):
+            own_redis.cut_clients()
+            time.sleep(1.0)
+        time.sleep(4)  # consumers restart 3 s after a connection error
+        after_sockets = redis_sockets(pids, own_redis.port)
+        after_clients = connected_clients(own_redis)
+    finally:
+        if sampler is not None:
+            sampler.stop.set()
+            sampler.join(timeout=5)
+        worker.stop()
+    peak = dict(sampler.peak)
+    print(  # the figures for the README and the issue (pytest -s)
+        f"bound {PER_PROCESS}/process; peak sockets {peak}; after the dispatch {settled_sockets}"
+        f" ({settled_clients} at Redis); after {CUTS_WHILE_IDLE} more cuts {after_sockets}"
+        f" ({after_clients} at Redis); cuts while busy killed {busy_cuts}"
+    )
+    assert all(0 < n <= PER_PROCESS for n in peak.values()), (peak, PER_PROCESS)
+    assert settled_clients <= PROCESSES * PER_PROCESS
+    assert after_clients <= PROCESSES * PER_PROCESS
+    for pid in pids:  # more cuts, no more sockets: nothing leaks per cut
+        assert after_sockets[pid] <= settled_sockets[pid] + 2, (settled_sockets, after_sockets)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(notification_ledger.c.status, notification_ledger.c.resolution).where(
+                notification_ledger.c.case_id.in_(
+                    sa.select(cases.c.id).where(cases.c.batch_id == batch)
+                )
+            )
+        ).all()
+    assert rows
+    # a cut met by a send (its rate limit's Redis) is retried, never leaves the send in doubt
+    assert Counter((r.status, r.resolution) for r in rows) == Counter({("sent", None): len(rows)})
+    engine.dispose()

@@ -1,0 +1,128 @@
+"""Lists sent as one array literal (``workers/store/arrays.py``) arrive exactly as they were,
+whatever they hold, on PostgreSQL; the store's chunk reads and writes give the same answers
+on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from workers.store import cases, notifications
+from workers.store.arrays import among, literal
+from workers.store.engine import make_engine, upgrade
+from workers.store.schema import case_events, notification_ledger
+from workers.store.schema import cases as cases_table
+
+AWKWARD = [
+    "plain",
+    "",
+    "NULL",
+    "null",
+    'a "quoted" word',
+    "back\\slash\\",
+    "{braces},commas",
+    " leading and trailing ",
+    "new\nline\ttab",
+    "åäö Ünïcode ✓",
+    "'single'",
+]
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> sa.Engine:
+    upgrade(postgres_url)
+    return make_engine(postgres_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: object) -> sa.Engine:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/t.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:  # the PostgreSQL database is shared by the session's tests
+        conn.execute(sa.delete(notification_ledger))
+        conn.execute(sa.delete(case_events))
+        conn.execute(sa.delete(cases_table))
+    return engine
+
+
+def test_awkward_strings_and_nulls_round_trip_through_postgresql(pg: sa.Engine) -> None:
+    values: list[str | None] = [*AWKWARD, None]
+    with pg.connect() as conn:
+        back = conn.execute(
+            sa.text("SELECT CAST(:a AS VARCHAR[])"), {"a": literal(values)}
+        ).scalar_one()
+    assert back == values
+
+
+def test_numbers_booleans_and_times_round_trip_through_postgresql(pg: sa.Engine) -> None:
+    at = dt.datetime(2026, 12, 1, 14, 39, 15, 123456, tzinfo=dt.UTC)
+    with pg.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT CAST(:i AS BIGINT[]), CAST(:b AS BOOLEAN[]), CAST(:t AS TIMESTAMPTZ[])"
+            ),
+            {
+                "i": literal([0, -7, 2**40, None]),
+                "b": literal([True, False, None]),
+                "t": literal([at, None]),
+            },
+        ).one()
+    assert row[0] == [0, -7, 2**40, None]
+    assert row[1] == [True, False, None]
+    assert row[2] == [at, None]
+
+
+def test_among_finds_exactly_the_listed_rows(engine: sa.Engine) -> None:
+    ids = [f"case-{word}" for word in AWKWARD]
+    with engine.begin() as conn:
+        cases.insert_received(
+            conn,
+            [
+                {
+                    "id": case_id,
+                    "clinic_hsa_id": "SE2321000016-VC01",
+                    "sender_hsa_id": "SE2321000016-S101",
+                    "template_id": "t",
+                    "personnummer": "191212121212",
+                    "idempotency_key": f"k-{n}",
+                }
+                for n, case_id in enumerate(ids)
+            ],
+        )
+        wanted = [ids[0], ids[2], ids[4], ids[5], "case-none-such"]
+        found = conn.execute(
+            sa.select(cases_table.c.id).where(among(conn, cases_table.c.id, wanted))
+        ).scalars()
+        assert sorted(found) == sorted(wanted[:4])
+        assert set(cases.states_of(conn, ids)) == set(ids)
+        by_id, by_key = cases.owners(
+            conn, [ids[1]], [("SE2321000016-VC01", "k-3"), ("SE2321000016-VC02", "k-4")]
+        )
+        assert set(by_id) == {ids[1]}
+        assert set(by_key) == {("SE2321000016-VC01", "k-1"), ("SE2321000016-VC01", "k-3")}
+
+
+def test_ledger_chunk_writes_claim_and_mark_each_row_once(engine: sa.Engine) -> None:
+    now = dt.datetime.now(dt.UTC)
+    rows = [notifications.Queued(f"c{n}", "sms", f"+4670000000{n}") for n in range(5)]
+    rows.append(notifications.Queued("c-none", "sms", None))
+    with engine.begin() as conn:
+        notifications.write_queued(conn, rows, refused="no-notification-channel")
+        notifications.write_queued(conn, rows, refused="no-notification-channel")  # again
+        keys = [r.key for r in rows]
+        assert set(notifications.entries(conn, keys)) == set(keys)
+        claimed = notifications.claim(conn, keys, now)
+        assert claimed == set(keys[:5])  # the refused row is never sendable
+        assert notifications.claim(conn, keys, now) == set()
+        notifications.mark_sent_many(conn, [(k, f"ref-{k}") for k in keys[:3]])
+        found = notifications.entries_for(conn, [r.case_id for r in rows])
+    assert [found[k].status for k in keys] == [notifications.SENT] * 3 + [
+        notifications.PENDING
+    ] * 2 + [notifications.REFUSED]
+    assert found[keys[0]].provider_ref == f"ref-{keys[0]}"

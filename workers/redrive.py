@@ -1,0 +1,126 @@
+"""Re-drive cases stalled at ``cleared``: their ``AttachmentsCleared`` built again from the record.
+
+A case at ``cleared`` whose message to inbox delivery is gone (a broker that lost it, a bug)
+would wait forever. Everything that message carried is recorded by then: the case row (clinic,
+priority, batch, identity number, template and its pinned version, the resident's channels
+from recipient validation), the sealed content composition wrote (subject, body, signature,
+date) and, for a case with attachments, the sealed content the attachment check wrote (the
+same, with the cleared attachments). The template gives ``answerable`` and narrows the
+channels as composition did (``composition.channels_for``).
+
+Sending the record again is idempotent: inbox delivery records the same delivery key, the inbox
+takes the message once per key, and a case delivered meanwhile is not delivered again. A case
+whose record is not complete (an attachment case cleared before its attachments were kept
+sealed, a template gone) is not re-driven: it is counted and logged for on-call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from contracts.attachments_cleared import AttachmentsClearedV1
+from workers.answer_seal import AnswerSeal, AnswerUnreadable, answer_seal
+from workers.bootstrap import Context
+from workers.case_states import CaseState
+from workers.composition import channels_for
+from workers.log import get_logger
+from workers.stage import emit
+from workers.store.schema import case_attachments, cases
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """The records built again, by correlation id, and the cases that could not be."""
+
+    records: dict[str, list[AttachmentsClearedV1]]
+    incomplete: list[str]
+
+
+def rebuild_cleared(ctx: Context, case_ids: Sequence[str]) -> Rebuilt:
+    """The ``AttachmentsCleared`` of each case among ``case_ids`` still at ``cleared``."""
+    seal = answer_seal(ctx.settings)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(cases).where(
+                cases.c.id.in_(list(case_ids)), cases.c.state == CaseState.CLEARED.value
+            )
+        ).all()
+        with_files = {
+            row.case_id
+            for row in conn.execute(
+                sa.select(case_attachments.c.case_id)
+                .distinct()
+                .where(case_attachments.c.case_id.in_([r.id for r in rows]))
+            )
+        }
+    records: dict[str, list[AttachmentsClearedV1]] = {}
+    incomplete: list[str] = []
+    for row in rows:
+        record = _record_of(ctx, row, seal, has_files=row.id in with_files)
+        if record is None:
+            incomplete.append(row.id)
+        else:
+            records.setdefault(row.correlation_id or "sweep", []).append(record)
+    return Rebuilt(records, sorted(incomplete))
+
+
+def _record_of(
+    ctx: Context, row: sa.Row[tuple[object, ...]], seal: AnswerSeal, *, has_files: bool
+) -> AttachmentsClearedV1 | None:
+    template = ctx.templates.get(str(row.template_id), row.template_version)
+    if template is None or not row.content:
+        return None
+    try:
+        content = json.loads(seal.open(str(row.content)))
+        attachments = content.get("attachments")
+        if has_files and not attachments:
+            return None  # cleared before its attachments were kept: not complete
+        validated = [c for c in str(row.channels or "").split(",") if c]
+        return AttachmentsClearedV1(
+            case_id=row.id,
+            clinic_hsa_id=row.clinic_hsa_id,
+            priority=row.priority,
+            batch_id=row.batch_id,
+            personnummer=row.personnummer,
+            template_id=row.template_id,
+            template_version=template.version,
+            answerable=template.answerable,
+            subject=content["subject"],
+            body=content["body"],
+            signature=content["signature"],
+            sent_on=content["sent_on"],
+            channels=list(channels_for(validated, template)),  # type: ignore[arg-type]
+            attachments=attachments or [],
+        )
+    except (AnswerUnreadable, ValueError, KeyError, ValidationError):
+        return None
+
+
+def redrive_cleared(ctx: Context, case_ids: Sequence[str]) -> Counter[str]:
+    """Send the stalled ``cleared`` cases to inbox delivery again; count what was done:
+    ``redriven-cleared`` and ``not-rebuilt-cleared``."""
+    counts: Counter[str] = Counter()
+    if not case_ids:
+        return counts
+    rebuilt = rebuild_cleared(ctx, case_ids)
+    for correlation_id, records in rebuilt.records.items():
+        emit(ctx, records, correlation_id=correlation_id)
+        counts["redriven-cleared"] += len(records)
+    if rebuilt.incomplete:
+        counts["not-rebuilt-cleared"] = len(rebuilt.incomplete)
+        log.warning(
+            "cases stalled at cleared whose record is not complete; not re-driven",
+            cases=len(rebuilt.incomplete),
+            example=rebuilt.incomplete[0],
+        )
+    if counts["redriven-cleared"]:
+        log.warning("cases stalled at cleared sent to inbox delivery again", **counts)
+    return counts
