@@ -21,7 +21,9 @@ def free_port() -> int:
 def test_omvant_serve_answers_probes_and_publishes_openapi(tmp_path: object) -> None:
     port = free_port()
     env = {**os.environ, "OMVANT_DATABASE_URL": f"sqlite:///{tmp_path}/serve.db"}
-    command = [str(Path(sys.executable).with_name("omvant")), "serve", "--port", str(port)]
+    omvant = str(Path(sys.executable).with_name("omvant"))
+    subprocess.run([omvant, "db", "upgrade"], env=env, check=True, capture_output=True)
+    command = [omvant, "serve", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
