@@ -124,7 +124,7 @@ class ChannelBoundConsumer(Consumer):
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         """Put this channel's ``messages`` back on the queue now (the others are back)."""
         for message in messages:
-            if not self.delivered(message):
+            if self._stale(message, "put-back"):
                 continue
             tag = message._tag  # the delivery tag dramatiq's RabbitMQ message carries
             self.inner.known_tags.discard(tag)

@@ -45,6 +45,7 @@ from workers.stage import Advance, Decision, Reject, settle
 from workers.store.arrays import among
 from workers.store.cases import Transition
 from workers.store.schema import cases
+from workers.store.sql import aware_utc
 from workers.templates.library import TemplateLibrary
 from workers.templates.model import FIELD_PATTERN, Template
 
@@ -325,12 +326,6 @@ def _advance(item: RecipientValidatedV1, composed: Composed, template: Template 
     )
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
-
-
 def pins_of(engine: sa.Engine, case_ids: Sequence[str]) -> dict[str, Pin]:
     """When each case arrived and which template version it is pinned to, if any."""
     if not case_ids:
@@ -340,7 +335,8 @@ def pins_of(engine: sa.Engine, case_ids: Sequence[str]) -> dict[str, Pin]:
             among(conn, cases.c.id, case_ids)
         )
         return {
-            row.id: Pin(_utc(row.received_at), row.template_version) for row in conn.execute(query)
+            row.id: Pin(aware_utc(row.received_at), row.template_version)
+            for row in conn.execute(query)
         }
 
 

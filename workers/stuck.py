@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from workers.case_states import CaseState
 from workers.store.schema import batches, cases
+from workers.store.sql import aware_utc
 
 BEFORE_DELIVERY = (CaseState.RECEIVED, CaseState.VALIDATED, CaseState.COMPOSED, CaseState.CLEARED)
 
@@ -93,7 +94,7 @@ def oldest_waiting(conn: sa.Connection, now: dt.datetime) -> dict[str, float]:
     for state, oldest in conn.execute(query):
         if oldest is None:
             continue
-        when = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC)
+        when = aware_utc(oldest)
         out[WAITING_FOR[state]] = max(0.0, (now - when).total_seconds())
     return out
 
@@ -119,7 +120,7 @@ def stuck_cases(conn: sa.Connection, now: dt.datetime, *, limit: int = 100) -> l
     )
     out = []
     for r in rows:
-        since = r.updated_at if r.updated_at.tzinfo else r.updated_at.replace(tzinfo=dt.UTC)
+        since = aware_utc(r.updated_at)
         out.append(
             {
                 "case_id": r.id,

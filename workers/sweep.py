@@ -9,7 +9,10 @@ worker doing the same at the same time, changes nothing twice):
   longer than the in-flight limit, are sent or settled through the one send protocol
   (``notification_sending.send_notifications``), and their cases recorded notified;
 - delivered cases with a notification sent but no ``notified`` recorded (a crash between the
-  two) are recorded notified, and a notified case's channels get those sent since;
+  two) are recorded notified, and a notified case's channels get those sent since: those of
+  the notifications it re-drove, and any sent before the ``notification`` limit that the
+  case's record does not name (``channels-recorded``: the mark committed, the message that
+  would have recorded the channel lost);
 - cases stalled at ``cleared`` (their message to inbox delivery lost) are sent to inbox
   delivery again, their ``AttachmentsCleared`` built from the record (``workers.redrive``);
 - cases stalled earlier (received, validated, composed) are counted and logged: their
@@ -44,7 +47,8 @@ from workers.stage import settle
 from workers.store import cases as cases_store
 from workers.store import notifications
 from workers.store.cases import utcnow
-from workers.store.schema import batches, cases, sweep_runs
+from workers.store.schema import batches, cases, notification_ledger, sweep_runs
+from workers.store.sql import aware_utc
 from workers.unread_follow_up import run_follow_ups
 
 log = get_logger(__name__)
@@ -157,6 +161,7 @@ def run(ctx: Context, *, limit: int = 1000) -> Counter[str]:
     counts.update(redrive_cleared(ctx, stalled.get(CaseState.CLEARED.value, [])))
     delivered = stalled.get(CaseState.DELIVERED.value, [])
     counts["notified-recorded"] = _record_notified(ctx, sorted({*case_ids, *delivered}))
+    counts["channels-recorded"] = _record_channels(ctx, now, limits, limit=limit)
     try:
         follow_ups = run_follow_ups(ctx, limit=limit)
     except NotifierUnavailable:
@@ -187,8 +192,43 @@ def last_run(conn: sa.Connection) -> dict[str, Any] | None:
     ).first()
     if row is None:
         return None
-    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)
+    at = aware_utc(row.at)
     return {"at": at.isoformat(), "counts": json.loads(row.counts)}
+
+
+def unrecorded_channels(
+    conn: sa.Connection, before: dt.datetime, *, limit: int
+) -> dict[str, list[str]]:
+    """Notified (or read) cases with a notification sent before ``before`` on a channel their
+    record does not name (the mark committed, the process that would have recorded the channel
+    ended first), and those channels."""
+    recorded = sa.literal(",") + sa.func.coalesce(cases.c.channels, "") + sa.literal(",")
+    rows = conn.execute(
+        sa.select(notification_ledger.c.case_id, notification_ledger.c.channel)
+        .join(cases, cases.c.id == notification_ledger.c.case_id)
+        .where(
+            notification_ledger.c.status == notifications.SENT,
+            notification_ledger.c.updated_at < before,
+            cases.c.state.in_([CaseState.NOTIFIED.value, CaseState.READ.value]),
+            ~recorded.contains(sa.literal(",") + notification_ledger.c.channel + sa.literal(",")),
+        )
+        .limit(limit)
+    )
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row.case_id, []).append(row.channel)
+    return found
+
+
+def _record_channels(ctx: Context, now: dt.datetime, limits: Limits, *, limit: int) -> int:
+    """Add to notified cases' records the channels sent that they do not name; return how
+    many cases were put right."""
+    with ctx.engine.begin() as conn:
+        missing = unrecorded_channels(conn, limits.cutoff(now, "notification"), limit=limit)
+        cases_store.add_channels(conn, missing)
+    if missing:
+        log.warning("notified cases' channels put right", cases=len(missing))
+    return len(missing)
 
 
 def _record_notified(ctx: Context, case_ids: list[str]) -> int:

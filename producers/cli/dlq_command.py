@@ -25,6 +25,7 @@ from workers.broker import build_broker
 from workers.store.cases import utcnow
 from workers.store.engine import make_engine, upgrade
 from workers.store.failures import Selection, canonical_id
+from workers.store.sql import aware_utc
 
 app = typer.Typer(
     help="Dead letters and rejected messages: list, show, replay, purge.", no_args_is_help=True
@@ -61,7 +62,7 @@ def since_time(value: str | None, now: dt.datetime | None = None) -> dt.datetime
     except (ValueError, OverflowError):
         typer.echo("invalid-since: --since takes an ISO time or an age like 30m, 2h, 7d", err=True)
         raise typer.Exit(2) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return aware_utc(parsed)
 
 
 def _who(user: str | None) -> str:

@@ -26,17 +26,7 @@ def have(binary: str, *folders: str) -> bool:
     return bool(shutil.which(binary)) or any(Path(f, binary).exists() for f in folders)
 
 
-# RabbitMQ: two 5,000-case runs at the end of 2026-12-01 (CI's and the lead's, main db1da6f)
-# left 184 cases at `cleared` (their AttachmentsCleared never reached inbox delivery; no
-# failure or reject recorded): a known loss under faults, open in issue 11. The run goes on in
-# CI and reports; it must pass again before issue 11 closes.
-KNOWN_LOSS = pytest.mark.xfail(
-    reason="issue 11: cases lost between attachment-check and inbox delivery on RabbitMQ",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize("broker", [pytest.param("rabbitmq", marks=KNOWN_LOSS), "redis"])
+@pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
 def test_a_dispatch_under_faults_loses_nothing_and_notifies_every_reachable_resident_once(
     broker: str, tmp_path: Path
 ) -> None:

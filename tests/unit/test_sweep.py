@@ -181,3 +181,35 @@ def test_each_run_is_recorded_for_on_call(ctx: Context) -> None:
     assert last["counts"] == dict(sorted(counts.items()))
     assert last["counts"]["notified-recorded"] == 1
     assert dt.datetime.fromisoformat(last["at"]).tzinfo is not None
+
+
+def test_a_channel_sent_that_a_notified_case_does_not_name_is_added_to_its_record(
+    ctx: Context,
+) -> None:
+    delivered_with_rows(ctx, "unnamed-1", status=notifications.SENT)
+    with ctx.engine.begin() as conn:
+        notifications.write_queued(
+            conn, [notifications.Queued("unnamed-1", "email", "a@example.org")], refused="x"
+        )
+        conn.execute(
+            sa.update(notification_ledger)
+            .where(notification_ledger.c.idempotency_key == "unnamed-1:email")
+            .values(status=notifications.SENT, updated_at=NOW)
+        )
+        # recorded notified on the e-mail; the SMS's mark committed, its channel never recorded
+        cases.apply(
+            conn,
+            [Transition("unnamed-1", CaseState.NOTIFIED, {"channels": "email"})],
+            stage="test",
+        )
+    assert sweep.run(ctx)["channels-recorded"] == 0  # within the limit: a worker may be at it
+    ctx.now = lambda: LATER
+    assert sweep.run(ctx)["channels-recorded"] == 1
+    with ctx.engine.connect() as conn:
+        channels = conn.execute(
+            sa.select(cases_table.c.channels).where(cases_table.c.id == "unnamed-1")
+        ).scalar()
+    assert channels == "email,sms"
+    assert sweep.run(ctx)["channels-recorded"] == 0
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    assert ctx.sms.sends == {}  # nothing sent: the record only

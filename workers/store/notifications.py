@@ -24,6 +24,7 @@ from workers.case_states import CaseState
 from workers.store.arrays import among, literal
 from workers.store.cases import bulk_insert, utcnow
 from workers.store.schema import cases, notification_ledger
+from workers.store.sql import aware_utc
 
 QUEUED = "queued"
 """Written with the delivery: never tried, safe to send when due."""
@@ -100,12 +101,6 @@ class Entry:
     resolution: str | None = None
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)  # SQLite gives back naive UTC
-
-
 def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
     m = row._mapping
     return Entry(
@@ -117,10 +112,10 @@ def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
         provider_ref=m["provider_ref"],
         reason=m["reason"],
         attempts=m["attempts"],
-        sent_at=_aware(m["sent_at"]),
-        updated_at=_aware(m["updated_at"]) or utcnow(),
+        sent_at=aware_utc(m["sent_at"]),
+        updated_at=aware_utc(m["updated_at"]) or utcnow(),
         address=m["address"],
-        due_at=_aware(m["due_at"]),
+        due_at=aware_utc(m["due_at"]),
         resolution=m["resolution"],
     )
 
@@ -180,6 +175,21 @@ def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry
     return {entry.key: entry for entry in map(_entry, rows)}
 
 
+_CLAIM = (
+    "UPDATE notification_ledger SET status = '{pending}', attempts = attempts + 1, "
+    "updated_at = :now{resolution} "
+    "WHERE idempotency_key = ANY(CAST(:keys AS VARCHAR[])) "
+    "AND status = ANY(CAST(:sendable AS VARCHAR[])) AND (due_at IS NULL OR due_at <= :now) "
+    "RETURNING idempotency_key"
+)
+_CLAIM_PG = sa.text(_CLAIM.format(pending=PENDING, resolution=""))
+_CLAIM_RESOLVED_PG = sa.text(
+    _CLAIM.format(pending=PENDING, resolution=", resolution = :resolution")
+)
+"""PostgreSQL: ``claim`` as fixed SQL (it runs once per group of sends: building and compiling
+the statement each time cost more than running it)."""
+
+
 def claim(
     conn: sa.Connection, keys: Sequence[str], now: dt.datetime, *, resolution: str | None = None
 ) -> set[str]:
@@ -188,6 +198,12 @@ def claim(
     update, so two senders never both call the provider for a row."""
     if not keys:
         return set()
+    if conn.dialect.name == "postgresql":
+        statement = _CLAIM_PG if resolution is None else _CLAIM_RESOLVED_PG
+        params = {"keys": literal(keys), "sendable": literal(sorted(SENDABLE)), "now": now}
+        if resolution is not None:
+            params["resolution"] = resolution
+        return {row[0] for row in conn.execute(statement, params)}
     due = sa.or_(notification_ledger.c.due_at.is_(None), notification_ledger.c.due_at <= now)
     values: dict[str, object] = {
         "status": PENDING,

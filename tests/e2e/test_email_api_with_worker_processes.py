@@ -1,0 +1,112 @@
+"""E-mail through the e-mail API, with real ``omvant worker`` processes on RabbitMQ and
+PostgreSQL, one of them killed (``kill -9``) while e-mails are in flight: residents whose only
+channel is e-mail each get exactly one e-mail, the in-doubt ones settled by asking the provider,
+even under ``OMVANT_EMAIL_IN_DOUBT=at-most-once`` (which over SMTP leaves them without one)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts.registry import envelope_for
+from tests.delivery_support import cleared_item, reachable_residents, store_cleared
+from tests.e2e.harness import WorkerProcess, running_workers, wait_until, worker_env
+from workers.adapters.email_api_server import EmailApiSimulator
+from workers.broker import build_broker
+from workers.enqueue import enqueue
+from workers.queues import Queues
+from workers.store import notifications
+from workers.store.engine import make_engine, upgrade
+from workers.store.notifications import Resolution
+
+pytestmark = pytest.mark.e2e
+
+CASES = 8
+
+
+@pytest.fixture
+def provider(tmp_path: Path) -> Iterator[EmailApiSimulator]:
+    with EmailApiSimulator(store=tmp_path / "email.sqlite3", token="e2e-token") as sim:
+        yield sim
+
+
+def test_killing_a_worker_mid_batch_leaves_every_resident_exactly_one_email(
+    rabbitmq_url: str,
+    postgres_url: str,
+    queue_prefix: str,
+    tmp_path: Path,
+    provider: EmailApiSimulator,
+) -> None:
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    residents = reachable_residents(1177, CASES, frozenset({"email"}))
+    tag = queue_prefix.rstrip(".")
+    items = [
+        cleared_item(f"{tag}-mail-{i}", p, channels=["email"]) for i, p in enumerate(residents)
+    ]
+    keys = [i.case_id for i in items]
+    with engine.begin() as conn:
+        store_cleared(conn, items)
+    env = worker_env(
+        broker_url=rabbitmq_url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path / "blobs",
+        extra={
+            "OMVANT_EMAIL_API_URL": provider.url,
+            "OMVANT_EMAIL_API_TOKEN": "e2e-token",
+            "OMVANT_EMAIL_IN_DOUBT": "at-most-once",  # must not matter: the API is asked
+            "OMVANT_SEND_CONCURRENCY": "4",
+            "OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS": "3",
+        },
+    )
+    # the provider takes each e-mail, then takes its time to answer: the in-doubt window
+    provider.behave(delay_after=2.0)
+    enqueue(
+        build_broker(rabbitmq_url),
+        Queues.NOTIFICATION_DISPATCH,
+        "dispatch_notifications",
+        envelope_for(items).model_dump(mode="json"),
+        prefix=queue_prefix,
+    )
+    stages = ["notification-dispatch", "notification-sending"]
+    first = WorkerProcess(env, stages, tmp_path / "first.log", threads=1)
+    try:
+        assert wait_until(lambda: len(provider.messages()) >= 2, timeout=120), first.output()[
+            -3000:
+        ]
+        first.kill()
+    finally:
+        first.stop()
+
+    def rows() -> list[notifications.Entry]:
+        with engine.connect() as conn:
+            return list(notifications.entries_for(conn, keys).values())
+
+    in_doubt = [r.key for r in rows() if r.status == notifications.PENDING]
+    assert 1 <= len(in_doubt) <= 4, Counter(r.status for r in rows())  # one group in flight
+    provider.behave(delay_after=0.0)
+    with running_workers(env, tmp_path / "logs", stages, threads=1) as second:
+
+        def settled() -> bool:
+            return all(r.status == notifications.SENT for r in rows())
+
+        assert wait_until(settled, timeout=180), (
+            f"{Counter(r.status for r in rows())}\n{second.output()[-3000:]}"
+        )
+    found = rows()
+    resolutions = {r.key: r.resolution for r in found if r.key in in_doubt}
+    # every in-doubt e-mail was settled by asking: the provider had it (taken before the kill)
+    assert set(resolutions.values()) <= {Resolution.FOUND_AT_PROVIDER, Resolution.NOT_AT_PROVIDER}
+    assert Resolution.FOUND_AT_PROVIDER in resolutions.values()
+    assert all(r.resolution is None for r in found if r.key not in in_doubt)
+    # at the provider: one e-mail per resident, and never a second POST for one it had
+    taken = Counter(str(m["key"]) for m in provider.messages())
+    assert taken == Counter({f"{k}:email": 1 for k in keys})
+    stats = httpx.get(f"{provider.url}/v1/stats").json()
+    assert stats == {"attempts": CASES, "distinct": CASES, "duplicates_refused": 0}
+    engine.dispose()
