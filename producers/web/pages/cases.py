@@ -12,7 +12,6 @@ import csv
 import dataclasses
 import datetime as dt
 import io
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -21,6 +20,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from contracts.send_case import canonical_case_id
 from producers.web.auth import Acting, AsStaff, NotFound, console, render
 from producers.web.i18n import gettext as _
 from producers.web.wording import STATUS
@@ -136,15 +136,6 @@ def parse_query(
     if pnr_text is not None and normalized is None:
         filt = case_queries.CaseFilter(personnummer="-")  # an invalid number matches nothing
     return query, filt
-
-
-def case_key(case_id: str) -> str:
-    """The case id as stored: a UUID in its canonical lower-case form whatever the URL's
-    letter case (``3F2C...`` finds ``3f2c...``); any other id as it is."""
-    try:
-        return str(uuid.UUID(case_id))
-    except ValueError:
-        return case_id
 
 
 def _reader(acting: Acting, *, unmasked: bool = False) -> case_access.Reader:
@@ -302,7 +293,7 @@ def case_page(request: Request, case_id: str, acting: AsStaff) -> Response:
     read is written to the access log as its own entry (``cases-show-answer``)."""
     services = console(request)
     reader = _reader(acting, unmasked=True)
-    case_id = case_key(case_id)
+    case_id = canonical_case_id(case_id)  # an upper-case UUID in the address finds it
     try:
         detail = case_access.show_case(services.engine, reader, case_id, now=services.now())
         answer, answer_error = None, None
