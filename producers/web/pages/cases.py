@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from contracts.send_case import canonical_case_id
 from producers.web.auth import Acting, AsStaff, NotFound, console, render
+from producers.web.explained import explained
 from producers.web.i18n import gettext as _
 from producers.web.wording import STATUS
 from workers import case_access
@@ -175,7 +176,7 @@ def _list_page(
         total = case_access.count_cases(services.engine, reader, filt, now=now)
         rows = case_access.list_cases(services.engine, reader, paged, now=now).rows
     except case_access.UsageError as exc:
-        raise NotFound(str(exc)) from None
+        raise NotFound(explained(exc)) from None
     with services.begin() as conn:
         templates = [
             (t.id, t.name) for t in template_store.listing(conn, clinic_hsa_id=acting.clinic_hsa_id)
@@ -271,7 +272,7 @@ def _export(
             services.engine, _reader(acting, unmasked=full), wanted, now=services.now()
         ).rows
     except case_access.UsageError as exc:
-        raise NotFound(str(exc)) from None
+        raise NotFound(explained(exc)) from None
     stamp = services.now().astimezone(services.zone).strftime("%Y%m%d-%H%M")
     return StreamingResponse(
         _csv_lines(rows, full, services.zone),
