@@ -396,6 +396,14 @@ def test_a_nurse_sends_a_case_with_an_attachment_and_sees_it_read(
     shot(browser, "10-case-read")
     browser.get(f"{console.url}/arenden?status=read")  # type: ignore[attr-defined]
     assert case_id in browser.page_source  # type: ignore[attr-defined]
+    # the search by personnummer is posted: the number is in no address the browser keeps
+    type_into(browser, By.ID, "f-pnr", f"{resident[:8]}-{resident[8:]}")
+    click(browser, By.ID, "filter-button")
+    searched = f"{console.url}/arenden"
+    assert wait_until(lambda: browser.current_url == searched, timeout=15)  # type: ignore[attr-defined]
+    assert wait_until(lambda: "Sökningen loggas" in browser.page_source, timeout=15)  # type: ignore[attr-defined]
+    assert case_id in browser.page_source  # type: ignore[attr-defined]
+    shot(browser, "10b-cases-searched")
 
 
 @pytest.mark.no_javascript
