@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from producers.cli.options import BrokerOption, DatabaseOption, settings_from
+from producers.cli.options import BrokerOption, DatabaseOption, checked_engine, settings_from
 from workers.log import configure
 
 
@@ -28,7 +28,8 @@ def serve(
 
     settings = settings_from(broker, database)
     configure(settings.log_level, json=settings.log_json)
-    app = create_app(settings)
+    checked_engine(settings.database_url).dispose()  # only omvant db upgrade migrates
+    app = create_app(settings, migrate=False)
     if is_in_process(settings.broker_url):
         typer.echo(MEMORY_BROKER_WARNING, err=True)
         app.state.console.isolated_broker = True  # the pages say it too

@@ -56,6 +56,8 @@ class WorkerProcess:
     ) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
+        # as the compose file's migrate service does: workers refuse a schema not up to date
+        subprocess.run([OMVANT, "db", "upgrade"], env=dict(env), check=True, capture_output=True)
         self.process = subprocess.Popen(
             [OMVANT, "worker", *stages, "--processes", str(processes), "--threads", str(threads)],
             env=dict(env),

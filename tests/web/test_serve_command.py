@@ -14,7 +14,9 @@ from tests.ports import SERVE_PORT, answer_when_up, port_said
 
 def test_omvant_serve_answers_probes_and_publishes_openapi(tmp_path: Path) -> None:
     env = {**os.environ, "OMVANT_DATABASE_URL": f"sqlite:///{tmp_path}/serve.db"}
-    command = [str(Path(sys.executable).with_name("omvant")), "serve", "--port", "0"]
+    omvant = str(Path(sys.executable).with_name("omvant"))
+    subprocess.run([omvant, "db", "upgrade"], env=env, check=True, capture_output=True)
+    command = [omvant, "serve", "--port", "0"]
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stderr=out)
