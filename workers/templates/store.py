@@ -166,6 +166,26 @@ def changeable(conn: sa.Connection, template_id: str, clinic_hsa_id: str | None)
     return found
 
 
+def creator_scope(
+    clinic_hsa_id: str | None, scope: str | None, owner: str | None
+) -> tuple[str, str]:
+    """The scope and owner of a template someone creates: a clinic creates only its own local
+    templates; a national or regional one needs its scope and owner (a national editor).
+
+    Raises
+    ------
+    ValueError
+        A clinic asked for another scope, or neither a clinic nor a scope and owner was given.
+    """
+    if clinic_hsa_id is not None:
+        if scope not in (None, "local"):
+            raise ValueError("a clinic creates local templates; leave out --scope")
+        return "local", clinic_hsa_id
+    if scope is None or owner is None:
+        raise ValueError("give --clinic for a local template, or --scope and --owner")
+    return scope, owner
+
+
 def check_importable(templates_: Sequence[Template], clinic_hsa_id: str | None) -> None:
     """Refuse an import by a clinic of anything but its own local templates.
 
@@ -420,6 +440,7 @@ __all__: Sequence[str] = (
     "changeable",
     "check_importable",
     "create",
+    "creator_scope",
     "edited",
     "head",
     "history",
