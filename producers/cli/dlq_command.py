@@ -24,6 +24,7 @@ from producers.cli.options import (
     DatabaseOption,
     JsonOption,
     checked_engine,
+    current_settings,
     settings_from,
 )
 from workers import failures, replay
@@ -75,7 +76,8 @@ def _who(user: str | None) -> str:
 
 
 def _prefix() -> str:
-    return settings_from(None, None).queue_prefix
+    """The queue prefix of the settings the command built (built here if not yet)."""
+    return (current_settings() or settings_from()).queue_prefix
 
 
 def _engine(database: str | None) -> Any:
