@@ -35,6 +35,15 @@ def case_id_for_reference(clinic_hsa_id: str, reference: str) -> str:
     return str(uuid.uuid5(_REFERENCE_NAMESPACE, f"{clinic_hsa_id}\x1f{reference}"))
 
 
+def canonical_case_id(text: str) -> str:
+    """A case id as Omvänt writes it: a UUID in lower case (``3F2C...`` and ``{3f2c...}`` name
+    the case ``3f2c...``); any other text as it is (it names no case Omvänt made)."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text
+
+
 class SendCaseV1(FrozenModel):
     """Send one message from a clinic to one resident (version 1).
 

@@ -53,6 +53,7 @@ from workers.settings import Settings
 from workers.store import notifications
 from workers.store.engine import ensure_database, make_engine, upgrade
 from workers.store.schema import cases as cases_table
+from workers.store.sql import aware_utc
 
 NOOP_QUEUE = "bench-noop"
 """The queue of the no-op yardstick actor (``producers/bench_noop.py``)."""
@@ -223,7 +224,7 @@ def _settled(engine: sa.Engine, batch_id: str) -> int:
 
 def epoch_seconds(value: dt.datetime) -> float:
     """Seconds since the epoch of a (naive means UTC) timestamp."""
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+    return aware_utc(value).timestamp()
 
 
 def _index(idempotency_key: str) -> int:

@@ -26,6 +26,7 @@ from workers.store.api_keys import ApiKey
 from workers.store.cases import utcnow
 from workers.store.schema import batches as batches_table
 from workers.store.schema import cases, intake_keys
+from workers.store.sql import aware_utc
 
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 """The form of every case and batch id (``contracts.common.CaseId``): a path that is not one
@@ -152,7 +153,7 @@ def _queued(conn: sa.Connection, key: ApiKey, case_id: str) -> CaseStatus | None
     ).first()
     if row is None:
         return None
-    at = row.first_seen_at if row.first_seen_at.tzinfo else row.first_seen_at.replace(tzinfo=dt.UTC)
+    at = aware_utc(row.first_seen_at)
     return CaseStatus(
         id=case_id,
         clinic_hsa_id=row.clinic_hsa_id,
@@ -170,8 +171,7 @@ def _status(conn: sa.Connection, detail: case_queries.CaseDetail) -> CaseStatus:
         )
     ).first()
     notified_at = extra.notified_at if extra is not None else None
-    if notified_at is not None and notified_at.tzinfo is None:
-        notified_at = notified_at.replace(tzinfo=dt.UTC)
+    notified_at = aware_utc(notified_at)
     return CaseStatus(
         id=row.case_id,
         clinic_hsa_id=row.clinic_hsa_id,

@@ -47,8 +47,7 @@ def measure(messages: int, cases: int) -> dict[str, float | bool]:
     started = _cpu()
     for _ in range(messages):
         middleware.before_process_message(broker, message)
-        with failures.reading(parsed, _case_id):
-            pass
+        failures.reading(parsed, _case_id)
         middleware.after_process_message(broker, message, result=None, exception=None)
     per_message = (_cpu() - started) / messages
     return {

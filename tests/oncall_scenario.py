@@ -111,10 +111,14 @@ def failure_reasons(engine: sa.Engine) -> list[tuple[str, str, int]]:
     return sorted((r.reason, r.kind, r.case_count) for r in rows)
 
 
-def settled_count(engine: sa.Engine, batch: str, states: Sequence[str]) -> int:
-    """Cases of the batch in one of ``states``; a delivered one only once none of its
-    notifications is still open (the notification-sending stage is done with it)."""
-    rows = case_rows(engine, batch).values()
+def settled_count(
+    engine: sa.Engine, batch: str, states: Sequence[str], keys: Sequence[str] | None = None
+) -> int:
+    """Cases of the batch (of them, those of idempotency ``keys``) in one of ``states``; a
+    delivered one only once none of its notifications is still open (the notification-sending
+    stage is done with it)."""
+    found = case_rows(engine, batch)
+    rows = [found[k] for k in keys if k in found] if keys is not None else list(found.values())
     counted = [r for r in rows if r.state in states and r.state != "delivered"]
     delivered = [r.id for r in rows if r.state == "delivered" and "delivered" in states]
     if not delivered:

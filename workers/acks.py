@@ -22,6 +22,7 @@ Two ways dramatiq could acknowledge a message that never ran, both seen in a cha
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
@@ -39,6 +40,8 @@ DELIVERED_BY = "_omvant_delivered_by"
 """The attribute of a message proxy naming the consumer (channel) that delivered it."""
 PUT_BACK = "_omvant_put_back"
 """The attribute of a message proxy saying: its retry was not enqueued; put it back."""
+PUT_BACK_PAUSE_SECONDS = 1.0
+"""How long a worker thread waits before it puts back a message whose retry failed."""
 
 
 def put_back_wanted(message: MessageProxy) -> bool:
@@ -67,6 +70,8 @@ class PutBackRetries(Retries):
                 queue=message.queue_name,
                 error=type(exc).__name__,
             )
+            # a broker that hands messages out but takes none is not spun against
+            time.sleep(PUT_BACK_PAUSE_SECONDS)
 
 
 def use_put_back_retries(broker: dramatiq.Broker) -> None:

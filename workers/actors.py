@@ -14,6 +14,7 @@ batch's cases are rejected with ``batch-cancelled``; the rest run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -24,11 +25,10 @@ from dramatiq.middleware import Middleware
 
 from contracts.envelope import origin_message_id, split_message_id
 from contracts.registry import ContractError, Parsed, parse
-from workers import case_ownership, failures, metrics, recipient_validation
-from workers.batch_control import cache_for
+from workers import case_ownership, failures, metrics
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
-from workers.enqueue import enqueue_on_lane
+from workers.enqueue import enqueue
 from workers.log import get_logger
 from workers.message_guard import UNREADABLE_ACTOR, record_quarantined
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
@@ -90,8 +90,7 @@ def run_message(
         return
     parsed = owned
     try:
-        with failures.reading(parsed, _case_id):
-            process(parsed, ctx)
+        process(parsed, dataclasses.replace(ctx, reading=failures.reading(parsed, _case_id)))
     except Exception as exc:
         if len(parsed.items) <= 1 or is_outage(exc) or isinstance(exc, dramatiq.Retry):
             raise  # an outage, or a provider's "wait": retry the chunk whole
@@ -135,7 +134,7 @@ def split_unreadable_chunk(
             "case_ids": [case_ids[index]] if aligned and case_ids else [],
         }
         # back on the lane its case belongs to
-        enqueue_on_lane(ctx.broker, route, lane, single, prefix=ctx.settings.queue_prefix)
+        enqueue(ctx.broker, *route.lane(lane), single, prefix=ctx.settings.queue_prefix)
     log.warning("chunk with invalid records split", queue=route.queue, records=len(payload))
     return True
 
@@ -173,7 +172,7 @@ def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | Non
 def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     """Apply pause and cancel of the chunk's dispatches; return what may run now (or None).
     Cancelling stops cases before the inbox; a case already delivered is still notified."""
-    views = cache_for(ctx.engine).views(getattr(i, "batch_id", None) for i in parsed.items)
+    views = ctx.batches.views(getattr(i, "batch_id", None) for i in parsed.items)
     if all(v.status == BatchStatus.RUNNING for v in views.values()):
         return parsed
     paused: list[Any] = []
@@ -202,10 +201,8 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
         )
     if cancelled:
         with ctx.engine.begin() as conn:
-            if contract == "SendCase":
-                origin = origin_message_id(parsed.envelope.message_id)
-                rows = recipient_validation.received_rows(cancelled, correlation_id, origin)
-                cases.insert_received(conn, rows)
+            origin = origin_message_id(parsed.envelope.message_id)
+            case_ownership.record_received(conn, cancelled, correlation_id, origin)
             cases.apply(
                 conn,
                 ending(
@@ -246,12 +243,8 @@ class RecordDeadLetters(Middleware):
         except ContractError:
             parsed = None
         case_ids: list[str] = []
-        if parsed is not None:
-            case_ids = list(parsed.envelope.case_ids) or [
-                str(getattr(item, "case_id", "")) for item in parsed.items
-            ]
-            if parsed.envelope.contract == "SendCase":
-                case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
+        if parsed is not None:  # Omvänt's id of each case (a SendCase's is derived: _case_id)
+            case_ids = [_case_id(item) for item in parsed.items] or list(parsed.envelope.case_ids)
         route = ROUTES.get(parsed.envelope.contract) if parsed is not None else None
         ctx = self.context()
         reason = failures.dead_letter_reason(exception)

@@ -2,13 +2,13 @@
 
 The actor shell asks for every chunk (to hold a paused batch's cases and reject a cancelled
 one's) and ``emit`` asks for the lane; one query per batch a second keeps that free per case.
+A process keeps its cache in its ``Context`` (``ctx.batches``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import weakref
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,16 +74,3 @@ class BatchCache:
         """Drop every cached view (the next question asks the database)."""
         with self._lock:
             self._views.clear()
-
-
-_caches: weakref.WeakKeyDictionary[sa.Engine, BatchCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
-
-
-def cache_for(engine: sa.Engine) -> BatchCache:
-    """The process's batch cache for ``engine``."""
-    with _caches_lock:
-        cache = _caches.get(engine)
-        if cache is None:
-            cache = _caches[engine] = BatchCache(engine)
-        return cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import dramatiq
@@ -21,10 +22,14 @@ from workers.adapters.notifier_wiring import (
 from workers.adapters.notifiers import ChannelRateLimits, EmailSender, SmsGateway
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue, StaffCatalogue
 from workers.attachments.scanner import SimulatedVirusScanner, VirusScanner, scanner_from
+from workers.batch_control import BatchCache
 from workers.settings import Settings
 from workers.store.engine import make_engine
 from workers.templates.database import DatabaseTemplateLibrary
 from workers.templates.library import TemplateLibrary
+
+if TYPE_CHECKING:
+    from workers.failures import Reading
 
 
 @dataclass
@@ -41,10 +46,15 @@ class Context:
     sms: SmsGateway
     email: EmailSender
     blobs: BlobStore
+    batches: BatchCache
+    """The process's view of dispatches (status and bulk lane), refreshed every second."""
     today: Callable[[], dt.date] = field(default=dt.date.today)
     scanner: VirusScanner = field(default_factory=SimulatedVirusScanner)
     rate_limits: ChannelRateLimits = field(default_factory=ChannelRateLimits)
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    reading: Reading | None = None
+    """The message a stage is running (set by the actor shell on the context it passes the
+    stage): its records are kept with the rejections an operator can put right."""
 
 
 def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
@@ -76,6 +86,7 @@ def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:
         sms=sms,
         email=email,
         blobs=blob_store_from(settings.blob_dir, settings.blob_url, settings.s3_endpoint_url),
+        batches=BatchCache(engine),
         today=lambda: dt.datetime.now(zone).date(),
         scanner=scanner_from(settings.clamd_socket, settings.clamd_url, settings.clamd_timeout),
         rate_limits=build_rate_limits(settings),

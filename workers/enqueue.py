@@ -16,7 +16,7 @@ from contracts.registry import envelope_for
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from workers.queues import queue_name
-from workers.routes import ROUTES, Route, lane_for
+from workers.routes import ROUTES, lane_for
 
 
 def enqueue(
@@ -28,7 +28,8 @@ def enqueue(
     prefix: str = "",
     delay_ms: int | None = None,
 ) -> None:
-    """Put one envelope on a queue (a lane's, without prefix) for an actor, by name."""
+    """Put one envelope on a queue (a lane's, without prefix) for an actor, by name: a route's
+    lane gives both (``enqueue(broker, *route.lane(lane), envelope)``)."""
     broker.enqueue(
         dramatiq.Message(
             queue_name=queue_name(queue, prefix),
@@ -39,20 +40,6 @@ def enqueue(
         ),
         delay=delay_ms,
     )
-
-
-def enqueue_on_lane(
-    broker: dramatiq.Broker,
-    route: Route,
-    lane: str,
-    envelope: dict[str, object],
-    *,
-    prefix: str = "",
-    delay_ms: int | None = None,
-) -> None:
-    """Put one envelope on ``lane`` of ``route``'s stage (its queue and the lane's actor)."""
-    queue, actor_name = route.lane(lane)
-    enqueue(broker, queue, actor_name, envelope, prefix=prefix, delay_ms=delay_ms)
 
 
 def push_chunk(
@@ -70,6 +57,5 @@ def push_chunk(
         lanes.setdefault(lane_for(request.priority, batch_lane), []).append(request)
     for lane, chosen in lanes.items():
         envelope = envelope_for(chosen, correlation_id=correlation_id)
-        enqueue_on_lane(
-            broker, ROUTES[SEND_CASE], lane, envelope.model_dump(mode="json"), prefix=prefix
-        )
+        queue, actor_name = ROUTES[SEND_CASE].lane(lane)
+        enqueue(broker, queue, actor_name, envelope.model_dump(mode="json"), prefix=prefix)

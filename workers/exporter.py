@@ -38,6 +38,7 @@ from workers.store import failures as failure_store
 from workers.store.cases import utcnow
 from workers.store.failures import Selection
 from workers.store.schema import cases, notification_ledger
+from workers.store.sql import aware_utc
 
 log = get_logger(__name__)
 
@@ -46,10 +47,6 @@ FINAL_NOTIFICATION_STATUSES = frozenset({"sent", "refused", "unconfirmed"})
 """Ledger statuses a row never leaves: their counts only grow (Prometheus counters)."""
 OVERLAP = dt.timedelta(seconds=60)
 """How far back each scrape looks again for notified cases (transactions commit out of order)."""
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 class LatencyTracker:
@@ -84,9 +81,11 @@ class LatencyTracker:
         for row in rows:
             if row.id in self.recent:
                 continue
-            notified = _aware(row.notified_at)
+            notified = aware_utc(row.notified_at)
             self.recent[row.id] = notified
-            self.histogram.observe(max(0.0, (notified - _aware(row.received_at)).total_seconds()))
+            self.histogram.observe(
+                max(0.0, (notified - aware_utc(row.received_at)).total_seconds())
+            )
             self.watermark = max(self.watermark, notified)
             seen += 1
         horizon = self.watermark - OVERLAP * 2

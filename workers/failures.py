@@ -25,9 +25,7 @@ import datetime as dt
 import json
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,29 +184,23 @@ class Reading:
         return self._records
 
 
-_reading: ContextVar[Reading | None] = ContextVar("omvant_reading", default=None)
-
-
-@contextmanager
-def reading(parsed: Parsed, case_id_of: Callable[[Any], str]) -> Iterator[None]:
-    """While a stage runs ``parsed``, remember its records, so a rejection that an operator
-    can put right is kept with what is needed to send it again."""
-    token = _reading.set(Reading(parsed.envelope, parsed.items, case_id_of))
-    try:
-        yield
-    finally:
-        _reading.reset(token)
+def reading(parsed: Parsed, case_id_of: Callable[[Any], str]) -> Reading:
+    """What a stage is running: its records, so a rejection that an operator can put right is
+    kept with what is needed to send it again (the actor shell puts it in ``ctx.reading``)."""
+    return Reading(parsed.envelope, parsed.items, case_id_of)
 
 
 def rejection_records(
-    rejects: Sequence[tuple[str, str, str | None]], *, now: dt.datetime | None = None
+    rejects: Sequence[tuple[str, str, str | None]],
+    current: Reading | None,
+    *,
+    now: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Failure records for the ``(case_id, reason, detail)`` rejections an operator can fix."""
     fixable = [r for r in rejects if r[1] in REPLAYABLE_REJECTIONS]
     if not fixable:
         return []
     now = now or utcnow()
-    current = _reading.get()
     out: list[dict[str, Any]] = []
     for case_id, reason, detail in fixable:
         found = current.records.get(case_id) if current else None
@@ -258,9 +250,12 @@ def rejection_records(
     return out
 
 
-def record_rejections(conn: sa.Connection, rejects: Sequence[tuple[str, str, str | None]]) -> None:
-    """Write the failure records of fixable rejections (in the caller's transaction)."""
-    store.insert(conn, rejection_records(rejects))
+def record_rejections(
+    conn: sa.Connection, rejects: Sequence[tuple[str, str, str | None]], current: Reading | None
+) -> None:
+    """Write the failure records of fixable rejections (in the caller's transaction), with the
+    records of ``current`` (what the stage is running) when it has them."""
+    store.insert(conn, rejection_records(rejects, current))
 
 
 # --- the on-call view ---------------------------------------------------------------------

@@ -31,7 +31,7 @@ from contracts.registry import VERSIONS, read_record
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from workers import rejections
-from workers.batch_control import cache_for
+from workers.batch_control import BatchCache
 from workers.enqueue import push_chunk
 from workers.log import get_logger
 from workers.queues import INTAKE_EXCHANGE, queue_name
@@ -337,6 +337,7 @@ def admit(
     broker: Any,
     engine: sa.Engine,
     window: dt.timedelta,
+    batches: BatchCache | None = None,
 ) -> list[intake_keys.Claim]:
     """Take accepted requests, each with the integration that sent it, into the pipeline:
     scope each idempotency key to its integration, decide each by that key, put the new ones
@@ -352,7 +353,7 @@ def admit(
     by_batch: dict[str | None, list[SendCaseV2]] = {}
     for request in to_send:
         by_batch.setdefault(request.batch_id, []).append(request)
-    views = cache_for(engine).views(by_batch)
+    views = (batches or BatchCache(engine)).views(by_batch)  # a fresh one reads them now
     size = max(1, settings.chunk_size)
     for batch_id, group in by_batch.items():
         view = views.get(batch_id) if batch_id else None
@@ -449,6 +450,7 @@ class IntakeBridge:
         self.settings = settings
         self.broker = broker
         self.engine = engine
+        self.batches = BatchCache(engine)
         self.buffer = buffer
         self.counts = BridgeCounts()
         self.window = dt.timedelta(days=settings.intake_window_days)
@@ -576,6 +578,7 @@ class IntakeBridge:
             broker=self.broker,
             engine=self.engine,
             window=self.window,
+            batches=self.batches,
         )
         self.source.ack([d for d, _a in accepted])
         sent = sum(1 for c in claims if c.send)

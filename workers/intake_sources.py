@@ -24,6 +24,7 @@ import redis
 from workers import amqp_properties
 from workers.intake_bridge import MESSAGE_ID, Delivery, IntakeSource
 from workers.queues import INTAKE_EXCHANGE, INTAKE_REJECTS, queue_name
+from workers.store.sql import aware_utc
 from workers.wire import normal_headers
 
 kombu: Any = _kombu  # kombu ships no type hints; its calls are checked by the tests
@@ -229,7 +230,7 @@ def _rejected_at(body: object) -> dt.datetime:
     try:
         raw = body if isinstance(body, bytes | str) else bytes(body)  # type: ignore[call-overload]
         value = dt.datetime.fromisoformat(json.loads(raw)["rejected_at"])
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return aware_utc(value)
     except (ValueError, KeyError, TypeError, RecursionError):
         return dt.datetime.min.replace(tzinfo=dt.UTC)
 

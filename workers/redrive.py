@@ -105,14 +105,20 @@ def _record_of(
 
 
 def redrive_cleared(ctx: Context, case_ids: Sequence[str]) -> Counter[str]:
-    """Send the stalled ``cleared`` cases to inbox delivery again; count what was done:
-    ``redriven-cleared`` and ``not-rebuilt-cleared``."""
+    """Send the stalled ``cleared`` cases to inbox delivery again, on the process's broker;
+    count what was done: ``redriven-cleared``, ``not-rebuilt-cleared`` and (the broker away,
+    or an in-process broker no worker consumes) ``not-sent-cleared``."""
     counts: Counter[str] = Counter()
     if not case_ids:
         return counts
     rebuilt = rebuild_cleared(ctx, case_ids)
     for correlation_id, records in rebuilt.records.items():
-        emit(ctx, records, correlation_id=correlation_id)
+        try:
+            emit(ctx, records, correlation_id=correlation_id)
+        except Exception as exc:  # noqa: BLE001 - the broker away: the next run tries again
+            counts["not-sent-cleared"] += len(records)
+            log.warning("stalled cases not sent: the broker", error=type(exc).__name__)
+            continue
         counts["redriven-cleared"] += len(records)
     if rebuilt.incomplete:
         counts["not-rebuilt-cleared"] = len(rebuilt.incomplete)

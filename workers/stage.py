@@ -10,10 +10,9 @@ from pydantic import BaseModel
 
 from contracts.registry import contract_of, envelope_for
 from workers import failures, metrics
-from workers.batch_control import cache_for
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
-from workers.enqueue import enqueue_on_lane
+from workers.enqueue import enqueue
 from workers.queues import NORMAL
 from workers.reasons import Reason
 from workers.routes import ROUTES, lane_for
@@ -75,7 +74,7 @@ def settle(
         record_unknown_cases(conn, {t.case_id for t in transitions} - holding, stage=stage)
         if rejects:
             rejects = [r for r in rejects if r[0] in holding]
-            failures.record_rejections(conn, rejects)
+            failures.record_rejections(conn, rejects, ctx.reading)
         if within is not None:
             within(conn, holding)
     if rejects:
@@ -158,10 +157,9 @@ def emit(
                 correlation_id=correlation_id,
                 message_id=message_id if len(items) == 1 else None,
             )
-            enqueue_on_lane(
+            enqueue(
                 ctx.broker,
-                route,
-                lane,
+                *route.lane(lane),
                 envelope.model_dump(mode="json"),
                 prefix=ctx.settings.queue_prefix,
                 delay_ms=delay_ms,
@@ -172,7 +170,7 @@ def lanes_for(ctx: Context, cases_: Sequence[tuple[object, object]]) -> list[str
     """The lane of each ``(priority, batch_id)``: urgent first, then the dispatch's bulk lane,
     else normal (``routes.lane_for``). Every enqueue of case records picks its lane here."""
     batch_ids = [b if isinstance(b, str) and b else None for _, b in cases_]
-    views = cache_for(ctx.engine).views(batch_ids)
+    views = ctx.batches.views(batch_ids)
     chosen: list[str] = []
     for (priority, _), batch_id in zip(cases_, batch_ids, strict=True):
         view = views.get(batch_id) if batch_id else None

@@ -48,6 +48,7 @@ from workers.store import cases as cases_store
 from workers.store import notifications
 from workers.store.cases import utcnow
 from workers.store.schema import batches, cases, notification_ledger, sweep_runs
+from workers.store.sql import aware_utc
 from workers.unread_follow_up import run_follow_ups
 
 log = get_logger(__name__)
@@ -191,7 +192,7 @@ def last_run(conn: sa.Connection) -> dict[str, Any] | None:
     ).first()
     if row is None:
         return None
-    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)
+    at = aware_utc(row.at)
     return {"at": at.isoformat(), "counts": json.loads(row.counts)}
 
 

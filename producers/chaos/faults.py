@@ -194,10 +194,11 @@ class Supervisor:
             group.stop()
 
 
-def gateway_control(url: str, **changes: Any) -> None:
-    """``POST /control`` to the SMS-gateway simulator."""
+def gateway_control(url: str, *, path: str = "/control", **changes: Any) -> None:
+    """``POST /control`` to the SMS-gateway simulator (``path="/v1/control"``: the e-mail
+    API simulator)."""
     request = urllib.request.Request(  # noqa: S310 - our simulator on loopback
-        f"{url}/control",
+        f"{url}{path}",
         data=json.dumps(changes).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
@@ -236,10 +237,14 @@ class FaultSchedule(threading.Thread):
         seed: int,
         log: FaultLog,
         say: Callable[[str], None],
+        email_api_url: str | None = None,
     ) -> None:
         super().__init__(name="fault-schedule", daemon=True)
         self.timeline, self.supervisor, self.broker = timeline, supervisor, broker
         self.postgres, self.redis, self.gateway_url = postgres, redis, gateway_url
+        self.email_api_url = email_api_url
+        """The e-mail API simulator, if the run sends e-mail through it: it is down with the
+        SMS gateway."""
         self.rng = random.Random(seed)
         self.log, self.say = log, say
         self.errors: list[str] = []
@@ -292,6 +297,10 @@ class FaultSchedule(threading.Thread):
             gateway_control(self.gateway_url, fail_next=10**9)
             self.log.add("sms-gateway-503", f"for {self.timeline.gateway_seconds:g} s")
             self.say(f"SMS gateway answers 503 for {self.timeline.gateway_seconds:g} s")
+            if self.email_api_url:
+                seconds = self.timeline.gateway_seconds
+                gateway_control(self.email_api_url, path="/v1/control", fail_for=seconds)
+                self.log.add("email-api-503", f"for {seconds:g} s")
         elif what == "gateway-up":
             gateway_control(self.gateway_url, fail_next=0)
             self.say("SMS gateway answers again")

@@ -82,6 +82,10 @@ class ChaosConfig:
     """Give up waiting when no case has settled for this long after the last fault."""
     timeout: float = 3600.0
     keep: Path | None = None
+    email: str = "smtp"
+    """``smtp`` (the SMTP sink: an in-doubt e-mail is settled by ``OMVANT_EMAIL_IN_DOUBT``) or
+    ``api`` (the e-mail API simulator: settled by asking it by key; it is down with the SMS
+    gateway)."""
 
 
 class Simulator:
@@ -140,13 +144,18 @@ def _get_json(url: str) -> Any:
 
 
 def observe(
-    root: Path, inbox_url: str, gateway_url: str, expected: list[Expected]
+    root: Path,
+    inbox_url: str,
+    gateway_url: str,
+    expected: list[Expected],
+    email_api_url: str | None = None,
 ) -> tuple[Observed, int]:
     """What the simulators received, per case; and how many SMS POSTs repeated a key.
 
     The inbox and the gateway are asked over their APIs (each message under its idempotency
     key: ``CASE:inbox``, ``CASE:sms``); the SMTP sink's record file has one line per mail
-    taken, whose Message-ID is derived from ``CASE:email``.
+    taken, whose Message-ID is derived from ``CASE:email``; the e-mail API simulator (when the
+    run uses it) is asked for its messages (one per key ``CASE:email``).
     """
 
     def per_case(keys: list[str], suffix: str) -> Counter[str]:
@@ -164,7 +173,10 @@ def observe(
     by_message_id = {message_id(key_for(e.case_id, "email")): e.case_id for e in expected}
     email: Counter[str] = Counter()
     mail_file = root / "mails.jsonl"
-    if mail_file.exists():
+    if email_api_url:
+        keys = [str(m["key"]) for m in _get_json(f"{email_api_url}/v1/messages")["messages"]]
+        email = per_case(keys, "email")
+    elif mail_file.exists():
         for line in mail_file.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 mid = json.loads(line)["message_id"]
@@ -326,12 +338,23 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         upgrade(database_url)
         gateway = Simulator(["sms-gateway"], free_port(*PORTS), root / "logs" / "sms-gateway.log")
         stack.callback(gateway.stop)
-        smtp = Simulator(
-            ["smtp-sink", "--record", str(root / "mails.jsonl")],
-            free_port(*PORTS),
-            root / "logs" / "smtp-sink.log",
-        )
-        stack.callback(smtp.stop)
+        email_api_url: str | None = None
+        if config.email == "api":
+            mail = Simulator(
+                ["email-api", "--store", str(root / "email.sqlite3")],
+                free_port(*PORTS),
+                root / "logs" / "email-api.log",
+            )
+            email_api_url = f"http://127.0.0.1:{mail.port}"
+            mail_env = {"OMVANT_EMAIL_API_URL": email_api_url}
+        else:
+            mail = Simulator(
+                ["smtp-sink", "--record", str(root / "mails.jsonl")],
+                free_port(*PORTS),
+                root / "logs" / "smtp-sink.log",
+            )
+            mail_env = {"OMVANT_SMTP_URL": f"smtp://127.0.0.1:{mail.port}"}
+        stack.callback(mail.stop)
         inbox = Simulator(
             ["inbox", "--store", str(root / "inbox.sqlite3")],
             free_port(*PORTS),
@@ -341,7 +364,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         inbox_url = f"http://127.0.0.1:{inbox.port}"
         _wait_port(inbox.port, 30, "the inbox simulator")
         _wait_port(gateway.port, 30, "the SMS gateway simulator")
-        _wait_port(smtp.port, 30, "the SMTP sink")
+        _wait_port(mail.port, 30, f"the e-mail simulator ({config.email})")
         gateway_url = f"http://127.0.0.1:{gateway.port}"
         rates = channel_rates(expected, config.min_seconds)
         env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
@@ -353,7 +376,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
             OMVANT_BLOB_DIR=str(root / "blobs"),
             OMVANT_SMS_GATEWAY_URL=gateway_url,
             OMVANT_INBOX_URL=inbox_url,
-            OMVANT_SMTP_URL=f"smtp://127.0.0.1:{smtp.port}",
+            **mail_env,
             OMVANT_SMS_PER_SECOND=str(rates["sms"]),
             OMVANT_EMAIL_PER_SECOND=str(rates["email"]),
             OMVANT_SEED=str(config.seed),
@@ -406,6 +429,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
             seed=config.seed,
             log=log,
             say=say,
+            email_api_url=email_api_url,
         )
         schedule.start()
         engine = make_engine(database_url)
@@ -435,7 +459,8 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         resolutions = in_doubt_resolutions(engine)
         swept = sweep_totals(engine)
         engine.dispose()
-        observed, repeated_keys = observe(root, inbox_url, gateway_url, expected)
+        observed, repeated_keys = observe(root, inbox_url, gateway_url, expected, email_api_url)
+        email_stats = _get_json(f"{email_api_url}/v1/stats") if email_api_url else {}
         worker_exits = Counter(supervisor.exits)
         if config.keep is not None:
             shutil.copytree(root / "logs", config.keep / "logs", dirs_exist_ok=True)
@@ -453,6 +478,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         Row("broker restarts", log.count("broker-restart"), limit=10**9),
         Row("PostgreSQL crash-restarts", log.count("postgres-crash-restart"), limit=10**9),
         Row("SMS gateway 503 windows", log.count("sms-gateway-503"), limit=10**9),
+        Row("e-mail API 503 windows", log.count("email-api-503"), limit=10**9),
         Row("Redis CLIENT KILLs", log.count("redis-client-kill"), limit=10**9),
         Row("Redis client connections cut", schedule.cut_connections, limit=10**9),
     ]
@@ -470,6 +496,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
     return {
         "ok": faults_ok and all(r.ok for r in rows),
         "broker": config.broker,
+        "email": config.email,
         "cases": config.cases,
         "groups": config.groups,
         "threads": config.threads,
@@ -481,6 +508,7 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
         "counts": summary_counts(expected, observed),
         "sms_posts_repeating_a_key": repeated_keys,
         "inbox_posts_repeating_a_key": observed.inbox_refused_duplicates,
+        "email_api_posts_repeating_a_key": email_stats.get("duplicates_refused"),
         "worker_exits": {str(k): v for k, v in sorted(worker_exits.items())},
         "in_doubt_resolutions": resolutions,
         "redis_clients": {"start": redis_clients_start, "end": redis_clients_end},
@@ -498,7 +526,8 @@ def run_chaos(config: ChaosConfig, say: Say | None = None) -> dict[str, Any]:  #
 def render(result: dict[str, Any]) -> str:
     """The verdict table for people."""
     head = (
-        f"chaos run: {result['broker']}, {result['cases']:,} cases, {result['groups']} worker "
+        f"chaos run: {result['broker']}, e-mail by {result['email']}, {result['cases']:,} "
+        f"cases, {result['groups']} worker "
         f"processes x {result['threads']} threads, {result['seconds']:.0f} s "
         f"(dispatch {result['dispatch_seconds']:.0f} s), load average "
         f"{' '.join(str(x) for x in result['load_average'])}"
@@ -519,9 +548,11 @@ def render(result: dict[str, Any]) -> str:
     counts = result["counts"]
     tail = (
         f"reachable {counts['reachable']:,} of {counts['cases']:,}; the inbox took "
-        f"{counts['inbox_deliveries']:,}, the SMS gateway {counts['sms']:,}, the SMTP sink "
-        f"{counts['emails']:,}; repeated keys the inbox and the gateway took as one: "
-        f"{result['inbox_posts_repeating_a_key']}, {result['sms_posts_repeating_a_key']}; "
+        f"{counts['inbox_deliveries']:,}, the SMS gateway {counts['sms']:,}, the "
+        f"{'e-mail API' if result['email'] == 'api' else 'SMTP sink'} {counts['emails']:,}; "
+        f"repeated keys the inbox, the gateway and the e-mail API took as one: "
+        f"{result['inbox_posts_repeating_a_key']}, {result['sms_posts_repeating_a_key']}, "
+        f"{result['email_api_posts_repeating_a_key']}; "
         f"worker exits {result['worker_exits']}; Redis client connections "
         f"{result['redis_clients']['start']} at the start, {result['redis_clients']['end']} at "
         f"the end; in-doubt notifications settled "

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 
@@ -79,6 +80,9 @@ class RedisServer:
     """``redis-server`` on its own port with an append-only file, so a restart keeps the queues."""
 
     def __init__(self, root: Path, port: int | None = None) -> None:
+        self.root = root
+        self.chosen = port is None
+        """Whether the port is ours to choose again (another process took it before ours bound)."""
         self.port = port or free_port()
         self.restarts = 0
         self.dir = root / f"redis-{self.port}"
@@ -90,14 +94,38 @@ class RedisServer:
         """``redis://127.0.0.1:PORT/0``."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
-        """Start it and wait until it answers."""
-        argv = [require("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--dir", str(self.dir), "--save", "", "--appendonly", "yes"]
-        argv += ["--appendfsync", "everysec", "--logfile", str(self.dir / "redis.log")]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-        _wait(lambda: port_open(self.port), 20, f"redis-server on port {self.port}")
-        return self
+    def start(self, attempts: int = 5) -> RedisServer:
+        """Start it and wait until it answers: this server, not another process that took a
+        port chosen free a moment before (then ours cannot bind and exits, and a port of our
+        own choosing is chosen again)."""
+        for _attempt in range(attempts):
+            argv = [require("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
+            argv += ["--dir", str(self.dir), "--save", "", "--appendonly", "yes"]
+            argv += ["--appendfsync", "everysec", "--logfile", str(self.dir / "redis.log")]
+            process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+            self.process = process
+            _wait(partial(self._up_or_gone, process), 20, f"redis-server on port {self.port}")
+            if process.poll() is None:
+                return self
+            if not self.chosen:
+                break
+            self.port = free_port()
+            self.dir = self.root / f"redis-{self.port}"
+            self.dir.mkdir(parents=True, exist_ok=True)
+        raise ServerError(f"redis-server could not listen on port {self.port}")
+
+    def _up_or_gone(self, process: subprocess.Popen[bytes]) -> bool:
+        return process.poll() is not None or self._answers_as(process.pid)
+
+    def _answers_as(self, pid: int) -> bool:
+        """Whether the server on the port is the process ``pid`` (INFO's ``process_id``)."""
+        if not port_open(self.port):
+            return False
+        try:
+            info = self.client().info("server")  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - loading, or not Redis: not ours (yet)
+            return False
+        return bool(info.get("process_id") == pid)
 
     def client(self) -> object:
         """A redis client for this server."""

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from producers.cli.options import DatabaseOption, JsonOption, settings_from
+from producers.cli.options import DatabaseOption, JsonOption, checked_engine, settings_from
 from workers.store import api_keys
 from workers.store.api_keys import ApiKey, ApiKeyError
-from workers.store.engine import make_engine, upgrade
 
 app = typer.Typer(
     help="API keys per integration: HTTP API tokens and intake signing keys.",
@@ -33,8 +32,7 @@ def _record(key: ApiKey) -> dict[str, object]:
 
 def _engine(database: str | None):  # type: ignore[no-untyped-def]
     settings = settings_from(None, database)
-    upgrade(settings.database_url)
-    return make_engine(settings.database_url)
+    return checked_engine(settings.database_url)
 
 
 @app.command("create")

@@ -23,12 +23,20 @@ def chaos(
     kills: Annotated[int, typer.Option(min=1, help="kill -9 hits, at least.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the residents and the kills.")] = 1177,
     keep: Annotated[Path | None, typer.Option(help="Copy the run's logs into this folder.")] = None,
+    email: Annotated[
+        str,
+        typer.Option(
+            envvar="CHAOS_EMAIL",
+            help="smtp (the SMTP sink) or api (the e-mail API simulator, asked about doubts).",
+        ),
+    ] = "smtp",
     as_json: JsonOption = False,
 ) -> None:
     """Dispatch under faults on servers of its own; check at the simulators; exit 1 on a miss.
 
     Starts its own PostgreSQL cluster, Redis and (for rabbitmq) RabbitMQ node on loopback
-    ports 25000-25999, the SMS gateway and SMTP simulators as processes and supervised
+    ports 25000-25999, the SMS gateway and SMTP (or, with --email api, e-mail API) simulators
+    as processes and supervised
     ``omvant worker`` processes; kills workers with kill -9, restarts the broker,
     crash-restarts PostgreSQL, fails the SMS gateway for 25 s and cuts Redis connections.
     """
@@ -38,6 +46,9 @@ def chaos(
     if broker not in {"rabbitmq", "redis"}:
         typer.echo(f"--broker must be rabbitmq or redis, not {broker!r}", err=True)
         raise typer.Exit(2)
+    if email not in {"smtp", "api"}:
+        typer.echo(f"--email must be smtp or api, not {email!r}", err=True)
+        raise typer.Exit(2)
     config = ChaosConfig(
         broker=broker,
         cases=cases,
@@ -46,6 +57,7 @@ def chaos(
         seed=seed,
         timeline=Timeline(kills=kills),
         keep=keep,
+        email=email,
     )
     result = run_chaos(config, say=main_say)
     typer.echo(json.dumps(result, indent=2) if as_json else render(result))

@@ -19,12 +19,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
+from producers.cli.options import (
+    BrokerOption,
+    DatabaseOption,
+    JsonOption,
+    checked_engine,
+    current_settings,
+    settings_from,
+)
 from workers import failures, replay
 from workers.broker import build_broker
 from workers.store.cases import utcnow
-from workers.store.engine import make_engine, upgrade
 from workers.store.failures import Selection, canonical_id
+from workers.store.sql import aware_utc
 
 app = typer.Typer(
     help="Dead letters and rejected messages: list, show, replay, purge.", no_args_is_help=True
@@ -61,7 +68,7 @@ def since_time(value: str | None, now: dt.datetime | None = None) -> dt.datetime
     except (ValueError, OverflowError):
         typer.echo("invalid-since: --since takes an ISO time or an age like 30m, 2h, 7d", err=True)
         raise typer.Exit(2) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return aware_utc(parsed)
 
 
 def _who(user: str | None) -> str:
@@ -69,13 +76,13 @@ def _who(user: str | None) -> str:
 
 
 def _prefix() -> str:
-    return settings_from(None, None).queue_prefix
+    """The queue prefix of the settings the command built (built here if not yet)."""
+    return (current_settings() or settings_from()).queue_prefix
 
 
 def _engine(database: str | None) -> Any:
     settings = settings_from(None, database)
-    upgrade(settings.database_url)
-    return make_engine(settings.database_url)
+    return checked_engine(settings.database_url)
 
 
 def _age(seconds: float | None) -> str:

@@ -20,6 +20,7 @@ from producers.loadtest import (
 )
 from workers import server_probe as servers
 from workers.log import configure
+from workers.store.sql import aware_utc
 
 app = typer.Typer(help="Record send bursts and replay them against a test environment.")
 
@@ -46,8 +47,8 @@ def record(
         end = until or dt.datetime.now(dt.UTC)
         sends = record_from_database(
             settings.database_url,
-            since=since if since.tzinfo else since.replace(tzinfo=dt.UTC),
-            until=end if end.tzinfo else end.replace(tzinfo=dt.UTC),
+            since=aware_utc(since),
+            until=aware_utc(end),
         )
     else:
         typer.echo("say what to record: --synthetic N, or --since TIME [--until TIME]", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -71,3 +72,17 @@ def settings_from(
 def current_settings() -> Settings | None:
     """The settings the running command built, if it has built them."""
     return _current[0] if _current else None
+
+
+def checked_engine(database_url: str) -> sa.Engine:
+    """The system of record, refused (``SchemaOutdated``: one line, exit 2) unless its schema
+    is this code's: only ``omvant db upgrade`` migrates."""
+    from workers.store.engine import check_schema, make_engine
+
+    engine = make_engine(database_url)
+    try:
+        check_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

@@ -6,28 +6,38 @@ from typing import Annotated
 
 import typer
 
-from producers.cli.options import BrokerOption, DatabaseOption, settings_from
+from producers.cli.options import BrokerOption, DatabaseOption, checked_engine, settings_from
 from workers.log import configure
 
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")
+    ] = 8000,
     broker: BrokerOption = None,
     database: DatabaseOption = None,
 ) -> None:
-    """Serve the HTTP API (/v1, /openapi.json), the probes and the web console until stopped."""
+    """Serve the HTTP API (/v1, /openapi.json), the probes and the web console until stopped.
+
+    Says where on stderr (``omvant serve on http://HOST:PORT``), the port the socket got when
+    ``--port 0`` asks for any free one."""
     import uvicorn
 
     from producers.web.app import create_app
 
     settings = settings_from(broker, database)
     configure(settings.log_level, json=settings.log_json)
-    app = create_app(settings)
+    checked_engine(settings.database_url).dispose()  # only omvant db upgrade migrates
+    app = create_app(settings, migrate=False)
     if is_in_process(settings.broker_url):
         typer.echo(MEMORY_BROKER_WARNING, err=True)
         app.state.console.isolated_broker = True  # the pages say it too
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    listening = config.bind_socket()  # bound here: with --port 0, the port is known before serving
+    bound = listening.getsockname()[1]
+    typer.echo(f"omvant serve on http://{host}:{bound}", err=True)
+    uvicorn.Server(config).run(sockets=[listening])
 
 
 MEMORY_BROKER_WARNING = (

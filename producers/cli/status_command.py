@@ -14,10 +14,15 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
+from producers.cli.options import (
+    BrokerOption,
+    DatabaseOption,
+    JsonOption,
+    checked_engine,
+    settings_from,
+)
 from workers import status as status_module
 from workers.broker import build_broker
-from workers.store.engine import make_engine, upgrade
 
 
 def _age(seconds: float | None) -> str:
@@ -76,8 +81,7 @@ def status(
 ) -> None:
     """Queues and lanes, dead letters, dispatches in flight, stuck cases: one screen."""
     settings = settings_from(broker, database)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = checked_engine(settings.database_url)
     live_broker = build_broker(settings.broker_url)
 
     def read() -> dict[str, Any]:
@@ -117,11 +121,9 @@ def exporter(
     from workers.exporter import build_registry, serve
 
     settings = settings_from(broker, database)
-    upgrade(settings.database_url)
+    engine = checked_engine(settings.database_url)
     live_broker = build_broker(settings.broker_url)
-    registry = build_registry(
-        live_broker, make_engine(settings.database_url), settings.queue_prefix
-    )
+    registry = build_registry(live_broker, engine, settings.queue_prefix)
     server = serve(registry, host, port)
     typer.echo(f"omvant exporter on http://{host}:{server.server_port}/metrics", err=True)
     try:

@@ -34,7 +34,8 @@ def sweep(
 
     settings = settings_from(None, database)
     configure(settings.log_level, json=settings.log_json)
-    ctx = build_context(settings, build_broker("memory://"))
+    # the real broker: a case stalled at cleared is sent to inbox delivery on it (redrive)
+    ctx = build_context(settings, build_broker(settings.broker_url))
     stop = threading.Event()
     if every is not None:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -52,3 +53,4 @@ def sweep(
                 break
     finally:
         ctx.engine.dispose()
+        ctx.broker.close()

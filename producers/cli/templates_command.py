@@ -404,15 +404,15 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a template: a clinic's local one (--clinic), or a national/regional one."""
-    if clinic is not None and scope not in (None, "local"):
-        fail("a clinic creates local templates; leave out --scope", 2)
-    if clinic is None and (scope is None or owner is None):
-        fail("give --clinic for a local template, or --scope and --owner", 2)
+    try:
+        scope, owner = store.creator_scope(clinic, scope, owner)
+    except ValueError as exc:
+        fail(str(exc), 2)
     data: dict[str, Any] = {
         "id": template_id,
         "kind": kind,
-        "scope": "local" if clinic else scope,
-        "owner": clinic or owner,
+        "scope": scope,
+        "owner": owner,
         "active": activate,
         **_changes(
             None,

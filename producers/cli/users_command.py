@@ -19,7 +19,7 @@ from typing import Annotated, NoReturn
 import sqlalchemy as sa
 import typer
 
-from producers.cli.options import DatabaseOption, JsonOption, settings_from
+from producers.cli.options import DatabaseOption, JsonOption, checked_engine, settings_from
 from workers.store import users
 
 app = typer.Typer(help="Web console users: add, list, disable.", no_args_is_help=True)
@@ -34,11 +34,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def opened(database: str | None) -> Iterator[sa.Engine]:
     """The system of record, brought up to date."""
-    from workers.store.engine import make_engine, upgrade
 
     settings = settings_from(None, database)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = checked_engine(settings.database_url)
     try:
         yield engine
     finally:

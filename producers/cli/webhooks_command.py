@@ -10,9 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from producers.cli.options import DatabaseOption, settings_from
+from producers.cli.options import DatabaseOption, checked_engine, settings_from
 from workers.log import configure
-from workers.store.engine import make_engine, upgrade
 
 app = typer.Typer(help="Status callbacks (webhooks) to integrations.", no_args_is_help=True)
 
@@ -29,8 +28,7 @@ def send(
 
     settings = settings_from(None, database)
     configure(settings.log_level, json=settings.log_json)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = checked_engine(settings.database_url)
     sender = WebhookSender(engine, settings)
     stop = threading.Event()
 
@@ -56,8 +54,7 @@ def status(database: DatabaseOption = None) -> None:
     from workers.store import webhooks
 
     settings = settings_from(None, database)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = checked_engine(settings.database_url)
     try:
         with engine.connect() as conn:
             typer.echo(json.dumps(webhooks.counts(conn)))

@@ -23,7 +23,7 @@ from workers.server_checks import (
     wait_for_servers,
 )
 from workers.settings import Settings
-from workers.store.engine import upgrade
+from workers.store.engine import check_schema, make_engine, upgrade
 
 EXIT_UNREACHABLE = 2
 FORK_WAIT_MS = 500
@@ -106,7 +106,7 @@ def worker(
 
     answer_seal(settings)  # no OMVANT_ANSWER_KEY outside the embedded default: one line, exit 2
     wait_or_exit(settings)
-    upgrade(settings.database_url)
+    refuse_a_stale_schema(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
     os.environ["dramatiq_worker_timeout"] = str(settings.idle_poll_ms)  # noqa: SIM112 - dramatiq reads this name
@@ -198,6 +198,17 @@ def dramatiq_argv(
         "--queues",
         *queues,
     ]
+
+
+def refuse_a_stale_schema(database_url: str) -> None:
+    """Workers never migrate (``omvant db upgrade`` does, once, with the rights to): on a
+    database whose schema is not this code's they stop with one line and exit status 2
+    (``SchemaOutdated``, ``schema-outdated``) before dramatiq starts."""
+    engine = make_engine(database_url)
+    try:
+        check_schema(engine)
+    finally:
+        engine.dispose()
 
 
 @db_app.command("upgrade")

@@ -29,8 +29,9 @@ VERSION = "1"
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
     """The application for ``settings`` (the environment's when not given).
 
-    ``migrate`` brings the database to the newest schema when the application starts, as
-    every ``omvant`` command does.
+    ``migrate`` brings the database to the newest schema when the application starts (for
+    an application that owns its database, as the tests' do); ``omvant serve`` does not: it
+    refuses a stale schema, as every command but ``omvant db upgrade`` and the demo does.
     """
     context = WebContext(settings or Settings())
 

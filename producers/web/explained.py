@@ -1,11 +1,12 @@
 """The English messages of the shared rules, in the console's language.
 
 The template store, the template model's validation, the dispatch (batch) rules, composition,
-the attachment checks and the replay speak English: the CLI and the HTTP API show them as they
-are. The console shows each through ``explained``: the first pattern of ``MESSAGES`` that the
-whole message matches gives its Swedish words (translated like every page text), with the
-pattern's named parts filled in. A problem of a template field (``name: ...``) is explained
-part by part: the field's name from ``FIELDS``, then its message.
+the attachment checks, the case list's filter checks and the replay speak English: the CLI and
+the HTTP API show them as they are. The console shows each through ``explained``: the first
+pattern of ``MESSAGES`` that the whole message matches gives its Swedish words (translated
+like every page text), with the pattern's named parts filled in. A problem of a template
+field (``name: ...``) is explained part by part: the field's name from ``FIELDS``, then its
+message.
 
 A message no pattern matches: ``explained`` gives it as it is; ``detail_text`` (for a detail
 beside a reason that the page already says in words) gives nothing in Swedish. The tests raise
@@ -95,6 +96,13 @@ MESSAGES: dict[str, str] = {
     rf"{_ID} has no fragment '(?P<name>.*)'": "Mallen %(id)s har ingen fras %(name)s.",
     rf"{_ID} notifies by (?P<allowed>\S+) only; the resident has (?P<has>\S+)": (
         "Mallen aviserar bara via %(allowed)s; invånaren har %(has)s."
+    ),
+    # the clinic's case list (workers.case_access)
+    r"(?:invalid-filter: )?--template holds a NUL or is too long": (
+        "Mallfiltret innehåller ett otillåtet tecken eller är för långt."
+    ),
+    r"(?:invalid-filter: )?--limit takes 1 to \d+ \(and an offset 0 to \d+\)": (
+        "Sidan finns inte i listan."
     ),
     # the replay (workers.replay)
     r"to (?P<queue>[\w.-]+)": "Skickas till kön %(queue)s.",

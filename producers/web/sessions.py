@@ -28,6 +28,7 @@ from producers.web.console_settings import WebSettings
 from workers.store import users
 from workers.store.cases import utcnow
 from workers.store.schema import web_sessions
+from workers.store.sql import aware_utc
 
 SESSION_COOKIE = "omvant_session"
 ANON_COOKIE = "omvant_csrf"
@@ -48,10 +49,6 @@ class Session:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 class SessionManager:
@@ -126,14 +123,14 @@ class SessionManager:
             return None
         now = utcnow()
         idle = dt.timedelta(minutes=self.settings.web_idle_minutes)
-        if _aware(row.expires_at) <= now or _aware(row.seen_at) + idle <= now:
+        if aware_utc(row.expires_at) <= now or aware_utc(row.seen_at) + idle <= now:
             conn.execute(sa.delete(web_sessions).where(web_sessions.c.token_hash == digest))
             return None
         user = users.by_id(conn, row.user_id)
         if user is None or not user.active:
             conn.execute(sa.delete(web_sessions).where(web_sessions.c.token_hash == digest))
             return None
-        if _aware(row.seen_at) + _SEEN_EVERY <= now:
+        if aware_utc(row.seen_at) + _SEEN_EVERY <= now:
             conn.execute(
                 sa.update(web_sessions)
                 .where(web_sessions.c.token_hash == digest)
@@ -142,7 +139,7 @@ class SessionManager:
         clinic = row.clinic_hsa_id if row.clinic_hsa_id in user.clinics else None
         if clinic is None and user.clinics:
             clinic = user.clinics[0]
-        return Session(digest, user, clinic, _aware(row.expires_at))
+        return Session(digest, user, clinic, aware_utc(row.expires_at))
 
     def choose_clinic(self, conn: sa.Connection, session: Session, clinic_hsa_id: str) -> bool:
         """Act for another of the user's clinics; False if the user does not act for it."""

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from workers.store.cases import utcnow
 from workers.store.schema import login_failures
+from workers.store.sql import aware_utc
 
 ACCOUNT_BASE = dt.timedelta(seconds=30)
 ACCOUNT_MAX = dt.timedelta(minutes=15)
@@ -34,12 +35,6 @@ class Limits:
 
     account: int = 5
     ip: int = 20
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
 
 
 def account_key(username: str) -> str:
@@ -107,7 +102,7 @@ def attempt(
             .with_for_update()
         )
     }
-    locks = [_aware(r.locked_until) for r in rows.values()]
+    locks = [aware_utc(r.locked_until) for r in rows.values()]
     active = [lock for lock in locks if lock is not None and lock > now]
     if active:
         return Attempt(False, max(active))
@@ -120,7 +115,7 @@ def attempt(
     }
     for key, (limit, base, cap) in rules.items():
         row = rows[key]
-        stale = (_aware(row.last_at) or now) < now - FORGET_AFTER
+        stale = (aware_utc(row.last_at) or now) < now - FORGET_AFTER
         failures = 1 if stale else row.failures + 1
         lock = _lock_for(failures, limit, base, cap)
         values: dict[str, object] = {

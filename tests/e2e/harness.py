@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.ports import SERVE_PORT, answer_when_up, port_said
+
 OMVANT = str(Path(sys.executable).with_name("omvant"))
 
 
@@ -54,6 +56,8 @@ class WorkerProcess:
     ) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
+        # as the compose file's migrate service does: workers refuse a schema not up to date
+        subprocess.run([OMVANT, "db", "upgrade"], env=dict(env), check=True, capture_output=True)
         self.process = subprocess.Popen(
             [OMVANT, "worker", *stages, "--processes", str(processes), "--threads", str(threads)],
             env=dict(env),
@@ -116,3 +120,32 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float
             return True
         time.sleep(interval)
     return condition()
+
+
+@contextmanager
+def omvant_serve(env: Mapping[str, str], log: Path, timeout: float = 90) -> Iterator[str]:
+    """``omvant serve --port 0`` for the block: the server binds a free port itself (no port to
+    race another process for) and says which; yields its base URL once ``/readyz`` is 200."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [OMVANT, "serve", "--port", "0"], env=dict(env), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+
+        def alive() -> bool:
+            return process.poll() is None
+
+        port = port_said(log.read_text, SERVE_PORT, alive=alive, timeout=timeout)
+        base = f"http://127.0.0.1:{port}"
+        assert wait_until(
+            lambda: answer_when_up(f"{base}/readyz", alive=alive).status_code == 200,
+            timeout=timeout,
+        ), log.read_text()[-2000:]
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

@@ -4,7 +4,6 @@ a case posted twice with one Idempotency-Key is one case, reaches notified, read
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
+from tests.e2e.harness import OMVANT, omvant_serve, running_workers, wait_until, worker_env
 from tests.reachable import reachable_residents
 from tests.web.api_support import CLINIC_A, CLINIC_B, make_key, record
 from workers.adapters.webhook_receiver import WebhookReceiver
@@ -22,12 +21,6 @@ from workers.store.engine import make_engine
 from workers.store.schema import cases
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -60,16 +53,11 @@ def test_a_case_posted_twice_is_one_case_that_is_notified_and_called_back_once(
             queue_prefix=queue_prefix,
             blob_dir=tmp_path / "blobs",
         )
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         with (
             running_workers(env, tmp_path / "logs", threads=2),
-            omvant_process(env, ["serve", "--port", str(port)], tmp_path / "serve.log"),
+            omvant_serve(env, tmp_path / "serve.log") as base,
             omvant_process(env, ["webhooks", "send", "--poll", "0.2"], tmp_path / "hooks.log"),
         ):
-            assert wait_until(lambda: _ready(base), timeout=60), (
-                tmp_path / "serve.log"
-            ).read_text()
             body = record(f"e2e-{queue_prefix}", personnummer=reachable_residents(1, 1177)[0])
             headers = {**key.headers, "Idempotency-Key": f"http-{queue_prefix}"}
             first = httpx.post(f"{base}/v1/cases", json=body, headers=headers, timeout=30)
@@ -111,10 +99,3 @@ def test_a_case_posted_twice_is_one_case_that_is_notified_and_called_back_once(
         assert all("personnummer" not in str(e) for e in mine)
     finally:
         receiver.stop()
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False

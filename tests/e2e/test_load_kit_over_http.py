@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
-from tests.e2e.test_http_api_end_to_end import _ready, free_port, omvant_process
+from tests.e2e.harness import OMVANT, omvant_serve, running_workers, worker_env
 from tests.web.api_support import CLINIC_A, Key, make_key
 
 pytestmark = pytest.mark.e2e
@@ -31,13 +30,10 @@ def api(
         queue_prefix=queue_prefix,
         blob_dir=tmp_path / "blobs",
     )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     with (
         running_workers(env, tmp_path / "logs", threads=4),
-        omvant_process(env, ["serve", "--port", str(port)], tmp_path / "serve.log"),
+        omvant_serve(env, tmp_path / "serve.log") as base,
     ):
-        assert wait_until(lambda: _ready(base), timeout=60), (tmp_path / "serve.log").read_text()
         yield base, key
 
 

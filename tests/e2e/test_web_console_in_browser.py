@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 from producers import attachment_samples
 from tests.conftest import IN_CI, RABBITMQ_URL, server_missing
 from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
+from tests.ports import SERVE_PORT, port_said
 from tests.web.console_support import (
     CLINIC_A,
     CLINIC_B,
@@ -43,12 +43,6 @@ pytestmark = pytest.mark.e2e
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _add_user(env: dict[str, str], *args: str) -> None:
@@ -135,12 +129,11 @@ def console(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     _add_user(env, "nurse-b", "--hsa-id", "SE2321000016-S202", "--role", "staff",
               "--clinic", CLINIC_B, "--name", "Per Holm")  # fmt: skip
     _add_user(env, "jour", "--hsa-id", ONCALL, "--role", "oncall", "--name", "Nils Olsson")
-    port = _free_port()
     logs = tmp / "logs"
     logs.mkdir()
     server_log = (logs / "serve.log").open("wb")
     server = subprocess.Popen(
-        [OMVANT, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [OMVANT, "serve", "--host", "127.0.0.1", "--port", "0"],  # it says the port it got
         env=env,
         stdout=server_log,
         stderr=subprocess.STDOUT,
@@ -151,7 +144,7 @@ def console(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         [OMVANT, "inbox-events"], env=env, stdout=bridge_log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = ""
 
     def up() -> bool:
         try:
@@ -161,6 +154,10 @@ def console(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             return False
 
     try:
+        port = port_said(
+            (logs / "serve.log").read_text, SERVE_PORT, alive=lambda: server.poll() is None
+        )
+        url = f"http://127.0.0.1:{port}"
         assert wait_until(up, timeout=90), (logs / "serve.log").read_text()
         with running_workers(env, logs, threads=4):
             assert wait_until(lambda: _bridge_bound(f"{prefix}inbox-events"), timeout=60)
@@ -399,6 +396,14 @@ def test_a_nurse_sends_a_case_with_an_attachment_and_sees_it_read(
     shot(browser, "10-case-read")
     browser.get(f"{console.url}/arenden?status=read")  # type: ignore[attr-defined]
     assert case_id in browser.page_source  # type: ignore[attr-defined]
+    # the search by personnummer is posted: the number is in no address the browser keeps
+    type_into(browser, By.ID, "f-pnr", f"{resident[:8]}-{resident[8:]}")
+    click(browser, By.ID, "filter-button")
+    searched = f"{console.url}/arenden"
+    assert wait_until(lambda: browser.current_url == searched, timeout=15)  # type: ignore[attr-defined]
+    assert wait_until(lambda: "Sökningen loggas" in browser.page_source, timeout=15)  # type: ignore[attr-defined]
+    assert case_id in browser.page_source  # type: ignore[attr-defined]
+    shot(browser, "10b-cases-searched")
 
 
 @pytest.mark.no_javascript

@@ -4,7 +4,6 @@ the notifications sent and the cases' end-to-end latency; on RabbitMQ and on Red
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.registry import envelope_for
 from tests import oncall_scenario as sc
 from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
+from tests.ports import port_said
 from tests.reachable import reachable_residents
 from workers.broker import build_broker
 from workers.enqueue import enqueue
@@ -34,12 +34,6 @@ CHUNK = 5
 @pytest.fixture(params=["rabbitmq", "redis"])
 def broker_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -60,16 +54,23 @@ def total(
     )
 
 
+EXPORTER_PORT = r"omvant exporter on http://[^:\s]+:(\d+)/metrics"
+WORKER_METRICS_PORT = r"serving /metrics and /healthz\W.*?port\W+(\d+)"
+"""What the exporter and a worker's metrics server say once bound to port 0 (any free port:
+no port chosen beforehand for another process to take first)."""
+
+
 @contextmanager
-def exporter(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def exporter(env: dict[str, str], log: Path) -> Iterator[int]:
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [OMVANT, "exporter", "--port", str(port), "--host", "127.0.0.1"],
+            [OMVANT, "exporter", "--port", "0", "--host", "127.0.0.1"],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
+            port = port_said(log.read_text, EXPORTER_PORT, alive=lambda: process.poll() is None)
             assert wait_until(lambda: _answers(port), timeout=120), log.read_text()
-            yield process
+            yield port
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -101,15 +102,15 @@ def test_worker_metrics_move_during_a_dispatch_and_queue_depth_falls(
     finally:
         broker.close()
 
-    exporter_port, worker_port = free_port(), free_port()
-    with exporter(env, exporter_port, tmp_path / "exporter.log"):
+    with exporter(env, tmp_path / "exporter.log") as exporter_port:
         before = scrape(exporter_port)
         depth = total(before, "omvant_queue_depth", queue="recipient-validation", lane="normal")
         assert depth == CASES // CHUNK
         assert total(before, "omvant_exporter_up") == 1
-        env_with_port = {**env, "OMVANT_METRICS_PORT": str(worker_port),
+        env_with_port = {**env, "OMVANT_METRICS_PORT": "0",
                          "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}  # fmt: skip
         with running_workers(env_with_port, tmp_path / "logs", processes=2, threads=2) as worker:
+            worker_port = port_said(worker.output, WORKER_METRICS_PORT, alive=worker.alive)
             assert wait_until(lambda: _answers(worker_port), timeout=120), worker.output()
             seen: list[float] = []
             depths: list[float] = []

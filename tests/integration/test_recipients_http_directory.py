@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import selectors
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from producers.cli import app
+from tests.ports import refusing_port
 from tests.unit.test_recipient_validation import BLOCKED, BOTH, NO_ACCOUNT, PINS, SIMULATOR
 from workers.adapters.account_directory import DirectoryRefused, DirectoryUnavailable
 from workers.adapters.directory_server import DirectoryServer, Faults
@@ -84,15 +84,13 @@ def test_a_directory_that_recovers_answers_the_retry(server: DirectoryServer) ->
 
 
 def test_nobody_listening_is_a_transient_failure() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    client = HttpAccountDirectory(f"http://127.0.0.1:{port}", timeout=1)
-    try:
-        with pytest.raises(DirectoryUnavailable, match="unreachable"):
-            client.lookup_many([BOTH])
-    finally:
-        client.close()
+    with refusing_port() as port:  # held: nothing can start listening there meanwhile
+        client = HttpAccountDirectory(f"http://127.0.0.1:{port}", timeout=1)
+        try:
+            with pytest.raises(DirectoryUnavailable, match="unreachable"):
+                client.lookup_many([BOTH])
+        finally:
+            client.close()
 
 
 def test_the_simulator_server_rejects_bad_requests(server: DirectoryServer) -> None:

@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.ports import refusing_port
 from workers.adapters import population
 
 OMVANT = str(Path(sys.executable).with_name("omvant"))
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, read back, released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run(
@@ -65,10 +58,10 @@ def one_case(tmp_path: Path) -> str:
 def test_a_wrong_or_unreachable_server_is_one_line_and_exit_2(
     tmp_path: Path, args: list[str], says: str
 ) -> None:
-    port = str(closed_port())
-    argv = [a.replace("PORT", port) for a in args]
-    argv = [one_case(tmp_path) if a == "CASES" else a for a in argv]
-    result = run(tmp_path, *argv)
+    with refusing_port() as held:  # nobody listens there, and nobody can start to meanwhile
+        argv = [a.replace("PORT", str(held)) for a in args]
+        argv = [one_case(tmp_path) if a == "CASES" else a for a in argv]
+        result = run(tmp_path, *argv)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]

@@ -124,6 +124,7 @@ def test_profiles_add_simulators_monitoring_and_clamav() -> None:
         ("sim", "directory"),
         ("sim", "sms-gateway"),
         ("sim", "smtp-sink"),
+        ("sim", "email-api"),
         ("sim", "inbox"),
     } <= sims
     core = [n for n, s in compose_services().items() if "profiles" not in s]
@@ -157,7 +158,8 @@ def test_the_sims_profile_serves_what_the_documented_settings_point_the_workers_
     header = (ROOT / "docker-compose.yml").read_text().split("\nx-omvant-environment", 1)[0]
     wired = re.findall(r"(OMVANT_[A-Z_]+)=(?:http|smtp)://([a-z-]+):([0-9]+)", header)
     assert {name for name, _, _ in wired} == {
-        "OMVANT_DIRECTORY_URL", "OMVANT_SMS_GATEWAY_URL", "OMVANT_SMTP_URL", "OMVANT_INBOX_URL"
+        "OMVANT_DIRECTORY_URL", "OMVANT_SMS_GATEWAY_URL", "OMVANT_SMTP_URL", "OMVANT_INBOX_URL",
+        "OMVANT_EMAIL_API_URL",
     }  # fmt: skip
     services = compose_services()
     worker_env = services["notification-sending"]["environment"]

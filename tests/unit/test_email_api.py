@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ports import refusing_port
 from workers.adapters.email_api_server import EmailApiSimulator
 from workers.adapters.http_email_api import HttpEmailApi
 from workers.adapters.notifier_wiring import build_email_sender
@@ -136,15 +137,13 @@ def test_a_timeout_after_the_provider_took_it_is_in_doubt_and_lookup_settles_it(
 
 
 def test_an_unreachable_provider_is_transient_and_certainly_not_taken() -> None:
-    sim = EmailApiSimulator().start()
-    url = sim.url
-    sim.stop()
-    api = HttpEmailApi(url, timeout=1)
-    with pytest.raises(NotifierUnavailable) as raised:
-        send(api, "c12:email")
-    assert not raised.value.maybe_accepted
-    with pytest.raises(NotifierUnavailable):
-        api.lookup("c12:email")
+    with refusing_port() as port:
+        api = HttpEmailApi(f"http://127.0.0.1:{port}", timeout=1)
+        with pytest.raises(NotifierUnavailable) as raised:
+            send(api, "c12:email")
+        assert not raised.value.maybe_accepted
+        with pytest.raises(NotifierUnavailable):
+            api.lookup("c12:email")
 
 
 def test_a_provider_that_wants_a_token_refuses_without_it_and_that_is_retried() -> None:

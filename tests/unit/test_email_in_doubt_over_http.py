@@ -18,7 +18,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from contracts.registry import envelope_for, parse
 from tests.delivery_support import cleared_item, reachable_residents, store_cleared
-from workers import notification_dispatch, notification_sending
+from workers import notification_dispatch, notification_sending, sweep
 from workers.actors import declare_actors
 from workers.adapters.email_api_server import EmailApiSimulator
 from workers.adapters.http_email_api import HttpEmailApi
@@ -205,3 +205,20 @@ def test_an_in_doubt_email_met_by_an_outage_stays_in_doubt_until_the_provider_an
     assert (entry.status, entry.resolution) == (notifications.SENT, Resolution.FOUND_AT_PROVIDER)
     assert posts(provider) == 1
     assert state(ctx, "down-2") == "notified"
+
+
+def test_an_in_doubt_email_whose_message_was_lost_is_settled_by_the_sweep_asking(
+    ctx: Context, provider: EmailApiSimulator
+) -> None:
+    messages = delivered(ctx, ["swept-1", "swept-2"])
+    crash_mid_send(ctx, messages, after=True)  # swept-1 taken; swept-2 never claimed
+    # the chunk is not redelivered (say, lost with the broker): the sweep finds the rows
+    ctx.now = lambda: LATER + dt.timedelta(minutes=10)  # past the sweep's limits too
+    counts = sweep.run(ctx)
+    assert counts["notifications-found-at-provider"] == 1
+    taken = row(ctx, "swept-1")
+    assert (taken.status, taken.resolution) == (notifications.SENT, Resolution.FOUND_AT_PROVIDER)
+    assert counts["stalled-notifications"] == 1  # swept-2, re-driven onto its queue
+    assert [m["key"] for m in provider.messages()] == ["swept-1:email"]
+    assert posts(provider) == 1  # asked about, not sent again
+    assert state(ctx, "swept-1") == "notified"

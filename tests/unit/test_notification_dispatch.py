@@ -676,7 +676,6 @@ def test_a_dispatch_cancelled_after_delivery_still_notifies_the_residents_delive
     ctx: Context,
 ) -> None:
     from workers.actors import run_message
-    from workers.batch_control import cache_for
     from workers.store import batches
 
     residents = reachable_residents(ctx.settings.seed, 2, frozenset({"sms"}))
@@ -698,7 +697,7 @@ def test_a_dispatch_cancelled_after_delivery_still_notifies_the_residents_delive
     messages = deliver(ctx, [delivered])
     with ctx.engine.begin() as conn:
         batches.set_status(conn, "cancelled-1", batches.BatchStatus.CANCELLED)
-    cache_for(ctx.engine).forget()  # the workers' one-second view of the batch has expired
+    ctx.batches.forget()  # the workers' one-second view of the batch has expired
     for message in messages:
         run_message("NotificationQueued", notification_sending.process, ctx, message.args, {})
     envelope = envelope_for([waiting]).model_dump(mode="json")

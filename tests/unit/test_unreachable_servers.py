@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.ports import refusing_port
 from workers.adapters import population
 
 OMVANT = str(Path(sys.executable).with_name("omvant"))
 SECRET = "s3cret-pw"
 
 
-def dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A port that refuses connections, held for the test (no server can take it meanwhile)."""
+    with refusing_port() as port:
+        yield port
 
 
 def run(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[int, str, float]:
@@ -137,9 +139,9 @@ CASES: list[tuple[str, list[str], dict[str, str]]] = [
 
 @pytest.mark.parametrize(("server", "args", "env"), CASES, ids=lambda v: str(v)[:40])
 def test_an_unreachable_server_is_one_line_exit_2_with_the_masked_url(
-    tmp_path: Path, server: str, args: list[str], env: dict[str, str]
+    tmp_path: Path, server: str, args: list[str], env: dict[str, str], dead_port: int
 ) -> None:
-    port = str(dead_port())
+    port = str(dead_port)
     named = files(tmp_path)
 
     def fill(text: str) -> str:
@@ -183,9 +185,9 @@ def test_an_unreachable_server_is_one_line_exit_2_with_the_masked_url(
     ],
 )
 def test_with_json_the_error_is_a_json_object_on_stderr(
-    tmp_path: Path, server: str, args: list[str]
+    tmp_path: Path, server: str, args: list[str], dead_port: int
 ) -> None:
-    port = str(dead_port())
+    port = str(dead_port)
     code, stderr, _ = run(tmp_path, [a.replace("PORT", port) for a in args], {})
     assert code == 2, stderr
     [line] = [line for line in stderr.splitlines() if line.strip()]

@@ -70,8 +70,10 @@ def test_a_case_not_yet_recorded_by_the_pipeline_reads_queued(db: str) -> None:
             "case_ids"
         ][0]
         status = client.get(f"/v1/cases/{case_id}", headers=key.headers)
+        upper = client.get(f"/v1/cases/{case_id.upper()}", headers=key.headers)
     assert status.status_code == 200
     assert status.json()["state"] == "queued"
+    assert upper.status_code == 200 and upper.json()["id"] == case_id  # the same case
     assert "personnummer" not in status.text and "19121212" not in status.text
 
 

@@ -3,7 +3,6 @@ answer (200, ``Idempotent-Replayed``), over real HTTP on loopback."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
@@ -13,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.ports import listening_socket
 from tests.web.api_support import CLINIC_A, app_for, make_key, record
 
 
@@ -23,13 +23,12 @@ def test_racing_retries_run_once_and_the_rest_get_the_first_answer(
 ) -> None:
     url = request.getfixturevalue("sqlite_url" if database == "sqlite" else "postgres_url")
     key = make_key(url, f"racer-{database}", [CLINIC_A], rate=10_000)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    listening = listening_socket()  # bound here and handed over: no port to race for
+    port = listening.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app_for(url), host="127.0.0.1", port=port, log_level="warning")
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:

@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 
 from producers.web import explained, i18n
 from tests.web.console_support import CLINIC_A, NURSE_A, add_users, build_app, csrf_of, sign_in
+from workers import case_access
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue
 from workers.composition import CompositionError, compose
 from workers.settings import Settings
-from workers.store import batches
+from workers.store import batches, case_queries
 from workers.store.engine import make_engine, upgrade
 from workers.templates import store
 from workers.templates.library import starter_templates
@@ -184,6 +185,19 @@ def _composition_messages() -> list[str]:
     ]
 
 
+def _case_list_messages(engine: sa.Engine) -> list[str]:
+    reader = case_access.Reader(NURSE_A, CLINIC_A)
+    said: list[str] = []
+    for wrong in (
+        case_queries.CaseFilter(template_id="\x00"),
+        case_queries.CaseFilter(offset=case_access.MAX_OFFSET + 1),
+    ):
+        with pytest.raises(case_access.UsageError) as caught:
+            case_access.check_filter(engine, reader, "cases-list", wrong)
+        said.append(str(caught.value))
+    return said
+
+
 REPLAY_DETAILS = [
     "to recipient-validation",
     "no such record",
@@ -200,6 +214,7 @@ REPLAY_DETAILS = [
 def messages(engine: sa.Engine) -> list[str]:
     with engine.begin() as conn:
         found = _store_messages(conn) + _batch_messages(conn)
+    found += _case_list_messages(engine)
     return found + _model_problems() + _composition_messages() + REPLAY_DETAILS
 
 
@@ -270,3 +285,9 @@ def test_the_template_and_dispatch_pages_say_the_rules_refusals_in_swedish(
     refused = admin.post("/drift/utskick/utskick-1", data={"csrf_token": token, "action": "resume"})
     assert refused.status_code == 409 and "Utskicket utskick-1 är avbrutet." in refused.text
     assert csrf_of(refused.text)
+    admin.cookies.clear()
+    sign_in(admin, "nurse-a")
+    for asked in ({"mall": "\x00"}, {"sida": str(10**12)}):
+        listed = admin.get("/arenden", params=asked)
+        assert listed.status_code == 404 and "--" not in listed.text, asked
+    assert "Mallfiltret innehåller" in admin.get("/arenden", params={"mall": "x" * 300}).text

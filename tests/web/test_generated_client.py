@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import jsonschema
 import pytest
 import uvicorn
 
+from tests.ports import listening_socket
 from tests.web.api_support import CLINIC_A, CLINIC_B, SENDER, app_for, make_key, record
 
 pytestmark = pytest.mark.integration
@@ -58,11 +58,10 @@ def client_package(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="module")
 def served(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app = app_for(postgres_url, blob_dir=tmp_path_factory.mktemp("blobs"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    listening = listening_socket()  # bound here and handed over: no port to race for
+    port = listening.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:

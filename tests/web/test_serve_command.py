@@ -3,36 +3,28 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import SERVE_PORT, answer_when_up, port_said
 
 
-def test_omvant_serve_answers_probes_and_publishes_openapi(tmp_path: object) -> None:
-    port = free_port()
+def test_omvant_serve_answers_probes_and_publishes_openapi(tmp_path: Path) -> None:
     env = {**os.environ, "OMVANT_DATABASE_URL": f"sqlite:///{tmp_path}/serve.db"}
-    command = [str(Path(sys.executable).with_name("omvant")), "serve", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    omvant = str(Path(sys.executable).with_name("omvant"))
+    subprocess.run([omvant, "db", "upgrade"], env=env, check=True, capture_output=True)
+    command = [omvant, "serve", "--port", "0"]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stderr=out)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                assert time.monotonic() < deadline, "omvant serve did not start in 30 s"
-                time.sleep(0.2)
+        # port 0: the server binds a free port itself and says which (no port to race for)
+        alive = lambda: process.poll() is None  # noqa: E731
+        port = port_said(log.read_text, SERVE_PORT, alive=alive)
+        response = answer_when_up(f"http://127.0.0.1:{port}/readyz", alive=alive)
         assert response.status_code == 200, response.text
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
         spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
@@ -40,7 +32,7 @@ def test_omvant_serve_answers_probes_and_publishes_openapi(tmp_path: object) -> 
     finally:
         process.terminate()
         process.wait(timeout=20)
-    said = process.stderr.read().decode() if process.stderr else ""
+    said = log.read_text()
     assert "warning: the broker is memory://" in said  # the embedded default: sends go nowhere
 
 

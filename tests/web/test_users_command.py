@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from producers.cli import app
 from producers.web.passwords import verify_password
 from workers.store import users
-from workers.store.engine import make_engine
+from workers.store.engine import make_engine, upgrade
 from workers.store.schema import web_sessions
 
 PASSWORD = "a-long-enough-password"
+
+
+@pytest.fixture
+def sqlite_url(sqlite_url: str) -> str:
+    """A database as ``omvant db upgrade`` leaves it (``omvant users`` does not migrate)."""
+    upgrade(sqlite_url)
+    return sqlite_url
 
 
 def _run(sqlite_url: str, *args: str, stdin: str | None = None) -> object:

@@ -33,10 +33,10 @@ def build_email_sender(settings: Settings) -> EmailSender:
     if settings.email_api_url:
         from workers.adapters.http_email_api import HttpEmailApi
 
-        token = settings.email_api_token
+        token = settings.email_api_token.get_secret_value() if settings.email_api_token else ""
         return HttpEmailApi(
             settings.email_api_url,
-            token=token.get_secret_value() if token else None,
+            token=token or None,  # compose passes an unset token as ""
             timeout=settings.notifier_timeout_seconds,
         )
     if settings.smtp_url:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from workers.store.cases import utcnow
 from workers.store.schema import access_log
+from workers.store.sql import aware_utc
 
 ALLOWED = "allowed"
 REFUSED = "refused"
@@ -105,7 +106,7 @@ def _access(r: sa.Row[tuple[object, ...]]) -> Access:
     m = r._mapping
     at = m["at"]
     return Access(
-        at=at if at.tzinfo else at.replace(tzinfo=dt.UTC),
+        at=aware_utc(at),
         user_hsa_id=m["user_hsa_id"],
         unit_hsa_id=m["unit_hsa_id"],
         action=m["action"],

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from workers.store.cases import utcnow
 from workers.store.schema import case_answers, clinic_settings
+from workers.store.sql import aware_utc
 
 ALERTS = ("none", "email")
 """How a clinic is told of answers: not at all, or by e-mail to a functional mailbox."""
@@ -79,9 +80,9 @@ def get(conn: sa.Connection, clinic_hsa_id: str, case_id: str) -> StoredAnswer |
         clinic_hsa_id=row.clinic_hsa_id,
         kind=row.kind,
         sealed=row.sealed,
-        answered_at=_aware(row.answered_at),
+        answered_at=aware_utc(row.answered_at),
         alert=row.alert,
-        alerted_at=_aware(row.alerted_at) if row.alerted_at else None,
+        alerted_at=aware_utc(row.alerted_at) if row.alerted_at else None,
     )
 
 
@@ -129,7 +130,3 @@ def set_clinic_alert(conn: sa.Connection, clinic_hsa_id: str, setting: AnswerAle
     )
     if done.rowcount == 0:
         conn.execute(clinic_settings.insert().values(clinic_hsa_id=clinic_hsa_id, **values))
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

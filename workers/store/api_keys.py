@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from workers.store.cases import utcnow
 from workers.store.schema import api_keys
+from workers.store.sql import aware_utc
 
 KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 HSA_ID = re.compile(r"^SE[0-9]{10}-[A-Za-z0-9]{1,31}$")
@@ -64,12 +65,6 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
-
-
 def _key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
     m = row._mapping
     return ApiKey(
@@ -78,9 +73,9 @@ def _key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         clinics=tuple(json.loads(m["clinics"])),
         webhook_url=m["webhook_url"],
         rate_per_second=m["rate_per_second"],
-        created_at=_aware(m["created_at"]) or utcnow(),
-        revoked_at=_aware(m["revoked_at"]),
-        last_used_at=_aware(m["last_used_at"]),
+        created_at=aware_utc(m["created_at"]) or utcnow(),
+        revoked_at=aware_utc(m["revoked_at"]),
+        last_used_at=aware_utc(m["last_used_at"]),
     )
 
 

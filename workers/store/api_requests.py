@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from workers.store.cases import utcnow
 from workers.store.schema import api_requests
-from workers.store.sql import dialect_insert
+from workers.store.sql import aware_utc, dialect_insert
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,6 @@ def body_digest(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def find(
     conn: sa.Connection, key_id: str, idempotency_key: str, *, window: dt.timedelta
 ) -> Remembered | None:
@@ -48,14 +44,14 @@ def find(
             api_requests.c.idempotency_key == idempotency_key,
         )
     ).first()
-    if row is None or utcnow() - _aware(row.created_at) >= window:
+    if row is None or utcnow() - aware_utc(row.created_at) >= window:
         return None
     return Remembered(
         route=row.route,
         body_sha256=row.body_sha256,
         status_code=int(row.status_code),
         response=json.loads(row.response),
-        created_at=_aware(row.created_at),
+        created_at=aware_utc(row.created_at),
     )
 
 

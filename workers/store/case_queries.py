@@ -23,6 +23,7 @@ from workers.store.schema import (
     template_versions,
     unread_follow_ups,
 )
+from workers.store.sql import aware_utc
 
 UNREAD = (CaseState.DELIVERED.value, CaseState.NOTIFIED.value)
 IN_PROGRESS = tuple(
@@ -176,15 +177,9 @@ def _query(clinic_hsa_id: str, f: CaseFilter, now: dt.datetime) -> sa.Select[tup
     return query
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)  # SQLite gives back naive UTC
-
-
 def _row(r: sa.Row[tuple[object, ...]], now: dt.datetime, channels: Sequence[str]) -> CaseRow:
     m = r._mapping
-    due = _aware(m["follow_up_due_at"])
+    due = aware_utc(m["follow_up_due_at"])
     return CaseRow(
         case_id=m["id"],
         clinic_hsa_id=m["clinic_hsa_id"],
@@ -195,10 +190,10 @@ def _row(r: sa.Row[tuple[object, ...]], now: dt.datetime, channels: Sequence[str
         status=status_of(m["state"]),
         overdue=m["state"] in UNREAD and due is not None and due <= now,
         reason=m["reason"],
-        received_at=_aware(m["received_at"]) or now,
-        delivered_at=_aware(m["delivered_at"]),
-        read_at=_aware(m["read_at"]),
-        answered_at=_aware(m["answered_at"]),
+        received_at=aware_utc(m["received_at"]) or now,
+        delivered_at=aware_utc(m["delivered_at"]),
+        read_at=aware_utc(m["read_at"]),
+        answered_at=aware_utc(m["answered_at"]),
         answer_kind=m["answer_kind"],
         channels_notified=tuple(sorted(set(channels))),
         reference=m["producer_reference"],
@@ -251,7 +246,7 @@ def show_case(
     if row is None:
         return None
     events = [
-        CaseEvent(_aware(e.at) or now, e.state, e.stage, e.reason, e.detail)
+        CaseEvent(aware_utc(e.at) or now, e.state, e.stage, e.reason, e.detail)
         for e in conn.execute(
             sa.select(case_events)
             .where(case_events.c.case_id == case_id)
@@ -267,8 +262,8 @@ def show_case(
     follow_up = (
         {
             "action": follow.action,
-            "due_at": _aware(follow.due_at),
-            "done_at": _aware(follow.done_at),
+            "due_at": aware_utc(follow.due_at),
+            "done_at": aware_utc(follow.done_at),
             "outcome": follow.outcome,
         }
         if follow is not None

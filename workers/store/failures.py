@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from workers.store.cases import utcnow
 from workers.store.schema import failures, oncall_audit, rejected_messages
+from workers.store.sql import aware_utc
 
 
 class FailureStatus(StrEnum):
@@ -76,12 +77,6 @@ class FailureRow:
     replayed_at: dt.datetime | None
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
-
-
 def _failure(row: Any) -> FailureRow:
     return FailureRow(
         id=f"F{row.id}",
@@ -99,18 +94,18 @@ def _failure(row: Any) -> FailureRow:
         exception_type=row.exception_type,
         traceback=row.traceback,
         attempts=int(row.attempts),
-        first_failed_at=_aware(row.first_failed_at) or utcnow(),
-        last_failed_at=_aware(row.last_failed_at) or utcnow(),
+        first_failed_at=aware_utc(row.first_failed_at) or utcnow(),
+        last_failed_at=aware_utc(row.last_failed_at) or utcnow(),
         body=row.body,
         body_truncated=bool(row.body_truncated),
         status=FailureStatus(row.status),
         replays=int(row.replays),
-        replayed_at=_aware(row.replayed_at),
+        replayed_at=aware_utc(row.replayed_at),
     )
 
 
 def _unreadable(row: Any, prefix: str = "") -> FailureRow:
-    at = _aware(row.at) or utcnow()
+    at = aware_utc(row.at) or utcnow()
     return FailureRow(
         id=f"R{row.id}",
         kind=FailureKind.UNREADABLE,
@@ -306,7 +301,7 @@ def groups(conn: sa.Connection, selection: Selection) -> list[dict[str, Any]]:
             )  # fmt: skip
             group["count"] += int(count)
             group["cases"] += int(cases_ or 0)
-            when = _aware(oldest)
+            when = aware_utc(oldest)
             if when is not None and (group["oldest"] is None or when < group["oldest"]):
                 group["oldest"] = when
     return sorted(found.values(), key=lambda g: (g["queue"], g["reason"], g["kind"]))
@@ -440,7 +435,7 @@ def audit_entries(conn: sa.Connection, *, limit: int = 100) -> list[dict[str, An
     rows = conn.execute(sa.select(oncall_audit).order_by(oncall_audit.c.id.desc()).limit(limit))
     return [
         {
-            "at": _aware(r.at),
+            "at": aware_utc(r.at),
             "who": r.who,
             "action": r.action,
             "selection": json.loads(r.selection),

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from contracts.send_case import SendCaseV2
 from workers.store.cases import utcnow
 from workers.store.schema import intake_keys
-from workers.store.sql import dialect_insert
+from workers.store.sql import aware_utc, dialect_insert
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,6 @@ class Claim:
     generation: int
     key: str
     """The producer's own idempotency key (the request's may carry a generation suffix)."""
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 KEY_LIMIT = 200
@@ -85,7 +81,7 @@ def claim(
                 sa.tuple_(intake_keys.c.clinic_hsa_id, intake_keys.c.idempotency_key).in_(pairs)
             )
         )
-        seen = {(r[0], r[1]): (_aware(r[2]), int(r[3])) for r in rows}
+        seen = {(r[0], r[1]): (aware_utc(r[2]), int(r[3])) for r in rows}
     now = utcnow()
     claims: list[Claim] = []
     taken: set[tuple[str, str]] = set()

@@ -24,6 +24,7 @@ from workers.case_states import CaseState
 from workers.store.arrays import among, literal
 from workers.store.cases import bulk_insert, utcnow
 from workers.store.schema import cases, notification_ledger
+from workers.store.sql import aware_utc
 
 QUEUED = "queued"
 """Written with the delivery: never tried, safe to send when due."""
@@ -100,12 +101,6 @@ class Entry:
     resolution: str | None = None
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)  # SQLite gives back naive UTC
-
-
 def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
     m = row._mapping
     return Entry(
@@ -117,10 +112,10 @@ def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
         provider_ref=m["provider_ref"],
         reason=m["reason"],
         attempts=m["attempts"],
-        sent_at=_aware(m["sent_at"]),
-        updated_at=_aware(m["updated_at"]) or utcnow(),
+        sent_at=aware_utc(m["sent_at"]),
+        updated_at=aware_utc(m["updated_at"]) or utcnow(),
         address=m["address"],
-        due_at=_aware(m["due_at"]),
+        due_at=aware_utc(m["due_at"]),
         resolution=m["resolution"],
     )
 

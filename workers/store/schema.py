@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from workers.store.sql import UtcDateTime
+
 metadata = sa.MetaData()
 
 cases = sa.Table(
@@ -28,12 +30,12 @@ cases = sa.Table(
     sa.Column("subject", sa.String(200), nullable=True),
     sa.Column("inbox_message_id", sa.String(64), nullable=True),
     sa.Column("delivery_key", sa.String(120), nullable=True),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("delivered_at", UtcDateTime(), nullable=True),
+    sa.Column("notified_at", UtcDateTime(), nullable=True),
+    sa.Column("read_at", UtcDateTime(), nullable=True),
+    sa.Column("answered_at", UtcDateTime(), nullable=True),
     sa.Column("answer_kind", sa.String(32), nullable=True),
     sa.Column("content", sa.Text, nullable=True),
     sa.Column("producer_reference", sa.String(64), nullable=True),
@@ -53,7 +55,7 @@ case_events = sa.Table(
     sa.Column("stage", sa.String(32), nullable=False),
     sa.Column("reason", sa.String(64), nullable=True),
     sa.Column("detail", sa.String(500), nullable=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
     sa.Index("ix_case_events_case", "case_id"),
 )
 
@@ -65,7 +67,7 @@ rejected_messages = sa.Table(
     sa.Column("reason", sa.String(64), nullable=False),
     sa.Column("detail", sa.String(1000), nullable=True),
     sa.Column("body", sa.Text, nullable=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("sender", sa.String(128), nullable=True),
     sa.Column("size", sa.BigInteger, nullable=True),
     sa.Column("sha256", sa.String(64), nullable=True),
@@ -87,8 +89,8 @@ message_deliveries = sa.Table(
     sa.Column("queue", sa.String(128), primary_key=True),
     sa.Column("message_id", sa.String(128), primary_key=True),
     sa.Column("deliveries", sa.Integer, nullable=False),
-    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_at", UtcDateTime(), nullable=False),
+    sa.Column("last_at", UtcDateTime(), nullable=False),
     sa.Index("ix_message_deliveries_last_at", "last_at"),
 )
 """Messages being handled right now, with how often each was started: a row left behind by a
@@ -107,8 +109,8 @@ batches = sa.Table(
     sa.Column("lane", sa.Integer, nullable=False),
     sa.Column("total", sa.Integer, nullable=False, server_default="0"),
     sa.Column("enqueued", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index("ix_batches_status", "status"),
 )
 
@@ -120,7 +122,7 @@ intake_keys = sa.Table(
     sa.Column("case_id", sa.String(64), nullable=False),
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
     sa.Column("integration", sa.String(64), nullable=False),
-    sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_seen_at", UtcDateTime(), nullable=False),
     sa.Index("ix_intake_keys_case", "case_id"),
 )
 case_attachments = sa.Table(
@@ -146,7 +148,7 @@ attachment_verdicts = sa.Table(
     sa.Column("pages", sa.Integer, nullable=True),
     sa.Column("cleaned_sha256", sa.String(64), nullable=True),
     sa.Column("cleaned_size", sa.BigInteger, nullable=True),
-    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("checked_at", UtcDateTime(), nullable=False),
 )
 """The content verdict of each file checked, by sha256 and the checking policy: the same PDF
 sent to 100,000 residents is checked once; PDF page counts are kept here."""
@@ -159,7 +161,7 @@ templates = sa.Table(
     sa.Column("owner", sa.String(48), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("current_version", sa.Integer, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index("ix_templates_scope_owner", "scope", "owner"),
 )
 """One row per template: who owns it, whether it is active, its current version."""
@@ -172,7 +174,7 @@ template_versions = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("name", sa.String(150), nullable=False),
     sa.Column("content", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 """Every version of every template, immutable: ``content`` is the version's JSON."""
 
@@ -188,11 +190,11 @@ notification_ledger = sa.Table(
     sa.Column("reason", sa.String(64), nullable=True),
     sa.Column("detail", sa.String(300), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("sent_at", UtcDateTime(), nullable=True),
     sa.Column("address", sa.String(320), nullable=True),
-    sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("due_at", UtcDateTime(), nullable=True),
     sa.Column("resolution", sa.String(32), nullable=True),
     sa.Index("ix_notification_ledger_case", "case_id"),
     sa.Index("ix_notification_ledger_status_due", "status", "due_at"),
@@ -208,8 +210,8 @@ unread_follow_ups = sa.Table(
     sa.Column("case_id", sa.String(64), primary_key=True),
     sa.Column("clinic_hsa_id", sa.String(48), nullable=False),
     sa.Column("action", sa.String(16), nullable=False),
-    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("due_at", UtcDateTime(), nullable=False),
+    sa.Column("done_at", UtcDateTime(), nullable=True),
     sa.Column("outcome", sa.String(64), nullable=True),
     sa.Index("ix_unread_follow_ups_due", "done_at", "due_at"),
 )
@@ -222,9 +224,9 @@ case_answers = sa.Table(
     sa.Column("clinic_hsa_id", sa.String(48), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("sealed", sa.Text, nullable=False),
-    sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("answered_at", UtcDateTime(), nullable=False),
     sa.Column("alert", sa.String(16), nullable=True),
-    sa.Column("alerted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("alerted_at", UtcDateTime(), nullable=True),
     sa.Index("ix_case_answers_clinic", "clinic_hsa_id", "answered_at"),
 )
 """A case's answer (the first one): the kind in clear, the text and the answers to the
@@ -236,7 +238,7 @@ clinic_settings = sa.Table(
     sa.Column("clinic_hsa_id", sa.String(48), primary_key=True),
     sa.Column("answer_alert", sa.String(8), nullable=False),
     sa.Column("mailbox", sa.String(254), nullable=True),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 """How each clinic is alerted of answers (none, or e-mail to a functional mailbox)."""
 
@@ -244,7 +246,7 @@ access_log = sa.Table(
     "access_log",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("user_hsa_id", sa.String(48), nullable=False),
     sa.Column("unit_hsa_id", sa.String(48), nullable=False),
     sa.Column("action", sa.String(32), nullable=False),
@@ -267,7 +269,7 @@ blob_owners = sa.Table(
     sa.Column("owner_hsa_id", sa.String(48), primary_key=True),
     sa.Column("shared", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("template_id", sa.String(80), nullable=True),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
     sa.Index("ix_blob_owners_shared", "sha256", "shared"),
 )
 """Which clinic uploaded each blob (issue 10): a case may reference only its own clinic's
@@ -284,9 +286,9 @@ api_keys = sa.Table(
     sa.Column("clinics", sa.Text, nullable=False),
     sa.Column("webhook_url", sa.String(500), nullable=True),
     sa.Column("rate_per_second", sa.Integer, nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    sa.Column("last_used_at", UtcDateTime(), nullable=True),
 )
 """One key per integration (migration ``0014_http_api``): the bearer token's sha256 (never
 the token), the HMAC key it signs intake messages and checks webhooks with, the clinics it
@@ -301,7 +303,7 @@ api_requests = sa.Table(
     sa.Column("body_sha256", sa.String(64), nullable=False),
     sa.Column("status_code", sa.Integer, nullable=False),
     sa.Column("response", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 """HTTP requests with an ``Idempotency-Key``: the body's digest and the answer given."""
 
@@ -315,10 +317,10 @@ webhook_outbox = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
     sa.Column("last_error", sa.String(300), nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("sent_at", UtcDateTime(), nullable=True),
     sa.Index("ix_webhook_outbox_due", "status", "next_attempt_at"),
 )
 """Status callbacks to deliver: one row per case event per integration, keyed by event id."""
@@ -346,9 +348,9 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(200), nullable=True),
     sa.Column("oidc_subject", sa.String(255), nullable=True, unique=True),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("last_login_at", UtcDateTime(), nullable=True),
 )
 """People who sign in to the web console: staff, clinic administrators, on-call. ``hsa_id``
 is who the access log records; ``clinics`` (JSON list of HSA-ids) the units they act for;
@@ -360,9 +362,9 @@ web_sessions = sa.Table(
     sa.Column("token_hash", sa.String(64), primary_key=True),
     sa.Column("user_id", sa.Integer, nullable=False),
     sa.Column("clinic_hsa_id", sa.String(48), nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("seen_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
     sa.Index("ix_web_sessions_user", "user_id"),
 )
 """Signed-in sessions, by the sha256 of the cookie's random token: revocable (sign out,
@@ -373,9 +375,9 @@ login_failures = sa.Table(
     metadata,
     sa.Column("key", sa.String(160), primary_key=True),
     sa.Column("failures", sa.Integer, nullable=False),
-    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("first_at", UtcDateTime(), nullable=False),
+    sa.Column("last_at", UtcDateTime(), nullable=False),
+    sa.Column("locked_until", UtcDateTime(), nullable=True),
 )
 """Failed sign-ins per account (``user:NAME``) and per address (``ip:ADDR``), for lockout
 with growing back-off; shared by every process serving the console."""
@@ -388,8 +390,8 @@ send_drafts = sa.Table(
     sa.Column("clinic_hsa_id", sa.String(48), nullable=False),
     sa.Column("template_id", sa.String(80), nullable=False),
     sa.Column("content", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index("ix_send_drafts_user", "user_id"),
 )
 """A case being written in the console ("Skicka ärende"), step by step: residents and their
@@ -414,14 +416,14 @@ failures = sa.Table(
     sa.Column("exception_type", sa.String(128), nullable=True),
     sa.Column("traceback", sa.Text, nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_failed_at", UtcDateTime(), nullable=False),
+    sa.Column("last_failed_at", UtcDateTime(), nullable=False),
     sa.Column("body", sa.Text, nullable=True),
     sa.Column("body_truncated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("replays", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("replayed_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("replayed_at", UtcDateTime(), nullable=True),
+    sa.Column("closed_at", UtcDateTime(), nullable=True),
     sa.Index("ix_failures_status_queue_reason", "status", "queue", "reason"),
     sa.Index("ix_failures_last_failed_at", "last_failed_at"),
 )
@@ -434,7 +436,7 @@ oncall_audit = sa.Table(
     "oncall_audit",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("who", sa.String(80), nullable=False),
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("selection", sa.Text, nullable=False),
@@ -449,7 +451,7 @@ sweep_runs = sa.Table(
     "sweep_runs",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("counts", sa.Text, nullable=False),
 )
 """What each ``omvant sweep`` run found and did (JSON counts), for on-call (``omvant status``);

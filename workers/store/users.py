@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from workers.store.cases import utcnow
 from workers.store.schema import users, web_sessions
+from workers.store.sql import aware_utc
 
 Role = Literal["staff", "admin", "oncall"]
 ROLES: tuple[Role, ...] = ("staff", "admin", "oncall")
@@ -75,12 +76,6 @@ class User:
         return clinic_hsa_id in self.clinics
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
-
-
 def _from_row(row: Any) -> User:
     return User(
         id=row.id,
@@ -92,8 +87,8 @@ def _from_row(row: Any) -> User:
         password_hash=row.password_hash,
         oidc_subject=row.oidc_subject,
         active=bool(row.active),
-        created_at=_aware(row.created_at) or utcnow(),
-        last_login_at=_aware(row.last_login_at),
+        created_at=aware_utc(row.created_at) or utcnow(),
+        last_login_at=aware_utc(row.last_login_at),
     )
 
 

@@ -26,7 +26,7 @@ from workers.store.schema import (
     webhook_cursor,
     webhook_outbox,
 )
-from workers.store.sql import dialect_insert
+from workers.store.sql import aware_utc, dialect_insert
 
 EVENTS = ("delivered", "notified", "read", "answered", "rejected", "failed")
 """Case states an integration is told of."""
@@ -62,10 +62,6 @@ class Callback:
 def event_id_for(key_id: str, case_event_id: int) -> str:
     """The stable id (and idempotency key) of the callback for one case event."""
     return str(uuid.uuid5(_NAMESPACE, f"{key_id}\x1f{case_event_id}"))
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -208,7 +204,7 @@ def payload(event: Any) -> dict[str, Any]:
     return StatusCallback(
         id=event_id_for(event.integration, int(event.id)),
         type=f"case.{event.state}",
-        occurred_at=_aware(event.at),
+        occurred_at=aware_utc(event.at),
         case=CallbackCase(
             id=event.case_id,
             clinic_hsa_id=event.clinic_hsa_id,
@@ -216,7 +212,7 @@ def payload(event: Any) -> dict[str, Any]:
             state=event.state,
             reason=event.reason,
         ),
-    ).model_dump(mode="json") | {"occurred_at": _aware(event.at).isoformat()}  # as first sent
+    ).model_dump(mode="json") | {"occurred_at": aware_utc(event.at).isoformat()}  # as first sent
 
 
 def due(conn: sa.Connection, *, limit: int = 200) -> list[Callback]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from workers.store.schema import template_versions, templates
-from workers.store.sql import insert_ignoring_conflicts
+from workers.store.sql import aware_utc, insert_ignoring_conflicts
 from workers.templates.model import Template, TemplateInvalid, validated
 
 Outcome = Literal["created", "new-version", "unchanged"]
@@ -57,11 +57,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def as_utc(value: dt.datetime) -> dt.datetime:
-    """A stored time as aware UTC (SQLite gives it back naive)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
 def _from_row(row: Any, head: Any) -> Template:
     data: dict[str, Any] = json.loads(row.content)
     data.update(
@@ -70,7 +65,7 @@ def _from_row(row: Any, head: Any) -> Template:
         scope=head.scope,
         owner=head.owner,
         active=bool(head.active),
-        created_at=as_utc(row.created_at),
+        created_at=aware_utc(row.created_at),
     )
     return validated(data)
 
@@ -91,7 +86,7 @@ def head(conn: sa.Connection, template_id: str) -> Head | None:
         owner=row.owner,
         active=bool(row.active),
         current_version=row.current_version,
-        created=tuple((v, as_utc(at)) for v, at in made),
+        created=tuple((v, aware_utc(at)) for v, at in made),
     )
 
 
@@ -169,6 +164,26 @@ def changeable(conn: sa.Connection, template_id: str, clinic_hsa_id: str | None)
             f"(omvant templates adopt {template_id} --clinic {clinic_hsa_id})"
         )
     return found
+
+
+def creator_scope(
+    clinic_hsa_id: str | None, scope: str | None, owner: str | None
+) -> tuple[str, str]:
+    """The scope and owner of a template someone creates: a clinic creates only its own local
+    templates; a national or regional one needs its scope and owner (a national editor).
+
+    Raises
+    ------
+    ValueError
+        A clinic asked for another scope, or neither a clinic nor a scope and owner was given.
+    """
+    if clinic_hsa_id is not None:
+        if scope not in (None, "local"):
+            raise ValueError("a clinic creates local templates; leave out --scope")
+        return "local", clinic_hsa_id
+    if scope is None or owner is None:
+        raise ValueError("give --clinic for a local template, or --scope and --owner")
+    return scope, owner
 
 
 def check_importable(templates_: Sequence[Template], clinic_hsa_id: str | None) -> None:
@@ -425,6 +440,7 @@ __all__: Sequence[str] = (
     "changeable",
     "check_importable",
     "create",
+    "creator_scope",
     "edited",
     "head",
     "history",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from contracts.send_case import SendCaseV2
+from contracts.send_case import SendCaseV2, canonical_case_id
 from producers import integration
 from producers.web.api.models import CasesAccepted, CaseStatusBody
 from producers.web.api.refusals import refused
@@ -81,7 +81,7 @@ def get_case(
 ) -> JSONResponse:
     """The case's state, reason code, timestamps, notifications and history (never its
     content). Another clinic's case is `not-found`; every look-up is access-logged."""
-    status = integration.case_status(context.engine, key, case_id)
+    status = integration.case_status(context.engine, key, canonical_case_id(case_id))
     if status is None:
         shown = case_id.encode("unicode_escape", "backslashreplace").decode("ascii")[:100]
         raise Problem(404, Reason.NOT_FOUND, f"no case {shown} for this key's clinics")

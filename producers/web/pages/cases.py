@@ -12,7 +12,6 @@ import csv
 import dataclasses
 import datetime as dt
 import io
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -21,7 +20,9 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from contracts.send_case import canonical_case_id
 from producers.web.auth import Acting, AsStaff, NotFound, console, render
+from producers.web.explained import explained
 from producers.web.i18n import gettext as _
 from producers.web.wording import STATUS
 from workers import case_access
@@ -138,15 +139,6 @@ def parse_query(
     return query, filt
 
 
-def case_key(case_id: str) -> str:
-    """The case id as stored: a UUID in its canonical lower-case form whatever the URL's
-    letter case (``3F2C...`` finds ``3f2c...``); any other id as it is."""
-    try:
-        return str(uuid.UUID(case_id))
-    except ValueError:
-        return case_id
-
-
 def _reader(acting: Acting, *, unmasked: bool = False) -> case_access.Reader:
     return case_access.Reader(acting.user_hsa_id, acting.clinic_hsa_id, unmasked=unmasked)
 
@@ -184,7 +176,7 @@ def _list_page(
         total = case_access.count_cases(services.engine, reader, filt, now=now)
         rows = case_access.list_cases(services.engine, reader, paged, now=now).rows
     except case_access.UsageError as exc:
-        raise NotFound(str(exc)) from None
+        raise NotFound(explained(exc)) from None
     with services.begin() as conn:
         templates = [
             (t.id, t.name) for t in template_store.listing(conn, clinic_hsa_id=acting.clinic_hsa_id)
@@ -280,7 +272,7 @@ def _export(
             services.engine, _reader(acting, unmasked=full), wanted, now=services.now()
         ).rows
     except case_access.UsageError as exc:
-        raise NotFound(str(exc)) from None
+        raise NotFound(explained(exc)) from None
     stamp = services.now().astimezone(services.zone).strftime("%Y%m%d-%H%M")
     return StreamingResponse(
         _csv_lines(rows, full, services.zone),
@@ -302,7 +294,7 @@ def case_page(request: Request, case_id: str, acting: AsStaff) -> Response:
     read is written to the access log as its own entry (``cases-show-answer``)."""
     services = console(request)
     reader = _reader(acting, unmasked=True)
-    case_id = case_key(case_id)
+    case_id = canonical_case_id(case_id)  # an upper-case UUID in the address finds it
     try:
         detail = case_access.show_case(services.engine, reader, case_id, now=services.now())
         answer, answer_error = None, None
