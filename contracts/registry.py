@@ -11,9 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts import (
     attachments_cleared,
-    case_rejected,
     message_composed,
-    notification_dispatched,
     notification_queued,
     read_receipt,
     recipient_validated,
@@ -27,10 +25,8 @@ VERSIONS: dict[str, dict[int, type[BaseModel]]] = {
     recipient_validated.NAME: {1: recipient_validated.RecipientValidatedV1},
     message_composed.NAME: {1: message_composed.MessageComposedV1},
     attachments_cleared.NAME: {1: attachments_cleared.AttachmentsClearedV1},
-    notification_dispatched.NAME: {1: notification_dispatched.NotificationDispatchedV1},
     notification_queued.NAME: {1: notification_queued.NotificationQueuedV1},
     read_receipt.NAME: {1: read_receipt.ReadReceiptV1, 2: read_receipt.ReadReceiptV2},
-    case_rejected.NAME: {1: case_rejected.CaseRejectedV1},
 }
 """Every published contract version. A published version is frozen: add, never edit."""
 

@@ -12,7 +12,8 @@ c. single urgent cases sent every 100 ms while (b) runs: latency from enqueue to
 d. (a) again after (b), so a change in the machine's load during the run shows as two ratios;
 e. CPU time per case (``producers/bench_cpu.py``) of the worker processes, per stage when each
    stage runs in worker processes of its own (``layout="stages"``, the default), of the local
-   PostgreSQL cluster and of the local broker, over (b)'s window;
+   PostgreSQL cluster and of the local broker, over (b)'s window (the urgent lanes run in a
+   worker process of their own with ``urgent_worker``: ``urgent-lanes``);
 f. with ``profile=STAGE``, a cProfile of that stage's worker processes
    (``producers/bench_profile.py``).
 """
@@ -86,6 +87,8 @@ class BenchConfig:
     """How long the workers' idle CPU is measured before the dispatch."""
     profile_clock: str = "cpu"
     """``cpu`` (each thread's CPU time) or ``wall`` (waits included)."""
+    urgent_worker: bool = False
+    """The urgent lanes have a worker process of their own (``omvant worker --lanes urgent``)."""
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -263,6 +266,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         log_dir=config.log_dir,
         profile=config.profile,
         profile_clock=config.profile_clock,
+        urgent_worker=config.urgent_worker,
     )
     with ExitStack() as stack:
         stack.callback(stop_all, workers)
@@ -449,6 +453,11 @@ def cpu_figures(
         "stages: one dramatiq worker process per stage, each its own tree."
         if config.layout == BY_STAGE
         else 'shared: every worker process consumes every stage ("all"); no per-stage split.'
+    ) + (
+        " urgent-lanes: one process consuming every stage's urgent lane (the stages' own"
+        " processes consume the other lanes)."
+        if config.urgent_worker
+        else ""
     )
     return {
         "stages": {name: per_case(seconds) for name, seconds in by_group.items()},
@@ -511,6 +520,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
         "noop_messages": config.noop_messages,
         "load_average_1m_at_end": load[0],
         "layout": config.layout,
+        "urgent_worker": config.urgent_worker,
         "enqueue_cases_per_s": pipeline["enqueue_cases_per_s"],
         "cpu_ms_per_case": cpu,
         "postgres_writes_per_case": written,

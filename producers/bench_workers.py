@@ -2,7 +2,11 @@
 
 In the ``stages`` layout each stage has a dramatiq worker process of its own, so the CPU time
 of each stage is that process tree's (``producers/bench_cpu.py``); in the ``shared`` layout
-``processes`` processes consume every queue, as ``omvant worker`` with no stage does.
+``processes`` processes consume every queue, as ``omvant worker`` with no stage does. With
+``urgent_worker`` the urgent lanes of every stage have a worker process of their
+own (``URGENT_GROUP``, as ``omvant worker --lanes urgent``), so an urgent case never waits for a
+thread or the interpreter lock of a process busy with bulk chunks; the other processes consume
+the other lanes (``--lanes others``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from producers.processes import DramatiqWorkers
-from workers.queues import all_queues, lane_queue, queue_name
+from workers.queues import URGENT, all_queues, lane_queue, queue_name
 from workers.routes import STAGES
 from workers.settings import Settings
 
@@ -20,12 +24,19 @@ SHARED = "shared"
 BY_STAGE = "stages"
 """Layout: each stage has one worker process of its own, so its CPU time can be read."""
 LAYOUTS = (BY_STAGE, SHARED)
+URGENT_GROUP = "urgent-lanes"
+"""The group of worker processes consuming every stage's urgent lane (``urgent_worker``)."""
 
 
-def stage_queues(stage: str, prefix: str) -> list[str]:
-    """Every lane of ``stage``'s queue, with the prefix."""
+def stage_queues(stage: str, prefix: str, *, only: str | None = None) -> list[str]:
+    """Every lane of ``stage``'s queue (or only the lane ``only``, if it has it), with the
+    prefix."""
     route = STAGES[stage]
-    return [queue_name(lane_queue(route.queue, lane), prefix) for lane in route.lanes()]
+    return [
+        queue_name(lane_queue(route.queue, lane), prefix)
+        for lane in route.lanes()
+        if only is None or lane == only
+    ]
 
 
 def profile_dir(log_dir: Path, stage: str) -> Path:
@@ -43,14 +54,20 @@ def start_workers(
     log_dir: Path,
     profile: str | None,
     profile_clock: str = "cpu",
+    urgent_worker: bool = False,
 ) -> dict[str, DramatiqWorkers]:
-    """The pipeline's workers in ``layout``: name (a stage, or ``all``) -> workers; with
-    ``profile`` the processes consuming that stage run ``producers.bench_profile``."""
+    """The pipeline's workers in ``layout``: name (a stage, ``all`` or ``URGENT_GROUP``) ->
+    workers; with ``profile`` the processes consuming that stage run
+    ``producers.bench_profile``."""
     prefix = settings.queue_prefix
     if layout == BY_STAGE:
         groups = {stage: stage_queues(stage, prefix) for stage in STAGES}
     else:
         groups = {"all": [queue_name(q, prefix) for q in all_queues()]}
+    if urgent_worker:
+        urgent = [q for s in STAGES for q in stage_queues(s, prefix, only=URGENT)]
+        groups = {name: [q for q in queues if q not in urgent] for name, queues in groups.items()}
+        groups[URGENT_GROUP] = urgent
     profiled = set(stage_queues(profile, prefix)) if profile else set()
     folder = profile_dir(log_dir, profile or "none")
     if profiled:
@@ -73,7 +90,7 @@ def start_workers(
                 "producers.bench_profile" if mine else "workers.app",
                 queues,
                 group_env,
-                processes=1 if layout == BY_STAGE else processes,
+                processes=1 if layout == BY_STAGE or name == URGENT_GROUP else processes,
                 threads=threads,
                 log_path=log_dir / f"pipeline-workers-{name}.log",
             )

@@ -25,7 +25,7 @@ from dramatiq.middleware import Middleware
 
 from contracts.envelope import origin_message_id, split_message_id
 from contracts.registry import ContractError, Parsed, parse
-from workers import case_ownership, failures, metrics, recipient_validation
+from workers import case_ownership, failures, metrics
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
 from workers.enqueue import enqueue
@@ -201,10 +201,8 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
         )
     if cancelled:
         with ctx.engine.begin() as conn:
-            if contract == "SendCase":
-                origin = origin_message_id(parsed.envelope.message_id)
-                rows = recipient_validation.received_rows(cancelled, correlation_id, origin)
-                cases.insert_received(conn, rows)
+            origin = origin_message_id(parsed.envelope.message_id)
+            case_ownership.record_received(conn, cancelled, correlation_id, origin)
             cases.apply(
                 conn,
                 ending(
@@ -245,12 +243,8 @@ class RecordDeadLetters(Middleware):
         except ContractError:
             parsed = None
         case_ids: list[str] = []
-        if parsed is not None:
-            case_ids = list(parsed.envelope.case_ids) or [
-                str(getattr(item, "case_id", "")) for item in parsed.items
-            ]
-            if parsed.envelope.contract == "SendCase":
-                case_ids = [item.resolved_case_id() for item in parsed.items]  # type: ignore[attr-defined]
+        if parsed is not None:  # Omvänt's id of each case (a SendCase's is derived: _case_id)
+            case_ids = [_case_id(item) for item in parsed.items] or list(parsed.envelope.case_ids)
         route = ROUTES.get(parsed.envelope.contract) if parsed is not None else None
         ctx = self.context()
         reason = failures.dead_letter_reason(exception)

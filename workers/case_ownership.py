@@ -95,7 +95,7 @@ def claim(
 ) -> Claimed:
     """Create the chunk's cases that are new and sort every request (see the module doc).
 
-    ``rows_for`` gives the ``cases`` rows for requests (``recipient_validation.received_rows``);
+    ``rows_for`` gives the ``cases`` rows for requests (``received_rows``);
     ``stored`` tells whether a blob is in the blob store (``ownership.usable``).
     """
     claimed = Claimed()
@@ -162,6 +162,39 @@ def claim(
             continue
         claimed.ours.append(item)
     return claimed
+
+
+def received_rows(
+    items: Sequence[SendCaseV2], correlation_id: str, message_id: str
+) -> list[dict[str, object]]:
+    """The rows that record the cases as received, and which intake message created them."""
+    return [
+        {
+            "id": item.resolved_case_id(),
+            "clinic_hsa_id": item.clinic_hsa_id,
+            "sender_hsa_id": item.sender_hsa_id,
+            "template_id": item.template_id,
+            "personnummer": item.personnummer,
+            "idempotency_key": item.idempotency_key,
+            "batch_id": item.batch_id,
+            "priority": item.priority,
+            "correlation_id": correlation_id,
+            "intake_message_id": message_id,
+            "producer_reference": item.case_id,  # the producer's own id, kept to trace it
+        }
+        for item in items
+    ]
+
+
+def record_received(
+    conn: sa.Connection, items: Sequence[Any], correlation_id: str, message_id: str
+) -> None:
+    """Record as received the cases that records of a request name (``SendCase``: its case is
+    made when it is taken in), so that they can be ended before their stage ran; records of
+    later stages name cases that exist already."""
+    requests = [item for item in items if isinstance(item, SendCaseV2)]
+    if requests:
+        cases.insert_received(conn, received_rows(requests, correlation_id, message_id))
 
 
 def _foreign_batches(conn: sa.Connection, items: Sequence[SendCaseV2]) -> list[SendCaseV2]:

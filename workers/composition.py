@@ -42,10 +42,8 @@ from workers.case_states import CaseState
 from workers.reasons import Reason
 from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
-from workers.store.arrays import among
+from workers.store import case_notes
 from workers.store.cases import Transition
-from workers.store.schema import cases
-from workers.store.sql import aware_utc
 from workers.templates.library import TemplateLibrary
 from workers.templates.model import FIELD_PATTERN, Template
 
@@ -328,16 +326,9 @@ def _advance(item: RecipientValidatedV1, composed: Composed, template: Template 
 
 def pins_of(engine: sa.Engine, case_ids: Sequence[str]) -> dict[str, Pin]:
     """When each case arrived and which template version it is pinned to, if any."""
-    if not case_ids:
-        return {}
     with engine.connect() as conn:
-        query = sa.select(cases.c.id, cases.c.received_at, cases.c.template_version).where(
-            among(conn, cases.c.id, case_ids)
-        )
-        return {
-            row.id: Pin(aware_utc(row.received_at), row.template_version)
-            for row in conn.execute(query)
-        }
+        found = case_notes.arrivals(conn, case_ids)
+    return {case_id: Pin(*arrival) for case_id, arrival in found.items()}
 
 
 def with_sealed_content(decisions: list[Decision], seal: AnswerSeal) -> list[Decision]:

@@ -291,7 +291,7 @@ def _send_in_groups(
         group = to_send[start : start + size]
         reclaimed = [e for e in group if e.status == notifications.PENDING]
         keys = [e.key for e in group if e.status != notifications.PENDING]
-        claimed, problems = _claim_recording(ctx, keys, policy.now, unrecorded)
+        claimed, problems = _claim_recording(ctx, keys, ctx.now(), unrecorded)
         failure = _tally(outcome, unrecorded, problems) or failure
         unrecorded = []
         mine = [e for e in group if e.key in claimed] + reclaimed

@@ -31,17 +31,12 @@ from workers.queues import Queues, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES
 from workers.stage import Advance, Decision, settle
-from workers.store import answers, cases
+from workers.store import answers, case_notes, cases
 from workers.store.cases import Transition
-from workers.store.schema import case_events
-from workers.store.schema import cases as cases_table
 
 STAGE = ROUTES[read_receipt.NAME].stage
 READABLE = frozenset({CaseState.DELIVERED, CaseState.NOTIFIED, CaseState.READ})
 """States in which a message is in the inbox, so can be read."""
-ANSWERED = "answered"
-"""The history entry of a case's first answer (the case itself stays read: answering is not a
-state of the case machine); it carries no part of the answer."""
 
 
 def handle(items: Sequence[ReadReceiptV2]) -> list[Decision]:
@@ -67,12 +62,7 @@ def _keep_earliest_read(ctx: Context, items: Sequence[ReadReceiptV2]) -> None:
     if not earliest:
         return
     with ctx.engine.begin() as conn:
-        for case_id, item in earliest.items():
-            conn.execute(
-                sa.update(cases_table)
-                .where(cases_table.c.id == case_id, cases_table.c.read_at > item.occurred_at)
-                .values(read_at=item.occurred_at)
-            )
+        case_notes.keep_earliest_read(conn, {c: i.occurred_at for c, i in earliest.items()})
 
 
 ALERT_SUBJECT = "Nytt svar i ett invånarärende"
@@ -101,13 +91,7 @@ def _record_answers(ctx: Context, items: Sequence[ReadReceiptV2]) -> list[str]:
         return []
     seal = answer_seal(ctx.settings)
     with ctx.engine.begin() as conn:
-        clinics = dict(
-            conn.execute(
-                sa.select(cases_table.c.id, cases_table.c.clinic_hsa_id).where(
-                    cases_table.c.id.in_([item.case_id for item in answered])
-                )
-            ).all()
-        )
+        clinics = case_notes.clinics_of(conn, [item.case_id for item in answered])
         for item in sorted(answered, key=lambda i: i.occurred_at):
             assert item.answer is not None
             new = answers.add(
@@ -118,32 +102,21 @@ def _record_answers(ctx: Context, items: Sequence[ReadReceiptV2]) -> list[str]:
                 sealed=seal.seal(sealed_text(item)),
                 answered_at=item.occurred_at,
             )
-            if new:  # in the case's history (and so called back as case.answered): no content
-                conn.execute(
-                    case_events.insert().values(
-                        case_id=item.case_id,
-                        state=ANSWERED,
-                        stage=STAGE,
-                        at=item.occurred_at,
-                    )
-                )
-            conn.execute(
-                sa.update(cases_table)
-                .where(cases_table.c.id == item.case_id, cases_table.c.answered_at.is_(None))
-                .values(answered_at=item.occurred_at, answer_kind=item.answer.kind)
+            # a first answer is in the case's history (called back as case.answered): no content
+            case_notes.note_answered(
+                conn,
+                item.case_id,
+                kind=item.answer.kind,
+                at=item.occurred_at,
+                stage=STAGE,
+                first=new,
             )
         return answers.unalerted(conn, clinics)
 
 
 def alert_setting(ctx: Context, conn: sa.Connection, case_id: str) -> answers.AnswerAlert:
     """The template's notification setting for the case's answers, else the clinic's."""
-    row = conn.execute(
-        sa.select(
-            cases_table.c.clinic_hsa_id,
-            cases_table.c.template_id,
-            cases_table.c.template_version,
-        ).where(cases_table.c.id == case_id)
-    ).one()
+    row = case_notes.template_of(conn, case_id)
     template = ctx.templates.get(row.template_id, row.template_version)
     if template is not None and template.notification is not None:
         return answers.AnswerAlert(template.notification.alert, template.notification.mailbox)

@@ -169,28 +169,6 @@ def handle(items: Sequence[SendCaseV2], directory: AccountDirectory) -> list[Dec
     return decisions
 
 
-def received_rows(
-    items: Sequence[SendCaseV2], correlation_id: str, message_id: str
-) -> list[dict[str, object]]:
-    """The rows that record the cases as received, and which intake message created them."""
-    return [
-        {
-            "id": item.resolved_case_id(),
-            "clinic_hsa_id": item.clinic_hsa_id,
-            "sender_hsa_id": item.sender_hsa_id,
-            "template_id": item.template_id,
-            "personnummer": item.personnummer,
-            "idempotency_key": item.idempotency_key,
-            "batch_id": item.batch_id,
-            "priority": item.priority,
-            "correlation_id": correlation_id,
-            "intake_message_id": message_id,
-            "producer_reference": item.case_id,  # the producer's own id, kept to trace it
-        }
-        for item in items
-    ]
-
-
 def intake_references(items: Sequence[SendCaseV2]) -> list[tuple[str, str]]:
     """Each case's blobs, recorded at intake so none is collected while the case is live."""
     return [(item.resolved_case_id(), ref.sha256) for item in items for ref in item.attachments]
@@ -211,7 +189,7 @@ def process(parsed: Parsed, ctx: Context) -> None:
         claimed = case_ownership.claim(
             conn,
             items,
-            rows_for=lambda chosen: received_rows(chosen, correlation_id, origin),
+            rows_for=lambda chosen: case_ownership.received_rows(chosen, correlation_id, origin),
             origin=origin,
             stored=lambda sha256: ctx.blobs.size(sha256) is not None,
         )

@@ -58,6 +58,13 @@ def bench(
             "no-op drain only); shared: --processes processes consume every stage."
         ),
     ] = "stages",
+    urgent_worker: Annotated[
+        bool,
+        typer.Option(
+            help="The urgent lanes of every stage in a worker process of their own (as "
+            "omvant worker --lanes urgent beside --lanes others); its CPU is 'urgent-lanes'."
+        ),
+    ] = False,
     profile: Annotated[
         str | None,
         typer.Option(
@@ -101,6 +108,7 @@ def bench(
         layout=layout,
         profile=profile,
         profile_clock=profile_clock,
+        urgent_worker=urgent_worker,
     )
     figures = run_bench(
         settings, config, say=None if as_json else lambda m: typer.echo(m, err=True)

@@ -12,7 +12,7 @@ import typer
 
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
 from workers import server_probe as servers
-from workers.queues import lane_queue, lanes_of, queue_name
+from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.routes import STAGES
 from workers.server_checks import (
     Check,
@@ -41,12 +41,21 @@ default is 10 minutes); what it has not finished goes back to the broker unackno
 db_app = typer.Typer(help="The system of record.", no_args_is_help=True)
 
 
-def consumed_queues(stages: list[str], prefix: str = "") -> list[str]:
-    """The queues a worker of ``stages`` consumes: every lane of each stage."""
+ALL_LANES = "all"
+URGENT_LANES = "urgent"
+OTHER_LANES = "others"
+LANE_CHOICES = (ALL_LANES, URGENT_LANES, OTHER_LANES)
+"""``omvant worker --lanes``: every lane; only the urgent lanes; every lane but urgent."""
+
+
+def consumed_queues(stages: list[str], prefix: str = "", *, lanes: str = ALL_LANES) -> list[str]:
+    """The queues a worker of ``stages`` consumes: every lane of each stage, or only its
+    urgent lane (``URGENT_LANES``), or all but that (``OTHER_LANES``)."""
     return [
         queue_name(lane_queue(STAGES[s].queue, lane), prefix)
         for s in stages
         for lane in lanes_of(STAGES[s].queue)
+        if lanes == ALL_LANES or (lane == URGENT) == (lanes == URGENT_LANES)
     ]
 
 
@@ -57,6 +66,13 @@ def worker(
     ] = None,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     threads: Annotated[int, typer.Option(min=1, help="Threads per process.")] = 8,
+    lanes: Annotated[
+        str,
+        typer.Option(
+            help="all: every lane; urgent: only the urgent lanes (a process of their own, so "
+            "an urgent case never waits behind bulk chunks); others: every lane but urgent."
+        ),
+    ] = ALL_LANES,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -74,6 +90,9 @@ def worker(
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
         typer.echo(f"unknown stage(s): {', '.join(unknown)}; stages: {', '.join(STAGES)}", err=True)
+        raise typer.Exit(2)
+    if lanes not in LANE_CHOICES:
+        typer.echo(f"--lanes is one of {', '.join(LANE_CHOICES)}", err=True)
         raise typer.Exit(2)
     settings = settings_from(broker, database)
     if settings.broker_url.startswith("memory"):
@@ -93,7 +112,10 @@ def worker(
     os.environ["dramatiq_worker_timeout"] = str(settings.idle_poll_ms)  # noqa: SIM112 - dramatiq reads this name
     if metrics_port is not None:
         prepare_metrics(metrics_port)
-    queues = consumed_queues(chosen, settings.queue_prefix)
+    queues = consumed_queues(chosen, settings.queue_prefix, lanes=lanes)
+    if not queues:
+        typer.echo(f"the stage(s) {', '.join(chosen)} have no {lanes} lanes", err=True)
+        raise typer.Exit(2)
     argv = dramatiq_argv(
         queues,
         processes=processes,

@@ -43,8 +43,8 @@ from workers import case_access
 from workers.adapters.blobs import blob_store_from
 from workers.attachments.ownership import store_attachment
 from workers.broker import build_broker, dead_letter_count
+from workers.case_ownership import received_rows
 from workers.queues import all_queues, queue_name
-from workers.recipient_validation import received_rows
 from workers.store import batches
 from workers.store import cases as case_store
 from workers.store.engine import make_engine, upgrade

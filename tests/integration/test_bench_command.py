@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from producers.bench_workers import URGENT_GROUP
 from tests.conftest import PG_ADMIN_URL
 from workers.routes import STAGES
 
@@ -62,14 +63,15 @@ def test_a_small_bench_reports_every_promised_figure(
     # CPU per case of each stage's own worker process, their sum, the servers
     cpu = figures["cpu_ms_per_case"]
     assert cpu["layout"] == "stages" and "/proc/<pid>/stat" in cpu["how"]
-    assert set(cpu["stages"]) == set(STAGES)
+    assert set(cpu["stages"]) == {*STAGES, URGENT_GROUP}
+    assert cpu["stages"][URGENT_GROUP] > 0  # the urgent probe's cases ran in their own process
     assert all(cpu["stages"][s] > 0 for s in BUSY_STAGES), cpu["stages"]
     assert cpu["workers_total"] == pytest.approx(sum(cpu["stages"].values()), abs=0.01)
     assert cpu["cases_counted"] >= CASES
     for server in ("postgres", "postgres_bench_database", "broker"):
         assert cpu[server] == "not local" or cpu[server] > 0, (server, cpu[server])
     assert cpu["dispatching_client"] > 0
-    assert set(cpu["idle_cpu_percent"]) == set(STAGES)
+    assert set(cpu["idle_cpu_percent"]) == {*STAGES, URGENT_GROUP}
     written = figures["postgres_writes_per_case"]  # PostgreSQL's own counters of the database
     assert written["commits"] > 0 and written["rows_updated"] > 0 and written["rows_inserted"] > 0
 
@@ -101,7 +103,8 @@ def run_bench(broker: str, database: str, tmp_path: Path) -> subprocess.Complete
     command = [
         omvant(), "bench", "--broker", broker, "--database", database, "--cases", str(CASES),
         "--noop-messages", "200", "--processes", "1", "--threads", "2",
-        "--urgent-every", "1", "--log-dir", str(tmp_path / "logs"), "--profile", PROFILED,
+        "--urgent-every", "1", "--urgent-worker", "--log-dir", str(tmp_path / "logs"),
+        "--profile", PROFILED,
         "--json",
     ]  # fmt: skip
     # A bound, not a timing: booting seven worker processes takes minutes on a loaded machine

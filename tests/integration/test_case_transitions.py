@@ -109,3 +109,21 @@ def test_receiving_the_same_case_twice_keeps_the_first(engine: sa.Engine) -> Non
         assert cases.states_of(conn, ["a"]) == {"a": CaseState.VALIDATED}
         assert cases.first_requested_by(conn, ["a"], "m1") == {"a"}
         assert cases.first_requested_by(conn, ["a"], "m2") == set()
+
+
+def test_a_late_read_receipt_moves_the_read_time_back_and_a_later_one_does_not(
+    engine: sa.Engine,
+) -> None:
+    import datetime as dt
+
+    from workers.store import case_notes
+
+    first = dt.datetime(2026, 12, 1, 10, tzinfo=dt.UTC)
+    earlier, later = first - dt.timedelta(hours=1), first + dt.timedelta(hours=1)
+    with engine.begin() as conn:
+        received(conn, "late-1", "late-2")
+        conn.execute(sa.update(cases_table).values(read_at=first))
+        case_notes.keep_earliest_read(conn, {"late-1": earlier, "late-2": later})
+    with engine.connect() as conn:
+        read = dict(conn.execute(sa.select(cases_table.c.id, cases_table.c.read_at)).all())
+    assert read == {"late-1": earlier, "late-2": first}  # read back aware on both databases

@@ -37,3 +37,15 @@ def test_case_records_are_enqueued_only_through_workers_enqueue() -> None:
         if "dramatiq.Message(" in path.read_text()
     }
     assert builders <= allowed, builders - allowed
+
+
+def test_stage_modules_go_through_the_store() -> None:
+    """A stage reads and writes the system of record through ``workers/store/``, never with
+    SQL of its own."""
+    from workers.routes import ROUTES
+
+    statements = ("sa.select(", "sa.update(", "sa.insert(", "sa.delete(", "sa.text(", ".insert()")
+    for route in ROUTES.values():
+        path = ROOT / (route.module.replace(".", "/") + ".py")
+        text = path.read_text()
+        assert not [s for s in statements if s in text], route.module

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from contracts.send_case import SendCaseV2
-from producers.cli.worker_command import consumed_queues
+from producers.cli.worker_command import OTHER_LANES, URGENT_LANES, consumed_queues
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from workers.actors import declare_actors
@@ -54,6 +54,15 @@ def test_every_lane_of_every_stage_is_consumed_by_omvant_worker_and_declared() -
     broker = build_broker("memory://")
     declare_actors(broker, lambda: None)  # type: ignore[arg-type, return-value]
     assert set(all_queues()) <= broker.get_declared_queues()
+
+
+def test_an_urgent_worker_and_an_others_worker_together_consume_every_lane_once() -> None:
+    urgent = consumed_queues(list(STAGES), "p.", lanes=URGENT_LANES)
+    others = consumed_queues(list(STAGES), "p.", lanes=OTHER_LANES)
+    assert urgent and all(q.startswith("p.") and q.endswith(".urgent") for q in urgent)
+    assert not any(q.endswith(".urgent") for q in others)
+    assert sorted(urgent + others) == sorted(consumed_queues(list(STAGES), "p."))
+    assert consumed_queues(["read-receipts"], lanes=URGENT_LANES) == []  # it has no lanes
 
 
 def test_urgent_cases_take_the_urgent_lane_and_dispatches_their_bulk_lane(

@@ -401,6 +401,40 @@ def test_a_claim_that_may_still_be_in_flight_is_left_alone_and_looked_at_later(
     assert 50 < delay < 60  # after the in-flight limit (60 s) from the claim
 
 
+class SlowGatewayThatAsksWhatAnotherSenderWouldDo(SimulatedSmsGateway):
+    """Each send takes 40 s of the context's clock (a rate-limited chunk); on every send it
+    asks what another sender (the sweep, a redelivery) would decide about this very row."""
+
+    def __init__(self, ctx: Context, clock: list[dt.datetime]) -> None:
+        super().__init__()
+        self.ctx, self.clock = ctx, clock
+        self.seen: list[Step] = []
+
+    def send(self, *, to: str, text: str, idempotency_key: str) -> str:
+        self.clock[0] += dt.timedelta(seconds=40)
+        with self.ctx.engine.connect() as conn:
+            entry = notifications.entries(conn, [idempotency_key])[idempotency_key]
+        self.seen.append(next_step(entry, notification_sending.policy_for(self.ctx)))
+        return super().send(to=to, text=text, idempotency_key=idempotency_key)
+
+
+def test_a_claim_late_in_a_long_chunk_is_stamped_when_claimed_so_never_looks_in_doubt(
+    ctx: Context,
+) -> None:
+    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 1})
+    clock = [STOCKHOLM_AFTERNOON]
+    ctx.now = lambda: clock[0]
+    residents = reachable_residents(ctx.settings.seed, 3, frozenset({"sms"}))
+    items = [cleared_item(f"slow-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
+    with ctx.engine.begin() as conn:
+        store_cleared(conn, items)
+    messages = deliver(ctx, items)
+    ctx.sms = gateway = SlowGatewayThatAsksWhatAnotherSenderWouldDo(ctx, clock)
+    send(ctx, messages)
+    # the third is claimed 80 s into the chunk: in flight, not in doubt (limit 60 s)
+    assert gateway.seen == [Step.NOT_YET] * 3
+
+
 def test_an_email_in_doubt_is_sent_once_more_with_the_same_message_id_after_a_delay(
     ctx: Context,
 ) -> None:

@@ -151,3 +151,18 @@ def test_the_strict_reading_refuses_repeats_at_any_depth_and_keeps_the_rest_of_j
     for text in ('{"a": 1, "a": 1}', '[{"x": {"y": 1, "y": 2}}]', '{"a": {}, "b": 0, "a": []}'):
         with pytest.raises(DuplicateKey):
             loads_strictly(text)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"a": ' * 100_000 + "1" + "}" * 100_000, "[" * 100_000 + "]" * 100_000, '{"a": 1,,}', "\xff"],
+    ids=["objects-nested-past-the-parser", "lists-nested-past-the-parser", "not-json", "not-utf-8"],
+)
+def test_a_body_the_strict_reading_cannot_parse_is_a_4xx_not_a_5xx(
+    sqlite_url: str, body: str
+) -> None:
+    api_key = make_key(sqlite_url, "journal-a", [CLINIC_A])
+    headers = {**api_key.headers, "content-type": "application/json"}
+    with TestClient(app_for(sqlite_url), raise_server_exceptions=False) as client:
+        answer = client.post("/v1/cases", content=body.encode("latin-1"), headers=headers)
+    assert 400 <= answer.status_code < 500, answer.text[:300]

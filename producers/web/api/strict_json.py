@@ -91,8 +91,8 @@ class StrictJsonRoute(APIRoute):
                                 )
                             ],
                         )
-                    except ValueError:
-                        pass  # not JSON: FastAPI's own reading refuses it
+                    except (ValueError, RecursionError):
+                        pass  # not JSON, or nested past the parser: FastAPI's reading refuses it
                     else:
                         request._json = parsed  # Starlette's cache of request.json()
             return await handler(request)

@@ -1,0 +1,88 @@
+"""What stages read and note about cases beside their transitions (``cases.apply``): when a
+case arrived and the template version it is pinned to (composition), and the read receipts'
+notes: the earliest read time, the first answer's mark and history entry, whose case it is."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import sqlalchemy as sa
+
+from workers.store.arrays import among
+from workers.store.schema import case_events, cases
+
+ANSWERED = "answered"
+"""The history entry of a case's first answer (the case itself stays read: answering is not a
+state of the case machine); it carries no part of the answer."""
+
+
+class Arrival(NamedTuple):
+    """When a case arrived, and the template version it is pinned to (None: the current)."""
+
+    received_at: dt.datetime
+    template_version: int | None
+
+
+def arrivals(conn: sa.Connection, case_ids: Sequence[str]) -> dict[str, Arrival]:
+    """The arrival of each case (cases unknown are left out)."""
+    if not case_ids:
+        return {}
+    query = sa.select(cases.c.id, cases.c.received_at, cases.c.template_version).where(
+        among(conn, cases.c.id, case_ids)
+    )
+    return {row.id: Arrival(row.received_at, row.template_version) for row in conn.execute(query)}
+
+
+def keep_earliest_read(conn: sa.Connection, earliest: Mapping[str, dt.datetime]) -> None:
+    """Move each case's read time back to ``earliest[case]`` where that is older (a receipt
+    that came late), in one statement run for all of them."""
+    if not earliest:
+        return
+    conn.execute(
+        sa.update(cases)
+        .where(cases.c.id == sa.bindparam("b_id"), cases.c.read_at > sa.bindparam("b_at"))
+        .values(read_at=sa.bindparam("b_at")),
+        [{"b_id": case_id, "b_at": at} for case_id, at in earliest.items()],
+    )
+
+
+def clinics_of(conn: sa.Connection, case_ids: Sequence[str]) -> dict[str, str]:
+    """The clinic of each case."""
+    query = sa.select(cases.c.id, cases.c.clinic_hsa_id).where(cases.c.id.in_(list(case_ids)))
+    return {row.id: row.clinic_hsa_id for row in conn.execute(query)}
+
+
+def note_answered(
+    conn: sa.Connection, case_id: str, *, kind: str, at: dt.datetime, stage: str, first: bool
+) -> None:
+    """Mark a case answered (the first answer's time and kind stay); ``first``: its first
+    answer, also written to its history (content-free)."""
+    if first:
+        conn.execute(
+            case_events.insert().values(case_id=case_id, state=ANSWERED, stage=stage, at=at)
+        )
+    conn.execute(
+        sa.update(cases)
+        .where(cases.c.id == case_id, cases.c.answered_at.is_(None))
+        .values(answered_at=at, answer_kind=kind)
+    )
+
+
+class TemplateOfCase(NamedTuple):
+    """The clinic of a case and the template (and version) it was composed with."""
+
+    clinic_hsa_id: str
+    template_id: str
+    template_version: int | None
+
+
+def template_of(conn: sa.Connection, case_id: str) -> TemplateOfCase:
+    """The clinic and template of a case (it must exist)."""
+    row = conn.execute(
+        sa.select(cases.c.clinic_hsa_id, cases.c.template_id, cases.c.template_version).where(
+            cases.c.id == case_id
+        )
+    ).one()
+    return TemplateOfCase(row.clinic_hsa_id, row.template_id, row.template_version)
