@@ -16,10 +16,12 @@ innocent message is set aside only if its process died under it that many times.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+import sqlalchemy as sa
 from dramatiq.middleware import Middleware, SkipMessage
 
 from workers import rejections
@@ -30,6 +32,9 @@ from workers.reasons import Reason
 from workers.store.deliveries import finished, started
 
 log = get_logger(__name__)
+
+FINISH_RETRY_SECONDS = 10.0
+"""How long a message's end is tried again while the database is away."""
 
 
 def _body(message: dramatiq.Message[Any]) -> bytes:
@@ -75,10 +80,26 @@ class SetAsidePoison(Middleware):
         raise SkipMessage
 
     def _finished(self, message: Any) -> None:
+        """Forget the message's starts; with the database away (a restart takes seconds), try
+        again for ``FINISH_RETRY_SECONDS``: a row left behind counts a death that was none, and
+        three such set aside a healthy message."""
         if message.actor_name == UNREADABLE_ACTOR:
             return
-        with self.context().engine.begin() as conn:
-            finished(conn, canonical(message.queue_name), message.message_id)
+        deadline = time.monotonic() + FINISH_RETRY_SECONDS
+        wait = 0.2
+        while True:
+            try:
+                with self.context().engine.begin() as conn:
+                    finished(conn, canonical(message.queue_name), message.message_id)
+                return
+            except (sa.exc.OperationalError, sa.exc.InterfaceError):
+                if time.monotonic() + wait > deadline:
+                    log.warning(
+                        "message start not forgotten: the database", queue=message.queue_name
+                    )
+                    return
+                time.sleep(wait)
+                wait = min(wait * 2, 2.0)
 
     def after_process_message(
         self,
