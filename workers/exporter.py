@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from wsgiref.simple_server import make_server
 
@@ -97,8 +97,14 @@ class OmvantCollector:
     """A Prometheus collector reading the broker and the database at each scrape."""
 
     def __init__(
-        self, broker: dramatiq.Broker, engine: sa.Engine, prefix: str, latency: LatencyTracker
+        self,
+        broker: dramatiq.Broker,
+        engine: sa.Engine,
+        prefix: str,
+        latency: LatencyTracker,
+        stuck_limits: dict[str, float] | None = None,
     ) -> None:
+        self.stuck_limits = stuck_limits or stuck.limits()
         self.broker = broker
         self.engine = engine
         self.prefix = prefix
@@ -124,7 +130,7 @@ class OmvantCollector:
         try:
             with self.engine.connect() as conn:
                 self.latency.observe_new(conn)
-                yield from _database_metrics(conn, now, self.prefix)
+                yield from _database_metrics(conn, now, self.prefix, self.stuck_limits)
         except Exception as exc:  # noqa: BLE001 - likewise for the database
             log.warning("exporter could not read the database", error=type(exc).__name__)
             ok = False
@@ -166,7 +172,9 @@ def _queue_metrics(lanes: Iterable[queue_depth.LaneDepth]) -> Iterator[Metric]:
     yield from (depth, delayed, dead, consumers)
 
 
-def _database_metrics(conn: sa.Connection, now: dt.datetime, prefix: str) -> Iterator[Metric]:
+def _database_metrics(
+    conn: sa.Connection, now: dt.datetime, prefix: str, stuck_limits: dict[str, float]
+) -> Iterator[Metric]:
     pending = GaugeMetricFamily(
         "omvant_failures_pending",
         "Failure records waiting for on-call (omvant dlq list), by queue, reason and kind.",
@@ -189,7 +197,7 @@ def _database_metrics(conn: sa.Connection, now: dt.datetime, prefix: str) -> Ite
         "Cases not moved for longer than their state's limit (paused dispatches excluded).",
         labels=["state"],
     )
-    for state, count in stuck.count_stuck(conn, now).items():
+    for state, count in stuck.count_stuck(conn, now, stuck_limits).items():
         stuck_cases.add_metric([state], count)
     yield stuck_cases
     outcomes = CounterMetricFamily(
@@ -242,10 +250,17 @@ def _batch_metrics(conn: sa.Connection) -> Iterator[Metric]:
     yield from (in_flight, cases_in_flight, settled)
 
 
-def build_registry(broker: dramatiq.Broker, engine: sa.Engine, prefix: str) -> CollectorRegistry:
-    """A registry holding the exporter's collector and its latency histogram."""
+def build_registry(
+    broker: dramatiq.Broker,
+    engine: sa.Engine,
+    prefix: str,
+    sweep_limits: Mapping[str, float] | None = None,
+) -> CollectorRegistry:
+    """A registry holding the exporter's collector and its latency histogram
+    (``sweep_limits``: the settings' own, for what counts as stuck)."""
     registry = CollectorRegistry()
-    registry.register(OmvantCollector(broker, engine, prefix, LatencyTracker()))
+    limits = stuck.limits(sweep_limits)
+    registry.register(OmvantCollector(broker, engine, prefix, LatencyTracker(), limits))
     return registry
 
 

@@ -344,7 +344,8 @@ def admit(
     on the recipient-validation lanes in chunks (a dispatch's cases on its bulk lane) and only
     then record their keys. Returns one
     claim per request, in order (``claim.request.resolved_case_id()`` is the case it stands
-    for). The intake bridge and the HTTP API both take cases in through this."""
+    for). The intake bridge and the HTTP API both take cases in through this; ``batches`` is
+    the caller's batch cache (the bridge keeps one; without it the batches are read now)."""
 
     pairs = [(intake_keys.scoped_to(request, who), who) for request, who in pairs]
     with engine.connect() as conn:

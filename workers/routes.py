@@ -27,14 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from contracts import (
-    attachments_cleared,
-    message_composed,
-    notification_queued,
-    read_receipt,
-    recipient_validated,
-    send_case,
-)
+from contracts.attachments_cleared import NAME as ATTACHMENTS_CLEARED
+from contracts.message_composed import NAME as MESSAGE_COMPOSED
+from contracts.notification_queued import NAME as NOTIFICATION_QUEUED
+from contracts.read_receipt import NAME as READ_RECEIPT
+from contracts.recipient_validated import NAME as RECIPIENT_VALIDATED
+from contracts.send_case import NAME as SEND_CASE
 from workers.queues import NORMAL, URGENT, Queues, bulk_lane, lane_queue, lanes_of
 
 if TYPE_CHECKING:
@@ -80,31 +78,31 @@ class Route:
 
 
 ROUTES: dict[str, Route] = {
-    send_case.NAME: Route(
+    SEND_CASE: Route(
         Queues.RECIPIENT_VALIDATION,
         "validate_recipients",
         "recipient-validation",
         "workers.recipient_validation",
     ),
-    recipient_validated.NAME: Route(
+    RECIPIENT_VALIDATED: Route(
         Queues.MESSAGE_COMPOSITION, "compose_messages", "composition", "workers.composition"
     ),
-    message_composed.NAME: Route(
+    MESSAGE_COMPOSED: Route(
         Queues.ATTACHMENT_CHECK, "check_attachments", "attachment-check", "workers.attachment_check"
     ),
-    attachments_cleared.NAME: Route(
+    ATTACHMENTS_CLEARED: Route(
         Queues.NOTIFICATION_DISPATCH,
         "dispatch_notifications",
         "notification-dispatch",
         "workers.notification_dispatch",
     ),
-    notification_queued.NAME: Route(
+    NOTIFICATION_QUEUED: Route(
         Queues.NOTIFICATION_SENDING,
         "send_notifications",
         "notification-sending",
         "workers.notification_sending",
     ),
-    read_receipt.NAME: Route(
+    READ_RECEIPT: Route(
         Queues.READ_RECEIPTS, "collect_read_receipts", "read-receipts", "workers.read_receipts"
     ),
 }

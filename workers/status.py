@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 import dramatiq
@@ -53,14 +54,20 @@ def batches_in_flight(conn: sa.Connection) -> list[dict[str, Any]]:
 
 
 def snapshot(
-    broker: dramatiq.Broker, engine: sa.Engine, prefix: str = "", now: dt.datetime | None = None
+    broker: dramatiq.Broker,
+    engine: sa.Engine,
+    prefix: str = "",
+    now: dt.datetime | None = None,
+    *,
+    sweep_limits: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Everything ``omvant status`` shows."""
+    """Everything ``omvant status`` shows (``sweep_limits``: the settings' own)."""
     now = now or utcnow()
+    limits = stuck.limits(sweep_limits)
     lanes = [lane.as_dict() for lane in queue_depth.snapshot(broker, prefix)]
     with engine.connect() as conn:
         in_flight = batches_in_flight(conn)
-        stuck_cases = stuck.count_stuck(conn, now)
+        stuck_cases = stuck.count_stuck(conn, now, limits)
         waiting = stuck.oldest_waiting(conn, now)
         sweep = last_sweep(conn)
     return {
@@ -71,6 +78,6 @@ def snapshot(
         "oldest_waiting_seconds": waiting,
         "dead_letters": failures.summary(engine, now=now, prefix=prefix),
         "batches": in_flight,
-        "stuck": {"limits_seconds": stuck.limits(), "cases": stuck_cases},
+        "stuck": {"limits_seconds": limits, "cases": stuck_cases},
         "last_sweep": sweep,
     }

@@ -7,24 +7,22 @@ paused dispatch waits on purpose and is not stuck.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 from workers import sweep
 from workers.case_states import CaseState
-from workers.settings import Settings
 from workers.store.schema import cases
 from workers.store.sql import aware_utc
 
 
-def limits() -> dict[str, float]:
-    """Seconds each state may last before its cases count as stuck."""
-    found: dict[str, float] = dict(sweep.DEFAULT_LIMITS)
-    with contextlib.suppress(ValueError):  # a broken setting stops the workers, not on-call
-        found.update(Settings().sweep_limits)
+def limits(configured: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Seconds each state may last before its cases count as stuck: the sweep's defaults with
+    ``configured`` (the settings' ``sweep_limits``, ``OMVANT_SWEEP_LIMITS``) on top."""
+    found: dict[str, float] = {**sweep.DEFAULT_LIMITS, **(configured or {})}
     states = {state.value for state in CaseState}
     return {state: float(limit) for state, limit in found.items() if state in states}
 
@@ -68,11 +66,17 @@ def oldest_waiting(conn: sa.Connection, now: dt.datetime) -> dict[str, float]:
     return out
 
 
-def stuck_cases(conn: sa.Connection, now: dt.datetime, *, limit: int = 100) -> list[dict[str, Any]]:
+def stuck_cases(
+    conn: sa.Connection,
+    now: dt.datetime,
+    *,
+    limit: int = 100,
+    seconds: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """The longest-stuck cases (oldest first; the sweep's ``stalled_cases``, the same cases
     ``count_stuck`` counts): id, clinic, state, dispatch and how long, with no resident and
     no content (what on-call may see)."""
-    stalled = sweep.stalled_cases(conn, now, sweep.Limits(limits()), limit=limit)
+    stalled = sweep.stalled_cases(conn, now, sweep.Limits(seconds or limits()), limit=limit)
     ids = [case_id for found in stalled.values() for case_id in found]
     if not ids:
         return []

@@ -21,7 +21,7 @@ def openapi_document() -> dict[str, Any]:
     from producers.web.app import create_app
     from workers.settings import Settings
 
-    return create_app(Settings(), migrate=False).openapi()
+    return create_app(Settings()).openapi()
 
 
 def openapi_text() -> str:

@@ -29,7 +29,7 @@ def serve(
     settings = settings_from(broker, database)
     configure(settings.log_level, json=settings.log_json)
     checked_engine(settings.database_url).dispose()  # only omvant db upgrade migrates
-    app = create_app(settings, migrate=False)
+    app = create_app(settings)
     if is_in_process(settings.broker_url):
         typer.echo(MEMORY_BROKER_WARNING, err=True)
         app.state.console.isolated_broker = True  # the pages say it too

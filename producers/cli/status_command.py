@@ -85,7 +85,9 @@ def status(
     live_broker = build_broker(settings.broker_url)
 
     def read() -> dict[str, Any]:
-        return status_module.snapshot(live_broker, engine, settings.queue_prefix)
+        return status_module.snapshot(
+            live_broker, engine, settings.queue_prefix, sweep_limits=settings.sweep_limits
+        )
 
     try:
         if as_json and not watch:
@@ -123,7 +125,7 @@ def exporter(
     settings = settings_from(broker, database)
     engine = checked_engine(settings.database_url)
     live_broker = build_broker(settings.broker_url)
-    registry = build_registry(live_broker, engine, settings.queue_prefix)
+    registry = build_registry(live_broker, engine, settings.queue_prefix, settings.sweep_limits)
     server = serve(registry, host, port)
     typer.echo(f"omvant exporter on http://{host}:{server.server_port}/metrics", err=True)
     try:

@@ -26,12 +26,13 @@ TITLE = "Omvänt"
 VERSION = "1"
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, *, migrate: bool = False) -> FastAPI:
     """The application for ``settings`` (the environment's when not given).
 
-    ``migrate`` brings the database to the newest schema when the application starts (for
-    an application that owns its database, as the tests' do); ``omvant serve`` does not: it
-    refuses a stale schema, as every command but ``omvant db upgrade`` and the demo does.
+    ``migrate`` brings the database to the newest schema when the application starts: only
+    for an application that owns its database (the tests'); ``omvant serve`` checks the schema
+    instead and refuses a stale one, as every command but ``omvant db upgrade`` and the demo
+    (which migrates its database itself) does.
     """
     context = WebContext(settings or Settings())
 

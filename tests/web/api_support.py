@@ -59,7 +59,7 @@ def make_key(
 def app_for(database_url: str, **settings: Any) -> FastAPI:
     """The application on ``database_url`` and the in-process broker."""
     values = {"database_url": database_url, "broker_url": "memory://", **settings}
-    return create_app(Settings(**values))
+    return create_app(Settings(**values), migrate=True)  # the tests' databases are their own
 
 
 def record(key: str, *, clinic: str = CLINIC_A, **extra: Any) -> dict[str, Any]:

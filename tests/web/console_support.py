@@ -111,7 +111,7 @@ def build_app(settings: Settings) -> FastAPI:
     """The application ``omvant serve`` runs, on ``settings``."""
     from producers.web.app import create_app
 
-    return create_app(settings)
+    return create_app(settings, migrate=True)  # the tests' databases are their own
 
 
 def console_of(app: FastAPI) -> Console:

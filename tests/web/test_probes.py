@@ -25,7 +25,7 @@ def test_readyz_is_ready_on_real_postgres_and_rabbitmq(
     postgres_url: str, rabbitmq_url: str
 ) -> None:
     settings = Settings(database_url=postgres_url, broker_url=rabbitmq_url)  # type: ignore[call-arg]
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, migrate=True)) as client:
         response = client.get("/readyz")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -39,7 +39,7 @@ def test_readyz_is_503_naming_the_broker_that_does_not_answer(postgres_url: str)
         database_url=postgres_url,  # type: ignore[call-arg]
         broker_url="redis://127.0.0.1:1/0",
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, migrate=True)) as client:
         response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()

@@ -34,7 +34,10 @@ def overview(request: Request, session: AsOncall) -> Response:
     """What ``omvant status`` shows, as a page (as of loading it: no live refresh yet)."""
     services = console(request)
     snapshot = status.snapshot(
-        services.send_broker(), services.engine, services.settings.queue_prefix
+        services.send_broker(),
+        services.engine,
+        services.settings.queue_prefix,
+        sweep_limits=services.settings.sweep_limits,
     )
     return render(request, "operations.html", {"status": snapshot})
 
@@ -82,11 +85,8 @@ def stuck_cases(request: Request, session: AsOncall) -> Response:
     """Cases that have not moved for longer than their state's limit, longest first."""
     services = console(request)
     now = services.now()
+    limits = stuck.limits(services.settings.sweep_limits)
     with services.begin() as conn:
-        counts = stuck.count_stuck(conn, now)
-        found = stuck.stuck_cases(conn, now, limit=200)
-    return render(
-        request,
-        "stuck.html",
-        {"counts": counts, "limits": stuck.limits(), "cases": found},
-    )
+        counts = stuck.count_stuck(conn, now, limits)
+        found = stuck.stuck_cases(conn, now, limit=200, seconds=limits)
+    return render(request, "stuck.html", {"counts": counts, "limits": limits, "cases": found})
