@@ -139,10 +139,6 @@ def split_unreadable_chunk(
     return True
 
 
-def _case_ids(parsed: Parsed) -> list[str]:
-    return [_case_id(item) for item in parsed.items if hasattr(item, "case_id")]
-
-
 def _case_id(item: Any) -> str:
     resolved = getattr(item, "resolved_case_id", None)
     return str(resolved() if resolved else item.case_id)

@@ -256,10 +256,6 @@ def show_case(
     raise CaseNotFound(f"the unit {reader.unit_hsa_id} has no case {case_id}")
 
 
-SEALED_PARTS = ("answer", "content")
-"""What of a case is kept sealed: the resident's answer, and the message as it was sent."""
-
-
 def open_sealed(
     engine: sa.Engine, reader: Reader, case_id: str, parts: tuple[str, ...], seal: AnswerSeal
 ) -> dict[str, object]:

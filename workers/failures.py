@@ -70,8 +70,6 @@ template, add the fragment or the catalogue entry, upload the file, fix the dire
 configuration): each leaves a failure record that ``omvant dlq replay`` can send again. Other
 rejections are about the resident or the request itself and are final."""
 
-DEAD_LETTER_REASONS = frozenset({Reason.OUTAGE, Reason.TECHNICAL_FAILURE})
-
 
 def dead_letter_reason(error: BaseException) -> Reason:
     """``outage`` when ``error`` is an outside system, the database or the broker being down

@@ -20,7 +20,8 @@ from workers.adapters.notifiers import SimulatedSmsGateway
 from workers.bootstrap import Context, build_context
 from workers.case_states import CaseState
 from workers.settings import Settings
-from workers.store import cases, notifications
+from workers.store import batches, cases, notifications
+from workers.store.batches import BatchStatus
 from workers.store.cases import Transition
 from workers.store.engine import upgrade
 from workers.store.schema import cases as cases_table
@@ -213,3 +214,31 @@ def test_a_channel_sent_that_a_notified_case_does_not_name_is_added_to_its_recor
     assert sweep.run(ctx)["channels-recorded"] == 0
     assert isinstance(ctx.sms, SimulatedSmsGateway)
     assert ctx.sms.sends == {}  # nothing sent: the record only
+
+
+def test_a_paused_dispatchs_notifications_wait_for_its_resume_not_for_the_sweep(
+    ctx: Context,
+) -> None:
+    delivered_with_rows(ctx, "held-1", status=notifications.QUEUED)
+    with ctx.engine.begin() as conn:
+        batches.create(
+            conn,
+            batch_id="b-paused",
+            name="paused",
+            clinic_hsa_id="SE2321000016-VC01",
+            sender_hsa_id="SE2321000016-S101",
+            template_id="kallelse-screening",
+            total=1,
+        )
+        conn.execute(
+            sa.update(cases_table).where(cases_table.c.id == "held-1").values(batch_id="b-paused")
+        )
+        batches.set_status(conn, "b-paused", BatchStatus.PAUSED)
+    ctx.now = lambda: LATER
+    assert sweep.run(ctx)["stalled-notifications"] == 0
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    assert ctx.sms.sends == {}  # the pause holds, past the sweep's limit too
+    with ctx.engine.begin() as conn:
+        batches.set_status(conn, "b-paused", BatchStatus.RUNNING)
+    assert sweep.run(ctx)["notifications-sent"] == 1  # resumed: re-driven as any other
+    assert ctx.sms.sends == {"held-1:sms": 1}

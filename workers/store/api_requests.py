@@ -87,11 +87,3 @@ def remember(
         where=api_requests.c.created_at < expired,
     )
     conn.execute(statement, values)
-
-
-def forget_older_than(conn: sa.Connection, window: dt.timedelta) -> int:
-    """Delete requests whose window has passed; returns how many."""
-    result = conn.execute(
-        api_requests.delete().where(api_requests.c.created_at < utcnow() - window)
-    )
-    return int(result.rowcount or 0)

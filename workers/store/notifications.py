@@ -23,7 +23,7 @@ from workers.case_states import SETTLED as SETTLED_CASE_STATES
 from workers.case_states import CaseState
 from workers.store.arrays import among, literal
 from workers.store.cases import bulk_insert, utcnow
-from workers.store.schema import cases, notification_ledger
+from workers.store.schema import batches, cases, notification_ledger
 from workers.store.sql import aware_utc
 
 QUEUED = "queued"
@@ -450,13 +450,19 @@ def stalled(
 ) -> list[Entry]:
     """Rows a sweep should re-drive, oldest first: queued or retry, unchanged since before
     ``quiet_before`` and due since before it too; or pending (in doubt) since before
-    ``in_flight_before``."""
+    ``in_flight_before``. A paused dispatch's rows wait on purpose (the actor shell holds its
+    chunks): never re-driven until it is resumed."""
     due = sa.or_(
         notification_ledger.c.due_at.is_(None), notification_ledger.c.due_at < quiet_before
+    )
+    paused = sa.select(batches.c.id).where(batches.c.status == "paused")
+    held = sa.exists().where(
+        cases.c.id == notification_ledger.c.case_id, cases.c.batch_id.in_(paused)
     )
     query = (
         sa.select(notification_ledger)
         .where(
+            ~held,
             sa.or_(
                 sa.and_(
                     notification_ledger.c.status.in_(sorted(SENDABLE)),
@@ -467,7 +473,7 @@ def stalled(
                     notification_ledger.c.status == PENDING,
                     notification_ledger.c.updated_at < in_flight_before,
                 ),
-            )
+            ),
         )
         .order_by(notification_ledger.c.updated_at)
         .limit(limit)
