@@ -90,6 +90,11 @@ def bench(
     if profile_clock not in ("cpu", "wall"):
         typer.echo("--profile-clock is cpu or wall", err=True)
         raise typer.Exit(2)
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"omvant: cannot use --log-dir {log_dir}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
     # the benchmark creates its own database: only the broker must be there already
     settings = settings_from(broker, database, require=(servers.BROKER,))
     if settings.broker_url.startswith("memory"):

@@ -94,6 +94,18 @@ def test_the_bench_refuses_an_unknown_stage_to_profile(tmp_path: Path) -> None:
     assert result.returncode == 2 and "unknown stage 'no-such-stage'" in result.stderr
 
 
+def test_the_bench_refuses_a_log_dir_it_cannot_make(tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    command = [
+        omvant(), "bench", "--broker", "redis://127.0.0.1:6379/0", "--log-dir", str(taken),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot use --log-dir {taken}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def omvant() -> str:
     return str(Path(sys.executable).with_name("omvant"))
 
