@@ -141,3 +141,14 @@ def test_a_bad_control_request_is_refused_and_the_simulator_keeps_answering(
     assert sent.status_code == 201
     good = httpx.post(f"{simulator.url}/control", json={"fail_next": 1, "retry_after": 2})
     assert good.status_code == 200 and good.json()["fail_next"] == 1
+
+
+def test_too_many_429s_in_a_row_are_handed_to_the_caller(simulator: SmsGatewaySimulator) -> None:
+    simulator.behave(throttle_next=5, retry_after=0.5)
+    waits: list[float] = []
+    gateway = HttpSmsGateway(simulator.url, sleep=waits.append, throttle_attempts=3)
+    with pytest.raises(NotifierUnavailable) as raised:
+        gateway.send(to=PHONE, text="x", idempotency_key="k9")
+    assert raised.value.retry_after == 0.5
+    assert waits == [0.5, 0.5, 0.5]
+    assert simulator.messages() == []

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import httpx
 
-from workers.adapters.http_sms_gateway import retry_after_header
+from workers.adapters.http_sms_gateway import post_waiting_out_throttling
 from workers.adapters.notifiers import EmailSender, NotificationRefused, NotifierUnavailable
 from workers.adapters.smtp_email import message_id
 
@@ -78,16 +78,13 @@ class HttpEmailApi(EmailSender):
             "text": text,
             "message_id": message_id(idempotency_key),
         }
-        for _ in range(self.throttle_attempts):
-            response = self._post(body, idempotency_key)
-            if response.status_code != 429:
-                break
-            wait = retry_after_header(response)
-            if wait is None or wait > self.max_throttle_wait:
-                raise NotifierUnavailable("email api: 429", retry_after=wait)
-            self.sleep(wait)
-        else:
-            raise NotifierUnavailable("email api: 429", retry_after=retry_after_header(response))
+        response = post_waiting_out_throttling(
+            lambda: self._post(body, idempotency_key),
+            provider="email api",
+            attempts=self.throttle_attempts,
+            max_wait=self.max_throttle_wait,
+            sleep=self.sleep,
+        )
         if response.is_success:
             return str(response.json()["id"])
         if response.status_code >= 500:

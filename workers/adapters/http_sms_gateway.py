@@ -26,6 +26,28 @@ def retry_after_header(response: httpx.Response) -> float | None:
         return None  # an HTTP date: the caller's backoff applies instead
 
 
+def post_waiting_out_throttling(
+    post: Callable[[], httpx.Response],
+    *,
+    provider: str,
+    attempts: int,
+    max_wait: float,
+    sleep: Callable[[float], None],
+) -> httpx.Response:
+    """The provider's answer that is not a 429: a 429 whose ``Retry-After`` is at most
+    ``max_wait`` is waited out, up to ``attempts`` times; a longer or absent wait, or too many
+    429s, is ``NotifierUnavailable`` with ``retry_after`` (the caller retries later)."""
+    for _ in range(attempts):
+        response = post()
+        if response.status_code != 429:
+            return response
+        wait = retry_after_header(response)
+        if wait is None or wait > max_wait:
+            raise NotifierUnavailable(f"{provider}: 429", retry_after=wait)
+        sleep(wait)
+    raise NotifierUnavailable(f"{provider}: 429", retry_after=retry_after_header(response))
+
+
 class HttpSmsGateway(SmsGateway):
     """Sends through an HTTP SMS gateway, keyed by ``Idempotency-Key``.
 
@@ -58,16 +80,13 @@ class HttpSmsGateway(SmsGateway):
         self.sleep = sleep
 
     def send(self, *, to: str, text: str, idempotency_key: str) -> str:
-        for _ in range(self.throttle_attempts):
-            response = self._post(to, text, idempotency_key)
-            if response.status_code != 429:
-                break
-            wait = retry_after_header(response)
-            if wait is None or wait > self.max_throttle_wait:
-                raise NotifierUnavailable("sms gateway: 429", retry_after=wait)
-            self.sleep(wait)
-        else:
-            raise NotifierUnavailable("sms gateway: 429", retry_after=retry_after_header(response))
+        response = post_waiting_out_throttling(
+            lambda: self._post(to, text, idempotency_key),
+            provider="sms gateway",
+            attempts=self.throttle_attempts,
+            max_wait=self.max_throttle_wait,
+            sleep=self.sleep,
+        )
         if response.is_success:
             return str(response.json()["id"])
         if response.status_code >= 500:
