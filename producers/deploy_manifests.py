@@ -141,10 +141,32 @@ def _pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[
     }
 
 
+SCHEMA_WAIT_SECONDS = 900
+"""How long a pod waits for the migration Job before its init container gives up (exit 2)."""
+
+
+def schema_wait() -> dict[str, Any]:
+    """The init container of every Deployment: its program refuses a stale schema (exit 2),
+    so the pod waits (``omvant db check --wait``) for the migration Job instead of
+    restarting in a loop until the Job has finished."""
+    container, _ = _container(
+        "wait-for-schema",
+        ["db", "check", "--wait", str(SCHEMA_WAIT_SECONDS)],
+        cpu="100m",
+        memory="192Mi",
+        port=None,
+        blobs=False,
+    )
+    return container
+
+
 def deployment(
     name: str, component: str, container: dict[str, Any], volumes: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """A Deployment of one container, with the labels every selector here uses."""
+    """A Deployment of one container, with the labels every selector here uses; it starts
+    once the database's schema is the image's (``schema_wait``)."""
+    spec = _pod_spec(container, volumes)
+    spec["initContainers"] = [schema_wait()]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -155,7 +177,7 @@ def deployment(
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": {**_labels(component), "omvant.se/role": "worker"}},
-                "spec": _pod_spec(container, volumes),
+                "spec": spec,
             },
         },
     }

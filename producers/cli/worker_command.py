@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
 from workers import server_probe as servers
@@ -23,7 +25,7 @@ from workers.server_checks import (
     wait_for_servers,
 )
 from workers.settings import Settings
-from workers.store.engine import check_schema, make_engine, upgrade
+from workers.store.engine import SchemaOutdated, check_schema, make_engine, upgrade
 
 EXIT_UNREACHABLE = 2
 FORK_WAIT_MS = 500
@@ -209,6 +211,45 @@ def refuse_a_stale_schema(database_url: str) -> None:
         check_schema(engine)
     finally:
         engine.dispose()
+
+
+SCHEMA_POLL_SECONDS = 2.0
+
+
+def wait_for_schema(database_url: str, wait_seconds: float) -> None:
+    """Return once the database's schema is this code's; until ``wait_seconds`` have passed
+    keep asking (the database may still be starting, the migration still running), then
+    raise what the last check found (``SchemaOutdated``, or the database's error)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            refuse_a_stale_schema(database_url)
+        except (SchemaOutdated, OperationalError):
+            if time.monotonic() + SCHEMA_POLL_SECONDS > deadline:
+                raise
+            time.sleep(SCHEMA_POLL_SECONDS)
+        else:
+            return
+
+
+@db_app.command("check")
+def db_check(
+    database: DatabaseOption = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            help="Seconds to keep waiting for the schema (e.g. for the migration Job).",
+        ),
+    ] = 0.0,
+) -> None:
+    """Exit 0 when the database's schema is this code's, else one line and exit status 2
+    (``schema-outdated``). Never migrates: a pod's init container waits with it for
+    ``omvant db upgrade`` (the migration Job) before the workers start."""
+    settings = settings_from(None, database)
+    wait_for_schema(settings.database_url, wait)
+    typer.echo(f"schema up to date: {servers.mask_url(settings.database_url)}")
 
 
 @db_app.command("upgrade")

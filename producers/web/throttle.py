@@ -13,13 +13,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from workers.store.cases import utcnow
 from workers.store.schema import login_failures
-from workers.store.sql import aware_utc
+from workers.store.sql import aware_utc, insert_ignoring_conflicts
 
 ACCOUNT_BASE = dt.timedelta(seconds=30)
 ACCOUNT_MAX = dt.timedelta(minutes=15)
@@ -57,14 +56,11 @@ class Attempt:
 
 
 def _ensure(conn: sa.Connection, keys: list[str], now: dt.datetime) -> None:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
     for key in keys:
         conn.execute(
-            dialect.insert(login_failures)
-            .values(key=key, failures=0, first_at=now, last_at=now, locked_until=None)
-            .on_conflict_do_nothing()
+            insert_ignoring_conflicts(conn, login_failures).values(
+                key=key, failures=0, first_at=now, last_at=now, locked_until=None
+            )
         )
 
 

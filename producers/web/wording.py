@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from producers.web.explained import detail_text, explained
 from producers.web.i18n import translate
 from workers.log import mask_identity_numbers
+from workers.store.sql import aware_utc
 
 STATUS = {
     "read": "Läst av invånaren",
@@ -178,9 +179,7 @@ def _local_time(zone: ZoneInfo) -> Callable[[object], str]:
         if value is None or value == "":
             return "–"
         when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+        return aware_utc(when).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
     return local
 

@@ -186,8 +186,10 @@ def test_redis_connections_stay_bounded_however_often_they_are_cut(
     assert all(0 < n <= PER_PROCESS for n in peak.values()), (peak, PER_PROCESS)
     assert settled_clients <= PROCESSES * PER_PROCESS
     assert after_clients <= PROCESSES * PER_PROCESS
-    for pid in pids:  # more cuts, no more sockets: nothing leaks per cut
-        assert after_sockets[pid] <= settled_sockets[pid] + 2, (settled_sockets, after_sockets)
+    for pid in pids:  # more cuts, no more sockets: a leak of one per cut would add 8
+        # a consumer or two may be mid-reconnect at either count: a few either way is no leak
+        slack = CUTS_WHILE_IDLE // 2
+        assert after_sockets[pid] <= settled_sockets[pid] + slack, (settled_sockets, after_sockets)
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(notification_ledger.c.status, notification_ledger.c.resolution).where(

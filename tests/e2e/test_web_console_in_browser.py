@@ -297,7 +297,10 @@ def test_an_administrator_adopts_adapts_and_activates_a_template(
     click(browser, By.ID, "search-button")
     shot(browser, "03-templates-search")
     click(browser, By.ID, "adopt-meddelande-om-provsvar")
-    assert "/mallar/vc01.meddelande-om-provsvar" in browser.current_url  # type: ignore[attr-defined]
+    assert wait_until(
+        lambda: "/mallar/vc01.meddelande-om-provsvar" in browser.current_url,  # type: ignore[attr-defined]
+        timeout=15,
+    ), browser.current_url  # type: ignore[attr-defined]
     assert wait_until(lambda: "Inte aktiv" in text(browser, By.ID, "active-badge"), timeout=20)
     shot(browser, "04-template-adopted")
     contact = browser.find_element(By.ID, "contact")  # type: ignore[attr-defined]

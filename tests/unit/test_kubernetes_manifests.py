@@ -138,6 +138,25 @@ def test_every_lane_of_every_stage_has_a_consumer_and_a_scaler(
     assert [a["metadata"]["name"] for a in auth] == ["omvant-broker"]
 
 
+def test_every_deployment_waits_for_the_schema_before_it_starts(
+    overlay: tuple[str, list[dict]],
+) -> None:
+    """Each Deployment's program refuses a stale schema (exit 2): without the wait its pods
+    restart in a loop until the migration Job has finished."""
+    _, documents = overlay
+    deployments = [d for d in documents if d["kind"] == "Deployment"]
+    assert len(deployments) >= len(STAGES)
+    for doc in deployments:
+        (init,) = pod_spec(doc)["initContainers"]
+        args = init["args"]
+        assert args[:3] == ["db", "check", "--wait"], doc["metadata"]["name"]
+        assert float(args[3]) >= 60
+        assert resolves(args)
+        assert init["image"] == containers(doc)[0]["image"]
+        assert init["securityContext"]["runAsNonRoot"] is True
+        assert {"limits", "requests"} <= set(init["resources"])
+
+
 def test_every_workload_runs_a_command_that_exists(overlay: tuple[str, list[dict]]) -> None:
     _, documents = overlay
     workloads = [d for d in documents if d["kind"] in WORKLOADS]
