@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
+from workers.answer_seal import AnswerSeal
 from workers.attachments import ownership
 from workers.reasons import Reason
 from workers.stage import Reject
@@ -165,9 +166,14 @@ def claim(
 
 
 def received_rows(
-    items: Sequence[SendCaseV2], correlation_id: str, message_id: str
+    items: Sequence[SendCaseV2],
+    correlation_id: str,
+    message_id: str,
+    seal: AnswerSeal | None = None,
 ) -> list[dict[str, object]]:
-    """The rows that record the cases as received, and which intake message created them."""
+    """The rows that record the cases as received, and which intake message created them;
+    with ``seal``, each row keeps its request sealed (``request``: the sweep rebuilds a lost
+    stage message from it, ``workers.redrive``)."""
     return [
         {
             "id": item.resolved_case_id(),
@@ -181,6 +187,7 @@ def received_rows(
             "correlation_id": correlation_id,
             "intake_message_id": message_id,
             "producer_reference": item.case_id,  # the producer's own id, kept to trace it
+            **({"request": seal.seal(item.model_dump_json())} if seal is not None else {}),
         }
         for item in items
     ]

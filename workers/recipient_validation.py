@@ -21,6 +21,7 @@ from workers.adapters.account_directory import (
     AccountStatus,
     DirectoryRefused,
 )
+from workers.answer_seal import answer_seal
 from workers.attachments import references
 from workers.bootstrap import Context
 from workers.case_states import CaseState
@@ -185,11 +186,14 @@ def process(parsed: Parsed, ctx: Context) -> None:
     items = [item for item in parsed.items if isinstance(item, SendCaseV2)]
     origin = origin_message_id(parsed.envelope.message_id)
     correlation_id = parsed.envelope.correlation_id
+    seal = answer_seal(ctx.settings)
     with ctx.engine.begin() as conn:
         claimed = case_ownership.claim(
             conn,
             items,
-            rows_for=lambda chosen: case_ownership.received_rows(chosen, correlation_id, origin),
+            rows_for=lambda chosen: case_ownership.received_rows(
+                chosen, correlation_id, origin, seal
+            ),
             origin=origin,
             stored=lambda sha256: ctx.blobs.size(sha256) is not None,
         )

@@ -15,10 +15,10 @@ worker doing the same at the same time, changes nothing twice):
   would have recorded the channel lost);
 - cases stalled at ``cleared`` (their message to inbox delivery lost) are sent to inbox
   delivery again, their ``AttachmentsCleared`` built from the record (``workers.redrive``);
-- cases stalled earlier (received, validated, composed) are counted and logged: their
-  messages live on the broker (redelivered after a crash, dead-lettered and recorded failed
-  when they keep failing), and the system of record does not keep what those stages read
-  (the request's fragments, free text and fields, the attachments as sent);
+- cases stalled earlier (received, validated, composed) are sent their stage message again,
+  built from the record: the request each case keeps sealed (``cases.request``), the row and
+  the sealed content (``workers.redrive_early``); a case made before the request was kept is
+  counted (``no-request-<state>``), not sent;
 - the unread follow-ups that are due are carried out (``workers.unread_follow_up``).
 
 ``findings`` counts without changing anything (for the on-call metrics); ``run`` acts and
@@ -43,6 +43,7 @@ from workers.log import get_logger
 from workers.notification_sending import STAGE as SENDING
 from workers.notification_sending import notified_decisions, send_notifications
 from workers.redrive import redrive_cleared
+from workers.redrive_early import redrive_early
 from workers.stage import settle
 from workers.store import cases as cases_store
 from workers.store import notifications
@@ -158,6 +159,7 @@ def run(ctx: Context, *, limit: int = 1000) -> Counter[str]:
         stalled = stalled_cases(conn, now, limits, limit=limit)
     for state, ids in stalled.items():
         counts[f"stalled-{state}"] = len(ids)
+    counts.update(redrive_early(ctx, stalled))
     counts.update(redrive_cleared(ctx, stalled.get(CaseState.CLEARED.value, [])))
     delivered = stalled.get(CaseState.DELIVERED.value, [])
     counts["notified-recorded"] = _record_notified(ctx, sorted({*case_ids, *delivered}))

@@ -38,6 +38,7 @@ cases = sa.Table(
     sa.Column("answered_at", UtcDateTime(), nullable=True),
     sa.Column("answer_kind", sa.String(32), nullable=True),
     sa.Column("content", sa.Text, nullable=True),
+    sa.Column("request", sa.Text, nullable=True),  # the SendCase as taken in, sealed
     sa.Column("producer_reference", sa.String(64), nullable=True),
     sa.UniqueConstraint("clinic_hsa_id", "idempotency_key", name="uq_cases_clinic_key"),
     sa.Index("ix_cases_clinic_reference", "clinic_hsa_id", "producer_reference"),
