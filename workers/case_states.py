@@ -6,6 +6,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from contracts import (
+    attachments_cleared,
+    message_composed,
+    notification_queued,
+    read_receipt,
+    recipient_validated,
+    send_case,
+)
+from workers.routes import ROUTES
+
 
 class CaseState(StrEnum):
     """Where a case is. The order of the first seven is the order of the pipeline."""
@@ -48,12 +58,12 @@ LAST_ENDABLE = CaseState.CLEARED
 (delivered, notified, read), nothing that goes wrong later turns the case into a failure."""
 
 STAGE_INPUT: dict[str, CaseState] = {
-    "recipient-validation": CaseState.RECEIVED,
-    "composition": CaseState.VALIDATED,
-    "attachment-check": CaseState.COMPOSED,
-    "notification-dispatch": CaseState.CLEARED,
-    "notification-sending": CaseState.DELIVERED,
-    "read-receipts": CaseState.DELIVERED,
+    ROUTES[send_case.NAME].stage: CaseState.RECEIVED,
+    ROUTES[recipient_validated.NAME].stage: CaseState.VALIDATED,
+    ROUTES[message_composed.NAME].stage: CaseState.COMPOSED,
+    ROUTES[attachments_cleared.NAME].stage: CaseState.CLEARED,
+    ROUTES[notification_queued.NAME].stage: CaseState.DELIVERED,
+    ROUTES[read_receipt.NAME].stage: CaseState.DELIVERED,
 }
 """The state a stage takes its cases in: its failure may end only cases not yet past it."""
 

@@ -13,8 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from contracts import attachments_cleared, message_composed, recipient_validated, send_case
 from workers import sweep
 from workers.case_states import CaseState
+from workers.routes import ROUTES
 from workers.store.schema import cases
 from workers.store.sql import aware_utc
 
@@ -39,10 +41,10 @@ def count_stuck(
 
 
 WAITING_FOR = {
-    CaseState.RECEIVED.value: "recipient-validation",
-    CaseState.VALIDATED.value: "message-composition",
-    CaseState.COMPOSED.value: "attachment-check",
-    CaseState.CLEARED.value: "notification-dispatch",
+    CaseState.RECEIVED.value: ROUTES[send_case.NAME].queue.value,
+    CaseState.VALIDATED.value: ROUTES[recipient_validated.NAME].queue.value,
+    CaseState.COMPOSED.value: ROUTES[message_composed.NAME].queue.value,
+    CaseState.CLEARED.value: ROUTES[attachments_cleared.NAME].queue.value,
 }
 """The stage whose queue a case in each state before delivery waits on."""
 

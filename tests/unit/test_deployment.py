@@ -61,6 +61,14 @@ def test_every_route_names_the_stage_module_that_consumes_its_contract() -> None
     assert len({route.module for route in ROUTES.values()}) == len(ROUTES)
 
 
+def test_every_stage_names_the_state_it_takes_its_cases_in() -> None:
+    """A stage without one would end cases of any state up to cleared when it rejects or
+    fails (``case_states.ends_until``): a stage added to the table must say its input."""
+    from workers.case_states import STAGE_INPUT
+
+    assert set(STAGE_INPUT) == set(STAGES)
+
+
 def test_services_get_their_configuration_from_the_environment() -> None:
     for name, service in compose_services().items():
         if worker_stages(service):
