@@ -18,10 +18,10 @@ app = typer.Typer(help="Versioned message contracts.", no_args_is_help=True)
 
 def openapi_document() -> dict[str, Any]:
     """The HTTP API's OpenAPI 3.1 document, as ``/openapi.json`` serves it."""
+    from producers.cli.options import settings_from
     from producers.web.app import create_app
-    from workers.settings import Settings
 
-    return create_app(Settings()).openapi()
+    return create_app(settings_from()).openapi()
 
 
 def openapi_text() -> str:
