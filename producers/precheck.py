@@ -30,7 +30,6 @@ from workers.reasons import Reason
 from workers.stage import Advance, Reject
 from workers.templates.library import TemplateLibrary
 
-REACHABLE = "reachable"
 LOOKUP_CHUNK = 1000
 KEPT_LINES = 1000
 """Lines whose reasons a prediction keeps (the counts cover every line)."""

@@ -63,7 +63,6 @@ EMAIL_SUBJECT = "Nytt meddelande på 1177"
 """The subject of every e-mail notification: like the text, fixed and content-free."""
 CHANNEL_ORDER = {"email": 0, "sms": 1}
 RESEND = "resend"
-AT_MOST_ONCE = "at-most-once"
 
 log = get_logger(__name__)
 

@@ -24,7 +24,6 @@ from workers.reasons import Reason
 from workers.store import follow_ups, notifications
 
 NOTIFY_AGAIN = "notify-again"
-FLAG = "flag"
 ROUND = 2
 log = get_logger(__name__)
 

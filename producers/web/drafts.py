@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -490,10 +490,3 @@ def send(conn: sa.Connection, draft: Draft, template: Template, services: Consol
 def discard(conn: sa.Connection, draft: Draft) -> None:
     """Throw the draft away."""
     conn.execute(sa.delete(send_drafts).where(send_drafts.c.id == draft.id))
-
-
-def residents_masked(residents: Sequence[Resident]) -> list[str]:
-    """For messages: the residents' numbers masked."""
-    from workers.log import mask_identity_numbers
-
-    return [mask_identity_numbers(r.normalized or r.input) for r in residents]
