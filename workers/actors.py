@@ -25,6 +25,7 @@ from dramatiq.middleware import Middleware
 
 from contracts.envelope import origin_message_id, split_message_id
 from contracts.registry import ContractError, Parsed, parse
+from contracts.send_case import NAME as SEND_CASE
 from workers import case_ownership, failures, metrics
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
@@ -326,7 +327,7 @@ def declare_actors(
         quarantine,
         broker=broker,
         actor_name=UNREADABLE_ACTOR,
-        queue_name=queue_name(ROUTES["SendCase"].queue, prefix),
+        queue_name=queue_name(ROUTES[SEND_CASE].queue, prefix),
         priority=URGENT_PRIORITY,
         options={"max_retries": max_retries, "min_backoff": 200, "max_backoff": 20_000},
     )
