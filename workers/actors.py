@@ -140,6 +140,11 @@ def split_unreadable_chunk(
     return True
 
 
+def _cancelled(views: dict[str, Any], item: Any) -> bool:
+    view = views.get(getattr(item, "batch_id", None) or "")
+    return view is not None and view.status == BatchStatus.CANCELLED
+
+
 def _case_id(item: Any) -> str:
     resolved = getattr(item, "resolved_case_id", None)
     return str(resolved() if resolved else item.case_id)
@@ -168,7 +173,9 @@ def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | Non
 
 def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     """Apply pause and cancel of the chunk's dispatches; return what may run now (or None).
-    Cancelling stops cases before the inbox; a case already delivered is still notified."""
+    Cancelling stops cases before the inbox; a case already delivered is still notified, and so
+    is one whose delivery had begun (its delivery key recorded: a crash in the middle of a chunk
+    may have left it in the inbox), which finishes its idempotent delivery."""
     views = ctx.batches.views(getattr(i, "batch_id", None) for i in parsed.items)
     if all(v.status == BatchStatus.RUNNING for v in views.values()):
         return parsed
@@ -179,6 +186,8 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     past_the_inbox = ends_until(ROUTES[contract].stage) is None
     with ctx.engine.connect() as conn:
         owners = batches.clinics_of(conn, held)
+        halted = [i for i in parsed.items if _cancelled(views, i)]
+        begun = set() if past_the_inbox else cases.with_delivery_key(conn, map(_case_id, halted))
     for item in parsed.items:
         batch_id = getattr(item, "batch_id", None) or ""
         view = views.get(batch_id)
@@ -186,8 +195,8 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
         clinic = getattr(item, "clinic_hsa_id", None)
         if batch_id in owners and clinic is not None and owners[batch_id] != clinic:
             status = BatchStatus.RUNNING  # another clinic's dispatch: batch-not-owned at intake
-        if status == BatchStatus.CANCELLED and past_the_inbox:
-            status = BatchStatus.RUNNING  # the message is in the inbox: the resident is told
+        if status == BatchStatus.CANCELLED and (past_the_inbox or _case_id(item) in begun):
+            status = BatchStatus.RUNNING  # the message is (or may be) in the inbox: it is told
         {BatchStatus.PAUSED: paused, BatchStatus.CANCELLED: cancelled}.get(status, running).append(
             item
         )

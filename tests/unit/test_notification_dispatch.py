@@ -744,6 +744,50 @@ def test_a_dispatch_cancelled_after_delivery_still_notifies_the_residents_delive
     assert (row.state, row.reason) == ("rejected", "batch-cancelled")  # stopped before the inbox
 
 
+def test_a_dispatch_cancelled_after_a_crash_mid_delivery_finishes_the_chunk_it_had_begun(
+    ctx: Context,
+) -> None:
+    """Outside review of issue 11: the inbox took two of a chunk, the worker died, the dispatch
+    was cancelled before the redelivery. The chunk's delivery had begun (its keys recorded):
+    it is finished, so the two in the inbox are told and the records agree with the inbox; a
+    case whose delivery had not begun is stopped."""
+    from workers.actors import run_message
+    from workers.store import batches
+
+    residents = reachable_residents(ctx.settings.seed, 4, frozenset({"sms"}))
+    items = [
+        cleared_item(f"cx-{n}", p, channels=["sms"], batch_id="cancelled-2")
+        for n, p in enumerate(residents)
+    ]
+    begun, waiting = items[:3], items[3]
+    with ctx.engine.begin() as conn:
+        batches.create(
+            conn, batch_id="cancelled-2", name="n", clinic_hsa_id=items[0].clinic_hsa_id,
+            sender_hsa_id="SE2321000016-S100", template_id=items[0].template_id, total=4,
+        )  # fmt: skip
+        store_cleared(conn, items)
+    the_inbox = MemoryInboxRecords()
+    ctx.inbox = InboxThatDiesAfter(the_inbox, 2)  # kill -9 after the inbox took 2 of 3
+    with pytest.raises(KilledMidChunk):
+        deliver(ctx, begun)
+    with ctx.engine.begin() as conn:
+        batches.set_status(conn, "cancelled-2", batches.BatchStatus.CANCELLED)
+    ctx.batches.forget()
+    ctx.inbox = SimulatedInbox(records=the_inbox)
+    for chunk in (begun, [waiting]):  # the redelivery, then a chunk not yet begun
+        envelope = envelope_for(chunk).model_dump(mode="json")
+        run_message("AttachmentsCleared", notification_dispatch.process, ctx, (envelope,), {})
+    for item in begun:
+        assert state(ctx, item.case_id) == "delivered", item.case_id
+        assert the_inbox.find(f"{item.case_id}:inbox")
+    with ctx.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(cases.c.state, cases.c.reason).where(cases.c.id == waiting.case_id)
+        ).one()
+    assert (row.state, row.reason) == ("rejected", "batch-cancelled")
+    assert not the_inbox.find(f"{waiting.case_id}:inbox")
+
+
 def test_a_sent_mark_is_written_when_the_database_comes_back_not_left_in_doubt(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:

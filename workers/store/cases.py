@@ -240,6 +240,18 @@ def record_delivery_keys(conn: sa.Connection, keys: Mapping[str, str]) -> None:
     conn.execute(statement, [{"b_id": c, "b_key": k} for c, k in keys.items()])
 
 
+def with_delivery_key(conn: sa.Connection, case_ids: Iterable[str]) -> set[str]:
+    """Those of the cases whose delivery has begun (a delivery key recorded): the inbox may
+    hold them, so a cancel no longer stops them."""
+    ids = list(case_ids)
+    if not ids:
+        return set()
+    rows = conn.execute(
+        sa.select(cases.c.id).where(among(conn, cases.c.id, ids), cases.c.delivery_key.is_not(None))
+    )
+    return {row.id for row in rows}
+
+
 def add_channels(conn: sa.Connection, sent: Mapping[str, Sequence[str]]) -> None:
     """Add to a notified case's recorded channels those notified since (a case's notifications
     may come in several messages, an SMS after quiet hours), keeping the order recorded."""
