@@ -13,12 +13,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from workers.adapters.account_directory import AccountDirectory, account_to_json
 from workers.adapters.http_account_directory import LOOKUP_PATH, MAX_BATCH
-from workers.adapters.http_simulator import ServedInThread
+from workers.adapters.http_simulator import JsonHandler, ServedInThread
 
 _TWELVE_DIGITS = re.compile(r"[0-9]{12}")
 MAX_BODY_BYTES = 64 * 1024
@@ -57,8 +57,7 @@ class DirectoryServer(ServedInThread):
         self.requests = 0
         self.numbers = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._serve_on(host, port, _handler_for(self))
 
     @property
     def url(self) -> str:
@@ -92,52 +91,35 @@ class DirectoryServer(ServedInThread):
 
 
 def _handler_for(server: DirectoryServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 - http.server's handler name
             if self.path == "/health":
-                self._send(200, {"status": "ok"})
+                self.reply(200, {"status": "ok"})
             else:
-                self._send(404, {"error": "not found"})
+                self.reply(404, {"error": "not found"})
 
-        def do_POST(self) -> None:
+        def do_POST(self) -> None:  # noqa: N802 - http.server's handler name
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY_BYTES:
-                self._send(413, {"error": "body too large"}, close=True)
+                self.reply(413, {"error": "body too large"}, close=True)
                 return
             raw = self.rfile.read(length)
             if self.path != LOOKUP_PATH:
-                self._send(404, {"error": "not found"})
+                self.reply(404, {"error": "not found"})
                 return
             if server.faults.delay:
                 time.sleep(server.faults.delay)
             status = server.fault_status()
             if status is not None:
-                self._send(status, {"error": "simulated fault"})
+                self.reply(status, {"error": "simulated fault"})
                 return
             try:
                 body = json.loads(raw)
             except ValueError:
-                self._send(400, {"error": "not JSON"})
+                self.reply(400, {"error": "not JSON"})
                 return
-            self._send(*server.answer(body))
-
-        def _send(self, status: int, payload: dict[str, Any], *, close: bool = False) -> None:
-            data = json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if close:
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Silent: request lines would carry no numbers, but tests need quiet output."""
+            self.reply(*server.answer(body))
 
     return Handler

@@ -27,17 +27,16 @@ The messages' text is not kept (it is the one fixed notification text); nothing 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from workers.adapters.email_api_records import EmailRecords, KeyReused
-from workers.adapters.http_simulator import ServedInThread
+from workers.adapters.http_simulator import JsonHandler, ServedInThread
 
 MESSAGES_PATH = "/v1/messages"
 MAX_BODY_BYTES = 64 * 1024
@@ -109,8 +108,7 @@ class EmailApiSimulator(ServedInThread):
         self.behaviour = EmailApiBehaviour()
         self._failing_until = 0.0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._serve_on(host, port, _handler_for(self))
 
     @property
     def url(self) -> str:
@@ -189,70 +187,41 @@ class EmailApiSimulator(ServedInThread):
 
 
 def _handler_for(sim: EmailApiSimulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: request lines and bodies carry e-mail addresses."""
-
-        def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:
-                self.close_connection = True  # the client went away: what it sent stays taken
-
-        def _json(self) -> dict[str, Any] | None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                self.close_connection = True
-                return None
-            try:
-                value = json.loads(self.rfile.read(length) or b"{}")
-            except ValueError:
-                return None
-            return value if isinstance(value, dict) else None
+        max_body_bytes = MAX_BODY_BYTES
 
         def _authorised(self) -> bool:
             if sim.token is None or self.headers.get("Authorization") == f"Bearer {sim.token}":
                 return True
-            self._reply(401, {"error": "unauthorised"})
+            self.reply(401, {"error": "unauthorised"})
             return False
 
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 - http.server's handler name
             parts = urlsplit(self.path)
             if parts.path == "/v1/stats":
-                self._reply(200, asdict(sim.records.stats()))
+                self.reply(200, asdict(sim.records.stats()))
             elif parts.path == "/v1/control":
-                self._reply(200, sim.described())
+                self.reply(200, sim.described())
             elif parts.path == MESSAGES_PATH and self._authorised():
                 key = parse_qs(parts.query).get("idempotency_key")
                 if key:
-                    self._reply(*sim.lookup(key[-1]))
+                    self.reply(*sim.lookup(key[-1]))
                 else:
-                    self._reply(200, {"messages": sim.messages()})
+                    self.reply(200, {"messages": sim.messages()})
             elif parts.path != MESSAGES_PATH:
-                self._reply(404, {"error": "not-found"})
+                self.reply(404, {"error": "not-found"})
 
-        def do_POST(self) -> None:
-            body = self._json()
+        def do_POST(self) -> None:  # noqa: N802 - http.server's handler name
+            body = self.read_json()
             path = urlsplit(self.path).path
             if path == "/v1/control":
-                problem = "not a JSON object" if body is None else control_problem(body)
-                if problem:
-                    self._reply(400, {"error": "bad-request", "detail": problem})
-                else:
-                    self._reply(200, sim.behave(**(body or {})))
+                if not self.refused_control(body, control_problem):
+                    self.reply(200, sim.behave(**(body or {})))
             elif path == MESSAGES_PATH:
                 if self._authorised():
-                    self._reply(*sim.send(self.headers.get("Idempotency-Key", ""), body))
+                    self.reply(*sim.send(self.headers.get("Idempotency-Key", ""), body))
             else:
-                self._reply(404, {"error": "not-found"})
+                self.reply(404, {"error": "not-found"})
 
     return Handler

@@ -1,11 +1,73 @@
 """What every HTTP simulator of an outside system does with its server: serve it in a background
-thread (or this one), give its base URL, stop it and release the port."""
+thread (or this one), give its base URL, stop it and release the port; and what its request
+handler does: stay quiet, read a JSON object, answer JSON, check a ``POST /control`` body."""
 
 from __future__ import annotations
 
+import json
 import threading
-from http.server import ThreadingHTTPServer
-from typing import Self
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """The request handler every simulator builds on: logs nothing (request lines and bodies
+    carry personal data), reads the body as a JSON object and answers JSON."""
+
+    max_body_bytes: int | None = None
+    """A larger body is not read (``read_json`` gives ``None``) and the connection is closed."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: request lines and bodies carry numbers, addresses and other personal data."""
+
+    def reply(
+        self,
+        status: int,
+        body: object,
+        headers: dict[str, str] | None = None,
+        *,
+        close: bool = False,
+    ) -> None:
+        """Answer ``status`` with ``body`` as JSON (and ``Connection: close`` if ``close``)."""
+        data = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if close:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True  # the client went away: what it sent stays taken
+
+    def read_json(self) -> dict[str, Any] | None:
+        """The request's JSON object, or ``None`` when the body is not one (or is too large)."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if self.max_body_bytes is not None and length > self.max_body_bytes:
+            self.close_connection = True
+            return None
+        try:
+            value = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def refused_control(
+        self, body: dict[str, Any] | None, problem_of: Callable[[dict[str, Any]], str | None]
+    ) -> bool:
+        """Answer 400 and say so when ``body`` cannot be a ``POST /control``'s new behaviour."""
+        problem = "not a JSON object" if body is None else problem_of(body)
+        if problem:
+            self.reply(400, {"error": "bad-request", "detail": problem})
+        return bool(problem)
 
 
 class ServedInThread:
@@ -14,6 +76,11 @@ class ServedInThread:
     _httpd: ThreadingHTTPServer
     _thread: threading.Thread | None = None
     thread_name = "http-simulator"
+
+    def _serve_on(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        """Bind the server (port 0: any free one); each request in a daemon thread."""
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
 
     @property
     def base_url(self) -> str:

@@ -23,15 +23,14 @@ like the SMS-gateway simulator: it needs no dependency and serves a test's load.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from workers.adapters.http_simulator import ServedInThread
+from workers.adapters.http_simulator import JsonHandler, ServedInThread
 from workers.adapters.inbox_records import InboxRecords, KeyReused, MemoryInboxRecords
 
 
@@ -62,90 +61,66 @@ def control_problem(changes: dict[str, Any]) -> str | None:
     return None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _InboxHttpServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: request lines and bodies are personal data."""
-
-    def _reply(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            pass  # the client went away (timed out or was killed): what it sent stays taken
-
-    def _json(self) -> dict[str, Any] | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            value = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
-
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's handler name
         parts = urlsplit(self.path)
         sim = self.server.sim
         if parts.path == "/v1/stats":
-            self._reply(200, asdict(sim.records.stats()))
+            self.reply(200, asdict(sim.records.stats()))
         elif parts.path == "/v1/control":
             with sim.lock:
-                self._reply(200, asdict(sim.behaviour))
+                self.reply(200, asdict(sim.behaviour))
         elif parts.path == "/v1/messages":
             key = parse_qs(parts.query).get("key")
             if not key:
-                self._reply(200, {"keys": sim.records.taken_keys()})
+                self.reply(200, {"keys": sim.records.taken_keys()})
                 return
             found = sim.records.find(key[-1])
-            self._reply(200 if found else 404, found or {"error": "not-found"})
+            self.reply(200 if found else 404, found or {"error": "not-found"})
         else:
-            self._reply(404, {"error": "not-found"})
+            self.reply(404, {"error": "not-found"})
 
-    def do_POST(self) -> None:
-        body = self._json()
+    def do_POST(self) -> None:  # noqa: N802 - http.server's handler name
+        body = self.read_json()
         path = urlsplit(self.path).path
         if path == "/v1/control":
-            problem = "not a JSON object" if body is None else control_problem(body)
-            if problem:
-                self._reply(400, {"error": "bad-request", "detail": problem})
+            if self.refused_control(body, control_problem):
                 return
             self.server.sim.behave(**(body or {}))
-            self._reply(200, asdict(self.server.sim.behaviour))
+            self.reply(200, asdict(self.server.sim.behaviour))
         elif path == "/v1/messages":
             self._deliver(body)
         else:
-            self._reply(404, {"error": "not-found"})
+            self.reply(404, {"error": "not-found"})
 
     def _deliver(self, body: dict[str, Any] | None) -> None:
         sim = self.server.sim
         key = self.headers.get("Idempotency-Key", "")
         case_id = body.get("case_id") if body else None
         if not key or not isinstance(case_id, str) or not case_id:
-            self._reply(400, {"error": "bad-request", "detail": "Idempotency-Key and case_id"})
+            self.reply(400, {"error": "bad-request", "detail": "Idempotency-Key and case_id"})
             return
         with sim.lock:
             behaviour = sim.behaviour
             if behaviour.fail_next > 0:
                 behaviour.fail_next -= 1
-                self._reply(503, {"error": "unavailable"})
+                self.reply(503, {"error": "unavailable"})
                 return
             refused = case_id in behaviour.refuse
         if refused:
-            self._reply(422, {"error": "resident-refused"})
+            self.reply(422, {"error": "resident-refused"})
             return
         time.sleep(behaviour.delay_before)
         try:
             taken = sim.records.take(key, case_id)
         except KeyReused:
-            self._reply(409, {"error": "idempotency-key-reused"})
+            self.reply(409, {"error": "idempotency-key-reused"})
             return
         time.sleep(behaviour.delay_after)
-        self._reply(201 if taken.new else 200, {"id": taken.inbox_id, "key": key, "new": taken.new})
+        self.reply(201 if taken.new else 200, {"id": taken.inbox_id, "key": key, "new": taken.new})
 
 
 class _InboxHttpServer(ThreadingHTTPServer):

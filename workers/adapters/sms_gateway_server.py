@@ -19,16 +19,15 @@ Written on the standard library's HTTP server: it needs no dependency and serves
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from workers.adapters.http_simulator import ServedInThread
+from workers.adapters.http_simulator import JsonHandler, ServedInThread
 from workers.adapters.notifiers import reference
 
 
@@ -75,41 +74,16 @@ def control_problem(changes: dict[str, Any]) -> str | None:
     return None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _GatewayHttpServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: request lines would carry phone numbers."""
-
-    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            pass  # the client went away (timed out or was killed): what it sent stays taken
-
-    def _json(self) -> dict[str, Any] | None:
-        """The request's JSON object, or ``None`` when the body is not one."""
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            value = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
-
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's handler name
         state = self.server.state
         with state.lock:
             if self.path == "/control":
-                self._reply(200, asdict(state.behaviour))
+                self.reply(200, asdict(state.behaviour))
             elif self.path == "/messages":
-                self._reply(
+                self.reply(
                     200, {"messages": list(state.messages.values()), "sends": list(state.sends)}
                 )
             elif self.path.startswith("/messages/"):
@@ -117,24 +91,22 @@ class _Handler(BaseHTTPRequestHandler):
                 found = state.messages.get(wanted) or next(
                     (m for m in state.messages.values() if m["id"] == wanted), None
                 )
-                self._reply(200 if found else 404, found or {"error": "not-found"})
+                self.reply(200 if found else 404, found or {"error": "not-found"})
             else:
-                self._reply(404, {"error": "not-found"})
+                self.reply(404, {"error": "not-found"})
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server's handler name
         state = self.server.state
-        body = self._json()
+        body = self.read_json()
         if self.path == "/control":
-            problem = "not a JSON object" if body is None else control_problem(body)
-            if problem:
-                self._reply(400, {"error": "bad-request", "detail": problem})
+            if self.refused_control(body, control_problem):
                 return
             with state.lock:
                 state.behaviour = GatewayBehaviour(**{**asdict(state.behaviour), **(body or {})})
-                self._reply(200, asdict(state.behaviour))
+                self.reply(200, asdict(state.behaviour))
             return
         if self.path != "/messages":
-            self._reply(404, {"error": "not-found"})
+            self.reply(404, {"error": "not-found"})
             return
         self._take(state, body or {})
 
@@ -142,24 +114,24 @@ class _Handler(BaseHTTPRequestHandler):
         key = self.headers.get("Idempotency-Key", "")
         to, text = body.get("to"), body.get("text")
         if not key or not isinstance(to, str) or not isinstance(text, str):
-            self._reply(400, {"error": "bad-request"})
+            self.reply(400, {"error": "bad-request"})
             return
         with state.lock:
             behaviour = state.behaviour
             if behaviour.fail_next > 0:
                 behaviour.fail_next -= 1
-                self._reply(503, {"error": "unavailable"})
+                self.reply(503, {"error": "unavailable"})
                 return
             if behaviour.throttle_next > 0:
                 behaviour.throttle_next -= 1
-                self._reply(
+                self.reply(
                     HTTPStatus.TOO_MANY_REQUESTS,
                     {"error": "rate-limited"},
                     {"Retry-After": f"{behaviour.retry_after:g}"},
                 )
                 return
             if to in behaviour.refuse:
-                self._reply(422, {"error": "number-refused"})
+                self.reply(422, {"error": "number-refused"})
                 return
         time.sleep(behaviour.delay_before)
         with state.lock:
@@ -169,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             if new:
                 state.messages[key] = {"id": ref, "key": key, "to": to, "text": text}
         time.sleep(behaviour.delay_after)
-        self._reply(201 if new else 200, {"id": ref, "key": key})
+        self.reply(201 if new else 200, {"id": ref, "key": key})
 
 
 class _GatewayHttpServer(ThreadingHTTPServer):
