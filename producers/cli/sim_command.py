@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from workers.adapters.http_simulator import ServedInThread
+
 app = typer.Typer(help="Simulators of outside systems, for tests and load tests.")
+
+Port = Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")]
+Host = Annotated[str, typer.Option(help="Address to bind (loopback by default).")]
+
+
+def _serve(simulator: ServedInThread, name: str, *, stop_on_sigterm: bool = True) -> None:
+    """Print where ``simulator`` listens, serve it in this thread until interrupted (Ctrl-C, or
+    SIGTERM when ``stop_on_sigterm``), then stop it and release the port."""
+    typer.echo(f"{name} simulator on {simulator.base_url}")
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    if stop_on_sigterm:
+        signal.signal(signal.SIGTERM, interrupt)
+    try:
+        simulator.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()
 
 
 @app.command("directory")
 def directory(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 0,
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
-        "127.0.0.1"
-    ),
+    port: Port = 0,
+    host: Host = "127.0.0.1",
     seed: Annotated[int | None, typer.Option(help="Seed of the simulated population.")] = None,
     delay: Annotated[float, typer.Option(min=0, help="Seconds before each answer.")] = 0.0,
     fail_status: Annotated[
@@ -34,21 +57,13 @@ def directory(
         port=port,
         faults=Faults(delay=delay, status=fail_status),
     )
-    typer.echo(f"account directory simulator on {server.url}", err=False)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    _serve(server, "account directory", stop_on_sigterm=False)
 
 
 @app.command("inbox")
 def inbox(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 0,
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
-        "127.0.0.1"
-    ),
+    port: Port = 0,
+    host: Host = "127.0.0.1",
     store: Annotated[
         Path | None,
         typer.Option(help="Keep deliveries in this SQLite file (survives a restart)."),
@@ -59,32 +74,17 @@ def inbox(
     The API is in workers/adapters/inbox_server.py: POST /v1/messages with an Idempotency-Key,
     GET /v1/stats, GET /v1/messages?key=K, GET/POST /v1/control. Prints its URL on stdout.
     """
-    import signal
-
     from workers.adapters.inbox_records import SqliteInboxRecords
     from workers.adapters.inbox_server import InboxSimulator
 
     simulator = InboxSimulator(host, port, SqliteInboxRecords(store) if store else None)
-    typer.echo(f"inbox simulator on {simulator.url}")
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        simulator.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        simulator.stop()
+    _serve(simulator, "inbox")
 
 
 @app.command("email-api")
 def email_api(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 0,
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
-        "127.0.0.1"
-    ),
+    port: Port = 0,
+    host: Host = "127.0.0.1",
     store: Annotated[
         Path | None,
         typer.Option(
@@ -102,20 +102,7 @@ def email_api(
     Idempotency-Key, GET /v1/messages?idempotency_key=K, GET /v1/stats, GET/POST /v1/control
     (fail_for=N: answer 503 for N seconds). Prints its URL on stdout.
     """
-    import signal
-
     from workers.adapters.email_api_server import EmailApiSimulator
 
     simulator = EmailApiSimulator(host, port, store=store, token=token)
-    typer.echo(f"e-mail API simulator on {simulator.url}")
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        simulator.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        simulator.stop()
+    _serve(simulator, "e-mail API")
