@@ -55,28 +55,6 @@ class EmailApiBehaviour:
     refuse: list[str] = field(default_factory=list)
 
 
-_NUMBERS = ("delay_before", "delay_after", "fail_for", "retry_after")
-_COUNTS = ("fail_next", "throttle_next")
-
-
-def control_problem(changes: dict[str, Any]) -> str | None:
-    """Why ``changes`` cannot be the new behaviour, or ``None``: a bad value would otherwise
-    be taken and break every later request."""
-    for name, value in changes.items():
-        number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        if name in _NUMBERS:
-            ok = number
-        elif name in _COUNTS:
-            ok = number and isinstance(value, int)
-        elif name == "refuse":
-            ok = isinstance(value, list) and all(isinstance(a, str) for a in value)
-        else:
-            return f"unknown setting {name[:40]!r}"
-        if not ok:
-            return f"{name}: not a valid value"
-    return None
-
-
 Reply = tuple[int, dict[str, Any], dict[str, str]]
 
 
@@ -216,7 +194,7 @@ def _handler_for(sim: EmailApiSimulator) -> type[BaseHTTPRequestHandler]:
             body = self.read_json()
             path = urlsplit(self.path).path
             if path == "/v1/control":
-                if not self.refused_control(body, control_problem):
+                if not self.refused_control(body, EmailApiBehaviour):
                     self.reply(200, sim.behave(**(body or {})))
             elif path == MESSAGES_PATH:
                 if self._authorised():

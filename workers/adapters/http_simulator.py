@@ -4,11 +4,36 @@ handler does: stay quiet, read a JSON object, answer JSON, check a ``POST /contr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+_VALID: dict[str, Callable[[Any], bool]] = {
+    "float": _is_number,
+    "int": lambda value: _is_number(value) and isinstance(value, int),
+    "list[str]": lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value),
+}
+
+
+def control_problem(behaviour: type, changes: dict[str, Any]) -> str | None:
+    """Why ``changes`` cannot be the new ``behaviour`` (a dataclass of ``float`` seconds, ``int``
+    counts and ``list[str]`` refusals, each not negative), or ``None``: a bad value would
+    otherwise be taken and break every later request (the simulator would answer nothing)."""
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(behaviour)}  # postponed: "float"
+    for name, value in changes.items():
+        if name not in kinds:
+            return f"unknown setting {name[:40]!r}"
+        if not _VALID[kinds[name]](value):
+            return f"{name}: not a valid value"
+    return None
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -60,11 +85,10 @@ class JsonHandler(BaseHTTPRequestHandler):
             return None
         return value if isinstance(value, dict) else None
 
-    def refused_control(
-        self, body: dict[str, Any] | None, problem_of: Callable[[dict[str, Any]], str | None]
-    ) -> bool:
-        """Answer 400 and say so when ``body`` cannot be a ``POST /control``'s new behaviour."""
-        problem = "not a JSON object" if body is None else problem_of(body)
+    def refused_control(self, body: dict[str, Any] | None, behaviour: type) -> bool:
+        """Answer 400 and say so when ``body`` cannot be a ``POST /control``'s new
+        ``behaviour`` (see ``control_problem``)."""
+        problem = "not a JSON object" if body is None else control_problem(behaviour, body)
         if problem:
             self.reply(400, {"error": "bad-request", "detail": problem})
         return bool(problem)

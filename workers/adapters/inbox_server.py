@@ -44,23 +44,6 @@ class InboxBehaviour:
     refuse: list[str] = field(default_factory=list)
 
 
-def control_problem(changes: dict[str, Any]) -> str | None:
-    """Why ``changes`` cannot be the new behaviour, or ``None``."""
-    for name, value in changes.items():
-        number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        if name in {"delay_before", "delay_after"}:
-            ok = number
-        elif name == "fail_next":
-            ok = number and isinstance(value, int)
-        elif name == "refuse":
-            ok = isinstance(value, list) and all(isinstance(n, str) for n in value)
-        else:
-            return f"unknown setting {name[:40]!r}"
-        if not ok:
-            return f"{name}: not a valid value"
-    return None
-
-
 class _Handler(JsonHandler):
     server: _InboxHttpServer
     protocol_version = "HTTP/1.1"
@@ -87,7 +70,7 @@ class _Handler(JsonHandler):
         body = self.read_json()
         path = urlsplit(self.path).path
         if path == "/v1/control":
-            if self.refused_control(body, control_problem):
+            if self.refused_control(body, InboxBehaviour):
                 return
             self.server.sim.behave(**(body or {}))
             self.reply(200, asdict(self.server.sim.behaviour))

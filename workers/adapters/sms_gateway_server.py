@@ -53,27 +53,6 @@ class GatewayState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_NUMBERS = ("delay_before", "delay_after", "retry_after")
-_COUNTS = ("fail_next", "throttle_next")
-
-
-def control_problem(changes: dict[str, Any]) -> str | None:
-    """Why ``changes`` cannot be the new behaviour, or ``None``: a bad value would otherwise
-    be taken and break every later request (the simulator would answer nothing)."""
-    for name, value in changes.items():
-        if name in _NUMBERS:
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        elif name in _COUNTS:
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        elif name == "refuse":
-            ok = isinstance(value, list) and all(isinstance(n, str) for n in value)
-        else:
-            return f"unknown setting {name[:40]!r}"
-        if not ok:
-            return f"{name}: not a valid value"
-    return None
-
-
 class _Handler(JsonHandler):
     server: _GatewayHttpServer
 
@@ -99,7 +78,7 @@ class _Handler(JsonHandler):
         state = self.server.state
         body = self.read_json()
         if self.path == "/control":
-            if self.refused_control(body, control_problem):
+            if self.refused_control(body, GatewayBehaviour):
                 return
             with state.lock:
                 state.behaviour = GatewayBehaviour(**{**asdict(state.behaviour), **(body or {})})
