@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import httpx
 
-from workers.adapters.http_sms_gateway import post_waiting_out_throttling
+from workers.adapters.http_sms_gateway import looked_up, post_waiting_out_throttling, posted
 from workers.adapters.notifiers import EmailSender, NotificationRefused, NotifierUnavailable
 from workers.adapters.smtp_email import message_id
 
@@ -97,14 +97,10 @@ class HttpEmailApi(EmailSender):
         raise NotificationRefused(f"email api refused the address: {response.status_code}")
 
     def _post(self, body: dict[str, str], key: str) -> httpx.Response:
-        try:
-            return self.client.post(MESSAGES_PATH, json=body, headers={"Idempotency-Key": key})
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise NotifierUnavailable(f"email api unreachable: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            raise NotifierUnavailable(
-                f"email api: {type(exc).__name__}", maybe_accepted=True
-            ) from exc
+        return posted(
+            lambda: self.client.post(MESSAGES_PATH, json=body, headers={"Idempotency-Key": key}),
+            provider="email api",
+        )
 
     def lookup(self, idempotency_key: str) -> str | None:
         """The reference of the e-mail the provider took under this key, or None.
@@ -114,15 +110,10 @@ class HttpEmailApi(EmailSender):
         NotifierUnavailable
             The provider could not answer now (unreachable, timeout, 5xx, our token refused).
         """
-        try:
-            response = self.client.get(MESSAGES_PATH, params={"idempotency_key": idempotency_key})
-        except httpx.HTTPError as exc:
-            raise NotifierUnavailable(f"email api lookup: {type(exc).__name__}") from exc
-        if response.status_code == 404:
-            return None
-        if not response.is_success:
-            raise NotifierUnavailable(f"email api lookup: {response.status_code}")
-        return str(response.json()["id"])
+        params = {"idempotency_key": idempotency_key}
+        return looked_up(
+            lambda: self.client.get(MESSAGES_PATH, params=params), provider="email api"
+        )
 
     def close(self) -> None:
         """Close the connection pool."""

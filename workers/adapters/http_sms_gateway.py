@@ -48,6 +48,31 @@ def post_waiting_out_throttling(
     raise NotifierUnavailable(f"{provider}: 429", retry_after=retry_after_header(response))
 
 
+def posted(post: Callable[[], httpx.Response], *, provider: str) -> httpx.Response:
+    """``post()``'s answer; a failure to connect is ``NotifierUnavailable`` (nothing was sent),
+    any other transport failure (a read timeout) one with ``maybe_accepted`` (ask by key)."""
+    try:
+        return post()
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise NotifierUnavailable(f"{provider} unreachable: {type(exc).__name__}") from exc
+    except httpx.HTTPError as exc:
+        raise NotifierUnavailable(f"{provider}: {type(exc).__name__}", maybe_accepted=True) from exc
+
+
+def looked_up(get: Callable[[], httpx.Response], *, provider: str) -> str | None:
+    """The reference in ``get()``'s answer to a look-up by key, or None on a 404; a transport
+    failure or another status is ``NotifierUnavailable`` (the provider could not answer now)."""
+    try:
+        response = get()
+    except httpx.HTTPError as exc:
+        raise NotifierUnavailable(f"{provider} lookup: {type(exc).__name__}") from exc
+    if response.status_code == 404:
+        return None
+    if not response.is_success:
+        raise NotifierUnavailable(f"{provider} lookup: {response.status_code}")
+    return str(response.json()["id"])
+
+
 class HttpSmsGateway(SmsGateway):
     """Sends through an HTTP SMS gateway, keyed by ``Idempotency-Key``.
 
@@ -94,27 +119,16 @@ class HttpSmsGateway(SmsGateway):
         raise NotificationRefused(f"sms gateway refused the number: {response.status_code}")
 
     def _post(self, to: str, text: str, key: str) -> httpx.Response:
-        try:
-            return self.client.post(
+        return posted(
+            lambda: self.client.post(
                 "/messages", json={"to": to, "text": text}, headers={"Idempotency-Key": key}
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise NotifierUnavailable(f"sms gateway unreachable: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            raise NotifierUnavailable(
-                f"sms gateway: {type(exc).__name__}", maybe_accepted=True
-            ) from exc
+            ),
+            provider="sms gateway",
+        )
 
     def lookup(self, idempotency_key: str) -> str | None:
-        try:
-            response = self.client.get(f"/messages/{quote(idempotency_key, safe='')}")
-        except httpx.HTTPError as exc:
-            raise NotifierUnavailable(f"sms gateway lookup: {type(exc).__name__}") from exc
-        if response.status_code == 404:
-            return None
-        if not response.is_success:
-            raise NotifierUnavailable(f"sms gateway lookup: {response.status_code}")
-        return str(response.json()["id"])
+        path = f"/messages/{quote(idempotency_key, safe='')}"
+        return looked_up(lambda: self.client.get(path), provider="sms gateway")
 
     def close(self) -> None:
         """Close the connection pool."""
