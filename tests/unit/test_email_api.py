@@ -4,8 +4,6 @@ gateway, and a simulator whose keys survive a restart and are shared by processe
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ import httpx
 import pytest
 
 from tests.ports import refusing_port
+from tests.sim_process import omvant_sim
 from workers.adapters.email_api_server import EmailApiSimulator
 from workers.adapters.http_email_api import HttpEmailApi
 from workers.adapters.notifier_wiring import build_email_sender
@@ -197,22 +196,7 @@ def test_the_api_wins_over_smtp_and_its_token_is_masked_in_the_settings() -> Non
 
 
 def test_the_simulator_runs_on_its_own_from_the_command_line(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            *(str(Path(sys.executable).parent / "omvant"), "sim", "email-api", "--port", "0"),
-            *("--store", str(tmp_path / "email.sqlite3")),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        url = line.strip().rsplit(" ", 1)[-1]
-        assert url.startswith("http://127.0.0.1:"), line
-        ref = send(HttpEmailApi(url), "c16:email")
-        assert HttpEmailApi(url).lookup("c16:email") == ref
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-    assert process.returncode == 0
+    with omvant_sim("email-api", "--port", "0", "--store", tmp_path / "email.sqlite3") as sim:
+        ref = send(HttpEmailApi(sim.url), "c16:email")
+        assert HttpEmailApi(sim.url).lookup("c16:email") == ref
+    assert sim.process.returncode == 0

@@ -6,14 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.sim_process import omvant_sim
 from workers.adapters.http_inbox import HttpInbox
 from workers.adapters.inbox import (
     InboxMessage,
@@ -140,20 +139,9 @@ def test_a_simulated_inbox_in_memory_dedupes_within_its_process() -> None:
 
 def test_omvant_sim_inbox_runs_as_its_own_process_and_says_where(tmp_path: Path) -> None:
     store = tmp_path / "inbox.sqlite3"
-    process = subprocess.Popen(
-        [Path(sys.executable).with_name("omvant"), "sim", "inbox", "--port", "0", "--store", store],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        url = line.strip().rsplit(" ", 1)[-1]
-        assert url.startswith("http://127.0.0.1:"), line
-        HttpInbox(url).deliver(message("c1"))
-        HttpInbox(url).deliver(message("c1"))
-        assert httpx.get(f"{url}/v1/stats").json()["duplicates_refused"] == 1
-    finally:
-        process.terminate()
-        assert process.wait(10) == 0
+    with omvant_sim("inbox", "--port", "0", "--store", store) as sim:
+        HttpInbox(sim.url).deliver(message("c1"))
+        HttpInbox(sim.url).deliver(message("c1"))
+        assert httpx.get(f"{sim.url}/v1/stats").json()["duplicates_refused"] == 1
+    assert sim.process.returncode == 0
     assert SimulatedInbox(tmp_path).stats().distinct == 1  # the same file: kept across restarts

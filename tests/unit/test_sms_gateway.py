@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.sim_process import omvant_sim
 from workers.adapters.http_sms_gateway import HttpSmsGateway
 from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable
 from workers.adapters.sms_gateway_server import SmsGatewaySimulator
@@ -91,28 +89,16 @@ def test_an_unreachable_gateway_is_transient_and_certainly_not_taken() -> None:
 
 
 def test_the_simulator_runs_on_its_own_from_the_command_line() -> None:
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "omvant"), "sim", "sms-gateway", "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        url = line.strip().rsplit(" ", 1)[-1]
-        assert url.startswith("http://127.0.0.1:")
+    with omvant_sim("sms-gateway", "--port", "0", url_on="stderr") as sim:
         deadline = time.monotonic() + 10
         while True:
             try:
-                response = httpx.post(f"{url}/control", json={"fail_next": 1}, timeout=2)
+                response = httpx.post(f"{sim.url}/control", json={"fail_next": 1}, timeout=2)
                 break
             except httpx.ConnectError:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         assert response.json()["fail_next"] == 1
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.mark.parametrize(

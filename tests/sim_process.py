@@ -1,0 +1,41 @@
+"""Helper for the tests of ``omvant sim ...``: a simulator run as its own process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+
+class Sim(NamedTuple):
+    """A running ``omvant sim ...`` and the URL it printed."""
+
+    process: subprocess.Popen[str]
+    url: str
+
+
+@contextmanager
+def omvant_sim(*args: str | Path, url_on: str = "stdout") -> Iterator[Sim]:
+    """Run ``omvant sim ARGS`` (the ``omvant`` beside this Python); yield it with the URL its
+    first line on ``url_on`` (``stdout`` or ``stderr``) names; at the end terminate it and wait
+    (the caller may then look at ``sim.process.returncode``)."""
+    pipes = {"stdout": None, "stderr": None, url_on: subprocess.PIPE}
+    process = subprocess.Popen(
+        [Path(sys.executable).with_name("omvant"), "sim", *args],
+        stdout=pipes["stdout"],
+        stderr=pipes["stderr"],
+        text=True,
+    )
+    try:
+        stream = process.stdout if url_on == "stdout" else process.stderr
+        assert stream is not None
+        line = stream.readline()
+        url = line.strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:"), line
+        yield Sim(process, url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
