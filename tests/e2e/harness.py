@@ -8,11 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from contracts.registry import envelope_for
 from tests.ports import SERVE_PORT, answer_when_up, port_said
+from workers.broker import build_broker
+from workers.enqueue import enqueue
+from workers.queues import Queues
 
 OMVANT = str(Path(sys.executable).with_name("omvant"))
 
@@ -90,6 +95,35 @@ class WorkerProcess:
     def output(self) -> str:
         """What the process has written so far."""
         return self.log_path.read_text(errors="replace")
+
+
+def enqueue_dispatch(broker_url: str, items: Sequence[Any], prefix: str) -> None:
+    """Put one ``dispatch_notifications`` message for ``items`` on the broker."""
+    enqueue(
+        build_broker(broker_url),
+        Queues.NOTIFICATION_DISPATCH,
+        "dispatch_notifications",
+        envelope_for(items).model_dump(mode="json"),
+        prefix=prefix,
+    )
+
+
+def crash_when(
+    env: Mapping[str, str],
+    stages: list[str],
+    log: Path,
+    condition: Callable[[], bool],
+    *,
+    timeout: float = 120,
+) -> None:
+    """Run a one-thread worker on ``stages`` and SIGKILL it as soon as ``condition`` holds (the
+    test fails with the end of its log if it never does within ``timeout`` seconds)."""
+    worker = WorkerProcess(env, stages, log, threads=1)
+    try:
+        assert wait_until(condition, timeout=timeout), worker.output()[-3000:]
+        worker.kill()
+    finally:
+        worker.stop()
 
 
 @contextmanager

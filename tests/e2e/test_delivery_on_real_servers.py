@@ -26,7 +26,14 @@ from tests.delivery_support import (
     reachable_residents,
     store_cleared,
 )
-from tests.e2e.harness import OMVANT, WorkerProcess, running_workers, wait_until, worker_env
+from tests.e2e.harness import (
+    OMVANT,
+    crash_when,
+    enqueue_dispatch,
+    running_workers,
+    wait_until,
+    worker_env,
+)
 from workers.adapters.sms_gateway_server import SmsGatewaySimulator
 from workers.adapters.smtp_email import message_id
 from workers.adapters.smtp_sink import SmtpSink
@@ -222,20 +229,9 @@ def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
     )
     # the gateway takes each SMS, then takes its time to answer: the in-doubt window
     sms.behave(delay_after=2.0)
-    enqueue(
-        build_broker(rabbitmq_url),
-        Queues.NOTIFICATION_DISPATCH,
-        "dispatch_notifications",
-        envelope_for(items).model_dump(mode="json"),
-        prefix=queue_prefix,
-    )
+    enqueue_dispatch(rabbitmq_url, items, queue_prefix)
     stages = ["notification-dispatch", "notification-sending"]
-    first = WorkerProcess(env, stages, tmp_path / "first.log", threads=1)
-    try:
-        assert wait_until(lambda: len(sms.sends()) >= 3, timeout=120), first.output()[-3000:]
-        first.kill()
-    finally:
-        first.stop()
+    crash_when(env, stages, tmp_path / "first.log", lambda: len(sms.sends()) >= 3)
     keys = [i.case_id for i in items]
     with engine.connect() as conn:
         before = Counter(

@@ -12,13 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contracts.registry import envelope_for
 from tests.delivery_support import cleared_item, reachable_residents, store_cleared
-from tests.e2e.harness import WorkerProcess, running_workers, wait_until, worker_env
+from tests.e2e.harness import (
+    crash_when,
+    enqueue_dispatch,
+    running_workers,
+    wait_until,
+    worker_env,
+)
 from workers.adapters.email_api_server import EmailApiSimulator
-from workers.broker import build_broker
-from workers.enqueue import enqueue
-from workers.queues import Queues
 from workers.store import notifications
 from workers.store.engine import make_engine, upgrade
 from workers.store.notifications import Resolution
@@ -66,22 +68,9 @@ def test_killing_a_worker_mid_batch_leaves_every_resident_exactly_one_email(
     )
     # the provider takes each e-mail, then takes its time to answer: the in-doubt window
     provider.behave(delay_after=2.0)
-    enqueue(
-        build_broker(rabbitmq_url),
-        Queues.NOTIFICATION_DISPATCH,
-        "dispatch_notifications",
-        envelope_for(items).model_dump(mode="json"),
-        prefix=queue_prefix,
-    )
+    enqueue_dispatch(rabbitmq_url, items, queue_prefix)
     stages = ["notification-dispatch", "notification-sending"]
-    first = WorkerProcess(env, stages, tmp_path / "first.log", threads=1)
-    try:
-        assert wait_until(lambda: len(provider.messages()) >= 2, timeout=120), first.output()[
-            -3000:
-        ]
-        first.kill()
-    finally:
-        first.stop()
+    crash_when(env, stages, tmp_path / "first.log", lambda: len(provider.messages()) >= 2)
 
     def rows() -> list[notifications.Entry]:
         with engine.connect() as conn:
