@@ -13,13 +13,7 @@ import httpx
 import pytest
 
 from tests.delivery_support import cleared_item, reachable_residents, store_cleared
-from tests.e2e.harness import (
-    crash_when,
-    enqueue_dispatch,
-    running_workers,
-    wait_until,
-    worker_env,
-)
+from tests.e2e.harness import crash_when, enqueue_dispatch, running_workers, wait_until, worker_env
 from workers.adapters.email_api_server import EmailApiSimulator
 from workers.store import notifications
 from workers.store.engine import make_engine, upgrade
