@@ -15,6 +15,7 @@ from typing import Any
 
 from contracts.registry import envelope_for
 from tests.ports import SERVE_PORT, answer_when_up, port_said
+from tests.processes import stop_process
 from workers.broker import build_broker
 from workers.enqueue import enqueue
 from workers.queues import Queues
@@ -177,9 +178,4 @@ def omvant_serve(env: Mapping[str, str], log: Path, timeout: float = 90) -> Iter
         ), log.read_text()[-2000:]
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)

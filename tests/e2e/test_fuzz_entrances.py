@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from contracts.send_case import SendCaseV2
 from tests.e2e.fuzz_corpus import CLINICS, GOOD, KEYS, OTHER_CLINIC, Foreign, Item, build
 from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
+from tests.processes import stop_process
 from workers import case_access
 from workers.adapters.blobs import blob_store_from
 from workers.attachments.ownership import store_attachment
@@ -78,12 +79,7 @@ class Process:
 
     def stop(self) -> None:
         if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            stop_process(self.process)
         self._out.close()
 
 

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.e2e.harness import OMVANT, omvant_serve, running_workers, wait_until, worker_env
+from tests.processes import stop_process
 from tests.reachable import reachable_residents
 from tests.web.api_support import CLINIC_A, CLINIC_B, make_key, record
 from workers.adapters.webhook_receiver import WebhookReceiver
@@ -31,12 +32,7 @@ def omvant_process(env: dict[str, str], args: list[str], log: Path) -> Iterator[
         try:
             yield
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)
 
 
 def test_a_case_posted_twice_is_one_case_that_is_notified_and_called_back_once(

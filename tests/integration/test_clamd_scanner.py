@@ -16,6 +16,7 @@ import pytest
 
 from producers import attachment_samples as samples
 from tests.conftest import server_missing
+from tests.processes import stop_process
 from workers.attachments.checker import inspect
 from workers.attachments.limits import Limits
 from workers.attachments.ownership import store_attachment
@@ -66,12 +67,7 @@ def clamd_socket() -> Iterator[Path]:
         (folder / "tcp").write_text(f"tcp://127.0.0.1:{port}")
         yield socket_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.ports import refusing_port
-from tests.sim_process import omvant_sim
+from tests.processes import omvant_sim
 from workers.adapters.email_api_server import EmailApiSimulator
 from workers.adapters.http_email_api import HttpEmailApi
 from workers.adapters.notifier_wiring import build_email_sender

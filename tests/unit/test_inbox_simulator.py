@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.sim_process import omvant_sim
+from tests.processes import omvant_sim
 from workers.adapters.http_inbox import HttpInbox
 from workers.adapters.inbox import (
     InboxMessage,

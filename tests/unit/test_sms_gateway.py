@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.sim_process import omvant_sim
+from tests.processes import omvant_sim
 from workers.adapters.http_sms_gateway import HttpSmsGateway
 from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable
 from workers.adapters.sms_gateway_server import SmsGatewaySimulator

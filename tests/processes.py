@@ -1,4 +1,4 @@
-"""Helper for the tests of ``omvant sim ...``: a simulator run as its own process."""
+"""Helpers for tests that run processes: stop one, and ``omvant sim ...`` as its own process."""
 
 from __future__ import annotations
 
@@ -15,6 +15,16 @@ class Sim(NamedTuple):
 
     process: subprocess.Popen[str]
     url: str
+
+
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGTERM ``process`` and wait for it; SIGKILL it if it is not gone in 20 seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 @contextmanager
