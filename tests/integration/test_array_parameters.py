@@ -5,10 +5,12 @@ on PostgreSQL and SQLite."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from tests.databases import emptied_engine
 from workers.store import cases, notifications
 from workers.store.arrays import among, literal
 from workers.store.engine import make_engine, upgrade
@@ -37,18 +39,8 @@ def pg(postgres_url: str) -> sa.Engine:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: object) -> sa.Engine:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/t.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade(url)
-    engine = make_engine(url)
-    with engine.begin() as conn:  # the PostgreSQL database is shared by the session's tests
-        conn.execute(sa.delete(notification_ledger))
-        conn.execute(sa.delete(case_events))
-        conn.execute(sa.delete(cases_table))
-    return engine
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> sa.Engine:
+    return emptied_engine(request, tmp_path, notification_ledger, case_events, cases_table)
 
 
 def test_awkward_strings_and_nulls_round_trip_through_postgresql(pg: sa.Engine) -> None:

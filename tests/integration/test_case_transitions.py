@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
+from tests.databases import emptied_engine
 from workers.case_states import CaseState, may_advance
 from workers.store import cases
 from workers.store.cases import Transition
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import case_events
 from workers.store.schema import cases as cases_table
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: object) -> sa.Engine:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/t.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade(url)
-    engine = make_engine(url)
-    with engine.begin() as conn:  # the PostgreSQL database is shared by the session's tests
-        conn.execute(sa.delete(case_events))
-        conn.execute(sa.delete(cases_table))
-    return engine
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> sa.Engine:
+    return emptied_engine(request, tmp_path, case_events, cases_table)
 
 
 def received(conn: sa.Connection, *ids: str) -> None:

@@ -1,0 +1,26 @@
+"""Helper for the store tests that run on both SQLite and the session's PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from workers.store.engine import make_engine, upgrade
+
+
+def emptied_engine(request: pytest.FixtureRequest, tmp_path: Path, *tables: sa.Table) -> sa.Engine:
+    """An engine on a migrated database: a SQLite file in ``tmp_path`` when ``request.param`` is
+    ``"sqlite"``, else the session's PostgreSQL, with ``tables`` emptied in that order (the
+    PostgreSQL database is shared by the session's tests)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/t.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for table in tables:
+            conn.execute(sa.delete(table))
+    return engine
