@@ -19,6 +19,21 @@ SENDER = "SE2321000016-S100"
 STAFF_A = "SE2321000016-U111"
 
 
+def received_row(
+    case_id: str, *, idempotency_key: str | None = None, template_id: str = "kallelse-screening"
+) -> dict[str, str]:
+    """A row for ``cases.insert_received``: one case of the test clinic for the test resident
+    (its idempotency key is its id unless another is given)."""
+    return {
+        "id": case_id,
+        "clinic_hsa_id": "SE2321000016-VC01",
+        "sender_hsa_id": "SE2321000016-S101",
+        "template_id": template_id,
+        "personnummer": "191212121212",
+        "idempotency_key": case_id if idempotency_key is None else idempotency_key,
+    }
+
+
 def reachable_residents(seed: int, count: int, channels: frozenset[str]) -> list[str]:
     """Test personnummer whose simulated account is active with exactly these channels."""
     directory = SimulatedAccountDirectory(seed)

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.databases import emptied_engine
+from tests.delivery_support import received_row
 from workers.store import cases, notifications
 from workers.store.arrays import among, literal
 from workers.store.engine import make_engine, upgrade
@@ -76,14 +77,7 @@ def test_among_finds_exactly_the_listed_rows(engine: sa.Engine) -> None:
         cases.insert_received(
             conn,
             [
-                {
-                    "id": case_id,
-                    "clinic_hsa_id": "SE2321000016-VC01",
-                    "sender_hsa_id": "SE2321000016-S101",
-                    "template_id": "t",
-                    "personnummer": "191212121212",
-                    "idempotency_key": f"k-{n}",
-                }
+                received_row(case_id, idempotency_key=f"k-{n}", template_id="t")
                 for n, case_id in enumerate(ids)
             ],
         )

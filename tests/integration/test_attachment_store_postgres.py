@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from producers import attachment_samples as samples
+from tests.delivery_support import received_row
 from workers.attachments import references
 from workers.attachments.checker import inspect
 from workers.attachments.limits import Limits
@@ -32,20 +33,7 @@ def test_references_count_only_live_cases_on_postgres(engine: sa.Engine) -> None
     sha = uuid.uuid4().hex * 2
     ids = [f"{run}-{n}" for n in range(3)]
     with engine.begin() as conn:
-        cases.insert_received(
-            conn,
-            [
-                {
-                    "id": case_id,
-                    "clinic_hsa_id": "SE2321000016-VC01",
-                    "sender_hsa_id": "SE2321000016-S101",
-                    "template_id": "kallelse-screening",
-                    "personnummer": "191212121212",
-                    "idempotency_key": case_id,
-                }
-                for case_id in ids
-            ],
-        )
+        cases.insert_received(conn, [received_row(case_id) for case_id in ids])
         references.record(conn, [(case_id, sha) for case_id in ids])
         references.record(conn, [(ids[0], sha)])
     with engine.connect() as conn:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.delivery_support import received_row
 from workers.adapters.blobs import BlobStore, FilesystemBlobStore
 from workers.attachments import references
 from workers.attachments.gc import collect
@@ -56,19 +57,7 @@ def engine(sqlite_url: str) -> sa.Engine:
 
 def new_case(engine: sa.Engine, case_id: str, *sha256s: str) -> None:
     with engine.begin() as conn:
-        cases.insert_received(
-            conn,
-            [
-                {
-                    "id": case_id,
-                    "clinic_hsa_id": "SE2321000016-VC01",
-                    "sender_hsa_id": "SE2321000016-S101",
-                    "template_id": "kallelse-screening",
-                    "personnummer": "191212121212",
-                    "idempotency_key": case_id,
-                }
-            ],
-        )
+        cases.insert_received(conn, [received_row(case_id)])
         references.record(conn, [(case_id, s) for s in sha256s])
 
 
