@@ -63,6 +63,22 @@ def delivered_with_rows(ctx: Context, case_id: str, *, status: str) -> None:
         )
 
 
+def notified_on_email(ctx: Context, case_id: str) -> None:
+    """The case also got an e-mail row, sent at NOW, and was recorded notified on e-mail only."""
+    with ctx.engine.begin() as conn:
+        notifications.write_queued(
+            conn, [notifications.Queued(case_id, "email", "a@example.org")], refused="x"
+        )
+        conn.execute(
+            sa.update(notification_ledger)
+            .where(notification_ledger.c.idempotency_key == f"{case_id}:email")
+            .values(status=notifications.SENT, updated_at=NOW)
+        )
+        cases.apply(
+            conn, [Transition(case_id, CaseState.NOTIFIED, {"channels": "email"})], stage="test"
+        )
+
+
 def state(ctx: Context, case_id: str) -> str:
     with ctx.engine.connect() as conn:
         return str(cases.states_of(conn, [case_id])[case_id])
@@ -111,20 +127,7 @@ def test_a_notification_the_sweep_sends_for_a_case_notified_before_joins_its_cha
     ctx: Context,
 ) -> None:
     delivered_with_rows(ctx, "both-1", status=notifications.QUEUED)
-    with ctx.engine.begin() as conn:
-        notifications.write_queued(
-            conn, [notifications.Queued("both-1", "email", "a@example.org")], refused="x"
-        )
-        conn.execute(  # the e-mail went out and the case was recorded notified on it
-            sa.update(notification_ledger)
-            .where(notification_ledger.c.idempotency_key == "both-1:email")
-            .values(status=notifications.SENT, updated_at=NOW)
-        )
-        cases.apply(
-            conn,
-            [Transition("both-1", CaseState.NOTIFIED, {"channels": "email"})],
-            stage="test",
-        )
+    notified_on_email(ctx, "both-1")  # the e-mail went out and the case was recorded on it
     ctx.now = lambda: LATER
     assert sweep.run(ctx)["notifications-sent"] == 1  # the SMS, whose message was lost
     with ctx.engine.connect() as conn:
@@ -188,21 +191,8 @@ def test_a_channel_sent_that_a_notified_case_does_not_name_is_added_to_its_recor
     ctx: Context,
 ) -> None:
     delivered_with_rows(ctx, "unnamed-1", status=notifications.SENT)
-    with ctx.engine.begin() as conn:
-        notifications.write_queued(
-            conn, [notifications.Queued("unnamed-1", "email", "a@example.org")], refused="x"
-        )
-        conn.execute(
-            sa.update(notification_ledger)
-            .where(notification_ledger.c.idempotency_key == "unnamed-1:email")
-            .values(status=notifications.SENT, updated_at=NOW)
-        )
-        # recorded notified on the e-mail; the SMS's mark committed, its channel never recorded
-        cases.apply(
-            conn,
-            [Transition("unnamed-1", CaseState.NOTIFIED, {"channels": "email"})],
-            stage="test",
-        )
+    # recorded notified on the e-mail; the SMS's mark committed, its channel never recorded
+    notified_on_email(ctx, "unnamed-1")
     assert sweep.run(ctx)["channels-recorded"] == 0  # within the limit: a worker may be at it
     ctx.now = lambda: LATER
     assert sweep.run(ctx)["channels-recorded"] == 1
