@@ -12,8 +12,12 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from producers.chaos.servers import RedisServer
 
 _TEST_HOME = tempfile.mkdtemp(prefix="omvant-test-home-")
 os.environ["OMVANT_HOME"] = str(Path(_TEST_HOME) / "omvant")
@@ -34,6 +38,20 @@ def server_missing(what: str, error: Exception) -> None:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own (its connections may be cut, which the shared one's must not
+    be), stopped after the test; skipped (failed in CI) without the ``redis-server`` binary."""
+    from producers.chaos.servers import RedisServer, ServerError
+
+    try:
+        server = RedisServer(tmp_path / "servers").start()
+    except ServerError as exc:
+        server_missing("redis-server (the binary, for a Redis of the test's own)", exc)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

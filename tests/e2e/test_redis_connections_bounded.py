@@ -10,21 +10,24 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from producers.chaos.servers import RedisServer, ServerError
-from tests.conftest import server_missing
+from producers.chaos.servers import RedisServer
 from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
 from workers.adapters import population
 from workers.queues import all_queues
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases, notification_ledger
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not Path("/proc/net/tcp").exists(), reason="counts sockets through /proc (Linux)"
+    ),
+]
 
 PROCESSES, THREADS, SEND_CONCURRENCY = 2, 2, 4
 CASES = 300
@@ -68,18 +71,6 @@ def redis_sockets(pids: list[int], port: int) -> dict[int, int]:
 def children(pid: int) -> list[int]:
     found = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii")
     return [int(p) for p in found.split()]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    if not Path("/proc/net/tcp").exists():
-        pytest.skip("counts sockets through /proc (Linux)")
-    try:
-        server = RedisServer(tmp_path / "servers").start()
-    except ServerError as exc:
-        server_missing("redis-server (the binary, for a Redis of the test's own)", exc)
-    yield server
-    server.stop()
 
 
 class Sampler(threading.Thread):

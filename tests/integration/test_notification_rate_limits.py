@@ -5,14 +5,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-from producers.chaos.servers import RedisServer, ServerError
-from tests.conftest import server_missing
+from producers.chaos.servers import RedisServer
 from workers.adapters.notifier_wiring import build_rate_limits
 from workers.rate_limit import RateLimitExceeded
 from workers.settings import Settings
@@ -40,17 +37,6 @@ def test_two_workers_on_one_redis_share_the_sms_budget(redis_url: str, queue_pre
     for key in client.scan_iter(match=f"*{queue_prefix}notify:*"):
         client.delete(key)
     client.close()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis of this test's own (its connections are cut, which the shared one must not be)."""
-    try:
-        server = RedisServer(tmp_path / "servers").start()
-    except ServerError as exc:
-        server_missing("redis-server (the binary, for a Redis of the test's own)", exc)
-    yield server
-    server.stop()
 
 
 def test_a_cut_redis_connection_is_asked_again_not_raised_to_the_sender(
