@@ -51,6 +51,8 @@ def _bar(console: Console, transient: bool) -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=transient,
+        # a transient bar off a terminal would leave an empty line on stderr
+        disable=transient and not console.is_terminal,
     )
 
 

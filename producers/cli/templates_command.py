@@ -22,8 +22,10 @@ from typing import Annotated, Any, NoReturn
 import sqlalchemy as sa
 import typer
 
+from producers.cli import errors
 from producers.cli.options import DatabaseOption, JsonOption, settings_from
 from workers import server_probe as servers
+from workers.reasons import Reason
 from workers.templates import store
 from workers.templates.files import format_of, parse_templates, render_templates
 from workers.templates.model import Template, TemplateInvalid
@@ -43,6 +45,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` on stderr and exit with ``code``."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def refuse(reason: str, message: str, code: int, *, as_json: bool) -> NoReturn:
+    """Refuse with ``reason``: under --json the one ``{"error": ...}`` line, else as ``fail``."""
+    if as_json:
+        errors.fail(reason, message, code, as_json=True)
+    fail(message if reason == Reason.USAGE_ERROR else f"{reason}: {message}", code)
 
 
 @contextmanager
@@ -649,7 +658,12 @@ def preview(
     from workers.templates.library import InMemoryTemplateLibrary, TemplateLibrary
 
     if not is_hsa_id(sender):
-        fail(f"sender-unknown: --sender must be an HSA-id like SE2321000016-ABCD: {sender!r}", 2)
+        refuse(
+            Reason.SENDER_UNKNOWN,
+            f"--sender must be an HSA-id like SE2321000016-ABCD: {sender!r}",
+            2,
+            as_json=as_json,
+        )
     settings = settings_from(None, database)
     library: TemplateLibrary
     if template_file is not None:
@@ -669,7 +683,12 @@ def preview(
         template = ctx.templates.get(template_id, version)
     if clinic is None:
         if template is None or template.scope != "local":
-            fail("give --clinic: the sending clinic signs the message", 2)
+            refuse(
+                Reason.USAGE_ERROR,
+                "give --clinic: the sending clinic signs the message",
+                2,
+                as_json=as_json,
+            )
         clinic = template.owner
     draft = PreviewDraft(
         clinic_hsa_id=clinic,
@@ -689,7 +708,7 @@ def preview(
             channels=("sms", "email"),
         )
     except CompositionError as exc:
-        fail(f"{exc.reason}: {exc.detail}")
+        refuse(exc.reason, exc.detail, 1, as_json=as_json)
     finally:
         ctx.engine.dispose()
     assert template is not None

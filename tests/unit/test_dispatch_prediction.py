@@ -133,3 +133,16 @@ def test_unreachable_residents_are_counted_per_reason_with_their_lines(
     assert code == 1
     assert figures["not_reachable"] == {"login-blocked": 1}
     assert figures["would_send"] == figures["reachable"] == 1
+
+
+def test_a_json_dry_run_writes_its_one_line_and_nothing_on_stderr(
+    database: str, listing: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        ["dispatch", str(listing), "--clinic", CLINIC, "--dry-run", "--json",
+         "--database", database, "--template", "kallelse-screening", "--sender", SENDER],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "", "the progress bar stays off stderr when it is not a terminal"
+    assert len(result.stdout.splitlines()) == 1

@@ -98,3 +98,21 @@ def test_preview_refuses_a_sender_that_is_not_an_hsa_id(database: str) -> None:
          "--sender", "SE2321000016-UNKNOWN", "--database", database],
     )  # fmt: skip
     assert unknown.exit_code == 1 and "sender-unknown" in unknown.output
+
+
+@pytest.mark.parametrize(
+    ("sender", "code", "reason"),
+    [("SE2321000016-UNKNOWN", 1, "sender-unknown"), ("Doktor Nobody", 2, "sender-unknown")],
+)
+def test_preview_refusals_are_json_under_json(
+    database: str, sender: str, code: int, reason: str
+) -> None:
+    result = runner.invoke(
+        app,
+        ["templates", "preview", "kallelse-screening", "--clinic", "SE2321000016-VC01",
+         "--sender", sender, "--json", "--database", database],
+    )  # fmt: skip
+    assert result.exit_code == code
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert json.loads(line)["error"]["reason"] == reason
