@@ -20,6 +20,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -32,6 +33,7 @@ from workers.composition import channels_for
 from workers.log import get_logger
 from workers.stage import emit
 from workers.store.schema import case_attachments, cases
+from workers.templates.model import Template
 
 log = get_logger(__name__)
 
@@ -83,25 +85,34 @@ def _record_of(
         attachments = content.get("attachments")
         if has_files and not attachments:
             return None  # cleared before its attachments were kept: not complete
-        validated = [c for c in str(row.channels or "").split(",") if c]
         return AttachmentsClearedV1(
-            case_id=row.id,
-            clinic_hsa_id=row.clinic_hsa_id,
-            priority=row.priority,
-            batch_id=row.batch_id,
-            personnummer=row.personnummer,
-            template_id=row.template_id,
-            template_version=template.version,
-            answerable=template.answerable,
-            subject=content["subject"],
-            body=content["body"],
-            signature=content["signature"],
-            sent_on=content["sent_on"],
-            channels=list(channels_for(validated, template)),  # type: ignore[arg-type]
-            attachments=attachments or [],
+            **composed_fields(row, template, content), attachments=attachments or []
         )
     except (AnswerUnreadable, ValueError, KeyError, ValidationError):
         return None
+
+
+def composed_fields(
+    row: sa.Row[tuple[object, ...]], template: Template, content: dict[str, Any]
+) -> dict[str, Any]:
+    """A composed case's fields (every one but its attachments) from its case row and its
+    sealed content: what composition's message and the attachment check's both carry."""
+    validated = [c for c in str(row.channels or "").split(",") if c]
+    return {
+        "case_id": row.id,
+        "clinic_hsa_id": row.clinic_hsa_id,
+        "priority": row.priority,
+        "batch_id": row.batch_id,
+        "personnummer": row.personnummer,
+        "template_id": row.template_id,
+        "template_version": template.version,
+        "answerable": template.answerable,
+        "subject": content["subject"],
+        "body": content["body"],
+        "signature": content["signature"],
+        "sent_on": content["sent_on"],
+        "channels": list(channels_for(validated, template)),  # type: ignore[arg-type]
+    }
 
 
 def redrive_cleared(ctx: Context, case_ids: Sequence[str]) -> Counter[str]:

@@ -38,8 +38,9 @@ from contracts.send_case import SendCaseV2
 from workers.answer_seal import AnswerSeal, AnswerUnreadable, answer_seal
 from workers.bootstrap import Context
 from workers.case_states import CaseState
-from workers.composition import CompositionError, channels_for
+from workers.composition import CompositionError
 from workers.log import get_logger
+from workers.redrive import composed_fields
 from workers.stage import emit
 from workers.store.schema import case_attachments, cases
 
@@ -95,21 +96,8 @@ def _composed(ctx: Context, row: Row, seal: AnswerSeal, *, has_files: bool) -> B
     if template is None or not row.content:
         raise ValueError("no template or no content")
     content = json.loads(seal.open(str(row.content)))
-    validated = [c for c in str(row.channels or "").split(",") if c]
     return MessageComposedV1(
-        case_id=row.id,
-        clinic_hsa_id=row.clinic_hsa_id,
-        priority=row.priority,
-        batch_id=row.batch_id,
-        personnummer=row.personnummer,
-        template_id=row.template_id,
-        template_version=template.version,
-        answerable=template.answerable,
-        subject=content["subject"],
-        body=content["body"],
-        signature=content["signature"],
-        sent_on=content["sent_on"],
-        channels=list(channels_for(validated, template)),  # type: ignore[arg-type]
+        **composed_fields(row, template, content),
         attachments=list(request.attachments) if request is not None else [],
     )
 

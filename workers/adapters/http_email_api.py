@@ -20,8 +20,13 @@ from collections.abc import Callable
 
 import httpx
 
-from workers.adapters.http_sms_gateway import looked_up, post_waiting_out_throttling, posted
-from workers.adapters.notifiers import EmailSender, NotificationRefused, NotifierUnavailable
+from workers.adapters.http_sms_gateway import (
+    looked_up,
+    post_waiting_out_throttling,
+    posted,
+    reference_of,
+)
+from workers.adapters.notifiers import EmailSender, NotifierUnavailable
 from workers.adapters.smtp_email import message_id
 
 MESSAGES_PATH = "/v1/messages"
@@ -85,16 +90,12 @@ class HttpEmailApi(EmailSender):
             max_wait=self.max_throttle_wait,
             sleep=self.sleep,
         )
-        if response.is_success:
-            return str(response.json()["id"])
-        if response.status_code >= 500:
-            raise NotifierUnavailable(f"email api: {response.status_code}")
-        if response.status_code in _OUR_FAULT:
+        if response.status_code in _OUR_FAULT:  # a 4xx: not taken, and not the address's fault
             raise NotifierUnavailable(
                 f"email api refused the request ({response.status_code}): "
                 "check OMVANT_EMAIL_API_URL and OMVANT_EMAIL_API_TOKEN"
             )
-        raise NotificationRefused(f"email api refused the address: {response.status_code}")
+        return reference_of(response, provider="email api", refused="the address")
 
     def _post(self, body: dict[str, str], key: str) -> httpx.Response:
         return posted(

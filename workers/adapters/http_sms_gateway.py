@@ -48,6 +48,17 @@ def post_waiting_out_throttling(
     raise NotifierUnavailable(f"{provider}: 429", retry_after=retry_after_header(response))
 
 
+def reference_of(response: httpx.Response, *, provider: str, refused: str) -> str:
+    """The reference in a send's answer that is not a 429: 2xx taken; 5xx
+    ``NotifierUnavailable`` (try again later); another 4xx ``NotificationRefused`` (of
+    ``refused``, e.g. "the number", for good)."""
+    if response.is_success:
+        return str(response.json()["id"])
+    if response.status_code >= 500:
+        raise NotifierUnavailable(f"{provider}: {response.status_code}")
+    raise NotificationRefused(f"{provider} refused {refused}: {response.status_code}")
+
+
 def posted(post: Callable[[], httpx.Response], *, provider: str) -> httpx.Response:
     """``post()``'s answer; a failure to connect is ``NotifierUnavailable`` (nothing was sent),
     any other transport failure (a read timeout) one with ``maybe_accepted`` (ask by key)."""
@@ -112,11 +123,7 @@ class HttpSmsGateway(SmsGateway):
             max_wait=self.max_throttle_wait,
             sleep=self.sleep,
         )
-        if response.is_success:
-            return str(response.json()["id"])
-        if response.status_code >= 500:
-            raise NotifierUnavailable(f"sms gateway: {response.status_code}")
-        raise NotificationRefused(f"sms gateway refused the number: {response.status_code}")
+        return reference_of(response, provider="sms gateway", refused="the number")
 
     def _post(self, to: str, text: str, key: str) -> httpx.Response:
         return posted(
