@@ -21,6 +21,7 @@ from producers.cli.options import (
     checked_engine,
     settings_from,
 )
+from workers import server_probe as servers
 from workers import status as status_module
 from workers.broker import build_broker
 
@@ -80,7 +81,8 @@ def status(
     database: DatabaseOption = None,
 ) -> None:
     """Queues and lanes, dead letters, dispatches in flight, stuck cases: one screen."""
-    settings = settings_from(broker, database)
+    # a broker that does not answer is said so, never shown as empty queues
+    settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     engine = checked_engine(settings.database_url)
     live_broker = build_broker(settings.broker_url)
 

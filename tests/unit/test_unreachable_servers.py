@@ -134,6 +134,7 @@ CASES: list[tuple[str, list[str], dict[str, str]]] = [
         {"OMVANT_INTAKE_KEYS": '{"k": "secret"}'},
     ),
     ("broker", ["loadtest", "replay", "BURST", "--broker", "redis://:PW@127.0.0.1:PORT/6"], {}),
+    ("broker", ["status", "--broker", "amqp://guest:PW@127.0.0.1:PORT/%2F"], {}),
 ]
 
 
@@ -164,6 +165,7 @@ def test_an_unreachable_server_is_one_line_exit_2_with_the_masked_url(
     ("server", "args"),
     [
         ("broker", ["demo", "--json", "--cases", "1", "--broker", "redis://127.0.0.1:PORT/6"]),
+        ("broker", ["status", "--json", "--broker", "redis://127.0.0.1:PORT/6"]),
         (
             "database",
             ["batches", "list", "--json", "--database", "postgresql://u@127.0.0.1:PORT/i"],
