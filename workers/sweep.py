@@ -106,6 +106,7 @@ def stalled_cases(
             .where(
                 cases.c.state == state.value,
                 cases.c.updated_at < cutoff,
+                ~waits_for_quiet_hours(now) if state == CaseState.DELIVERED else sa.true(),
                 sa.or_(
                     cases.c.batch_id.is_(None),
                     sa.and_(
@@ -121,6 +122,16 @@ def stalled_cases(
         if ids:
             found[state.value] = ids
     return found
+
+
+def waits_for_quiet_hours(now: dt.datetime) -> sa.Exists:
+    """A delivered case with a notification due later (an SMS kept for the end of quiet hours)
+    waits on purpose: not stalled, however long the night."""
+    return sa.exists().where(
+        notification_ledger.c.case_id == cases.c.id,
+        notification_ledger.c.status.in_(sorted(notifications.SENDABLE)),
+        notification_ledger.c.due_at > now,
+    )
 
 
 def moving_batches(since: dt.datetime) -> sa.Select[tuple[str]]:

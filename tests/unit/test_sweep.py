@@ -272,3 +272,20 @@ def test_a_dispatch_still_moving_keeps_its_queued_cases_and_notifications_from_t
     assert found["stalled-notifications"] == 1
     assert sweep.run(ctx)["notifications-sent"] == 1
     assert ctx.sms.sends == {"queued-1:sms": 1}
+
+
+def test_a_delivered_case_whose_sms_waits_for_the_end_of_quiet_hours_is_not_stalled(
+    ctx: Context,
+) -> None:
+    """Outside review of issue 11: every SMS-only resident counted stalled-delivered each night."""
+    delivered_with_rows(ctx, "night-1", status=notifications.QUEUED)
+    with ctx.engine.begin() as conn:  # the SMS is due when quiet hours end, 10 h from NOW
+        conn.execute(sa.update(notification_ledger).values(due_at=NOW + dt.timedelta(hours=10)))
+    ctx.now = lambda: LATER  # an hour later, still inside quiet hours
+    assert sweep.findings(ctx).get("stalled-delivered", 0) == 0
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    assert sweep.run(ctx).get("notifications-sent", 0) == 0
+    assert ctx.sms.sends == {}
+    ctx.now = lambda: NOW + dt.timedelta(hours=11)  # due an hour ago, and not sent: stalled
+    assert sweep.findings(ctx)["stalled-delivered"] == 1
+    assert sweep.run(ctx)["notifications-sent"] == 1
