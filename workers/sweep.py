@@ -92,17 +92,28 @@ def limits_for(ctx: Context) -> Limits:
 def stalled_cases(
     conn: sa.Connection, now: dt.datetime, limits: Limits, *, limit: int = 1000
 ) -> dict[str, list[str]]:
-    """The cases per state that have not moved for longer than the state's limit (a paused
-    dispatch's cases wait on purpose: not stalled)."""
+    """The cases per state that have not moved for longer than the state's limit. A paused
+    dispatch's cases wait on purpose, and so do those of a dispatch still moving (another of
+    its cases changed within the limit): a 100,000-case dispatch keeps cases queued for longer
+    than any limit, and they are not lost. A lost message's cases are found once their
+    dispatch has stopped moving."""
     found: dict[str, list[str]] = {}
     paused = sa.select(batches.c.id).where(batches.c.status == "paused")
     for state in (*BEFORE_DELIVERY, CaseState.DELIVERED):
+        cutoff = limits.cutoff(now, state)
         rows = conn.execute(
             sa.select(cases.c.id)
             .where(
                 cases.c.state == state.value,
-                cases.c.updated_at < limits.cutoff(now, state),
-                sa.or_(cases.c.batch_id.is_(None), cases.c.batch_id.not_in(paused)),
+                cases.c.updated_at < cutoff,
+                ~waits_for_quiet_hours(now) if state == CaseState.DELIVERED else sa.true(),
+                sa.or_(
+                    cases.c.batch_id.is_(None),
+                    sa.and_(
+                        cases.c.batch_id.not_in(paused),
+                        cases.c.batch_id.not_in(moving_batches(cutoff)),
+                    ),
+                ),
             )
             .order_by(cases.c.updated_at)
             .limit(limit)
@@ -113,13 +124,36 @@ def stalled_cases(
     return found
 
 
+def waits_for_quiet_hours(now: dt.datetime) -> sa.Exists:
+    """A delivered case with a notification due later (an SMS kept for the end of quiet hours)
+    waits on purpose: not stalled, however long the night."""
+    return sa.exists().where(
+        notification_ledger.c.case_id == cases.c.id,
+        notification_ledger.c.status.in_(sorted(notifications.SENDABLE)),
+        notification_ledger.c.due_at > now,
+    )
+
+
+def moving_batches(since: dt.datetime) -> sa.Select[tuple[str]]:
+    """The dispatches one of whose cases changed at or after ``since`` (still moving)."""
+    recent = cases.alias("recent")
+    return (
+        sa.select(recent.c.batch_id)
+        .where(recent.c.updated_at >= since, recent.c.batch_id.is_not(None))
+        .distinct()
+    )
+
+
 def stalled_notifications(
     conn: sa.Connection, now: dt.datetime, limits: Limits, in_flight_seconds: float, limit: int
 ) -> list[notifications.Entry]:
-    """Notifications queued or retry and due for longer than the limit, and in-doubt ones."""
+    """Notifications queued or retry and due for longer than the limit (not those of a
+    dispatch still moving: they wait their turn on a deep queue), and in-doubt ones."""
+    quiet_before = limits.cutoff(now, "notification")
     return notifications.stalled(
         conn,
-        quiet_before=limits.cutoff(now, "notification"),
+        quiet_before=quiet_before,
+        moving=moving_batches(quiet_before),
         in_flight_before=now - dt.timedelta(seconds=in_flight_seconds),
         limit=limit,
     )

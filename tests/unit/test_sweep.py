@@ -77,6 +77,9 @@ def notified_on_email(ctx: Context, case_id: str) -> None:
         cases.apply(
             conn, [Transition(case_id, CaseState.NOTIFIED, {"channels": "email"})], stage="test"
         )
+        conn.execute(
+            sa.update(cases_table).where(cases_table.c.id == case_id).values(updated_at=NOW)
+        )
 
 
 def state(ctx: Context, case_id: str) -> str:
@@ -232,3 +235,57 @@ def test_a_paused_dispatchs_notifications_wait_for_its_resume_not_for_the_sweep(
         batches.set_status(conn, "b-paused", BatchStatus.RUNNING)
     assert sweep.run(ctx)["notifications-sent"] == 1  # resumed: re-driven as any other
     assert ctx.sms.sends == {"held-1:sms": 1}
+
+
+def test_a_dispatch_still_moving_keeps_its_queued_cases_and_notifications_from_the_sweep(
+    ctx: Context,
+) -> None:
+    """A 100,000-case dispatch keeps cases queued longer than any limit (the chaos run at
+    100,000 cases had the sweep re-drive 24,820 of them): while another case of the same
+    dispatch moves, none of its cases or queued notifications is stalled."""
+    residents = reachable_residents(ctx.settings.seed, 2, frozenset({"sms"}))
+    waiting, moving = (
+        cleared_item(f"deep-{n}", p, channels=["sms"], batch_id="b-deep")
+        for n, p in enumerate(residents)
+    )
+    with ctx.engine.begin() as conn:
+        store_cleared(conn, [waiting, moving])
+        conn.execute(sa.update(cases_table).values(updated_at=NOW))
+    delivered_with_rows(ctx, "queued-1", status=notifications.QUEUED)
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            sa.update(cases_table).where(cases_table.c.id == "queued-1").values(batch_id="b-deep")
+        )
+        conn.execute(  # the dispatch moves: one of its cases changed just now
+            sa.update(cases_table).where(cases_table.c.id == "deep-1").values(updated_at=LATER)
+        )
+    ctx.now = lambda: LATER
+    found = sweep.findings(ctx)
+    assert found.get("stalled-cleared", 0) == 0
+    assert found["stalled-notifications"] == 0
+    assert sweep.run(ctx).get("notifications-sent", 0) == 0
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    assert ctx.sms.sends == {}
+    ctx.now = lambda: LATER + dt.timedelta(hours=1)  # the dispatch has stopped moving
+    found = sweep.findings(ctx)
+    assert found["stalled-cleared"] == 2
+    assert found["stalled-notifications"] == 1
+    assert sweep.run(ctx)["notifications-sent"] == 1
+    assert ctx.sms.sends == {"queued-1:sms": 1}
+
+
+def test_a_delivered_case_whose_sms_waits_for_the_end_of_quiet_hours_is_not_stalled(
+    ctx: Context,
+) -> None:
+    """Outside review of issue 11: every SMS-only resident counted stalled-delivered each night."""
+    delivered_with_rows(ctx, "night-1", status=notifications.QUEUED)
+    with ctx.engine.begin() as conn:  # the SMS is due when quiet hours end, 10 h from NOW
+        conn.execute(sa.update(notification_ledger).values(due_at=NOW + dt.timedelta(hours=10)))
+    ctx.now = lambda: LATER  # an hour later, still inside quiet hours
+    assert sweep.findings(ctx).get("stalled-delivered", 0) == 0
+    assert isinstance(ctx.sms, SimulatedSmsGateway)
+    assert sweep.run(ctx).get("notifications-sent", 0) == 0
+    assert ctx.sms.sends == {}
+    ctx.now = lambda: NOW + dt.timedelta(hours=11)  # due an hour ago, and not sent: stalled
+    assert sweep.findings(ctx)["stalled-delivered"] == 1
+    assert sweep.run(ctx)["notifications-sent"] == 1

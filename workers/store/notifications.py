@@ -447,17 +447,24 @@ def stalled(
     quiet_before: dt.datetime,
     in_flight_before: dt.datetime,
     limit: int,
+    moving: sa.Select[tuple[str]] | None = None,
 ) -> list[Entry]:
     """Rows a sweep should re-drive, oldest first: queued or retry, unchanged since before
     ``quiet_before`` and due since before it too; or pending (in doubt) since before
     ``in_flight_before``. A paused dispatch's rows wait on purpose (the actor shell holds its
-    chunks): never re-driven until it is resumed."""
+    chunks): never re-driven until it is resumed; queued rows of a dispatch in ``moving`` (one
+    still making progress) wait their turn too."""
     due = sa.or_(
         notification_ledger.c.due_at.is_(None), notification_ledger.c.due_at < quiet_before
     )
     paused = sa.select(batches.c.id).where(batches.c.status == "paused")
     held = sa.exists().where(
         cases.c.id == notification_ledger.c.case_id, cases.c.batch_id.in_(paused)
+    )
+    waiting = (
+        sa.exists().where(cases.c.id == notification_ledger.c.case_id, cases.c.batch_id.in_(moving))
+        if moving is not None
+        else sa.false()
     )
     query = (
         sa.select(notification_ledger)
@@ -468,6 +475,7 @@ def stalled(
                     notification_ledger.c.status.in_(sorted(SENDABLE)),
                     notification_ledger.c.updated_at < quiet_before,
                     due,
+                    ~waiting,
                 ),
                 sa.and_(
                     notification_ledger.c.status == PENDING,
