@@ -114,9 +114,10 @@ def test_a_late_read_receipt_moves_the_read_time_back_and_a_later_one_does_not(
     first = dt.datetime(2026, 12, 1, 10, tzinfo=dt.UTC)
     earlier, later = first - dt.timedelta(hours=1), first + dt.timedelta(hours=1)
     with engine.begin() as conn:
-        received(conn, "late-1", "late-2")
+        received(conn, "read-late-1", "read-late-2")
         conn.execute(sa.update(cases_table).values(read_at=first))
-        case_notes.keep_earliest_read(conn, {"late-1": earlier, "late-2": later})
+        case_notes.keep_earliest_read(conn, {"read-late-1": earlier, "read-late-2": later})
     with engine.connect() as conn:
         read = dict(conn.execute(sa.select(cases_table.c.id, cases_table.c.read_at)).all())
-    assert read == {"late-1": earlier, "late-2": first}  # read back aware on both databases
+    # read back aware on both databases
+    assert read == {"read-late-1": earlier, "read-late-2": first}
