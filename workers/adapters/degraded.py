@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 
 from workers.adapters.inbox import Inbox, InboxMessage
-from workers.adapters.notifiers import EmailSender, NotifierUnavailable, SmsGateway
+from workers.adapters.notifiers import (
+    EmailSender,
+    NotifierUnavailable,
+    SendAnswer,
+    SmsGateway,
+    SmsRecipient,
+)
 
 
 class ProviderUnavailable(RuntimeError):
@@ -57,6 +64,14 @@ class DegradedSmsGateway(SmsGateway):
     def send(self, *, to: str, text: str, idempotency_key: str) -> str:
         self.degradation.suffer("sms")
         return self.inner.send(to=to, text=text, idempotency_key=idempotency_key)
+
+    def send_batch(self, *, text: str, recipients: Sequence[SmsRecipient]) -> list[SendAnswer]:
+        """One request: slow once, and failing for every recipient at once."""
+        try:
+            self.degradation.suffer("sms batch")
+        except NotifierUnavailable as exc:
+            return [exc] * len(recipients)
+        return self.inner.send_batch(text=text, recipients=recipients)
 
     def lookup(self, idempotency_key: str) -> str | None:
         self.degradation.suffer("sms lookup")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from workers.adapters.outbox_file import JsonlRecorder
@@ -52,8 +53,46 @@ class NotifierUnavailable(RuntimeError):
         self.maybe_accepted = maybe_accepted
 
 
+@dataclass(frozen=True)
+class SmsRecipient:
+    """One recipient of a batch send: the number and the notification's idempotency key."""
+
+    to: str
+    idempotency_key: str
+
+
+SendAnswer = str | NotificationRefused | NotifierUnavailable
+"""A provider's answer for one recipient: its reference (taken now, or under the same key
+before), ``NotificationRefused`` (for good) or ``NotifierUnavailable`` (not taken now; with
+``maybe_accepted`` when it may have been)."""
+
+
 class SmsGateway(abc.ABC):
     """Sends text messages; the gateway keeps them by idempotency key."""
+
+    def send_batch(self, *, text: str, recipients: Sequence[SmsRecipient]) -> list[SendAnswer]:
+        """Send one text to many recipients, each under its own idempotency key: one answer per
+        recipient, in order (a key taken before answers the first message's reference).
+
+        Never raises for a recipient's or the gateway's failure: each recipient's answer says
+        it. This default sends one at a time and stops at the first ``NotifierUnavailable``
+        (the rest are answered unavailable, certainly not taken); a gateway with a batch
+        endpoint sends them in one request (``HttpSmsGateway``).
+        """
+        answers: list[SendAnswer] = []
+        for index, recipient in enumerate(recipients):
+            try:
+                answers.append(
+                    self.send(to=recipient.to, text=text, idempotency_key=recipient.idempotency_key)
+                )
+            except NotificationRefused as exc:
+                answers.append(exc)
+            except NotifierUnavailable as exc:
+                answers.append(exc)
+                not_tried = NotifierUnavailable(f"not sent: {exc}", retry_after=exc.retry_after)
+                answers.extend([not_tried] * (len(recipients) - index - 1))
+                break
+        return answers
 
     @abc.abstractmethod
     def send(self, *, to: str, text: str, idempotency_key: str) -> str:
@@ -200,3 +239,16 @@ class ChannelRateLimits:
         limiter = self.limiters.get(channel)
         if limiter is not None:
             limiter.acquire()
+
+    def take(self, channel: str, wanted: int, *, wait: bool = True) -> int:
+        """Up to ``wanted`` turns of the channel at once, for a batch sent at once: as many as
+        its limit has left in this second, at least one (``wait=False``: 0 when none is left
+        now); all of them when the channel is not limited.
+
+        Raises
+        ------
+        RateLimitExceeded
+            No turn within the limiter's longest wait: the caller retries later.
+        """
+        limiter = self.limiters.get(channel)
+        return wanted if limiter is None else limiter.take(wanted, wait=wait)
