@@ -8,12 +8,13 @@ quiet-hours SMS due in the morning all go through ``send_notifications``.
 The protocol, per notification (``workers.store.notifications``):
 
 1. a due row (queued, or retry) is claimed *pending* in a transaction of its own, just before
-   the provider call, together with the rest of what is sent at once: an SMS batch (up to
-   ``OMVANT_SMS_BATCH_SIZE`` in one gateway request, within the rate limit's turns taken
-   before the claim), or a group of e-mails sent in parallel (``OMVANT_SEND_CONCURRENCY``);
-   nothing is claimed that is not in flight;
-2. the provider is called with each notification's idempotency key (an SMS batch carries
-   one per recipient and is answered per recipient);
+   the provider call, together with the rest of what is sent at once: a batch (up to
+   ``OMVANT_SMS_BATCH_SIZE`` SMS in one gateway request, or ``OMVANT_EMAIL_BATCH_SIZE``
+   e-mails in one e-mail API request, within the rate limit's turns taken before the claim),
+   or a group of SMTP e-mails sent in parallel (``OMVANT_SEND_CONCURRENCY``); nothing is
+   claimed that is not in flight;
+2. the provider is called with each notification's idempotency key (a batch carries one per
+   recipient and is answered per recipient);
 3. the answer is recorded at once, before any other provider call: *sent* (durable as soon as
    the provider took it), *refused* (permanent, with a reason code) or *retry* (it certainly
    did not take it); answers that came in together share one transaction, and a batch's or
@@ -30,8 +31,8 @@ sent, the resident has a notice and the e-mail is recorded ``unconfirmed``
 same Message-ID, so a duplicate is recognisable and the resident is never left with none; a
 second doubt about the same e-mail is not sent a third time. ``at-most-once`` records it
 ``unconfirmed`` instead. Each settlement is recorded in ``resolution``. A crash leaves in doubt
-at most the notifications in flight at that moment: one SMS batch or one group of e-mails per
-worker thread.
+at most the notifications in flight at that moment: one batch or one group of SMTP e-mails
+per worker thread. Only providers that can be asked by key are sent batches.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import sqlalchemy as sa
 from contracts import notification_queued
 from contracts.notification_queued import NotificationQueuedV1
 from contracts.registry import Parsed
-from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable, SmsRecipient
+from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable, Recipient
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.log import get_logger
@@ -279,35 +280,59 @@ def _pool(size: int) -> ThreadPoolExecutor:
 
 
 def _send_claimed(ctx: Context, to_send: list[Entry], outcome: Outcome) -> BaseException | None:
-    """Claim and send ``to_send``: the SMS in batches (one gateway request each, when
-    ``OMVANT_SMS_BATCH_SIZE`` > 1), then the rest in groups; return the first transient
-    failure, after the whole chunk has been tried. A batch's answers are recorded in the
-    transaction that claims what is sent next (nothing is called in between), or at once."""
-    batching = ctx.settings.sms_batch_size > 1
-    batched = [e for e in to_send if batching and e.channel == "sms"]
-    grouped = [e for e in to_send if not (batching and e.channel == "sms")]
-    failure, unrecorded = _send_batches(ctx, batched, outcome, more=bool(grouped))
+    """Claim and send ``to_send``: SMS, and e-mail through an API with a batch endpoint, in
+    batches (one request each, ``batch_sizes``), then the rest in groups; return the first
+    transient failure, after the whole chunk has been tried. A batch's answers are recorded
+    in the transaction that claims what is sent next (nothing is called in between), or at
+    once."""
+    sizes = batch_sizes(ctx)
+    failure: BaseException | None = None
+    unrecorded: list[tuple[Entry, Answer]] = []
+    grouped = [e for e in to_send if e.channel not in sizes]
+    batched = [c for c in CHANNEL_ORDER if c in sizes and any(e.channel == c for e in to_send)]
+    for index, channel in enumerate(batched):
+        more = bool(grouped) or index + 1 < len(batched)
+        entries = [e for e in to_send if e.channel == channel]
+        problem, unrecorded = _send_batches(ctx, channel, entries, outcome, unrecorded, more=more)
+        failure = failure or problem
     return _send_in_groups(ctx, grouped, outcome, unrecorded) or failure
 
 
+def batch_sizes(ctx: Context) -> dict[str, int]:
+    """The channels sent in batches in this process, and their batch size: SMS unless
+    ``OMVANT_SMS_BATCH_SIZE`` is 1; e-mail when its sender has a batch call (an e-mail API,
+    which can be asked by key) unless ``OMVANT_EMAIL_BATCH_SIZE`` is 1."""
+    sizes = {"sms": ctx.settings.sms_batch_size}
+    if ctx.email.can_batch and ctx.email.can_lookup:
+        sizes["email"] = ctx.settings.email_batch_size
+    return {channel: size for channel, size in sizes.items() if size > 1}
+
+
 def _send_batches(
-    ctx: Context, to_send: list[Entry], outcome: Outcome, *, more: bool
+    ctx: Context,
+    channel: str,
+    to_send: list[Entry],
+    outcome: Outcome,
+    unrecorded: list[tuple[Entry, Answer]],
+    *,
+    more: bool,
 ) -> tuple[BaseException | None, list[tuple[Entry, Answer]]]:
-    """Send SMS a batch at a time: take the batch's turns of the rate limit, claim it (with
-    the answers of the batch before, in one transaction), send it in one gateway request.
-    Returns the first transient failure and the last batch's answers when ``more`` is sent
-    after them (to be recorded with the next claim), else records them at once."""
+    """Send one channel's notifications a batch at a time: take the batch's turns of the rate
+    limit, claim it (with the answers before it, ``unrecorded``, in one transaction), send it
+    in one provider request. Returns the first transient failure and the last batch's
+    answers when ``more`` is sent after them (to be recorded with the next claim), else
+    records them at once."""
     failure: BaseException | None = None
-    unrecorded: list[tuple[Entry, Answer]] = []
     remaining = to_send
+    size = batch_sizes(ctx)[channel]
     while remaining:
-        wanted = min(len(remaining), ctx.settings.sms_batch_size)
+        wanted = min(len(remaining), size)
         try:
-            granted = ctx.rate_limits.take("sms", wanted, wait=False)
-            if not granted:  # waiting: what the gateway took is recorded first
+            granted = ctx.rate_limits.take(channel, wanted, wait=False)
+            if not granted:  # waiting: what the provider took is recorded first
                 failure = _tally(outcome, unrecorded, _record(ctx, unrecorded)) or failure
                 unrecorded = []
-                granted = ctx.rate_limits.take("sms", wanted)
+                granted = ctx.rate_limits.take(channel, wanted)
         except RateLimitExceeded as exc:  # the rest stay unclaimed (a reclaimed one: retry)
             answered = unrecorded + [(e, exc) for e in remaining]
             problem = _tally(outcome, answered, _record(ctx, answered))
@@ -318,14 +343,21 @@ def _send_batches(
         claimed, problems = _claim_recording(ctx, keys, ctx.now(), unrecorded)
         failure = _tally(outcome, unrecorded, problems) or failure
         mine = [e for e in batch if e.key in claimed] + reclaimed
-        recipients = [SmsRecipient(e.address or "", e.key) for e in mine]
-        text = ctx.settings.notification_text
-        answers = ctx.sms.send_batch(text=text, recipients=recipients) if mine else []
+        answers = _send_batch(ctx, channel, mine) if mine else []
         unrecorded = list(zip(mine, answers, strict=True))
         if not remaining and not more:
             failure = _tally(outcome, unrecorded, _record(ctx, unrecorded)) or failure
             unrecorded = []
     return failure, unrecorded
+
+
+def _send_batch(ctx: Context, channel: str, mine: list[Entry]) -> list[Answer]:
+    """One provider request for a claimed batch: each recipient's answer."""
+    recipients = [Recipient(e.address or "", e.key) for e in mine]
+    text = ctx.settings.notification_text
+    if channel == "sms":
+        return list(ctx.sms.send_batch(text=text, recipients=recipients))
+    return list(ctx.email.send_batch(subject=EMAIL_SUBJECT, text=text, recipients=recipients))
 
 
 def _send_in_groups(

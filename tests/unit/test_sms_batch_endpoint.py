@@ -13,8 +13,8 @@ from workers.adapters.http_sms_gateway import HttpSmsGateway
 from workers.adapters.notifiers import (
     NotificationRefused,
     NotifierUnavailable,
+    Recipient,
     SimulatedSmsGateway,
-    SmsRecipient,
 )
 from workers.adapters.sms_gateway_server import MAX_BATCH, SmsGatewaySimulator
 
@@ -29,8 +29,8 @@ def simulator() -> Iterator[SmsGatewaySimulator]:
     sim.stop()
 
 
-def recipients(count: int, prefix: str = "c") -> list[SmsRecipient]:
-    return [SmsRecipient(NUMBERS[i % len(NUMBERS)], f"{prefix}{i}:sms") for i in range(count)]
+def recipients(count: int, prefix: str = "c") -> list[Recipient]:
+    return [Recipient(NUMBERS[i % len(NUMBERS)], f"{prefix}{i}:sms") for i in range(count)]
 
 
 def batches(simulator: SmsGatewaySimulator) -> list[int]:

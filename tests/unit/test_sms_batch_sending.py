@@ -32,9 +32,9 @@ from workers.adapters.http_sms_gateway import HttpSmsGateway
 from workers.adapters.notifiers import (
     ChannelRateLimits,
     NotifierUnavailable,
+    Recipient,
     SendAnswer,
     SimulatedSmsGateway,
-    SmsRecipient,
 )
 from workers.adapters.sms_gateway_server import SmsGatewaySimulator
 from workers.bootstrap import Context
@@ -60,7 +60,7 @@ class CountingGateway(SimulatedSmsGateway):
         self.batches: list[int] = []
         self.unmarked: list[int] = []
 
-    def send_batch(self, *, text: str, recipients: Sequence[SmsRecipient]) -> list[SendAnswer]:
+    def send_batch(self, *, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
         if self.ctx is not None and self.sends:
             with self.ctx.engine.connect() as conn:
                 found = notifications.entries(conn, list(self.sends))
@@ -72,21 +72,22 @@ class CountingGateway(SimulatedSmsGateway):
         return answers
 
 
-def sms_cases(ctx: Context, prefix: str, count: int) -> list[str]:
-    """Deliver ``count`` SMS-only cases; their notification keys."""
-    return sms_chunk(ctx, prefix, count)[0]
+def sms_cases(ctx: Context, prefix: str, count: int, channel: str = "sms") -> list[str]:
+    """Deliver ``count`` cases notified on ``channel`` alone; their notification keys."""
+    return sms_chunk(ctx, prefix, count, channel)[0]
 
 
 def sms_chunk(
-    ctx: Context, prefix: str, count: int
+    ctx: Context, prefix: str, count: int, channel: str = "sms"
 ) -> tuple[list[str], list[dramatiq.Message[Any]]]:
-    """Deliver ``count`` SMS-only cases; their notification keys and the sending messages."""
-    residents = reachable_residents(ctx.settings.seed, count, frozenset({"sms"}))
-    items = [cleared_item(f"{prefix}-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
+    """Deliver ``count`` cases notified on ``channel`` alone; their notification keys and the
+    sending messages."""
+    residents = reachable_residents(ctx.settings.seed, count, frozenset({channel}))
+    items = [cleared_item(f"{prefix}-{i}", p, channels=[channel]) for i, p in enumerate(residents)]
     with ctx.engine.begin() as conn:
         store_cleared(conn, items)
     messages = deliver(ctx, items)
-    return [f"{prefix}-{i}:sms" for i in range(count)], messages
+    return [f"{prefix}-{i}:{channel}" for i in range(count)], messages
 
 
 def rows(ctx: Context, keys: list[str]) -> dict[str, notifications.Entry]:

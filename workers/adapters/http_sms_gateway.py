@@ -24,9 +24,9 @@ import httpx
 from workers.adapters.notifiers import (
     NotificationRefused,
     NotifierUnavailable,
+    Recipient,
     SendAnswer,
     SmsGateway,
-    SmsRecipient,
 )
 
 BATCH_PATH = "/messages/batch"
@@ -154,32 +154,27 @@ class HttpSmsGateway(SmsGateway):
             provider="sms gateway",
         )
 
-    def send_batch(self, *, text: str, recipients: Sequence[SmsRecipient]) -> list[SendAnswer]:
+    def send_batch(self, *, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
         answers: list[SendAnswer] = []
         for start in range(0, len(recipients), self.max_batch):
             answers.extend(self._batch(text, recipients[start : start + self.max_batch]))
         return answers
 
-    def _batch(self, text: str, recipients: Sequence[SmsRecipient]) -> list[SendAnswer]:
+    def _batch(self, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
         """One batch request's answers (every recipient's the same when the request failed)."""
         body = {
             "text": text,
             "messages": [{"to": r.to, "idempotency_key": r.idempotency_key} for r in recipients],
         }
-        try:
-            response = post_waiting_out_throttling(
-                lambda: posted(
-                    lambda: self.client.post(BATCH_PATH, json=body), provider="sms gateway"
-                ),
-                provider="sms gateway",
-                attempts=self.throttle_attempts,
-                max_wait=self.max_throttle_wait,
-                sleep=self.sleep,
-            )
-            results = _batch_results(response)
-        except NotifierUnavailable as exc:
-            return [exc] * len(recipients)
-        return [_answer(results.get(r.idempotency_key)) for r in recipients]
+        return batch_sent(
+            lambda: self.client.post(BATCH_PATH, json=body),
+            recipients,
+            provider="sms gateway",
+            what="the number",
+            attempts=self.throttle_attempts,
+            max_wait=self.max_throttle_wait,
+            sleep=self.sleep,
+        )
 
     def lookup(self, idempotency_key: str) -> str | None:
         path = f"/messages/{quote(idempotency_key, safe='')}"
@@ -190,40 +185,68 @@ class HttpSmsGateway(SmsGateway):
         self.client.close()
 
 
-def _batch_results(response: httpx.Response) -> dict[str, dict[str, Any]]:
+def batch_sent(
+    post: Callable[[], httpx.Response],
+    recipients: Sequence[Recipient],
+    *,
+    provider: str,
+    what: str,
+    attempts: int,
+    max_wait: float,
+    sleep: Callable[[float], None],
+) -> list[SendAnswer]:
+    """Each recipient's answer to one batch request ``post()``: a 429 waited out as for one
+    send; a failure of the whole request is every recipient's answer."""
+    try:
+        response = post_waiting_out_throttling(
+            lambda: posted(post, provider=provider),
+            provider=provider,
+            attempts=attempts,
+            max_wait=max_wait,
+            sleep=sleep,
+        )
+        results = batch_results(response, provider=provider)
+    except NotifierUnavailable as exc:
+        return [exc] * len(recipients)
+    return [
+        batch_answer(results.get(r.idempotency_key), provider=provider, what=what)
+        for r in recipients
+    ]
+
+
+def batch_results(response: httpx.Response, *, provider: str) -> dict[str, dict[str, Any]]:
     """A batch answer's results by idempotency key.
 
     Raises
     ------
     NotifierUnavailable
-        5xx (not taken); another 4xx, which refuses the request rather than a number (our
+        5xx (not taken); another 4xx, which refuses the request rather than a recipient (our
         request's fault: tried again later, and logged); a 2xx that is not a batch answer
         (perhaps taken: in doubt).
     """
     if response.status_code >= 500:
-        raise NotifierUnavailable(f"sms gateway batch: {response.status_code}")
+        raise NotifierUnavailable(f"{provider} batch: {response.status_code}")
     if not response.is_success:
-        raise NotifierUnavailable(f"sms gateway refused the batch request: {response.status_code}")
+        raise NotifierUnavailable(f"{provider} refused the batch request: {response.status_code}")
     try:
-        results = response.json()["results"]
-        return {str(r["idempotency_key"]): r for r in results}
+        return {str(r["idempotency_key"]): r for r in response.json()["results"]}
     except (ValueError, KeyError, TypeError) as exc:
         raise NotifierUnavailable(
-            "sms gateway: unreadable batch answer", maybe_accepted=True
+            f"{provider}: unreadable batch answer", maybe_accepted=True
         ) from exc
 
 
-def _answer(result: dict[str, Any] | None) -> SendAnswer:
-    """One recipient's answer from its batch result (none: perhaps taken, in doubt)."""
+def batch_answer(result: dict[str, Any] | None, *, provider: str, what: str) -> SendAnswer:
+    """One recipient's answer from its batch result: ``accepted`` or ``duplicate`` (taken: the
+    reference), ``refused`` (for good, of ``what``), ``unavailable`` (not taken); none or an
+    unknown status: perhaps taken, in doubt."""
     if result is None:
-        return NotifierUnavailable("sms gateway: no result for the recipient", maybe_accepted=True)
-    status = result.get("status")
+        return NotifierUnavailable(f"{provider}: no result for the recipient", maybe_accepted=True)
+    status, reason = result.get("status"), result.get("reason", "")
     if status in {"accepted", "duplicate"} and result.get("id"):
         return str(result["id"])
     if status == "refused":
-        return NotificationRefused(f"sms gateway refused the number: {result.get('reason', '')}")
+        return NotificationRefused(f"{provider} refused {what}: {reason}")
     if status == "unavailable":
-        return NotifierUnavailable(
-            f"sms gateway: recipient unavailable: {result.get('reason', '')}"
-        )
-    return NotifierUnavailable(f"sms gateway: unknown result {status!r}", maybe_accepted=True)
+        return NotifierUnavailable(f"{provider}: recipient unavailable: {reason}")
+    return NotifierUnavailable(f"{provider}: unknown result {status!r}", maybe_accepted=True)
