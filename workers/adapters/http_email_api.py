@@ -132,15 +132,8 @@ class HttpEmailApi(EmailSender):
                 for r in recipients
             ],
         }
-        return batch_sent(
-            lambda: self.client.post(BATCH_PATH, json=body),
-            recipients,
-            provider="email api",
-            what="the address",
-            attempts=self.throttle_attempts,
-            max_wait=self.max_throttle_wait,
-            sleep=self.sleep,
-        )
+        post = lambda: self.client.post(BATCH_PATH, json=body)  # noqa: E731
+        return batch_sent(self, post, recipients, provider="email api", what="the address")
 
     def _post(self, body: dict[str, str], key: str) -> httpx.Response:
         return posted(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -166,15 +166,8 @@ class HttpSmsGateway(SmsGateway):
             "text": text,
             "messages": [{"to": r.to, "idempotency_key": r.idempotency_key} for r in recipients],
         }
-        return batch_sent(
-            lambda: self.client.post(BATCH_PATH, json=body),
-            recipients,
-            provider="sms gateway",
-            what="the number",
-            attempts=self.throttle_attempts,
-            max_wait=self.max_throttle_wait,
-            sleep=self.sleep,
-        )
+        post = lambda: self.client.post(BATCH_PATH, json=body)  # noqa: E731
+        return batch_sent(self, post, recipients, provider="sms gateway", what="the number")
 
     def lookup(self, idempotency_key: str) -> str | None:
         path = f"/messages/{quote(idempotency_key, safe='')}"
@@ -185,25 +178,31 @@ class HttpSmsGateway(SmsGateway):
         self.client.close()
 
 
+class Throttled(Protocol):
+    """How an adapter waits out 429s (``HttpSmsGateway``, ``HttpEmailApi``)."""
+
+    throttle_attempts: int
+    max_throttle_wait: float
+    sleep: Callable[[float], None]
+
+
 def batch_sent(
+    adapter: Throttled,
     post: Callable[[], httpx.Response],
     recipients: Sequence[Recipient],
     *,
     provider: str,
     what: str,
-    attempts: int,
-    max_wait: float,
-    sleep: Callable[[float], None],
 ) -> list[SendAnswer]:
-    """Each recipient's answer to one batch request ``post()``: a 429 waited out as for one
-    send; a failure of the whole request is every recipient's answer."""
+    """Each recipient's answer to one batch request ``post()``: a 429 waited out as the
+    adapter waits for one send; a failure of the whole request is every recipient's answer."""
     try:
         response = post_waiting_out_throttling(
             lambda: posted(post, provider=provider),
             provider=provider,
-            attempts=attempts,
-            max_wait=max_wait,
-            sleep=sleep,
+            attempts=adapter.throttle_attempts,
+            max_wait=adapter.max_throttle_wait,
+            sleep=adapter.sleep,
         )
         results = batch_results(response, provider=provider)
     except NotifierUnavailable as exc:
