@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.exc import OperationalError
@@ -27,7 +27,12 @@ from workers.server_checks import (
 from workers.settings import Settings
 from workers.store.engine import SchemaOutdated, check_schema, make_engine, upgrade
 
+if TYPE_CHECKING:
+    from workers import readiness
+
 EXIT_UNREACHABLE = 2
+DRAMATIQ_MAIN = "workers.dramatiq_main"
+"""dramatiq's main process, its own INFO lines quiet below DEBUG (``workers/dramatiq_main.py``)."""
 FORK_WAIT_MS = 500
 """How long dramatiq's main process waits for each worker process to boot before it watches
 them (its default, 30 s, is how long ``omvant worker`` took to exit when its worker processes
@@ -125,10 +130,12 @@ def worker(
         log_level=settings.log_level,
         forks=[] if metrics_port is None else [METRICS_FORK],
     )
-    from workers.server_watch import MAIN_PID_VARIABLE  # here: the checks above start fast
+    from workers.readiness import READY_VARIABLE  # here: the checks above start fast
+    from workers.server_watch import MAIN_PID_VARIABLE
 
     # dramatiq's main process keeps this pid: its worker processes watch for it (server_watch)
     os.environ[MAIN_PID_VARIABLE] = str(os.getpid())
+    os.environ[READY_VARIABLE] = ready_plan(chosen, lanes, processes).to_env()
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
 
 
@@ -149,6 +156,16 @@ def wait_or_exit(settings: Settings) -> None:
     except ServerUnreachable as exc:
         say(str(exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
+
+
+def ready_plan(stages: list[str], lanes: str, processes: int) -> readiness.Plan:
+    """What the worker processes say ``worker.ready`` with, and the fresh file they count
+    themselves in (``workers/readiness.py``)."""
+    from workers.readiness import Plan
+
+    path = Path(tempfile.gettempdir()) / f"omvant-worker-{os.getpid()}.ready"
+    path.unlink(missing_ok=True)  # a pid used again: an earlier start's leftover
+    return Plan(file=str(path), processes=processes, stages=stages, lanes=lanes)
 
 
 def prepare_metrics(port: int) -> str:
@@ -179,13 +196,14 @@ def dramatiq_argv(
 
     dramatiq sets up the standard library's logging in its worker processes before our
     ``configure`` runs, so ``OMVANT_LOG_LEVEL=DEBUG`` reaches dramatiq and the libraries only
-    through its ``--verbose`` (identity numbers stay masked by the filter ``configure`` adds).
+    through its ``--verbose`` (identity numbers stay masked by the filter ``configure`` adds);
+    below DEBUG ``workers.dramatiq_main`` keeps dramatiq's own INFO lines quiet.
     """
     verbose = ["--verbose"] if log_level.strip().upper() == "DEBUG" else []
     return [
         sys.executable,
         "-m",
-        "dramatiq",
+        DRAMATIQ_MAIN,
         "workers.app",
         "--processes",
         str(processes),

@@ -132,7 +132,7 @@ def test_worker_processes_stop_when_their_main_process_is_killed(
     )
     worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=2, threads=2)
     try:
-        assert wait_until(lambda: worker.output().count("ready for action") == 2, timeout=90), (
+        assert wait_until(lambda: worker.output().count("worker.ready") == 1, timeout=90), (
             worker.output()[-2000:]
         )
         children = children_of(worker.process.pid)
@@ -162,7 +162,7 @@ def test_a_running_worker_whose_broker_goes_away_says_little_and_exits_2(
     )
     worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=1, threads=2)
     try:
-        assert wait_until(lambda: "ready for action" in worker.output(), timeout=90)
+        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=90)
         before = len(worker.output().splitlines())
         redis.stop()
         stopped = time.monotonic()
