@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -112,7 +113,7 @@ def worker(
     from workers.answer_seal import answer_seal
 
     answer_seal(settings)  # no OMVANT_ANSWER_KEY outside the embedded default: one line, exit 2
-    wait_or_exit(settings)
+    wait_or_exit(settings, chosen)
     refuse_a_stale_schema(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
@@ -139,9 +140,10 @@ def worker(
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
 
 
-def wait_or_exit(settings: Settings) -> None:
-    """Wait for the broker and the database (``OMVANT_STARTUP_TIMEOUT_SECONDS``), one line per
-    failed attempt on stderr; exit with status 2 and one line if they do not answer in time."""
+def wait_or_exit(settings: Settings, stages: list[str] | None = None) -> None:
+    """Wait for the broker, the database and each server ``stages`` call that the settings
+    configure (``OMVANT_STARTUP_TIMEOUT_SECONDS``), one line per failed attempt on stderr; exit
+    with status 2 and one line if they do not answer in time."""
     quiet_libraries()
 
     def say(line: str) -> None:
@@ -150,12 +152,34 @@ def wait_or_exit(settings: Settings) -> None:
     checks = [
         Check("broker", lambda: probe_broker(settings.broker_url)),
         Check("database", lambda: probe_database(settings.database_url)),
+        *stage_checks(settings, stages or list(STAGES)),
     ]
     try:
         wait_for_servers(checks, timeout=settings.startup_timeout_seconds, say=say)
     except ServerUnreachable as exc:
         say(str(exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
+
+
+def stage_checks(settings: Settings, stages: list[str]) -> list[Check]:
+    """A check of each outside server ``stages`` call (``Route.servers``), once each, in the
+    order the stages name them; one the settings do not configure passes at once."""
+    names = list(dict.fromkeys(server for stage in stages for server in STAGES[stage].servers))
+    return [Check(name, functools.partial(probe_server, settings, name)) for name in names]
+
+
+def probe_server(settings: Settings, server: str) -> None:
+    """Ask ``server`` as ``workers.server_probe`` does (its URL masked, what to check).
+
+    Raises
+    ------
+    ServerUnreachable
+        It did not answer within ``OMVANT_CONNECT_TIMEOUT`` seconds.
+    """
+    try:
+        servers.require(settings, [server])
+    except servers.ServerUnreachable as exc:
+        raise ServerUnreachable(exc.message.removeprefix("cannot reach ")) from exc
 
 
 def ready_plan(stages: list[str], lanes: str, processes: int) -> readiness.Plan:
