@@ -75,6 +75,18 @@ def worker(
             "an urgent case never waits behind bulk chunks); others: every lane but urgent."
         ),
     ] = ALL_LANES,
+    nice: Annotated[
+        int,
+        typer.Option(
+            min=-20,
+            max=19,
+            envvar="OMVANT_WORKER_NICE",
+            help="Run the worker processes this much nicer (lower CPU priority). Beside an "
+            "--lanes urgent worker on the same machine, give the --lanes others worker e.g. 10, "
+            "so an urgent case gets a core first while bulk chunks keep the rest busy; below 0 "
+            "(the urgent worker, a CPU reservation) needs the right to (CAP_SYS_NICE).",
+        ),
+    ] = 0,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -96,6 +108,12 @@ def worker(
     if lanes not in LANE_CHOICES:
         typer.echo(f"--lanes is one of {', '.join(LANE_CHOICES)}", err=True)
         raise typer.Exit(2)
+    if nice:
+        try:
+            os.nice(nice)  # dramatiq's main process and the worker processes it forks inherit it
+        except PermissionError:
+            typer.echo(f"omvant worker: --nice {nice} needs the right to (CAP_SYS_NICE)", err=True)
+            raise typer.Exit(2) from None
     settings = settings_from(broker, database)
     if settings.broker_url.startswith("memory"):
         typer.echo(
