@@ -39,6 +39,7 @@ from pydantic import BaseModel
 from contracts.envelope import Envelope, split_message_id
 from contracts.registry import Parsed, contract_of, envelope_for
 from workers.log import SENSITIVE_KEYS, mask_identity_numbers, scrub
+from workers.queues import unprefixed
 from workers.reasons import Reason
 from workers.routes import ROUTES
 from workers.store import access_log
@@ -107,8 +108,7 @@ def _bounded(body: str) -> tuple[str, bool]:
 
 
 def _unprefixed(queue: str, prefix: str) -> str:
-    name = q_name(queue)
-    return name[len(prefix) :] if prefix and name.startswith(prefix) else name
+    return unprefixed(q_name(queue), prefix)
 
 
 def _clinic_of(payload: Any) -> str | None:

@@ -74,6 +74,11 @@ def queue_name(queue: Queues | str, prefix: str = "") -> str:
     return f"{prefix}{queue}"
 
 
+def unprefixed(name: str, prefix: str) -> str:
+    """``name`` as the commands show queues: without the deployment's prefix."""
+    return name[len(prefix) :] if prefix and name.startswith(prefix) else name
+
+
 INTAKE_EXCHANGE = "omvant.intake"
 """The AMQP exchange integrations in any language publish plain JSON SendCase records to."""
 INTAKE_REJECTS = "omvant.intake.rejects"

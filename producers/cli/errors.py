@@ -122,32 +122,39 @@ def _why(error: BaseException) -> str:
 
 
 def _server_of(error: BaseException, settings: Settings | None) -> tuple[str, str] | None:  # noqa: PLR0911 - one return per server
-    """Which configured server ``error`` says could not be reached, and its URL."""
+    """Which configured server ``error`` says could not be reached, and its URL: from the
+    command's own ``settings`` (built once per process; never built again here, where a setting
+    out of bounds would raise anew), or its name when the command built none."""
     from workers.adapters.account_directory import DirectoryUnavailable
     from workers.attachments.scanner import ScannerUnavailable
 
-    s = settings or Settings()
+    def url(name: str, unknown: str) -> str:
+        """The configured URL, or what it is called when the command built no settings."""
+        return str(getattr(settings, name, None) or unknown)
+
     if isinstance(error, sqlalchemy.exc.OperationalError):
-        return server_probe.DATABASE, s.database_url
+        return server_probe.DATABASE, url("database_url", "(OMVANT_DATABASE_URL)")
     if isinstance(error, DirectoryUnavailable):
-        return server_probe.DIRECTORY, s.directory_url or "(the directory)"
+        return server_probe.DIRECTORY, url("directory_url", "(the directory)")
     if isinstance(error, ScannerUnavailable):
-        return server_probe.CLAMD, str(s.clamd_url or s.clamd_socket or "(clamd)")
+        return server_probe.CLAMD, url("clamd_url", url("clamd_socket", "(clamd)"))
     if _is_broker_failure(error):
-        return server_probe.BROKER, s.broker_url
+        return server_probe.BROKER, url("broker_url", "(OMVANT_BROKER_URL)")
     import httpx
 
     if isinstance(error, httpx.TransportError):
-        url = str(error.request.url) if _has_request(error) else ""
-        if s.sms_gateway_url and url.startswith(s.sms_gateway_url.rstrip("/")):
-            return server_probe.SMS_GATEWAY, s.sms_gateway_url
-        if s.email_api_url and url.startswith(s.email_api_url.rstrip("/")):
-            return server_probe.EMAIL_API, s.email_api_url
-        if s.directory_url and url.startswith(s.directory_url.rstrip("/")):
-            return server_probe.DIRECTORY, s.directory_url
-        return "http-server", mask_url(url)
-    if isinstance(error, ConnectionError | TimeoutError) and s.smtp_url:
-        return server_probe.SMTP, s.smtp_url
+        called = str(error.request.url) if _has_request(error) else ""
+        for name, kind in (
+            ("sms_gateway_url", server_probe.SMS_GATEWAY),
+            ("email_api_url", server_probe.EMAIL_API),
+            ("directory_url", server_probe.DIRECTORY),
+        ):
+            configured = url(name, "")
+            if configured and called.startswith(configured.rstrip("/")):
+                return kind, configured
+        return "http-server", mask_url(called)
+    if isinstance(error, ConnectionError | TimeoutError) and url("smtp_url", ""):
+        return server_probe.SMTP, url("smtp_url", "")
     return None
 
 

@@ -11,6 +11,7 @@ import typer
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from workers import rejections
 from workers.intake_sources import open_source
+from workers.queues import unprefixed
 from workers.store import deliveries
 from workers.store.engine import make_engine
 
@@ -75,6 +76,8 @@ def list_(
             rows = rejections.newest(conn, reference=reference, reason=reason, limit=limit)
     finally:
         engine.dispose()
+    for row in rows:  # as dlq and status show them: without the deployment's prefix
+        row["queue"] = unprefixed(str(row["queue"]), settings.queue_prefix)
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return

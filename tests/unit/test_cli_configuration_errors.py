@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 
 from tests.ports import refusing_port
 from workers.adapters import population
@@ -80,3 +81,24 @@ def test_a_chunk_size_an_envelope_cannot_carry_is_refused_up_front(
         .splitlines()[-1]
         .startswith("omvant: invalid setting: OMVANT_CHUNK_SIZE")
     )
+
+
+def test_an_unreachable_server_is_named_from_the_commands_settings_never_built_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from producers.cli import errors
+    from workers.settings import Settings
+
+    refused = sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+    built = Settings(database_url="postgresql://omvant:secret@db.example:5432/omvant")
+    named = errors.classify(refused, built)
+    assert named is not None
+    assert named.reason == "database-unreachable"
+    assert "db.example" in named.message
+    assert "secret" not in named.message
+    # settings built again here would be refused (and would not be the command's own)
+    monkeypatch.setenv("OMVANT_CHUNK_SIZE", "0")
+    unbuilt = errors.classify(refused, None)
+    assert unbuilt is not None
+    assert unbuilt.reason == "database-unreachable"
+    assert "OMVANT_DATABASE_URL" in unbuilt.message

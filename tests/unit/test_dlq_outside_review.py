@@ -234,3 +234,22 @@ def test_rejects_are_shown_and_filtered_by_the_queue_name_without_the_prefix(
     with engine.connect() as conn:
         oldest = store.oldest_pending(conn, "p1.")
     assert set(oldest) == {"recipient-validation", "recipient-validation.bulk-1"}
+
+
+def test_rejects_list_shows_queues_without_the_prefix_as_dlq_and_status_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine(tmp_path)
+    with engine.begin() as conn:  # what the intake bridge writes: the broker's full queue name
+        record_reject(
+            conn, queue="p1.omvant.intake", reason="signature-invalid", detail="x", kept=None
+        )
+    engine.dispose()
+    monkeypatch.setenv("OMVANT_QUEUE_PREFIX", "p1.")
+    database = ["--database", f"sqlite:///{tmp_path}/o.db"]
+    listed = CliRunner().invoke(app, ["rejects", "list", "--json", *database])
+    assert listed.exit_code == 0, listed.output
+    assert [r["queue"] for r in json.loads(listed.output)] == ["omvant.intake"]
+    plain = CliRunner().invoke(app, ["rejects", "list", *database])
+    assert "  omvant.intake  signature-invalid" in plain.output
+    assert "p1." not in plain.output
