@@ -87,13 +87,16 @@ class BenchConfig:
     """How long the workers' idle CPU is measured before the dispatch."""
     profile_clock: str = "cpu"
     """``cpu`` (each thread's CPU time) or ``wall`` (waits included)."""
-    urgent_worker: bool = False
+    urgent_worker: bool = True
     """The urgent lanes have a worker process of their own (``omvant worker --lanes urgent``)."""
-    bulk_nice: int = 0
+    bulk_nice: int = 10
     """With ``urgent_worker``: the niceness added to the other worker processes."""
     urgent_processes: int = 1
     """With ``urgent_worker``: the urgent lanes' worker processes."""
     urgent_nice: int = 0
+    urgent_threads: int | None = None
+    """With ``urgent_worker``: threads per urgent lanes' process (default: ``threads`` per
+    urgent lane)."""
     """With ``urgent_worker``: the urgent lanes' processes' niceness (below 0 needs the right)."""
 
 
@@ -276,6 +279,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         bulk_nice=config.bulk_nice,
         urgent_processes=config.urgent_processes,
         urgent_nice=config.urgent_nice,
+        urgent_threads=config.urgent_threads,
     )
     with ExitStack() as stack:
         stack.callback(stop_all, workers)
@@ -355,6 +359,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         "profile": profile,
         "worker_niceness": niceness,
         "urgent_processes": config.urgent_processes if config.urgent_worker else 0,
+        "urgent_threads": (config.urgent_threads or config.threads) if config.urgent_worker else 0,
     }
 
 
@@ -537,6 +542,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
         "bulk_nice": config.bulk_nice if config.urgent_worker else 0,
         "worker_niceness": niceness,
         "urgent_processes": config.urgent_processes if config.urgent_worker else 0,
+        "urgent_threads": (config.urgent_threads or config.threads) if config.urgent_worker else 0,
         "enqueue_cases_per_s": pipeline["enqueue_cases_per_s"],
         "cpu_ms_per_case": cpu,
         "postgres_writes_per_case": written,

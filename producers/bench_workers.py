@@ -58,6 +58,7 @@ def start_workers(
     bulk_nice: int = 0,
     urgent_processes: int = 1,
     urgent_nice: int = 0,
+    urgent_threads: int | None = None,
 ) -> dict[str, DramatiqWorkers]:
     """The pipeline's workers in ``layout``: name (a stage, ``all`` or ``URGENT_GROUP``) ->
     workers; with ``profile`` the processes consuming that stage run
@@ -97,7 +98,10 @@ def start_workers(
                 queues,
                 group_env,
                 processes=urgent_processes if name == URGENT_GROUP else count,
-                threads=threads,
+                # as omvant worker --lanes urgent: ``threads`` per urgent lane (threads_for)
+                threads=(urgent_threads or threads * len(queues))
+                if name == URGENT_GROUP
+                else threads,
                 log_path=log_dir / f"pipeline-workers-{name}.log",
                 nice=(urgent_nice if name == URGENT_GROUP else bulk_nice) if urgent_worker else 0,
             )

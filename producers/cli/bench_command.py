@@ -75,7 +75,7 @@ def bench(
             help="The urgent lanes of every stage in a worker process of their own (as "
             "omvant worker --lanes urgent beside --lanes others); its CPU is 'urgent-lanes'."
         ),
-    ] = False,
+    ] = True,
     bulk_nice: Annotated[
         int,
         typer.Option(
@@ -85,7 +85,7 @@ def bench(
             "CPU priority, as omvant worker --nice), so the urgent lanes' process gets a core "
             "first.",
         ),
-    ] = 0,
+    ] = 10,
     urgent_processes: Annotated[
         int,
         typer.Option(min=1, help="With --urgent-worker: the urgent lanes' worker processes."),
@@ -100,6 +100,14 @@ def bench(
             "needs the right to (root or CAP_SYS_NICE).",
         ),
     ] = 0,
+    urgent_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --urgent-worker: threads per urgent lanes' process (default --threads "
+            "per urgent lane, as omvant worker --lanes urgent).",
+        ),
+    ] = None,
     profile: Annotated[
         str | None,
         typer.Option(
@@ -154,6 +162,7 @@ def bench(
         bulk_nice=bulk_nice,
         urgent_processes=urgent_processes,
         urgent_nice=urgent_nice,
+        urgent_threads=urgent_threads,
     )
     figures = run_bench(
         settings, config, say=None if as_json else lambda m: typer.echo(m, err=True)
