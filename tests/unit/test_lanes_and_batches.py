@@ -8,7 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from contracts.send_case import SendCaseV2
-from producers.cli.worker_command import OTHER_LANES, URGENT_LANES, consumed_queues
+from producers.cli.worker_command import (
+    DEFAULT_THREADS,
+    OTHER_LANES,
+    URGENT_LANES,
+    consumed_queues,
+    threads_for,
+)
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from workers.actors import declare_actors
@@ -63,6 +69,13 @@ def test_an_urgent_worker_and_an_others_worker_together_consume_every_lane_once(
     assert not any(q.endswith(".urgent") for q in others)
     assert sorted(urgent + others) == sorted(consumed_queues(list(STAGES), "p."))
     assert consumed_queues(["read-receipts"], lanes=URGENT_LANES) == []  # it has no lanes
+
+
+def test_an_urgent_lanes_worker_has_eight_threads_per_lane_the_others_eight() -> None:
+    urgent = consumed_queues(list(STAGES), lanes=URGENT_LANES)
+    assert threads_for(urgent, URGENT_LANES) == DEFAULT_THREADS * len(urgent) == 40
+    others = consumed_queues(list(STAGES), lanes=OTHER_LANES)
+    assert threads_for(others, OTHER_LANES) == DEFAULT_THREADS
 
 
 def test_urgent_cases_take_the_urgent_lane_and_dispatches_their_bulk_lane(
