@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from contracts.registry import contract_of, envelope_for
+from contracts.registry import contract_of, envelope_data
 from workers import failures, metrics
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
@@ -154,7 +154,7 @@ def emit(
     for (lane, _batch), group in groups.items():
         size = max(1, chunk_size_of(ctx.settings, lane))
         for start in range(0, len(group), size):
-            envelope = envelope_for(
+            envelope = envelope_data(
                 group[start : start + size],
                 correlation_id=correlation_id,
                 message_id=message_id if len(items) == 1 else None,
@@ -162,7 +162,7 @@ def emit(
             enqueue(
                 ctx.broker,
                 *route.lane(lane),
-                envelope.model_dump(mode="json"),
+                envelope,
                 prefix=ctx.settings.queue_prefix,
                 delay_ms=delay_ms,
             )
