@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from dramatiq.brokers.stub import StubBroker
 
 from contracts.attachments_cleared import AttachmentsClearedV1
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
+from workers.adapters.notifiers import SimulatedEmailSender, SimulatedSmsGateway
 from workers.adapters.population import test_personnummer
+from workers.bootstrap import Context, build_context
 from workers.case_states import CaseState
 from workers.store import cases
 from workers.store.cases import Transition
+from workers.store.engine import upgrade
 
 CLINIC_A = "SE2321000016-A001"
 CLINIC_B = "SE2321000016-B002"
@@ -93,3 +100,25 @@ def store_cleared(conn: Any, items: Sequence[AttachmentsClearedV1]) -> None:
     )
     for state in (CaseState.VALIDATED, CaseState.COMPOSED, CaseState.CLEARED):
         cases.apply(conn, [Transition(item.case_id, state) for item in items], stage="test")
+
+
+@contextmanager
+def sending_context(
+    sqlite_url: str, tmp_path: Path, now: Callable[[], dt.datetime]
+) -> Iterator[Context]:
+    """A process's context for the dispatch stages on SQLite and a stub broker, with the
+    in-process SMS gateway and e-mail sender and the clock ``now``; its actors declared."""
+    from workers.actors import declare_actors
+    from workers.settings import Settings
+
+    upgrade(sqlite_url)
+    settings = Settings(database_url=sqlite_url, blob_dir=tmp_path / "blobs")
+    broker = StubBroker()
+    context = build_context(settings, broker)
+    context.sms = SimulatedSmsGateway()
+    context.email = SimulatedEmailSender()
+    context.now = now
+    declare_actors(broker, lambda: context)
+    yield context
+    broker.close()
+    context.engine.dispose()

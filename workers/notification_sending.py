@@ -8,14 +8,18 @@ quiet-hours SMS due in the morning all go through ``send_notifications``.
 The protocol, per notification (``workers.store.notifications``):
 
 1. a due row (queued, or retry) is claimed *pending* in a transaction of its own, just before
-   the provider call, together with the rest of its group: the notifications sent at once,
-   in parallel (``OMVANT_SEND_CONCURRENCY``); nothing is claimed that is not in flight;
-2. the provider is called with the notification's idempotency key;
+   the provider call, together with the rest of what is sent at once: a batch (up to
+   ``OMVANT_SMS_BATCH_SIZE`` SMS in one gateway request, or ``OMVANT_EMAIL_BATCH_SIZE``
+   e-mails in one e-mail API request, within the rate limit's turns taken before the claim),
+   or a group of SMTP e-mails sent in parallel (``OMVANT_SEND_CONCURRENCY``); nothing is
+   claimed that is not in flight;
+2. the provider is called with each notification's idempotency key (a batch carries one per
+   recipient and is answered per recipient);
 3. the answer is recorded at once, before any other provider call: *sent* (durable as soon as
    the provider took it), *refused* (permanent, with a reason code) or *retry* (it certainly
-   did not take it); answers that came in together share one transaction, and a group's last
-   answers share it with the claim of the next group. A timeout after the request went out
-   leaves it pending: in doubt.
+   did not take it); answers that came in together share one transaction, and a batch's or
+   group's last answers share it with the claim of the next one. A timeout after the request
+   went out leaves it pending: in doubt (every recipient of a batch).
 
 A pending row found later than ``OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS`` after its claim is in
 doubt (a crash between 2 and 3), never just dropped: a provider that can be asked by key
@@ -27,7 +31,8 @@ sent, the resident has a notice and the e-mail is recorded ``unconfirmed``
 same Message-ID, so a duplicate is recognisable and the resident is never left with none; a
 second doubt about the same e-mail is not sent a third time. ``at-most-once`` records it
 ``unconfirmed`` instead. Each settlement is recorded in ``resolution``. A crash leaves in doubt
-at most the notifications in flight at that moment: one group per worker thread.
+at most the notifications in flight at that moment: one batch or one group of SMTP e-mails
+per worker thread. Only providers that can be asked by key are sent batches.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ import sqlalchemy as sa
 from contracts import notification_queued
 from contracts.notification_queued import NotificationQueuedV1
 from contracts.registry import Parsed
-from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable
+from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable, Recipient
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.log import get_logger
@@ -185,7 +190,7 @@ def send_notifications(ctx: Context, keys: Sequence[str]) -> Outcome:
             cannot_ask.append(entry)
             continue
         _settle_in_doubt(ctx, entry, step=step, policy=policy, outcome=outcome, to_send=to_send)
-    outcome.failure = _send_in_groups(ctx, to_send, policy, outcome)
+    outcome.failure = _send_claimed(ctx, to_send, outcome)
     if cannot_ask:  # after this chunk's sends: another channel of the round may be sent now
         with ctx.engine.connect() as conn:
             sent_rounds = notifications.sent_rounds(conn, [e.case_id for e in cannot_ask])
@@ -274,18 +279,104 @@ def _pool(size: int) -> ThreadPoolExecutor:
     return pool
 
 
+def _send_claimed(ctx: Context, to_send: list[Entry], outcome: Outcome) -> BaseException | None:
+    """Claim and send ``to_send``: SMS, and e-mail through an API with a batch endpoint, in
+    batches (one request each, ``batch_sizes``), then the rest in groups; return the first
+    transient failure, after the whole chunk has been tried. A batch's answers are recorded
+    in the transaction that claims what is sent next (nothing is called in between), or at
+    once."""
+    sizes = batch_sizes(ctx)
+    failure: BaseException | None = None
+    unrecorded: list[tuple[Entry, Answer]] = []
+    grouped = [e for e in to_send if e.channel not in sizes]
+    batched = [c for c in CHANNEL_ORDER if c in sizes and any(e.channel == c for e in to_send)]
+    for index, channel in enumerate(batched):
+        more = bool(grouped) or index + 1 < len(batched)
+        entries = [e for e in to_send if e.channel == channel]
+        problem, unrecorded = _send_batches(ctx, channel, entries, outcome, unrecorded, more=more)
+        failure = failure or problem
+    return _send_in_groups(ctx, grouped, outcome, unrecorded) or failure
+
+
+def batch_sizes(ctx: Context) -> dict[str, int]:
+    """The channels sent in batches in this process, and their batch size: SMS unless
+    ``OMVANT_SMS_BATCH_SIZE`` is 1; e-mail when its sender has a batch call (an e-mail API,
+    which can be asked by key) unless ``OMVANT_EMAIL_BATCH_SIZE`` is 1."""
+    sizes = {"sms": ctx.settings.sms_batch_size}
+    if ctx.email.can_batch and ctx.email.can_lookup:
+        sizes["email"] = ctx.settings.email_batch_size
+    return {channel: size for channel, size in sizes.items() if size > 1}
+
+
+def _send_batches(
+    ctx: Context,
+    channel: str,
+    to_send: list[Entry],
+    outcome: Outcome,
+    unrecorded: list[tuple[Entry, Answer]],
+    *,
+    more: bool,
+) -> tuple[BaseException | None, list[tuple[Entry, Answer]]]:
+    """Send one channel's notifications a batch at a time: take the batch's turns of the rate
+    limit, claim it (with the answers before it, ``unrecorded``, in one transaction), send it
+    in one provider request. Returns the first transient failure and the last batch's
+    answers when ``more`` is sent after them (to be recorded with the next claim), else
+    records them at once."""
+    failure: BaseException | None = None
+    remaining = to_send
+    size = batch_sizes(ctx)[channel]
+    while remaining:
+        wanted = min(len(remaining), size)
+        try:
+            granted = ctx.rate_limits.take(channel, wanted, wait=False)
+            if not granted:  # waiting: what the provider took is recorded first
+                failure = _tally(outcome, unrecorded, _record(ctx, unrecorded)) or failure
+                unrecorded = []
+                granted = ctx.rate_limits.take(channel, wanted)
+        except RateLimitExceeded as exc:  # the rest stay unclaimed (a reclaimed one: retry)
+            answered = unrecorded + [(e, exc) for e in remaining]
+            problem = _tally(outcome, answered, _record(ctx, answered))
+            return failure or problem, []
+        batch, remaining = remaining[:granted], remaining[granted:]
+        reclaimed = [e for e in batch if e.status == notifications.PENDING]
+        keys = [e.key for e in batch if e.status != notifications.PENDING]
+        claimed, problems = _claim_recording(ctx, keys, ctx.now(), unrecorded)
+        failure = _tally(outcome, unrecorded, problems) or failure
+        mine = [e for e in batch if e.key in claimed] + reclaimed
+        answers = _send_batch(ctx, channel, mine) if mine else []
+        unrecorded = list(zip(mine, answers, strict=True))
+        if not remaining and not more:
+            failure = _tally(outcome, unrecorded, _record(ctx, unrecorded)) or failure
+            unrecorded = []
+    return failure, unrecorded
+
+
+def _send_batch(ctx: Context, channel: str, mine: list[Entry]) -> list[Answer]:
+    """One provider request for a claimed batch: each recipient's answer."""
+    recipients = [Recipient(e.address or "", e.key) for e in mine]
+    text = ctx.settings.notification_text
+    if channel == "sms":
+        return list(ctx.sms.send_batch(text=text, recipients=recipients))
+    return list(ctx.email.send_batch(subject=EMAIL_SUBJECT, text=text, recipients=recipients))
+
+
 def _send_in_groups(
-    ctx: Context, to_send: list[Entry], policy: Policy, outcome: Outcome
+    ctx: Context,
+    to_send: list[Entry],
+    outcome: Outcome,
+    unrecorded: list[tuple[Entry, Answer]],
 ) -> BaseException | None:
     """Claim and send ``to_send`` a group at a time (a group is in flight together); return
     the first transient failure, after the whole chunk has been tried. The provider calls of a
     group run in parallel; this thread records each answer the moment it comes, so no mark
     waits for another provider call and the worker thread keeps one database connection. The
-    group's last answers are recorded in the transaction that claims the next group (nothing
-    is called in between): one commit per group when the provider answers at once."""
+    answers before (``unrecorded``) and a group's last answers are recorded in the transaction
+    that claims the next group (nothing is called in between): one commit per group when the
+    provider answers at once."""
     size = max(1, ctx.settings.send_concurrency)
     failure: BaseException | None = None
-    unrecorded: list[tuple[Entry, Answer]] = []
+    if not to_send:
+        return _tally(outcome, unrecorded, _record(ctx, unrecorded))
     for start in range(0, len(to_send), size):
         group = to_send[start : start + size]
         reclaimed = [e for e in group if e.status == notifications.PENDING]
@@ -421,24 +512,29 @@ def _recording(
     answered: Sequence[tuple[Entry, Answer]],
 ) -> tuple[list[BaseException | None], Callable[[sa.Connection], None] | None]:
     """Each answer's problem (None: sent), and the one ledger write that records them all
-    (None when there is nothing to write)."""
+    (None when there is nothing to write): the sent ones in one statement, the ones to retry
+    in one per reason, each refused one with its own reason. A timeout after the request went
+    out writes nothing: in doubt."""
     taken: list[tuple[str, str]] = []
-    writes: list[Callable[[sa.Connection], None]] = []
+    retried: list[tuple[str, str]] = []
+    refused: list[tuple[str, str, str]] = []
     problems: list[BaseException | None] = []
     for entry, answer in answered:
-        problem, write = _mark_for(entry, answer)
-        problems.append(problem)
+        problems.append(_problem(answer))
         if isinstance(answer, str):
             taken.append((entry.key, answer))
-        elif write is not None:
-            writes.append(write)
-    if not taken and not writes:
+        elif isinstance(answer, NotificationRefused):
+            refused.append((entry.key, answer.reason, str(answer)))
+        elif isinstance(answer, RateLimitExceeded) or not answer.maybe_accepted:
+            retried.append((entry.key, str(answer)))
+    if not taken and not retried and not refused:
         return problems, None
 
     def write_all(conn: sa.Connection) -> None:
         notifications.mark_sent_many(conn, taken)
-        for write in writes:
-            write(conn)
+        notifications.mark_retry_many(conn, retried)
+        for key, reason, detail in refused:
+            notifications.mark_refused(conn, key, reason, detail)
 
     return problems, write_all
 
@@ -446,34 +542,31 @@ def _recording(
 def _log_answers(
     answered: Sequence[tuple[Entry, Answer]], problems: list[BaseException | None]
 ) -> None:
+    logged: set[int] = set()  # a batch's one failure, logged once
     for (entry, answer), problem in zip(answered, problems, strict=True):
         if isinstance(answer, NotificationRefused):
             log.info("notification refused", case_id=entry.case_id, channel=entry.channel)
-        elif problem is not None and not isinstance(answer, RateLimitExceeded):
+        elif (
+            problem is not None
+            and not isinstance(answer, RateLimitExceeded)
+            and id(answer) not in logged
+        ):
+            logged.add(id(answer))
             log.warning("notifier unavailable", case_id=entry.case_id, channel=entry.channel)
 
 
-def _mark_for(
-    entry: Entry, answer: Answer
-) -> tuple[BaseException | None, Callable[[sa.Connection], None] | None]:
-    """What one answer means, and the ledger write that records it (a sent answer is written
-    by ``mark_sent_many``; a timeout after the request went out writes nothing: in doubt)."""
-    key = entry.key
+def _problem(answer: Answer) -> BaseException | None:
+    """What one answer means: None (sent), the refusal (for good), or the transient failure
+    to retry the chunk for (``dramatiq.Retry`` when the provider said how long to wait)."""
     if isinstance(answer, str):
-        return None, None
+        return None
     if isinstance(answer, NotificationRefused):
-        reason, detail = answer.reason, str(answer)
-        return answer, lambda conn: notifications.mark_refused(conn, key, reason, detail)
+        return answer
     if isinstance(answer, RateLimitExceeded):
-        detail = str(answer)
-        return NotifierUnavailable(detail), lambda conn: notifications.mark_retry(conn, key, detail)
-    write = None
-    if not answer.maybe_accepted:
-        detail = str(answer)
-        write = lambda conn: notifications.mark_retry(conn, key, detail)  # noqa: E731
+        return NotifierUnavailable(str(answer))
     if answer.retry_after is not None:
-        return dramatiq.Retry(str(answer), delay=int(answer.retry_after * 1000)), write
-    return answer, write
+        return dramatiq.Retry(str(answer), delay=int(answer.retry_after * 1000))
+    return answer
 
 
 def notified_decisions(

@@ -61,7 +61,7 @@ class RateLimiter:
         self.max_wait = max_wait
         self._poll = poll
         self._sleep = sleep
-        self._limiter = WindowRateLimiter(  # type: ignore[no-untyped-call]
+        self._limiter = _Window(  # type: ignore[no-untyped-call]
             backend, key, limit=self.per_second, window=1
         )
 
@@ -74,13 +74,24 @@ class RateLimiter:
             No call was allowed within ``max_wait`` seconds, or the backend (Redis) did not
             answer ``BACKEND_ATTEMPTS`` times in a row.
         """
+        self.take(1)
+
+    def take(self, wanted: int, *, wait: bool = True) -> int:
+        """Take up to ``wanted`` turns at once (a batch of sends): as many as the current
+        second has left, at least one; waits for the first as ``acquire`` does (``wait=False``:
+        0 when none is left now). The batch is sent at once, so it never takes more than one
+        second's budget.
+
+        Raises
+        ------
+        RateLimitExceeded
+            As ``acquire`` (never with ``wait=False`` for want of turns).
+        """
         deadline = time.monotonic() + self.max_wait
         failures = 0
         while True:
             try:
-                with self._limiter.acquire(raise_on_failure=False) as acquired:
-                    if acquired:
-                        return
+                taken = self._take_now(min(max(1, wanted), self.per_second))
             except _BACKEND_DOWN as exc:
                 failures += 1
                 if failures >= BACKEND_ATTEMPTS:
@@ -91,12 +102,40 @@ class RateLimiter:
                 self._sleep(self._poll * failures)
                 continue
             failures = 0
+            if taken or not wait:
+                return taken
             if time.monotonic() >= deadline:
                 raise RateLimitExceeded(
                     f"{self.key}: no call allowed within {self.max_wait:g} s "
                     f"(limit {self.per_second} per second)"
                 )
             self._sleep(self._poll)
+
+    def _take_now(self, wanted: int) -> int:
+        """Take ``wanted`` turns of this second, or if they are not left, half as many, and so
+        on down to one; 0 when none is left."""
+        while wanted >= 1:
+            if self._limiter.acquire_many(wanted):
+                return wanted
+            wanted //= 2
+        return 0
+
+
+class _Window(WindowRateLimiter):
+    """dramatiq's window limiter, taking several turns in one step (its ``acquire`` takes one)."""
+
+    def acquire_many(self, amount: int) -> bool:
+        """Take ``amount`` turns of the window if they are left (all or none)."""
+        keys = self._get_keys()  # type: ignore[no-untyped-call]
+        return bool(
+            self.backend.incr_and_sum(
+                keys[0],
+                self._get_keys,
+                amount,
+                maximum=self.limit,
+                ttl=self.window_millis,
+            )
+        )
 
 
 def in_process_limiter(key: str, *, per_second: int, max_wait: float = 10.0) -> RateLimiter:

@@ -3,7 +3,9 @@
 Consumes ``ReadReceipt`` (forwarded from the inbox's AMQP events by
 ``workers.inbox_events_bridge``). The first read time is kept, even when an older event comes
 late; duplicates and reordering are harmless;
-an event for a case the system does not know is kept as an unreadable message (``unknown-case``).
+an event for a case the system does not know is kept as an unreadable message (``unknown-case``),
+and so is an answer to a case of an information template (``answer-not-expected``), which the
+resident cannot answer: it is neither stored as an answer nor alerted (nor taken as a read).
 
 An answer comes home: its kind is kept on the case, the answer itself (text and answers to the
 template's questions) sealed in ``case_answers`` (``workers.answer_seal``), an ``answered``
@@ -141,24 +143,60 @@ def _alert_clinics(ctx: Context, case_ids: Sequence[str]) -> None:
         log.info("answer alert", case_id=case_id, alert=setting.alert)
 
 
+def _not_answerable(ctx: Context, conn: sa.Connection, items: Sequence[ReadReceiptV2]) -> set[str]:
+    """The answered cases whose template is an information template: the resident cannot
+    answer one, so such an answer is refused rather than stored and alerted."""
+    refused = set()
+    for case_id in {item.case_id for item in items if item.answer is not None}:
+        row = case_notes.template_of(conn, case_id)
+        template = ctx.templates.get(row.template_id, row.template_version)
+        if template is not None and not template.answerable:
+            refused.add(case_id)
+    return refused
+
+
+def kept_body(ctx: Context, item: ReadReceiptV2) -> str:
+    """A refused event as ``rejected_messages`` keeps it: whole, its answer sealed as answers
+    are at rest (``answer.sealed``), so nothing is lost and no answer is kept readable."""
+    body = item.model_dump(mode="json")
+    if item.answer is not None:
+        body["answer"] = {
+            "kind": item.answer.kind,
+            "sealed": answer_seal(ctx.settings).seal(sealed_text(item)),
+        }
+    return json.dumps(body)
+
+
 def process(parsed: Parsed, ctx: Context) -> None:
-    """Record reads (and answers); keep events for unknown cases as unreadable messages."""
+    """Record reads (and answers); keep events for unknown cases, and answers to information
+    templates, as unreadable messages."""
     items = [item for item in parsed.items if isinstance(item, ReadReceiptV2)]
     with ctx.engine.begin() as conn:
         known = cases.states_of(conn, (item.case_id for item in items))
+        readable = [item for item in items if known.get(item.case_id) in READABLE]
+        unanswerable = _not_answerable(ctx, conn, readable)
+
+        def refused_answer(item: ReadReceiptV2) -> bool:
+            return item.answer is not None and item.case_id in unanswerable
+
         for item in items:
             state = known.get(item.case_id)
-            if state in READABLE:
+            if state in READABLE and not refused_answer(item):
                 continue
-            reason = Reason.UNKNOWN_CASE if state is None else Reason.CASE_NOT_DELIVERED
+            if state in READABLE:
+                reason = Reason.ANSWER_NOT_EXPECTED
+                detail = f"case {item.case_id}'s template is an information template"
+            else:
+                reason = Reason.UNKNOWN_CASE if state is None else Reason.CASE_NOT_DELIVERED
+                detail = f"case {item.case_id} is {state or 'unknown'}"
             cases.record_unreadable(
                 conn,
                 queue=queue_name(Queues.READ_RECEIPTS, ctx.settings.queue_prefix),
                 reason=reason,
-                detail=f"case {item.case_id} is {state or 'unknown'}",
-                body=json.dumps(item.model_dump(mode="json")),
+                detail=detail,
+                body=kept_body(ctx, item),
             )
-    items = [item for item in items if known.get(item.case_id) in READABLE]
+    items = [item for item in readable if not refused_answer(item)]
     settle(ctx, stage=STAGE, decisions=handle(items), correlation_id=parsed.envelope.correlation_id)
     _keep_earliest_read(ctx, items)
     _alert_clinics(ctx, _record_answers(ctx, items))

@@ -18,6 +18,7 @@ class Reason(StrEnum):
     INVALID_PAYLOAD = "invalid-payload"
     UNKNOWN_CASE = "unknown-case"
     CASE_NOT_DELIVERED = "case-not-delivered"
+    ANSWER_NOT_EXPECTED = "answer-not-expected"
     WRONG_QUEUE = "wrong-queue"
     # recipient validation
     INVALID_IDENTITY_NUMBER = "invalid-identity-number"
@@ -94,6 +95,7 @@ class Reason(StrEnum):
     USAGE_ERROR = "usage-error"
     DISPATCH_LIST_UNREADABLE = "dispatch-list-unreadable"
     DISPATCH_WOULD_REJECT_ALL = "dispatch-would-reject-all"
+    LIST_EMPTY = "list-empty"
     ANSWER_KEY_MISSING = "answer-key-missing"
     ANSWER_UNREADABLE = "answer-unreadable"
 

@@ -49,20 +49,7 @@ class Rebuilt:
 def rebuild_cleared(ctx: Context, case_ids: Sequence[str]) -> Rebuilt:
     """The ``AttachmentsCleared`` of each case among ``case_ids`` still at ``cleared``."""
     seal = answer_seal(ctx.settings)
-    with ctx.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(cases).where(
-                cases.c.id.in_(list(case_ids)), cases.c.state == CaseState.CLEARED.value
-            )
-        ).all()
-        with_files = {
-            row.case_id
-            for row in conn.execute(
-                sa.select(case_attachments.c.case_id)
-                .distinct()
-                .where(case_attachments.c.case_id.in_([r.id for r in rows]))
-            )
-        }
+    rows, with_files = rows_at(ctx, CaseState.CLEARED, case_ids)
     records: dict[str, list[AttachmentsClearedV1]] = {}
     incomplete: list[str] = []
     for row in rows:
@@ -74,8 +61,30 @@ def rebuild_cleared(ctx: Context, case_ids: Sequence[str]) -> Rebuilt:
     return Rebuilt(records, sorted(incomplete))
 
 
+Row = sa.Row[tuple[object, ...]]
+
+
+def rows_at(ctx: Context, state: CaseState, case_ids: Sequence[str]) -> tuple[list[Row], set[str]]:
+    """The case rows among ``case_ids`` still at ``state``, and which of them have attachments."""
+    with ctx.engine.connect() as conn:
+        rows = list(
+            conn.execute(
+                sa.select(cases).where(cases.c.id.in_(list(case_ids)), cases.c.state == state.value)
+            ).all()
+        )
+        with_files = {
+            r.case_id
+            for r in conn.execute(
+                sa.select(case_attachments.c.case_id)
+                .distinct()
+                .where(case_attachments.c.case_id.in_([r.id for r in rows]))
+            )
+        }
+    return rows, with_files
+
+
 def _record_of(
-    ctx: Context, row: sa.Row[tuple[object, ...]], seal: AnswerSeal, *, has_files: bool
+    ctx: Context, row: Row, seal: AnswerSeal, *, has_files: bool
 ) -> AttachmentsClearedV1 | None:
     template = ctx.templates.get(str(row.template_id), row.template_version)
     if template is None or not row.content:
@@ -92,9 +101,7 @@ def _record_of(
         return None
 
 
-def composed_fields(
-    row: sa.Row[tuple[object, ...]], template: Template, content: dict[str, Any]
-) -> dict[str, Any]:
+def composed_fields(row: Row, template: Template, content: dict[str, Any]) -> dict[str, Any]:
     """A composed case's fields (every one but its attachments) from its case row and its
     sealed content: what composition's message and the attachment check's both carry."""
     validated = [c for c in str(row.channels or "").split(",") if c]

@@ -29,7 +29,6 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from contracts.message_composed import MessageComposedV1
@@ -40,15 +39,12 @@ from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.composition import CompositionError
 from workers.log import get_logger
-from workers.redrive import composed_fields
+from workers.redrive import Row, composed_fields, rows_at
 from workers.stage import emit
-from workers.store.schema import case_attachments, cases
 
 log = get_logger(__name__)
 
 EARLY = (CaseState.RECEIVED, CaseState.VALIDATED, CaseState.COMPOSED)
-
-Row = sa.Row[tuple[object, ...]]
 
 
 class NoRequest(Exception):
@@ -102,24 +98,6 @@ def _composed(ctx: Context, row: Row, seal: AnswerSeal, *, has_files: bool) -> B
     )
 
 
-def _rows(ctx: Context, state: CaseState, case_ids: Sequence[str]) -> tuple[list[Row], set[str]]:
-    with ctx.engine.connect() as conn:
-        rows = list(
-            conn.execute(
-                sa.select(cases).where(cases.c.id.in_(list(case_ids)), cases.c.state == state.value)
-            ).all()
-        )
-        with_files = {
-            r.case_id
-            for r in conn.execute(
-                sa.select(case_attachments.c.case_id)
-                .distinct()
-                .where(case_attachments.c.case_id.in_([r.id for r in rows]))
-            )
-        }
-    return rows, with_files
-
-
 def _rebuild(
     ctx: Context, state: CaseState, row: Row, seal: AnswerSeal, has_files: bool
 ) -> BaseModel:
@@ -140,7 +118,7 @@ def redrive_early(ctx: Context, stalled: Mapping[str, Sequence[str]]) -> Counter
         ids = stalled.get(state.value, [])
         if not ids:
             continue
-        rows, with_files = _rows(ctx, state, ids)
+        rows, with_files = rows_at(ctx, state, ids)
         for row in rows:
             try:
                 record = _rebuild(ctx, state, row, seal, row.id in with_files)

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     send_concurrency: int = Field(default=4, ge=1, le=64)
     """Notifications a worker thread sends at once (claimed together just before, each marked
     the moment its provider answers): a crash leaves at most these in doubt per thread."""
+    sms_batch_size: int = Field(default=500, ge=1, le=1000)
+    """The most SMS sent in one gateway request (the batch endpoint: one text, a key per
+    recipient), claimed together just before it; a crash leaves at most one batch per thread
+    in doubt, settled by asking the gateway by key. 1: each SMS on its own, in groups of
+    ``send_concurrency`` as e-mail is (a gateway without a batch endpoint)."""
+    email_batch_size: int = Field(default=500, ge=1, le=1000)
+    """The same for e-mail through an e-mail API with a batch endpoint (``email_api_url``; it
+    can be asked by key). SMTP e-mail is never batched: it cannot be asked, so an SMTP e-mail
+    in doubt is sent again, and only a group of ``send_concurrency`` may be in flight."""
     notification_in_flight_seconds: float = Field(default=60.0, ge=0)
     """How long a claimed notification may be in flight; a claim older than this is in doubt
     (settled by asking the provider, or by the e-mail policy)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from contracts.registry import contract_of, envelope_for
+from contracts.registry import contract_of, envelope_data
 from workers import failures, metrics
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
@@ -152,7 +152,7 @@ def emit(
         groups.setdefault((lane, getattr(item, "batch_id", None) or ""), []).append(item)
     for (lane, _batch), group in groups.items():
         for start in range(0, len(group), size):
-            envelope = envelope_for(
+            envelope = envelope_data(
                 group[start : start + size],
                 correlation_id=correlation_id,
                 message_id=message_id if len(items) == 1 else None,
@@ -160,7 +160,7 @@ def emit(
             enqueue(
                 ctx.broker,
                 *route.lane(lane),
-                envelope.model_dump(mode="json"),
+                envelope,
                 prefix=ctx.settings.queue_prefix,
                 delay_ms=delay_ms,
             )

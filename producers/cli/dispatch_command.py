@@ -144,6 +144,13 @@ def dispatch(
     try:
         check_schema(ctx.engine)
         total = count_rows(file)
+        if total == 0:  # a header alone: nothing to predict, and nothing to send, forced or not
+            fail(
+                Reason.LIST_EMPTY,
+                f"{file} names no recipients (a header alone, or no lines): nothing to send",
+                1,
+                as_json=as_json,
+            )
         limits = Limits.from_settings(settings)
         files = read_files(attachment or [], limits)
         refs: list[Any] = []

@@ -15,6 +15,12 @@ app = typer.Typer(help="Simulators of outside systems, for tests and load tests.
 
 Port = Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")]
 Host = Annotated[str, typer.Option(help="Address to bind (loopback by default).")]
+Store = Annotated[
+    Path | None,
+    typer.Option(
+        help="Keep what it takes in this SQLite file (survives a restart; shared by processes)."
+    ),
+]
 
 
 def _serve(simulator: ServedInThread, name: str, *, stop_on_sigterm: bool = True) -> None:
@@ -64,10 +70,7 @@ def directory(
 def inbox(
     port: Port = 0,
     host: Host = "127.0.0.1",
-    store: Annotated[
-        Path | None,
-        typer.Option(help="Keep deliveries in this SQLite file (survives a restart)."),
-    ] = None,
+    store: Store = None,
 ) -> None:
     """Serve the simulated 1177 inbox over HTTP (HttpInbox's API, idempotent on the key).
 
@@ -85,12 +88,7 @@ def inbox(
 def email_api(
     port: Port = 0,
     host: Host = "127.0.0.1",
-    store: Annotated[
-        Path | None,
-        typer.Option(
-            help="Keep messages in this SQLite file (survives a restart; shared by processes)."
-        ),
-    ] = None,
+    store: Store = None,
     token: Annotated[
         str | None,
         typer.Option(envvar="OMVANT_EMAIL_API_TOKEN", help="Bearer token clients must send."),

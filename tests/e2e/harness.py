@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 from contracts.registry import envelope_for
 from tests.ports import SERVE_PORT, answer_when_up, port_said
 from tests.processes import stop_process
+from workers.adapters import population
 from workers.broker import build_broker
 from workers.enqueue import enqueue
 from workers.queues import Queues
@@ -96,6 +98,40 @@ class WorkerProcess:
     def output(self) -> str:
         """What the process has written so far."""
         return self.log_path.read_text(errors="replace")
+
+
+def push_file(
+    env: Mapping[str, str], path: Path, *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``omvant push PATH`` as an integration team runs it; the test fails unless it succeeds."""
+    pushed = subprocess.run(
+        [OMVANT, "push", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    return pushed
+
+
+def push_cases(env: Mapping[str, str], path: Path, keys: Sequence[str]) -> None:
+    """Write one ``SendCase`` a key to ``path`` (the test residents in turn) and push it."""
+    numbers = population.test_personnummer()
+    records = [
+        {
+            "clinic_hsa_id": "SE2321000016-VC01",
+            "sender_hsa_id": "SE2321000016-S101",
+            "template_id": "meddelande-till-invanare",
+            "fragments": ["halsning"],
+            "personnummer": numbers[i % len(numbers)],
+            "idempotency_key": key,
+        }
+        for i, key in enumerate(keys)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    push_file(env, path, timeout=60)
 
 
 def enqueue_dispatch(broker_url: str, items: Sequence[Any], prefix: str) -> None:

@@ -223,6 +223,7 @@ def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
             "OMVANT_SMTP_URL": smtp.url,
             "OMVANT_SMS_GATEWAY_URL": sms.url,
             "OMVANT_SEND_CONCURRENCY": "4",
+            "OMVANT_SMS_BATCH_SIZE": "1",  # the group protocol (the batch: its own test)
             "OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS": "3",
             "OMVANT_EMAIL_RESEND_AFTER_SECONDS": "1",
         },

@@ -3,7 +3,6 @@ with single urgent cases alongside; on RabbitMQ and on Redis, with PostgreSQL.""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import time
@@ -14,6 +13,7 @@ import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
 from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
+from tests.residents_list import write_residents_csv
 from workers.adapters import population
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.broker import build_broker
@@ -52,13 +52,11 @@ def test_a_csv_dispatch_completes_with_the_counts_the_dry_run_predicted(
         queue_prefix=queue_prefix,
         blob_dir=tmp_path / "blobs",
     )
-    listing = tmp_path / "residents.csv"
-    with listing.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["personnummer", "namn"])
-        for number in population.draw_residents(RESIDENTS, seed=31):
-            writer.writerow([number, "Test"])
-        writer.writerow(["19121212-1213", "Broken"])  # a broken check digit
+    listing = write_residents_csv(
+        tmp_path / "residents.csv",
+        population.draw_residents(RESIDENTS, seed=31),
+        extra_rows=[("19121212-1213", "Broken")],  # a broken check digit
+    )
     common = ["--template", "kallelse-screening", "--clinic", CLINIC, "--sender", SENDER]
     predicted = json.loads(
         omvant(env, "dispatch", str(listing), *common, "--dry-run", "--json", status=1)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from contracts.read_receipt import ReadReceiptV1
 from contracts.registry import envelope_for
 from producers.scenario import build_dispatch, store_sample_files
-from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
+from tests.e2e.harness import push_file, running_workers, wait_until, worker_env
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.adapters.blobs import FilesystemBlobStore
 from workers.adapters.outbox_file import read_jsonl
@@ -92,20 +92,11 @@ def test_every_case_reaches_its_final_state_and_is_notified_once(
         outbox=outbox,
         extra={"OMVANT_SEED": str(SEED), "OMVANT_CHUNK_SIZE": "25"},
     )
-    import subprocess
 
     with running_workers(env, tmp_path / "logs", threads=4) as worker:
         # the integration teams' path, twice: the same idempotency keys must not send twice
         for _ in range(2):
-            pushed = subprocess.run(
-                [OMVANT, "push", str(intake)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            assert pushed.returncode == 0, pushed.stderr
+            pushed = push_file(env, intake)
             assert f"pushed {CASES} cases" in pushed.stdout
 
         # a message no stage can read, straight onto the intake queue

@@ -8,7 +8,6 @@ quorum arguments is accepted.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pika
@@ -17,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from producers.scenario import build_dispatch, store_sample_files
-from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
+from tests.e2e.harness import push_file, running_workers, wait_until, worker_env
 from workers.adapters.blobs import FilesystemBlobStore
 from workers.broker import DEFAULT_DELIVERY_LIMIT, BrokerUrlError, quorum_from_environment
 from workers.queues import Queues, all_queues, queue_name
@@ -79,15 +78,7 @@ def test_the_pipeline_runs_on_quorum_queues(
             )
 
     with running_workers(env, tmp_path / "logs", threads=4) as worker:
-        pushed = subprocess.run(
-            [OMVANT, "push", str(intake)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert pushed.returncode == 0, pushed.stderr
+        push_file(env, intake)
         assert wait_until(lambda: settled() == CASES, timeout=180), (
             f"{settled()} of {CASES} settled\n{worker.output()[-3000:]}"
         )

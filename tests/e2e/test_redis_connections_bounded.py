@@ -5,7 +5,6 @@ by a cut."""
 
 from __future__ import annotations
 
-import csv
 import subprocess
 import threading
 import time
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 
 from producers.chaos.servers import RedisServer
 from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
+from tests.residents_list import write_residents_csv
 from workers.adapters import population
 from workers.queues import all_queues
 from workers.store.engine import make_engine, upgrade
@@ -113,12 +113,9 @@ def test_redis_connections_stay_bounded_however_often_they_are_cut(
             "OMVANT_SEND_CONCURRENCY": str(SEND_CONCURRENCY),
         },
     )
-    listing = tmp_path / "residents.csv"
-    with listing.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["personnummer", "namn"])
-        for number in population.draw_residents(CASES, seed=41):
-            writer.writerow([number, "Test"])
+    listing = write_residents_csv(
+        tmp_path / "residents.csv", population.draw_residents(CASES, seed=41)
+    )
     batch = f"{queue_prefix}redis-cuts"
     worker = WorkerProcess(env, [], tmp_path / "worker.log", PROCESSES, THREADS)
     sampler: Sampler | None = None

@@ -3,15 +3,13 @@ included), and identity numbers stay masked there too."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
+from tests.e2e.harness import push_cases, running_workers, wait_until, worker_env
 from workers.adapters import population
 from workers.store.engine import make_engine
 from workers.store.schema import cases
@@ -30,30 +28,12 @@ def test_debug_reaches_the_worker_and_numbers_stay_masked(
         blob_dir=tmp_path / "blobs",
         extra={"OMVANT_LOG_LEVEL": level},
     )
-    number = population.test_personnummer()[0]
-    record = {
-        "clinic_hsa_id": "SE2321000016-VC01",
-        "sender_hsa_id": "SE2321000016-S101",
-        "template_id": "meddelande-till-invanare",
-        "fragments": ["halsning"],
-        "personnummer": number,
-        "idempotency_key": f"log-{level}",
-    }
-    intake = tmp_path / "cases.jsonl"
-    intake.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    number = population.test_personnummer()[0]  # push_cases sends the first test resident
     with running_workers(env, tmp_path / "logs", threads=1) as worker:
         assert wait_until(lambda: "ready for action" in worker.output(), timeout=60), (
             worker.output()[-2000:]
         )
-        pushed = subprocess.run(
-            [OMVANT, "push", str(intake)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert pushed.returncode == 0, pushed.stderr
+        push_cases(env, tmp_path / "cases.jsonl", [f"log-{level}"])
         engine = make_engine(postgres_url)
 
         def settled() -> bool:

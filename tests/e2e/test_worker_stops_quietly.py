@@ -7,19 +7,16 @@ seconds instead of minutes."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env
-from workers.adapters import population
+from tests.e2e.harness import push_cases, running_workers, wait_until, worker_env
 from workers.store.engine import make_engine
 from workers.store.schema import cases
 
@@ -27,33 +24,6 @@ pytestmark = pytest.mark.e2e
 
 HEARTBEAT_SECONDS = 2
 _PIKA_ERROR = re.compile(r"^.*\bpika\b.*\bERROR\b|^\s*ERROR\b.*\bpika\b", re.MULTILINE)
-
-
-def _push(env: dict[str, str], path: Path, keys: list[str]) -> None:
-    numbers = population.test_personnummer()
-    lines = [
-        json.dumps(
-            {
-                "clinic_hsa_id": "SE2321000016-VC01",
-                "sender_hsa_id": "SE2321000016-S101",
-                "template_id": "meddelande-till-invanare",
-                "fragments": ["halsning"],
-                "personnummer": numbers[i % len(numbers)],
-                "idempotency_key": key,
-            }
-        )
-        for i, key in enumerate(keys)
-    ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    pushed = subprocess.run(
-        [OMVANT, "push", str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert pushed.returncode == 0, pushed.stderr
 
 
 def test_sigterm_after_work_exits_cleanly_without_tracebacks(
@@ -71,7 +41,7 @@ def test_sigterm_after_work_exits_cleanly_without_tracebacks(
         assert wait_until(lambda: "ready for action" in worker.output(), timeout=90), (
             worker.output()[-2000:]
         )
-        _push(env, tmp_path / "cases.jsonl", keys)
+        push_cases(env, tmp_path / "cases.jsonl", keys)
         engine = make_engine(postgres_url)
 
         def settled() -> bool:

@@ -34,7 +34,7 @@ from workers.read_receipts import ALERT_SUBJECT, ALERT_TEXT
 from workers.settings import Settings
 from workers.store import access_log, answers, cases
 from workers.store.cases import Transition
-from workers.store.schema import case_answers
+from workers.store.schema import case_answers, rejected_messages
 from workers.store.schema import cases as cases_table
 from workers.templates import store as template_store
 from workers.templates.model import validated
@@ -350,3 +350,28 @@ def test_an_answer_is_called_back_once_as_case_answered_without_its_content(ctx:
     body = json.dumps(list(receiver.events.values()), ensure_ascii=False)
     assert "knä" not in body and "vecka" not in body and "counter" not in body, "no content"
     assert receiver.bad_signatures == 0 and receiver.deliveries == len(receiver.events)
+
+
+def test_an_answer_to_an_information_template_is_refused_kept_sealed_and_not_alerted(
+    ctx: Context,
+) -> None:
+    with ctx.engine.begin() as conn:
+        template_store.create(conn, validated(question_template()))
+        answers.set_clinic_alert(conn, CLINIC, answers.AnswerAlert("email", "hud@region.example"))
+    deliver(ctx, "i-1", template_id="meddelande-till-invanare")  # information: no questions
+    deliver(ctx, "q-1")
+    publish_answers(ctx, [answered("i-1"), answered("q-1")], expected=1)
+    with ctx.engine.connect() as conn:
+        stored = conn.execute(sa.select(case_answers.c.case_id)).scalars().all()
+        case = conn.execute(sa.select(cases_table).where(cases_table.c.id == "i-1")).one()
+        [kept] = conn.execute(sa.select(rejected_messages)).all()
+    assert stored == ["q-1"], "the question case's answer comes home, the other does not"
+    assert case.answer_kind is None and case.answered_at is None
+    assert isinstance(ctx.email, SimulatedEmailSender)
+    assert len(ctx.email.recorder.records) == 1, "one alert: the question case's"
+    assert kept.reason == "answer-not-expected"
+    assert kept.queue == f"{ctx.settings.queue_prefix}read-receipts"
+    body = json.loads(kept.body)
+    assert (body["case_id"], body["event"]) == ("i-1", "answered"), "nothing lost"
+    assert SECRET_TEXT not in kept.body, "the refused answer is kept sealed, as answers are"
+    assert SECRET_TEXT in answer_seal(ctx.settings).open(body["answer"]["sealed"])

@@ -146,3 +146,28 @@ def test_a_json_dry_run_writes_its_one_line_and_nothing_on_stderr(
     assert result.exit_code == 0, result.output
     assert result.stderr == "", "the progress bar stays off stderr when it is not a terminal"
     assert len(result.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("how", "extra"),
+    [
+        ("dry-run", ["--dry-run"]),
+        ("dispatch", ["--broker", "redis://127.0.0.1:6379/1"]),
+        ("forced", ["--broker", "redis://127.0.0.1:6379/1", "--force"]),
+    ],
+)
+def test_a_list_with_a_header_alone_passes_neither_the_dry_run_nor_the_dispatch(
+    database: str, tmp_path: Path, how: str, extra: list[str]
+) -> None:
+    header_only = tmp_path / "tom.csv"
+    header_only.write_text("personnummer;fornamn\n", encoding="utf-8")
+    result = runner.invoke(
+        app,
+        ["dispatch", str(header_only), "--clinic", CLINIC, "--json", "--database", database,
+         "--template", "kallelse-screening", "--sender", SENDER, *extra],
+    )  # fmt: skip
+    assert result.exit_code == 1, (how, result.output)
+    assert result.stdout == "", "nothing predicted, nothing sent"
+    error = json.loads(result.stderr)["error"]
+    assert error["reason"] == "list-empty"
+    assert "no recipients" in error["message"]

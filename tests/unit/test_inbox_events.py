@@ -79,7 +79,8 @@ def test_opened_and_answered_events_read_the_case_once_whatever_the_order(
     ctx: Context, events_url: str
 ) -> None:
     [first, second] = reachable_residents(ctx.settings.seed, 2, frozenset({"sms"}))
-    items = [cleared_item("q-1", first), cleared_item("q-2", second)]
+    question = "bifoga-bild-till-varden"  # a question template: its cases can be answered
+    items = [cleared_item("q-1", first, template_id=question), cleared_item("q-2", second)]
     with ctx.engine.begin() as conn:
         store_cleared(conn, items)
         cases.apply(conn, [Transition(i.case_id, CaseState.DELIVERED) for i in items], stage="test")

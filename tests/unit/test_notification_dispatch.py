@@ -17,9 +17,13 @@ from dramatiq.brokers.stub import StubBroker
 from pydantic import ValidationError
 
 from contracts.registry import envelope_for, parse
-from tests.delivery_support import cleared_item, reachable_residents, store_cleared
+from tests.delivery_support import (
+    cleared_item,
+    reachable_residents,
+    sending_context,
+    store_cleared,
+)
 from workers import notification_dispatch, notification_sending
-from workers.actors import declare_actors
 from workers.adapters.inbox import InboxMessage, SimulatedInbox
 from workers.adapters.inbox_records import InboxStats, MemoryInboxRecords
 from workers.adapters.notifiers import (
@@ -27,12 +31,11 @@ from workers.adapters.notifiers import (
     SimulatedEmailSender,
     SimulatedSmsGateway,
 )
-from workers.bootstrap import Context, build_context
+from workers.bootstrap import Context
 from workers.notification_sending import Policy, Step, next_step
 from workers.queues import Queues, lane_queue, lanes_of
 from workers.settings import Settings
 from workers.store import notifications
-from workers.store.engine import upgrade
 from workers.store.notifications import Resolution
 from workers.store.schema import cases, notification_ledger, unread_follow_ups
 from workers.templates.library import InMemoryTemplateLibrary
@@ -45,17 +48,8 @@ STOCKHOLM_NIGHT = dt.datetime(2026, 11, 25, 22, 30, tzinfo=dt.UTC)  # 23:30 loca
 
 @pytest.fixture
 def ctx(sqlite_url: str, tmp_path: Path) -> Iterator[Context]:
-    upgrade(sqlite_url)
-    settings = Settings(database_url=sqlite_url, blob_dir=tmp_path / "blobs")
-    broker = StubBroker()
-    context = build_context(settings, broker)
-    context.sms = SimulatedSmsGateway()
-    context.email = SimulatedEmailSender()
-    context.now = lambda: STOCKHOLM_AFTERNOON
-    declare_actors(broker, lambda: context)
-    yield context
-    broker.close()
-    context.engine.dispose()
+    with sending_context(sqlite_url, tmp_path, lambda: STOCKHOLM_AFTERNOON) as context:
+        yield context
 
 
 def sending_messages(ctx: Context, *, delayed: bool = False) -> list[dramatiq.Message[Any]]:
@@ -231,7 +225,7 @@ class GatewayThatChecksTheLedger(SimulatedSmsGateway):
 
 
 def test_each_sent_mark_is_durable_before_the_next_provider_call(ctx: Context) -> None:
-    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 1})
+    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 1, "sms_batch_size": 1})
     residents = reachable_residents(ctx.settings.seed, 4, frozenset({"sms"}))
     items = [cleared_item(f"mark-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
     with ctx.engine.begin() as conn:
@@ -267,7 +261,7 @@ class GatewayThatDies(SimulatedSmsGateway):
 
 
 def test_a_crash_leaves_in_doubt_at_most_the_notifications_in_flight(ctx: Context) -> None:
-    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 3})
+    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 3, "sms_batch_size": 1})
     residents = reachable_residents(ctx.settings.seed, 10, frozenset({"sms"}))
     items = [cleared_item(f"fly-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
     with ctx.engine.begin() as conn:
@@ -307,7 +301,7 @@ class GatewayThatCountsUnmarked(SimulatedSmsGateway):
 
 
 def test_a_groups_answers_are_durable_before_the_next_group_is_sent(ctx: Context) -> None:
-    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 3})
+    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 3, "sms_batch_size": 1})
     residents = reachable_residents(ctx.settings.seed, 9, frozenset({"sms"}))
     items = [cleared_item(f"grp-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
     with ctx.engine.begin() as conn:
@@ -321,7 +315,7 @@ def test_a_groups_answers_are_durable_before_the_next_group_is_sent(ctx: Context
 
 
 def test_each_answer_is_recorded_with_the_next_claim_in_one_commit(ctx: Context) -> None:
-    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 1})
+    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 1, "sms_batch_size": 1})
     residents = reachable_residents(ctx.settings.seed, 4, frozenset({"sms"}))
     items = [cleared_item(f"one-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
     with ctx.engine.begin() as conn:
@@ -421,7 +415,7 @@ class SlowGatewayThatAsksWhatAnotherSenderWouldDo(SimulatedSmsGateway):
 def test_a_claim_late_in_a_long_chunk_is_stamped_when_claimed_so_never_looks_in_doubt(
     ctx: Context,
 ) -> None:
-    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 1})
+    ctx.settings = ctx.settings.model_copy(update={"send_concurrency": 1, "sms_batch_size": 1})
     clock = [STOCKHOLM_AFTERNOON]
     ctx.now = lambda: clock[0]
     residents = reachable_residents(ctx.settings.seed, 3, frozenset({"sms"}))

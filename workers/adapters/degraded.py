@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 
 from workers.adapters.inbox import Inbox, InboxMessage
-from workers.adapters.notifiers import EmailSender, NotifierUnavailable, SmsGateway
+from workers.adapters.notifiers import (
+    EmailSender,
+    NotifierUnavailable,
+    Recipient,
+    SendAnswer,
+    SmsGateway,
+)
 
 
 class ProviderUnavailable(RuntimeError):
@@ -58,6 +65,14 @@ class DegradedSmsGateway(SmsGateway):
         self.degradation.suffer("sms")
         return self.inner.send(to=to, text=text, idempotency_key=idempotency_key)
 
+    def send_batch(self, *, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
+        """One request: slow once, and failing for every recipient at once."""
+        try:
+            self.degradation.suffer("sms batch")
+        except NotifierUnavailable as exc:
+            return [exc] * len(recipients)
+        return self.inner.send_batch(text=text, recipients=recipients)
+
     def lookup(self, idempotency_key: str) -> str | None:
         self.degradation.suffer("sms lookup")
         return self.inner.lookup(idempotency_key)
@@ -72,10 +87,21 @@ class DegradedEmailSender(EmailSender):
         self.inner = inner
         self.degradation = _Degradation(latency_ms, failure_rate, seed)
         self.can_lookup = inner.can_lookup
+        self.can_batch = inner.can_batch
 
     def lookup(self, idempotency_key: str) -> str | None:
         self.degradation.suffer("email lookup")
         return self.inner.lookup(idempotency_key)
+
+    def send_batch(
+        self, *, subject: str, text: str, recipients: Sequence[Recipient]
+    ) -> list[SendAnswer]:
+        """One request: slow once, and failing for every recipient at once."""
+        try:
+            self.degradation.suffer("email batch")
+        except NotifierUnavailable as exc:
+            return [exc] * len(recipients)
+        return self.inner.send_batch(subject=subject, text=text, recipients=recipients)
 
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
         self.degradation.suffer("email")

@@ -11,6 +11,13 @@ simulator process on the same file, knows every key taken before. The API (JSON)
     400 without a key or with a bad body; 401 without the token (when started with one); 409
     when the key was taken for another recipient; 422 for a refused address; 429 (with
     ``Retry-After``) or 503 when told to.
+``POST /v1/messages/batch``  ``{"subject", "text", "messages": [{"to", "idempotency_key",
+    "message_id"}]}`` (one e-mail, many recipients, at most ``MAX_BATCH``, else 413): 200
+    ``{"results": [...]}``, one per recipient in order, ``{"idempotency_key", "status", "id"?,
+    "reason"?}``, ``status`` ``accepted``, ``duplicate`` (a key taken before by either
+    endpoint: nothing sent), ``refused`` (``recipient-refused``, or
+    ``idempotency-key-reused`` for a key taken for another recipient); 401, 429 or 503 for the
+    whole request as for one send.
 ``GET /v1/messages?idempotency_key=K``  the message taken under that key (id, key, to,
     message_id, at), or 404: how a client settles a send it is in doubt about. Without
     ``idempotency_key``: ``{"messages": [...]}``, every message in the order taken.
@@ -39,7 +46,9 @@ from workers.adapters.email_api_records import EmailRecords, KeyReused
 from workers.adapters.http_simulator import JsonHandler, ServedInThread
 
 MESSAGES_PATH = "/v1/messages"
-MAX_BODY_BYTES = 64 * 1024
+BATCH_PATH = "/v1/messages/batch"
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -126,8 +135,9 @@ class EmailApiSimulator(ServedInThread):
         found = self.records.find(key)
         return (200, found, {}) if found else (404, {"error": "not-found"}, {})
 
-    def _fault(self, to: str) -> Reply | None:
-        """The failure the behaviour asks for on this send, if any (counting ``*_next`` down)."""
+    def _fault(self, to: str | None) -> Reply | None:
+        """The failure the behaviour asks for on this send (``to`` None: on a whole batch), if
+        any (counting ``*_next`` down)."""
         with self._lock:
             behaviour = self.behaviour
             if self._down():
@@ -142,6 +152,35 @@ class EmailApiSimulator(ServedInThread):
             if to in behaviour.refuse:
                 return 422, {"error": "recipient-refused"}, {}
         return None
+
+    def send_batch(self, body: dict[str, Any] | None) -> Reply:
+        """The answer to ``POST /v1/messages/batch`` (after the token was checked)."""
+        wanted = _batch_messages(body)
+        if wanted is None:
+            return 400, {"error": "bad-request", "detail": "subject, text and messages"}, {}
+        if len(wanted) > MAX_BATCH:
+            return 413, {"error": "batch-too-large", "max": MAX_BATCH}, {}
+        fault = self._fault(None)
+        if fault is not None:
+            return fault
+        behaviour = self.behaviour
+        time.sleep(behaviour.delay_before)
+        results: list[dict[str, Any]] = []
+        for to, key, mid in wanted:
+            result: dict[str, Any] = {"idempotency_key": key, "status": "refused"}
+            if to in behaviour.refuse:
+                result["reason"] = "recipient-refused"
+            else:
+                try:
+                    taken = self.records.take(key, to, mid)
+                except KeyReused:
+                    result["reason"] = "idempotency-key-reused"
+                else:
+                    status = "accepted" if taken.new else "duplicate"
+                    result.update(status=status, id=taken.id)
+            results.append(result)
+        time.sleep(behaviour.delay_after)
+        return 200, {"results": results}, {}
 
     def send(self, key: str, body: dict[str, Any] | None) -> Reply:
         """The answer to ``POST /v1/messages`` (after the token was checked)."""
@@ -162,6 +201,35 @@ class EmailApiSimulator(ServedInThread):
             return 409, {"error": "idempotency-key-reused"}, {}
         time.sleep(behaviour.delay_after)
         return (201 if taken.new else 200), {"id": taken.id, "key": key, "new": taken.new}, {}
+
+
+def _batch_messages(body: dict[str, Any] | None) -> list[tuple[str, str, str]] | None:
+    """A batch body's ``(to, idempotency_key, message_id)`` triples, or None if the body or
+    any message is not well formed."""
+    if (
+        not body
+        or not isinstance(body.get("subject"), str)
+        or not isinstance(body.get("text"), str)
+    ):
+        return None
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    triples = []
+    for message in messages:
+        if not isinstance(message, dict):
+            return None
+        to, key, mid = (
+            message.get("to"),
+            message.get("idempotency_key"),
+            message.get("message_id", ""),
+        )
+        if not (
+            isinstance(to, str) and to and isinstance(key, str) and key and isinstance(mid, str)
+        ):
+            return None
+        triples.append((to, key, mid))
+    return triples
 
 
 def _handler_for(sim: EmailApiSimulator) -> type[BaseHTTPRequestHandler]:
@@ -199,6 +267,9 @@ def _handler_for(sim: EmailApiSimulator) -> type[BaseHTTPRequestHandler]:
             elif path == MESSAGES_PATH:
                 if self._authorised():
                     self.reply(*sim.send(self.headers.get("Idempotency-Key", ""), body))
+            elif path == BATCH_PATH:
+                if self._authorised():
+                    self.reply(*sim.send_batch(body))
             else:
                 self.reply(404, {"error": "not-found"})
 

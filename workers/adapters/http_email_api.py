@@ -11,25 +11,33 @@ Status codes decide what a failure means, as for the SMS gateway: 2xx taken; 429
 (our token or URL: an operator's fix, not the resident's) and connection failures try again
 later; another 4xx refuses the address for good. A read timeout leaves the send in doubt: the
 provider may have taken it, so the caller asks by key before anything is sent again.
+
+``send_batch`` sends one e-mail to many addresses in one request (``POST /v1/messages/batch``,
+each under its own idempotency key and Message-ID) and reads one result per recipient, as
+``HttpSmsGateway.send_batch`` does.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
 
 from workers.adapters.http_sms_gateway import (
+    batch_sent,
     looked_up,
     post_waiting_out_throttling,
     posted,
     reference_of,
 )
-from workers.adapters.notifiers import EmailSender, NotifierUnavailable
+from workers.adapters.notifiers import EmailSender, NotifierUnavailable, Recipient, SendAnswer
 from workers.adapters.smtp_email import message_id
 
 MESSAGES_PATH = "/v1/messages"
+BATCH_PATH = "/v1/messages/batch"
+MAX_BATCH = 500
+"""The most recipients the adapter puts in one request (more are sent in several)."""
 _OUR_FAULT = frozenset({401, 403, 404})
 """Refusals that say our configuration is wrong (token, URL), not the address: retried."""
 
@@ -56,9 +64,12 @@ class HttpEmailApi(EmailSender):
         How many 429s in a row are waited out before handing over.
     sleep:
         How to wait (tests pass a recorder).
+    max_batch:
+        The most recipients in one batch request.
     """
 
     can_lookup = True
+    can_batch = True
 
     def __init__(
         self,
@@ -69,12 +80,14 @@ class HttpEmailApi(EmailSender):
         max_throttle_wait: float = 2.0,
         throttle_attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
         self.max_throttle_wait = max_throttle_wait
         self.throttle_attempts = throttle_attempts
         self.sleep = sleep
+        self.max_batch = max(1, max_batch)
 
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
         body = {
@@ -96,6 +109,31 @@ class HttpEmailApi(EmailSender):
                 "check OMVANT_EMAIL_API_URL and OMVANT_EMAIL_API_TOKEN"
             )
         return reference_of(response, provider="email api", refused="the address")
+
+    def send_batch(
+        self, *, subject: str, text: str, recipients: Sequence[Recipient]
+    ) -> list[SendAnswer]:
+        answers: list[SendAnswer] = []
+        for start in range(0, len(recipients), self.max_batch):
+            answers.extend(self._batch(subject, text, recipients[start : start + self.max_batch]))
+        return answers
+
+    def _batch(self, subject: str, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
+        """One batch request's answers (every recipient's the same when the request failed)."""
+        body = {
+            "subject": subject,
+            "text": text,
+            "messages": [
+                {
+                    "to": r.to,
+                    "idempotency_key": r.idempotency_key,
+                    "message_id": message_id(r.idempotency_key),
+                }
+                for r in recipients
+            ],
+        }
+        post = lambda: self.client.post(BATCH_PATH, json=body)  # noqa: E731
+        return batch_sent(self, post, recipients, provider="email api", what="the address")
 
     def _post(self, body: dict[str, str], key: str) -> httpx.Response:
         return posted(

@@ -4,17 +4,34 @@ Status codes decide what a failure means: 2xx taken; 429 wait as ``Retry-After``
 times, bounded, then the caller retries later); 5xx and connection failures try again later;
 another 4xx refuses the number for good. A read timeout leaves the send in doubt: the gateway
 may have taken it, so the caller asks by key (``lookup``) before anything is sent again.
+
+``send_batch`` sends one text to many numbers in one request (``POST /messages/batch``, each
+recipient under its own idempotency key) and reads one result per recipient: accepted or
+duplicate (taken: the reference), refused (for good, with the gateway's reason) or
+unavailable (not taken: later). A failure of the whole request means the same for every
+recipient as it does for one send; a recipient the answer does not mention is in doubt.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
-from workers.adapters.notifiers import NotificationRefused, NotifierUnavailable, SmsGateway
+from workers.adapters.notifiers import (
+    NotificationRefused,
+    NotifierUnavailable,
+    Recipient,
+    SendAnswer,
+    SmsGateway,
+)
+
+BATCH_PATH = "/messages/batch"
+MAX_BATCH = 500
+"""The most recipients the adapter puts in one request (more are sent in several)."""
 
 
 def retry_after_header(response: httpx.Response) -> float | None:
@@ -99,6 +116,8 @@ class HttpSmsGateway(SmsGateway):
         How many 429s in a row are waited out before handing over.
     sleep:
         How to wait (tests pass a recorder).
+    max_batch:
+        The most recipients in one batch request.
     """
 
     def __init__(
@@ -109,11 +128,13 @@ class HttpSmsGateway(SmsGateway):
         max_throttle_wait: float = 2.0,
         throttle_attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
         self.max_throttle_wait = max_throttle_wait
         self.throttle_attempts = throttle_attempts
         self.sleep = sleep
+        self.max_batch = max(1, max_batch)
 
     def send(self, *, to: str, text: str, idempotency_key: str) -> str:
         response = post_waiting_out_throttling(
@@ -133,6 +154,21 @@ class HttpSmsGateway(SmsGateway):
             provider="sms gateway",
         )
 
+    def send_batch(self, *, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
+        answers: list[SendAnswer] = []
+        for start in range(0, len(recipients), self.max_batch):
+            answers.extend(self._batch(text, recipients[start : start + self.max_batch]))
+        return answers
+
+    def _batch(self, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
+        """One batch request's answers (every recipient's the same when the request failed)."""
+        body = {
+            "text": text,
+            "messages": [{"to": r.to, "idempotency_key": r.idempotency_key} for r in recipients],
+        }
+        post = lambda: self.client.post(BATCH_PATH, json=body)  # noqa: E731
+        return batch_sent(self, post, recipients, provider="sms gateway", what="the number")
+
     def lookup(self, idempotency_key: str) -> str | None:
         path = f"/messages/{quote(idempotency_key, safe='')}"
         return looked_up(lambda: self.client.get(path), provider="sms gateway")
@@ -140,3 +176,76 @@ class HttpSmsGateway(SmsGateway):
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
+
+
+class Throttled(Protocol):
+    """How an adapter waits out 429s (``HttpSmsGateway``, ``HttpEmailApi``)."""
+
+    throttle_attempts: int
+    max_throttle_wait: float
+    sleep: Callable[[float], None]
+
+
+def batch_sent(
+    adapter: Throttled,
+    post: Callable[[], httpx.Response],
+    recipients: Sequence[Recipient],
+    *,
+    provider: str,
+    what: str,
+) -> list[SendAnswer]:
+    """Each recipient's answer to one batch request ``post()``: a 429 waited out as the
+    adapter waits for one send; a failure of the whole request is every recipient's answer."""
+    try:
+        response = post_waiting_out_throttling(
+            lambda: posted(post, provider=provider),
+            provider=provider,
+            attempts=adapter.throttle_attempts,
+            max_wait=adapter.max_throttle_wait,
+            sleep=adapter.sleep,
+        )
+        results = batch_results(response, provider=provider)
+    except NotifierUnavailable as exc:
+        return [exc] * len(recipients)
+    return [
+        batch_answer(results.get(r.idempotency_key), provider=provider, what=what)
+        for r in recipients
+    ]
+
+
+def batch_results(response: httpx.Response, *, provider: str) -> dict[str, dict[str, Any]]:
+    """A batch answer's results by idempotency key.
+
+    Raises
+    ------
+    NotifierUnavailable
+        5xx (not taken); another 4xx, which refuses the request rather than a recipient (our
+        request's fault: tried again later, and logged); a 2xx that is not a batch answer
+        (perhaps taken: in doubt).
+    """
+    if response.status_code >= 500:
+        raise NotifierUnavailable(f"{provider} batch: {response.status_code}")
+    if not response.is_success:
+        raise NotifierUnavailable(f"{provider} refused the batch request: {response.status_code}")
+    try:
+        return {str(r["idempotency_key"]): r for r in response.json()["results"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NotifierUnavailable(
+            f"{provider}: unreadable batch answer", maybe_accepted=True
+        ) from exc
+
+
+def batch_answer(result: dict[str, Any] | None, *, provider: str, what: str) -> SendAnswer:
+    """One recipient's answer from its batch result: ``accepted`` or ``duplicate`` (taken: the
+    reference), ``refused`` (for good, of ``what``), ``unavailable`` (not taken); none or an
+    unknown status: perhaps taken, in doubt."""
+    if result is None:
+        return NotifierUnavailable(f"{provider}: no result for the recipient", maybe_accepted=True)
+    status, reason = result.get("status"), result.get("reason", "")
+    if status in {"accepted", "duplicate"} and result.get("id"):
+        return str(result["id"])
+    if status == "refused":
+        return NotificationRefused(f"{provider} refused {what}: {reason}")
+    if status == "unavailable":
+        return NotifierUnavailable(f"{provider}: recipient unavailable: {reason}")
+    return NotifierUnavailable(f"{provider}: unknown result {status!r}", maybe_accepted=True)

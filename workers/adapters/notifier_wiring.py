@@ -22,7 +22,11 @@ def build_sms_gateway(settings: Settings) -> SmsGateway:
     if settings.sms_gateway_url:
         from workers.adapters.http_sms_gateway import HttpSmsGateway
 
-        return HttpSmsGateway(settings.sms_gateway_url, timeout=settings.notifier_timeout_seconds)
+        return HttpSmsGateway(
+            settings.sms_gateway_url,
+            timeout=settings.notifier_timeout_seconds,
+            max_batch=settings.sms_batch_size,
+        )
     return SimulatedSmsGateway(settings.sim_outbox)
 
 

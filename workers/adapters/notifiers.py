@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from workers.adapters.outbox_file import JsonlRecorder
@@ -52,8 +53,53 @@ class NotifierUnavailable(RuntimeError):
         self.maybe_accepted = maybe_accepted
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """One recipient of a batch send: the number or address, and the notification's key."""
+
+    to: str
+    idempotency_key: str
+
+
+SendAnswer = str | NotificationRefused | NotifierUnavailable
+"""A provider's answer for one recipient: its reference (taken now, or under the same key
+before), ``NotificationRefused`` (for good) or ``NotifierUnavailable`` (not taken now; with
+``maybe_accepted`` when it may have been)."""
+
+
+def one_at_a_time(
+    send: Callable[[Recipient], str], recipients: Sequence[Recipient]
+) -> list[SendAnswer]:
+    """A batch sent one recipient at a time, stopping at the first ``NotifierUnavailable``
+    (the rest are answered unavailable: certainly not taken)."""
+    answers: list[SendAnswer] = []
+    for index, recipient in enumerate(recipients):
+        try:
+            answers.append(send(recipient))
+        except NotificationRefused as exc:
+            answers.append(exc)
+        except NotifierUnavailable as exc:
+            answers.append(exc)
+            not_tried = NotifierUnavailable(f"not sent: {exc}", retry_after=exc.retry_after)
+            answers.extend([not_tried] * (len(recipients) - index - 1))
+            break
+    return answers
+
+
 class SmsGateway(abc.ABC):
     """Sends text messages; the gateway keeps them by idempotency key."""
+
+    def send_batch(self, *, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
+        """Send one text to many recipients, each under its own idempotency key: one answer per
+        recipient, in order (a key taken before answers the first message's reference).
+
+        Never raises for a recipient's or the gateway's failure: each recipient's answer says
+        it. This default sends one at a time (``one_at_a_time``); a gateway with a batch
+        endpoint sends them in one request (``HttpSmsGateway``).
+        """
+        return one_at_a_time(
+            lambda r: self.send(to=r.to, text=text, idempotency_key=r.idempotency_key), recipients
+        )
 
     @abc.abstractmethod
     def send(self, *, to: str, text: str, idempotency_key: str) -> str:
@@ -91,6 +137,22 @@ class EmailSender(abc.ABC):
     derived from the key, only makes a duplicate recognisable downstream."""
 
     can_lookup: bool = False
+    can_batch: bool = False
+    """True when ``send_batch`` sends many e-mails in one request (only with ``can_lookup``:
+    a batch in doubt is settled by asking about each key, so it may be claimed whole)."""
+
+    def send_batch(
+        self, *, subject: str, text: str, recipients: Sequence[Recipient]
+    ) -> list[SendAnswer]:
+        """Send one e-mail to many recipients, each under its own idempotency key: one answer
+        per recipient, in order, as ``SmsGateway.send_batch``. This default sends one at a
+        time; ``HttpEmailApi`` sends them in one request to the provider's batch endpoint."""
+        return one_at_a_time(
+            lambda r: self.send(
+                to=r.to, subject=subject, text=text, idempotency_key=r.idempotency_key
+            ),
+            recipients,
+        )
 
     def lookup(self, idempotency_key: str) -> str | None:
         """The reference of the e-mail taken under this key, or None (only if ``can_lookup``).
@@ -161,6 +223,7 @@ class SimulatedEmailSender(EmailSender):
     def __init__(self, outbox_dir: Path | None = None, *, can_lookup: bool = False) -> None:
         self.recorder = JsonlRecorder(outbox_dir / "email.jsonl" if outbox_dir else None)
         self.can_lookup = can_lookup
+        self.can_batch = can_lookup  # an e-mail API's twin
         self._by_key: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -200,3 +263,16 @@ class ChannelRateLimits:
         limiter = self.limiters.get(channel)
         if limiter is not None:
             limiter.acquire()
+
+    def take(self, channel: str, wanted: int, *, wait: bool = True) -> int:
+        """Up to ``wanted`` turns of the channel at once, for a batch sent at once: as many as
+        its limit has left in this second, at least one (``wait=False``: 0 when none is left
+        now); all of them when the channel is not limited.
+
+        Raises
+        ------
+        RateLimitExceeded
+            No turn within the limiter's longest wait: the caller retries later.
+        """
+        limiter = self.limiters.get(channel)
+        return wanted if limiter is None else limiter.take(wanted, wait=wait)

@@ -342,6 +342,24 @@ def mark_retry(
     _update(conn, key, PENDING, status=RETRY, detail=detail[:300], due_at=due_at)
 
 
+def mark_retry_many(conn: sa.Connection, retried: Sequence[tuple[str, str]]) -> None:
+    """``mark_retry`` for many ``(key, detail)`` rows: one statement per distinct detail (a
+    batch the provider could not take fails every recipient with the same one)."""
+    by_detail: dict[str, list[str]] = {}
+    for key, detail in retried:
+        by_detail.setdefault(detail[:300], []).append(key)
+    now = utcnow()
+    for detail, keys in by_detail.items():
+        conn.execute(
+            sa.update(notification_ledger)
+            .where(
+                among(conn, notification_ledger.c.idempotency_key, keys),
+                notification_ledger.c.status == PENDING,
+            )
+            .values(status=RETRY, detail=detail, due_at=None, updated_at=now)
+        )
+
+
 def mark_unconfirmed(
     conn: sa.Connection,
     key: str,
