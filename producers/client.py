@@ -27,6 +27,7 @@ from workers.broker import build_broker
 from workers.enqueue import intake_message, intake_messages, push_chunk
 from workers.routes import lane_for
 from workers.settings import Settings
+from workers.stage import chunk_size_of
 from workers.store import batches
 from workers.store.batches import Batch, BatchStatus
 from workers.store.engine import check_schema, make_engine
@@ -133,14 +134,15 @@ class OmvantClient:
         fragments: Iterable[str] = (),
         attachments: Iterable[AttachmentRef] = (),
         priority: Priority = "normal",
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
         progress: Progress | None = None,
         on_invalid: Callable[[int, str], None] | None = None,
     ) -> Batch:
         """Send one template to every recipient as a new batch (dispatch); ``total`` is how many
         recipients there are, so progress can be shown before the last one is sent.
         ``attachments`` (stored already) are shared by every case; ``priority="urgent"`` sends
-        the whole dispatch on the urgent lanes.
+        the whole dispatch on the urgent lanes. ``chunk_size`` (cases per message) defaults to
+        the settings' ``bulk_chunk_size`` (the dispatch's bulk lane), ``chunk_size`` when urgent.
 
         A recipient whose record does not validate (e.g. a field value too long) is not sent:
         ``on_invalid(index, detail)`` hears of it and the batch's total is corrected."""
@@ -181,7 +183,7 @@ class OmvantClient:
                 batches.add_enqueued(conn, batch_id, n)
 
         with IntakePublisher(self.broker, record=counted, progress=progress) as publisher:
-            for chunk in chunked(records(), chunk_size):
+            for chunk in chunked(records(), chunk_size or self._dispatch_chunk(priority)):
                 message = intake_message(
                     chunk,
                     [made.case_id(record) for record in chunk],
@@ -195,6 +197,10 @@ class OmvantClient:
             if sent != total:
                 batches.set_total(conn, batch_id, sent)
             return batches.get(conn, batch_id)
+
+    def _dispatch_chunk(self, priority: Priority) -> int:
+        """A dispatch's cases per message: its lanes' (``workers.stage.chunk_size_of``)."""
+        return chunk_size_of(self.settings, lane_for(priority, batch_lane=1))
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         """A batch's live figures (see ``workers.store.batches.progress``)."""

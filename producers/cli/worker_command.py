@@ -43,6 +43,9 @@ default is 10 minutes); what it has not finished goes back to the broker unackno
 db_app = typer.Typer(help="The system of record.", no_args_is_help=True)
 
 
+DEFAULT_THREADS = 8
+"""Threads per worker process; an urgent lanes' worker has this many per lane it consumes."""
+
 ALL_LANES = "all"
 URGENT_LANES = "urgent"
 OTHER_LANES = "others"
@@ -61,13 +64,29 @@ def consumed_queues(stages: list[str], prefix: str = "", *, lanes: str = ALL_LAN
     ]
 
 
+def threads_for(queues: list[str], lanes: str) -> int:
+    """The default threads of a worker process consuming ``queues``: ``DEFAULT_THREADS``, and
+    as many per lane for an urgent lanes' worker. Its messages are single cases whose time goes
+    mostly to PostgreSQL round trips, not the interpreter, so it needs threads to wait in
+    rather than cores: with 8 threads for five stages' lanes a busy machine kept urgent cases
+    queueing for seconds (issue 14's measurements, README)."""
+    return DEFAULT_THREADS * len(queues) if lanes == URGENT_LANES else DEFAULT_THREADS
+
+
 def worker(
     stages: Annotated[
         list[str] | None,
         typer.Argument(help=f"Stages to run (default all): {', '.join(STAGES)}."),
     ] = None,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    threads: Annotated[int, typer.Option(min=1, help="Threads per process.")] = 8,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"Threads per process (default {DEFAULT_THREADS}; with --lanes urgent "
+            f"{DEFAULT_THREADS} per urgent lane).",
+        ),
+    ] = None,
     lanes: Annotated[
         str,
         typer.Option(
@@ -75,6 +94,18 @@ def worker(
             "an urgent case never waits behind bulk chunks); others: every lane but urgent."
         ),
     ] = ALL_LANES,
+    nice: Annotated[
+        int,
+        typer.Option(
+            min=-20,
+            max=19,
+            envvar="OMVANT_WORKER_NICE",
+            help="Run the worker processes this much nicer (lower CPU priority). Beside an "
+            "--lanes urgent worker on the same machine, give the --lanes others worker e.g. 10, "
+            "so an urgent case gets a core first while bulk chunks keep the rest busy; below 0 "
+            "(the urgent worker, a CPU reservation) needs the right to (CAP_SYS_NICE).",
+        ),
+    ] = 0,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -96,6 +127,12 @@ def worker(
     if lanes not in LANE_CHOICES:
         typer.echo(f"--lanes is one of {', '.join(LANE_CHOICES)}", err=True)
         raise typer.Exit(2)
+    if nice:
+        try:
+            os.nice(nice)  # dramatiq's main process and the worker processes it forks inherit it
+        except PermissionError:
+            typer.echo(f"omvant worker: --nice {nice} needs the right to (CAP_SYS_NICE)", err=True)
+            raise typer.Exit(2) from None
     settings = settings_from(broker, database)
     if settings.broker_url.startswith("memory"):
         typer.echo(
@@ -121,7 +158,7 @@ def worker(
     argv = dramatiq_argv(
         queues,
         processes=processes,
-        threads=threads,
+        threads=threads or threads_for(queues, lanes),
         log_level=settings.log_level,
         forks=[] if metrics_port is None else [METRICS_FORK],
     )
