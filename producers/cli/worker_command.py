@@ -12,9 +12,11 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import OperationalError
 
+from producers.cli.errors import fail
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
 from workers import server_probe as servers
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
+from workers.reasons import Reason
 from workers.routes import STAGES
 from workers.server_checks import (
     Check,
@@ -122,25 +124,24 @@ def worker(
     chosen = stages or list(STAGES)
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
-        typer.echo(f"unknown stage(s): {', '.join(unknown)}; stages: {', '.join(STAGES)}", err=True)
-        raise typer.Exit(2)
+        fail(
+            Reason.USAGE_ERROR,
+            f"unknown stage(s): {', '.join(unknown)}; stages: {', '.join(STAGES)}",
+        )
     if lanes not in LANE_CHOICES:
-        typer.echo(f"--lanes is one of {', '.join(LANE_CHOICES)}", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"--lanes is one of {', '.join(LANE_CHOICES)}")
     if nice:
         try:
             os.nice(nice)  # dramatiq's main process and the worker processes it forks inherit it
         except PermissionError:
-            typer.echo(f"omvant worker: --nice {nice} needs the right to (CAP_SYS_NICE)", err=True)
-            raise typer.Exit(2) from None
+            fail(Reason.USAGE_ERROR, f"--nice {nice} needs the right to (CAP_SYS_NICE)")
     settings = settings_from(broker, database)
     if settings.broker_url.startswith("memory"):
-        typer.echo(
+        fail(
+            Reason.USAGE_ERROR,
             "omvant worker needs a real broker (amqp:// or redis://); "
             "omvant demo runs everything in one process",
-            err=True,
         )
-        raise typer.Exit(2)
     from workers.answer_seal import answer_seal
 
     answer_seal(settings)  # no OMVANT_ANSWER_KEY outside the embedded default: one line, exit 2
@@ -153,8 +154,7 @@ def worker(
         prepare_metrics(metrics_port)
     queues = consumed_queues(chosen, settings.queue_prefix, lanes=lanes)
     if not queues:
-        typer.echo(f"the stage(s) {', '.join(chosen)} have no {lanes} lanes", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"the stage(s) {', '.join(chosen)} have no {lanes} lanes")
     argv = dramatiq_argv(
         queues,
         processes=processes,
