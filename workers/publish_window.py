@@ -92,6 +92,13 @@ class PublishWindow:
     def close(self) -> None:
         """Close what the window opened of its own (not the broker)."""
 
+    def reset(self) -> None:
+        """Forget every message in flight or refused, and close the connection (a late confirm
+        must not count for the next send): after a failure, before the window is used again."""
+        self._refused.clear()
+        self._confirmed = 0
+        self.close()
+
     def _take_confirmed(self) -> int:
         while self._refused:
             message, cases = self._refused[0]
@@ -218,6 +225,11 @@ class RabbitmqWindow(PublishWindow):
         self._waiting, self._returned, self._tag_of = {}, set(), {}
         self.close()
 
+    def reset(self) -> None:
+        """See ``PublishWindow.reset``."""
+        self._waiting, self._returned, self._tag_of = {}, set(), {}
+        super().reset()
+
     def close(self) -> None:
         """Close the window's connection."""
         connection, self._connection, self._channel = self._connection, None, None
@@ -307,6 +319,13 @@ class RedisWindow(PublishWindow):
         if self._connection is not None:
             self._connection.disconnect()
         self.close()
+
+    def reset(self) -> None:
+        """See ``PublishWindow.reset``."""
+        if self._connection is not None and self._in_flight:
+            self._connection.disconnect()
+        self._in_flight.clear()
+        super().reset()
 
     def close(self) -> None:
         """Give the window's connection back to the pool (closed if replies are unread)."""

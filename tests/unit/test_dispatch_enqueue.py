@@ -142,6 +142,18 @@ def test_a_broker_refusing_a_publish_mid_dispatch_leaves_the_count_what_it_holds
     assert sum(heard) == 300
     with client.engine.connect() as conn:
         assert batches.progress(conn, batch)["finished"] is False  # visibly not all sent
+    broker.refuse_from = 10**9
+    after = client.dispatch(
+        recipients[:250],
+        template_id="kallelse-screening",
+        clinic_hsa_id=CLINIC,
+        sender_hsa_id=SENDER,
+        total=250,
+        batch_id="after-the-refusal",
+        chunk_size=100,
+    )
+    assert after.enqueued == 250
+    assert cases_held(broker) == 550
     client.close()
 
 
