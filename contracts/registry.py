@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts import (
     attachments_cleared,
@@ -17,7 +19,7 @@ from contracts import (
     recipient_validated,
     send_case,
 )
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, new_message_id
 from contracts.upcasters import UPCASTERS
 
 VERSIONS: dict[str, dict[int, type[BaseModel]]] = {
@@ -148,6 +150,13 @@ def parse(raw: str | bytes | Mapping[str, Any]) -> Parsed:
             "unknown-contract-version",
             f"{envelope.contract} has versions {sorted(versions)}, not {envelope.version}",
         )
+    if model is versions[max(versions)]:
+        try:  # the latest version: the whole chunk in one call (what a stage's hop costs)
+            return Parsed(
+                envelope=envelope, items=_chunk_of(model).validate_python(envelope.payload)
+            )
+        except ValidationError:
+            pass  # the record-by-record reading below names the record that is wrong
     items: list[BaseModel] = []
     for index, record in enumerate(envelope.payload):
         try:
@@ -155,6 +164,12 @@ def parse(raw: str | bytes | Mapping[str, Any]) -> Parsed:
         except ValidationError as exc:
             raise ContractError("invalid-payload", f"record {index}: {_describe(exc)}") from None
     return Parsed(envelope=envelope, items=items)
+
+
+@functools.cache
+def _chunk_of(model: type[BaseModel]) -> TypeAdapter[list[BaseModel]]:
+    """Validates and dumps a chunk of ``model`` records in one call each."""
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 def envelope_for(
@@ -184,17 +199,48 @@ def envelope_for(
     )
 
 
+def envelope_data(
+    items: Sequence[BaseModel],
+    *,
+    correlation_id: str,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    """``envelope_for(items, ...).model_dump(mode="json")``, the same JSON, at a fraction of
+    the cost: the records are dumped in one call and not validated again as the envelope's
+    payload (they are validated models; the receiver validates the whole message once, in
+    ``parse``). The envelope's own fields are still validated here."""
+    if not items:
+        raise ValueError("an envelope carries at least one record")
+    name, version = contract_of(type(items[0]))
+    case_ids = [c for c in map(_case_id_of, items) if c]
+    header = {
+        "message_id": message_id or new_message_id(),
+        "contract": name,
+        "version": version,
+        "correlation_id": correlation_id,
+        "case_ids": case_ids,
+        "occurred_at": dt.datetime.now(dt.UTC),
+    }
+    checked = Envelope.model_validate({**header, "payload": [{}] * len(items)})
+    return {
+        **checked.model_dump(mode="json", exclude={"payload"}),
+        "payload": _chunk_of(type(items[0])).dump_python(list(items), mode="json"),
+    }
+
+
 def _case_id_of(item: BaseModel) -> str:
-    resolved = getattr(item, "resolved_case_id", None)
-    if callable(resolved):
-        return str(resolved())
+    # asked of the class: a pydantic model's missing attribute is slow to be told about
+    if callable(getattr(type(item), "resolved_case_id", None)):
+        return str(item.resolved_case_id())  # type: ignore[attr-defined]
     return str(getattr(item, "case_id", "") or "")
 
 
 def contract_of(model: type[BaseModel]) -> tuple[str, int]:
     """The contract name and version a model class was published as."""
-    for name, versions in VERSIONS.items():
-        for version, cls in versions.items():
-            if cls is model:
-                return name, version
-    raise KeyError(f"{model.__name__} is not a published contract version")
+    found = _PUBLISHED.get(model)
+    if found is None:
+        raise KeyError(f"{model.__name__} is not a published contract version")
+    return found
+
+
+_PUBLISHED = {cls: (name, version) for name, vs in VERSIONS.items() for version, cls in vs.items()}

@@ -340,7 +340,12 @@ def with_sealed_content(decisions: list[Decision], seal: AnswerSeal) -> list[Dec
             kept.append(decision)
             continue
         content = json.dumps(
-            message.model_dump(mode="json", include={"subject", "body", "signature", "sent_on"}),
+            {  # what model_dump(mode="json", include=...) gives, without its cost per case
+                "subject": message.subject,
+                "body": message.body,
+                "signature": message.signature,
+                "sent_on": message.sent_on.isoformat(),
+            },
             ensure_ascii=False,
         )
         first, *rest = decision.transitions

@@ -160,8 +160,7 @@ def decisions_for(
 def record_intent(conn: sa.Connection, planned: Sequence[Planned]) -> dict[str, str]:
     """Step 1: the delivery key of each case; return the cases delivered before (their
     inbox ids), which a redelivered chunk does not deliver again."""
-    cases.record_delivery_keys(conn, {p.item.case_id: p.message.key for p in planned})
-    return cases.delivered_before(conn, [p.item.case_id for p in planned])
+    return cases.record_intent(conn, {p.item.case_id: p.message.key for p in planned})
 
 
 def queued_records(planned: Sequence[Planned], holding: set[str]) -> list[NotificationQueuedV1]:

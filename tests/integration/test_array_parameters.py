@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.databases import emptied_engine
 from tests.delivery_support import received_row
 from workers.store import cases, notifications
-from workers.store.arrays import among, literal
+from workers.store.arrays import _element, among, literal
 from workers.store.engine import make_engine, upgrade
 from workers.store.schema import case_events, notification_ledger
 from workers.store.schema import cases as cases_table
@@ -94,6 +96,34 @@ def test_among_finds_exactly_the_listed_rows(engine: sa.Engine) -> None:
         assert set(by_key) == {("SE2321000016-VC01", "k-1"), ("SE2321000016-VC01", "k-3")}
 
 
+def test_received_cases_get_one_history_row_each_and_only_when_new(engine: sa.Engine) -> None:
+    rows = [received_row(f"r-{n}") for n in range(3)]
+    with engine.begin() as conn:
+        assert cases.insert_received(conn, rows[:2]) == {"r-0", "r-1"}
+        assert cases.insert_received(conn, rows) == {"r-2"}
+        history = conn.execute(
+            sa.select(case_events.c.case_id, case_events.c.state, case_events.c.stage)
+        ).all()
+    assert sorted(history) == [(f"r-{n}", "received", "intake") for n in range(3)]
+
+
+def test_the_delivery_intent_keeps_a_key_once_recorded_and_names_cases_delivered(
+    engine: sa.Engine,
+) -> None:
+    with engine.begin() as conn:
+        cases.insert_received(conn, [received_row(f"d-{n}") for n in range(3)])
+        conn.execute(
+            cases_table.update()
+            .where(cases_table.c.id == "d-0")
+            .values(delivery_key="d-0:inbox", inbox_message_id="inbox-0")
+        )
+        keys = {f"d-{n}": f"d-{n}:new" for n in range(3)}
+        assert cases.record_intent(conn, keys) == {"d-0": "inbox-0"}
+        assert cases.record_intent(conn, {}) == {}
+        kept = dict(conn.execute(sa.select(cases_table.c.id, cases_table.c.delivery_key)).all())
+    assert kept == {"d-0": "d-0:inbox", "d-1": "d-1:new", "d-2": "d-2:new"}
+
+
 def test_ledger_chunk_writes_claim_and_mark_each_row_once(engine: sa.Engine) -> None:
     now = dt.datetime.now(dt.UTC)
     rows = [notifications.Queued(f"c{n}", "sms", f"+4670000000{n}") for n in range(5)]
@@ -112,3 +142,24 @@ def test_ledger_chunk_writes_claim_and_mark_each_row_once(engine: sa.Engine) -> 
         notifications.PENDING
     ] * 2 + [notifications.REFUSED]
     assert found[keys[0]].provider_ref == f"ref-{keys[0]}"
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.text(alphabet=st.sampled_from(["a", "å", '"', "\\", ",", "{", "}", " ", "N"])),
+        ),
+        max_size=6,
+    )
+)
+def test_the_joined_literal_of_a_column_is_the_element_by_element_one(
+    values: list[str | None],
+) -> None:
+    """``literal``'s shortcuts (a column of plain strings joined at once, a column of NULLs)
+    write exactly what writing each element does."""
+    each = "{" + ",".join(map(_element, values)) + "}"
+    assert literal(values) == each
+    assert literal(iter(values)) == each
+    strings = [v for v in values if v is not None]
+    assert literal(strings) == "{" + ",".join(map(_element, strings)) + "}"

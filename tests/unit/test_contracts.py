@@ -11,7 +11,14 @@ from typer.testing import CliRunner
 from contracts.common import AttachmentRef
 from contracts.envelope import MAX_CHUNK, origin_message_id, split_message_id
 from contracts.read_receipt import ReadReceiptV1
-from contracts.registry import VERSIONS, ContractError, contract_of, envelope_for, parse
+from contracts.registry import (
+    VERSIONS,
+    ContractError,
+    contract_of,
+    envelope_data,
+    envelope_for,
+    parse,
+)
 from contracts.schemas import all_schemas
 from contracts.send_case import SendCaseV1, SendCaseV2, case_id_for, case_id_for_reference
 from producers.cli import app
@@ -187,3 +194,31 @@ def test_contracts_export_into_a_file_is_a_clear_usage_error(tmp_path: Path) -> 
 def test_an_intake_envelope_names_the_cases_its_records_become() -> None:
     item = SendCaseV2(**V1_RECORD)
     assert envelope_for([item]).case_ids == [item.resolved_case_id()]
+
+
+def test_a_stages_envelope_data_is_the_envelopes_json_and_parses_back() -> None:
+    items = [SendCaseV2(**{**V1_RECORD, "idempotency_key": f"k-{n}"}) for n in range(3)]
+    fast = envelope_data(items, correlation_id="corr-1", message_id="m-1")
+    slow = envelope_for(items, correlation_id="corr-1", message_id="m-1").model_dump(mode="json")
+    assert list(fast) == list(slow)
+    assert {**fast, "occurred_at": None} == {**slow, "occurred_at": None}
+    again = parse(json.dumps(fast))
+    assert again.items == items
+    assert again.envelope.case_ids == [i.resolved_case_id() for i in items]
+
+
+def test_envelope_data_still_refuses_an_envelope_that_is_not_one() -> None:
+    item = SendCaseV2(**V1_RECORD)
+    with pytest.raises(ValueError, match="correlation_id"):
+        envelope_data([item], correlation_id="x" * 65)
+    with pytest.raises(ValueError, match="payload"):
+        envelope_data([item] * (MAX_CHUNK + 1), correlation_id="c")
+
+
+def test_a_chunk_with_one_invalid_record_names_that_record() -> None:
+    good = SendCaseV2(**V1_RECORD).model_dump(mode="json")
+    bad = {**good, "personnummer": "not\u0000a number"}
+    with pytest.raises(ContractError) as refused:
+        parse(raw("SendCase", 2, [good, good, bad]))
+    assert refused.value.reason == "invalid-payload"
+    assert refused.value.detail.startswith("record 2: personnummer")

@@ -46,7 +46,15 @@ def literal(values: Iterable[object]) -> str:
     Every string element is quoted, so commas, braces, quotes, backslashes, spaces and the
     word NULL arrive as they are.
     """
-    return "{" + ",".join(map(_element, values)) + "}"
+    chosen: list[Any] = values if isinstance(values, list) else list(values)
+    kinds = set(map(type, chosen))
+    if kinds == {str}:  # the usual column of a chunk (ids, states, keys): joined at once
+        joined = '","'.join(chosen)
+        if "\\" not in joined and '"' not in "".join(chosen):
+            return '{"' + joined + '"}'
+    elif kinds == {type(None)}:
+        return "{" + ",".join(["NULL"] * len(chosen)) + "}"
+    return "{" + ",".join(map(_element, chosen)) + "}"
 
 
 def among(

@@ -58,7 +58,10 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> s
         }
         for row in rows
     ]
-    created = _insert_new(conn, values)
+    if conn.dialect.name == "postgresql":
+        return _insert_new_with_events(conn, values, now)
+    statement = dialect_insert(conn, cases).on_conflict_do_nothing().returning(cases.c.id)
+    created = {str(row[0]) for row in conn.execute(statement, list(values))}
     bulk_insert(
         conn,
         case_events,
@@ -71,15 +74,24 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> s
     return created
 
 
-def _insert_new(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert the case rows that conflict with none; the ids of those inserted."""
-    if conn.dialect.name != "postgresql":
-        statement = dialect_insert(conn, cases).on_conflict_do_nothing().returning(cases.c.id)
-        return {str(row[0]) for row in conn.execute(statement, list(values))}
+def _insert_new_with_events(
+    conn: sa.Connection, values: Sequence[Mapping[str, Any]], now: dt.datetime
+) -> set[str]:
+    """PostgreSQL: the case rows that conflict with none and their ``received`` history rows
+    in one statement; the ids of the cases inserted."""
     names = tuple(sorted({key for row in values for key in row}))
-    statement = _unnest_insert(cases, names, "ON CONFLICT DO NOTHING RETURNING id", conn.dialect)
-    result = conn.execute(statement, _columns(values, names))
-    return {str(row[0]) for row in result}
+    params: dict[str, Any] = {**_columns(values, names), "e_now": now}
+    return {str(row[0]) for row in conn.execute(_insert_received_sql(names, conn.dialect), params)}
+
+
+@functools.cache
+def _insert_received_sql(names: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
+    insert = _unnest_insert(cases, names, "ON CONFLICT DO NOTHING RETURNING id", dialect).text
+    return sa.text(
+        f"WITH created AS ({insert}) "  # noqa: S608 - our SQL
+        "INSERT INTO case_events (case_id, state, stage, at) "
+        "SELECT id, 'received', 'intake', :e_now FROM created RETURNING case_id"
+    )
 
 
 @dataclass(frozen=True)
@@ -202,6 +214,29 @@ def first_requested_by(conn: sa.Connection, case_ids: Iterable[str], origin: str
         )
     )
     return {row.id for row in rows}
+
+
+_INTENT_PG = sa.text(
+    "WITH keyed AS (UPDATE cases SET delivery_key = i.key "
+    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:keys AS VARCHAR[])) AS i(id, key) "
+    "WHERE cases.id = i.id AND cases.delivery_key IS NULL) "
+    "SELECT id, inbox_message_id FROM cases "
+    "WHERE id = ANY(CAST(:ids AS VARCHAR[])) AND inbox_message_id IS NOT NULL"
+)
+"""``record_delivery_keys`` and ``delivered_before`` in one statement (the select sees the
+rows as they were before the update, which does not change ``inbox_message_id``)."""
+
+
+def record_intent(conn: sa.Connection, keys: Mapping[str, str]) -> dict[str, str]:
+    """Record each case's delivery key (``record_delivery_keys``); return the inbox message id
+    of each case delivered already (``delivered_before``)."""
+    if not keys:
+        return {}
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(_INTENT_PG, {"ids": literal(keys), "keys": literal(keys.values())})
+        return {row.id: row.inbox_message_id for row in rows}
+    record_delivery_keys(conn, keys)
+    return delivered_before(conn, keys)
 
 
 def delivered_before(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, str]:
