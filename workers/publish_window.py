@@ -130,6 +130,7 @@ class RabbitmqWindow(PublishWindow):
         """Delivery tag -> message and cases, for those not yet confirmed."""
         self._returned: set[int] = set()
         self._tag_of: dict[str, int] = {}
+        self._blocked = False
 
     def publish(self, message: dramatiq.Message[Any], cases: int) -> int:
         """See ``PublishWindow.publish``."""
@@ -154,7 +155,7 @@ class RabbitmqWindow(PublishWindow):
             )
             self._connection.process_data_events(time_limit=0)
             while len(self._waiting) >= self.depth:
-                self._connection.process_data_events(time_limit=None)
+                self._block()
         except (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError) as exc:
             self._lost(exc)
         return self._take_confirmed()
@@ -163,7 +164,7 @@ class RabbitmqWindow(PublishWindow):
         """See ``PublishWindow.drain``."""
         try:
             while self._waiting:
-                self._connection.process_data_events(time_limit=None)
+                self._block()
         except (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError) as exc:
             self._lost(exc)
         return self._take_confirmed()
@@ -185,6 +186,14 @@ class RabbitmqWindow(PublishWindow):
             self._connection.process_data_events(time_limit=None)
         self._channel, self._next_tag = channel, 1
         return channel
+
+    def _block(self) -> None:
+        """Wait for the next confirm (``_on_confirm`` wakes this up)."""
+        self._blocked = True
+        try:
+            self._connection.process_data_events(time_limit=None)
+        finally:
+            self._blocked = False
 
     def _wake(self) -> None:
         # process_data_events(time_limit=None) returns once an event is ready for dispatch;
@@ -210,7 +219,8 @@ class RabbitmqWindow(PublishWindow):
             else:
                 self._confirmed += cases
                 self.broker.emit_after("enqueue", message, None)
-        self._wake()
+        if self._blocked:
+            self._wake()
 
     def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
         # a return comes before its message's ack: the message reached no queue
