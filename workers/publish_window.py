@@ -99,7 +99,14 @@ class PublishWindow:
         self._confirmed = 0
         self.close()
 
+    def _settle(self) -> None:
+        """Wait for every confirm still in flight (here: none are)."""
+
     def _take_confirmed(self) -> int:
+        if self._refused:
+            # the rest first: a broker confirms a refusal before earlier messages' writes,
+            # and what it took must be counted before a refusal stops the send
+            self._settle()
         while self._refused:
             message, cases = self._refused[0]
             try:
@@ -162,12 +169,15 @@ class RabbitmqWindow(PublishWindow):
 
     def drain(self) -> int:
         """See ``PublishWindow.drain``."""
+        self._settle()
+        return self._take_confirmed()
+
+    def _settle(self) -> None:
         try:
             while self._waiting:
                 self._block()
         except (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError) as exc:
             self._lost(exc)
-        return self._take_confirmed()
 
     def _open(self) -> Any:
         if self._connection is not None and self._connection.is_open:
@@ -296,12 +306,15 @@ class RedisWindow(PublishWindow):
 
     def drain(self) -> int:
         """See ``PublishWindow.drain``."""
+        self._settle()
+        return self._take_confirmed()
+
+    def _settle(self) -> None:
         try:
             while self._in_flight:
                 self._read_one(self._connection)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._lost(exc)
-        return self._take_confirmed()
 
     def _open(self) -> Any:
         if self._connection is None:
