@@ -11,9 +11,11 @@ import typer
 from contracts.envelope import MAX_CHUNK
 from producers.bench import BenchConfig, run_bench
 from producers.bench_workers import LAYOUTS
+from producers.cli.errors import fail
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from workers import server_probe as servers
 from workers.log import configure
+from workers.reasons import Reason
 from workers.routes import STAGES
 
 KEYS = (
@@ -126,24 +128,22 @@ def bench(
     """Measure dramatiq's no-op rate (before and after), the pipeline's rate and latencies,
     urgent latency, and CPU time per case of each stage, PostgreSQL and the broker."""
     if layout not in LAYOUTS:
-        typer.echo(f"--layout is one of {', '.join(LAYOUTS)}", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"--layout is one of {', '.join(LAYOUTS)}")
     if profile is not None and profile not in STAGES:
-        typer.echo(f"unknown stage {profile!r}; stages: {', '.join(STAGES)}", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"unknown stage {profile!r}; stages: {', '.join(STAGES)}")
     if profile_clock not in ("cpu", "wall"):
-        typer.echo("--profile-clock is cpu or wall", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, "--profile-clock is cpu or wall")
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        typer.echo(f"omvant: cannot use --log-dir {log_dir}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(Reason.USAGE_ERROR, f"cannot use --log-dir {log_dir}: {exc.strerror or exc}")
     # the benchmark creates its own database: only the broker must be there already
     settings = settings_from(broker, database, require=(servers.BROKER,))
     if settings.broker_url.startswith("memory"):
-        typer.echo("omvant bench needs a real broker: --broker amqp://... or redis://...", err=True)
-        raise typer.Exit(2)
+        fail(
+            Reason.USAGE_ERROR,
+            "omvant bench needs a real broker: --broker amqp://... or redis://...",
+        )
     if chunk_size:
         settings = settings.model_copy(update={"chunk_size": chunk_size})
     if bulk_chunk_size:
@@ -182,12 +182,12 @@ def bench(
         )
     if not figures["complete"]:
         settled = figures["details"]["settled"]
-        typer.echo(
-            f"incomplete: {settled} of {figures['cases']} cases settled before the timeout; "
+        fail(
+            Reason.BENCH_INCOMPLETE,
+            f"{settled} of {figures['cases']} cases settled before the timeout; "
             "the rates above are not a measurement of the whole dispatch",
-            err=True,
+            1,
         )
-        raise typer.Exit(1)
 
 
 def _cell(value: object) -> str:
