@@ -53,7 +53,7 @@ def clinics_of(conn: sa.Connection, case_ids: Sequence[str]) -> dict[str, str]:
     if not case_ids:
         return {}
     query = sa.select(cases.c.id, cases.c.clinic_hsa_id).where(among(conn, cases.c.id, case_ids))
-    return dict(conn.execute(query).tuples().all())
+    return {row.id: row.clinic_hsa_id for row in conn.execute(query)}
 
 
 def note_answered(
