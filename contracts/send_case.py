@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import uuid
 from typing import Annotated
 
@@ -24,7 +25,17 @@ FragmentName = Annotated[str, StringConstraints(min_length=1, max_length=80), Id
 @functools.lru_cache(maxsize=65_536)
 def case_id_for(clinic_hsa_id: str, idempotency_key: str) -> str:
     """The case id a clinic's idempotency key stands for: the same key gives the same case."""
-    return str(uuid.uuid5(_CASE_NAMESPACE, f"{clinic_hsa_id}\x1f{idempotency_key}"))
+    return _uuid5_text(_CASE_NAMESPACE, f"{clinic_hsa_id}\x1f{idempotency_key}")
+
+
+def _uuid5_text(namespace: uuid.UUID, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))``, without building a ``UUID`` (a third of the cost:
+    a dispatch derives one per case)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])  # noqa: S324 - RFC 4122 version 5 is SHA-1 by definition
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @functools.lru_cache(maxsize=65_536)

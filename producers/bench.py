@@ -87,8 +87,17 @@ class BenchConfig:
     """How long the workers' idle CPU is measured before the dispatch."""
     profile_clock: str = "cpu"
     """``cpu`` (each thread's CPU time) or ``wall`` (waits included)."""
-    urgent_worker: bool = False
+    urgent_worker: bool = True
     """The urgent lanes have a worker process of their own (``omvant worker --lanes urgent``)."""
+    bulk_nice: int = 10
+    """With ``urgent_worker``: the niceness added to the other worker processes."""
+    urgent_processes: int = 1
+    """With ``urgent_worker``: the urgent lanes' worker processes."""
+    urgent_nice: int = 0
+    urgent_threads: int | None = None
+    """With ``urgent_worker``: threads per urgent lanes' process (default: ``threads`` per
+    urgent lane)."""
+    """With ``urgent_worker``: the urgent lanes' processes' niceness (below 0 needs the right)."""
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -267,6 +276,10 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         profile=config.profile,
         profile_clock=config.profile_clock,
         urgent_worker=config.urgent_worker,
+        bulk_nice=config.bulk_nice,
+        urgent_processes=config.urgent_processes,
+        urgent_nice=config.urgent_nice,
+        urgent_threads=config.urgent_threads,
     )
     with ExitStack() as stack:
         stack.callback(stop_all, workers)
@@ -274,6 +287,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         say("warming up the pipeline workers")
         warm_up(client, engine, settings)
         roots = {name: w.pid for name, w in workers.items()}
+        niceness = {name: bench_cpu.tree_niceness(pid) for name, pid in roots.items()}
         idle = bench_cpu.idle_percent(roots, seconds=config.idle_seconds)
         batch_id = f"bench-{uuid.uuid4().hex[:12]}"
         residents = draw_residents(config.cases, seed=settings.seed)
@@ -304,7 +318,6 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
             total=config.cases,
             name="bench",
             batch_id=batch_id,
-            chunk_size=settings.chunk_size,
             progress=chunk_sent,
         )
         enqueue_seconds = time.time() - started
@@ -344,6 +357,9 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         },
         "postgres_writes_per_case": written,
         "profile": profile,
+        "worker_niceness": niceness,
+        "urgent_processes": config.urgent_processes if config.urgent_worker else 0,
+        "urgent_threads": (config.urgent_threads or config.threads) if config.urgent_worker else 0,
     }
 
 
@@ -503,6 +519,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
     cpu = pipeline.pop("cpu_ms_per_case")
     written = pipeline.pop("postgres_writes_per_case")
     profile = pipeline.pop("profile")
+    niceness = pipeline.pop("worker_niceness")
     return {
         "noop_msgs_per_s": round(before.msgs_per_s, 1),
         "pipeline_cases_per_s": rate,
@@ -517,10 +534,15 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
         "processes": config.processes,
         "threads": config.threads,
         "chunk_size": settings.chunk_size,
+        "bulk_chunk_size": settings.bulk_chunk_size,
         "noop_messages": config.noop_messages,
         "load_average_1m_at_end": load[0],
         "layout": config.layout,
         "urgent_worker": config.urgent_worker,
+        "bulk_nice": config.bulk_nice if config.urgent_worker else 0,
+        "worker_niceness": niceness,
+        "urgent_processes": config.urgent_processes if config.urgent_worker else 0,
+        "urgent_threads": (config.urgent_threads or config.threads) if config.urgent_worker else 0,
         "enqueue_cases_per_s": pipeline["enqueue_cases_per_s"],
         "cpu_ms_per_case": cpu,
         "postgres_writes_per_case": written,

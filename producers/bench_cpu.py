@@ -30,6 +30,7 @@ class ProcStat:
     ppid: int
     own_ticks: int
     reaped_children_ticks: int
+    nice: int = 0
 
 
 def read_stat(pid: int) -> ProcStat | None:
@@ -41,7 +42,12 @@ def read_stat(pid: int) -> ProcStat | None:
     # the command name (field 2) is in parentheses and may contain spaces
     fields = text[text.rindex(")") + 2 :].split()
     utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    return ProcStat(pid, int(fields[1]), utime + stime, cutime + cstime)
+    return ProcStat(pid, int(fields[1]), utime + stime, cutime + cstime, nice=int(fields[16]))
+
+
+def tree_niceness(root: int) -> list[int]:
+    """The niceness of every process in the tree under ``root`` (each value once, sorted)."""
+    return sorted({s.nice for s in tree(root, all_stats())})
 
 
 def all_stats() -> dict[int, ProcStat]:

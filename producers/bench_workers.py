@@ -55,10 +55,16 @@ def start_workers(
     profile: str | None,
     profile_clock: str = "cpu",
     urgent_worker: bool = False,
+    bulk_nice: int = 0,
+    urgent_processes: int = 1,
+    urgent_nice: int = 0,
+    urgent_threads: int | None = None,
 ) -> dict[str, DramatiqWorkers]:
     """The pipeline's workers in ``layout``: name (a stage, ``all`` or ``URGENT_GROUP``) ->
     workers; with ``profile`` the processes consuming that stage run
-    ``producers.bench_profile``."""
+    ``producers.bench_profile``. With ``urgent_worker``, every process but the urgent lanes'
+    runs ``bulk_nice`` steps nicer (as ``omvant worker --lanes others --nice N``) and the urgent
+    lanes' ``urgent_nice`` (below 0: a CPU reservation, which needs the privilege to)."""
     prefix = settings.queue_prefix
     if layout == BY_STAGE:
         groups = {stage: stage_queues(stage, prefix) for stage in STAGES}
@@ -86,13 +92,18 @@ def start_workers(
                     OMVANT_BENCH_PROFILE_DIR=str(folder),
                     OMVANT_BENCH_PROFILE_CLOCK=profile_clock,
                 )
+            count = 1 if layout == BY_STAGE else processes
             started[name] = DramatiqWorkers(
                 "producers.bench_profile" if mine else "workers.app",
                 queues,
                 group_env,
-                processes=1 if layout == BY_STAGE or name == URGENT_GROUP else processes,
-                threads=threads,
+                processes=urgent_processes if name == URGENT_GROUP else count,
+                # as omvant worker --lanes urgent: ``threads`` per urgent lane (threads_for)
+                threads=(urgent_threads or threads * len(queues))
+                if name == URGENT_GROUP
+                else threads,
                 log_path=log_dir / f"pipeline-workers-{name}.log",
+                nice=(urgent_nice if name == URGENT_GROUP else bulk_nice) if urgent_worker else 0,
             )
     except BaseException:
         stop_all(started)

@@ -1,9 +1,11 @@
 """The Python client for integrations and operators: send cases, run and steer dispatches.
 
 ``OmvantClient`` does in Python what ``omvant dispatch`` and ``omvant batches`` do on the
-command line. Bulk sends are pipelined: records are built and validated in chunks, and each
-chunk travels as one message (one publisher confirm on RabbitMQ), so the broker sees a few
-hundred messages for a dispatch of tens of thousands of cases.
+command line. Bulk sends are pipelined: records are built and validated in chunks, each chunk
+travels as one message, so the broker sees a few hundred messages for a dispatch of tens of
+thousands of cases, and the messages go from a thread of their own, those built meanwhile
+together, with one wait for their confirms (``producers.intake_publisher``); a dispatch counts
+its enqueued cases once per such wait, only once the broker has confirmed them.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from pydantic import ValidationError
 from contracts.common import AttachmentRef, Priority
 from contracts.registry import describe
 from contracts.send_case import SendCaseV2
+from producers.dispatch_records import DispatchRecords
+from producers.intake_publisher import IntakePublisher
 from workers.broker import build_broker
-from workers.enqueue import push_chunk
+from workers.enqueue import intake_message, intake_messages, push_chunk
+from workers.routes import lane_for
 from workers.settings import Settings
+from workers.stage import chunk_size_of
 from workers.store import batches
 from workers.store.batches import Batch, BatchStatus
 from workers.store.engine import check_schema, make_engine
@@ -101,21 +107,19 @@ class OmvantClient:
         chunk_size: int = DEFAULT_CHUNK,
         progress: Progress | None = None,
     ) -> int:
-        """Send many cases in chunks, one message per chunk; returns how many were sent."""
+        """Send many cases in chunks, one message per chunk and lane; returns how many were
+        sent. ``progress`` hears of each message's cases once the broker holds them."""
         correlation = correlation_id or uuid.uuid4().hex
-        sent = 0
-        for chunk in chunked(requests, chunk_size):
-            push_chunk(
-                self.broker,
-                chunk,
-                correlation_id=correlation,
-                prefix=self.settings.queue_prefix,
-                batch_lane=batch_lane,
-            )
-            sent += len(chunk)
-            if progress:
-                progress(len(chunk))
-        return sent
+        with IntakePublisher(self.broker, progress=progress) as publisher:
+            for chunk in chunked(requests, chunk_size):
+                for message in intake_messages(
+                    chunk,
+                    correlation_id=correlation,
+                    prefix=self.settings.queue_prefix,
+                    batch_lane=batch_lane,
+                ):
+                    publisher.put(message, len(message.args[0]["payload"]))
+        return publisher.cases_sent
 
     def dispatch(
         self,
@@ -130,14 +134,15 @@ class OmvantClient:
         fragments: Iterable[str] = (),
         attachments: Iterable[AttachmentRef] = (),
         priority: Priority = "normal",
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
         progress: Progress | None = None,
         on_invalid: Callable[[int, str], None] | None = None,
     ) -> Batch:
         """Send one template to every recipient as a new batch (dispatch); ``total`` is how many
         recipients there are, so progress can be shown before the last one is sent.
         ``attachments`` (stored already) are shared by every case; ``priority="urgent"`` sends
-        the whole dispatch on the urgent lanes.
+        the whole dispatch on the urgent lanes. ``chunk_size`` (cases per message) defaults to
+        the settings' ``bulk_chunk_size`` (the dispatch's bulk lane), ``chunk_size`` when urgent.
 
         A recipient whose record does not validate (e.g. a field value too long) is not sent:
         ``on_invalid(index, detail)`` hears of it and the batch's total is corrected."""
@@ -152,23 +157,22 @@ class OmvantClient:
                 template_id=template_id,
                 total=total,
             )
-        fragment_list = list(fragments)
-        shared = list(attachments)
+        made = DispatchRecords(
+            clinic_hsa_id=clinic_hsa_id,
+            sender_hsa_id=sender_hsa_id,
+            template_id=template_id,
+            fragments=list(fragments),
+            attachments=list(attachments),
+            priority=priority,
+            batch_id=batch_id,
+        )
+        lane = lane_for(priority, batch.lane)
 
-        def requests() -> Iterator[SendCaseV2]:
+        def records() -> Iterator[dict[str, Any]]:
             for index, recipient in enumerate(recipients):
                 try:
-                    yield SendCaseV2(
-                        clinic_hsa_id=clinic_hsa_id,
-                        sender_hsa_id=sender_hsa_id,
-                        template_id=template_id,
-                        fragments=fragment_list,
-                        personnummer=recipient.personnummer,
-                        fields=recipient.fields,
-                        attachments=shared,
-                        priority=priority,
-                        idempotency_key=f"{batch_id}:{index}",
-                        batch_id=batch_id,
+                    yield made.record(
+                        recipient.personnummer, recipient.fields, f"{batch_id}:{index}"
                     )
                 except ValidationError as exc:
                     if on_invalid:
@@ -177,20 +181,26 @@ class OmvantClient:
         def counted(n: int) -> None:
             with self.engine.begin() as conn:
                 batches.add_enqueued(conn, batch_id, n)
-            if progress:
-                progress(n)
 
-        sent = self.send_many(
-            requests(),
-            correlation_id=batch_id,
-            batch_lane=batch.lane,
-            chunk_size=chunk_size,
-            progress=counted,
-        )
+        with IntakePublisher(self.broker, record=counted, progress=progress) as publisher:
+            for chunk in chunked(records(), chunk_size or self._dispatch_chunk(priority)):
+                message = intake_message(
+                    chunk,
+                    [made.case_id(record) for record in chunk],
+                    lane=lane,
+                    correlation_id=batch_id,
+                    prefix=self.settings.queue_prefix,
+                )
+                publisher.put(message, len(chunk))
+        sent = publisher.cases_sent
         with self.engine.begin() as conn:
             if sent != total:
                 batches.set_total(conn, batch_id, sent)
             return batches.get(conn, batch_id)
+
+    def _dispatch_chunk(self, priority: Priority) -> int:
+        """A dispatch's cases per message: its lanes' (``workers.stage.chunk_size_of``)."""
+        return chunk_size_of(self.settings, lane_for(priority, batch_lane=1))
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         """A batch's live figures (see ``workers.store.batches.progress``)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from workers.queues import lane_queue, lanes_of
+from workers.queues import URGENT, lane_queue, lanes_of
 from workers.routes import STAGES
 
 APP = "omvant"
@@ -193,18 +193,28 @@ def disruption_budget(name: str, component: str) -> dict[str, Any]:
     }
 
 
+URGENT_LANES = "urgent-lanes"
+"""The component of the Deployment consuming every stage's urgent lane."""
+URGENT_REPLICAS = 2
+"""Urgent lanes' pods: a node drain or a rolling update always leaves one consuming."""
+URGENT_CPU = "500m"
+"""The urgent lanes' pods' CPU request: a reservation, so bulk chunks on the same node never
+take the core an urgent case needs (what ``omvant worker --nice`` gives on one host)."""
+
+
 def stage_queues(stage: str, prefix: str = "") -> list[str]:
-    """Every lane queue one stage's Deployment consumes."""
+    """Every lane queue one stage's Deployment consumes: all but the urgent lane, which the
+    urgent lanes' Deployment consumes (``urgent_documents``)."""
     queue = STAGES[stage].queue
-    return [f"{prefix}{lane_queue(queue, lane)}" for lane in lanes_of(queue)]
+    return [f"{prefix}{lane_queue(queue, lane)}" for lane in lanes_of(queue) if lane != URGENT]
 
 
 def stage_documents(stage: str) -> list[dict[str, Any]]:
-    """The Deployment and PodDisruptionBudget of one stage."""
+    """The Deployment and PodDisruptionBudget of one stage (every lane but the urgent one)."""
     size = SIZING.get(stage, DEFAULT_SIZING)
     container, volumes = _container(
         "worker",
-        ["worker", stage, "--processes", "1", "--threads", str(size.threads)],
+        ["worker", stage, "--lanes", "others", "--processes", "1", "--threads", str(size.threads)],
         cpu=size.cpu,
         memory=size.memory,
         port=METRICS_PORT,
@@ -215,9 +225,29 @@ def stage_documents(stage: str) -> list[dict[str, Any]]:
     return [deployment(name, stage, container, volumes), disruption_budget(name, stage)]
 
 
+def urgent_documents() -> list[dict[str, Any]]:
+    """The Deployment and PodDisruptionBudget consuming every stage's urgent lane: one process
+    (8 threads per lane: its single-case messages wait on PostgreSQL, not on the interpreter)
+    with a CPU request of its own, never scaled to zero (no KEDA trigger)."""
+    container, volumes = _container(
+        "worker",
+        ["worker", "--lanes", "urgent", "--processes", "1"],
+        cpu=URGENT_CPU,
+        memory="384Mi",
+        port=METRICS_PORT,
+        blobs=True,
+        probes=PROBE_PATHS,
+    )
+    name = f"omvant-{URGENT_LANES}"
+    document = deployment(name, URGENT_LANES, container, volumes)
+    document["spec"]["replicas"] = URGENT_REPLICAS
+    return [document, disruption_budget(name, URGENT_LANES)]
+
+
 def scaled_object(stage: str, broker: str) -> dict[str, Any]:
-    """KEDA scales a stage on the depth of all its lanes; never below one replica, so the
-    urgent lane always has a consumer."""
+    """KEDA scales a stage on the depth of the lanes its Deployment consumes (all but the
+    urgent one); never below one replica, so a clinic's single case never waits for a scale-up
+    from zero."""
     size = SIZING.get(stage, DEFAULT_SIZING)
     triggers: list[dict[str, Any]] = []
     for queue in stage_queues(stage):
@@ -543,6 +573,7 @@ def manifests() -> dict[str, list[dict[str, Any]]]:
     }
     for stage in STAGES:
         files[f"base/stage-{stage}.yaml"] = stage_documents(stage)
+    files[f"base/{URGENT_LANES}.yaml"] = urgent_documents()
     for name, args in BRIDGES.items():
         files[f"base/bridge-{name}.yaml"] = bridge_documents(name, args)
     base_files = sorted(f.removeprefix("base/") for f in files)

@@ -23,6 +23,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         OMVANT_DATABASE_URL=settings.database_url,
         OMVANT_QUEUE_PREFIX=settings.queue_prefix,
         OMVANT_CHUNK_SIZE=str(settings.chunk_size),
+        OMVANT_BULK_CHUNK_SIZE=str(settings.bulk_chunk_size),
         OMVANT_SEED=str(settings.seed),
         OMVANT_BLOB_DIR=str(settings.blob_dir),
         OMVANT_LOG_LEVEL="WARNING",
@@ -53,7 +54,10 @@ class DramatiqWorkers:
         processes: int,
         threads: int,
         log_path: Path,
+        nice: int = 0,
     ) -> None:
+        """``nice``: added to the processes' niceness (lower CPU priority), as ``omvant worker
+        --nice`` does; dramatiq's worker processes inherit it."""
         self.log_path = log_path
         self._log = log_path.open("ab")
         argv = [sys.executable, "-m", "dramatiq", module, "--processes", str(processes)]
@@ -65,6 +69,7 @@ class DramatiqWorkers:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509 - only os.nice
         )
 
     @property

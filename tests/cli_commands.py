@@ -8,6 +8,8 @@ from typing import Any
 import typer.main
 
 from producers.cli import app
+from producers.cli.worker_command import ALL_LANES, consumed_queues
+from workers.routes import STAGES
 
 
 def resolves(args: list[str]) -> bool:
@@ -35,3 +37,14 @@ def omvant_commands_in_shell(script: str) -> list[list[str]]:
         if words[:1] == ["omvant"]:
             found.append(words[1:])
     return found
+
+
+def worker_queues(args: list[str]) -> list[str]:
+    """The queues (every lane, no prefix) an ``omvant worker ...`` command line consumes:
+    its stages (default all) and its ``--lanes``; none for another command."""
+    if args[:1] != ["worker"]:
+        return []
+    options = [i for i, a in enumerate(args) if a.startswith("--")]
+    stages = args[1 : options[0] if options else len(args)] or list(STAGES)
+    lanes = args[args.index("--lanes") + 1] if "--lanes" in args else ALL_LANES
+    return consumed_queues(stages, lanes=lanes)

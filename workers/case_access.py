@@ -29,6 +29,7 @@ class UsageError(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.message = message
 
 
 class CaseNotFound(LookupError):

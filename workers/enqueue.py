@@ -9,10 +9,13 @@ web console), so the queue, the actor and the lane of a message always agree.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import dramatiq
 
-from contracts.registry import envelope_for
+from contracts.envelope import Envelope
+from contracts.registry import contract_of, envelope_for
+from contracts.send_case import LATEST as LATEST_SEND_CASE
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
 from workers.queues import queue_name
@@ -30,15 +33,19 @@ def enqueue(
 ) -> None:
     """Put one envelope on a queue (a lane's, without prefix) for an actor, by name: a route's
     lane gives both (``enqueue(broker, *route.lane(lane), envelope)``)."""
-    broker.enqueue(
-        dramatiq.Message(
-            queue_name=queue_name(queue, prefix),
-            actor_name=actor_name,
-            args=(envelope,),
-            kwargs={},
-            options={},
-        ),
-        delay=delay_ms,
+    broker.enqueue(message_for(queue, actor_name, envelope, prefix=prefix), delay=delay_ms)
+
+
+def message_for(
+    queue: str, actor_name: str, envelope: dict[str, object], *, prefix: str = ""
+) -> dramatiq.Message[Any]:
+    """The dramatiq message carrying ``envelope`` to an actor on a queue (without prefix)."""
+    return dramatiq.Message(
+        queue_name=queue_name(queue, prefix),
+        actor_name=actor_name,
+        args=(envelope,),
+        kwargs={},
+        options={},
     )
 
 
@@ -52,10 +59,55 @@ def push_chunk(
 ) -> None:
     """Put one chunk of SendCase requests on the intake lanes: urgent ones apart, the rest on
     the dispatch's bulk lane (``batch_lane``) or the normal lane."""
+    for message in intake_messages(
+        requests, correlation_id=correlation_id, prefix=prefix, batch_lane=batch_lane
+    ):
+        broker.enqueue(message)
+
+
+def intake_messages(
+    requests: Sequence[SendCaseV2],
+    *,
+    correlation_id: str,
+    prefix: str = "",
+    batch_lane: int | None = None,
+) -> list[dramatiq.Message[Any]]:
+    """The messages of ``push_chunk``: one per intake lane the requests take."""
     lanes: dict[str, list[SendCaseV2]] = {}
     for request in requests:
         lanes.setdefault(lane_for(request.priority, batch_lane), []).append(request)
+    messages = []
     for lane, chosen in lanes.items():
         envelope = envelope_for(chosen, correlation_id=correlation_id)
         queue, actor_name = ROUTES[SEND_CASE].lane(lane)
-        enqueue(broker, queue, actor_name, envelope.model_dump(mode="json"), prefix=prefix)
+        messages.append(
+            message_for(queue, actor_name, envelope.model_dump(mode="json"), prefix=prefix)
+        )
+    return messages
+
+
+def intake_message(
+    records: Sequence[dict[str, Any]],
+    case_ids: Sequence[str],
+    *,
+    lane: str,
+    correlation_id: str,
+    prefix: str = "",
+) -> dramatiq.Message[Any]:
+    """One intake message for records of the latest SendCase already validated and dumped in
+    JSON mode (``producers.dispatch_records``), all of one lane, with their case ids.
+
+    The envelope is validated as every envelope is; its payload is the records themselves,
+    not a dump of them (a dump of ``dict[str, Any]`` values cost more than building them)."""
+    name, version = contract_of(LATEST_SEND_CASE)
+    envelope = Envelope(
+        contract=name,
+        version=version,
+        correlation_id=correlation_id,
+        case_ids=list(case_ids),
+        payload=list(records),
+    )
+    data = envelope.model_dump(mode="json", exclude={"payload"})
+    data["payload"] = list(records)
+    queue, actor_name = ROUTES[SEND_CASE].lane(lane)
+    return message_for(queue, actor_name, data, prefix=prefix)

@@ -45,6 +45,11 @@ def bulk_lane(number: int) -> str:
     return f"bulk-{number}"
 
 
+def is_bulk_lane(lane: str) -> bool:
+    """Whether ``lane`` is one of the bulk lanes (a dispatch's)."""
+    return lane.startswith("bulk-")
+
+
 def lanes_of(queue: Queues | str) -> tuple[str, ...]:
     """The lanes of a stage's queue: normal first."""
     if queue not in LANED:

@@ -53,7 +53,13 @@ class Settings(BaseSettings):
     sim_outbox: Path | None = None
     """If set, simulated SMS, e-mail and inbox append what they receive to JSONL files here."""
     chunk_size: int = Field(default=100, ge=1, le=MAX_CHUNK)
-    """Cases per message on the hops between stages (at most what an envelope carries)."""
+    """Cases per message on the hops between stages on the urgent and normal lanes (at most
+    what an envelope carries): small, so a single case or a clinic's few are not held behind
+    a large chunk."""
+    bulk_chunk_size: int = Field(default=100, ge=1, le=MAX_CHUNK)
+    """Cases per message on the bulk lanes (dispatches), from the dispatch's enqueue through
+    every stage: a message's fixed cost (the poison guard, the clinic check, a transaction,
+    a publish) is shared by more cases."""
     idle_poll_ms: int = Field(default=100, ge=10, le=10_000)
     """How long a worker's consumer of an empty queue sleeps at most before it looks again
     (dramatiq's worker timeout). Redis is polled: with dramatiq's default of 1 s, an urgent case

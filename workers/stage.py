@@ -13,9 +13,10 @@ from workers import failures, metrics
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
 from workers.enqueue import enqueue
-from workers.queues import NORMAL
+from workers.queues import NORMAL, is_bulk_lane
 from workers.reasons import Reason
 from workers.routes import ROUTES, lane_for
+from workers.settings import Settings
 from workers.store import cases
 from workers.store.cases import Transition
 
@@ -139,7 +140,8 @@ def emit(
     ``message_id`` names the message when ``items`` is a single record (a split chunk's part).
 
     Urgent cases go to the stage's urgent lane, a dispatch's cases to its bulk lane, the rest
-    to the normal lane (``routes.lane_for``); a chunk never mixes lanes or batches.
+    to the normal lane (``routes.lane_for``); a chunk never mixes lanes or batches. Chunks on
+    bulk lanes hold up to ``bulk_chunk_size`` records, on the others up to ``chunk_size``.
     """
     if not items:
         return
@@ -147,7 +149,6 @@ def emit(
     route = ROUTES.get(name)
     if route is None:
         return
-    size = max(1, ctx.settings.chunk_size)
     lanes = lanes_for(
         ctx, [(getattr(i, "priority", None), getattr(i, "batch_id", None)) for i in items]
     )
@@ -155,6 +156,7 @@ def emit(
     for item, lane in zip(items, lanes, strict=True):
         groups.setdefault((lane, getattr(item, "batch_id", None) or ""), []).append(item)
     for (lane, _batch), group in groups.items():
+        size = max(1, chunk_size_of(ctx.settings, lane))
         for start in range(0, len(group), size):
             envelope = envelope_data(
                 group[start : start + size],
@@ -168,6 +170,12 @@ def emit(
                 prefix=ctx.settings.queue_prefix,
                 delay_ms=delay_ms,
             )
+
+
+def chunk_size_of(settings: Settings, lane: str) -> int:
+    """Records per message on ``lane``: ``bulk_chunk_size`` on bulk lanes, else
+    ``chunk_size``."""
+    return settings.bulk_chunk_size if is_bulk_lane(lane) else settings.chunk_size
 
 
 def lanes_for(ctx: Context, cases_: Sequence[tuple[object, object]]) -> list[str]:

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from producers.cli.errors import fail
 from producers.cli.options import DatabaseOption, JsonOption, checked_engine, settings_from
+from workers.reasons import Reason
 from workers.store import api_keys
 from workers.store.api_keys import ApiKey, ApiKeyError
 
@@ -65,8 +67,7 @@ def create(
                 rate_per_second=rate,
             )
     except ApiKeyError as exc:
-        typer.echo(f"omvant: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(Reason.USAGE_ERROR, str(exc))
     finally:
         engine.dispose()
     if as_json:
@@ -110,8 +111,7 @@ def revoke(
         with engine.begin() as conn:
             key = api_keys.revoke(conn, key_id)
     except ApiKeyError as exc:
-        typer.echo(f"omvant: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(Reason.USAGE_ERROR, str(exc))
     finally:
         engine.dispose()
     typer.echo(f"revoked {key.key_id}")

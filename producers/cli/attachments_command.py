@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from producers.cli.errors import fail
 from producers.cli.options import DatabaseOption, JsonOption, settings_from
 from workers import server_probe as servers
 from workers.adapters.blobs import BlobStore, blob_store_from
@@ -112,8 +113,7 @@ def check(
                     scanner=scanner,
                 )
             except ScannerUnavailable as exc:
-                typer.echo(f"the virus scanner is unavailable: {exc}", err=True)
-                raise typer.Exit(2) from exc
+                fail(Reason.CLAMD_UNREACHABLE, f"the virus scanner is unavailable: {exc}")
             record = verdict_record(str(path), verdict)
         refused += not record["ok"]
         _print(record, path, as_json)
@@ -178,8 +178,12 @@ def put(
     limit = Limits.from_settings(settings).max_bytes
     data = _read_at_most(file, limit)
     if len(data) > limit:
-        typer.echo(f"attachment-too-large: over the limit of {limit:,} bytes; not stored", err=True)
-        raise typer.Exit(1)
+        fail(
+            Reason.ATTACHMENT_TOO_LARGE,
+            f"over the limit of {limit:,} bytes; not stored",
+            1,
+            coded=True,
+        )
     engine = make_engine(settings.database_url)
     try:
         check_schema(engine)
@@ -196,8 +200,7 @@ def put(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        typer.echo(f"invalid-payload: {where}: {first['msg']}; not stored", err=True)
-        raise typer.Exit(2) from None
+        fail(Reason.INVALID_PAYLOAD, f"{where}: {first['msg']}; not stored", coded=True)
     finally:
         engine.dispose()
     typer.echo(ref.model_dump_json())
@@ -209,14 +212,14 @@ def _owner_of(clinic: str | None, template: str | None, settings: Settings) -> t
     from workers.hsa import is_hsa_id
 
     if (clinic is None) == (template is None):
-        typer.echo("usage: give the owning --clinic HSA-ID, or --template ID to share", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, "give the owning --clinic HSA-ID, or --template ID to share")
     if clinic is not None:
         if not is_hsa_id(clinic):
-            typer.echo(
-                "invalid-hsa-id: --clinic must be an HSA-id like SE2321000016-ABCD", err=True
+            fail(
+                Reason.INVALID_HSA_ID,
+                "--clinic must be an HSA-id like SE2321000016-ABCD",
+                coded=True,
             )
-            raise typer.Exit(2)
         return clinic, False
     from workers.store.engine import check_schema, make_engine
     from workers.templates.database import DatabaseTemplateLibrary
@@ -228,11 +231,11 @@ def _owner_of(clinic: str | None, template: str | None, settings: Settings) -> t
     finally:
         engine.dispose()
     if found is None or found.scope == "local":
-        typer.echo(
-            f"template-unknown: --template must name a national or regional template: {template}",
-            err=True,
+        fail(
+            Reason.TEMPLATE_UNKNOWN,
+            f"--template must name a national or regional template: {template}",
+            coded=True,
         )
-        raise typer.Exit(2)
     return found.owner, True
 
 

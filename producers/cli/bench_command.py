@@ -8,11 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
+from contracts.envelope import MAX_CHUNK
 from producers.bench import BenchConfig, run_bench
 from producers.bench_workers import LAYOUTS
+from producers.cli.errors import fail
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from workers import server_probe as servers
 from workers.log import configure
+from workers.reasons import Reason
 from workers.routes import STAGES
 
 KEYS = (
@@ -26,6 +29,7 @@ KEYS = (
     "cases",
     "complete",
     "layout",
+    "worker_niceness",
     "enqueue_cases_per_s",
     "cpu_ms_per_case",
     "postgres_writes_per_case",
@@ -45,7 +49,16 @@ def bench(
     ] = None,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     threads: Annotated[int, typer.Option(min=1, help="Threads per worker process.")] = 8,
-    chunk_size: Annotated[int | None, typer.Option(min=1, help="Cases per message.")] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(min=1, max=MAX_CHUNK, help="Cases per message on urgent and normal lanes."),
+    ] = None,
+    bulk_chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=MAX_CHUNK, help="Cases per message on the bulk lanes (the dispatch's)."
+        ),
+    ] = None,
     log_dir: Annotated[Path, typer.Option(help="Where worker logs go.")] = Path("bench-logs"),
     urgent_every: Annotated[
         float,
@@ -64,7 +77,39 @@ def bench(
             help="The urgent lanes of every stage in a worker process of their own (as "
             "omvant worker --lanes urgent beside --lanes others); its CPU is 'urgent-lanes'."
         ),
-    ] = False,
+    ] = True,
+    bulk_nice: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=19,
+            help="With --urgent-worker: the other worker processes run this much nicer (lower "
+            "CPU priority, as omvant worker --nice), so the urgent lanes' process gets a core "
+            "first.",
+        ),
+    ] = 10,
+    urgent_processes: Annotated[
+        int,
+        typer.Option(min=1, help="With --urgent-worker: the urgent lanes' worker processes."),
+    ] = 1,
+    urgent_nice: Annotated[
+        int,
+        typer.Option(
+            min=-20,
+            max=19,
+            help="With --urgent-worker: the urgent lanes' processes' niceness; below 0 it is a "
+            "CPU reservation (as a deployment gives the urgent worker a core of its own) and "
+            "needs the right to (root or CAP_SYS_NICE).",
+        ),
+    ] = 0,
+    urgent_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --urgent-worker: threads per urgent lanes' process (default --threads "
+            "per urgent lane, as omvant worker --lanes urgent).",
+        ),
+    ] = None,
     profile: Annotated[
         str | None,
         typer.Option(
@@ -82,26 +127,26 @@ def bench(
     """Measure dramatiq's no-op rate (before and after), the pipeline's rate and latencies,
     urgent latency, and CPU time per case of each stage, PostgreSQL and the broker."""
     if layout not in LAYOUTS:
-        typer.echo(f"--layout is one of {', '.join(LAYOUTS)}", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"--layout is one of {', '.join(LAYOUTS)}")
     if profile is not None and profile not in STAGES:
-        typer.echo(f"unknown stage {profile!r}; stages: {', '.join(STAGES)}", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"unknown stage {profile!r}; stages: {', '.join(STAGES)}")
     if profile_clock not in ("cpu", "wall"):
-        typer.echo("--profile-clock is cpu or wall", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, "--profile-clock is cpu or wall")
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        typer.echo(f"omvant: cannot use --log-dir {log_dir}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(Reason.USAGE_ERROR, f"cannot use --log-dir {log_dir}: {exc.strerror or exc}")
     # the benchmark creates its own database: only the broker must be there already
     settings = settings_from(broker, database, require=(servers.BROKER,))
     if settings.broker_url.startswith("memory"):
-        typer.echo("omvant bench needs a real broker: --broker amqp://... or redis://...", err=True)
-        raise typer.Exit(2)
+        fail(
+            Reason.USAGE_ERROR,
+            "omvant bench needs a real broker: --broker amqp://... or redis://...",
+        )
     if chunk_size:
         settings = settings.model_copy(update={"chunk_size": chunk_size})
+    if bulk_chunk_size:
+        settings = settings.model_copy(update={"bulk_chunk_size": bulk_chunk_size})
     configure("WARNING")
     config = BenchConfig(
         cases=cases,
@@ -114,6 +159,10 @@ def bench(
         profile=profile,
         profile_clock=profile_clock,
         urgent_worker=urgent_worker,
+        bulk_nice=bulk_nice,
+        urgent_processes=urgent_processes,
+        urgent_nice=urgent_nice,
+        urgent_threads=urgent_threads,
     )
     figures = run_bench(
         settings, config, say=None if as_json else lambda m: typer.echo(m, err=True)
@@ -132,12 +181,12 @@ def bench(
         )
     if not figures["complete"]:
         settled = figures["details"]["settled"]
-        typer.echo(
-            f"incomplete: {settled} of {figures['cases']} cases settled before the timeout; "
+        fail(
+            Reason.BENCH_INCOMPLETE,
+            f"{settled} of {figures['cases']} cases settled before the timeout; "
             "the rates above are not a measurement of the whole dispatch",
-            err=True,
+            1,
         )
-        raise typer.Exit(1)
 
 
 def _cell(value: object) -> str:

@@ -14,7 +14,7 @@ import csv
 import datetime as dt
 import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from producers.cli.errors import fail
 from producers.cli.options import DatabaseOption, WideOption, settings_from, table_console
 from workers import case_access
 from workers import server_probe as servers
@@ -29,6 +30,7 @@ from workers.answer_seal import answer_seal
 from workers.case_access import Reader, UsageError
 from workers.identity import parse_identity
 from workers.log import mask_identity_numbers
+from workers.reasons import Reason
 from workers.settings import Settings
 from workers.store import access_log, case_queries
 from workers.store.engine import check_schema, make_engine
@@ -87,9 +89,8 @@ def _since(value: str | None, zone: str) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(zone))
 
 
-def _refuse(exc: UsageError) -> typer.Exit:
-    typer.echo(mask_identity_numbers(str(exc)), err=True)
-    return typer.Exit(2)
+def _refuse(exc: UsageError) -> NoReturn:
+    fail(exc.code, mask_identity_numbers(exc.message), 2, coded=True)
 
 
 def _resident(number: str, show: bool) -> str:
@@ -162,7 +163,7 @@ def list_command(
     engine = open_store(settings)
     try:
         if as_json and as_csv:
-            error = UsageError("usage", "--json and --csv exclude each other")
+            error = UsageError(Reason.USAGE_ERROR, "--json and --csv exclude each other")
             raise case_access.usage_error(engine, reader, "cases-list", error, asked=[])
         if case_type not in case_queries.CASE_TYPES:
             error = UsageError(
@@ -190,7 +191,7 @@ def list_command(
         )
         listing = case_access.list_cases(engine, reader, filt, now=dt.datetime.now(dt.UTC))
     except UsageError as exc:
-        raise _refuse(exc) from None
+        _refuse(exc)
     finally:
         engine.dispose()
     rows, cut = listing.rows, listing.more
@@ -255,7 +256,7 @@ def count_command(
         )
         count = case_access.count_cases(engine, reader, filt, now=dt.datetime.now(dt.UTC))
     except UsageError as exc:
-        raise _refuse(exc) from None
+        _refuse(exc)
     finally:
         engine.dispose()
     typer.echo(str(count))
@@ -294,11 +295,10 @@ def show_command(
             else {}
         )
     except UsageError as exc:
-        raise _refuse(exc) from None
+        _refuse(exc)
     except case_access.CaseNotFound:
         shown = access_log.as_given(case_id, 80)
-        typer.echo(f"case-not-found: the clinic {clinic} has no case {shown}", err=True)
-        raise typer.Exit(1) from None
+        fail(Reason.NOT_FOUND, f"the clinic {clinic} has no case {shown}", 1, coded=True)
     finally:
         engine.dispose()
     record = _record(detail.case, show_personnummer)

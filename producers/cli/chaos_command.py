@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from producers.cli.errors import fail
 from producers.cli.options import JsonOption
+from workers.reasons import Reason
 
 
 def chaos(
@@ -44,11 +46,9 @@ def chaos(
     from producers.chaos.run import ChaosConfig, main_say, render, run_chaos
 
     if broker not in {"rabbitmq", "redis"}:
-        typer.echo(f"--broker must be rabbitmq or redis, not {broker!r}", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"--broker must be rabbitmq or redis, not {broker!r}")
     if email not in {"smtp", "api"}:
-        typer.echo(f"--email must be smtp or api, not {email!r}", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"--email must be smtp or api, not {email!r}")
     config = ChaosConfig(
         broker=broker,
         cases=cases,

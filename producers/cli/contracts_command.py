@@ -12,6 +12,8 @@ import yaml
 
 from contracts.asyncapi import document as asyncapi_document
 from contracts.schemas import all_schemas
+from producers.cli.errors import fail
+from workers.reasons import Reason
 
 app = typer.Typer(help="Versioned message contracts.", no_args_is_help=True)
 
@@ -69,8 +71,10 @@ def export(
     Exit status 2 when nothing is asked for, or a path is a folder or cannot be written.
     """
     if directory is None and openapi is None and asyncapi is None:
-        typer.echo("say what to write: DIRECTORY, --openapi FILE and/or --asyncapi FILE", err=True)
-        raise typer.Exit(2)
+        fail(
+            Reason.USAGE_ERROR,
+            "say what to write: DIRECTORY, --openapi FILE and/or --asyncapi FILE",
+        )
     if directory is not None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -80,13 +84,11 @@ def export(
                     json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                 )
         except OSError as exc:
-            typer.echo(f"cannot write the schemas into {directory}: {exc.strerror}", err=True)
-            raise typer.Exit(2) from None
+            fail(Reason.USAGE_ERROR, f"cannot write the schemas into {directory}: {exc.strerror}")
     for path, text in ((openapi, openapi_text), (asyncapi, asyncapi_text)):
         if path is None:
             continue
         try:
             _write(path, text())
         except OSError as exc:
-            typer.echo(f"cannot write {path}: {exc.strerror}", err=True)
-            raise typer.Exit(2) from None
+            fail(Reason.USAGE_ERROR, f"cannot write {path}: {exc.strerror}")

@@ -196,7 +196,7 @@ def dispatch(
         fail(exc.reason, str(exc), as_json=as_json)
     finally:
         ctx.engine.dispose()
-    for error in errors[:50]:
+    for error in [] if as_json else errors[:50]:  # with --json: invalid_lines, stderr clean
         typer.echo(
             f"line {error.line}: {error.reason}: {mask_identity_numbers(error.detail)}", err=True
         )
@@ -365,8 +365,7 @@ def show(
                 break
             except BatchNotFound:
                 if not follow or time.monotonic() > deadline:
-                    typer.echo(f"no batch {batch_id}", err=True)
-                    raise typer.Exit(1) from None
+                    fail(Reason.NOT_FOUND, f"no batch {batch_id}", 1)
                 time.sleep(interval)
         if follow and as_json:
             while True:
@@ -403,11 +402,9 @@ def _steer(batch_id: str, action: str, broker: str | None, database: str | None)
         try:
             batch = getattr(client, action)(batch_id)
         except BatchNotFound:
-            typer.echo(f"no batch {batch_id}", err=True)
-            raise typer.Exit(1) from None
+            fail(Reason.NOT_FOUND, f"no batch {batch_id}", 1)
         except BatchTransitionRefused as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(1) from None
+            fail(Reason.BATCH_TRANSITION_REFUSED, str(exc), 1)
     typer.echo(f"batch {batch.id}: {batch.status.value}")
 
 

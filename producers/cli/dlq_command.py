@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from producers.cli.errors import fail
 from producers.cli.options import (
     BrokerOption,
     DatabaseOption,
@@ -29,6 +30,7 @@ from producers.cli.options import (
 )
 from workers import failures, replay
 from workers.broker import build_broker
+from workers.reasons import Reason
 from workers.store.cases import utcnow
 from workers.store.failures import Selection, canonical_id
 from workers.store.sql import aware_utc
@@ -66,8 +68,9 @@ def since_time(value: str | None, now: dt.datetime | None = None) -> dt.datetime
             return (now or utcnow()) - dt.timedelta(seconds=int(match[1]) * _UNITS[match[2]])
         parsed = dt.datetime.fromisoformat(value)
     except (ValueError, OverflowError):
-        typer.echo("invalid-since: --since takes an ISO time or an age like 30m, 2h, 7d", err=True)
-        raise typer.Exit(2) from None
+        fail(
+            Reason.INVALID_SINCE, "--since takes an ISO time or an age like 30m, 2h, 7d", coded=True
+        )
     return aware_utc(parsed)
 
 
@@ -163,11 +166,9 @@ def show(
             prefix=_prefix(),
         )
     except ValueError as exc:
-        typer.echo(f"invalid-id: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(Reason.INVALID_ID, str(exc), coded=True)
     if found is None:
-        typer.echo(f"no failure {failure_id}", err=True)
-        raise typer.Exit(1)
+        fail(Reason.NOT_FOUND, f"no failure {failure_id}", 1)
     if as_json:
         typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
         return
@@ -184,21 +185,19 @@ def _selection(
     ids: list[str] | None, reason: str | None, queue: str | None, every: bool, since: str | None
 ) -> Selection:
     if ids and (reason or queue or every):
-        typer.echo(
-            "name records by ID or select them by --reason/--queue/--all, not both", err=True
+        fail(
+            Reason.USAGE_ERROR,
+            "name records by ID or select them by --reason/--queue/--all, not both",
         )
-        raise typer.Exit(2)
     if ids:
         for given in ids:
             try:
                 canonical_id(given)
             except ValueError as exc:
-                typer.echo(f"invalid-id: {exc}", err=True)
-                raise typer.Exit(2) from None
+                fail(Reason.INVALID_ID, str(exc), coded=True)
         return replace(replay.selected(ids), prefix=_prefix())
     if not (reason or queue or every):
-        typer.echo("say which: ID ..., --reason R, --queue Q or --all", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, "say which: ID ..., --reason R, --queue Q or --all")
     return Selection(queue=queue, reason=reason, since=since_time(since), prefix=_prefix())
 
 
@@ -207,8 +206,7 @@ def _rate(value: str | None) -> float | None:
         return None
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/s)?\s*", value)
     if not match or float(match[1]) <= 0:
-        typer.echo("invalid-rate: --rate takes messages per second, like 50/s", err=True)
-        raise typer.Exit(2)
+        fail(Reason.INVALID_RATE, "--rate takes messages per second, like 50/s", coded=True)
     return float(match[1])
 
 
@@ -301,8 +299,7 @@ def purge(
             typer.echo("nothing to purge", err=True)
             return
         if not typer.confirm(f"purge {count} record(s)? This cannot be undone", err=True):
-            typer.echo("nothing purged", err=True)
-            raise typer.Exit(1)
+            fail(Reason.ABORTED, "nothing purged", 1)
     live = build_broker(settings.broker_url)
     try:
         report = replay.purge(

@@ -4,7 +4,9 @@ A broker or database URL that names no supported server, a server that cannot be
 schema that is not up to date, or a setting out of bounds is a mistake in the command line or
 the environment (``OMVANT_*``), not a bug: the command says which in one line, with the URL
 (password masked) and what to check, and exits with status 2. With ``--json`` the line is
-``{"error": {"reason": ..., "message": ...}}`` on stderr. ``fail`` is how a command refuses.
+``{"error": {"reason": ..., "message": ...}}`` on stderr. ``fail`` is how a command refuses:
+under ``--json`` every refusal, a usage error (``usage-error``) and even a bug
+(``internal-error``) is that one JSON object, with a stable reason code and a nonzero exit.
 """
 
 from __future__ import annotations
@@ -40,11 +42,29 @@ class Problem:
 
     reason: str
     message: str
+    coded: bool = False
+    """Whether the plain line names the reason too (``omvant: invalid-id: ...``)."""
 
 
-def report(problem: Problem, *, as_json: bool) -> None:
-    """Print ``problem`` on stderr: one line, or one JSON object."""
-    if as_json:
+_json_asked: list[bool] = []
+"""Whether the running command's line has ``--json`` (one command per process, or per
+``CliRunner.invoke``: the root command sets it as it parses its line)."""
+
+
+def note_command_line(args: list[str]) -> None:
+    """Note whether ``--json`` is on the command line the root command is about to parse."""
+    _json_asked[:] = ["--json" in args]
+
+
+def json_asked() -> bool:
+    """Whether the running command's line has ``--json`` (its errors are JSON then)."""
+    return bool(_json_asked and _json_asked[0])
+
+
+def report(problem: Problem, *, as_json: bool | None = None) -> None:
+    """Print ``problem`` on stderr: one line, or one JSON object (``as_json``, or ``--json`` on
+    the command line)."""
+    if as_json or json_asked():
         typer.echo(
             json.dumps(
                 {"error": {"reason": problem.reason, "message": problem.message}},
@@ -53,14 +73,22 @@ def report(problem: Problem, *, as_json: bool) -> None:
             err=True,
         )
     else:
-        typer.echo(f"omvant: {problem.message}", err=True)
+        code = f"{problem.reason}: " if problem.coded else ""
+        typer.echo(f"omvant: {code}{problem.message}", err=True)
 
 
 def fail(
-    reason: str, message: str, code: int = EXIT_CONFIGURATION, *, as_json: bool = False
+    reason: str,
+    message: str,
+    code: int = EXIT_CONFIGURATION,
+    *,
+    as_json: bool | None = None,
+    coded: bool = False,
 ) -> NoReturn:
-    """Refuse: report ``reason`` and ``message`` and exit with ``code``."""
-    report(Problem(reason, message), as_json=as_json)
+    """Refuse: report ``reason`` and ``message`` and exit with ``code`` (as JSON when
+    ``--json`` is on the command line, whether or not ``as_json`` says so; ``coded``: the
+    plain line names the reason too)."""
+    report(Problem(reason, message, coded), as_json=as_json)
     raise typer.Exit(code)
 
 

@@ -9,12 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
+from producers.cli.errors import fail
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
 from workers import server_probe as servers
 from workers.broker import build_broker
 from workers.intake_bridge import IntakeBridge
 from workers.intake_sources import open_source
 from workers.log import configure, get_logger
+from workers.reasons import Reason
 from workers.store.api_keys import intake_credentials
 from workers.store.engine import check_schema, make_engine
 
@@ -34,20 +36,18 @@ def intake(
     settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     configure(settings.log_level, json=settings.log_json)
     if settings.broker_url.startswith("memory"):
-        typer.echo("the intake bridge needs a real broker (amqp:// or redis://)", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, "the intake bridge needs a real broker (amqp:// or redis://)")
     engine = make_engine(settings.database_url)
     check_schema(engine)
     with engine.connect() as conn:
         api_keys_in_use, _clinics = intake_credentials(conn)
     if not settings.intake_keys and not api_keys_in_use:
         engine.dispose()
-        typer.echo(
+        fail(
+            Reason.INVALID_SETTING,
             "no intake credentials: make a key with `omvant api-keys create`, or set "
             'OMVANT_INTAKE_KEYS=\'{"key-id": "secret"}\'',
-            err=True,
         )
-        raise typer.Exit(2)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: Any) -> None:

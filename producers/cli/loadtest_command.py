@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from producers.cli.errors import fail
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from producers.loadtest import (
     RecordingError,
@@ -20,6 +21,7 @@ from producers.loadtest import (
 )
 from workers import server_probe as servers
 from workers.log import configure
+from workers.reasons import Reason
 from workers.store.sql import aware_utc
 
 app = typer.Typer(help="Record send bursts and replay them against a test environment.")
@@ -51,8 +53,10 @@ def record(
             until=aware_utc(end),
         )
     else:
-        typer.echo("say what to record: --synthetic N, or --since TIME [--until TIME]", err=True)
-        raise typer.Exit(2)
+        fail(
+            Reason.USAGE_ERROR,
+            "say what to record: --synthetic N, or --since TIME [--until TIME]",
+        )
     written = write_recording(out, sends)
     span = sends[-1].t if sends else 0.0
     typer.echo(f"recorded {written} sends over {span:.1f} s to {out}")
@@ -97,15 +101,13 @@ def replay_command(
     say = None if as_json else (lambda m: typer.echo(m, err=True))
     if http is not None:
         if not token:
-            typer.echo("--http needs an API key token: --token or OMVANT_API_TOKEN", err=True)
-            raise typer.Exit(2)
+            fail(Reason.USAGE_ERROR, "--http needs an API key token: --token or OMVANT_API_TOKEN")
         from producers.http_replay import replay_http
 
         try:
             sends = read_recording(recording)
         except RecordingError as exc:
-            typer.echo(f"malformed-message: {exc}", err=True)
-            raise typer.Exit(2) from None
+            fail(Reason.MALFORMED_MESSAGE, str(exc), coded=True)
         figures = replay_http(
             http,
             token,
@@ -121,8 +123,7 @@ def replay_command(
         return
     settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     if settings.broker_url.startswith("memory"):
-        typer.echo("replay needs a real broker: --broker amqp://... or redis://...", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, "replay needs a real broker: --broker amqp://... or redis://...")
     settings = settings.model_copy(
         update={"sim_latency_ms": latency_ms, "sim_failure_rate": failure_rate}
     )
@@ -130,8 +131,7 @@ def replay_command(
     try:
         sends = read_recording(recording)
     except RecordingError as exc:
-        typer.echo(f"malformed-message: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(Reason.MALFORMED_MESSAGE, str(exc), coded=True)
     figures = replay(
         settings,
         sends,

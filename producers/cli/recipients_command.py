@@ -14,11 +14,13 @@ from typing import Annotated
 
 import typer
 
+from producers.cli.errors import fail
 from producers.cli.options import JsonOption, settings_from
 from producers.recipient_check import CheckSummary, run_check
 from workers import server_probe as servers
 from workers.adapters.account_directory import DirectoryUnavailable
 from workers.bootstrap import build_directory
+from workers.reasons import Reason
 from workers.server_probe import require
 from workers.settings import Settings
 
@@ -44,8 +46,11 @@ def _settings(directory: str | None) -> Settings:
     settings = settings_from(directory_url=directory)
     url = settings.directory_url
     if url and not url.lower().startswith(("http://", "https://")):
-        typer.echo(f"the account directory URL must be http:// or https://, not {url!r}", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        fail(
+            Reason.INVALID_SETTING,
+            f"the account directory URL must be http:// or https://, not {url!r}",
+            EXIT_USAGE,
+        )
     require(settings, (servers.DIRECTORY, servers.REDIS))
     return settings
 
@@ -73,11 +78,9 @@ def check(
     directory could not be reached.
     """
     if bool(numbers) == (file is not None):
-        typer.echo("give identity numbers, or --file FILE, but not both", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        fail(Reason.USAGE_ERROR, "give identity numbers, or --file FILE, but not both", EXIT_USAGE)
     if file is not None and str(file) != "-" and not file.is_file():
-        typer.echo(f"no such file: {file}", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        fail(Reason.USAGE_ERROR, f"no such file: {file}", EXIT_USAGE)
     target = build_directory(_settings(directory))
     try:
         if file is None:
@@ -89,8 +92,11 @@ def check(
                 summary = run_check(lines, target, sys.stdout, as_json=as_json, retries=retries)
     except DirectoryUnavailable as exc:
         sys.stdout.flush()
-        typer.echo(f"the account directory could not be reached: {exc}", err=True)
-        raise typer.Exit(EXIT_DIRECTORY_DOWN) from exc
+        fail(
+            Reason.DIRECTORY_UNREACHABLE,
+            f"the account directory could not be reached: {exc}",
+            EXIT_DIRECTORY_DOWN,
+        )
     finally:
         target.close()
     if file is not None:

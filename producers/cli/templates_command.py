@@ -41,8 +41,12 @@ ClinicOption = Annotated[
 VersionOption = Annotated[int | None, typer.Option("--version", min=1, help="A given version.")]
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``message`` on stderr and exit with ``code``."""
+def fail(message: str, code: int = 1, reason: str = Reason.USAGE_ERROR) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code``; under ``--json`` the one
+    ``{"error": ...}`` object with ``reason`` (a message that begins with its code, as the
+    template store's ``template-unknown: ...`` do, gives it without)."""
+    if errors.json_asked():
+        errors.fail(reason, message.removeprefix(f"{reason}: "), code)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -51,7 +55,23 @@ def refuse(reason: str, message: str, code: int, *, as_json: bool) -> NoReturn:
     """Refuse with ``reason``: under --json the one ``{"error": ...}`` line, else as ``fail``."""
     if as_json:
         errors.fail(reason, message, code, as_json=True)
-    fail(message if reason == Reason.USAGE_ERROR else f"{reason}: {message}", code)
+    fail(message if reason == Reason.USAGE_ERROR else f"{reason}: {message}", code, reason)
+
+
+def reason_of(error: Exception) -> str:
+    """The reason code of the template store's refusal ``error``."""
+    if isinstance(error, store.TemplateNotFound):
+        return Reason.TEMPLATE_UNKNOWN
+    if isinstance(error, store.TemplateNotChangeable):
+        return Reason.TEMPLATE_NOT_CHANGEABLE
+    if isinstance(error, store.TemplateConflict):
+        return Reason.TEMPLATE_CONFLICT
+    return Reason.USAGE_ERROR
+
+
+def refuse_store(error: Exception, code: int = 1) -> NoReturn:
+    """Refuse with what the template store said, and its reason code."""
+    fail(str(error), code, reason_of(error))
 
 
 @contextmanager
@@ -77,14 +97,14 @@ def _visible(
     try:
         return store.visible(conn, template_id, clinic, version)
     except store.TemplateNotFound as exc:
-        fail(str(exc))
+        refuse_store(exc)
 
 
 def _changeable(conn: sa.Connection, template_id: str, clinic: str | None) -> Template:
     try:
         return store.changeable(conn, template_id, clinic)
     except (store.TemplateNotFound, store.TemplateNotChangeable) as exc:
-        fail(str(exc))
+        refuse_store(exc)
 
 
 def _summary(template: Template) -> dict[str, Any]:
@@ -281,7 +301,9 @@ def _changes(
         merged.update(_pairs(fragments, "--fragment"))
         for gone in remove_fragments or ():
             if gone not in merged:
-                fail(f"fragment-unknown: no fragment {gone!r} to remove")
+                fail(
+                    f"fragment-unknown: no fragment {gone!r} to remove", 1, Reason.FRAGMENT_UNKNOWN
+                )
             del merged[gone]
         changes.values["fragments"] = merged
     if questions:
@@ -321,7 +343,7 @@ def _changes(
 def _refuse_invalid(exc: TemplateInvalid) -> NoReturn:
     lines = "\n".join(f"  - {problem}" for problem in exc.problems)
     where = f"template {exc.template_id!r}" if exc.template_id else "the template"
-    fail(f"{where} is not valid:\n{lines}")
+    fail(f"{where} is not valid:\n{lines}", 1, Reason.TEMPLATE_INVALID)
 
 
 def _echo_saved(template: Template, verb: str, as_json: bool) -> None:
@@ -378,7 +400,7 @@ def adopt(
         except TemplateInvalid as exc:
             _refuse_invalid(exc)
         except (store.TemplateConflict, store.TemplateNotFound) as exc:
-            fail(str(exc))
+            refuse_store(exc)
     _echo_saved(saved, f"adopted {source} as", as_json)
 
 
@@ -451,7 +473,7 @@ def create(
         try:
             saved = store.create(conn, template)
         except store.TemplateConflict as exc:
-            fail(str(exc))
+            refuse_store(exc)
     _echo_saved(saved, "created", as_json)
 
 
@@ -508,7 +530,7 @@ def edit(
         except TemplateInvalid as exc:
             _refuse_invalid(exc)
         except store.TemplateConflict as exc:
-            fail(str(exc))
+            refuse_store(exc)
     _echo_saved(saved, "saved", as_json)
 
 
@@ -593,14 +615,14 @@ def import_templates(
     try:
         store.check_importable(templates, clinic)
     except store.TemplateNotChangeable as exc:
-        fail(str(exc))
+        refuse_store(exc)
     results: list[dict[str, Any]] = []
     with opened(database) as engine, engine.begin() as conn:
         for template in templates:
             try:
                 outcome, saved = store.store(conn, template)
             except store.TemplateConflict as exc:
-                fail(f"{template.id}: {exc}")
+                fail(f"{template.id}: {exc}", 1, reason_of(exc))
             results.append({**_summary(saved), "outcome": outcome})
     if as_json:
         typer.echo(json.dumps(results, ensure_ascii=False))

@@ -19,14 +19,19 @@ from typing import Annotated, NoReturn
 import sqlalchemy as sa
 import typer
 
+from producers.cli import errors
 from producers.cli.options import DatabaseOption, JsonOption, checked_engine, settings_from
+from workers.reasons import Reason
 from workers.store import users
 
 app = typer.Typer(help="Web console users: add, list, disable.", no_args_is_help=True)
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``message`` on stderr and exit with ``code``."""
+def fail(message: str, code: int = 1, reason: str = Reason.USAGE_ERROR) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code``; under ``--json`` the one
+    ``{"error": ...}`` object with ``reason``."""
+    if errors.json_asked():
+        errors.fail(reason, message.removeprefix("user-unknown: "), code)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -133,7 +138,7 @@ def add(
         except users.UserInvalid as exc:
             fail(str(exc), 2)
         except users.UserExists as exc:
-            fail(str(exc))
+            fail(str(exc), 1, Reason.USER_EXISTS)
     if as_json:
         typer.echo(json.dumps(_record(user), ensure_ascii=False))
     else:
@@ -174,7 +179,7 @@ def _set_active(username: str, database: str | None, active: bool) -> None:
         try:
             user = users.set_active(conn, username, active)
         except users.UserNotFound:
-            fail(f"user-unknown: no user {username!r}")
+            fail(f"user-unknown: no user {username!r}", 1, Reason.NOT_FOUND)
     typer.echo(f"{user.username} {'enabled' if active else 'disabled'}")
 
 
@@ -207,6 +212,6 @@ def passwd(
     with opened(database) as engine, engine.begin() as conn:
         user = users.by_username(conn, username)
         if user is None:
-            fail(f"user-unknown: no user {username!r}")
+            fail(f"user-unknown: no user {username!r}", 1, Reason.NOT_FOUND)
         users.set_password_hash(conn, user.id, password_hash)
     typer.echo(f"new password set for {user.username}")

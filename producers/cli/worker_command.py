@@ -12,9 +12,11 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import OperationalError
 
+from producers.cli.errors import fail
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
 from workers import server_probe as servers
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
+from workers.reasons import Reason
 from workers.routes import STAGES
 from workers.server_checks import (
     Check,
@@ -43,6 +45,9 @@ default is 10 minutes); what it has not finished goes back to the broker unackno
 db_app = typer.Typer(help="The system of record.", no_args_is_help=True)
 
 
+DEFAULT_THREADS = 8
+"""Threads per worker process; an urgent lanes' worker has this many per lane it consumes."""
+
 ALL_LANES = "all"
 URGENT_LANES = "urgent"
 OTHER_LANES = "others"
@@ -61,13 +66,29 @@ def consumed_queues(stages: list[str], prefix: str = "", *, lanes: str = ALL_LAN
     ]
 
 
+def threads_for(queues: list[str], lanes: str) -> int:
+    """The default threads of a worker process consuming ``queues``: ``DEFAULT_THREADS``, and
+    as many per lane for an urgent lanes' worker. Its messages are single cases whose time goes
+    mostly to PostgreSQL round trips, not the interpreter, so it needs threads to wait in
+    rather than cores: with 8 threads for five stages' lanes a busy machine kept urgent cases
+    queueing for seconds (issue 14's measurements, README)."""
+    return DEFAULT_THREADS * len(queues) if lanes == URGENT_LANES else DEFAULT_THREADS
+
+
 def worker(
     stages: Annotated[
         list[str] | None,
         typer.Argument(help=f"Stages to run (default all): {', '.join(STAGES)}."),
     ] = None,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    threads: Annotated[int, typer.Option(min=1, help="Threads per process.")] = 8,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"Threads per process (default {DEFAULT_THREADS}; with --lanes urgent "
+            f"{DEFAULT_THREADS} per urgent lane).",
+        ),
+    ] = None,
     lanes: Annotated[
         str,
         typer.Option(
@@ -75,6 +96,18 @@ def worker(
             "an urgent case never waits behind bulk chunks); others: every lane but urgent."
         ),
     ] = ALL_LANES,
+    nice: Annotated[
+        int,
+        typer.Option(
+            min=-20,
+            max=19,
+            envvar="OMVANT_WORKER_NICE",
+            help="Run the worker processes this much nicer (lower CPU priority). Beside an "
+            "--lanes urgent worker on the same machine, give the --lanes others worker e.g. 10, "
+            "so an urgent case gets a core first while bulk chunks keep the rest busy; below 0 "
+            "(the urgent worker, a CPU reservation) needs the right to (CAP_SYS_NICE).",
+        ),
+    ] = 0,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -91,19 +124,24 @@ def worker(
     chosen = stages or list(STAGES)
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
-        typer.echo(f"unknown stage(s): {', '.join(unknown)}; stages: {', '.join(STAGES)}", err=True)
-        raise typer.Exit(2)
+        fail(
+            Reason.USAGE_ERROR,
+            f"unknown stage(s): {', '.join(unknown)}; stages: {', '.join(STAGES)}",
+        )
     if lanes not in LANE_CHOICES:
-        typer.echo(f"--lanes is one of {', '.join(LANE_CHOICES)}", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"--lanes is one of {', '.join(LANE_CHOICES)}")
+    if nice:
+        try:
+            os.nice(nice)  # dramatiq's main process and the worker processes it forks inherit it
+        except PermissionError:
+            fail(Reason.USAGE_ERROR, f"--nice {nice} needs the right to (CAP_SYS_NICE)")
     settings = settings_from(broker, database)
     if settings.broker_url.startswith("memory"):
-        typer.echo(
+        fail(
+            Reason.USAGE_ERROR,
             "omvant worker needs a real broker (amqp:// or redis://); "
             "omvant demo runs everything in one process",
-            err=True,
         )
-        raise typer.Exit(2)
     from workers.answer_seal import answer_seal
 
     answer_seal(settings)  # no OMVANT_ANSWER_KEY outside the embedded default: one line, exit 2
@@ -116,12 +154,11 @@ def worker(
         prepare_metrics(metrics_port)
     queues = consumed_queues(chosen, settings.queue_prefix, lanes=lanes)
     if not queues:
-        typer.echo(f"the stage(s) {', '.join(chosen)} have no {lanes} lanes", err=True)
-        raise typer.Exit(2)
+        fail(Reason.USAGE_ERROR, f"the stage(s) {', '.join(chosen)} have no {lanes} lanes")
     argv = dramatiq_argv(
         queues,
         processes=processes,
-        threads=threads,
+        threads=threads or threads_for(queues, lanes),
         log_level=settings.log_level,
         forks=[] if metrics_port is None else [METRICS_FORK],
     )

@@ -65,6 +65,10 @@ def test_a_small_bench_reports_every_promised_figure(
     assert cpu["layout"] == "stages" and "/proc/<pid>/stat" in cpu["how"]
     assert set(cpu["stages"]) == {*STAGES, URGENT_GROUP}
     assert cpu["stages"][URGENT_GROUP] > 0  # the urgent probe's cases ran in their own process
+    # ... at the bench's own CPU priority, every other worker process 3 steps nicer
+    niceness = figures["worker_niceness"]
+    own = os.nice(0)
+    assert niceness == {URGENT_GROUP: [own], **{s: [own + 3] for s in STAGES}}, niceness
     assert all(cpu["stages"][s] > 0 for s in BUSY_STAGES), cpu["stages"]
     assert cpu["workers_total"] == pytest.approx(sum(cpu["stages"].values()), abs=0.01)
     assert cpu["cases_counted"] >= CASES
@@ -115,7 +119,8 @@ def run_bench(broker: str, database: str, tmp_path: Path) -> subprocess.Complete
     command = [
         omvant(), "bench", "--broker", broker, "--database", database, "--cases", str(CASES),
         "--noop-messages", "200", "--processes", "1", "--threads", "2",
-        "--urgent-every", "1", "--urgent-worker", "--log-dir", str(tmp_path / "logs"),
+        "--urgent-every", "1", "--urgent-worker", "--bulk-nice", "3",
+        "--log-dir", str(tmp_path / "logs"),
         "--profile", PROFILED,
         "--json",
     ]  # fmt: skip

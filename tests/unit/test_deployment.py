@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.cli_commands import omvant_commands_in_shell, resolves
-from workers.queues import Queues
+from tests.cli_commands import omvant_commands_in_shell, resolves, worker_queues
+from workers.queues import Queues, all_queues
 from workers.routes import ROUTES, STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +31,14 @@ def worker_stages(service: dict) -> list[str]:
     return stages or list(STAGES)
 
 
-def test_every_queue_has_a_consuming_service() -> None:
-    consumed = {
-        STAGES[s].queue
-        for svc in compose_services().values()
-        for s in worker_stages(svc)
-        if s in STAGES
-    }
-    assert consumed == set(Queues)
+def test_every_lane_of_every_queue_has_one_consuming_service() -> None:
+    consumed = [
+        q for svc in compose_services().values() for q in worker_queues(svc.get("command") or [])
+    ]
+    assert sorted(consumed) == sorted(all_queues())
+    assert {STAGES[s].queue for svc in compose_services().values() for s in worker_stages(svc)} == (
+        set(Queues)
+    )
 
 
 def test_every_worker_service_runs_a_stage_that_exists() -> None:

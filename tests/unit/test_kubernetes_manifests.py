@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from producers import deploy_manifests
-from tests.cli_commands import resolves
-from workers.queues import lane_queue, lanes_of
+from tests.cli_commands import resolves, worker_queues
+from workers.queues import URGENT, lane_queue, lanes_of
 from workers.routes import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,17 +104,19 @@ def test_every_lane_of_every_stage_has_a_consumer_and_a_scaler(
 ) -> None:
     name, documents = overlay
     deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
-    consumed: set[str] = set()
+    consumed: list[str] = []
+    urgent_replicas = 0
     for deployment in deployments.values():
         args = containers(deployment)[0]["args"]
-        if args[0] == "worker":
-            for stage in args[1:]:
-                if stage.startswith("--"):
-                    break
-                queue = STAGES[stage].queue
-                consumed |= {lane_queue(queue, lane) for lane in lanes_of(queue)}
+        queues = worker_queues(args)
+        consumed += queues
+        if queues and all(q.endswith(f".{URGENT}") for q in queues):
+            urgent_replicas += deployment["spec"]["replicas"]
     every_lane = {lane_queue(r.queue, lane) for r in STAGES.values() for lane in lanes_of(r.queue)}
-    assert consumed == every_lane
+    assert sorted(consumed) == sorted(every_lane), "every lane consumed, and by one Deployment"
+    # the urgent lanes have a Deployment of their own, never scaled to zero, two pods or more
+    urgent = {lane_queue(r.queue, URGENT) for r in STAGES.values() if URGENT in lanes_of(r.queue)}
+    assert urgent and urgent_replicas >= 2
 
     scaled = [d for d in documents if d["kind"] == "ScaledObject"]
     watched: set[str] = set()
@@ -133,7 +135,7 @@ def test_every_lane_of_every_stage_has_a_consumer_and_a_scaler(
             else:
                 assert meta["listName"].startswith("dramatiq:") and int(meta["listLength"]) > 0
                 watched.add(meta["listName"].removeprefix("dramatiq:"))
-    assert watched == every_lane
+    assert watched == every_lane - urgent
     auth = [d for d in documents if d["kind"] == "TriggerAuthentication"]
     assert [a["metadata"]["name"] for a in auth] == ["omvant-broker"]
 

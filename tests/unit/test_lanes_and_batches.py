@@ -8,7 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from contracts.send_case import SendCaseV2
-from producers.cli.worker_command import OTHER_LANES, URGENT_LANES, consumed_queues
+from producers.cli.worker_command import (
+    DEFAULT_THREADS,
+    OTHER_LANES,
+    URGENT_LANES,
+    consumed_queues,
+    threads_for,
+)
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from workers.actors import declare_actors
@@ -63,6 +69,13 @@ def test_an_urgent_worker_and_an_others_worker_together_consume_every_lane_once(
     assert not any(q.endswith(".urgent") for q in others)
     assert sorted(urgent + others) == sorted(consumed_queues(list(STAGES), "p."))
     assert consumed_queues(["read-receipts"], lanes=URGENT_LANES) == []  # it has no lanes
+
+
+def test_an_urgent_lanes_worker_has_eight_threads_per_lane_the_others_eight() -> None:
+    urgent = consumed_queues(list(STAGES), lanes=URGENT_LANES)
+    assert threads_for(urgent, URGENT_LANES) == DEFAULT_THREADS * len(urgent) == 40
+    others = consumed_queues(list(STAGES), lanes=OTHER_LANES)
+    assert threads_for(others, OTHER_LANES) == DEFAULT_THREADS
 
 
 def test_urgent_cases_take_the_urgent_lane_and_dispatches_their_bulk_lane(
@@ -211,3 +224,73 @@ def test_worker_processes_poll_idle_queues_often_enough_for_urgent_cases() -> No
 
     assert worker_env(Settings(idle_poll_ms=80))["dramatiq_worker_timeout"] == "80"
     assert Settings().idle_poll_ms <= 200  # dramatiq's own 1 s would cost urgent cases 1 s a stage
+
+
+def test_bulk_lanes_carry_chunks_of_bulk_chunk_size_the_other_lanes_of_chunk_size(
+    sqlite_url: str,
+) -> None:
+    upgrade(sqlite_url)
+    settings = Settings(
+        broker_url="memory://", database_url=sqlite_url, chunk_size=3, bulk_chunk_size=7
+    )
+    broker = build_broker("memory://")
+    ctx = build_context(settings, broker)
+    declare_actors(broker, lambda: ctx)
+    with ctx.engine.begin() as conn:
+        batch = batches.create(
+            conn,
+            batch_id="b-big",
+            name="big",
+            clinic_hsa_id=CLINIC,
+            sender_hsa_id=SENDER,
+            template_id="kallelse-screening",
+            total=10,
+        )
+    emit(
+        ctx,
+        [request(f"d{i}", batch_id="b-big") for i in range(10)]
+        + [request(f"u{i}", priority="urgent", batch_id="b-big") for i in range(4)]
+        + [request(f"n{i}") for i in range(4)],
+        correlation_id="c",
+    )
+    depth = {name: q.qsize() for name, q in broker.queues.items() if q.qsize()}
+    assert depth == {
+        f"recipient-validation.bulk-{batch.lane}": 2,  # 7 + 3
+        "recipient-validation.urgent": 2,  # 3 + 1
+        "recipient-validation": 2,  # 3 + 1
+    }
+
+
+def test_a_dispatch_is_enqueued_in_bulk_chunks_and_an_urgent_one_in_small_chunks(
+    sqlite_url: str,
+) -> None:
+    from producers.client import Recipient
+
+    upgrade(sqlite_url)
+    settings = Settings(
+        broker_url="memory://", database_url=sqlite_url, chunk_size=2, bulk_chunk_size=5
+    )
+    broker = build_broker("memory://")
+    declare_actors(broker, lambda: None)  # type: ignore[arg-type, return-value]
+    residents = [Recipient(n, {}) for n in reachable(6)]
+    with OmvantClient(settings, broker=broker) as client:
+        bulk = client.dispatch(
+            residents,
+            template_id="kallelse-screening",
+            clinic_hsa_id=CLINIC,
+            sender_hsa_id=SENDER,
+            total=len(residents),
+        )
+        client.dispatch(
+            residents,
+            template_id="kallelse-screening",
+            clinic_hsa_id=CLINIC,
+            sender_hsa_id=SENDER,
+            total=len(residents),
+            priority="urgent",
+        )
+        depth = {name: q.qsize() for name, q in broker.queues.items() if q.qsize()}
+    assert depth == {
+        f"recipient-validation.bulk-{bulk.lane}": 2,  # 5 + 1
+        "recipient-validation.urgent": 3,  # 2 + 2 + 2
+    }
