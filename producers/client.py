@@ -10,6 +10,7 @@ its enqueued cases once per such wait, only once the broker has confirmed them.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from producers.dispatch_records import DispatchRecords
 from producers.intake_publisher import IntakePublisher
 from workers.broker import build_broker
 from workers.enqueue import intake_message, intake_messages, push_chunk
+from workers.publish_window import PublishWindow, publish_window
 from workers.routes import lane_for
 from workers.settings import Settings
 from workers.stage import chunk_size_of
@@ -76,9 +78,13 @@ class OmvantClient:
         self.broker = broker or build_broker(settings.broker_url)
         self.engine = make_engine(settings.database_url)
         check_schema(self.engine)
+        self._windows = threading.local()
+        self._all_windows: list[PublishWindow] = []
 
     def close(self) -> None:
-        """Close the broker connection and the database pool."""
+        """Close the broker connections and the database pool."""
+        for window in self._all_windows:
+            window.close()
         self.broker.close()
         self.engine.dispose()
 
@@ -87,6 +93,17 @@ class OmvantClient:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    def _publisher(
+        self, *, record: Progress | None = None, progress: Progress | None = None
+    ) -> IntakePublisher:
+        """A publisher through this thread's window: its connection stays open between sends
+        (opening one is several round trips, each a wait on a busy machine)."""
+        window = getattr(self._windows, "window", None)
+        if window is None:
+            window = self._windows.window = publish_window(self.broker)
+            self._all_windows.append(window)
+        return IntakePublisher(self.broker, record=record, progress=progress, window=window)
 
     def send(self, request: SendCaseV2, *, correlation_id: str | None = None) -> str:
         """Send one case now (urgent cases take the urgent lane); returns its case id."""
@@ -110,7 +127,7 @@ class OmvantClient:
         """Send many cases in chunks, one message per chunk and lane; returns how many were
         sent. ``progress`` hears of each message's cases once the broker holds them."""
         correlation = correlation_id or uuid.uuid4().hex
-        with IntakePublisher(self.broker, progress=progress) as publisher:
+        with self._publisher(progress=progress) as publisher:
             for chunk in chunked(requests, chunk_size):
                 for message in intake_messages(
                     chunk,
@@ -182,7 +199,7 @@ class OmvantClient:
             with self.engine.begin() as conn:
                 batches.add_enqueued(conn, batch_id, n)
 
-        with IntakePublisher(self.broker, record=counted, progress=progress) as publisher:
+        with self._publisher(record=counted, progress=progress) as publisher:
             for chunk in chunked(records(), chunk_size or self._dispatch_chunk(priority)):
                 message = intake_message(
                     chunk,

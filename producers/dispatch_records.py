@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError, create_model
 
 from contracts.common import AttachmentRef, Priority
-from contracts.send_case import SendCaseV2, case_id_for
+from contracts.send_case import SendCaseV2, key_case_ids
 
 OWN_FIELDS = ("personnummer", "fields", "idempotency_key")
 """What each case of a dispatch has of its own; every other field is the dispatch's."""
@@ -55,7 +55,7 @@ class DispatchRecords:
             "priority": priority,
             "batch_id": batch_id,
         }
-        self.clinic_hsa_id = clinic_hsa_id
+        self._case_id = key_case_ids(clinic_hsa_id)
         self.priority = priority
         try:
             # placeholders for the case's own fields: valid values the records replace
@@ -103,4 +103,4 @@ class DispatchRecords:
     def case_id(self, record: dict[str, Any]) -> str:
         """The case id of one of these records (``SendCaseV2.resolved_case_id``: a dispatch's
         records name no ``case_id`` of their own)."""
-        return case_id_for(self.clinic_hsa_id, record["idempotency_key"])
+        return self._case_id(record["idempotency_key"])

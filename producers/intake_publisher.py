@@ -44,6 +44,9 @@ class IntakePublisher:
         record_every: float = RECORD_EVERY,
         window: PublishWindow | None = None,
     ) -> None:
+        """``window``: one kept by the caller for many sends (its connection stays open;
+        it is reset after a failed send); by default one of the publisher's own."""
+        self._owns_window = window is None
         self._window = window or publish_window(broker)
         self._record = record
         self._progress = progress
@@ -64,6 +67,7 @@ class IntakePublisher:
         try:
             confirmed = self._window.publish(message, cases)
         except SendFailed as exc:
+            self._window.reset()
             self._confirmed(exc.confirmed, final=True)
             raise exc.cause from exc
         self._confirmed(confirmed, final=False)
@@ -79,10 +83,12 @@ class IntakePublisher:
         try:
             confirmed = self._window.drain()
         except SendFailed as exc:
+            self._window.reset()
             self._confirmed(exc.confirmed, final=True)
             raise exc.cause from exc
         finally:
-            self._window.close()
+            if self._owns_window:
+                self._window.close()
         self._confirmed(confirmed, final=True)
 
     def __enter__(self) -> IntakePublisher:
@@ -99,8 +105,11 @@ class IntakePublisher:
             return
         # the caller failed (an unreadable list, an interrupt, a refused message): what the
         # broker confirmed is still recorded; the caller's error is the one raised
-        with contextlib.suppress(Exception):  # the caller's own error is already on its way
-            self.close()
+        try:
+            with contextlib.suppress(Exception):  # the caller's own error is already on its way
+                self.close()
+        finally:
+            self._window.reset()  # whatever it still held is not the next send's
 
     def _confirmed(self, cases: int, *, final: bool) -> None:
         if cases:

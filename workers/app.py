@@ -12,7 +12,7 @@ from workers.server_checks import quiet_libraries
 
 quiet_libraries()
 
-import logging  # noqa: E402 - after quiet_libraries: importing alembic logs at INFO
+import os  # noqa: E402 - after quiet_libraries: importing alembic logs at INFO
 import threading  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -24,6 +24,7 @@ from workers.bootstrap import Context, build_context  # noqa: E402
 from workers.broker import build_broker  # noqa: E402
 from workers.log import configure  # noqa: E402
 from workers.poison import SetAsidePoison  # noqa: E402
+from workers.readiness import Plan, Readiness  # noqa: E402
 from workers.server_watch import ConsumerErrors, ServerWatch  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.stop_signal import StopOnce  # noqa: E402
@@ -31,9 +32,8 @@ from workers.stop_signal import StopOnce  # noqa: E402
 settings = Settings()
 configure(settings.log_level, json=settings.log_json)
 answer_seal(settings)  # no key outside the embedded default: refuse to start (AnswerKeyMissing)
-# In a worker process dramatiq's own lines (a process booting, ready, stopping) stay as the
-# dramatiq CLI set them: its consumer chatter is kept out by the server watch's filter.
-logging.getLogger("dramatiq").setLevel(logging.NOTSET)
+# dramatiq's own lines (a process booting, ready, stopping) are quiet below DEBUG (configure):
+# Omvänt's worker.ready and worker.stopped say so instead (workers/readiness.py)
 
 _context: Context | None = None
 _lock = threading.Lock()
@@ -61,6 +61,7 @@ broker = build_broker(
         SetAsidePoison(context, settings.poison_deliveries),
         watch,
         StopOnce(),
+        Readiness(Plan.from_env(os.environ)),
     ],
 )
 dramatiq.set_broker(broker)

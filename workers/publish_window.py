@@ -92,7 +92,21 @@ class PublishWindow:
     def close(self) -> None:
         """Close what the window opened of its own (not the broker)."""
 
+    def reset(self) -> None:
+        """Forget every message in flight or refused, and close the connection (a late confirm
+        must not count for the next send): after a failure, before the window is used again."""
+        self._refused.clear()
+        self._confirmed = 0
+        self.close()
+
+    def _settle(self) -> None:
+        """Wait for every confirm still in flight (here: none are)."""
+
     def _take_confirmed(self) -> int:
+        if self._refused:
+            # the rest first: a broker confirms a refusal before earlier messages' writes,
+            # and what it took must be counted before a refusal stops the send
+            self._settle()
         while self._refused:
             message, cases = self._refused[0]
             try:
@@ -123,6 +137,7 @@ class RabbitmqWindow(PublishWindow):
         """Delivery tag -> message and cases, for those not yet confirmed."""
         self._returned: set[int] = set()
         self._tag_of: dict[str, int] = {}
+        self._blocked = False
 
     def publish(self, message: dramatiq.Message[Any], cases: int) -> int:
         """See ``PublishWindow.publish``."""
@@ -147,19 +162,22 @@ class RabbitmqWindow(PublishWindow):
             )
             self._connection.process_data_events(time_limit=0)
             while len(self._waiting) >= self.depth:
-                self._connection.process_data_events(time_limit=None)
+                self._block()
         except (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError) as exc:
             self._lost(exc)
         return self._take_confirmed()
 
     def drain(self) -> int:
         """See ``PublishWindow.drain``."""
+        self._settle()
+        return self._take_confirmed()
+
+    def _settle(self) -> None:
         try:
             while self._waiting:
-                self._connection.process_data_events(time_limit=None)
+                self._block()
         except (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError) as exc:
             self._lost(exc)
-        return self._take_confirmed()
 
     def _open(self) -> Any:
         if self._connection is not None and self._connection.is_open:
@@ -178,6 +196,14 @@ class RabbitmqWindow(PublishWindow):
             self._connection.process_data_events(time_limit=None)
         self._channel, self._next_tag = channel, 1
         return channel
+
+    def _block(self) -> None:
+        """Wait for the next confirm (``_on_confirm`` wakes this up)."""
+        self._blocked = True
+        try:
+            self._connection.process_data_events(time_limit=None)
+        finally:
+            self._blocked = False
 
     def _wake(self) -> None:
         # process_data_events(time_limit=None) returns once an event is ready for dispatch;
@@ -203,7 +229,8 @@ class RabbitmqWindow(PublishWindow):
             else:
                 self._confirmed += cases
                 self.broker.emit_after("enqueue", message, None)
-        self._wake()
+        if self._blocked:
+            self._wake()
 
     def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
         # a return comes before its message's ack: the message reached no queue
@@ -217,6 +244,11 @@ class RabbitmqWindow(PublishWindow):
         self._refused.extend(self._waiting[tag] for tag in sorted(self._waiting))
         self._waiting, self._returned, self._tag_of = {}, set(), {}
         self.close()
+
+    def reset(self) -> None:
+        """See ``PublishWindow.reset``."""
+        self._waiting, self._returned, self._tag_of = {}, set(), {}
+        super().reset()
 
     def close(self) -> None:
         """Close the window's connection."""
@@ -274,12 +306,15 @@ class RedisWindow(PublishWindow):
 
     def drain(self) -> int:
         """See ``PublishWindow.drain``."""
+        self._settle()
+        return self._take_confirmed()
+
+    def _settle(self) -> None:
         try:
             while self._in_flight:
                 self._read_one(self._connection)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._lost(exc)
-        return self._take_confirmed()
 
     def _open(self) -> Any:
         if self._connection is None:
@@ -307,6 +342,13 @@ class RedisWindow(PublishWindow):
         if self._connection is not None:
             self._connection.disconnect()
         self.close()
+
+    def reset(self) -> None:
+        """See ``PublishWindow.reset``."""
+        if self._connection is not None and self._in_flight:
+            self._connection.disconnect()
+        self._in_flight.clear()
+        super().reset()
 
     def close(self) -> None:
         """Give the window's connection back to the pool (closed if replies are unread)."""

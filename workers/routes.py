@@ -35,6 +35,7 @@ from contracts.read_receipt import NAME as READ_RECEIPT
 from contracts.recipient_validated import NAME as RECIPIENT_VALIDATED
 from contracts.send_case import NAME as SEND_CASE
 from workers.queues import NORMAL, URGENT, Queues, bulk_lane, lane_queue, lanes_of
+from workers.server_probe import CLAMD, DIRECTORY, EMAIL_API, REDIS, SMS_GATEWAY, SMTP
 
 if TYPE_CHECKING:
     from contracts.registry import Parsed
@@ -55,6 +56,10 @@ class Route:
     module: str
     """The stage module (``workers.<stage>``): its ``process(parsed, ctx)`` consumes the
     contract. Named, not imported, since every stage module imports this table."""
+    servers: tuple[str, ...] = ()
+    """The outside servers the stage calls besides the broker and the database
+    (``workers.server_probe`` names): ``omvant worker STAGE`` asks each one the settings
+    configure before it starts (a simulated one needs nothing)."""
 
     def processor(self) -> Process:
         """The stage function that consumes this route's contract."""
@@ -84,27 +89,38 @@ ROUTES: dict[str, Route] = {
         "validate_recipients",
         "recipient-validation",
         "workers.recipient_validation",
+        servers=(DIRECTORY, REDIS),
     ),
     RECIPIENT_VALIDATED: Route(
         Queues.MESSAGE_COMPOSITION, "compose_messages", "composition", "workers.composition"
     ),
     MESSAGE_COMPOSED: Route(
-        Queues.ATTACHMENT_CHECK, "check_attachments", "attachment-check", "workers.attachment_check"
+        Queues.ATTACHMENT_CHECK,
+        "check_attachments",
+        "attachment-check",
+        "workers.attachment_check",
+        servers=(CLAMD,),
     ),
     ATTACHMENTS_CLEARED: Route(
         Queues.NOTIFICATION_DISPATCH,
         "dispatch_notifications",
         "notification-dispatch",
         "workers.notification_dispatch",
+        servers=(DIRECTORY, REDIS),
     ),
     NOTIFICATION_QUEUED: Route(
         Queues.NOTIFICATION_SENDING,
         "send_notifications",
         "notification-sending",
         "workers.notification_sending",
+        servers=(SMS_GATEWAY, EMAIL_API, SMTP, REDIS),
     ),
     READ_RECEIPT: Route(
-        Queues.READ_RECEIPTS, "collect_read_receipts", "read-receipts", "workers.read_receipts"
+        Queues.READ_RECEIPTS,
+        "collect_read_receipts",
+        "read-receipts",
+        "workers.read_receipts",
+        servers=(EMAIL_API, SMTP),  # the clinic's answer alerts
     ),
 }
 """Contract name -> its consumer. Contracts not listed here are terminal facts."""

@@ -161,9 +161,10 @@ class Supervisor:
                         group.start()
 
     def ready(self) -> int:
-        """How many worker processes have said they are ready, over all starts."""
+        """How many times a group has said ``worker.ready`` (all its processes consuming),
+        over all starts."""
         return sum(
-            g.log_path.read_text(errors="replace").count("ready for action")
+            g.log_path.read_text(errors="replace").count("worker.ready")
             for g in self.groups
             if g.log_path.exists()
         )

@@ -124,7 +124,9 @@ def exporter(
     """Serve queue depths, failures, dispatches, stuck cases, notifications and latency."""
     from workers.exporter import build_registry, serve
 
-    settings = settings_from(broker, database)
+    # at start a broker or database not there is one line and exit 2 (a supervisor restarts
+    # it); once serving, one that goes away is omvant_exporter_up 0 and /healthz 503
+    settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     engine = checked_engine(settings.database_url)
     live_broker = build_broker(settings.broker_url)
     registry = build_registry(live_broker, engine, settings.queue_prefix, settings.sweep_limits)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.exc import OperationalError
@@ -29,7 +30,12 @@ from workers.server_checks import (
 from workers.settings import Settings
 from workers.store.engine import SchemaOutdated, check_schema, make_engine, upgrade
 
+if TYPE_CHECKING:
+    from workers import readiness
+
 EXIT_UNREACHABLE = 2
+DRAMATIQ_MAIN = "workers.dramatiq_main"
+"""dramatiq's main process, its own INFO lines quiet below DEBUG (``workers/dramatiq_main.py``)."""
 FORK_WAIT_MS = 500
 """How long dramatiq's main process waits for each worker process to boot before it watches
 them (its default, 30 s, is how long ``omvant worker`` took to exit when its worker processes
@@ -145,7 +151,7 @@ def worker(
     from workers.answer_seal import answer_seal
 
     answer_seal(settings)  # no OMVANT_ANSWER_KEY outside the embedded default: one line, exit 2
-    wait_or_exit(settings)
+    wait_or_exit(settings, chosen)
     refuse_a_stale_schema(settings.database_url)
     os.environ["OMVANT_BROKER_URL"] = settings.broker_url
     os.environ["OMVANT_DATABASE_URL"] = settings.database_url
@@ -162,16 +168,19 @@ def worker(
         log_level=settings.log_level,
         forks=[] if metrics_port is None else [METRICS_FORK],
     )
-    from workers.server_watch import MAIN_PID_VARIABLE  # here: the checks above start fast
+    from workers.readiness import READY_VARIABLE  # here: the checks above start fast
+    from workers.server_watch import MAIN_PID_VARIABLE
 
     # dramatiq's main process keeps this pid: its worker processes watch for it (server_watch)
     os.environ[MAIN_PID_VARIABLE] = str(os.getpid())
+    os.environ[READY_VARIABLE] = ready_plan(chosen, lanes, processes).to_env()
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with dramatiq's
 
 
-def wait_or_exit(settings: Settings) -> None:
-    """Wait for the broker and the database (``OMVANT_STARTUP_TIMEOUT_SECONDS``), one line per
-    failed attempt on stderr; exit with status 2 and one line if they do not answer in time."""
+def wait_or_exit(settings: Settings, stages: list[str] | None = None) -> None:
+    """Wait for the broker, the database and each server ``stages`` call that the settings
+    configure (``OMVANT_STARTUP_TIMEOUT_SECONDS``), one line per failed attempt on stderr; exit
+    with status 2 and one line if they do not answer in time."""
     quiet_libraries()
 
     def say(line: str) -> None:
@@ -180,12 +189,44 @@ def wait_or_exit(settings: Settings) -> None:
     checks = [
         Check("broker", lambda: probe_broker(settings.broker_url)),
         Check("database", lambda: probe_database(settings.database_url)),
+        *stage_checks(settings, stages or list(STAGES)),
     ]
     try:
         wait_for_servers(checks, timeout=settings.startup_timeout_seconds, say=say)
     except ServerUnreachable as exc:
         say(str(exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
+
+
+def stage_checks(settings: Settings, stages: list[str]) -> list[Check]:
+    """A check of each outside server ``stages`` call (``Route.servers``), once each, in the
+    order the stages name them; one the settings do not configure passes at once."""
+    names = list(dict.fromkeys(server for stage in stages for server in STAGES[stage].servers))
+    return [Check(name, functools.partial(probe_server, settings, name)) for name in names]
+
+
+def probe_server(settings: Settings, server: str) -> None:
+    """Ask ``server`` as ``workers.server_probe`` does (its URL masked, what to check).
+
+    Raises
+    ------
+    ServerUnreachable
+        It did not answer within ``OMVANT_CONNECT_TIMEOUT`` seconds.
+    """
+    try:
+        servers.require(settings, [server])
+    except servers.ServerUnreachable as exc:
+        raise ServerUnreachable(exc.message.removeprefix("cannot reach ")) from exc
+
+
+def ready_plan(stages: list[str], lanes: str, processes: int) -> readiness.Plan:
+    """What the worker processes say ``worker.ready`` with, and the fresh file they count
+    themselves in (``workers/readiness.py``)."""
+    from workers.readiness import Plan
+
+    path = Path(tempfile.gettempdir()) / f"omvant-worker-{os.getpid()}.ready"
+    path.unlink(missing_ok=True)  # a pid used again: an earlier start's leftover
+    return Plan(file=str(path), processes=processes, stages=stages, lanes=lanes)
 
 
 def prepare_metrics(port: int) -> str:
@@ -216,13 +257,14 @@ def dramatiq_argv(
 
     dramatiq sets up the standard library's logging in its worker processes before our
     ``configure`` runs, so ``OMVANT_LOG_LEVEL=DEBUG`` reaches dramatiq and the libraries only
-    through its ``--verbose`` (identity numbers stay masked by the filter ``configure`` adds).
+    through its ``--verbose`` (identity numbers stay masked by the filter ``configure`` adds);
+    below DEBUG ``workers.dramatiq_main`` keeps dramatiq's own INFO lines quiet.
     """
     verbose = ["--verbose"] if log_level.strip().upper() == "DEBUG" else []
     return [
         sys.executable,
         "-m",
-        "dramatiq",
+        DRAMATIQ_MAIN,
         "workers.app",
         "--processes",
         str(processes),

@@ -122,7 +122,7 @@ def test_redis_connections_stay_bounded_however_often_they_are_cut(
     try:
         assert wait_until(lambda: len(children(worker.process.pid)) == PROCESSES, timeout=60)
         pids = children(worker.process.pid)
-        assert wait_until(lambda: "ready for action" in worker.output(), timeout=120)
+        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=120)
         sampler = Sampler(pids, own_redis.port)
         sampler.start()
         subprocess.run(

@@ -1,9 +1,12 @@
 """``OMVANT_LOG_LEVEL=DEBUG`` reaches a real ``omvant worker`` process (dramatiq's own logging
-included), and identity numbers stay masked there too."""
+included), and identity numbers stay masked there too; at the default level dramatiq's own
+INFO lines are quiet and Omvänt's ``worker.ready`` and ``worker.stopped`` say what they said."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -30,9 +33,9 @@ def test_debug_reaches_the_worker_and_numbers_stay_masked(
     )
     number = population.test_personnummer()[0]  # push_cases sends the first test resident
     with running_workers(env, tmp_path / "logs", threads=1) as worker:
-        assert wait_until(lambda: "ready for action" in worker.output(), timeout=60), (
-            worker.output()[-2000:]
-        )
+        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=60), worker.output()[
+            -2000:
+        ]
         push_cases(env, tmp_path / "cases.jsonl", [f"log-{level}"])
         engine = make_engine(postgres_url)
 
@@ -47,5 +50,42 @@ def test_debug_reaches_the_worker_and_numbers_stay_masked(
         engine.dispose()
         output = worker.output()
     assert "[DEBUG]" in output
+    assert "Worker process is ready for action" in output  # dramatiq's own, shown at DEBUG
     digits = re.sub(r"\D", "", number)
     assert digits not in re.sub(r"[-+ ]", "", output)
+
+
+DRAMATIQ_INFO_LINES = (
+    "is booting up",
+    "ready for action",
+    "Sending signal",
+    "Stopping worker process",
+    "Shutting down",
+    "Worker has been shut down",
+)
+"""What dramatiq's main and worker processes say at INFO while starting and stopping."""
+
+
+def test_at_the_default_level_dramatiq_is_quiet_and_omvant_says_ready_and_stopped(
+    redis_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
+) -> None:
+    env = worker_env(
+        broker_url=redis_url,
+        database_url=postgres_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path / "blobs",
+    )
+    env.pop("OMVANT_LOG_LEVEL")  # the default: INFO
+    with running_workers(env, tmp_path / "logs", ["composition"], processes=2, threads=1) as worker:
+        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=90), worker.output()[
+            -2000:
+        ]
+        os.kill(worker.process.pid, signal.SIGTERM)
+        assert worker.process.wait(timeout=60) == 0, worker.output()[-3000:]
+        output = worker.output()
+    said = [line for line in DRAMATIQ_INFO_LINES if line in output]
+    assert not said, output[-3000:]
+    ready = [line for line in output.splitlines() if "worker.ready" in line]
+    assert len(ready) == 1, output[-3000:]  # once, when both processes consume
+    assert "processes=2" in ready[0] and "composition" in ready[0], ready
+    assert output.count("worker.stopped") == 2, output[-3000:]

@@ -38,9 +38,9 @@ def test_sigterm_after_work_exits_cleanly_without_tracebacks(
     )
     keys = [f"stop-{queue_prefix}{i}" for i in range(3)]
     with running_workers(env, tmp_path / "logs", threads=2) as worker:
-        assert wait_until(lambda: "ready for action" in worker.output(), timeout=90), (
-            worker.output()[-2000:]
-        )
+        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=90), worker.output()[
+            -2000:
+        ]
         push_cases(env, tmp_path / "cases.jsonl", keys)
         engine = make_engine(postgres_url)
 
@@ -63,7 +63,7 @@ def test_sigterm_after_work_exits_cleanly_without_tracebacks(
     assert returncode == 0, output[-3000:]
     assert "Traceback" not in output, output[-4000:]
     assert not _PIKA_ERROR.search(output), _PIKA_ERROR.findall(output)[:5]
-    assert "Shutting down" in output or "stopped" in output.lower(), output[-2000:]
+    assert "worker.stopped" in output, output[-2000:]
 
 
 def _children(pid: int) -> list[int]:
@@ -110,12 +110,12 @@ def test_a_stop_exits_0_whether_the_signal_reaches_the_main_process_or_the_whole
         extra={"OMVANT_LOG_LEVEL": "INFO"},
     )
     with running_workers(env, tmp_path / "logs", ["composition"], processes=2, threads=1) as worker:
-        assert wait_until(lambda: worker.output().count("ready for action") >= 2, timeout=90), (
-            worker.output()[-2000:]
-        )
+        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=90), worker.output()[
+            -2000:
+        ]
         _stop(worker.process.pid, signum, how)
         returncode = worker.process.wait(timeout=60)
         output = worker.output()
     assert returncode == 0, output[-3000:]
     assert "Killing worker process" not in output, output[-3000:]
-    assert output.count("Worker has been shut down") == 2, output[-3000:]
+    assert output.count("worker.stopped") == 2, output[-3000:]

@@ -16,14 +16,17 @@ from producers.chaos.servers import RedisServer, ServerError
 from tests.conftest import server_missing
 from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
 from tests.ports import refusing_port
+from workers.store.engine import upgrade
 
 pytestmark = pytest.mark.e2e
 
 
-def run_worker(env: dict[str, str], timeout: float = 90) -> tuple[int, list[str], float]:
+def run_worker(
+    env: dict[str, str], timeout: float = 90, stages: tuple[str, ...] = ()
+) -> tuple[int, list[str], float]:
     started = time.monotonic()
     done = subprocess.run(
-        [OMVANT, "worker", "--processes", "1", "--threads", "1"],
+        [OMVANT, "worker", *stages, "--processes", "1", "--threads", "1"],
         env=env,
         capture_output=True,
         text=True,
@@ -87,6 +90,60 @@ def test_a_worker_whose_database_is_down_exits_2_after_the_timeout(
     assert lines[-1].startswith("omvant worker: cannot reach the database postgresql://")
 
 
+@pytest.mark.parametrize(
+    ("stage", "variable", "url", "server"),
+    [
+        ("notification-sending", "OMVANT_SMTP_URL", "smtp://mail:secret@127.0.0.1:{port}", "SMTP"),
+        (
+            "notification-sending",
+            "OMVANT_SMS_GATEWAY_URL",
+            "http://sms:secret@127.0.0.1:{port}/send",
+            "SMS gateway",
+        ),
+        (
+            "read-receipts",
+            "OMVANT_EMAIL_API_URL",
+            "http://api:secret@127.0.0.1:{port}/",
+            "e-mail API",
+        ),
+        ("attachment-check", "OMVANT_CLAMD_URL", "tcp://127.0.0.1:{port}", "virus scanner"),
+        (
+            "recipient-validation",
+            "OMVANT_DIRECTORY_URL",
+            "http://127.0.0.1:{port}/",
+            "account directory",
+        ),
+    ],
+    ids=["smtp", "sms-gateway", "email-api", "clamd", "directory"],
+)
+def test_a_worker_whose_stage_server_is_down_exits_2_with_one_line_naming_it(
+    stage: str,
+    variable: str,
+    url: str,
+    server: str,
+    redis_url: str,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    upgrade(postgres_url)  # a schema up to date: only the stage's server can stop the worker
+    with refusing_port() as port:
+        env = worker_env(
+            broker_url=redis_url,
+            database_url=postgres_url,
+            queue_prefix="i13.dead.",
+            blob_dir=tmp_path,
+            extra={"OMVANT_STARTUP_TIMEOUT_SECONDS": "2", variable: url.format(port=port)},
+        )
+        status, lines, _seconds = run_worker(env, stages=(stage,))
+    assert status == 2, lines
+    # one line per attempt (how many fit in 2 s depends on the load), the last the verdict
+    assert all(line.startswith(f"omvant worker: waiting for the {server}") for line in lines[:-1])
+    assert lines[-1].startswith(f"omvant worker: cannot reach the {server}"), lines[-1]
+    assert f"127.0.0.1:{port}" in lines[-1] and "check " in lines[-1], lines[-1]
+    assert variable in lines[-1] and "OMVANT_STARTUP_TIMEOUT_SECONDS" in lines[-1], lines[-1]
+    assert all("secret" not in line for line in lines), lines
+
+
 def children_of(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
     return [int(p) for p in found.stdout.split()]
@@ -132,7 +189,7 @@ def test_worker_processes_stop_when_their_main_process_is_killed(
     )
     worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=2, threads=2)
     try:
-        assert wait_until(lambda: worker.output().count("ready for action") == 2, timeout=90), (
+        assert wait_until(lambda: worker.output().count("worker.ready") == 1, timeout=90), (
             worker.output()[-2000:]
         )
         children = children_of(worker.process.pid)
@@ -162,7 +219,7 @@ def test_a_running_worker_whose_broker_goes_away_says_little_and_exits_2(
     )
     worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=1, threads=2)
     try:
-        assert wait_until(lambda: "ready for action" in worker.output(), timeout=90)
+        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=90)
         before = len(worker.output().splitlines())
         redis.stop()
         stopped = time.monotonic()

@@ -124,10 +124,21 @@ def test_a_rabbitmq_queue_refusing_publishes_midway_leaves_the_count_at_what_it_
                 batch = batches.get(conn, "window-refused")
                 finished = batches.progress(conn, batch)["finished"]
             held = queue_depth(client.broker, bulk_queue(queue_prefix, batch.lane))
+            clear_policy(rabbitmqctl, policy)
+            # the same client again: nothing of the failed dispatch counts for this one
+            after = dispatch(client, "window-after", 450)
+            with client.engine.connect() as conn:
+                first = batches.get(conn, "window-refused")
     finally:
-        subprocess.run(
-            [rabbitmqctl, "clear_policy", policy], check=False, capture_output=True, timeout=60
-        )
+        clear_policy(rabbitmqctl, policy)
     assert held == 3
     assert batch.enqueued == 300  # what the broker took, not a case more or less
     assert not finished
+    assert after.enqueued == after.total == 450
+    assert first.enqueued == 300
+
+
+def clear_policy(rabbitmqctl: str, policy: str) -> None:
+    subprocess.run(
+        [rabbitmqctl, "clear_policy", policy], check=False, capture_output=True, timeout=60
+    )

@@ -360,11 +360,14 @@ def test_an_answer_to_an_information_template_is_refused_kept_sealed_and_not_ale
         answers.set_clinic_alert(conn, CLINIC, answers.AnswerAlert("email", "hud@region.example"))
     deliver(ctx, "i-1", template_id="meddelande-till-invanare")  # information: no questions
     deliver(ctx, "q-1")
-    publish_answers(ctx, [answered("i-1"), answered("q-1")], expected=1)
+    publish_answers(ctx, [answered("i-1"), answered("q-1"), answered("nobody")], expected=1)
     with ctx.engine.connect() as conn:
         stored = conn.execute(sa.select(case_answers.c.case_id)).scalars().all()
         case = conn.execute(sa.select(cases_table).where(cases_table.c.id == "i-1")).one()
-        [kept] = conn.execute(sa.select(rejected_messages)).all()
+        rows = conn.execute(sa.select(rejected_messages).order_by(rejected_messages.c.reason))
+        kept, unknown = rows.all()
+    assert unknown.reason == "unknown-case"
+    assert "Jag har ont" not in unknown.body, "any refused answer is kept sealed"
     assert stored == ["q-1"], "the question case's answer comes home, the other does not"
     assert case.answer_kind is None and case.answered_at is None
     assert isinstance(ctx.email, SimulatedEmailSender)
@@ -373,5 +376,6 @@ def test_an_answer_to_an_information_template_is_refused_kept_sealed_and_not_ale
     assert kept.queue == f"{ctx.settings.queue_prefix}read-receipts"
     body = json.loads(kept.body)
     assert (body["case_id"], body["event"]) == ("i-1", "answered"), "nothing lost"
-    assert SECRET_TEXT not in kept.body, "the refused answer is kept sealed, as answers are"
+    assert "Jag har ont" not in kept.body, "the refused answer is kept sealed, as answers are"
+    assert "text" not in body["answer"] and "question_answers" not in body["answer"]
     assert SECRET_TEXT in answer_seal(ctx.settings).open(body["answer"]["sealed"])

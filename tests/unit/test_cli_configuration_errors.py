@@ -54,6 +54,10 @@ def one_case(tmp_path: Path) -> str:
         (["demo", "--cases", "1", "--database", "not a url"], "cannot use the database URL"),
         (["templates", "list", "--database", "not a url"], "cannot use the database URL"),
         (["push", "CASES", "--broker", "redis://127.0.0.1:PORT/0"], "cannot reach the broker"),
+        (
+            ["exporter", "--port", "0", "--broker", "amqp://guest:secret@127.0.0.1:PORT/%2F"],
+            "cannot reach the broker at amqp://guest:***@127.0.0.1:",
+        ),
     ],
 )
 def test_a_wrong_or_unreachable_server_is_one_line_and_exit_2(
@@ -67,6 +71,7 @@ def test_a_wrong_or_unreachable_server_is_one_line_and_exit_2(
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"omvant: {says}"), result.stderr
+    assert "secret" not in result.stderr
 
 
 @pytest.mark.parametrize("size", ["0", "1001", "many"])

@@ -4,6 +4,7 @@ even when the broker refuses a publish in the middle of a dispatch."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts.registry import describe, parse
-from contracts.send_case import SendCaseV2
+from contracts.send_case import _CASE_NAMESPACE, SendCaseV2, case_id_for, key_case_ids
 from producers.client import OmvantClient, Recipient
 from producers.dispatch_records import DispatchRecords
 from producers.intake_publisher import IntakePublisher
@@ -142,6 +143,18 @@ def test_a_broker_refusing_a_publish_mid_dispatch_leaves_the_count_what_it_holds
     assert sum(heard) == 300
     with client.engine.connect() as conn:
         assert batches.progress(conn, batch)["finished"] is False  # visibly not all sent
+    broker.refuse_from = 10**9
+    after = client.dispatch(
+        recipients[:250],
+        template_id="kallelse-screening",
+        clinic_hsa_id=CLINIC,
+        sender_hsa_id=SENDER,
+        total=250,
+        batch_id="after-the-refusal",
+        chunk_size=100,
+    )
+    assert after.enqueued == 250
+    assert cases_held(broker) == 550
     client.close()
 
 
@@ -202,3 +215,11 @@ def chunk_message(index: int) -> dramatiq.Message[Any]:
     return intake_message(
         records, [made.case_id(r) for r in records], lane=lane_for("normal", 1), correlation_id="c"
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(clinic=texts, key=texts)
+def test_case_ids_are_rfc_4122_version_5_uuids_of_the_clinic_and_key(clinic: str, key: str) -> None:
+    expected = str(uuid.uuid5(_CASE_NAMESPACE, f"{clinic}\x1f{key}"))
+    assert case_id_for(clinic, key) == expected
+    assert key_case_ids(clinic)(key) == expected

@@ -150,3 +150,25 @@ def test_omvant_status_prints_a_screen_and_json(
     assert screen.exit_code == 0, screen.output
     assert "failures pending: 4" in screen.stdout
     assert "recipient-validation" in screen.stdout
+
+
+def test_a_broker_gone_while_the_exporter_serves_is_exporter_up_0_and_healthz_503(
+    tmp_path: Path,
+) -> None:
+    from tests.ports import refusing_port
+    from workers.broker import build_broker
+    from workers.exporter import application
+    from workers.store.engine import make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    upgrade(url)
+    engine = make_engine(url)
+    with refusing_port() as port:
+        gone = build_broker(f"redis://127.0.0.1:{port}/0")
+        registry = build_registry(gone, engine, "")
+        assert registry.get_sample_value("omvant_exporter_up") == 0
+        said: list[str] = []
+        body = application(registry)({"PATH_INFO": "/healthz"}, lambda s, _h: said.append(s))
+    assert said == ["503 Service Unavailable"]
+    assert json.loads(b"".join(body)) == {"status": "down"}
+    engine.dispose()

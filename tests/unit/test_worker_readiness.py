@@ -1,0 +1,71 @@
+"""``worker.ready`` is said once per ``omvant worker``, by the last of its processes to consume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from producers.cli.worker_command import DRAMATIQ_MAIN, dramatiq_argv, ready_plan
+from workers.readiness import READY_VARIABLE, Plan, Readiness, count_in
+
+
+class Lines:
+    """A logger that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple[str, str, dict[str, Any]]] = []
+
+    def info(self, event: str, **values: Any) -> None:
+        self.said.append(("info", event, values))
+
+    def warning(self, event: str, **values: Any) -> None:
+        self.said.append(("warning", event, values))
+
+
+WORKER = SimpleNamespace(consumers={"q-urgent": 1, "q-urgent.DQ": 1, "q-bulk-1": 1})
+
+
+def test_only_the_last_of_the_processes_to_consume_says_worker_ready(tmp_path: Path) -> None:
+    plan = Plan(str(tmp_path / "w.ready"), processes=2, stages=["composition"], lanes="all")
+    first, second = Lines(), Lines()
+    Readiness(plan, first, lambda: 1).after_worker_boot(None, WORKER)  # type: ignore[arg-type]
+    assert first.said == []
+    Readiness(plan, second, lambda: 2).after_worker_boot(None, WORKER)  # type: ignore[arg-type]
+    assert second.said == [
+        (
+            "info",
+            "worker.ready",
+            {"processes": 2, "stages": ["composition"], "lanes": "all", "queues": 2},
+        )
+    ]
+    assert not Path(plan.file).exists()  # the last one leaves nothing behind
+
+
+def test_a_process_counted_twice_is_one_process(tmp_path: Path) -> None:
+    path = tmp_path / "w.ready"
+    assert [count_in(path, 7), count_in(path, 7), count_in(path, 8)] == [1, 1, 2]
+
+
+def test_dramatiq_started_by_hand_says_ready_per_process() -> None:
+    lines = Lines()
+    Readiness(None, lines).after_worker_boot(None, WORKER)  # type: ignore[arg-type]
+    assert [event for _, event, _ in lines.said] == ["worker.ready"]
+
+
+def test_each_process_says_worker_stopped() -> None:
+    lines = Lines()
+    Readiness(None, lines).after_worker_shutdown(None, WORKER)  # type: ignore[arg-type]
+    assert [event for _, event, _ in lines.said] == ["worker.stopped"]
+
+
+def test_the_plan_travels_to_the_worker_processes_in_the_environment(tmp_path: Path) -> None:
+    plan = ready_plan(["composition", "attachment-check"], "urgent", 3)
+    assert Plan.from_env({READY_VARIABLE: plan.to_env()}) == plan
+    assert Plan.from_env({}) is None
+    assert Plan.from_env({READY_VARIABLE: "{not json"}) is None
+
+
+def test_omvant_worker_runs_dramatiq_through_the_quiet_main() -> None:
+    argv = dramatiq_argv(["q"], processes=1, threads=1)
+    assert argv[1:4] == ["-m", DRAMATIQ_MAIN, "workers.app"]

@@ -1,0 +1,47 @@
+"""``omvant worker STAGE`` asks the outside servers that stage calls, and only those."""
+
+from __future__ import annotations
+
+import pytest
+
+from producers.cli.worker_command import probe_server, stage_checks
+from workers import server_probe as servers
+from workers.routes import STAGES
+from workers.server_checks import ServerUnreachable
+from workers.settings import Settings
+
+
+def names(stages: list[str]) -> list[str]:
+    return [check.name for check in stage_checks(Settings(), stages)]
+
+
+def test_the_sending_stage_asks_the_notifiers_and_redis() -> None:
+    assert names(["notification-sending"]) == [
+        servers.SMS_GATEWAY,
+        servers.EMAIL_API,
+        servers.SMTP,
+        servers.REDIS,
+    ]
+
+
+def test_composition_asks_no_outside_server() -> None:
+    assert names(["composition"]) == []
+
+
+def test_each_server_is_asked_once_whatever_the_stages_sharing_it() -> None:
+    everything = names(list(STAGES))
+    assert sorted(everything) == sorted(set(everything))
+    assert {servers.CLAMD, servers.DIRECTORY, servers.SMTP} <= set(everything)
+
+
+def test_a_server_the_settings_leave_simulated_passes_at_once() -> None:
+    probe_server(Settings(), servers.SMTP)  # no OMVANT_SMTP_URL: the simulator, nothing to ask
+
+
+def test_a_configured_server_that_does_not_answer_is_one_masked_line() -> None:
+    settings = Settings(smtp_url="smtp://mail:secret@127.0.0.1:1", connect_timeout=1)
+    with pytest.raises(ServerUnreachable) as failed:
+        probe_server(settings, servers.SMTP)
+    text = str(failed.value)
+    assert text.startswith("the SMTP server at smtp://mail:***@127.0.0.1:1")
+    assert "secret" not in text and "OMVANT_SMTP_URL" in text and "\n" not in text
