@@ -38,6 +38,7 @@ from contracts.send_case import SendCaseV2
 from producers import bench_cpu, bench_database
 from producers.bench_workers import (
     BY_STAGE,
+    URGENT_GROUP,
     merge_profile,
     start_workers,
     stop_all,
@@ -288,6 +289,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         warm_up(client, engine, settings)
         roots = {name: w.pid for name, w in workers.items()}
         niceness = {name: bench_cpu.tree_niceness(pid) for name, pid in roots.items()}
+        threads = {name: w.threads for name, w in workers.items()}
         idle = bench_cpu.idle_percent(roots, seconds=config.idle_seconds)
         batch_id = f"bench-{uuid.uuid4().hex[:12]}"
         residents = draw_residents(config.cases, seed=settings.seed)
@@ -358,8 +360,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         "postgres_writes_per_case": written,
         "profile": profile,
         "worker_niceness": niceness,
-        "urgent_processes": config.urgent_processes if config.urgent_worker else 0,
-        "urgent_threads": (config.urgent_threads or config.threads) if config.urgent_worker else 0,
+        "worker_threads": threads,
     }
 
 
@@ -520,6 +521,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
     written = pipeline.pop("postgres_writes_per_case")
     profile = pipeline.pop("profile")
     niceness = pipeline.pop("worker_niceness")
+    threads = pipeline.pop("worker_threads")
     return {
         "noop_msgs_per_s": round(before.msgs_per_s, 1),
         "pipeline_cases_per_s": rate,
@@ -542,7 +544,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
         "bulk_nice": config.bulk_nice if config.urgent_worker else 0,
         "worker_niceness": niceness,
         "urgent_processes": config.urgent_processes if config.urgent_worker else 0,
-        "urgent_threads": (config.urgent_threads or config.threads) if config.urgent_worker else 0,
+        "urgent_threads": threads.get(URGENT_GROUP, 0),
         "enqueue_cases_per_s": pipeline["enqueue_cases_per_s"],
         "cpu_ms_per_case": cpu,
         "postgres_writes_per_case": written,

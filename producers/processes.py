@@ -59,6 +59,7 @@ class DramatiqWorkers:
         """``nice``: added to the processes' niceness (lower CPU priority), as ``omvant worker
         --nice`` does; dramatiq's worker processes inherit it."""
         self.log_path = log_path
+        self.threads = threads
         self._log = log_path.open("ab")
         argv = [sys.executable, "-m", "dramatiq", module, "--processes", str(processes)]
         argv += ["--threads", str(threads), "--queues", *queues]

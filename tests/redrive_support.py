@@ -57,12 +57,17 @@ def run(ctx: Context, envelope: dict[str, Any]) -> None:
 
 
 def until(ctx: Context, contract: str) -> list[dict[str, Any]]:
-    """Run the stages on what the broker holds until only ``contract`` messages are left."""
+    """Run the stages on what the broker holds, holding back the ``contract`` messages, until
+    only those are left (a chunk's cases may reach it from two stages: composition passes
+    the cases without attachments past the attachment check); they are returned."""
+    held: list[dict[str, Any]] = []
     while True:
         envelopes = taken(ctx)
-        if all(e["contract"] == contract for e in envelopes):
-            return envelopes
-        for envelope in envelopes:
+        held.extend(e for e in envelopes if e["contract"] == contract)
+        rest = [e for e in envelopes if e["contract"] != contract]
+        if not rest:
+            return held
+        for envelope in rest:
             run(ctx, envelope)
 
 

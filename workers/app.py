@@ -61,9 +61,11 @@ broker = build_broker(
         SetAsidePoison(context, settings.poison_deliveries),
         watch,
         StopOnce(),
-        Readiness(Plan.from_env(os.environ)),
     ],
 )
+# first in the list, so that its after_worker_boot runs last (dramatiq runs "after" hooks in
+# reverse): worker.ready is said once the server watch and StopOnce are in place
+broker.add_middleware(Readiness(Plan.from_env(os.environ)), before=type(broker.middleware[0]))
 dramatiq.set_broker(broker)
 actors: dict[str, dramatiq.Actor[Any, Any]] = declare_actors(
     broker,

@@ -29,7 +29,7 @@ from workers.answer_seal import AnswerSeal
 from workers.attachments import ownership
 from workers.reasons import Reason
 from workers.stage import Reject
-from workers.store import batches, cases
+from workers.store import batches, case_notes, cases
 
 RowsFor = Callable[[Sequence[SendCaseV2]], list[dict[str, Any]]]
 
@@ -229,10 +229,10 @@ def foreign(conn: sa.Connection, items: Sequence[Any]) -> list[Any]:
     }
     if not claims:
         return []
-    owners, _ = cases.owners(conn, claims)
+    clinics = case_notes.clinics_of(conn, list(claims))
     return [
         item
         for item in items
-        if str(getattr(item, "case_id", "")) in owners
-        and owners[str(item.case_id)].clinic_hsa_id != claims[str(item.case_id)]
+        if str(getattr(item, "case_id", "")) in clinics
+        and clinics[str(item.case_id)] != claims[str(item.case_id)]
     ]

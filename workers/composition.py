@@ -1,6 +1,8 @@
 """Stage 2, message composition: template + fragments + free text + signature + date.
 
-Consumes ``RecipientValidated``; emits ``MessageComposed`` or rejects the case.
+Consumes ``RecipientValidated``; emits ``MessageComposed`` (to the attachment check) or rejects
+the case; a case without attachments is cleared here too and its ``AttachmentsCleared`` goes
+straight to inbox delivery (``past_the_attachment_check``).
 
 The message format
 ------------------
@@ -31,6 +33,7 @@ from typing import Protocol
 import sqlalchemy as sa
 
 from contracts import recipient_validated
+from contracts.attachments_cleared import AttachmentsClearedV1
 from contracts.common import Channel
 from contracts.message_composed import MessageComposedV1
 from contracts.recipient_validated import RecipientValidatedV1
@@ -372,4 +375,22 @@ def process(parsed: Parsed, ctx: Context) -> None:
         pins=pins_of(ctx.engine, [item.case_id for item in items]),
     )
     decisions = with_sealed_content(decisions, answer_seal(ctx.settings))
+    decisions = [past_the_attachment_check(d) for d in decisions]
     settle(ctx, stage=STAGE, decisions=decisions, correlation_id=parsed.envelope.correlation_id)
+
+
+def past_the_attachment_check(decision: Decision) -> Decision:
+    """A composed case without attachments is cleared here, in the same transaction, and goes
+    to inbox delivery: the attachment check has nothing to check for it, and its decision
+    would be this one (``cleared``, the same ``AttachmentsCleared``) at the cost of a stage's
+    hop per chunk. Its content is sealed already (the sweep rebuilds it from there)."""
+    if not isinstance(decision, Advance):
+        return decision
+    message = decision.next_item
+    if not isinstance(message, MessageComposedV1) or message.attachments:
+        return decision
+    return Advance(
+        decision.case_id,
+        (*decision.transitions, Transition(decision.case_id, CaseState.CLEARED)),
+        AttachmentsClearedV1(**message.model_dump(exclude={"attachments"})),
+    )

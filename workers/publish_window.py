@@ -99,7 +99,14 @@ class PublishWindow:
         self._confirmed = 0
         self.close()
 
+    def _settle(self) -> None:
+        """Wait for every confirm still in flight (here: none are)."""
+
     def _take_confirmed(self) -> int:
+        if self._refused:
+            # the rest first: a broker confirms a refusal before earlier messages' writes,
+            # and what it took must be counted before a refusal stops the send
+            self._settle()
         while self._refused:
             message, cases = self._refused[0]
             try:
@@ -130,6 +137,7 @@ class RabbitmqWindow(PublishWindow):
         """Delivery tag -> message and cases, for those not yet confirmed."""
         self._returned: set[int] = set()
         self._tag_of: dict[str, int] = {}
+        self._blocked = False
 
     def publish(self, message: dramatiq.Message[Any], cases: int) -> int:
         """See ``PublishWindow.publish``."""
@@ -154,19 +162,22 @@ class RabbitmqWindow(PublishWindow):
             )
             self._connection.process_data_events(time_limit=0)
             while len(self._waiting) >= self.depth:
-                self._connection.process_data_events(time_limit=None)
+                self._block()
         except (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError) as exc:
             self._lost(exc)
         return self._take_confirmed()
 
     def drain(self) -> int:
         """See ``PublishWindow.drain``."""
+        self._settle()
+        return self._take_confirmed()
+
+    def _settle(self) -> None:
         try:
             while self._waiting:
-                self._connection.process_data_events(time_limit=None)
+                self._block()
         except (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError) as exc:
             self._lost(exc)
-        return self._take_confirmed()
 
     def _open(self) -> Any:
         if self._connection is not None and self._connection.is_open:
@@ -185,6 +196,14 @@ class RabbitmqWindow(PublishWindow):
             self._connection.process_data_events(time_limit=None)
         self._channel, self._next_tag = channel, 1
         return channel
+
+    def _block(self) -> None:
+        """Wait for the next confirm (``_on_confirm`` wakes this up)."""
+        self._blocked = True
+        try:
+            self._connection.process_data_events(time_limit=None)
+        finally:
+            self._blocked = False
 
     def _wake(self) -> None:
         # process_data_events(time_limit=None) returns once an event is ready for dispatch;
@@ -210,7 +229,8 @@ class RabbitmqWindow(PublishWindow):
             else:
                 self._confirmed += cases
                 self.broker.emit_after("enqueue", message, None)
-        self._wake()
+        if self._blocked:
+            self._wake()
 
     def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
         # a return comes before its message's ack: the message reached no queue
@@ -286,12 +306,15 @@ class RedisWindow(PublishWindow):
 
     def drain(self) -> int:
         """See ``PublishWindow.drain``."""
+        self._settle()
+        return self._take_confirmed()
+
+    def _settle(self) -> None:
         try:
             while self._in_flight:
                 self._read_one(self._connection)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._lost(exc)
-        return self._take_confirmed()
 
     def _open(self) -> Any:
         if self._connection is None:

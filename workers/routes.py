@@ -2,7 +2,8 @@
 
     SendCase ──► recipient-validation ──RecipientValidated──► message-composition
       ──MessageComposed──► attachment-check ──AttachmentsCleared──► notification-dispatch
-      (inbox delivery: delivers, writes the notification outbox)
+      (inbox delivery: delivers, writes the notification outbox); a case without attachments
+      goes from composition to notification-dispatch (composition clears it: nothing to check)
       ──NotificationQueued──► notification-sending (sends; records notified)
       inbox ──ReadReceipt──► read-receipts
       unread follow-ups and the sweep (``omvant sweep``) send through notification-sending's

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     """Cases per message on the hops between stages on the urgent and normal lanes (at most
     what an envelope carries): small, so a single case or a clinic's few are not held behind
     a large chunk."""
-    bulk_chunk_size: int = Field(default=100, ge=1, le=MAX_CHUNK)
+    bulk_chunk_size: int = Field(default=500, ge=1, le=MAX_CHUNK)
     """Cases per message on the bulk lanes (dispatches), from the dispatch's enqueue through
     every stage: a message's fixed cost (the poison guard, the clinic check, a transaction,
     a publish) is shared by more cases."""

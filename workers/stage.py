@@ -85,7 +85,11 @@ def settle(
         for d in decisions
         if isinstance(d, Advance) and d.next_item is not None and d.case_id in holding
     ]
-    emit(ctx, onward, correlation_id=correlation_id)
+    by_contract: dict[type[BaseModel], list[BaseModel]] = {}
+    for item in onward:  # a stage may pass a case past a stage it does not need (composition)
+        by_contract.setdefault(type(item), []).append(item)
+    for records in by_contract.values():
+        emit(ctx, records, correlation_id=correlation_id)
     return onward
 
 

@@ -30,6 +30,7 @@ KEYS = (
     "complete",
     "layout",
     "worker_niceness",
+    "urgent_threads",
     "enqueue_cases_per_s",
     "cpu_ms_per_case",
     "postgres_writes_per_case",

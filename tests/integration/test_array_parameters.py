@@ -156,10 +156,18 @@ def test_ledger_chunk_writes_claim_and_mark_each_row_once(engine: sa.Engine) -> 
 def test_the_joined_literal_of_a_column_is_the_element_by_element_one(
     values: list[str | None],
 ) -> None:
-    """``literal``'s shortcuts (a column of plain strings joined at once, a column of NULLs)
-    write exactly what writing each element does."""
-    each = "{" + ",".join(map(_element, values)) + "}"
-    assert literal(values) == each
-    assert literal(iter(values)) == each
+    """``literal``'s shortcuts (a column of plain strings, of strings and NULLs, of NULLs,
+    of integers, of times, joined at once) write exactly what writing each element does."""
+    at = dt.datetime(2026, 12, 1, 18, 50, 1, 5, tzinfo=dt.UTC)
     strings = [v for v in values if v is not None]
-    assert literal(strings) == "{" + ",".join(map(_element, strings)) + "}"
+    for column in (
+        values,
+        strings,
+        [None] * len(values),
+        [len(v or "") - 3 for v in values],
+        [at + dt.timedelta(seconds=len(v or "")) for v in values],
+        [*values, 7],
+    ):
+        each = "{" + ",".join(map(_element, column)) + "}"
+        assert literal(column) == each
+        assert literal(iter(column)) == each

@@ -69,6 +69,8 @@ def test_a_small_bench_reports_every_promised_figure(
     niceness = figures["worker_niceness"]
     own = os.nice(0)
     assert niceness == {URGENT_GROUP: [own], **{s: [own + 3] for s in STAGES}}, niceness
+    # ... with 2 threads (--threads) per urgent lane
+    assert figures["urgent_threads"] == 2 * len(BUSY_STAGES)
     assert all(cpu["stages"][s] > 0 for s in BUSY_STAGES), cpu["stages"]
     assert cpu["workers_total"] == pytest.approx(sum(cpu["stages"].values()), abs=0.01)
     assert cpu["cases_counted"] >= CASES

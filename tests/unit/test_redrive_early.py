@@ -34,8 +34,16 @@ def later(ctx: Context, stalled: str) -> None:
         conn.execute(sa.update(cases).where(cases.c.id == stalled).values(updated_at=NOW))
 
 
-@pytest.mark.parametrize("state", ["received", "validated", "composed"])
-@pytest.mark.parametrize("with_file", [False, True])
+@pytest.mark.parametrize(
+    ("state", "with_file"),
+    [
+        ("received", False),
+        ("received", True),
+        ("validated", False),
+        ("validated", True),
+        ("composed", True),  # a case without attachments is cleared by composition itself
+    ],
+)
 def test_a_case_whose_stage_message_was_lost_ends_notified_once_by_the_sweep(
     ctx: Context, monkeypatch: pytest.MonkeyPatch, state: str, with_file: bool
 ) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +26,7 @@ class Lines:
         self.said.append(("warning", event, values))
 
 
+KEY = os.environ["OMVANT_ANSWER_KEY"]  # the test session's (tests/conftest.py)
 WORKER = SimpleNamespace(consumers={"q-urgent": 1, "q-urgent.DQ": 1, "q-bulk-1": 1})
 
 
@@ -69,3 +73,23 @@ def test_the_plan_travels_to_the_worker_processes_in_the_environment(tmp_path: P
 def test_omvant_worker_runs_dramatiq_through_the_quiet_main() -> None:
     argv = dramatiq_argv(["q"], processes=1, threads=1)
     assert argv[1:4] == ["-m", DRAMATIQ_MAIN, "workers.app"]
+
+
+def test_worker_ready_is_said_after_every_other_boot_hook(tmp_path: Path) -> None:
+    # dramatiq runs after_worker_boot hooks last-added first: the first middleware's runs last,
+    # so a stop sent on worker.ready finds StopOnce and the server watch in place
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+    env.update(OMVANT_BROKER_URL="memory://", OMVANT_HOME=str(tmp_path), OMVANT_ANSWER_KEY=KEY)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import workers.app as a; print(type(a.broker.middleware[0]).__name__)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.split() == ["Readiness"], done.stderr[-2000:]

@@ -48,13 +48,24 @@ def literal(values: Iterable[object]) -> str:
     """
     chosen: list[Any] = values if isinstance(values, list) else list(values)
     kinds = set(map(type, chosen))
-    if kinds == {str}:  # the usual column of a chunk (ids, states, keys): joined at once
-        joined = '","'.join(chosen)
-        if "\\" not in joined and '"' not in "".join(chosen):
-            return '{"' + joined + '"}'
-    elif kinds == {type(None)}:
-        return "{" + ",".join(["NULL"] * len(chosen)) + "}"
+    # the usual columns of a chunk (ids, states, keys, counts, one time), written at once
+    if kinds and kinds <= _STR_OR_NONE:
+        strings = chosen if str in kinds and len(kinds) == 1 else [v for v in chosen if v]
+        flat = "".join(strings)
+        if "\\" not in flat and '"' not in flat:
+            if strings is chosen:
+                return '{"' + '","'.join(chosen) + '"}'
+            return "{" + ",".join(["NULL" if v is None else f'"{v}"' for v in chosen]) + "}"
+    elif kinds == _INT:
+        return "{" + ",".join(map(str, chosen)) + "}"
+    elif kinds == _DATETIME:
+        return '{"' + '","'.join([v.isoformat() for v in chosen]) + '"}'
     return "{" + ",".join(map(_element, chosen)) + "}"
+
+
+_STR_OR_NONE = frozenset({str, type(None)})
+_INT = frozenset({int})
+_DATETIME = frozenset({dt.datetime})
 
 
 def among(

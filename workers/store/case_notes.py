@@ -50,7 +50,9 @@ def keep_earliest_read(conn: sa.Connection, earliest: Mapping[str, dt.datetime])
 
 def clinics_of(conn: sa.Connection, case_ids: Sequence[str]) -> dict[str, str]:
     """The clinic of each case."""
-    query = sa.select(cases.c.id, cases.c.clinic_hsa_id).where(cases.c.id.in_(list(case_ids)))
+    if not case_ids:
+        return {}
+    query = sa.select(cases.c.id, cases.c.clinic_hsa_id).where(among(conn, cases.c.id, case_ids))
     return {row.id: row.clinic_hsa_id for row in conn.execute(query)}
 
 
