@@ -76,9 +76,7 @@ def test_a_settled_batch_refuses_to_be_paused_resumed_or_cancelled(
 
 
 @pytest.mark.parametrize("action", ["pause", "resume", "cancel"])
-def test_steering_a_batch_with_json_gives_json_and_json_errors(
-    database: str, action: str
-) -> None:
+def test_steering_a_batch_with_json_gives_json_and_json_errors(database: str, action: str) -> None:
     refused = runner.invoke(app, ["batches", action, LONG_ID, "--json", "--database", database])
     assert refused.exit_code == 1, refused.output
     assert json.loads(refused.stderr)["error"]["reason"] == "batch-transition-refused"
