@@ -43,10 +43,12 @@ def wait_for_servers(
     say: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    started: float | None = None,
 ) -> int:
     """Ask each server until all answer, backing off between attempts; returns the attempts.
 
-    Says one line per failed attempt (which server, why, when the next try is).
+    Says one line per failed attempt (which server, why, when the next try is). ``started``
+    (on ``clock``): when the wait began, by default now.
 
     Raises
     ------
@@ -54,7 +56,7 @@ def wait_for_servers(
         A server still did not answer after ``timeout`` seconds; the message says which and
         that the worker gave up.
     """
-    started = clock()
+    started = clock() if started is None else started  # the process's start: imports count too
     delays = backoff_delays()
     attempt = 0
     pending = list(checks)

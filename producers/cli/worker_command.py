@@ -184,14 +184,16 @@ def wait_or_exit(settings: Settings, stages: list[str] | None = None) -> None:
     def say(line: str) -> None:
         typer.echo(f"omvant worker: {line}", err=True)
 
-    first = [
-        Check(name, functools.partial(probe_server, settings, name))
-        for name in (servers.BROKER, servers.DATABASE)
+    from producers import STARTED
+
+    deadline = STARTED + settings.startup_timeout_seconds
+    names = [servers.BROKER, servers.DATABASE]
+    names += [c.name for c in stage_checks(settings, stages or list(STAGES)) if c.name not in names]
+    checks = [
+        Check(name, functools.partial(probe_server, settings, name, deadline)) for name in names
     ]
-    others = stage_checks(settings, stages or list(STAGES))
-    checks = first + [c for c in others if c.name not in {servers.BROKER, servers.DATABASE}]
     try:
-        wait_for_servers(checks, timeout=settings.startup_timeout_seconds, say=say)
+        wait_for_servers(checks, timeout=settings.startup_timeout_seconds, say=say, started=STARTED)
     except ServerUnreachable as exc:
         say(str(exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
@@ -204,14 +206,18 @@ def stage_checks(settings: Settings, stages: list[str]) -> list[Check]:
     return [Check(name, functools.partial(probe_server, settings, name)) for name in names]
 
 
-def probe_server(settings: Settings, server: str) -> None:
-    """Ask ``server`` as ``workers.server_probe`` does (its URL masked, what to check).
+def probe_server(settings: Settings, server: str, deadline: float | None = None) -> None:
+    """Ask ``server`` as ``workers.server_probe`` does (its URL masked, what to check), within
+    ``OMVANT_CONNECT_TIMEOUT`` and never much past ``deadline`` (``time.monotonic``).
 
     Raises
     ------
     ServerUnreachable
         It did not answer within ``OMVANT_CONNECT_TIMEOUT`` seconds.
     """
+    if deadline is not None:
+        left = max(0.5, min(settings.connect_timeout, deadline - time.monotonic()))
+        settings = settings.model_copy(update={"connect_timeout": left})
     try:
         servers.require(settings, [server])
     except servers.ServerUnreachable as exc:

@@ -38,7 +38,7 @@ def run_worker(
 
 
 STARTUP_TIMEOUT = 5
-GAVE_UP = re.compile(r"gave up after (\d+) attempts in (\d+) s")
+GAVE_UP = re.compile(r"gave up after (\d+) attempts? in (\d+) s")
 
 
 @pytest.mark.parametrize(
@@ -59,8 +59,9 @@ def test_a_worker_whose_broker_is_down_retries_then_exits_2_with_one_line_per_at
         )
         status, lines, _seconds = run_worker(env)
     assert status == 2, lines
-    # 0.5 + 1 + 2 s of waiting, then 1.5 s to the timeout: four retries, then the verdict
-    assert len(lines) == 5, lines
+    # the timeout counts from the process's start (imports too): 0.5 + 1 + 2 s of waiting at
+    # most, then what is left: at most four retries, then the verdict
+    assert 2 <= len(lines) <= 5, lines
     assert all(line.startswith("omvant worker: waiting for the broker") for line in lines[:-1])
     assert lines[-1].startswith("omvant worker: cannot reach the broker")
     assert "OMVANT_STARTUP_TIMEOUT_SECONDS" in lines[-1]
@@ -86,8 +87,8 @@ def test_a_worker_whose_database_is_down_exits_2_after_the_timeout(
         )
         status, lines, _seconds = run_worker(env)
     assert status == 2, lines
-    assert 2 <= len(lines) <= 4, lines
-    assert lines[-1].startswith("omvant worker: cannot reach the database postgresql://")
+    assert 1 <= len(lines) <= 4, lines  # from the process start: imports may take the budget
+    assert lines[-1].startswith("omvant worker: cannot reach the database at postgresql://")
 
 
 @pytest.mark.parametrize(

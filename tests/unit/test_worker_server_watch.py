@@ -264,3 +264,24 @@ def test_an_orphan_is_asked_to_stop_then_ended_if_its_shutdown_hangs(
     assert signals == [signal.SIGTERM]
     assert ended.wait(5)
     assert exits == [server_watch.EXIT_ORPHAN]
+
+
+def test_the_startup_timeout_counts_from_the_process_start_not_from_the_first_probe() -> None:
+    clock = FakeClock()
+    clock.now = 2.5  # the imports took 2.5 s of a 3 s budget
+    waits: list[float] = []
+
+    def refused() -> None:
+        raise ServerUnreachable("the broker redis://127.0.0.1:1/0: Connection refused")
+
+    with pytest.raises(ServerUnreachable) as raised:
+        wait_for_servers(
+            [Check("broker", refused)],
+            timeout=3,
+            say=lambda _line: None,
+            sleep=lambda s: (waits.append(s), setattr(clock, "now", clock.now + s)),
+            clock=clock,
+            started=0.0,
+        )
+    assert waits == [0.5]  # what was left of the budget, not a fresh 3 s
+    assert "gave up after 2 attempts in 3 s" in str(raised.value)
