@@ -108,7 +108,9 @@ def check_filter(
     # a limit or offset past what the database's integers hold fails the query itself
     if not 1 <= f.limit <= MAX_LIMIT or not 0 <= f.offset <= MAX_OFFSET:
         error = UsageError(
-            "invalid-filter", f"--limit takes 1 to {MAX_LIMIT} (and an offset 0 to {MAX_OFFSET})"
+            # thousands separators: ten plain digits would read as an identity number to the mask
+            "invalid-filter",
+            f"--limit takes 1 to {MAX_LIMIT:,} (and an offset 0 to {MAX_OFFSET:,})",
         )
         raise usage_error(engine, reader, action, error, asked=[])
 

@@ -4,8 +4,8 @@ A worker started while its broker or database is down (a host rebooting, a deplo
 starts everything at once) should wait for them, saying so in one line per attempt, and give
 up after ``OMVANT_STARTUP_TIMEOUT_SECONDS`` with one line and exit status 2, so that its
 supervisor can tell "my servers are down" from a crash. ``wait_for_servers`` does that; the
-probes are real protocol handshakes (a Redis ``PING``, an AMQP connection, a ``SELECT 1``),
-each bounded by a short timeout.
+probes are ``workers.server_probe``'s (one wording everywhere: the masked URL, the cause and
+what to check), each bounded by ``OMVANT_CONNECT_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -15,72 +15,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from workers.server_probe import mask_url
-
 
 class ServerUnreachable(RuntimeError):
     """A server did not answer; the message says which, where (password masked) and why."""
-
-
-def _one_line(error: BaseException) -> str:
-    """The error in one line: pika's errors keep their reason in ``args``, not in ``str``."""
-    text = str(error) or "; ".join(str(a) for a in error.args) or type(error).__name__
-    return " ".join(text.split()).rstrip(".")[:240]
-
-
-def probe_broker(url: str, timeout: float = 3.0) -> None:
-    """Connect to the broker at ``url`` and let it answer (Redis ``PING``, an AMQP handshake).
-
-    Raises
-    ------
-    ServerUnreachable
-        It did not answer within ``timeout`` seconds, or refused us.
-    """
-    scheme = url.split("://", 1)[0].lower()
-    try:
-        if scheme in {"redis", "rediss"}:
-            import redis
-
-            client = redis.Redis.from_url(
-                url, socket_connect_timeout=timeout, socket_timeout=timeout
-            )
-            try:
-                client.ping()
-            finally:
-                client.close()
-        elif scheme in {"amqp", "amqps"}:
-            import pika
-
-            parameters = pika.URLParameters(url)
-            parameters.socket_timeout = timeout
-            parameters.blocked_connection_timeout = timeout
-            parameters.connection_attempts = 1
-            parameters.stack_timeout = timeout
-            pika.BlockingConnection(parameters).close()
-    except Exception as exc:
-        raise ServerUnreachable(f"the broker {mask_url(url)}: {_one_line(exc)}") from exc
-
-
-def probe_database(url: str, timeout: float = 3.0) -> None:
-    """Connect to the database at ``url`` and run ``SELECT 1``.
-
-    Raises
-    ------
-    ServerUnreachable
-        It did not answer within ``timeout`` seconds, or refused us.
-    """
-    import sqlalchemy as sa
-
-    args = {"connect_timeout": max(1, int(timeout))} if url.startswith("postgresql") else {}
-    engine = sa.create_engine(url, connect_args=args, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        why = _one_line(getattr(exc, "orig", None) or exc)
-        raise ServerUnreachable(f"the database {mask_url(url)}: {why}") from exc
-    finally:
-        engine.dispose()
 
 
 def backoff_delays(first: float = 0.5, factor: float = 2.0, cap: float = 10.0) -> Iterator[float]:
@@ -135,8 +72,9 @@ def wait_for_servers(
             return attempt
         waited = clock() - started
         if waited >= timeout:
+            tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
             raise ServerUnreachable(
-                f"cannot reach {failure} (gave up after {attempt} attempts in {waited:.0f} s, "
+                f"cannot reach {failure} (gave up after {tries} in {waited:.0f} s, "
                 "OMVANT_STARTUP_TIMEOUT_SECONDS)"
             ) from failure
         delay = min(next(delays), timeout - waited)

@@ -230,7 +230,7 @@ class RabbitServer:
     def _answers(self) -> bool:
         if not port_open(self.port):
             return False
-        from workers.server_checks import ServerUnreachable, probe_broker
+        from workers.server_probe import ServerUnreachable, probe_broker
 
         try:
             probe_broker(self.url, timeout=2)

@@ -397,37 +397,53 @@ def _done(figures: dict[str, Any]) -> bool:
     )
 
 
-def _steer(batch_id: str, action: str, broker: str | None, database: str | None) -> None:
+def _steer(
+    batch_id: str, action: str, broker: str | None, database: str | None, as_json: bool
+) -> None:
     with _client(broker, database) as client:
         try:
             batch = getattr(client, action)(batch_id)
         except BatchNotFound:
-            fail(Reason.NOT_FOUND, f"no batch {batch_id}", 1)
+            fail(Reason.NOT_FOUND, f"no batch {batch_id}", 1, as_json=as_json)
         except BatchTransitionRefused as exc:
-            fail(Reason.BATCH_TRANSITION_REFUSED, str(exc), 1)
-    typer.echo(f"batch {batch.id}: {batch.status.value}")
+            fail(Reason.BATCH_TRANSITION_REFUSED, str(exc), 1, as_json=as_json)
+    if as_json:
+        typer.echo(json.dumps({"id": batch.id, "status": batch.status.value}))
+    else:
+        typer.echo(f"batch {batch.id}: {batch.status.value}")
 
 
 BatchArg = Annotated[str, typer.Argument(help="The batch id.")]
 
 
 @batches_app.command("pause")
-def pause(batch_id: BatchArg, broker: BrokerOption = None, database: DatabaseOption = None) -> None:
+def pause(
+    batch_id: BatchArg,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Hold the batch's cases in flight (they wait on their lane) until resumed."""
-    _steer(batch_id, "pause", broker, database)
+    _steer(batch_id, "pause", broker, database, as_json)
 
 
 @batches_app.command("resume")
 def resume(
-    batch_id: BatchArg, broker: BrokerOption = None, database: DatabaseOption = None
+    batch_id: BatchArg,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Let a paused batch move on."""
-    _steer(batch_id, "resume", broker, database)
+    _steer(batch_id, "resume", broker, database, as_json)
 
 
 @batches_app.command("cancel")
 def cancel(
-    batch_id: BatchArg, broker: BrokerOption = None, database: DatabaseOption = None
+    batch_id: BatchArg,
+    broker: BrokerOption = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Reject every case of the batch not yet delivered, with reason batch-cancelled."""
-    _steer(batch_id, "cancel", broker, database)
+    _steer(batch_id, "cancel", broker, database, as_json)

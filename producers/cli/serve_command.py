@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from producers.cli.options import BrokerOption, DatabaseOption, checked_engine, settings_from
+from workers import server_probe as servers
 from workers.log import configure
 
 
@@ -28,6 +29,8 @@ def serve(
 
     settings = settings_from(broker, database)
     configure(settings.log_level, json=settings.log_json)
+    # a server that accepts cases it cannot enqueue is worse than none: refuse, like its database
+    servers.require(settings, (servers.BROKER, servers.DATABASE))
     checked_engine(settings.database_url).dispose()  # only omvant db upgrade migrates
     app = create_app(settings)
     if is_in_process(settings.broker_url):

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from producers.cli.options import DatabaseOption, settings_from
+from workers import server_probe as servers
 
 
 def sweep(
@@ -33,7 +34,11 @@ def sweep(
     from workers.log import configure
 
     settings = settings_from(None, database)
-    configure(settings.log_level, json=settings.log_json)
+    # its own counts are the output: its INFO lines (``sweep``, ``unread follow-ups run``) are
+    # for OMVANT_LOG_LEVEL=DEBUG, as with the other one-shot commands
+    quiet = "WARNING" if settings.log_level.upper() == "INFO" else settings.log_level
+    configure(quiet, json=settings.log_json)
+    servers.require(settings, (servers.BROKER, servers.DATABASE))
     # the real broker: a case stalled at cleared is sent to inbox delivery on it (redrive)
     ctx = build_context(settings, build_broker(settings.broker_url))
     stop = threading.Event()

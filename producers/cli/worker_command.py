@@ -22,8 +22,6 @@ from workers.routes import STAGES
 from workers.server_checks import (
     Check,
     ServerUnreachable,
-    probe_broker,
-    probe_database,
     quiet_libraries,
     wait_for_servers,
 )
@@ -186,11 +184,12 @@ def wait_or_exit(settings: Settings, stages: list[str] | None = None) -> None:
     def say(line: str) -> None:
         typer.echo(f"omvant worker: {line}", err=True)
 
-    checks = [
-        Check("broker", lambda: probe_broker(settings.broker_url)),
-        Check("database", lambda: probe_database(settings.database_url)),
-        *stage_checks(settings, stages or list(STAGES)),
+    first = [
+        Check(name, functools.partial(probe_server, settings, name))
+        for name in (servers.BROKER, servers.DATABASE)
     ]
+    others = stage_checks(settings, stages or list(STAGES))
+    checks = first + [c for c in others if c.name not in {servers.BROKER, servers.DATABASE}]
     try:
         wait_for_servers(checks, timeout=settings.startup_timeout_seconds, say=say)
     except ServerUnreachable as exc:

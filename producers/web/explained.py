@@ -101,7 +101,7 @@ MESSAGES: dict[str, str] = {
     r"(?:invalid-filter: )?--template holds a NUL or is too long": (
         "Mallfiltret innehåller ett otillåtet tecken eller är för långt."
     ),
-    r"(?:invalid-filter: )?--limit takes 1 to \d+ \(and an offset 0 to \d+\)": (
+    r"(?:invalid-filter: )?--limit takes 1 to [\d,]+ \(and an offset 0 to [\d,]+\)": (
         "Sidan finns inte i listan."
     ),
     # the replay (workers.replay)

@@ -89,7 +89,10 @@ def test_worker_metrics_move_during_a_dispatch_and_queue_depth_falls(
     upgrade(postgres_url)
     env = worker_env(
         broker_url=broker_url, database_url=postgres_url, queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs", extra={"OMVANT_CHUNK_SIZE": str(CHUNK)},
+        blob_dir=tmp_path / "blobs",
+        # each inbox delivery takes 25 ms, so inbox delivery's counters rise over a second or
+        # more: seen in steps by a scrape every 0.3 s (validation alone can finish between two)
+        extra={"OMVANT_CHUNK_SIZE": str(CHUNK), "OMVANT_SIM_LATENCY_MS": "25"},
     )  # fmt: skip
     batch = f"metrics-{queue_prefix.rstrip('.')}"
     requests = [sc.request(n, batch, i) for i, n in enumerate(reachable_residents(CASES, seed=3))]
@@ -121,7 +124,7 @@ def test_worker_metrics_move_during_a_dispatch_and_queue_depth_falls(
             def progressed() -> bool:
                 samples = scrape(worker_port)
                 seen.append(
-                    total(samples, "omvant_cases_processed_total", stage="recipient-validation")
+                    total(samples, "omvant_cases_processed_total", stage="notification-dispatch")
                 )
                 depths.append(
                     total(scrape(exporter_port), "omvant_queue_depth", queue="recipient-validation")

@@ -260,3 +260,17 @@ def test_a_personalised_notification_text_stops_a_command_with_a_clear_error(
     assert "Traceback" not in result.stderr
     assert "notification-text-personalised" in result.stderr
     assert "{{ fornamn }}" in result.stderr
+
+
+def test_a_bad_limit_says_its_bounds_whole_while_identity_numbers_stay_masked(
+    engine: sa.Engine, sqlite_url: str
+) -> None:
+    from workers.log import mask_identity_numbers
+
+    base = ["cases", "list", "--clinic", CLINIC_A, "--user", STAFF_A, "--database", sqlite_url]
+    refused = CliRunner().invoke(app, [*base, "--limit", "-5"])
+    assert refused.exit_code == 2
+    assert "an offset 0 to 1,000,000,000)" in refused.stderr, refused.stderr
+    assert "****" not in refused.stderr
+    said = mask_identity_numbers("--limit takes 1 to 100,000; resident 19121212-1212")
+    assert said == "--limit takes 1 to 100,000; resident 19121212-****"

@@ -200,9 +200,12 @@ def test_the_chunk_ledger_sees_its_own_marks_and_never_loses_them(
 ) -> None:
     """A chunk's sent marks are in the database the moment each provider call returns: a
     crash during the third call of a chunk loses neither of the two before it, and the chunk,
-    redelivered, sees them and sends only what was not sent."""
+    redelivered, sees them and sends only what was not sent. (The group protocol, one SMS a
+    group: ``sms_batch_size=1``; a batch's crash window is tested in test_sms_batch_sending.)"""
     upgrade(sqlite_url)
-    settings = Settings(database_url=sqlite_url, blob_dir=tmp_path / "b", send_concurrency=1)
+    settings = Settings(
+        database_url=sqlite_url, blob_dir=tmp_path / "b", send_concurrency=1, sms_batch_size=1
+    )
     ctx = build_context(settings, StubBroker())
     rows = [notifications.Queued(f"c{n}", "sms", f"+4670174060{n}") for n in range(4)]
     with ctx.engine.begin() as conn:

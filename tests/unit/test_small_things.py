@@ -75,6 +75,28 @@ def test_a_settled_batch_refuses_to_be_paused_resumed_or_cancelled(
     assert "has finished" in result.output
 
 
+@pytest.mark.parametrize("action", ["pause", "resume", "cancel"])
+def test_steering_a_batch_with_json_gives_json_and_json_errors(database: str, action: str) -> None:
+    refused = runner.invoke(app, ["batches", action, LONG_ID, "--json", "--database", database])
+    assert refused.exit_code == 1, refused.output
+    assert json.loads(refused.stderr)["error"]["reason"] == "batch-transition-refused"
+    assert refused.stdout == ""
+    if action == "cancel":
+        return
+    moved = "held"
+    first, then = ("resume", "pause") if action == "resume" else ("pause", "resume")
+    if first == "pause":
+        runner.invoke(app, ["batches", "resume", moved, "--database", database])
+    done = runner.invoke(app, ["batches", first, moved, "--json", "--database", database])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {
+        "id": moved,
+        "status": "paused" if first == "pause" else "running",
+    }
+    if then == "pause":
+        runner.invoke(app, ["batches", "pause", moved, "--database", database])
+
+
 def test_batch_ids_are_never_cut_short(database: str) -> None:
     narrow = runner.invoke(app, ["batches", "list", "--database", database], terminal_width=80)
     assert "…" not in narrow.stdout

@@ -135,6 +135,14 @@ CASES: list[tuple[str, list[str], dict[str, str]]] = [
     ),
     ("broker", ["loadtest", "replay", "BURST", "--broker", "redis://:PW@127.0.0.1:PORT/6"], {}),
     ("broker", ["status", "--broker", "amqp://guest:PW@127.0.0.1:PORT/%2F"], {}),
+    (
+        "broker",
+        ["serve", "--port", "0"],
+        {"OMVANT_BROKER_URL": "amqp://guest:PW@127.0.0.1:PORT/%2F"},
+    ),
+    ("broker", ["sweep"], {"OMVANT_BROKER_URL": "amqp://guest:PW@127.0.0.1:PORT/%2F"}),
+    ("broker", ["sweep", "--every", "5"], {"OMVANT_BROKER_URL": "redis://:PW@127.0.0.1:PORT/6"}),
+    ("database", ["sweep"], {"OMVANT_DATABASE_URL": "postgresql://u:PW@127.0.0.1:PORT/i"}),
 ]
 
 
@@ -166,6 +174,7 @@ def test_an_unreachable_server_is_one_line_exit_2_with_the_masked_url(
     [
         ("broker", ["demo", "--json", "--cases", "1", "--broker", "redis://127.0.0.1:PORT/6"]),
         ("broker", ["status", "--json", "--broker", "redis://127.0.0.1:PORT/6"]),
+        ("broker", ["sweep", "--json"]),
         (
             "database",
             ["batches", "list", "--json", "--database", "postgresql://u@127.0.0.1:PORT/i"],
@@ -190,9 +199,30 @@ def test_with_json_the_error_is_a_json_object_on_stderr(
     tmp_path: Path, server: str, args: list[str], dead_port: int
 ) -> None:
     port = str(dead_port)
-    code, stderr, _ = run(tmp_path, [a.replace("PORT", port) for a in args], {})
+    env = {"OMVANT_BROKER_URL": f"redis://127.0.0.1:{port}/6"} if args[0] == "sweep" else {}
+    code, stderr, _ = run(tmp_path, [a.replace("PORT", port) for a in args], env)
     assert code == 2, stderr
     [line] = [line for line in stderr.splitlines() if line.strip()]
     error = json.loads(line)["error"]
     assert error["reason"] == f"{server}-unreachable"
     assert f"127.0.0.1:{port}" in error["message"]
+
+
+def test_sweep_json_says_only_its_counts_at_the_default_log_level(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'omvant.db'}"
+    code, stderr, _ = run(tmp_path, ["db", "upgrade", "--database", database], {})
+    assert code == 0, stderr
+    full = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+    full["OMVANT_HOME"] = str(tmp_path / "home")
+    result = subprocess.run(
+        [OMVANT, "sweep", "--json", "--database", database],
+        cwd=tmp_path,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {}
+    assert result.stderr.strip() == ""

@@ -6,19 +6,23 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from tests.ports import refusing_port
 from workers.server_checks import (
     Check,
     ServerUnreachable,
     backoff_delays,
-    probe_broker,
-    probe_database,
     wait_for_servers,
 )
 from workers.server_probe import mask_url
 from workers.server_watch import ConsumerErrors, ServerWatch, report_times
+
+OMVANT = str(Path(sys.executable).with_name("omvant"))
 
 
 class FakeClock:
@@ -89,22 +93,51 @@ def test_passwords_are_masked_in_urls() -> None:
     assert mask_url("postgresql://postgres@db/omvant") == "postgresql://postgres@db/omvant"
 
 
-@pytest.mark.parametrize(
-    "url", ["redis://:pw@127.0.0.1:1/0", "amqp://guest:pw@127.0.0.1:1/%2F"], ids=["redis", "amqp"]
-)
-def test_a_broker_on_a_dead_port_is_unreachable_and_the_message_masks_the_password(
-    url: str,
-) -> None:
+def test_a_worker_that_gives_up_at_once_says_one_attempt() -> None:
+    clock = FakeClock()
+
+    def refused() -> None:
+        clock.now = 5.0
+        raise ServerUnreachable("the broker redis://127.0.0.1:1/0: Connection refused")
+
     with pytest.raises(ServerUnreachable) as raised:
-        probe_broker(url, timeout=1)
-    message = str(raised.value)
-    assert message.startswith("the broker ") and "***" in message and ":pw@" not in message
-    assert "\n" not in message
+        wait_for_servers([Check("broker", refused)], timeout=3, say=print, clock=clock)
+    assert "gave up after 1 attempt in 5 s" in str(raised.value)
 
 
-def test_a_database_on_a_dead_port_is_unreachable() -> None:
-    with pytest.raises(ServerUnreachable, match=r"^the database postgresql://"):
-        probe_database("postgresql://postgres@127.0.0.1:1/x", timeout=1)
+@pytest.mark.parametrize(
+    ("server", "args", "env"),
+    [
+        ("broker", [], {"OMVANT_BROKER_URL": "amqp://guest:pw@127.0.0.1:PORT/%2F"}),
+        ("broker", [], {"OMVANT_BROKER_URL": "redis://:pw@127.0.0.1:PORT/0"}),
+        ("database", [], {"OMVANT_DATABASE_URL": "postgresql://postgres:pw@127.0.0.1:PORT/x"}),
+    ],
+    ids=["amqp", "redis", "database"],
+)
+def test_a_waiting_worker_says_the_cause_and_what_to_check_like_every_command(
+    tmp_path: Path, server: str, args: list[str], env: dict[str, str]
+) -> None:
+    with refusing_port() as port:
+        full = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+        full |= {k: v.replace("PORT", str(port)) for k, v in env.items()}
+        full |= {"OMVANT_HOME": str(tmp_path), "OMVANT_STARTUP_TIMEOUT_SECONDS": "1"}
+        full["OMVANT_ANSWER_KEY"] = "Ht9nO2y7sJ5cS1o6n0mR8pC4xq3vL2kE9bW7aZ5uT1I="
+        if server == "database":
+            full["OMVANT_BROKER_URL"] = "redis://127.0.0.1:6379/10"
+        done = subprocess.run(
+            [OMVANT, "worker", "recipient-validation", *args],
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert all(line.startswith("omvant worker: ") for line in lines), done.stderr
+    assert f"the {server} at " in lines[-1] and f"127.0.0.1:{port}" in lines[-1]
+    assert "; check " in lines[-1] and ":pw@" not in done.stderr
+    assert "Connection refused" in lines[-1] or "refused" in lines[-1].lower()
 
 
 def record(name: str, message: str) -> logging.LogRecord:
