@@ -51,3 +51,15 @@ def test_the_wait_is_bounded(sqlite_url: str) -> None:
     result = runner.invoke(app, ["db", "check", "--wait", "1", "--database", sqlite_url])
     assert result.exit_code == 2, result.output
     assert time.monotonic() - started < 10
+
+
+def test_the_schema_message_suggests_the_users_own_url_password_masked() -> None:
+    from workers.store.engine import SchemaOutdated, check_schema
+
+    engine = make_engine("sqlite://")
+    try:
+        check_schema(engine)
+    except SchemaOutdated as exc:
+        said = str(exc)
+    assert "run: omvant db upgrade --database sqlite://" in said
+    assert "--database URL" not in said

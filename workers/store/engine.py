@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,10 @@ def check_schema(engine: sa.Engine) -> None:
         state = f"has a newer schema ({', '.join(sorted(current))}) than this omvant knows"
     else:
         state = f"has an older schema ({', '.join(sorted(current))})"
-    raise SchemaOutdated(f"the database at {where} {state}; run: omvant db upgrade --database URL")
+    # the URL as the user wrote it (no driver suffix such as +psycopg), password masked
+    given = engine.url.set(drivername=engine.url.get_backend_name())
+    command = f"omvant db upgrade --database {shlex.quote(given.render_as_string())}"
+    raise SchemaOutdated(f"the database at {where} {state}; run: {command}")
 
 
 def upgrade(url: str) -> None:
