@@ -39,18 +39,23 @@ class DispatchFileError(ValueError):
 
 def _kind(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if suffix in DELIMITED:
         return "csv"
     if suffix in {".jsonl", ".ndjson"}:
         return "jsonl"
-    raise DispatchFileError(f"{path.name}: a dispatch list is .csv or .jsonl")
+    raise DispatchFileError(f"{path.name}: a dispatch list is .csv, .tsv, .txt or .jsonl")
+
+
+DELIMITED = (".csv", ".tsv", ".txt")
+"""Delimited lists, the delimiter sniffed: Excel saves "Text (tab-delimited)" as .txt."""
 
 
 DELIMITERS = (",", ";", "\t")
 
 
 def encoding_of(path: Path) -> str:
-    """``utf-8-sig`` when the whole file is UTF-8 (a byte-order mark is dropped), else
+    """``utf-16`` after a UTF-16 byte-order mark, ``utf-8-sig`` when the whole file is UTF-8
+    (a byte-order mark is dropped), else
     ``cp1252`` (Windows-1252, what Excel's plain CSV is in a Swedish locale).
 
     Raises
@@ -58,6 +63,9 @@ def encoding_of(path: Path) -> str:
     DispatchFileError
         Neither (bytes Windows-1252 does not define).
     """
+    with path.open("rb") as handle:
+        if handle.read(2) in {codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE}:
+            return "utf-16"  # Excel's "Unicode Text" (.txt, tab-delimited)
     decoder = codecs.getincrementaldecoder("utf-8")()
     with path.open("rb") as handle:
         try:
@@ -101,7 +109,7 @@ def read_recipients(path: Path) -> Iterator[Recipient | RowError]:
     Raises
     ------
     DispatchFileError
-        Not .csv or .jsonl, or a CSV without a personnummer column.
+        Not .csv, .tsv, .txt or .jsonl, or a CSV without a personnummer column.
     """
     if _kind(path) == "csv":
         yield from _read_csv(path)

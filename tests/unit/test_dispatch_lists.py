@@ -80,20 +80,24 @@ def test_a_list_neither_utf8_nor_windows_1252_is_refused_before_anything_is_sent
 
 
 @pytest.mark.parametrize(
-    ("delimiter", "encoding", "bom"),
+    ("delimiter", "encoding", "bom", "suffix"),
     [
-        (";", "cp1252", b""),
-        (";", "utf-8", b"\xef\xbb\xbf"),
-        ("\t", "utf-8", b""),
-        (",", "cp1252", b""),
-        (";", "utf-8", b""),
+        (";", "cp1252", b"", ".csv"),
+        (";", "utf-8", b"\xef\xbb\xbf", ".csv"),
+        ("\t", "utf-8", b"", ".csv"),
+        (",", "cp1252", b"", ".csv"),
+        (";", "utf-8", b"", ".csv"),
+        ("\t", "utf-8", b"", ".tsv"),
+        ("\t", "cp1252", b"", ".txt"),  # Excel's "Text (tab-delimited)"
+        ("\t", "utf-16", b"", ".txt"),  # Excel's "Unicode Text" (with its byte-order mark)
+        (";", "utf-8", b"", ".TXT"),
     ],
 )
 def test_lists_as_regions_save_them_are_read_whatever_the_delimiter_and_encoding(
-    tmp_path: Path, delimiter: str, encoding: str, bom: bytes
+    tmp_path: Path, delimiter: str, encoding: str, bom: bytes, suffix: str
 ) -> None:
     a, b = population.test_personnummer()[:2]
-    path = tmp_path / "lista.csv"
+    path = tmp_path / f"lista{suffix}"
     text = (
         delimiter.join(["Personnummer", "fornamn", "ort"])
         + "\r\n"
