@@ -151,23 +151,32 @@ def handle(items: Sequence[SendCaseV2], directory: AccountDirectory) -> list[Dec
                         {"personnummer": number, "channels": ",".join(channels)},
                     ),
                 ),
-                RecipientValidatedV1(
-                    case_id=case_id,
-                    clinic_hsa_id=item.clinic_hsa_id,
-                    priority=item.priority,
-                    batch_id=item.batch_id,
-                    sender_hsa_id=item.sender_hsa_id,
-                    template_id=item.template_id,
-                    fragments=list(item.fragments),
-                    free_text=item.free_text,
-                    fields=dict(item.fields),
-                    personnummer=number,
-                    channels=channels,
-                    attachments=list(item.attachments),
-                ),
+                validated_record(item, case_id=case_id, personnummer=number, channels=channels),
             )
         )
     return decisions
+
+
+def validated_record(
+    request: SendCaseV2, *, case_id: str, personnummer: str, channels: list[str]
+) -> RecipientValidatedV1:
+    """What recipient validation passes on for a reachable case: its request with the
+    normalised identity number and the resident's channels (the sweep rebuilds it the same way
+    from the sealed request and the case row)."""
+    return RecipientValidatedV1(
+        case_id=case_id,
+        clinic_hsa_id=request.clinic_hsa_id,
+        priority=request.priority,
+        batch_id=request.batch_id,
+        sender_hsa_id=request.sender_hsa_id,
+        template_id=request.template_id,
+        fragments=list(request.fragments),
+        free_text=request.free_text,
+        fields=dict(request.fields),
+        personnummer=personnummer,
+        channels=channels,
+        attachments=list(request.attachments),
+    )
 
 
 def intake_references(items: Sequence[SendCaseV2]) -> list[tuple[str, str]]:

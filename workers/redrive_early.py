@@ -32,13 +32,13 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, ValidationError
 
 from contracts.message_composed import MessageComposedV1
-from contracts.recipient_validated import RecipientValidatedV1
 from contracts.send_case import SendCaseV2
 from workers.answer_seal import AnswerSeal, AnswerUnreadable, answer_seal
 from workers.bootstrap import Context
 from workers.case_states import CaseState
 from workers.composition import CompositionError
 from workers.log import get_logger
+from workers.recipient_validation import validated_record
 from workers.redrive import Row, composed_fields, rows_at
 from workers.stage import emit
 
@@ -68,19 +68,11 @@ def _validated(row: Row, seal: AnswerSeal) -> BaseModel:
     request = _request_of(row, seal)
     if request is None:
         raise NoRequest
-    return RecipientValidatedV1(
+    return validated_record(
+        request,
         case_id=row.id,
-        clinic_hsa_id=row.clinic_hsa_id,
-        priority=row.priority,
-        batch_id=row.batch_id,
-        sender_hsa_id=request.sender_hsa_id,
-        template_id=request.template_id,
-        fragments=list(request.fragments),
-        free_text=request.free_text,
-        fields=dict(request.fields),
-        personnummer=row.personnummer,
+        personnummer=str(row.personnummer),
         channels=[c for c in str(row.channels or "").split(",") if c],
-        attachments=list(request.attachments),
     )
 
 
