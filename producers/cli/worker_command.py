@@ -125,12 +125,15 @@ def worker(
     database: DatabaseOption = None,
 ) -> None:
     """Run stage workers (dramatiq processes) against the configured broker and database."""
-    chosen = stages or list(STAGES)
+    by_queue = {str(route.queue): name for name, route in STAGES.items()}
+    # a stage's queue name (README's table: message-composition) names the stage too
+    chosen = list(dict.fromkeys(by_queue.get(s, s) for s in stages or list(STAGES)))
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
         fail(
             Reason.USAGE_ERROR,
-            f"unknown stage(s): {', '.join(unknown)}; stages: {', '.join(STAGES)}",
+            f"unknown stage(s): {', '.join(unknown)}; stages: {', '.join(STAGES)} "
+            "(or their queues' names)",
         )
     if lanes not in LANE_CHOICES:
         fail(Reason.USAGE_ERROR, f"--lanes is one of {', '.join(LANE_CHOICES)}")

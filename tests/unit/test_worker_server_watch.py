@@ -285,3 +285,21 @@ def test_the_startup_timeout_counts_from_the_process_start_not_from_the_first_pr
         )
     assert waits == [0.5]  # what was left of the budget, not a fresh 3 s
     assert "gave up after 2 attempts in 3 s" in str(raised.value)
+
+
+def test_a_stage_may_be_named_by_its_queue_as_in_the_readme_table(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from producers.cli import app
+
+    with refusing_port() as port:
+        env = {
+            "OMVANT_HOME": str(tmp_path),
+            "OMVANT_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+            "OMVANT_STARTUP_TIMEOUT_SECONDS": "0",
+            "OMVANT_ANSWER_KEY": "Ht9nO2y7sJ5cS1o6n0mR8pC4xq3vL2kE9bW7aZ5uT1I=",
+        }
+        done = CliRunner().invoke(app, ["worker", "message-composition"], env=env)
+    assert done.exit_code == 2, done.output
+    assert "unknown stage" not in done.stderr
+    assert "cannot reach the broker at redis://" in done.stderr
