@@ -47,7 +47,7 @@ def fail(message: str, code: int = 1, reason: str = Reason.USAGE_ERROR) -> NoRet
     template store's ``template-unknown: ...`` do, gives it without)."""
     if errors.json_asked():
         errors.fail(reason, message.removeprefix(f"{reason}: "), code)
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"omvant: {message}", err=True)  # as every command says its refusals
     raise typer.Exit(code)
 
 

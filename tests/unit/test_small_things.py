@@ -140,3 +140,13 @@ def test_preview_refusals_are_json_under_json(
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert json.loads(line)["error"]["reason"] == reason
+
+
+def test_preview_refusals_begin_with_omvant_like_every_command(database: str) -> None:
+    result = runner.invoke(
+        app,
+        ["templates", "preview", "kallelse-screening", "--clinic", "SE2321000016-VC01",
+         "--sender", "Doktor Nobody", "--database", database],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.startswith("omvant: "), result.stderr

@@ -229,5 +229,5 @@ def test_export_to_a_file_that_cannot_be_written_is_a_clear_usage_error(
     target = tmp_path / "no-such-folder" / "mallar.yaml"
     code, _, err = omvant(db, "export", "--out", str(target))
     assert code == 2
-    assert f"error: cannot write {target}" in err
+    assert f"omvant: cannot write {target}" in err
     assert not target.exists()

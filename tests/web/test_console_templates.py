@@ -146,7 +146,7 @@ def test_a_national_template_is_adapted_by_adopting_it_with_the_clis_message(
         ],
     )
     assert web.status_code == 409 and cli_answer.exit_code == 1
-    message = cli_answer.output.strip().removeprefix("error: ")
+    message = cli_answer.output.strip().removeprefix("omvant: ")
     assert "a clinic adapts it by adopting it" in message
 
     assert explained(message) in html.unescape(web.text)  # the CLI's message, in Swedish
@@ -163,7 +163,7 @@ def test_adopting_twice_gives_the_clis_conflict_message(admin: tuple[TestClient,
     )
     assert again.status_code == 409 and cli_again.exit_code == 1
 
-    message = cli_again.output.strip().removeprefix("error: ")
+    message = cli_again.output.strip().removeprefix("omvant: ")
     assert explained(message) in html.unescape(again.text) and message not in again.text
 
 
