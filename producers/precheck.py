@@ -171,4 +171,6 @@ def predict(
                 prediction.would_send += 1
         if progress:
             progress(len(chunk))
+    # stage by stage the refusals come out of line order: a reader (and a script) wants it
+    prediction.refusals.sort(key=lambda verdict: verdict.line)
     return prediction

@@ -185,3 +185,17 @@ def test_a_sender_that_is_no_hsa_id_is_one_refusal_not_one_per_line(
     [line] = result.stderr.strip().splitlines()
     assert json.loads(line)["error"]["reason"] == "invalid-hsa-id"
     assert "--sender" in json.loads(line)["error"]["message"]
+
+
+def test_the_lines_that_would_be_rejected_come_in_line_order(database: str, tmp_path: Path) -> None:
+    a, b = reachable(2)
+    path = tmp_path / "order.csv"
+    path.write_text(f"personnummer;fornamn\n{a};\n{b};Åsa\n19900101-0000;Per\n", encoding="utf-8")
+    code, figures = dry_run(
+        database, path, "--template", "meddelande-till-invanare", "--sender", SENDER,
+        "--fragment", "halsning-namn",
+    )  # fmt: skip
+    assert code == 1
+    said = [(v["line"], v["reason"]) for v in figures["lines"]]  # type: ignore[attr-defined]
+    assert [line for line, _ in said] == [2, 4], said  # field-missing before the bad number
+    assert said[0][1] == "field-missing"
