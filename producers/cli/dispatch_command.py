@@ -29,6 +29,7 @@ from producers.dispatch_attachments import predict_problems, read_files, store_a
 from producers.dispatch_file import DispatchFileError, RowError, count_rows, read_recipients
 from producers.precheck import DispatchTerms, Prediction, predict
 from workers import server_probe as servers
+from workers.hsa import is_hsa_id
 from workers.identity import parse_identity
 from workers.log import configure, mask_identity_numbers
 from workers.reasons import Reason
@@ -122,6 +123,14 @@ def dispatch(
     when not one case would be sent, the dispatch does not start (exit 1) unless --force.
     """
     configure("WARNING")
+    for option, value in (("--clinic", clinic), ("--sender", sender)):
+        if not is_hsa_id(value):  # one refusal, not one invalid-payload per line
+            fail(
+                Reason.INVALID_HSA_ID,
+                f"{option} must be an HSA-id like SE2321000016-ABCD",
+                as_json=as_json,
+                coded=True,
+            )
     needs = [servers.DATABASE, servers.DIRECTORY, servers.REDIS]
     if attachment:
         needs.append(servers.CLAMD)

@@ -171,3 +171,17 @@ def test_a_list_with_a_header_alone_passes_neither_the_dry_run_nor_the_dispatch(
     error = json.loads(result.stderr)["error"]
     assert error["reason"] == "list-empty"
     assert "no recipients" in error["message"]
+
+
+def test_a_sender_that_is_no_hsa_id_is_one_refusal_not_one_per_line(
+    database: str, listing: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        ["dispatch", str(listing), "--clinic", CLINIC, "--dry-run", "--json",
+         "--database", database, "--template", "meddelande-till-invanare", "--sender", "nobody"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert json.loads(line)["error"]["reason"] == "invalid-hsa-id"
+    assert "--sender" in json.loads(line)["error"]["message"]
