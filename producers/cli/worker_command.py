@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy.exc import OperationalError
 
+from producers.cli import errors
 from producers.cli.errors import fail
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
 from workers import server_probe as servers
@@ -123,8 +125,12 @@ def worker(
     ] = None,
     broker: BrokerOption = None,
     database: DatabaseOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Say startup waits and errors as JSON on stderr.")
+    ] = False,
 ) -> None:
     """Run stage workers (dramatiq processes) against the configured broker and database."""
+    del as_json  # read from the command line by producers.cli.errors (json_asked)
     by_queue = {str(route.queue): name for name, route in STAGES.items()}
     # a stage's queue name (README's table: message-composition) names the stage too
     chosen = list(dict.fromkeys(by_queue.get(s, s) for s in stages or list(STAGES)))
@@ -184,8 +190,13 @@ def wait_or_exit(settings: Settings, stages: list[str] | None = None) -> None:
     with status 2 and one line if they do not answer in time."""
     quiet_libraries()
 
+    as_json = errors.json_asked()
+
     def say(line: str) -> None:
-        typer.echo(f"omvant worker: {line}", err=True)
+        if as_json:
+            typer.echo(json.dumps({"waiting": line}, ensure_ascii=False), err=True)
+        else:
+            typer.echo(f"omvant worker: {line}", err=True)
 
     from producers import STARTED
 
@@ -198,6 +209,10 @@ def wait_or_exit(settings: Settings, stages: list[str] | None = None) -> None:
     try:
         wait_for_servers(checks, timeout=settings.startup_timeout_seconds, say=say, started=STARTED)
     except ServerUnreachable as exc:
+        if as_json:
+            probed = exc.__cause__.__cause__ if exc.__cause__ else None
+            reason = getattr(probed, "reason", "server-unreachable")
+            errors.fail(reason, str(exc), EXIT_UNREACHABLE, as_json=True)
         say(str(exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
 

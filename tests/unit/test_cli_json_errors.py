@@ -81,6 +81,7 @@ ERRORS: list[tuple[list[str], str, int]] = [
     (["templates", "show", "no-such", *A, DB], "template-unknown", 1),
     (["users", "add", "u", "--hsa-id", "nope", "--role", "staff", DB], "usage-error", 2),
     (["users", "list", *NO_DB], "invalid-setting", 2),
+    (["worker", *REAL], "usage-error", 2),  # needs a real broker
 ]
 
 
@@ -156,7 +157,7 @@ def test_every_command_that_takes_json_has_its_error_path_checked_here() -> None
         (["batches", "show"], "Missing argument"),
         (["cases", "list", "--limit", "many"], "Invalid value for '--limit'"),
         (["dlq", "show"], "Missing argument"),
-        (["worker"], "No such option: --json"),  # a command without --json: its usage error
+        (["serve"], "No such option: --json"),  # a command without --json: its usage error
         (["no-such-command"], "No such command"),
     ],
 )

@@ -303,3 +303,25 @@ def test_a_stage_may_be_named_by_its_queue_as_in_the_readme_table(tmp_path: Path
     assert done.exit_code == 2, done.output
     assert "unknown stage" not in done.stderr
     assert "cannot reach the broker at redis://" in done.stderr
+
+
+def test_worker_json_says_its_startup_error_as_one_json_object(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from producers.cli import app
+
+    with refusing_port() as port:
+        env = {
+            "OMVANT_HOME": str(tmp_path),
+            "OMVANT_BROKER_URL": f"redis://:pw@127.0.0.1:{port}/0",
+            "OMVANT_STARTUP_TIMEOUT_SECONDS": "0",
+            "OMVANT_ANSWER_KEY": "Ht9nO2y7sJ5cS1o6n0mR8pC4xq3vL2kE9bW7aZ5uT1I=",
+        }
+        done = CliRunner().invoke(app, ["worker", "composition", "--json"], env=env)
+    assert done.exit_code == 2, done.output
+    [line] = done.stderr.strip().splitlines()
+    error = json.loads(line)["error"]
+    assert error["reason"] == "broker-unreachable"
+    assert f"127.0.0.1:{port}" in error["message"] and ":pw@" not in error["message"]
