@@ -87,6 +87,7 @@ class PublishWindow:
         SendFailed
             The broker would not take a message.
         """
+        self._settle()
         return self._take_confirmed()
 
     def close(self) -> None:
@@ -165,11 +166,6 @@ class RabbitmqWindow(PublishWindow):
                 self._block()
         except (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError) as exc:
             self._lost(exc)
-        return self._take_confirmed()
-
-    def drain(self) -> int:
-        """See ``PublishWindow.drain``."""
-        self._settle()
         return self._take_confirmed()
 
     def _settle(self) -> None:
@@ -302,11 +298,6 @@ class RedisWindow(PublishWindow):
                 self._read_one(connection)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._lost(exc)
-        return self._take_confirmed()
-
-    def drain(self) -> int:
-        """See ``PublishWindow.drain``."""
-        self._settle()
         return self._take_confirmed()
 
     def _settle(self) -> None:

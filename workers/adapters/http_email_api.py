@@ -19,15 +19,15 @@ each under its own idempotency key and Message-ID) and reads one result per reci
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
 from workers.adapters.http_sms_gateway import (
+    HttpAdapter,
     batch_sent,
     looked_up,
-    post_waiting_out_throttling,
     posted,
     reference_of,
 )
@@ -36,13 +36,11 @@ from workers.adapters.smtp_email import message_id
 
 MESSAGES_PATH = "/v1/messages"
 BATCH_PATH = "/v1/messages/batch"
-MAX_BATCH = 500
-"""The most recipients the adapter puts in one request (more are sent in several)."""
 _OUR_FAULT = frozenset({401, 403, 404})
 """Refusals that say our configuration is wrong (token, URL), not the address: retried."""
 
 
-class HttpEmailApi(EmailSender):
+class HttpEmailApi(HttpAdapter, EmailSender):
     """Sends through an HTTP e-mail provider, keyed by ``Idempotency-Key``, and asks it by key.
 
     The provider MUST dedupe by the key: a second POST with a key it has taken sends nothing
@@ -56,38 +54,17 @@ class HttpEmailApi(EmailSender):
         The provider, e.g. ``http://127.0.0.1:8045``.
     token:
         Bearer token the provider wants (``OMVANT_EMAIL_API_TOKEN``), or None.
-    timeout:
-        Seconds for each request.
-    max_throttle_wait:
-        The longest ``Retry-After`` waited for in here; a longer one is handed to the caller.
-    throttle_attempts:
-        How many 429s in a row are waited out before handing over.
-    sleep:
-        How to wait (tests pass a recorder).
-    max_batch:
-        The most recipients in one batch request.
+    options:
+        ``HttpAdapter``'s (timeout, throttling, sleep, max_batch).
     """
 
+    provider = "email api"
     can_lookup = True
     can_batch = True
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 10.0,
-        max_throttle_wait: float = 2.0,
-        throttle_attempts: int = 3,
-        sleep: Callable[[float], None] = time.sleep,
-        max_batch: int = MAX_BATCH,
-    ) -> None:
+    def __init__(self, base_url: str, *, token: str | None = None, **options: Any) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
-        self.max_throttle_wait = max_throttle_wait
-        self.throttle_attempts = throttle_attempts
-        self.sleep = sleep
-        self.max_batch = max(1, max_batch)
+        super().__init__(base_url, headers=headers, **options)
 
     def send(self, *, to: str, subject: str, text: str, idempotency_key: str) -> str:
         body = {
@@ -96,13 +73,7 @@ class HttpEmailApi(EmailSender):
             "text": text,
             "message_id": message_id(idempotency_key),
         }
-        response = post_waiting_out_throttling(
-            lambda: self._post(body, idempotency_key),
-            provider="email api",
-            attempts=self.throttle_attempts,
-            max_wait=self.max_throttle_wait,
-            sleep=self.sleep,
-        )
+        response = self._post_throttled(lambda: self._post(body, idempotency_key))
         if response.status_code in _OUR_FAULT:  # a 4xx: not taken, and not the address's fault
             raise NotifierUnavailable(
                 f"email api refused the request ({response.status_code}): "
@@ -113,10 +84,11 @@ class HttpEmailApi(EmailSender):
     def send_batch(
         self, *, subject: str, text: str, recipients: Sequence[Recipient]
     ) -> list[SendAnswer]:
-        answers: list[SendAnswer] = []
-        for start in range(0, len(recipients), self.max_batch):
-            answers.extend(self._batch(subject, text, recipients[start : start + self.max_batch]))
-        return answers
+        return [
+            answer
+            for chunk in self._chunks(recipients)
+            for answer in self._batch(subject, text, chunk)
+        ]
 
     def _batch(self, subject: str, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
         """One batch request's answers (every recipient's the same when the request failed)."""
@@ -153,7 +125,3 @@ class HttpEmailApi(EmailSender):
         return looked_up(
             lambda: self.client.get(MESSAGES_PATH, params=params), provider="email api"
         )
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -101,13 +101,16 @@ def looked_up(get: Callable[[], httpx.Response], *, provider: str) -> str | None
     return str(response.json()["id"])
 
 
-class HttpSmsGateway(SmsGateway):
-    """Sends through an HTTP SMS gateway, keyed by ``Idempotency-Key``.
+class HttpAdapter:
+    """What an HTTP notifier adapter keeps and how it waits out 429s (``HttpSmsGateway``,
+    ``HttpEmailApi``).
 
     Parameters
     ----------
     base_url:
-        The gateway, e.g. ``http://127.0.0.1:8025``.
+        The provider, e.g. ``http://127.0.0.1:8025``.
+    headers:
+        Headers sent with every request (a bearer token), or None.
     timeout:
         Seconds for each request.
     max_throttle_wait:
@@ -120,31 +123,59 @@ class HttpSmsGateway(SmsGateway):
         The most recipients in one batch request.
     """
 
+    provider = "http provider"
+    """The provider's name in errors (``"sms gateway"``)."""
+
     def __init__(
         self,
         base_url: str,
         *,
+        headers: dict[str, str] | None = None,
         timeout: float = 10.0,
         max_throttle_wait: float = 2.0,
         throttle_attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         max_batch: int = MAX_BATCH,
     ) -> None:
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, headers=headers or {}
+        )
         self.max_throttle_wait = max_throttle_wait
         self.throttle_attempts = throttle_attempts
         self.sleep = sleep
         self.max_batch = max(1, max_batch)
 
-    def send(self, *, to: str, text: str, idempotency_key: str) -> str:
-        response = post_waiting_out_throttling(
-            lambda: self._post(to, text, idempotency_key),
-            provider="sms gateway",
+    def _post_throttled(self, post: Callable[[], httpx.Response]) -> httpx.Response:
+        """``post()``'s answer that is not a 429 (``post_waiting_out_throttling``)."""
+        return post_waiting_out_throttling(
+            post,
+            provider=self.provider,
             attempts=self.throttle_attempts,
             max_wait=self.max_throttle_wait,
             sleep=self.sleep,
         )
-        return reference_of(response, provider="sms gateway", refused="the number")
+
+    def _chunks(self, recipients: Sequence[Recipient]) -> list[Sequence[Recipient]]:
+        """``recipients`` in batches of at most ``max_batch``."""
+        return [
+            recipients[start : start + self.max_batch]
+            for start in range(0, len(recipients), self.max_batch)
+        ]
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+
+class HttpSmsGateway(HttpAdapter, SmsGateway):
+    """Sends through an HTTP SMS gateway (e.g. ``http://127.0.0.1:8025``), keyed by
+    ``Idempotency-Key``; the parameters are ``HttpAdapter``'s (no headers)."""
+
+    provider = "sms gateway"
+
+    def send(self, *, to: str, text: str, idempotency_key: str) -> str:
+        response = self._post_throttled(lambda: self._post(to, text, idempotency_key))
+        return reference_of(response, provider=self.provider, refused="the number")
 
     def _post(self, to: str, text: str, key: str) -> httpx.Response:
         return posted(
@@ -155,10 +186,7 @@ class HttpSmsGateway(SmsGateway):
         )
 
     def send_batch(self, *, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
-        answers: list[SendAnswer] = []
-        for start in range(0, len(recipients), self.max_batch):
-            answers.extend(self._batch(text, recipients[start : start + self.max_batch]))
-        return answers
+        return [answer for chunk in self._chunks(recipients) for answer in self._batch(text, chunk)]
 
     def _batch(self, text: str, recipients: Sequence[Recipient]) -> list[SendAnswer]:
         """One batch request's answers (every recipient's the same when the request failed)."""
@@ -173,21 +201,9 @@ class HttpSmsGateway(SmsGateway):
         path = f"/messages/{quote(idempotency_key, safe='')}"
         return looked_up(lambda: self.client.get(path), provider="sms gateway")
 
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()
-
-
-class Throttled(Protocol):
-    """How an adapter waits out 429s (``HttpSmsGateway``, ``HttpEmailApi``)."""
-
-    throttle_attempts: int
-    max_throttle_wait: float
-    sleep: Callable[[float], None]
-
 
 def batch_sent(
-    adapter: Throttled,
+    adapter: HttpAdapter,
     post: Callable[[], httpx.Response],
     recipients: Sequence[Recipient],
     *,
@@ -197,13 +213,7 @@ def batch_sent(
     """Each recipient's answer to one batch request ``post()``: a 429 waited out as the
     adapter waits for one send; a failure of the whole request is every recipient's answer."""
     try:
-        response = post_waiting_out_throttling(
-            lambda: posted(post, provider=provider),
-            provider=provider,
-            attempts=adapter.throttle_attempts,
-            max_wait=adapter.max_throttle_wait,
-            sleep=adapter.sleep,
-        )
+        response = adapter._post_throttled(lambda: posted(post, provider=provider))
         results = batch_results(response, provider=provider)
     except NotifierUnavailable as exc:
         return [exc] * len(recipients)
