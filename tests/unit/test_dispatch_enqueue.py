@@ -118,6 +118,22 @@ def database(tmp_path: Path) -> str:
     return url
 
 
+def screening_dispatch(
+    client: OmvantClient, recipients: list[Recipient], batch_id: str, **options: Any
+) -> batches.Batch:
+    """``client.dispatch`` of the screening letter to all of ``recipients``, 100 to a chunk."""
+    return client.dispatch(
+        recipients,
+        template_id="kallelse-screening",
+        clinic_hsa_id=CLINIC,
+        sender_hsa_id=SENDER,
+        total=len(recipients),
+        batch_id=batch_id,
+        chunk_size=100,
+        **options,
+    )
+
+
 def test_a_broker_refusing_a_publish_mid_dispatch_leaves_the_count_what_it_holds(
     database: str,
 ) -> None:
@@ -126,16 +142,7 @@ def test_a_broker_refusing_a_publish_mid_dispatch_leaves_the_count_what_it_holds
     heard: list[int] = []
     recipients = [Recipient(n, {}) for n in population.draw_residents(1000, seed=3)]
     with pytest.raises(ConnectionClosed):
-        client.dispatch(
-            recipients,
-            template_id="kallelse-screening",
-            clinic_hsa_id=CLINIC,
-            sender_hsa_id=SENDER,
-            total=1000,
-            batch_id="refused-midway",
-            chunk_size=100,
-            progress=heard.append,
-        )
+        screening_dispatch(client, recipients, "refused-midway", progress=heard.append)
     with client.engine.connect() as conn:
         batch = batches.get(conn, "refused-midway")
     assert cases_held(broker) == 300
@@ -144,15 +151,7 @@ def test_a_broker_refusing_a_publish_mid_dispatch_leaves_the_count_what_it_holds
     with client.engine.connect() as conn:
         assert batches.progress(conn, batch)["finished"] is False  # visibly not all sent
     broker.refuse_from = 10**9
-    after = client.dispatch(
-        recipients[:250],
-        template_id="kallelse-screening",
-        clinic_hsa_id=CLINIC,
-        sender_hsa_id=SENDER,
-        total=250,
-        batch_id="after-the-refusal",
-        chunk_size=100,
-    )
+    after = screening_dispatch(client, recipients[:250], "after-the-refusal")
     assert after.enqueued == 250
     assert cases_held(broker) == 550
     client.close()

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from producers.attachment_samples import docx, pdf
@@ -36,12 +37,15 @@ def database(sqlite_url: str) -> str:
     return sqlite_url
 
 
+def dispatch_json(database: str, listing: Path, *args: str) -> Result:
+    """``omvant dispatch LISTING --clinic CLINIC --json --database DATABASE *args``."""
+    return runner.invoke(
+        app, ["dispatch", str(listing), "--clinic", CLINIC, "--json", "--database", database, *args]
+    )
+
+
 def dry_run(database: str, listing: Path, *args: str) -> tuple[int, dict[str, object]]:
-    result = runner.invoke(
-        app,
-        ["dispatch", str(listing), "--clinic", CLINIC, "--dry-run", "--json",
-         "--database", database, *args],
-    )  # fmt: skip
+    result = dispatch_json(database, listing, "--dry-run", *args)
     assert result.exit_code in (0, 1), result.output
     return result.exit_code, json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -138,11 +142,9 @@ def test_unreachable_residents_are_counted_per_reason_with_their_lines(
 def test_a_json_dry_run_writes_its_one_line_and_nothing_on_stderr(
     database: str, listing: Path
 ) -> None:
-    result = runner.invoke(
-        app,
-        ["dispatch", str(listing), "--clinic", CLINIC, "--dry-run", "--json",
-         "--database", database, "--template", "kallelse-screening", "--sender", SENDER],
-    )  # fmt: skip
+    result = dispatch_json(
+        database, listing, "--dry-run", "--template", "kallelse-screening", "--sender", SENDER
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == "", "the progress bar stays off stderr when it is not a terminal"
     assert len(result.stdout.splitlines()) == 1
@@ -161,11 +163,9 @@ def test_a_list_with_a_header_alone_passes_neither_the_dry_run_nor_the_dispatch(
 ) -> None:
     header_only = tmp_path / "tom.csv"
     header_only.write_text("personnummer;fornamn\n", encoding="utf-8")
-    result = runner.invoke(
-        app,
-        ["dispatch", str(header_only), "--clinic", CLINIC, "--json", "--database", database,
-         "--template", "kallelse-screening", "--sender", SENDER, *extra],
-    )  # fmt: skip
+    result = dispatch_json(
+        database, header_only, "--template", "kallelse-screening", "--sender", SENDER, *extra
+    )
     assert result.exit_code == 1, (how, result.output)
     assert result.stdout == "", "nothing predicted, nothing sent"
     error = json.loads(result.stderr)["error"]
@@ -176,11 +176,15 @@ def test_a_list_with_a_header_alone_passes_neither_the_dry_run_nor_the_dispatch(
 def test_a_sender_that_is_no_hsa_id_is_one_refusal_not_one_per_line(
     database: str, listing: Path
 ) -> None:
-    result = runner.invoke(
-        app,
-        ["dispatch", str(listing), "--clinic", CLINIC, "--dry-run", "--json",
-         "--database", database, "--template", "meddelande-till-invanare", "--sender", "nobody"],
-    )  # fmt: skip
+    result = dispatch_json(
+        database,
+        listing,
+        "--dry-run",
+        "--template",
+        "meddelande-till-invanare",
+        "--sender",
+        "nobody",
+    )
     assert result.exit_code == 2, result.output
     [line] = result.stderr.strip().splitlines()
     assert json.loads(line)["error"]["reason"] == "invalid-hsa-id"

@@ -139,6 +139,22 @@ def crash_mid_send(ctx: Context, messages: list[dramatiq.Message[Any]], *, after
     ctx.now = lambda: LATER
 
 
+def send_in_an_outage(
+    ctx: Context, provider: EmailApiSimulator, messages: list[dramatiq.Message[Any]]
+) -> None:
+    """Send while the provider answers 5xx: the send raises (dramatiq retries the chunk
+    later); then the provider is back."""
+    provider.behave(fail_for=600)
+    with pytest.raises(NotifierUnavailable):
+        send(ctx, messages)
+    provider.behave(fail_for=0)
+
+
+def assert_notified_after_one_post(ctx: Context, provider: EmailApiSimulator, case_id: str) -> None:
+    assert posts(provider) == 1
+    assert state(ctx, case_id) == "notified"
+
+
 def test_an_in_doubt_email_the_provider_took_is_recorded_sent_without_a_second_email(
     ctx: Context, provider: EmailApiSimulator
 ) -> None:
@@ -167,26 +183,21 @@ def test_an_in_doubt_email_the_provider_never_got_is_sent_once_with_the_same_key
     entry = row(ctx, "lost-1")
     assert (entry.status, entry.resolution) == (notifications.SENT, Resolution.NOT_AT_PROVIDER)
     assert [m["key"] for m in provider.messages()] == ["lost-1:email"]
-    assert posts(provider) == 1
     # at-most-once would have left it unconfirmed, and the resident without a notice
-    assert state(ctx, "lost-1") == "notified"
+    assert_notified_after_one_post(ctx, provider, "lost-1")
 
 
 def test_an_email_api_outage_is_retried_and_nothing_is_lost(
     ctx: Context, provider: EmailApiSimulator
 ) -> None:
     messages = delivered(ctx, ["down-1"])
-    provider.behave(fail_for=600)
-    with pytest.raises(NotifierUnavailable):  # dramatiq retries the chunk later
-        send(ctx, messages)
+    send_in_an_outage(ctx, provider, messages)
     entry = row(ctx, "down-1")
     assert entry.status == notifications.RETRY  # certainly not taken: sent again later
     assert provider.messages() == []
-    provider.behave(fail_for=0)
     send(ctx, messages)
     assert row(ctx, "down-1").status == notifications.SENT
-    assert posts(provider) == 1
-    assert state(ctx, "down-1") == "notified"
+    assert_notified_after_one_post(ctx, provider, "down-1")
 
 
 def test_an_in_doubt_email_met_by_an_outage_stays_in_doubt_until_the_provider_answers(
@@ -194,17 +205,13 @@ def test_an_in_doubt_email_met_by_an_outage_stays_in_doubt_until_the_provider_an
 ) -> None:
     messages = delivered(ctx, ["down-2"])
     crash_mid_send(ctx, messages, after=True)
-    provider.behave(fail_for=600)
-    with pytest.raises(NotifierUnavailable):  # the lookup could not be answered: retried
-        send(ctx, messages)
+    send_in_an_outage(ctx, provider, messages)  # the lookup could not be answered: retried
     entry = row(ctx, "down-2")
     assert (entry.status, entry.resolution) == (notifications.PENDING, None)  # not given up
-    provider.behave(fail_for=0)
     send(ctx, messages)
     entry = row(ctx, "down-2")
     assert (entry.status, entry.resolution) == (notifications.SENT, Resolution.FOUND_AT_PROVIDER)
-    assert posts(provider) == 1
-    assert state(ctx, "down-2") == "notified"
+    assert_notified_after_one_post(ctx, provider, "down-2")
 
 
 def test_an_in_doubt_email_whose_message_was_lost_is_settled_by_the_sweep_asking(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
 from producers.cli.worker_command import (
@@ -20,7 +22,7 @@ from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from workers.actors import declare_actors
 from workers.adapters import population
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
-from workers.bootstrap import build_context
+from workers.bootstrap import Context, build_context
 from workers.broker import build_broker
 from workers.queues import all_queues
 from workers.routes import STAGES
@@ -44,6 +46,30 @@ def request(key: str, *, priority: str = "normal", batch_id: str | None = None) 
         idempotency_key=key,
         batch_id=batch_id,
     )
+
+
+def new_batch(conn: sa.Connection, batch_id: str, name: str, *, total: int) -> batches.Batch:
+    """A running dispatch of the screening letter for ``CLINIC``, signed by ``SENDER``."""
+    return batches.create(
+        conn,
+        batch_id=batch_id,
+        name=name,
+        clinic_hsa_id=CLINIC,
+        sender_hsa_id=SENDER,
+        template_id="kallelse-screening",
+        total=total,
+    )
+
+
+def memory_context(sqlite_url: str, **settings: Any) -> Context:
+    """A process's context on an upgraded database and the in-memory broker, actors declared."""
+    upgrade(sqlite_url)
+    broker = build_broker("memory://")
+    ctx = build_context(
+        Settings(broker_url="memory://", database_url=sqlite_url, **settings), broker
+    )
+    declare_actors(broker, lambda: ctx)
+    return ctx
 
 
 def reachable(count: int) -> list[str]:
@@ -81,30 +107,10 @@ def test_an_urgent_lanes_worker_has_eight_threads_per_lane_the_others_eight() ->
 def test_urgent_cases_take_the_urgent_lane_and_dispatches_their_bulk_lane(
     sqlite_url: str,
 ) -> None:
-    upgrade(sqlite_url)
-    settings = Settings(broker_url="memory://", database_url=sqlite_url)
-    broker = build_broker("memory://")
-    ctx = build_context(settings, broker)
-    declare_actors(broker, lambda: ctx)
+    ctx = memory_context(sqlite_url)
     with ctx.engine.begin() as conn:
-        first = batches.create(
-            conn,
-            batch_id="b-one",
-            name="one",
-            clinic_hsa_id=CLINIC,
-            sender_hsa_id=SENDER,
-            template_id="kallelse-screening",
-            total=10,
-        )
-        second = batches.create(
-            conn,
-            batch_id="b-two",
-            name="two",
-            clinic_hsa_id=CLINIC,
-            sender_hsa_id=SENDER,
-            template_id="kallelse-screening",
-            total=10,
-        )
+        first = new_batch(conn, "b-one", "one", total=10)
+        second = new_batch(conn, "b-two", "two", total=10)
     assert {first.lane, second.lane} == {1, 2}  # two running dispatches never share a lane
     emit(
         ctx,
@@ -116,14 +122,14 @@ def test_urgent_cases_take_the_urgent_lane_and_dispatches_their_bulk_lane(
         ],
         correlation_id="c",
     )
-    depth = {name: q.qsize() for name, q in broker.queues.items() if q.qsize()}
+    depth = {name: q.qsize() for name, q in ctx.broker.queues.items() if q.qsize()}
     assert depth == {
         "recipient-validation.urgent": 1,
         f"recipient-validation.bulk-{first.lane}": 1,
         f"recipient-validation.bulk-{second.lane}": 1,
         "recipient-validation": 1,
     }
-    urgent = broker.queues["recipient-validation.urgent"].get_nowait()
+    urgent = ctx.broker.queues["recipient-validation.urgent"].get_nowait()
     assert b"validate_recipients_urgent" in urgent
 
 
@@ -149,15 +155,7 @@ def test_a_paused_dispatch_waits_and_resumes_to_the_end(pipeline: InProcessPipel
     client = OmvantClient(ctx.settings, broker=ctx.broker)
     residents = reachable(40)
     with ctx.engine.begin() as conn:
-        batches.create(
-            conn,
-            batch_id="pause-me",
-            name="paused",
-            clinic_hsa_id=CLINIC,
-            sender_hsa_id=SENDER,
-            template_id="kallelse-screening",
-            total=len(residents),
-        )
+        new_batch(conn, "pause-me", "paused", total=len(residents))
     client.pause("pause-me")
     requests = [
         request(f"pause-me:{i}", batch_id="pause-me").model_copy(update={"personnummer": n})
@@ -191,15 +189,7 @@ def test_a_cancelled_dispatch_rejects_its_cases_with_batch_cancelled(
     client = OmvantClient(ctx.settings, broker=ctx.broker)
     residents = reachable(30)
     with ctx.engine.begin() as conn:
-        batches.create(
-            conn,
-            batch_id="cancel-me",
-            name="cancel",
-            clinic_hsa_id=CLINIC,
-            sender_hsa_id=SENDER,
-            template_id="kallelse-screening",
-            total=len(residents),
-        )
+        new_batch(conn, "cancel-me", "cancel", total=len(residents))
         batches.set_status(conn, "cancel-me", batches.BatchStatus.CANCELLED)
     time.sleep(1.1)
     requests = [
@@ -229,23 +219,9 @@ def test_worker_processes_poll_idle_queues_often_enough_for_urgent_cases() -> No
 def test_bulk_lanes_carry_chunks_of_bulk_chunk_size_the_other_lanes_of_chunk_size(
     sqlite_url: str,
 ) -> None:
-    upgrade(sqlite_url)
-    settings = Settings(
-        broker_url="memory://", database_url=sqlite_url, chunk_size=3, bulk_chunk_size=7
-    )
-    broker = build_broker("memory://")
-    ctx = build_context(settings, broker)
-    declare_actors(broker, lambda: ctx)
+    ctx = memory_context(sqlite_url, chunk_size=3, bulk_chunk_size=7)
     with ctx.engine.begin() as conn:
-        batch = batches.create(
-            conn,
-            batch_id="b-big",
-            name="big",
-            clinic_hsa_id=CLINIC,
-            sender_hsa_id=SENDER,
-            template_id="kallelse-screening",
-            total=10,
-        )
+        batch = new_batch(conn, "b-big", "big", total=10)
     emit(
         ctx,
         [request(f"d{i}", batch_id="b-big") for i in range(10)]
@@ -253,7 +229,7 @@ def test_bulk_lanes_carry_chunks_of_bulk_chunk_size_the_other_lanes_of_chunk_siz
         + [request(f"n{i}") for i in range(4)],
         correlation_id="c",
     )
-    depth = {name: q.qsize() for name, q in broker.queues.items() if q.qsize()}
+    depth = {name: q.qsize() for name, q in ctx.broker.queues.items() if q.qsize()}
     assert depth == {
         f"recipient-validation.bulk-{batch.lane}": 2,  # 7 + 3
         "recipient-validation.urgent": 2,  # 3 + 1

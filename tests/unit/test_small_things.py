@@ -7,6 +7,7 @@ import json
 from importlib.metadata import version
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from producers.cli import app
@@ -108,19 +109,20 @@ def test_batch_ids_are_never_cut_short(database: str) -> None:
     assert any(LONG_ID in line for line in wide.stdout.splitlines())
 
 
-def test_preview_refuses_a_sender_that_is_not_an_hsa_id(database: str) -> None:
-    result = runner.invoke(
+def preview(database: str, sender: str, *extra: str) -> Result:
+    """``omvant templates preview`` of the screening letter for a clinic, signed by ``sender``."""
+    return runner.invoke(
         app,
         ["templates", "preview", "kallelse-screening", "--clinic", "SE2321000016-VC01",
-         "--sender", "Doktor Nobody", "--database", database],
+         "--sender", sender, *extra, "--database", database],
     )  # fmt: skip
+
+
+def test_preview_refuses_a_sender_that_is_not_an_hsa_id(database: str) -> None:
+    result = preview(database, "Doktor Nobody")
     assert result.exit_code == 2
     assert "sender-unknown" in result.output
-    unknown = runner.invoke(
-        app,
-        ["templates", "preview", "kallelse-screening", "--clinic", "SE2321000016-VC01",
-         "--sender", "SE2321000016-UNKNOWN", "--database", database],
-    )  # fmt: skip
+    unknown = preview(database, "SE2321000016-UNKNOWN")
     assert unknown.exit_code == 1 and "sender-unknown" in unknown.output
 
 
@@ -131,11 +133,7 @@ def test_preview_refuses_a_sender_that_is_not_an_hsa_id(database: str) -> None:
 def test_preview_refusals_are_json_under_json(
     database: str, sender: str, code: int, reason: str
 ) -> None:
-    result = runner.invoke(
-        app,
-        ["templates", "preview", "kallelse-screening", "--clinic", "SE2321000016-VC01",
-         "--sender", sender, "--json", "--database", database],
-    )  # fmt: skip
+    result = preview(database, sender, "--json")
     assert result.exit_code == code
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
@@ -143,10 +141,6 @@ def test_preview_refusals_are_json_under_json(
 
 
 def test_preview_refusals_begin_with_omvant_like_every_command(database: str) -> None:
-    result = runner.invoke(
-        app,
-        ["templates", "preview", "kallelse-screening", "--clinic", "SE2321000016-VC01",
-         "--sender", "Doktor Nobody", "--database", database],
-    )  # fmt: skip
+    result = preview(database, "Doktor Nobody")
     assert result.exit_code == 2
     assert result.stderr.startswith("omvant: "), result.stderr

@@ -27,12 +27,14 @@ def dead_port() -> Iterator[int]:
         yield port
 
 
-def run(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[int, str, float]:
+def omvant(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``omvant args`` in ``tmp_path`` with no OMVANT_ setting of ours but ``env``."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
     full["OMVANT_HOME"] = str(tmp_path / "home")
     full.update(env)
-    started = time.monotonic()
-    result = subprocess.run(
+    return subprocess.run(
         [OMVANT, *args],
         cwd=tmp_path,
         env=full,
@@ -41,6 +43,11 @@ def run(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[int, str,
         timeout=60,
         check=False,
     )
+
+
+def run(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[int, str, float]:
+    started = time.monotonic()
+    result = omvant(tmp_path, args, env)
     return result.returncode, result.stderr, time.monotonic() - started
 
 
@@ -212,17 +219,7 @@ def test_sweep_json_says_only_its_counts_at_the_default_log_level(tmp_path: Path
     database = f"sqlite:///{tmp_path / 'omvant.db'}"
     code, stderr, _ = run(tmp_path, ["db", "upgrade", "--database", database], {})
     assert code == 0, stderr
-    full = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
-    full["OMVANT_HOME"] = str(tmp_path / "home")
-    result = subprocess.run(
-        [OMVANT, "sweep", "--json", "--database", database],
-        cwd=tmp_path,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = omvant(tmp_path, ["sweep", "--json", "--database", database], {})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {}
     assert result.stderr.strip() == ""

@@ -3,6 +3,7 @@ with exit status 2 after a bounded time, and keeps dramatiq's consumer chatter o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from tests.ports import refusing_port
 from workers.server_checks import (
@@ -287,7 +289,11 @@ def test_the_startup_timeout_counts_from_the_process_start_not_from_the_first_pr
     assert "gave up after 2 attempts in 3 s" in str(raised.value)
 
 
-def test_a_stage_may_be_named_by_its_queue_as_in_the_readme_table(tmp_path: Path) -> None:
+def worker_without_its_broker(
+    tmp_path: Path, args: list[str], *, userinfo: str = ""
+) -> tuple[Result, int]:
+    """``omvant worker args`` in this process, its Redis broker (``redis://{userinfo}127.0.0.1``)
+    on a port that refuses, not waiting at startup; the result and the port."""
     from typer.testing import CliRunner
 
     from producers.cli import app
@@ -295,31 +301,22 @@ def test_a_stage_may_be_named_by_its_queue_as_in_the_readme_table(tmp_path: Path
     with refusing_port() as port:
         env = {
             "OMVANT_HOME": str(tmp_path),
-            "OMVANT_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+            "OMVANT_BROKER_URL": f"redis://{userinfo}127.0.0.1:{port}/0",
             "OMVANT_STARTUP_TIMEOUT_SECONDS": "0",
             "OMVANT_ANSWER_KEY": "Ht9nO2y7sJ5cS1o6n0mR8pC4xq3vL2kE9bW7aZ5uT1I=",
         }
-        done = CliRunner().invoke(app, ["worker", "message-composition"], env=env)
+        return CliRunner().invoke(app, ["worker", *args], env=env), port
+
+
+def test_a_stage_may_be_named_by_its_queue_as_in_the_readme_table(tmp_path: Path) -> None:
+    done, _ = worker_without_its_broker(tmp_path, ["message-composition"])
     assert done.exit_code == 2, done.output
     assert "unknown stage" not in done.stderr
     assert "cannot reach the broker at redis://" in done.stderr
 
 
 def test_worker_json_says_its_startup_error_as_one_json_object(tmp_path: Path) -> None:
-    import json
-
-    from typer.testing import CliRunner
-
-    from producers.cli import app
-
-    with refusing_port() as port:
-        env = {
-            "OMVANT_HOME": str(tmp_path),
-            "OMVANT_BROKER_URL": f"redis://:pw@127.0.0.1:{port}/0",
-            "OMVANT_STARTUP_TIMEOUT_SECONDS": "0",
-            "OMVANT_ANSWER_KEY": "Ht9nO2y7sJ5cS1o6n0mR8pC4xq3vL2kE9bW7aZ5uT1I=",
-        }
-        done = CliRunner().invoke(app, ["worker", "composition", "--json"], env=env)
+    done, port = worker_without_its_broker(tmp_path, ["composition", "--json"], userinfo=":pw@")
     assert done.exit_code == 2, done.output
     [line] = done.stderr.strip().splitlines()
     error = json.loads(line)["error"]
