@@ -51,6 +51,26 @@ def worker_env(
     return env
 
 
+def worker_env_in(
+    tmp_path: Path, broker_url: str, database_url: str, queue_prefix: str, **extra: str
+) -> dict[str, str]:
+    """``worker_env`` with the blobs in ``tmp_path / "blobs"`` and ``extra`` settings on top."""
+    return worker_env(
+        broker_url=broker_url,
+        database_url=database_url,
+        queue_prefix=queue_prefix,
+        blob_dir=tmp_path / "blobs",
+        extra=extra,
+    )
+
+
+def assert_ready(worker: WorkerProcess, *, timeout: float = 90) -> None:
+    """Wait until the worker says ``worker.ready``; fail with the end of its log if it does not."""
+    assert wait_until(lambda: "worker.ready" in worker.output(), timeout=timeout), worker.output()[
+        -2000:
+    ]
+
+
 class WorkerProcess:
     """One ``omvant worker`` process (dramatiq's main process and its children)."""
 

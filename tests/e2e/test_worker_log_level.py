@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.harness import push_cases, running_workers, wait_until, worker_env
+from tests.e2e.harness import assert_ready, push_cases, running_workers, wait_until, worker_env_in
 from workers.adapters import population
 from workers.store.engine import make_engine
 from workers.store.schema import cases
@@ -24,18 +24,10 @@ def test_debug_reaches_the_worker_and_numbers_stay_masked(
     redis_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
     level = "DEBUG"
-    env = worker_env(
-        broker_url=redis_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-        extra={"OMVANT_LOG_LEVEL": level},
-    )
+    env = worker_env_in(tmp_path, redis_url, postgres_url, queue_prefix, OMVANT_LOG_LEVEL=level)
     number = population.test_personnummer()[0]  # push_cases sends the first test resident
     with running_workers(env, tmp_path / "logs", threads=1) as worker:
-        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=60), worker.output()[
-            -2000:
-        ]
+        assert_ready(worker, timeout=60)
         push_cases(env, tmp_path / "cases.jsonl", [f"log-{level}"])
         engine = make_engine(postgres_url)
 
@@ -69,17 +61,10 @@ DRAMATIQ_INFO_LINES = (
 def test_at_the_default_level_dramatiq_is_quiet_and_omvant_says_ready_and_stopped(
     redis_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
-    env = worker_env(
-        broker_url=redis_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-    )
+    env = worker_env_in(tmp_path, redis_url, postgres_url, queue_prefix)
     env.pop("OMVANT_LOG_LEVEL")  # the default: INFO
     with running_workers(env, tmp_path / "logs", ["composition"], processes=2, threads=1) as worker:
-        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=90), worker.output()[
-            -2000:
-        ]
+        assert_ready(worker)
         os.kill(worker.process.pid, signal.SIGTERM)
         assert worker.process.wait(timeout=60) == 0, worker.output()[-3000:]
         output = worker.output()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from producers.bench_cpu import all_stats, tree, tree_niceness
-from tests.e2e.harness import WorkerProcess, wait_until, worker_env
+from tests.e2e.harness import WorkerProcess, wait_until, worker_env_in
 
 pytestmark = pytest.mark.e2e
 
@@ -17,12 +17,7 @@ pytestmark = pytest.mark.e2e
 def test_a_worker_asked_to_be_nicer_runs_every_worker_process_that_much_nicer(
     redis_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
-    env = worker_env(
-        broker_url=redis_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path,
-    )
+    env = worker_env_in(tmp_path, redis_url, postgres_url, queue_prefix)
     worker = WorkerProcess(
         env, ["--lanes", "others", "--nice", "5"], tmp_path / "worker.log", processes=2, threads=1
     )

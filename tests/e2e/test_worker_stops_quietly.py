@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.harness import push_cases, running_workers, wait_until, worker_env
+from tests.e2e.harness import assert_ready, push_cases, running_workers, wait_until, worker_env_in
 from workers.store.engine import make_engine
 from workers.store.schema import cases
 
@@ -29,18 +29,16 @@ _PIKA_ERROR = re.compile(r"^.*\bpika\b.*\bERROR\b|^\s*ERROR\b.*\bpika\b", re.MUL
 def test_sigterm_after_work_exits_cleanly_without_tracebacks(
     rabbitmq_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
-    env = worker_env(
-        broker_url=f"{rabbitmq_url}?heartbeat={HEARTBEAT_SECONDS}",
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-        extra={"OMVANT_LOG_LEVEL": "INFO"},
+    env = worker_env_in(
+        tmp_path,
+        f"{rabbitmq_url}?heartbeat={HEARTBEAT_SECONDS}",
+        postgres_url,
+        queue_prefix,
+        OMVANT_LOG_LEVEL="INFO",
     )
     keys = [f"stop-{queue_prefix}{i}" for i in range(3)]
     with running_workers(env, tmp_path / "logs", threads=2) as worker:
-        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=90), worker.output()[
-            -2000:
-        ]
+        assert_ready(worker)
         push_cases(env, tmp_path / "cases.jsonl", keys)
         engine = make_engine(postgres_url)
 
@@ -102,17 +100,9 @@ def test_a_stop_exits_0_whether_the_signal_reaches_the_main_process_or_the_whole
     signum: signal.Signals,
     how: str,
 ) -> None:
-    env = worker_env(
-        broker_url=redis_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-        extra={"OMVANT_LOG_LEVEL": "INFO"},
-    )
+    env = worker_env_in(tmp_path, redis_url, postgres_url, queue_prefix, OMVANT_LOG_LEVEL="INFO")
     with running_workers(env, tmp_path / "logs", ["composition"], processes=2, threads=1) as worker:
-        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=90), worker.output()[
-            -2000:
-        ]
+        assert_ready(worker)
         _stop(worker.process.pid, signum, how)
         returncode = worker.process.wait(timeout=60)
         output = worker.output()

@@ -14,7 +14,7 @@ import pytest
 
 from producers.chaos.servers import RedisServer, ServerError
 from tests.conftest import server_missing
-from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
+from tests.e2e.harness import OMVANT, WorkerProcess, assert_ready, wait_until, worker_env_in
 from tests.ports import refusing_port
 from workers.store.engine import upgrade
 
@@ -50,12 +50,12 @@ def test_a_worker_whose_broker_is_down_retries_then_exits_2_with_one_line_per_at
     broker: str, postgres_url: str, tmp_path: Path
 ) -> None:
     with refusing_port() as port:  # held: no server can start listening there meanwhile
-        env = worker_env(
-            broker_url=broker.format(port=port),
-            database_url=postgres_url,
-            queue_prefix="i11c.dead.",
-            blob_dir=tmp_path,
-            extra={"OMVANT_STARTUP_TIMEOUT_SECONDS": str(STARTUP_TIMEOUT)},
+        env = worker_env_in(
+            tmp_path,
+            broker.format(port=port),
+            postgres_url,
+            "i11c.dead.",
+            OMVANT_STARTUP_TIMEOUT_SECONDS=str(STARTUP_TIMEOUT),
         )
         status, lines, _seconds = run_worker(env)
     assert status == 2, lines
@@ -78,12 +78,12 @@ def test_a_worker_whose_database_is_down_exits_2_after_the_timeout(
     redis_url: str, tmp_path: Path
 ) -> None:
     with refusing_port() as port:
-        env = worker_env(
-            broker_url=redis_url,
-            database_url=f"postgresql://postgres@127.0.0.1:{port}/omvant",
-            queue_prefix="i11c.dead.",
-            blob_dir=tmp_path,
-            extra={"OMVANT_STARTUP_TIMEOUT_SECONDS": "2"},
+        env = worker_env_in(
+            tmp_path,
+            redis_url,
+            f"postgresql://postgres@127.0.0.1:{port}/omvant",
+            "i11c.dead.",
+            OMVANT_STARTUP_TIMEOUT_SECONDS="2",
         )
         status, lines, _seconds = run_worker(env)
     assert status == 2, lines
@@ -128,12 +128,12 @@ def test_a_worker_whose_stage_server_is_down_exits_2_with_one_line_naming_it(
 ) -> None:
     upgrade(postgres_url)  # a schema up to date: only the stage's server can stop the worker
     with refusing_port() as port:
-        env = worker_env(
-            broker_url=redis_url,
-            database_url=postgres_url,
-            queue_prefix="i13.dead.",
-            blob_dir=tmp_path,
-            extra={"OMVANT_STARTUP_TIMEOUT_SECONDS": "2", variable: url.format(port=port)},
+        env = worker_env_in(
+            tmp_path,
+            redis_url,
+            postgres_url,
+            "i13.dead.",
+            **{"OMVANT_STARTUP_TIMEOUT_SECONDS": "2", variable: url.format(port=port)},
         )
         status, lines, _seconds = run_worker(env, stages=(stage,))
     assert status == 2, lines
@@ -160,12 +160,7 @@ def alive(pid: int) -> bool:
 def test_worker_processes_killed_while_starting_bring_the_main_process_down_in_seconds(
     redis_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
-    env = worker_env(
-        broker_url=redis_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path,
-    )
+    env = worker_env_in(tmp_path, redis_url, postgres_url, queue_prefix)
     worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=2, threads=2)
     try:
         assert wait_until(lambda: len(children_of(worker.process.pid)) == 2, timeout=60)
@@ -182,12 +177,7 @@ def test_worker_processes_killed_while_starting_bring_the_main_process_down_in_s
 def test_worker_processes_stop_when_their_main_process_is_killed(
     redis_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
-    env = worker_env(
-        broker_url=redis_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path,
-    )
+    env = worker_env_in(tmp_path, redis_url, postgres_url, queue_prefix)
     worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=2, threads=2)
     try:
         assert wait_until(lambda: worker.output().count("worker.ready") == 1, timeout=90), (
@@ -211,16 +201,16 @@ def test_a_running_worker_whose_broker_goes_away_says_little_and_exits_2(
         redis = RedisServer(tmp_path / "servers").start()
     except ServerError as exc:
         server_missing("redis-server (the binary, for a Redis of the test's own)", exc)
-    env = worker_env(
-        broker_url=redis.url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path,
-        extra={"OMVANT_OUTAGE_TIMEOUT_SECONDS": str(OUTAGE_TIMEOUT)},
+    env = worker_env_in(
+        tmp_path,
+        redis.url,
+        postgres_url,
+        queue_prefix,
+        OMVANT_OUTAGE_TIMEOUT_SECONDS=str(OUTAGE_TIMEOUT),
     )
     worker = WorkerProcess(env, [], tmp_path / "worker.log", processes=1, threads=2)
     try:
-        assert wait_until(lambda: "worker.ready" in worker.output(), timeout=90)
+        assert_ready(worker)
         before = len(worker.output().splitlines())
         redis.stop()
         stopped = time.monotonic()
