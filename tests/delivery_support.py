@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from dramatiq.brokers.stub import StubBroker
 
 from contracts.attachments_cleared import AttachmentsClearedV1
@@ -18,7 +19,7 @@ from workers.bootstrap import Context, build_context
 from workers.case_states import CaseState
 from workers.store import cases
 from workers.store.cases import Transition
-from workers.store.engine import upgrade
+from workers.store.engine import make_engine, upgrade
 
 CLINIC_A = "SE2321000016-A001"
 CLINIC_B = "SE2321000016-B002"
@@ -100,6 +101,19 @@ def store_cleared(conn: Any, items: Sequence[AttachmentsClearedV1]) -> None:
     )
     for state in (CaseState.VALIDATED, CaseState.COMPOSED, CaseState.CLEARED):
         cases.apply(conn, [Transition(item.case_id, state) for item in items], stage="test")
+
+
+def cleared_on(
+    database_url: str, name: str, residents: Sequence[str], **item: Any
+) -> tuple[sa.Engine, list[AttachmentsClearedV1]]:
+    """The database upgraded and a case ``{name}-{i}`` for each resident stored as cleared
+    (``item``: ``cleared_item``'s options); the database's engine and the cases."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    items = [cleared_item(f"{name}-{i}", p, **item) for i, p in enumerate(residents)]
+    with engine.begin() as conn:
+        store_cleared(conn, items)
+    return engine, items
 
 
 @contextmanager

@@ -22,9 +22,8 @@ from tests.delivery_support import (
     CLINIC_A,
     SENDER,
     STAFF_A,
-    cleared_item,
+    cleared_on,
     reachable_residents,
-    store_cleared,
 )
 from tests.e2e.harness import (
     OMVANT,
@@ -32,7 +31,7 @@ from tests.e2e.harness import (
     enqueue_dispatch,
     running_workers,
     wait_until,
-    worker_env,
+    worker_env_in,
 )
 from workers.adapters.sms_gateway_server import SmsGatewaySimulator
 from workers.adapters.smtp_email import message_id
@@ -111,16 +110,14 @@ def test_a_case_is_mailed_texted_and_read_through_an_amqp_opened_event(
         )
         for i, number in enumerate((both, texted))
     ]
-    env = worker_env(
-        broker_url=rabbitmq_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-        extra={
-            "OMVANT_SEED": str(seed),
-            "OMVANT_SMTP_URL": smtp.url,
-            "OMVANT_SMS_GATEWAY_URL": sms.url,
-        },
+    env = worker_env_in(
+        tmp_path,
+        rabbitmq_url,
+        postgres_url,
+        queue_prefix,
+        OMVANT_SEED=str(seed),
+        OMVANT_SMTP_URL=smtp.url,
+        OMVANT_SMS_GATEWAY_URL=sms.url,
     )
     bridge_log = (tmp_path / "bridge.log").open("wb")
     bridge = subprocess.Popen(
@@ -207,26 +204,19 @@ def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
     servers: tuple[SmtpSink, SmsGatewaySimulator],
 ) -> None:
     smtp, sms = servers
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
     residents = reachable_residents(1177, 6, frozenset({"sms", "email"}))
-    tag = queue_prefix.rstrip(".")
-    items = [cleared_item(f"{tag}-kill-{i}", p) for i, p in enumerate(residents)]
-    with engine.begin() as conn:
-        store_cleared(conn, items)
-    env = worker_env(
-        broker_url=rabbitmq_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-        extra={
-            "OMVANT_SMTP_URL": smtp.url,
-            "OMVANT_SMS_GATEWAY_URL": sms.url,
-            "OMVANT_SEND_CONCURRENCY": "4",
-            "OMVANT_SMS_BATCH_SIZE": "1",  # the group protocol (the batch: its own test)
-            "OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS": "3",
-            "OMVANT_EMAIL_RESEND_AFTER_SECONDS": "1",
-        },
+    engine, items = cleared_on(postgres_url, f"{queue_prefix.rstrip('.')}-kill", residents)
+    env = worker_env_in(
+        tmp_path,
+        rabbitmq_url,
+        postgres_url,
+        queue_prefix,
+        OMVANT_SMTP_URL=smtp.url,
+        OMVANT_SMS_GATEWAY_URL=sms.url,
+        OMVANT_SEND_CONCURRENCY="4",
+        OMVANT_SMS_BATCH_SIZE="1",  # the group protocol (the batch: its own test)
+        OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS="3",
+        OMVANT_EMAIL_RESEND_AFTER_SECONDS="1",
     )
     # the gateway takes each SMS, then takes its time to answer: the in-doubt window
     sms.behave(delay_after=2.0)

@@ -13,11 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.delivery_support import cleared_item, reachable_residents, store_cleared
-from tests.e2e.harness import crash_when, enqueue_dispatch, running_workers, wait_until, worker_env
+from tests.delivery_support import cleared_on, reachable_residents
+from tests.e2e.harness import (
+    crash_when,
+    enqueue_dispatch,
+    running_workers,
+    wait_until,
+    worker_env_in,
+)
 from workers.adapters.email_api_server import EmailApiSimulator
 from workers.store import notifications
-from workers.store.engine import make_engine, upgrade
 from workers.store.notifications import Resolution
 
 pytestmark = pytest.mark.e2e
@@ -38,28 +43,20 @@ def test_killing_a_worker_mid_batch_leaves_every_resident_exactly_one_email(
     tmp_path: Path,
     provider: EmailApiSimulator,
 ) -> None:
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
     residents = reachable_residents(1177, CASES, frozenset({"email"}))
-    tag = queue_prefix.rstrip(".")
-    items = [
-        cleared_item(f"{tag}-mail-{i}", p, channels=["email"]) for i, p in enumerate(residents)
-    ]
+    name = f"{queue_prefix.rstrip('.')}-mail"
+    engine, items = cleared_on(postgres_url, name, residents, channels=["email"])
     keys = [i.case_id for i in items]
-    with engine.begin() as conn:
-        store_cleared(conn, items)
-    env = worker_env(
-        broker_url=rabbitmq_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-        extra={
-            "OMVANT_EMAIL_API_URL": provider.url,
-            "OMVANT_EMAIL_API_TOKEN": "e2e-token",
-            "OMVANT_EMAIL_IN_DOUBT": "at-most-once",  # must not matter: the API is asked
-            "OMVANT_SEND_CONCURRENCY": "4",
-            "OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS": "3",
-        },
+    env = worker_env_in(
+        tmp_path,
+        rabbitmq_url,
+        postgres_url,
+        queue_prefix,
+        OMVANT_EMAIL_API_URL=provider.url,
+        OMVANT_EMAIL_API_TOKEN="e2e-token",
+        OMVANT_EMAIL_IN_DOUBT="at-most-once",  # must not matter: the API is asked
+        OMVANT_SEND_CONCURRENCY="4",
+        OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS="3",
     )
     # the provider takes each e-mail, then takes its time to answer: the in-doubt window
     provider.behave(delay_after=2.0)

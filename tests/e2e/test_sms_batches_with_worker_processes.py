@@ -12,11 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.delivery_support import cleared_item, reachable_residents, store_cleared
-from tests.e2e.harness import crash_when, enqueue_dispatch, running_workers, wait_until, worker_env
+from tests.delivery_support import cleared_on, reachable_residents
+from tests.e2e.harness import (
+    crash_when,
+    enqueue_dispatch,
+    running_workers,
+    wait_until,
+    worker_env_in,
+)
 from workers.adapters.sms_gateway_server import SmsGatewaySimulator
 from workers.store import notifications
-from workers.store.engine import make_engine, upgrade
 from workers.store.notifications import Resolution
 
 pytestmark = pytest.mark.e2e
@@ -39,24 +44,18 @@ def test_killing_a_worker_between_a_batch_send_and_its_mark_sends_every_sms_exac
     tmp_path: Path,
     gateway: SmsGatewaySimulator,
 ) -> None:
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
     residents = reachable_residents(1177, CASES, frozenset({"sms"}))
-    tag = queue_prefix.rstrip(".")
-    items = [cleared_item(f"{tag}-sms-{i}", p, channels=["sms"]) for i, p in enumerate(residents)]
+    name = f"{queue_prefix.rstrip('.')}-sms"
+    engine, items = cleared_on(postgres_url, name, residents, channels=["sms"])
     case_ids = [i.case_id for i in items]
-    with engine.begin() as conn:
-        store_cleared(conn, items)
-    env = worker_env(
-        broker_url=rabbitmq_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-        extra={
-            "OMVANT_SMS_GATEWAY_URL": gateway.url,
-            "OMVANT_SMS_BATCH_SIZE": str(BATCH),
-            "OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS": "3",
-        },
+    env = worker_env_in(
+        tmp_path,
+        rabbitmq_url,
+        postgres_url,
+        queue_prefix,
+        OMVANT_SMS_GATEWAY_URL=gateway.url,
+        OMVANT_SMS_BATCH_SIZE=str(BATCH),
+        OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS="3",
     )
     # the gateway takes the batch, then takes its time to answer: the in-doubt window
     gateway.behave(delay_after=3.0)
