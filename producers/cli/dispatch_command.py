@@ -444,34 +444,25 @@ def _steer(
 BatchArg = Annotated[str, typer.Argument(help="The batch id.")]
 
 
-@batches_app.command("pause")
-def pause(
-    batch_id: BatchArg,
-    broker: BrokerOption = None,
-    database: DatabaseOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Hold the batch's cases in flight (they wait on their lane) until resumed."""
-    _steer(batch_id, "pause", broker, database, as_json)
+STEERING = {
+    "pause": "Hold the batch's cases in flight (they wait on their lane) until resumed.",
+    "resume": "Let a paused batch move on.",
+    "cancel": "Reject every case of the batch not yet delivered, with reason batch-cancelled.",
+}
+"""``omvant batches ACTION BATCH_ID``: the client's method of that name, and its help."""
 
 
-@batches_app.command("resume")
-def resume(
-    batch_id: BatchArg,
-    broker: BrokerOption = None,
-    database: DatabaseOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Let a paused batch move on."""
-    _steer(batch_id, "resume", broker, database, as_json)
+def _steering_command(action: str) -> None:
+    def steer(
+        batch_id: BatchArg,
+        broker: BrokerOption = None,
+        database: DatabaseOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        _steer(batch_id, action, broker, database, as_json)
+
+    batches_app.command(action, help=STEERING[action])(steer)
 
 
-@batches_app.command("cancel")
-def cancel(
-    batch_id: BatchArg,
-    broker: BrokerOption = None,
-    database: DatabaseOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Reject every case of the batch not yet delivered, with reason batch-cancelled."""
-    _steer(batch_id, "cancel", broker, database, as_json)
+for _action in STEERING:
+    _steering_command(_action)
