@@ -6,6 +6,7 @@ provider does and what settled means."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +71,7 @@ class MidBatch:
 
     def statuses(self) -> dict[str, int]:
         """How many of the ledger's rows are in each status."""
-        counts: dict[str, int] = {}
-        for row in self.ledger():
-            counts[row.status] = counts.get(row.status, 0) + 1
-        return counts
+        return dict(Counter(row.status for row in self.ledger()))
 
     def kill_when(self, env: dict[str, str], when: Callable[[], bool]) -> None:
         """Put the cases on inbox delivery and run a one-thread worker on the sending stages
