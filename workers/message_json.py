@@ -28,8 +28,7 @@ import orjson
 _WRITE = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 """Datetimes and dataclasses are refused, as the stdlib refuses them (no silent new format)."""
 
-_DIGIT_RUNS = bytes.maketrans(b"0123456789:,[", b"0000000000###")
-_WHITESPACE = b" \t\r\n"
+_DIGIT_RUNS = bytes.maketrans(b"0123456789:,[ \t\r\n", b"0000000000#######")
 _LONG = b"0" * 19
 """19 digits: the shortest integer orjson may read as a float (beyond -2**63 or 2**64 - 1)."""
 
@@ -77,11 +76,11 @@ def _float(text: str) -> float:
 
 
 def _has_long_number(raw: bytes) -> bool:
-    """Whether ``raw`` may hold a number token of 19 digits or more (a run of 19 digits after
-    ``:``, ``,``, ``[`` or at the start, whitespace aside; in a string it only costs time)."""
-    runs = raw.translate(_DIGIT_RUNS, _WHITESPACE)
+    """Whether ``raw`` may hold a number token of 19 digits or more: a run of 19 digits at the
+    start or after ``:``, ``,``, ``[`` or whitespace (in a string it only costs time)."""
+    runs = raw.translate(_DIGIT_RUNS)
     if _LONG not in runs:
         return False
-    return any(mark + _LONG in runs for mark in (b"#", b"#-")) or runs.lstrip(b"-").startswith(
-        _LONG
+    return any(mark + _LONG in runs for mark in (b"#", b"#-")) or runs.startswith(
+        (_LONG, b"-" + _LONG)
     )
