@@ -395,17 +395,5 @@ def past_the_attachment_check(decision: Decision) -> Decision:
     return Advance(
         decision.case_id,
         (*decision.transitions, Transition(decision.case_id, CaseState.CLEARED)),
-        cleared_record(message),
-    )
-
-
-_CLEARED_FIELDS = tuple(name for name in AttachmentsClearedV1.model_fields if name != "attachments")
-
-
-def cleared_record(message: MessageComposedV1) -> AttachmentsClearedV1:
-    """The ``AttachmentsCleared`` of a composed message without attachments: its fields are the
-    message's own, validated when it was made, so they are not validated again (a dump and a
-    validation per case); ``tests/unit/test_composition.py`` holds it to the contract."""
-    return AttachmentsClearedV1.model_construct(
-        **{name: getattr(message, name) for name in _CLEARED_FIELDS}, attachments=[]
+        AttachmentsClearedV1(**message.model_dump(exclude={"attachments"})),
     )

@@ -314,9 +314,9 @@ def test_the_starter_library_composes_every_fragment_of_every_active_template() 
 def test_a_case_cleared_at_composition_is_emitted_as_a_valid_attachments_cleared(
     urgent: bool,
 ) -> None:
-    """The AttachmentsCleared record is built from the composed message without validating it
-    again: the envelope emitted still validates against its published JSON Schema and reads
-    back, record for record, as the contract's model."""
+    """The AttachmentsCleared record of a case without attachments is the composed message's:
+    the envelope emitted validates against its published JSON Schemas and reads back (through
+    the message JSON), record for record, as the contract's model."""
     import json
     from pathlib import Path
 
