@@ -38,7 +38,7 @@ def test_the_delivery_intent_is_often_a_hot_update(engine: sa.Engine) -> None:
     """Cases as wide as real ones, moved as the pipeline moves them (made with the sealed
     request, validated, composed with the sealed content and cleared): the intent changes no
     indexed column and the pages keep room (fillfactor), so many intent updates are HOT
-    (about half here, where no vacuum ran; none with full pages)."""
+    (most of them here, where no vacuum ran; none with full pages)."""
     ids = [f"c{i:03}" for i in range(100)]
     rows = [{**row, "request": SEALED} for row in received_rows(*ids)]
     with engine.begin() as conn:
@@ -63,7 +63,7 @@ def test_the_delivery_intent_is_often_a_hot_update(engine: sa.Engine) -> None:
         after = xact_updates(conn, "cases")
     updated, hot = after[0] - before[0], after[1] - before[1]
     assert updated == len(ids)
-    assert hot >= 0.2 * len(ids), f"{hot} of {updated} intent updates were HOT"
+    assert hot >= 0.5 * len(ids), f"{hot} of {updated} intent updates were HOT"
 
 
 def received_rows(*ids: str) -> list[dict[str, str]]:

@@ -57,7 +57,7 @@ cases = sa.Table(
             "state IN ('received', 'validated', 'composed', 'cleared', 'delivered')"
         ),
     ),
-    postgresql_with={"fillfactor": 70},
+    postgresql_with={"fillfactor": 50},
 )
 """A case and where it is. On PostgreSQL (migration 0018) the indexes a transition touches
 hold only the rows they find (a settled case leaves ``ix_cases_state_updated``) and pages
