@@ -21,12 +21,12 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware
 
 from contracts.envelope import origin_message_id, split_message_id
 from contracts.registry import ContractError, Parsed, parse
 from contracts.send_case import NAME as SEND_CASE
 from workers import case_ownership, failures, metrics
+from workers.after_message import AfterMessage
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
 from workers.enqueue import enqueue
@@ -224,7 +224,7 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     return Parsed(envelope=parsed.envelope, items=running)
 
 
-class RecordDeadLetters(Middleware):
+class RecordDeadLetters(AfterMessage):
     """After dramatiq gives up on a message, record as failed those of its cases that have
     not passed its stage (``case_states.ends_until``: a case the message's earlier delivery moved
     on, or one already delivered, notified or read, keeps its state), and keep a failure record
@@ -234,13 +234,8 @@ class RecordDeadLetters(Middleware):
     def __init__(self, context: Callable[[], Context]) -> None:
         self.context = context
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+    def processed(
+        self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException | None
     ) -> None:
         if exception is None or not message.failed:
             return

@@ -11,11 +11,11 @@ import typer
 from contracts.envelope import MAX_CHUNK
 from producers.bench import BenchConfig, run_bench
 from producers.bench_workers import LAYOUTS
-from producers.cli.errors import fail
+from producers.cli.errors import fail, note
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from workers import server_probe as servers
 from workers.log import configure
-from workers.reasons import Reason
+from workers.reasons import Note, Reason
 from workers.routes import STAGES
 
 KEYS = (
@@ -177,8 +177,10 @@ def bench(
     if figures["profile"]:
         where = figures["profile"]["pstats"] or "nothing written (no profiled process stopped)"
         summary = figures["profile"]["summary"]
-        typer.echo(
-            f"profile of {figures['profile']['stage']}: {where}; summary: {summary}", err=True
+        note(
+            Note.PROFILE_WRITTEN,
+            f"profile of {figures['profile']['stage']}: {where}; summary: {summary}",
+            as_json=as_json,
         )
     if not figures["complete"]:
         settled = figures["details"]["settled"]
