@@ -32,6 +32,7 @@ KEYS = (
     "worker_niceness",
     "urgent_threads",
     "enqueue_cases_per_s",
+    "enqueue_cpu_ms_per_case",
     "cpu_ms_per_case",
     "postgres_writes_per_case",
     "noop_before",
@@ -215,6 +216,7 @@ def table(figures: dict[str, Any]) -> list[str]:
         ("pipeline (cases/s)", _cell(figures["pipeline_cases_per_s"])),
         ("ratio to no-op before / after", f"{_cell(before['ratio'])} / {_cell(after['ratio'])}"),
         ("dispatch enqueue (cases/s)", _cell(figures["enqueue_cases_per_s"])),
+        ("dispatch enqueue CPU (ms per case)", _cell(figures["enqueue_cpu_ms_per_case"])),
         ("pipeline p99 (ms)", _cell(figures["pipeline_p99_ms"])),
         (
             "urgent p50 / p99 (ms)",
