@@ -39,6 +39,7 @@ from workers.stage import emit, ending, lanes_for
 from workers.store import batches, cases
 from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
+from workers.store.engine import reads
 from workers.transient import MAX_BACKOFF_MS, MIN_BACKOFF_MS, is_outage, retry_when
 
 log = get_logger(__name__)
@@ -153,7 +154,7 @@ def _case_id(item: Any) -> str:
 def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | None:
     """Record and drop the records naming another clinic's case (``case-not-owned``); return
     what may run (or None)."""
-    with ctx.engine.connect() as conn:
+    with reads(ctx.engine).connect() as conn:
         dropped = case_ownership.foreign(conn, parsed.items)
     if not dropped:
         return parsed

@@ -47,6 +47,7 @@ from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store import case_notes
 from workers.store.cases import Transition
+from workers.store.engine import reads
 from workers.templates.library import TemplateLibrary
 from workers.templates.model import FIELD_PATTERN, Template
 
@@ -329,7 +330,7 @@ def _advance(item: RecipientValidatedV1, composed: Composed, template: Template 
 
 def pins_of(engine: sa.Engine, case_ids: Sequence[str]) -> dict[str, Pin]:
     """When each case arrived and which template version it is pinned to, if any."""
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         found = case_notes.arrivals(conn, case_ids)
     return {case_id: Pin(*arrival) for case_id, arrival in found.items()}
 

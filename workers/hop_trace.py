@@ -8,8 +8,10 @@ message a worker thread runs appends one JSON line to ``<dir>/hop-<pid>.jsonl``:
   interval (Redis) and the worker's own queue;
 - ``run_ms``: the actor, from dramatiq's ``before_process_message`` to ``after_process_message``;
 - ``cpu_ms``: the thread's CPU time in that span (``time.thread_time``);
-- ``db_ms`` and ``db_calls``: time in PostgreSQL statements and commits, and how many
-  (round trips: ``BEGIN`` travels with the first statement), from SQLAlchemy's events;
+- ``db_ms`` and ``db_calls``: time in PostgreSQL statements, commits and rollbacks, and how
+  many, with each transaction's ``BEGIN`` (a round trip psycopg makes before its first
+  statement) counted; from SQLAlchemy's events (a connection in autocommit sends neither
+  ``BEGIN`` nor ``ROLLBACK``);
 - ``publish_ms`` and ``publishes``: in ``broker.enqueue`` (with RabbitMQ's publisher confirm).
 
 Only case counts, queue names and times are written: no case id, personnummer or content.
@@ -69,8 +71,25 @@ def _commit_started(*_args: Any, **_kwargs: Any) -> None:
         _span.commit_at = time.perf_counter()
 
 
+def _autocommit(conn: sa.Connection) -> bool:
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def _begun(conn: sa.Connection) -> None:
+    """psycopg sends ``BEGIN`` as a round trip of its own before the first statement (its time
+    is in that statement's); a connection in autocommit sends none."""
+    if _span.active and not _autocommit(conn):
+        _span.db_calls += 1
+
+
+def _rollback_started(conn: sa.Connection) -> None:
+    if _span.active and not _autocommit(conn):
+        _span.commit_at = time.perf_counter()
+
+
 def _commit_ended(*_args: Any, **_kwargs: Any) -> None:
-    """The pool's checkin follows the commit of ``engine.begin()``: the commit's round trip."""
+    """The pool's checkin follows the commit of ``engine.begin()`` and the rollback that ends
+    ``engine.connect()``: that round trip."""
     if _span.active and _span.commit_at is not None:
         _span.db += time.perf_counter() - _span.commit_at
         _span.db_calls += 1
@@ -86,7 +105,9 @@ def _listen() -> None:
         return
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", _statement_started)
     sa.event.listen(sa.engine.Engine, "after_cursor_execute", _statement_ended)
+    sa.event.listen(sa.engine.Engine, "begin", _begun)
     sa.event.listen(sa.engine.Engine, "commit", _commit_started)
+    sa.event.listen(sa.engine.Engine, "rollback", _rollback_started)
     sa.event.listen(sa.pool.Pool, "checkin", _commit_ended)
     _listening = True
 
