@@ -48,14 +48,15 @@ def _uuid5_text(namespace: uuid.UUID, name: str) -> str:
     return _uuid_text(hashlib.sha1(namespace.bytes + name.encode()).digest())  # noqa: S324 - RFC 4122 version 5 is SHA-1 by definition
 
 
+_VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
+"""The hex digit of a byte's high nibble with the RFC 4122 variant bits (``10``) set."""
+
+
 def _uuid_text(sha1: bytes) -> str:
     """The version 5 UUID text of a SHA-1 digest (RFC 4122: its first 16 bytes, version and
-    variant bits set)."""
-    digest = bytearray(sha1[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    variant bits set), set in the text itself: a quarter cheaper than in the bytes."""
+    h = sha1.hex()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -13,7 +13,8 @@ d. (a) again after (b), so a change in the machine's load during the run shows a
 e. CPU time per case (``producers/bench_cpu.py``) of the worker processes, per stage when each
    stage runs in worker processes of its own (``layout="stages"``, the default), of the local
    PostgreSQL cluster and of the local broker, over (b)'s window (the urgent lanes run in a
-   worker process of their own with ``urgent_worker``: ``urgent-lanes``);
+   worker process of their own with ``urgent_worker``: ``urgent-lanes``), and of (b)'s enqueue
+   alone (``enqueue_cpu_ms_per_case``: the dispatching thread's CPU, the urgent probe's not);
 f. with ``profile=STAGE``, a cProfile of that stage's worker processes
    (``producers/bench_profile.py``).
 """
@@ -312,18 +313,20 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         written_before = bench_database.write_counters(engine)
         started = time.time()
         probe.start()
-        client.dispatch(
-            (Recipient(n, {}) for n in residents),
-            template_id=TEMPLATE,
-            clinic_hsa_id=CLINIC,
-            sender_hsa_id=SENDER,
-            fragments=FRAGMENTS,
-            total=config.cases,
-            name="bench",
-            batch_id=batch_id,
-            progress=chunk_sent,
+        enqueue_seconds, enqueue_cpu = _timed(
+            lambda: client.dispatch(
+                (Recipient(n, {}) for n in residents),
+                template_id=TEMPLATE,
+                clinic_hsa_id=CLINIC,
+                sender_hsa_id=SENDER,
+                fragments=FRAGMENTS,
+                total=config.cases,
+                name="bench",
+                batch_id=batch_id,
+                progress=chunk_sent,
+            ),
+            started,
         )
-        enqueue_seconds = time.time() - started
         say(f"enqueued in {enqueue_seconds:.1f} s; waiting for every case to settle")
         deadline = time.monotonic() + config.timeout
         done = _settled(engine, batch_id)
@@ -359,6 +362,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         "enqueue_cases_per_s": (
             round(config.cases / enqueue_seconds, 1) if enqueue_seconds > 0 else None
         ),
+        "enqueue_cpu_ms_per_case": round(enqueue_cpu * 1000 / config.cases, 4),
         "cpu_ms_per_case": {
             **cpu_figures(window, list(workers), carried, window_seconds, config),
             "idle_cpu_percent": idle,
@@ -368,6 +372,14 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         "worker_niceness": niceness,
         "worker_threads": threads,
     }
+
+
+def _timed(send: Callable[[], object], started: float) -> tuple[float, float]:
+    """Seconds from ``started`` (``time.time()``) until ``send()`` returned, and the CPU
+    seconds of the calling thread in ``send()`` (the dispatch's own, not the urgent probe's)."""
+    cpu = time.thread_time()
+    send()
+    return time.time() - started, time.thread_time() - cpu
 
 
 def outcome(
@@ -552,6 +564,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say | None = None) -
         "urgent_processes": config.urgent_processes if config.urgent_worker else 0,
         "urgent_threads": threads.get(URGENT_GROUP, 0),
         "enqueue_cases_per_s": pipeline["enqueue_cases_per_s"],
+        "enqueue_cpu_ms_per_case": pipeline["enqueue_cpu_ms_per_case"],
         "cpu_ms_per_case": cpu,
         "postgres_writes_per_case": written,
         "noop_before": _noop(before, rate),

@@ -23,12 +23,13 @@ from typing import Any
 
 import dramatiq
 
+from workers.after_message import AfterMessage
 from workers.app import actors, broker
 
 PER_THREAD = sys.version_info < (3, 12)
 
 
-class ProfileMessages(dramatiq.Middleware):
+class ProfileMessages(AfterMessage):
     """Profiles the messages of ``queues`` in this process; dumps the stats at shutdown."""
 
     def __init__(self, folder: Path, queues: frozenset[str], *, cpu_clock: bool = True) -> None:
@@ -55,13 +56,8 @@ class ProfileMessages(dramatiq.Middleware):
                 self.profilers.append(profiler)
         profiler.enable()
 
-    def after_process_message(
-        self,
-        _broker: dramatiq.Broker,
-        message: Any,
-        *,
-        result: Any | None = None,
-        exception: BaseException | None = None,
+    def processed(
+        self, _broker: dramatiq.Broker, message: Any, exception: BaseException | None
     ) -> None:
         self._pause(message)
 

@@ -203,7 +203,7 @@ class OmvantClient:
             for chunk in chunked(records(), chunk_size or self._dispatch_chunk(priority)):
                 message = intake_message(
                     chunk,
-                    [made.case_id(record) for record in chunk],
+                    made.case_ids(chunk),
                     lane=lane,
                     correlation_id=batch_id,
                     prefix=self.settings.queue_prefix,

@@ -18,6 +18,9 @@ import pytest
 
 if TYPE_CHECKING:
     from producers.chaos.servers import RedisServer
+    from workers.adapters.inbox_server import InboxSimulator
+    from workers.adapters.sms_gateway_server import SmsGatewaySimulator
+    from workers.adapters.smtp_sink import SmtpSink
 
 _TEST_HOME = tempfile.mkdtemp(prefix="omvant-test-home-")
 os.environ["OMVANT_HOME"] = str(Path(_TEST_HOME) / "omvant")
@@ -121,3 +124,31 @@ def rabbitmq_url(queue_prefix: str) -> Iterator[str]:
 def sqlite_url(tmp_path: object) -> str:
     """A fresh SQLite database file."""
     return f"sqlite:///{tmp_path}/omvant.db"
+
+
+@pytest.fixture
+def sms_simulator() -> Iterator[SmsGatewaySimulator]:
+    """The shipped SMS-gateway simulator over HTTP on a free loopback port, for one test."""
+    from workers.adapters.sms_gateway_server import SmsGatewaySimulator
+
+    with SmsGatewaySimulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def inbox_simulator() -> Iterator[InboxSimulator]:
+    """The shipped inbox simulator over HTTP on a free loopback port, for one test."""
+    from workers.adapters.inbox_server import InboxSimulator
+
+    with InboxSimulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps what it receives."""
+    from workers.adapters.smtp_sink import SmtpSink
+
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()

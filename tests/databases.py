@@ -1,4 +1,5 @@
-"""Helper for the store tests that run on both SQLite and the session's PostgreSQL."""
+"""Helpers for tests on a database: one migrated to the head, and the store tests' one on both
+SQLite and the session's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import sqlalchemy as sa
 from workers.store.engine import make_engine, upgrade
 
 
+def migrated_engine(url: str) -> sa.Engine:
+    """An engine on ``url``'s database, migrated to the head first (as ``omvant db upgrade``)."""
+    upgrade(url)
+    return make_engine(url)
+
+
 def emptied_engine(request: pytest.FixtureRequest, tmp_path: Path, *tables: sa.Table) -> sa.Engine:
     """An engine on a migrated database: a SQLite file in ``tmp_path`` when ``request.param`` is
     ``"sqlite"``, else the session's PostgreSQL, with ``tables`` emptied in that order (the
@@ -18,8 +25,7 @@ def emptied_engine(request: pytest.FixtureRequest, tmp_path: Path, *tables: sa.T
         url = f"sqlite:///{tmp_path}/t.db"
     else:
         url = request.getfixturevalue("postgres_url")
-    upgrade(url)
-    engine = make_engine(url)
+    engine = migrated_engine(url)
     with engine.begin() as conn:
         for table in tables:
             conn.execute(sa.delete(table))

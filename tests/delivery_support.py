@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from dramatiq.brokers.stub import StubBroker
 
 from contracts.attachments_cleared import AttachmentsClearedV1
+from tests.databases import migrated_engine
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.adapters.notifiers import SimulatedEmailSender, SimulatedSmsGateway
 from workers.adapters.population import test_personnummer
@@ -19,7 +20,7 @@ from workers.bootstrap import Context, build_context
 from workers.case_states import CaseState
 from workers.store import cases
 from workers.store.cases import Transition
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import upgrade
 
 CLINIC_A = "SE2321000016-A001"
 CLINIC_B = "SE2321000016-B002"
@@ -108,8 +109,7 @@ def cleared_on(
 ) -> tuple[sa.Engine, list[AttachmentsClearedV1]]:
     """The database upgraded and a case ``{name}-{i}`` for each resident stored as cleared
     (``item``: ``cleared_item``'s options); the database's engine and the cases."""
-    upgrade(database_url)
-    engine = make_engine(database_url)
+    engine = migrated_engine(database_url)
     items = [cleared_item(f"{name}-{i}", p, **item) for i, p in enumerate(residents)]
     with engine.begin() as conn:
         store_cleared(conn, items)

@@ -1,13 +1,44 @@
-"""Helpers for tests that run processes: stop one, and ``omvant sim ...`` as its own process."""
+"""Helpers for tests that run processes: ``omvant ...`` with only the settings a test gives,
+stop one, and ``omvant sim ...`` as its own process."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
+
+OMVANT = str(Path(sys.executable).with_name("omvant"))
+"""The ``omvant`` command beside this Python."""
+
+
+def settings_env(settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without its ``OMVANT_*`` settings, with ``settings`` instead."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
+    env.update(settings or {})
+    return env
+
+
+def run_omvant(
+    *args: str,
+    settings: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """``omvant ARGS`` as its own process with no ``OMVANT_*`` setting but ``settings``; its
+    output captured as text, whatever its exit status."""
+    return subprocess.run(
+        [OMVANT, *args],
+        cwd=cwd,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class Sim(NamedTuple):

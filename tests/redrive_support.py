@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
 from producers import attachment_samples as samples
+from tests.send_cases import greeting
 from workers import recipient_validation
 from workers.actors import declare_actors, run_message
 from workers.attachments.ownership import store_attachment
@@ -84,15 +85,7 @@ def request(ctx: Context, key: str, resident: str, *, with_file: bool) -> SendCa
                 declared_type="application/pdf",
             )
         )
-    return SendCaseV2(
-        clinic_hsa_id=CLINIC,
-        sender_hsa_id="SE2321000016-S101",
-        template_id="meddelande-till-invanare",
-        fragments=["halsning"],
-        personnummer=resident,
-        attachments=files,
-        idempotency_key=key,
-    )
+    return greeting(resident, key, clinic_hsa_id=CLINIC, attachments=files)
 
 
 def lose_at(ctx: Context, monkeypatch: Any, sent: SendCaseV2, state: str) -> str:

@@ -32,6 +32,7 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Retries
 
+from workers.after_message import AfterMessage
 from workers.log import get_logger
 
 log = get_logger(__name__)
@@ -49,20 +50,15 @@ def put_back_wanted(message: MessageProxy) -> bool:
     return bool(getattr(message, PUT_BACK, False))
 
 
-class PutBackRetries(Retries):
+class PutBackRetries(AfterMessage, Retries):
     """dramatiq's ``Retries``, except that a retry whose enqueue fails is not lost: the message
     is marked to be put back on its queue (see the module)."""
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+    def processed(
+        self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException | None
     ) -> None:
         try:
-            super().after_process_message(broker, message, result=result, exception=exception)  # type: ignore[no-untyped-call]
+            Retries.after_process_message(self, broker, message, exception=exception)  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001 - whatever stopped the enqueue, keep the message
             setattr(message, PUT_BACK, True)
             log.warning(

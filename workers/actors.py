@@ -21,12 +21,12 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware
 
 from contracts.envelope import origin_message_id, split_message_id
 from contracts.registry import ContractError, Parsed, parse
 from contracts.send_case import NAME as SEND_CASE
 from workers import case_ownership, failures, metrics
+from workers.after_message import AfterMessage
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
 from workers.enqueue import enqueue
@@ -87,12 +87,15 @@ def run_message(
     if held is None:
         return
     parsed = held
-    owned = drop_foreign_cases(parsed, ctx, queue)
+    owned, chunk_cases = drop_foreign_cases(parsed, ctx, queue)
     if owned is None:
         return
     parsed = owned
+    stage_ctx = dataclasses.replace(
+        ctx, reading=failures.reading(parsed, _case_id), chunk_cases=chunk_cases
+    )
     try:
-        process(parsed, dataclasses.replace(ctx, reading=failures.reading(parsed, _case_id)))
+        process(parsed, stage_ctx)
     except Exception as exc:
         if len(parsed.items) <= 1 or is_outage(exc) or isinstance(exc, dramatiq.Retry):
             raise  # an outage, or a provider's "wait": retry the chunk whole
@@ -151,13 +154,16 @@ def _case_id(item: Any) -> str:
     return str(resolved() if resolved else item.case_id)
 
 
-def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | None:
+def drop_foreign_cases(
+    parsed: Parsed, ctx: Context, queue: str
+) -> tuple[Parsed | None, case_ownership.ChunkCases]:
     """Record and drop the records naming another clinic's case (``case-not-owned``); return
-    what may run (or None)."""
+    what may run (or None), and what was read of the cases (``case_ownership.read_chunk``)."""
     with reads(ctx.engine).connect() as conn:
-        dropped = case_ownership.foreign(conn, parsed.items)
+        chunk_cases = case_ownership.read_chunk(conn, parsed.items)
+    dropped = chunk_cases.foreign
     if not dropped:
-        return parsed
+        return parsed, chunk_cases
     with ctx.engine.begin() as conn:
         for item in dropped:
             cases.record_unreadable(
@@ -169,7 +175,7 @@ def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | Non
             )
     log.warning("records naming another clinic's case dropped", queue=queue, records=len(dropped))
     running = [item for item in parsed.items if item not in dropped]
-    return Parsed(envelope=parsed.envelope, items=running) if running else None
+    return (Parsed(envelope=parsed.envelope, items=running) if running else None), chunk_cases
 
 
 def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
@@ -225,7 +231,7 @@ def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:
     return Parsed(envelope=parsed.envelope, items=running)
 
 
-class RecordDeadLetters(Middleware):
+class RecordDeadLetters(AfterMessage):
     """After dramatiq gives up on a message, record as failed those of its cases that have
     not passed its stage (``case_states.ends_until``: a case the message's earlier delivery moved
     on, or one already delivered, notified or read, keeps its state), and keep a failure record
@@ -235,13 +241,8 @@ class RecordDeadLetters(Middleware):
     def __init__(self, context: Callable[[], Context]) -> None:
         self.context = context
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+    def processed(
+        self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException | None
     ) -> None:
         if exception is None or not message.failed:
             return

@@ -259,6 +259,21 @@ def show_case(
     raise CaseNotFound(f"the unit {reader.unit_hsa_id} has no case {case_id}")
 
 
+def received(content: dict[str, object]) -> dict[str, object]:
+    """The sealed content as the resident received it: subject, body, signature, date and the
+    attachments (each with its media type; none for a case without files, or not cleared)."""
+    from workers.attachments.identify import CONTENT_TYPES
+
+    media: dict[str, str] = {str(kind): type_ for kind, type_ in CONTENT_TYPES.items()}
+    files = content.get("attachments")
+    content["attachments"] = [
+        {**file, "content_type": media.get(str(file.get("type")), "application/octet-stream")}
+        for file in (files if isinstance(files, list) else [])
+        if isinstance(file, dict)
+    ]
+    return content
+
+
 def open_sealed(
     engine: sa.Engine, reader: Reader, case_id: str, parts: tuple[str, ...], seal: AnswerSeal
 ) -> dict[str, object]:
@@ -313,7 +328,7 @@ def open_sealed(
                     }
                 )
             else:
-                opened[part] = json.loads(seal.open(row.content)) if row.content else None
+                opened[part] = received(json.loads(seal.open(row.content))) if row.content else None
             access_log.record(
                 conn,
                 user_hsa_id=reader.user_hsa_id,

@@ -86,6 +86,10 @@ def intake_messages(
     return messages
 
 
+_PLACEHOLDER: dict[str, Any] = {}
+"""What stands for each record while the envelope is validated."""
+
+
 def intake_message(
     records: Sequence[dict[str, Any]],
     case_ids: Sequence[str],
@@ -97,15 +101,16 @@ def intake_message(
     """One intake message for records of the latest SendCase already validated and dumped in
     JSON mode (``producers.dispatch_records``), all of one lane, with their case ids.
 
-    The envelope is validated as every envelope is; its payload is the records themselves,
-    not a dump of them (a dump of ``dict[str, Any]`` values cost more than building them)."""
+    The envelope is validated as every envelope is, its payload by its length alone: what an
+    envelope asks of each record (a dict with text keys) ``DispatchRecords`` made sure of, and
+    checking it again per key cost 1 µs a case. The payload is the records themselves."""
     name, version = contract_of(LATEST_SEND_CASE)
     envelope = Envelope(
         contract=name,
         version=version,
         correlation_id=correlation_id,
         case_ids=list(case_ids),
-        payload=list(records),
+        payload=[_PLACEHOLDER] * len(records),
     )
     data = envelope.model_dump(mode="json", exclude={"payload"})
     data["payload"] = list(records)

@@ -33,11 +33,11 @@ import dramatiq
 import sqlalchemy as sa
 from dramatiq.broker import MessageProxy
 from dramatiq.common import q_name
-from dramatiq.middleware import Middleware
 from pydantic import BaseModel
 
 from contracts.envelope import Envelope, split_message_id
 from contracts.registry import Parsed, contract_of, envelope_for
+from workers.after_message import AfterMessage
 from workers.log import SENSITIVE_KEYS, mask_identity_numbers, scrub
 from workers.queues import unprefixed
 from workers.reasons import Reason
@@ -78,18 +78,13 @@ def dead_letter_reason(error: BaseException) -> Reason:
     return Reason.OUTAGE if is_outage(error) else Reason.TECHNICAL_FAILURE
 
 
-class FailureClock(Middleware):
+class FailureClock(AfterMessage):
     """Stamps a message's first failure time on its options, so the dead-letter record can say
     how long it failed. Must run before ``Retries`` re-enqueues the message: ``build_broker``
     adds it after ``Retries`` in the list (dramatiq runs "after" hooks in reverse order)."""
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+    def processed(
+        self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException | None
     ) -> None:
         if exception is not None:
             message.options.setdefault(FIRST_FAILED_AT, int(time.time() * 1000))

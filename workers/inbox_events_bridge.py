@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,10 +169,19 @@ class InboxEventsBridge:
         The most events forwarded in one envelope.
     linger:
         Seconds to wait for more events before forwarding a part-filled chunk.
+    on_ready:
+        Called once, the first time the bridge consumes (``omvant inbox-events`` says
+        ``worker.ready`` then); not again after an outage.
     """
 
     def __init__(
-        self, ctx: Context, url: str, *, chunk_size: int = 100, linger: float = 0.2
+        self,
+        ctx: Context,
+        url: str,
+        *,
+        chunk_size: int = 100,
+        linger: float = 0.2,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.url = url
@@ -181,6 +191,7 @@ class InboxEventsBridge:
         self.forwarded = Forwarded()
         self.outages = 0
         self.ready = threading.Event()
+        self.on_ready = on_ready
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; forward what is held before returning."""
@@ -210,6 +221,8 @@ class InboxEventsBridge:
             queue.declare()
             channel.basic_qos(0, self.chunk_size * 2, False)
             queue.consume(callback=held.append, no_ack=False)
+            if not self.ready.is_set() and self.on_ready is not None:
+                self.on_ready()
             self.ready.set()
             oldest = 0.0
             while not stop.is_set():

@@ -18,13 +18,12 @@ import threading
 import time
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware
 from prometheus_client import Counter, Gauge, Histogram
 
+from workers.after_message import AfterMessage
 from workers.queues import NORMAL
 from workers.routes import ROUTES
 
@@ -121,7 +120,7 @@ def _payload_size(message: MessageProxy) -> int:
     return len(payload) if isinstance(payload, list) else 0
 
 
-class StageMetrics(Middleware):
+class StageMetrics(AfterMessage):
     """Counts messages and cases per stage and lane, and times each message.
 
     Placed before ``Retries`` (``build_broker``), so its "after" hook runs after Retries has
@@ -135,13 +134,8 @@ class StageMetrics(Middleware):
         _lane.set(stage_and_lane(message.actor_name, message.queue_name))
         self._started[message.message_id] = time.perf_counter()
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+    def processed(
+        self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException | None
     ) -> None:
         stage, lane = stage_and_lane(message.actor_name, message.queue_name)
         started = self._started.pop(message.message_id, None)

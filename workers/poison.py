@@ -22,9 +22,10 @@ from typing import Any
 
 import dramatiq
 import sqlalchemy as sa
-from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.middleware import SkipMessage
 
 from workers import rejections
+from workers.after_message import AfterMessage
 from workers.bootstrap import Context
 from workers.log import get_logger
 from workers.message_guard import UNREADABLE_ACTOR, canonical
@@ -44,7 +45,7 @@ def _body(message: dramatiq.Message[Any]) -> bytes:
         return repr(message.asdict()).encode("utf-8", "surrogatepass")
 
 
-class SetAsidePoison(Middleware):
+class SetAsidePoison(AfterMessage):
     """Counts the starts of each message; sets aside one started too often (see the module).
 
     Parameters
@@ -101,13 +102,8 @@ class SetAsidePoison(Middleware):
                 time.sleep(wait)
                 wait = min(wait * 2, 2.0)
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: Any,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+    def processed(
+        self, broker: dramatiq.Broker, message: Any, exception: BaseException | None
     ) -> None:
         self._finished(message)
 

@@ -20,6 +20,31 @@ own retries, as every message was sent before. So what the window reports confir
 broker; a message may be there twice (a confirm lost with its connection, as with
 ``broker.enqueue``), which the cases' idempotency keys make harmless. ``SendFailed`` says how
 many cases the broker holds that the caller has not heard of yet.
+
+Why the RabbitMQ window uses pika's ``BlockingChannel._impl`` (checked with pika 1.3-1.4, the
+range ``pyproject.toml`` pins; ``tests/unit/test_publish_window_pika.py`` and
+``tests/integration/test_publish_window_pika.py`` fail if what it relies on changes):
+
+- needed: pika's public blocking API has no confirms in flight. ``BlockingChannel``'s confirm
+  mode makes every ``basic_publish`` wait for its own confirm (a round trip per chunk: the
+  dispatch ran at 1,200-1,700 cases/s so with the workers running), and a transaction
+  (``tx_select``) of several publishes that a ``reject-publish`` queue refuses one of ends in
+  a channel error ("partial tx completion", tried on RabbitMQ) that does not say which were
+  taken. ``SelectConnection`` (the public asynchronous API) would do, its I/O loop started
+  and stopped around every wait: the same callbacks, more code (not tried);
+- what it uses of ``_impl`` (``pika.channel.Channel``) is that class's public API:
+  ``confirm_delivery(ack_nack_callback=, callback=)``, ``add_on_return_callback``,
+  ``basic_publish``, ``is_open``; its callbacks run inside ``process_data_events``, in the
+  caller's thread, and ``add_callback_threadsafe`` ends a ``process_data_events`` with no
+  time limit (pika's own doc of both);
+- thread-safety: a window is one thread's (``OmvantClient`` keeps one per thread), as pika
+  requires of a ``BlockingConnection``; nothing else touches its connection;
+- reconnects: a lost connection raises from ``process_data_events``; a channel the broker
+  closes alone ends one wait, and the window checks for it after every wait (else it would
+  wait for confirms that never come). Either way what was not confirmed goes through
+  ``broker.enqueue`` and the next publish opens a new connection;
+- confirms: delivery tags count from 1 on each new channel in confirm mode; an ack with
+  ``multiple`` confirms every tag up to it; a return comes before its message's ack.
 """
 
 from __future__ import annotations
@@ -125,8 +150,8 @@ class RabbitmqWindow(PublishWindow):
     """Publishes on a channel of its own in confirm mode, seeing every confirm as it comes.
 
     ``pika.BlockingChannel`` waits for each confirm, so the window registers its callbacks on
-    the asynchronous channel beneath it (``_impl``, pika's ``Channel``), on a connection of
-    its own (dramatiq's stays as it is)."""
+    the asynchronous channel beneath it (``_impl``, pika's ``Channel``: see the module), on a
+    connection of its own (dramatiq's stays as it is). One thread's only."""
 
     def __init__(self, broker: RabbitmqBroker, *, depth: int = DEPTH) -> None:
         super().__init__(broker, depth=depth)
@@ -177,7 +202,9 @@ class RabbitmqWindow(PublishWindow):
 
     def _open(self) -> Any:
         if self._connection is not None and self._connection.is_open:
-            return self._channel
+            if self._channel is not None and self._channel.is_open:
+                return self._channel
+            self.close()  # the broker closed the channel alone: start again on a new connection
         self._connection = pika.BlockingConnection(self.broker.parameters)
         channel = self._connection.channel()._impl
         selected: list[bool] = []
@@ -200,6 +227,9 @@ class RabbitmqWindow(PublishWindow):
             self._connection.process_data_events(time_limit=None)
         finally:
             self._blocked = False
+        if not self._channel.is_open:
+            # closed by the broker (a Channel.Close ends the wait, once): no confirm will come
+            raise pika.exceptions.ChannelWrongStateError("the broker closed the window's channel")
 
     def _wake(self) -> None:
         # process_data_events(time_limit=None) returns once an event is ready for dispatch;

@@ -89,6 +89,8 @@ class Reason(StrEnum):
     CLAMD_UNREACHABLE = "clamd-unreachable"
     REDIS_UNREACHABLE = "redis-unreachable"
     INBOX_EVENTS_UNREACHABLE = "inbox-events-unreachable"
+    INBOX_UNREACHABLE = "inbox-unreachable"
+    BLOB_STORE_UNREACHABLE = "blob-store-unreachable"
     HTTP_SERVER_UNREACHABLE = "http-server-unreachable"
     INVALID_SETTING = "invalid-setting"
     SCHEMA_OUTDATED = "schema-outdated"
@@ -132,3 +134,20 @@ class Reason(StrEnum):
     BATCH_TRANSITION_REFUSED = "batch-transition-refused"
     TOO_MANY_RECORDS = "too-many-records"
     DUPLICATE_JSON_KEY = "duplicate-json-key"
+
+
+class Note(StrEnum):
+    """What an ``omvant`` command tells its operator on stderr that is not an error: under
+    ``--json`` one ``{"note": {"code": ..., "message": ...}}`` object per line, so stderr stays
+    machine-readable as its errors (``{"error": ...}``) are. Documented in
+    docs/reason-codes.md (notes) like the reason codes."""
+
+    DISPATCH_WILL_REJECT_SOME = "dispatch-will-reject-some"
+    LISTING_CUT = "listing-cut"
+    SERVER_WAITING = "server-waiting"
+    LISTENING = "listening"
+    MEMORY_BROKER = "memory-broker"
+    NOTHING_TO_PURGE = "nothing-to-purge"
+    PROFILE_WRITTEN = "profile-written"
+    LINE_INVALID = "line-invalid"
+    PROGRESS = "progress"

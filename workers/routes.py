@@ -35,7 +35,16 @@ from contracts.read_receipt import NAME as READ_RECEIPT
 from contracts.recipient_validated import NAME as RECIPIENT_VALIDATED
 from contracts.send_case import NAME as SEND_CASE
 from workers.queues import NORMAL, URGENT, Queues, bulk_lane, lane_queue, lanes_of
-from workers.server_probe import CLAMD, DIRECTORY, EMAIL_API, REDIS, SMS_GATEWAY, SMTP
+from workers.server_probe import (
+    BLOB_STORE,
+    CLAMD,
+    DIRECTORY,
+    EMAIL_API,
+    INBOX,
+    REDIS,
+    SMS_GATEWAY,
+    SMTP,
+)
 
 if TYPE_CHECKING:
     from contracts.registry import Parsed
@@ -89,7 +98,7 @@ ROUTES: dict[str, Route] = {
         "validate_recipients",
         "recipient-validation",
         "workers.recipient_validation",
-        servers=(DIRECTORY, REDIS),
+        servers=(DIRECTORY, REDIS, BLOB_STORE),  # blobs: whether a case's files are stored
     ),
     RECIPIENT_VALIDATED: Route(
         Queues.MESSAGE_COMPOSITION, "compose_messages", "composition", "workers.composition"
@@ -99,14 +108,14 @@ ROUTES: dict[str, Route] = {
         "check_attachments",
         "attachment-check",
         "workers.attachment_check",
-        servers=(CLAMD,),
+        servers=(CLAMD, BLOB_STORE),
     ),
     ATTACHMENTS_CLEARED: Route(
         Queues.NOTIFICATION_DISPATCH,
         "dispatch_notifications",
         "notification-dispatch",
         "workers.notification_dispatch",
-        servers=(DIRECTORY, REDIS),
+        servers=(DIRECTORY, INBOX, REDIS),
     ),
     NOTIFICATION_QUEUED: Route(
         Queues.NOTIFICATION_SENDING,

@@ -1,9 +1,9 @@
 """Is each server a process needs there? One bounded probe per kind of server.
 
 A command (or a worker) that cannot reach its broker, database, account directory, SMTP server,
-e-mail API, SMS gateway, virus scanner or Redis should say so in one line, within seconds,
-naming the URL (password masked) and what to check, instead of a library retrying and logging
-for minutes.
+e-mail API, SMS gateway, virus scanner, Redis, the inbox API or the S3 blob store should say so
+in one line, within seconds, naming the URL (password masked) and what to check, instead of a
+library retrying and logging for minutes.
 ``require`` probes the servers the settings name; ``ServerUnreachable`` carries the verdict.
 """
 
@@ -27,6 +27,8 @@ EMAIL_API = "email-api"
 CLAMD = "clamd"
 REDIS = "redis"
 INBOX_EVENTS = "inbox-events"
+INBOX = "inbox"
+BLOB_STORE = "blob-store"
 
 _WHAT = {
     BROKER: (
@@ -58,6 +60,17 @@ _WHAT = {
         "that clamd runs there and OMVANT_CLAMD_URL or OMVANT_CLAMD_SOCKET",
     ),
     REDIS: ("Redis", "that Redis runs there and the URL (OMVANT_REDIS_URL)"),
+    INBOX: (
+        "the 1177 inbox API",
+        "that the inbox runs there and the URL (OMVANT_INBOX_URL)",
+    ),
+    BLOB_STORE: (
+        "the blob store (S3)",
+        (
+            "that the S3 service runs there, the bucket exists, and OMVANT_BLOB_URL, "
+            "OMVANT_S3_ENDPOINT_URL and the credentials boto3 finds"
+        ),
+    ),
     INBOX_EVENTS: (
         "the inbox's event exchange",
         "that RabbitMQ runs there and the URL (--url, OMVANT_INBOX_EVENTS_URL)",
@@ -221,6 +234,38 @@ def probe_clamd(address: str, timeout: float) -> None:
         raise ServerUnreachable(CLAMD, address, "no PONG to PING (not running, or not clamd)")
 
 
+def probe_s3(url: str, endpoint_url: str | None, timeout: float) -> None:
+    """The bucket ``url`` (``s3://bucket/prefix``) names answers a HEAD request: any answer but
+    "no such bucket" means the service is there (the store's own calls find what it may do).
+
+    Raises
+    ------
+    ServerUnreachable
+        No answer within ``timeout`` seconds, no credentials, or no such bucket.
+    """
+    from urllib.parse import urlsplit
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket = urlsplit(url).netloc
+    config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 0})
+    with _quiet("botocore", "boto3", "urllib3"):
+        try:
+            client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+            client.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in {"404", "NoSuchBucket"}:
+                raise ServerUnreachable(BLOB_STORE, url, f"no bucket {bucket}") from None
+        except (BotoCoreError, ValueError) as exc:
+            cause = _cause(exc)
+            if endpoint_url:  # botocore names the endpoint as given, password and all
+                cause = cause.replace(endpoint_url, mask_url(endpoint_url))
+            raise ServerUnreachable(BLOB_STORE, endpoint_url or url, cause) from None
+
+
 def require(settings: Settings, servers: Iterable[str]) -> None:
     """Probe each of ``servers`` that ``settings`` configure (simulated ones need nothing).
 
@@ -245,5 +290,9 @@ def require(settings: Settings, servers: Iterable[str]) -> None:
             probe_smtp(settings.smtp_url, timeout)  # the e-mail API wins over SMTP when set
         elif server == CLAMD and (settings.clamd_url or settings.clamd_socket):
             probe_clamd(str(settings.clamd_url or settings.clamd_socket), timeout)
+        elif server == INBOX and settings.inbox_url:
+            probe_http(settings.inbox_url, timeout, INBOX)
+        elif server == BLOB_STORE and settings.blob_url:
+            probe_s3(settings.blob_url, settings.s3_endpoint_url, timeout)
         elif server == REDIS and settings.redis_url:
             probe_redis(settings.redis_url, timeout, REDIS)

@@ -9,36 +9,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from producers.cli import (
-    api_keys_command,
-    attachments_command,
-    bench_command,
-    cases_command,
-    chaos_command,
-    clinics_command,
-    contracts_command,
-    delivery_command,
-    demo_command,
-    deploy_command,
-    dispatch_command,
-    dlq_command,
-    errors,
-    intake_command,
-    loadtest_command,
-    push_command,
-    recipients_command,
-    rejects_command,
-    serve_command,
-    sim_command,
-    status_command,
-    sweep_command,
-    templates_command,
-    users_command,
-    webhooks_command,
-    worker_command,
-)
-from producers.cli.options import current_settings
-from workers.log import mask_identity_numbers
+from producers.cli import errors
+from producers.cli.commands import COMMANDS, LazyCommands
 from workers.reasons import Reason
 
 _CLICK_ERRORS: dict[str, Any] = {kind.__name__: kind for kind in typer.BadParameter.__mro__}
@@ -47,7 +19,35 @@ _CLICK_ERRORS: dict[str, Any] = {kind.__name__: kind for kind in typer.BadParame
 
 class OmvantGroup(TyperGroup):
     """The root command: a configuration error anywhere below is one line and exit 2; with
-    ``--json`` on the command line every error is one ``{"error": ...}`` object on stderr."""
+    ``--json`` on the command line every error is one ``{"error": ...}`` object on stderr.
+    Its sub-commands are imported when run (``producers.cli.commands``); its own help lists
+    them without importing any."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: LazyCommands = LazyCommands(self.commands, COMMANDS)
+        self._listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """The sub-commands' names in the order they are listed, none imported."""
+        return list(self.commands)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """The sub-command; while the root's help lists them, a stand-in with its help line
+        for one not imported yet."""
+        if self._listing and cmd_name in COMMANDS and not self.commands.built(cmd_name):
+            import click
+
+            return click.Command(cmd_name, help=COMMANDS[cmd_name].help)
+        return super().get_command(ctx, cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        """``omvant --help``: every sub-command's line, none of their modules imported."""
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
@@ -81,6 +81,8 @@ class OmvantGroup(TyperGroup):
         except Exception as exc:
             if type(exc).__module__.startswith(("typer", "click")):
                 raise  # exits and usage errors the command chose (typer.Exit, BadParameter)
+            from producers.cli.options import current_settings
+
             problem = errors.classify(exc, current_settings())
             if problem is not None:
                 errors.report(problem)
@@ -88,6 +90,8 @@ class OmvantGroup(TyperGroup):
             if not errors.json_asked():
                 raise
             # a bug: under --json the one JSON object all the same (the traceback without it)
+            from workers.log import mask_identity_numbers
+
             message = mask_identity_numbers(f"{type(exc).__name__}: {exc}")[:500]
             errors.report(errors.Problem(Reason.INTERNAL_ERROR, message))
             raise typer.Exit(1) from None
@@ -128,39 +132,6 @@ def root(
     ] = False,
 ) -> None:
     """Omvänt: messages from care staff to residents' 1177 inboxes, at regional scale."""
-
-
-app.command("demo")(demo_command.demo)
-app.command("worker")(worker_command.worker)
-app.command("push")(push_command.push)
-app.add_typer(contracts_command.app, name="contracts")
-app.add_typer(worker_command.db_app, name="db")
-app.command("dispatch")(dispatch_command.dispatch)
-app.add_typer(dispatch_command.batches_app, name="batches")
-app.command("intake")(intake_command.intake)
-app.command("bench")(bench_command.bench)
-app.command("chaos")(chaos_command.chaos)
-app.add_typer(loadtest_command.app, name="loadtest")
-app.add_typer(attachments_command.app, name="attachments")
-app.add_typer(recipients_command.app, name="recipients")
-app.add_typer(sim_command.app, name="sim")
-app.add_typer(templates_command.app, name="templates")
-app.add_typer(cases_command.app, name="cases")
-app.add_typer(clinics_command.app, name="clinics")
-app.add_typer(rejects_command.app, name="rejects")
-app.add_typer(users_command.app, name="users")
-app.add_typer(dlq_command.app, name="dlq")
-app.command("status")(status_command.status)
-app.command("exporter")(status_command.exporter)
-app.add_typer(deploy_command.app, name="deploy")
-app.command("serve")(serve_command.serve)
-app.add_typer(api_keys_command.app, name="api-keys")
-app.add_typer(webhooks_command.app, name="webhooks")
-sim_command.app.command("webhook-receiver")(webhooks_command.webhook_receiver)
-app.command("inbox-events")(delivery_command.inbox_events)
-app.command("sweep")(sweep_command.sweep)
-sim_command.app.command("sms-gateway")(delivery_command.sms_gateway)
-sim_command.app.command("smtp-sink")(delivery_command.smtp_sink)
 
 
 def main() -> None:

@@ -11,11 +11,11 @@ import typer
 from contracts.envelope import MAX_CHUNK
 from producers.bench import BenchConfig, run_bench
 from producers.bench_workers import LAYOUTS
-from producers.cli.errors import fail
+from producers.cli.errors import fail, note
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from workers import server_probe as servers
 from workers.log import configure
-from workers.reasons import Reason
+from workers.reasons import Note, Reason
 from workers.routes import STAGES
 
 KEYS = (
@@ -32,6 +32,7 @@ KEYS = (
     "worker_niceness",
     "urgent_threads",
     "enqueue_cases_per_s",
+    "enqueue_cpu_ms_per_case",
     "cpu_ms_per_case",
     "postgres_writes_per_case",
     "noop_before",
@@ -177,8 +178,10 @@ def bench(
     if figures["profile"]:
         where = figures["profile"]["pstats"] or "nothing written (no profiled process stopped)"
         summary = figures["profile"]["summary"]
-        typer.echo(
-            f"profile of {figures['profile']['stage']}: {where}; summary: {summary}", err=True
+        note(
+            Note.PROFILE_WRITTEN,
+            f"profile of {figures['profile']['stage']}: {where}; summary: {summary}",
+            as_json=as_json,
         )
     if not figures["complete"]:
         settled = figures["details"]["settled"]
@@ -213,6 +216,7 @@ def table(figures: dict[str, Any]) -> list[str]:
         ("pipeline (cases/s)", _cell(figures["pipeline_cases_per_s"])),
         ("ratio to no-op before / after", f"{_cell(before['ratio'])} / {_cell(after['ratio'])}"),
         ("dispatch enqueue (cases/s)", _cell(figures["enqueue_cases_per_s"])),
+        ("dispatch enqueue CPU (ms per case)", _cell(figures["enqueue_cpu_ms_per_case"])),
         ("pipeline p99 (ms)", _cell(figures["pipeline_p99_ms"])),
         (
             "urgent p50 / p99 (ms)",

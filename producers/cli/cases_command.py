@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from producers.cli.errors import fail
+from producers.cli.errors import fail, note
 from producers.cli.options import DatabaseOption, WideOption, settings_from, table_console
 from workers import case_access
 from workers import server_probe as servers
@@ -30,7 +30,7 @@ from workers.answer_seal import answer_seal
 from workers.case_access import Reader, UsageError
 from workers.identity import parse_identity
 from workers.log import mask_identity_numbers
-from workers.reasons import Reason
+from workers.reasons import Note, Reason
 from workers.settings import Settings
 from workers.store import access_log, case_queries
 from workers.store.engine import check_schema, make_engine
@@ -197,9 +197,11 @@ def list_command(
     rows, cut = listing.rows, listing.more
     records = [_record(r, show_personnummer) for r in rows]
     if cut:
-        typer.echo(
+        note(
+            Note.LISTING_CUT,
             f"note: showing the first {limit} cases only; there are more (raise --limit)",
-            err=True,
+            as_json=as_json,
+            shown=limit,
         )
     if as_json:
         typer.echo(json.dumps(records, ensure_ascii=False))
@@ -377,6 +379,12 @@ def _print_opened(console: Console, opened: dict[str, Any]) -> None:
             console.print(html.unescape(content["body"]), markup=False)
             console.print(html.unescape(content["signature"]), markup=False)
             console.print(content["sent_on"], markup=False)
+            for file in content["attachments"]:
+                console.print(
+                    f"Bilaga: {file['filename']} ({file['content_type']}, {file['size']:,} bytes, "
+                    f"sha256 {file['sha256'][:12]})",
+                    markup=False,
+                )
     if "answer" in opened:
         answer = opened["answer"]
         if answer is None:

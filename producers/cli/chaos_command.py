@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from producers.cli.errors import fail
+from producers.cli.errors import fail, note
 from producers.cli.options import JsonOption
-from workers.reasons import Reason
+from workers.reasons import Note, Reason
 
 
 def chaos(
@@ -59,6 +59,8 @@ def chaos(
         keep=keep,
         email=email,
     )
-    result = run_chaos(config, say=main_say)
+    # progress under --json: one note object per line on stderr, as every command's notes
+    say = (lambda line: note(Note.PROGRESS, line)) if as_json else main_say
+    result = run_chaos(config, say=say)
     typer.echo(json.dumps(result, indent=2) if as_json else render(result))
     raise typer.Exit(0 if result["ok"] else 1)

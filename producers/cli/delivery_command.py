@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Annotated
 
 import typer
 
+from producers.cli.errors import note
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
+from workers.reasons import Note
 
 
 def inbox_events(
@@ -22,12 +25,16 @@ def inbox_events(
     broker: BrokerOption = None,
     database: DatabaseOption = None,
 ) -> None:
-    """Consume the inbox's opened/answered events and feed the read-receipt stage."""
+    """Consume the inbox's opened/answered events and feed the read-receipt stage.
+
+    Says ``worker.ready`` once it consumes and ``worker.stopped`` when it has forwarded what it
+    held, as ``omvant worker`` does (at every ``OMVANT_LOG_LEVEL``)."""
     from workers import server_probe as servers
     from workers.bootstrap import build_context
     from workers.broker import build_broker
     from workers.inbox_events_bridge import InboxEventsBridge
     from workers.log import configure
+    from workers.readiness import lifecycle_log
 
     settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     events = url or settings.inbox_events_url or settings.broker_url
@@ -35,16 +42,28 @@ def inbox_events(
         servers.probe_amqp(events, settings.connect_timeout, servers.INBOX_EVENTS)
     configure(settings.log_level, json=settings.log_json)
     ctx = build_context(settings, build_broker(settings.broker_url))
+    said = lifecycle_log()
     bridge = InboxEventsBridge(
         ctx,
         events,
         chunk_size=settings.chunk_size,
+        on_ready=lambda: said.info(
+            "worker.ready",
+            processes=1,
+            stages=["inbox-events"],
+            queues=1,
+            queue=bridge.queue.name,
+            pid=os.getpid(),
+        ),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    bridge.run(stop)
-    ctx.broker.close()
+    try:
+        bridge.run(stop)
+    finally:
+        ctx.broker.close()
+    said.info("worker.stopped", pid=os.getpid(), forwarded=bridge.forwarded.receipts)
 
 
 def sms_gateway(
@@ -55,7 +74,7 @@ def sms_gateway(
     from workers.adapters.sms_gateway_server import SmsGatewaySimulator
 
     simulator = SmsGatewaySimulator(host, port)
-    typer.echo(f"sms gateway simulator on {simulator.url}", err=True)
+    note(Note.LISTENING, f"sms gateway simulator on {simulator.url}", url=simulator.url)
     try:
         simulator.serve_forever()
     except KeyboardInterrupt:
@@ -75,7 +94,7 @@ def smtp_sink(
     from workers.adapters.smtp_sink import SmtpSink
 
     sink = SmtpSink(port=port, record=record, host=host).start()
-    typer.echo(f"smtp sink on {sink.url}", err=True)
+    note(Note.LISTENING, f"smtp sink on {sink.url}", url=sink.url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -10,10 +10,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from producers.cli.errors import note
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
 from producers.demo import run_demo
 from workers import server_probe as servers
 from workers.log import configure
+from workers.reasons import Note
 
 
 def demo(
@@ -55,6 +57,19 @@ def demo(
 
             def announce(url: str, logins: list[DemoLogin]) -> None:
                 bar.stop()
+                if as_json:  # stdout the summary, stderr one note: both machine-readable
+                    if summary_holder:
+                        typer.echo(json.dumps(summary_holder[0]))
+                    note(
+                        Note.LISTENING,
+                        f"the web console runs at {url} (Ctrl-C ends it)",
+                        url=url,
+                        logins=[
+                            {"username": x.username, "password": x.password, "roles": list(x.roles)}
+                            for x in logins
+                        ],
+                    )
+                    return
                 if summary_holder:
                     _print_summary(Console(), summary_holder[0])
                 console.print(f"\nThe web console runs at [bold]{url}[/bold] (Ctrl-C ends it).")

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from producers.cli.errors import fail
+from producers.cli.errors import fail, note
 from producers.cli.options import (
     BrokerOption,
     DatabaseOption,
@@ -32,7 +32,7 @@ from workers import server_probe as servers
 from workers.hsa import is_hsa_id
 from workers.identity import parse_identity
 from workers.log import configure, mask_identity_numbers
-from workers.reasons import Reason
+from workers.reasons import Note, Reason
 from workers.settings import Settings
 from workers.store.batches import BatchExists, BatchNotFound, BatchTransitionRefused
 from workers.store.engine import check_schema
@@ -133,7 +133,7 @@ def dispatch(
             )
     needs = [servers.DATABASE, servers.DIRECTORY, servers.REDIS]
     if attachment:
-        needs.append(servers.CLAMD)
+        needs += [servers.CLAMD, servers.BLOB_STORE]
     if not dry_run:
         needs.insert(0, servers.BROKER)
     settings = settings_from(broker, database)
@@ -196,6 +196,8 @@ def dispatch(
                 1,
                 as_json=as_json,
             )
+        if prediction is not None and prediction.rejected:
+            _warn_of_rejections(prediction, as_json)
         batch, errors, seconds = _send(
             settings, file, total, terms, refs, urgent, name, batch_id, console, as_json
         )
@@ -206,8 +208,9 @@ def dispatch(
     finally:
         ctx.engine.dispose()
     for error in [] if as_json else errors[:50]:  # with --json: invalid_lines, stderr clean
-        typer.echo(
-            f"line {error.line}: {error.reason}: {mask_identity_numbers(error.detail)}", err=True
+        note(
+            Note.LINE_INVALID,
+            f"line {error.line}: {error.reason}: {mask_identity_numbers(error.detail)}",
         )
     summary = {
         "batch_id": batch.id,
@@ -230,6 +233,22 @@ def dispatch(
             f"({summary['cases_per_s']} cases/s), {len(errors)} invalid lines; "
             f"follow it with: omvant batches show {batch.id} --follow"
         )
+
+
+def _warn_of_rejections(prediction: Prediction, as_json: bool) -> None:
+    """One line before enqueuing: how many of the cases the dry run says will be rejected, and
+    why (reason codes), so that a dispatch sent anyway does not surprise its operator."""
+    rejected = sum(prediction.rejected.values())
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(prediction.rejected.items()))
+    note(
+        Note.DISPATCH_WILL_REJECT_SOME,
+        f"warning: {rejected} of the {prediction.lines} cases will be rejected ({reasons}); "
+        "sending the rest (omvant dispatch --dry-run lists the lines)",
+        as_json=as_json,
+        rejected=rejected,
+        lines=prediction.lines,
+        reasons=dict(sorted(prediction.rejected.items())),
+    )
 
 
 def _send(
@@ -425,34 +444,25 @@ def _steer(
 BatchArg = Annotated[str, typer.Argument(help="The batch id.")]
 
 
-@batches_app.command("pause")
-def pause(
-    batch_id: BatchArg,
-    broker: BrokerOption = None,
-    database: DatabaseOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Hold the batch's cases in flight (they wait on their lane) until resumed."""
-    _steer(batch_id, "pause", broker, database, as_json)
+STEERING = {
+    "pause": "Hold the batch's cases in flight (they wait on their lane) until resumed.",
+    "resume": "Let a paused batch move on.",
+    "cancel": "Reject every case of the batch not yet delivered, with reason batch-cancelled.",
+}
+"""``omvant batches ACTION BATCH_ID``: the client's method of that name, and its help."""
 
 
-@batches_app.command("resume")
-def resume(
-    batch_id: BatchArg,
-    broker: BrokerOption = None,
-    database: DatabaseOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Let a paused batch move on."""
-    _steer(batch_id, "resume", broker, database, as_json)
+def _steering_command(action: str) -> None:
+    def steer(
+        batch_id: BatchArg,
+        broker: BrokerOption = None,
+        database: DatabaseOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        _steer(batch_id, action, broker, database, as_json)
+
+    batches_app.command(action, help=STEERING[action])(steer)
 
 
-@batches_app.command("cancel")
-def cancel(
-    batch_id: BatchArg,
-    broker: BrokerOption = None,
-    database: DatabaseOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Reject every case of the batch not yet delivered, with reason batch-cancelled."""
-    _steer(batch_id, "cancel", broker, database, as_json)
+for _action in STEERING:
+    _steering_command(_action)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from producers.cli.errors import fail
+from producers.cli.errors import fail, note
 from producers.cli.options import (
     BrokerOption,
     DatabaseOption,
@@ -30,7 +30,7 @@ from producers.cli.options import (
 )
 from workers import failures, replay
 from workers.broker import build_broker
-from workers.reasons import Reason
+from workers.reasons import Note, Reason
 from workers.store.cases import utcnow
 from workers.store.failures import Selection, canonical_id
 from workers.store.sql import aware_utc
@@ -296,7 +296,7 @@ def purge(
     if not dry_run and not yes:
         count = len(failures.listing(engine, selection, limit=100_000))
         if count == 0:
-            typer.echo("nothing to purge", err=True)
+            note(Note.NOTHING_TO_PURGE, "nothing to purge")
             return
         if not typer.confirm(f"purge {count} record(s)? This cannot be undone", err=True):
             fail(Reason.ABORTED, "nothing purged", 1)

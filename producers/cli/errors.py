@@ -7,33 +7,26 @@ the environment (``OMVANT_*``), not a bug: the command says which in one line, w
 ``{"error": {"reason": ..., "message": ...}}`` on stderr. ``fail`` is how a command refuses:
 under ``--json`` every refusal, a usage error (``usage-error``) and even a bug
 (``internal-error``) is that one JSON object, with a stable reason code and a nonzero exit.
+``note`` is how a command tells its operator something on the way (a warning, where it listens):
+under ``--json`` one ``{"note": {"code": ..., "message": ...}}`` object per line on stderr.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import dramatiq.errors
-import pydantic
-import redis.exceptions
-import sqlalchemy.exc
 import typer
 
-from workers import server_probe
-from workers.broker import BrokerUrlError
 from workers.reasons import Reason
-from workers.server_probe import ServerUnreachable, mask_url
-from workers.settings import Settings
-from workers.store.engine import SchemaOutdated
+
+if TYPE_CHECKING:
+    from workers.settings import Settings
 
 EXIT_CONFIGURATION = 2
-
-_BROKER_CONNECTION: type[Exception] = (
-    getattr(dramatiq.errors, "BrokerConnectionError", None) or dramatiq.errors.ConnectionError
-)
-"""dramatiq 2 renamed ``ConnectionError`` (pyproject allows 1.17 and later)."""
+# the libraries ``classify`` knows the errors of are imported when an error is classified:
+# ``omvant --version``, ``--help`` and every command that does not fail need none of them
 
 
 @dataclass(frozen=True)
@@ -77,6 +70,18 @@ def report(problem: Problem, *, as_json: bool | None = None) -> None:
         typer.echo(f"omvant: {code}{problem.message}", err=True)
 
 
+def note(code: str, message: str, *, as_json: bool | None = None, **details: object) -> None:
+    """Tell the operator ``message`` on stderr (not an error: the command goes on): the plain
+    line, or one ``{"note": {"code", "message", ...details}}`` object per line (``as_json``, or
+    ``--json`` on the command line), so stderr stays JSON as stdout does. ``code`` is a
+    ``workers.reasons.Note``."""
+    if as_json or json_asked():
+        body = {"code": str(code), "message": message, **details}
+        typer.echo(json.dumps({"note": body}, ensure_ascii=False), err=True)
+    else:
+        typer.echo(message, err=True)
+
+
 def fail(
     reason: str,
     message: str,
@@ -102,9 +107,16 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 
 def _is_broker_failure(error: BaseException) -> bool:
+    import dramatiq.errors
+    import redis.exceptions
+
+    # dramatiq 2 renamed ``ConnectionError`` (pyproject allows 1.17 and later)
+    broker_connection: type[Exception] = (
+        getattr(dramatiq.errors, "BrokerConnectionError", None) or dramatiq.errors.ConnectionError
+    )
     module = type(error).__module__
     return (
-        isinstance(error, _BROKER_CONNECTION | redis.exceptions.ConnectionError)
+        isinstance(error, broker_connection | redis.exceptions.ConnectionError)
         or module.startswith(("pika.", "amqp."))
         or (module.startswith("kombu.") and "Operational" in type(error).__name__)
     )
@@ -112,6 +124,13 @@ def _is_broker_failure(error: BaseException) -> bool:
 
 def classify(error: BaseException, settings: Settings | None) -> Problem | None:  # noqa: PLR0911 - one return per kind of error
     """The user's view of ``error`` if it comes from configuration, else ``None`` (a bug)."""
+    import pydantic
+    import sqlalchemy.exc
+
+    from workers.broker import BrokerUrlError
+    from workers.server_probe import ServerUnreachable
+    from workers.store.engine import SchemaOutdated
+
     if isinstance(error, ServerUnreachable):
         return Problem(error.reason, error.message)
     from workers.answer_seal import AnswerKeyMissing, AnswerUnreadable
@@ -144,6 +163,8 @@ def classify(error: BaseException, settings: Settings | None) -> Problem | None:
 
 
 def _why(error: BaseException) -> str:
+    import sqlalchemy.exc
+
     if isinstance(error, sqlalchemy.exc.OperationalError):
         return str(error.orig or error)
     return str(error) or type(error).__name__
@@ -153,8 +174,12 @@ def _server_of(error: BaseException, settings: Settings | None) -> tuple[str, st
     """Which configured server ``error`` says could not be reached, and its URL: from the
     command's own ``settings`` (built once per process; never built again here, where a setting
     out of bounds would raise anew), or its name when the command built none."""
+    import sqlalchemy.exc
+
+    from workers import server_probe
     from workers.adapters.account_directory import DirectoryUnavailable
     from workers.attachments.scanner import ScannerUnavailable
+    from workers.server_probe import mask_url
 
     def url(name: str, unknown: str) -> str:
         """The configured URL, or what it is called when the command built no settings."""
@@ -176,6 +201,7 @@ def _server_of(error: BaseException, settings: Settings | None) -> tuple[str, st
             ("sms_gateway_url", server_probe.SMS_GATEWAY),
             ("email_api_url", server_probe.EMAIL_API),
             ("directory_url", server_probe.DIRECTORY),
+            ("inbox_url", server_probe.INBOX),
         ):
             configured = url(name, "")
             if configured and called.startswith(configured.rstrip("/")):

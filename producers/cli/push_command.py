@@ -17,14 +17,14 @@ from contracts.envelope import CorrelationId
 from contracts.registry import VERSIONS
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
-from producers.cli.errors import fail
+from producers.cli.errors import fail, note
 from producers.cli.options import BrokerOption, JsonOption, settings_from
 from producers.intake import LineError, read_send_cases
 from workers import server_probe as servers
 from workers.broker import build_broker
 from workers.enqueue import push_chunk
 from workers.log import mask_identity_numbers
-from workers.reasons import Reason
+from workers.reasons import Note, Reason
 
 
 def text_lines(path: Path, errors: list[LineError]) -> Iterator[str]:
@@ -125,8 +125,9 @@ def push(
             raise typer.Exit(1)
         return
     for error in errors:
-        typer.echo(
-            f"line {error.line}: {error.reason}: {mask_identity_numbers(error.detail)}", err=True
+        note(
+            Note.LINE_INVALID,
+            f"line {error.line}: {error.reason}: {mask_identity_numbers(error.detail)}",
         )
     typer.echo(f"pushed {pushed} cases, {len(errors)} invalid lines, correlation {correlation}")
     if errors:

@@ -6,9 +6,11 @@ from typing import Annotated
 
 import typer
 
+from producers.cli.errors import note
 from producers.cli.options import BrokerOption, DatabaseOption, checked_engine, settings_from
 from workers import server_probe as servers
 from workers.log import configure
+from workers.reasons import Note
 
 
 def serve(
@@ -34,12 +36,12 @@ def serve(
     checked_engine(settings.database_url).dispose()  # only omvant db upgrade migrates
     app = create_app(settings)
     if is_in_process(settings.broker_url):
-        typer.echo(MEMORY_BROKER_WARNING, err=True)
+        note(Note.MEMORY_BROKER, MEMORY_BROKER_WARNING)
         app.state.console.isolated_broker = True  # the pages say it too
     config = uvicorn.Config(app, host=host, port=port, log_level="warning")
     listening = config.bind_socket()  # bound here: with --port 0, the port is known before serving
     bound = listening.getsockname()[1]
-    typer.echo(f"omvant serve on http://{host}:{bound}", err=True)
+    note(Note.LISTENING, f"omvant serve on http://{host}:{bound}", url=f"http://{host}:{bound}")
     uvicorn.Server(config).run(sockets=[listening])
 
 

@@ -14,6 +14,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from producers.cli.errors import note
 from producers.cli.options import (
     BrokerOption,
     DatabaseOption,
@@ -24,6 +25,7 @@ from producers.cli.options import (
 from workers import server_probe as servers
 from workers import status as status_module
 from workers.broker import build_broker
+from workers.reasons import Note
 
 
 def _age(seconds: float | None) -> str:
@@ -131,7 +133,8 @@ def exporter(
     live_broker = build_broker(settings.broker_url)
     registry = build_registry(live_broker, engine, settings.queue_prefix, settings.sweep_limits)
     server = serve(registry, host, port)
-    typer.echo(f"omvant exporter on http://{host}:{server.server_port}/metrics", err=True)
+    url = f"http://{host}:{server.server_port}/metrics"
+    note(Note.LISTENING, f"omvant exporter on {url}", url=url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

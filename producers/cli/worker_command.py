@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from producers.cli.errors import fail
 from producers.cli.options import BrokerOption, DatabaseOption, settings_from
 from workers import server_probe as servers
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
-from workers.reasons import Reason
+from workers.reasons import Note, Reason
 from workers.routes import STAGES
 from workers.server_checks import (
     Check,
@@ -193,10 +192,7 @@ def wait_or_exit(settings: Settings, stages: list[str] | None = None) -> None:
     as_json = errors.json_asked()
 
     def say(line: str) -> None:
-        if as_json:
-            typer.echo(json.dumps({"waiting": line}, ensure_ascii=False), err=True)
-        else:
-            typer.echo(f"omvant worker: {line}", err=True)
+        errors.note(Note.SERVER_WAITING, line if as_json else f"omvant worker: {line}")
 
     from producers import STARTED
 

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,13 +15,11 @@ from typing import Any
 
 from contracts.registry import envelope_for
 from tests.ports import SERVE_PORT, answer_when_up, port_said
-from tests.processes import stop_process
+from tests.processes import OMVANT, stop_process
 from workers.adapters import population
 from workers.broker import build_broker
 from workers.enqueue import enqueue
 from workers.queues import Queues
-
-OMVANT = str(Path(sys.executable).with_name("omvant"))
 
 
 def worker_env(

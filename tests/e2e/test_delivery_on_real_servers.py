@@ -22,17 +22,10 @@ from tests.delivery_support import (
     CLINIC_A,
     SENDER,
     STAFF_A,
-    cleared_on,
     reachable_residents,
 )
-from tests.e2e.harness import (
-    OMVANT,
-    crash_when,
-    enqueue_dispatch,
-    running_workers,
-    wait_until,
-    worker_env_in,
-)
+from tests.e2e.harness import OMVANT, running_workers, wait_until, worker_env_in
+from tests.e2e.mid_batch import MidBatch
 from workers.adapters.sms_gateway_server import SmsGatewaySimulator
 from workers.adapters.smtp_email import message_id
 from workers.adapters.smtp_sink import SmtpSink
@@ -41,7 +34,7 @@ from workers.enqueue import enqueue
 from workers.queues import Queues
 from workers.store import notifications
 from workers.store.engine import make_engine, upgrade
-from workers.store.schema import cases, notification_ledger
+from workers.store.schema import cases
 
 pytestmark = pytest.mark.e2e
 
@@ -49,15 +42,6 @@ TEXT = (
     "Du har ett meddelande i e-tjänsterna på 1177. "
     "Meddelandet finns i inkorgen när du loggat in på 1177."
 )
-
-
-@pytest.fixture
-def servers() -> Iterator[tuple[SmtpSink, SmsGatewaySimulator]]:
-    smtp = SmtpSink().start()
-    sms = SmsGatewaySimulator().start()
-    yield smtp, sms
-    smtp.stop()
-    sms.stop()
 
 
 @pytest.fixture
@@ -89,10 +73,11 @@ def test_a_case_is_mailed_texted_and_read_through_an_amqp_opened_event(
     postgres_url: str,
     queue_prefix: str,
     tmp_path: Path,
-    servers: tuple[SmtpSink, SmsGatewaySimulator],
+    smtp_sink: SmtpSink,
+    sms_simulator: SmsGatewaySimulator,
     inbox_exchange: str,
 ) -> None:
-    smtp, sms = servers
+    smtp, sms = smtp_sink, sms_simulator
     upgrade(postgres_url)
     seed = 1177
     [both] = reachable_residents(seed, 1, frozenset({"sms", "email"}))
@@ -197,20 +182,12 @@ def test_a_case_is_mailed_texted_and_read_through_an_amqp_opened_event(
 
 
 def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
-    rabbitmq_url: str,
-    postgres_url: str,
-    queue_prefix: str,
-    tmp_path: Path,
-    servers: tuple[SmtpSink, SmsGatewaySimulator],
+    mid_batch: MidBatch, smtp_sink: SmtpSink, sms_simulator: SmsGatewaySimulator
 ) -> None:
-    smtp, sms = servers
-    residents = reachable_residents(1177, 6, frozenset({"sms", "email"}))
-    engine, items = cleared_on(postgres_url, f"{queue_prefix.rstrip('.')}-kill", residents)
-    env = worker_env_in(
-        tmp_path,
-        rabbitmq_url,
-        postgres_url,
-        queue_prefix,
+    smtp, sms = smtp_sink, sms_simulator
+    mid_batch.clear(6, "email", "sms")
+    items = mid_batch.items
+    env = mid_batch.env(
         OMVANT_SMTP_URL=smtp.url,
         OMVANT_SMS_GATEWAY_URL=sms.url,
         OMVANT_SEND_CONCURRENCY="4",
@@ -220,51 +197,23 @@ def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
     )
     # the gateway takes each SMS, then takes its time to answer: the in-doubt window
     sms.behave(delay_after=2.0)
-    enqueue_dispatch(rabbitmq_url, items, queue_prefix)
-    stages = ["notification-dispatch", "notification-sending"]
-    crash_when(env, stages, tmp_path / "first.log", lambda: len(sms.sends()) >= 3)
-    keys = [i.case_id for i in items]
-    with engine.connect() as conn:
-        before = Counter(
-            r.status
-            for r in conn.execute(
-                sa.select(notification_ledger).where(notification_ledger.c.case_id.in_(keys))
-            )
-        )
+    mid_batch.kill_when(env, lambda: len(sms.sends()) >= 3)
+    before = mid_batch.statuses()
     # in doubt: at most the notifications in flight when the worker died (one group of four)
-    assert 1 <= before[notifications.PENDING] <= 4, before
-
+    assert 1 <= before.get(notifications.PENDING, 0) <= 4, before
     sms.behave(delay_after=0.0)
-    with running_workers(env, tmp_path / "logs", stages, threads=1) as second:
 
-        def rows() -> list[notifications.Entry]:
-            with engine.connect() as conn:
-                return list(notifications.entries_for(conn, keys).values())
+    def settled(r: notifications.Entry) -> bool:
+        # an in-doubt e-mail whose SMS of the same round was sent is settled without a
+        # resend: the resident has a notice (notified-otherwise, docs/architecture.md)
+        otherwise = r.resolution == notifications.Resolution.NOTIFIED_OTHERWISE
+        return r.status == "sent" or (r.status == notifications.UNCONFIRMED and otherwise)
 
-        def states() -> set[str]:
-            with engine.connect() as conn:
-                return set(
-                    conn.execute(sa.select(cases.c.state).where(cases.c.id.in_(keys))).scalars()
-                )
-
-        def settled_row(r: notifications.Entry) -> bool:
-            # an in-doubt e-mail whose SMS of the same round was sent is settled without a
-            # resend: the resident has a notice (notified-otherwise, docs/architecture.md)
-            otherwise = r.resolution == notifications.Resolution.NOTIFIED_OTHERWISE
-            return r.status == "sent" or (r.status == notifications.UNCONFIRMED and otherwise)
-
-        def settled() -> bool:
-            return states() == {"notified"} and all(settled_row(r) for r in rows())
-
-        assert wait_until(settled, timeout=180), (
-            f"{states()} {Counter(r.status for r in rows())}\n{second.output()[-3000:]}"
-        )
+    rows = mid_batch.recover(env, settled, also=lambda: mid_batch.case_states() == {"notified"})
     resent = {
-        r.key for r in rows() if r.resolution == notifications.Resolution.RESENT_SAME_MESSAGE_ID
+        r.key for r in rows if r.resolution == notifications.Resolution.RESENT_SAME_MESSAGE_ID
     }
-    otherwise = {
-        r.key for r in rows() if r.resolution == notifications.Resolution.NOTIFIED_OTHERWISE
-    }
+    otherwise = {r.key for r in rows if r.resolution == notifications.Resolution.NOTIFIED_OTHERWISE}
     # only an e-mail can be settled otherwise, and only beside a sent SMS of its case
     assert all(k.endswith(":email") for k in otherwise), otherwise
     sms_posts = Counter(s["key"] for s in sms.sends())
@@ -277,4 +226,3 @@ def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
         least = 0 if key in otherwise else 1
         most = 2 if key in resent else 1
         assert least <= mails[message_id(key)] <= most, (key, mails, resent, otherwise)
-    engine.dispose()

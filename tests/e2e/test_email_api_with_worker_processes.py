@@ -13,14 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.delivery_support import cleared_on, reachable_residents
-from tests.e2e.harness import (
-    crash_when,
-    enqueue_dispatch,
-    running_workers,
-    wait_until,
-    worker_env_in,
-)
+from tests.e2e.mid_batch import MidBatch, sent
 from workers.adapters.email_api_server import EmailApiSimulator
 from workers.store import notifications
 from workers.store.notifications import Resolution
@@ -37,21 +30,10 @@ def provider(tmp_path: Path) -> Iterator[EmailApiSimulator]:
 
 
 def test_killing_a_worker_mid_batch_leaves_every_resident_exactly_one_email(
-    rabbitmq_url: str,
-    postgres_url: str,
-    queue_prefix: str,
-    tmp_path: Path,
-    provider: EmailApiSimulator,
+    mid_batch: MidBatch, provider: EmailApiSimulator
 ) -> None:
-    residents = reachable_residents(1177, CASES, frozenset({"email"}))
-    name = f"{queue_prefix.rstrip('.')}-mail"
-    engine, items = cleared_on(postgres_url, name, residents, channels=["email"])
-    keys = [i.case_id for i in items]
-    env = worker_env_in(
-        tmp_path,
-        rabbitmq_url,
-        postgres_url,
-        queue_prefix,
+    keys = mid_batch.clear(CASES, "email")
+    env = mid_batch.env(
         OMVANT_EMAIL_API_URL=provider.url,
         OMVANT_EMAIL_API_TOKEN="e2e-token",
         OMVANT_EMAIL_IN_DOUBT="at-most-once",  # must not matter: the API is asked
@@ -60,27 +42,12 @@ def test_killing_a_worker_mid_batch_leaves_every_resident_exactly_one_email(
     )
     # the provider takes each e-mail, then takes its time to answer: the in-doubt window
     provider.behave(delay_after=2.0)
-    enqueue_dispatch(rabbitmq_url, items, queue_prefix)
-    stages = ["notification-dispatch", "notification-sending"]
-    crash_when(env, stages, tmp_path / "first.log", lambda: len(provider.messages()) >= 2)
-
-    def rows() -> list[notifications.Entry]:
-        with engine.connect() as conn:
-            return list(notifications.entries_for(conn, keys).values())
-
-    in_doubt = [r.key for r in rows() if r.status == notifications.PENDING]
+    mid_batch.kill_when(env, lambda: len(provider.messages()) >= 2)
+    in_doubt = [r.key for r in mid_batch.ledger() if r.status == notifications.PENDING]
     # the chunk's e-mails went as one batch (the API's batch endpoint): that batch is in doubt
-    assert len(in_doubt) == CASES, Counter(r.status for r in rows())
+    assert len(in_doubt) == CASES, mid_batch.statuses()
     provider.behave(delay_after=0.0)
-    with running_workers(env, tmp_path / "logs", stages, threads=1) as second:
-
-        def settled() -> bool:
-            return all(r.status == notifications.SENT for r in rows())
-
-        assert wait_until(settled, timeout=180), (
-            f"{Counter(r.status for r in rows())}\n{second.output()[-3000:]}"
-        )
-    found = rows()
+    found = mid_batch.recover(env, sent)
     resolutions = {r.key: r.resolution for r in found if r.key in in_doubt}
     # every in-doubt e-mail was settled by asking: the provider had it (taken before the kill)
     assert set(resolutions.values()) <= {Resolution.FOUND_AT_PROVIDER, Resolution.NOT_AT_PROVIDER}
@@ -91,4 +58,3 @@ def test_killing_a_worker_mid_batch_leaves_every_resident_exactly_one_email(
     assert taken == Counter({f"{k}:email": 1 for k in keys})
     stats = httpx.get(f"{provider.url}/v1/stats").json()
     assert stats == {"attempts": CASES, "distinct": CASES, "duplicates_refused": 0}
-    engine.dispose()

@@ -37,6 +37,7 @@ import redis
 import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
+from tests.databases import migrated_engine
 from tests.e2e.fuzz_corpus import CLINICS, GOOD, KEYS, OTHER_CLINIC, Foreign, Item, build
 from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
 from tests.processes import stop_process
@@ -48,7 +49,6 @@ from workers.case_ownership import received_rows
 from workers.queues import all_queues, queue_name
 from workers.store import batches
 from workers.store import cases as case_store
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import access_log, case_events, cases, rejected_messages
 
 pytestmark = pytest.mark.e2e
@@ -222,8 +222,7 @@ def test_the_entrances_survive_a_hostile_corpus_and_settle_every_valid_case(
     amqp_cleanup: None,
 ) -> None:
     kind, url = broker
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
+    engine = migrated_engine(postgres_url)
     foreign = make_foreign(engine, tmp_path / "blobs", queue_prefix)
     before = snapshot(engine, foreign.case_id)
     items = build(queue_prefix, queue_prefix, MESSAGES, inbox=True, foreign=foreign)

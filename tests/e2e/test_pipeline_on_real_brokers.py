@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from contracts.read_receipt import ReadReceiptV1
 from contracts.registry import envelope_for
 from producers.scenario import build_dispatch, store_sample_files
+from tests.databases import migrated_engine
 from tests.e2e.harness import push_file, running_workers, wait_until, worker_env
 from workers.adapters.account_directory import AccountStatus, SimulatedAccountDirectory
 from workers.adapters.blobs import FilesystemBlobStore
@@ -22,7 +23,6 @@ from workers.enqueue import enqueue
 from workers.identity import parse_identity
 from workers.queues import Queues, queue_name
 from workers.store import notifications
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases, notification_ledger, rejected_messages
 
 pytestmark = pytest.mark.e2e
@@ -73,8 +73,7 @@ def broker_url(request: pytest.FixtureRequest) -> str:
 def test_every_case_reaches_its_final_state_and_is_notified_once(
     broker_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
+    engine = migrated_engine(postgres_url)
     blobs = FilesystemBlobStore(tmp_path / "blobs")
     outbox = tmp_path / "outbox"
     batch = f"e2e-{queue_prefix.rstrip('.')}"

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 
 from contracts.registry import envelope_for
 from contracts.send_case import SendCaseV2
-from tests.e2e.harness import WorkerProcess, wait_until, worker_env
+from tests.databases import migrated_engine
+from tests.e2e.harness import WorkerProcess, wait_until, worker_env_in
 from workers.broker import build_broker, dead_letter_count
 from workers.enqueue import enqueue
 from workers.queues import Queues, all_queues, queue_name
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases, message_deliveries, rejected_messages
 
 pytestmark = pytest.mark.e2e
@@ -55,17 +55,14 @@ def broker_url(request: pytest.FixtureRequest) -> str:
 def test_a_message_that_kills_its_worker_twice_is_set_aside_and_work_goes_on(
     broker_url: str, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
-    env = worker_env(
-        broker_url=broker_url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-        extra={
-            "OMVANT_POISON_DELIVERIES": str(KILLS),
-            **(REDIS_DEAD_WORKER if broker_url.startswith("redis") else {}),
-        },
+    engine = migrated_engine(postgres_url)
+    env = worker_env_in(
+        tmp_path,
+        broker_url,
+        postgres_url,
+        queue_prefix,
+        OMVANT_POISON_DELIVERIES=str(KILLS),
+        **(REDIS_DEAD_WORKER if broker_url.startswith("redis") else {}),
     )
     broker = build_broker(broker_url)
     poison = request(f"{queue_prefix}poison")

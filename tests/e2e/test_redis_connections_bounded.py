@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from producers.chaos.servers import RedisServer
-from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env
+from tests.databases import migrated_engine
+from tests.e2e.harness import OMVANT, WorkerProcess, wait_until, worker_env_in
 from tests.residents_list import write_residents_csv
 from workers.adapters import population
 from workers.queues import all_queues
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases, notification_ledger
 
 pytestmark = [
@@ -101,17 +101,14 @@ def connected_clients(server: RedisServer) -> int:
 def test_redis_connections_stay_bounded_however_often_they_are_cut(
     own_redis: RedisServer, postgres_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
-    env = worker_env(
-        broker_url=own_redis.url,
-        database_url=postgres_url,
-        queue_prefix=queue_prefix,
-        blob_dir=tmp_path / "blobs",
-        extra={
-            "OMVANT_REDIS_URL": own_redis.url,  # the rate limits share a budget through it
-            "OMVANT_SEND_CONCURRENCY": str(SEND_CONCURRENCY),
-        },
+    engine = migrated_engine(postgres_url)
+    env = worker_env_in(
+        tmp_path,
+        own_redis.url,
+        postgres_url,
+        queue_prefix,
+        OMVANT_REDIS_URL=own_redis.url,  # the rate limits share a budget through it
+        OMVANT_SEND_CONCURRENCY=str(SEND_CONCURRENCY),
     )
     listing = write_residents_csv(
         tmp_path / "residents.csv", population.draw_residents(CASES, seed=41)

@@ -91,6 +91,15 @@ def test_a_worker_whose_database_is_down_exits_2_after_the_timeout(
     assert lines[-1].startswith("omvant worker: cannot reach the database at postgresql://")
 
 
+S3_BUCKET = {
+    "OMVANT_BLOB_URL": "s3://omvant-blobs/dead",
+    "AWS_ACCESS_KEY_ID": "omvant-test",
+    "AWS_SECRET_ACCESS_KEY": "omvant-test-secret",
+    "AWS_DEFAULT_REGION": "eu-north-1",
+}
+"""Blobs on S3, for the case whose S3 endpoint does not answer."""
+
+
 @pytest.mark.parametrize(
     ("stage", "variable", "url", "server"),
     [
@@ -114,8 +123,20 @@ def test_a_worker_whose_database_is_down_exits_2_after_the_timeout(
             "http://127.0.0.1:{port}/",
             "account directory",
         ),
+        (
+            "notification-dispatch",
+            "OMVANT_INBOX_URL",
+            "http://inbox:secret@127.0.0.1:{port}/",
+            "1177 inbox API",
+        ),
+        (
+            "attachment-check",
+            "OMVANT_S3_ENDPOINT_URL",
+            "http://s3:secret@127.0.0.1:{port}",
+            "blob store (S3)",
+        ),
     ],
-    ids=["smtp", "sms-gateway", "email-api", "clamd", "directory"],
+    ids=["smtp", "sms-gateway", "email-api", "clamd", "directory", "inbox", "s3-blobs"],
 )
 def test_a_worker_whose_stage_server_is_down_exits_2_with_one_line_naming_it(
     stage: str,
@@ -134,6 +155,7 @@ def test_a_worker_whose_stage_server_is_down_exits_2_with_one_line_naming_it(
             postgres_url,
             "i13.dead.",
             **{"OMVANT_STARTUP_TIMEOUT_SECONDS": "2", variable: url.format(port=port)},
+            **(S3_BUCKET if variable == "OMVANT_S3_ENDPOINT_URL" else {}),
         )
         status, lines, _seconds = run_worker(env, stages=(stage,))
     assert status == 2, lines

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from producers.cli import app
+from tests.databases import migrated_engine
 from workers import case_access
 from workers.store import access_log, cases
 from workers.store.case_queries import CaseFilter
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import access_log as access_log_table
 from workers.store.schema import cases as cases_table
 
@@ -30,8 +30,7 @@ PNR = "191212121212"
 
 @pytest.fixture
 def engine(postgres_url: str) -> Iterator[sa.Engine]:
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
+    engine = migrated_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(
             access_log_table.delete().where(

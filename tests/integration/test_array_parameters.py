@@ -12,11 +12,10 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.databases import emptied_engine
+from tests.databases import emptied_engine, migrated_engine
 from tests.delivery_support import received_row
 from workers.store import cases, notifications
 from workers.store.arrays import _element, among, literal
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import case_events, notification_ledger
 from workers.store.schema import cases as cases_table
 
@@ -37,8 +36,7 @@ AWKWARD = [
 
 @pytest.fixture
 def pg(postgres_url: str) -> sa.Engine:
-    upgrade(postgres_url)
-    return make_engine(postgres_url)
+    return migrated_engine(postgres_url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -21,6 +21,7 @@ from producers.cli import app
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from tests.reachable import reachable_residents
+from tests.send_cases import greeting
 from workers.attachments.ownership import store_attachment
 from workers.settings import Settings
 from workers.stage import emit
@@ -50,15 +51,7 @@ def pipeline(postgres_url: str, queue_prefix: str, tmp_path: Path) -> Iterator[I
 
 
 def request(clinic: str, key: str, *refs: AttachmentRef) -> SendCaseV2:
-    return SendCaseV2(
-        clinic_hsa_id=clinic,
-        sender_hsa_id="SE2321000016-S101",
-        template_id="meddelande-till-invanare",
-        fragments=["halsning"],
-        personnummer=RESIDENT,
-        attachments=list(refs),
-        idempotency_key=key,
-    )
+    return greeting(RESIDENT, key, clinic_hsa_id=clinic, attachments=list(refs))
 
 
 def outcome(

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from producers import attachment_samples as samples
+from tests.databases import migrated_engine
 from tests.delivery_support import received_row
 from workers.attachments import references
 from workers.attachments.checker import inspect
@@ -17,15 +18,13 @@ from workers.attachments.scanner import SimulatedVirusScanner
 from workers.case_states import CaseState
 from workers.store import cases
 from workers.store.cases import Transition
-from workers.store.engine import make_engine, upgrade
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def engine(postgres_url: str) -> sa.Engine:
-    upgrade(postgres_url)
-    return make_engine(postgres_url)
+    return migrated_engine(postgres_url)
 
 
 def test_references_count_only_live_cases_on_postgres(engine: sa.Engine) -> None:

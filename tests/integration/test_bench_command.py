@@ -49,6 +49,7 @@ def test_a_small_bench_reports_every_promised_figure(
     assert figures["ratio"] == pytest.approx(expected, abs=0.002)
     assert figures["pipeline_p99_ms"] > 0 and figures["urgent_p99_ms"] >= figures["urgent_p50_ms"]
     assert figures["enqueue_cases_per_s"] > 0
+    assert 0 < figures["enqueue_cpu_ms_per_case"] < 1  # the dispatching thread's own CPU
 
     # the no-op drain before and after, each with its ratio; the load at start and end
     assert figures["noop_before"]["msgs_per_s"] == figures["noop_msgs_per_s"]

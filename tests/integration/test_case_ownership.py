@@ -20,14 +20,15 @@ from contracts.send_case import SendCaseV2
 from producers.cli import app
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
+from tests.databases import migrated_engine
 from tests.reachable import reachable_residents
+from tests.send_cases import greeting
 from workers.case_states import CaseState
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
 from workers.stage import emit
 from workers.store import batches, cases, notifications
 from workers.store.cases import Transition
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import batches as batches_table
 from workers.store.schema import case_events, rejected_messages
 from workers.store.schema import cases as cases_table
@@ -55,17 +56,7 @@ RESIDENT = reachable_residents(1, seed=1177)[0]
 
 
 def request(clinic: str, key: str, **extra: object) -> SendCaseV2:
-    return SendCaseV2.model_validate(
-        {
-            "clinic_hsa_id": clinic,
-            "sender_hsa_id": "SE2321000016-S101",
-            "template_id": "meddelande-till-invanare",
-            "fragments": ["halsning"],
-            "personnummer": RESIDENT,
-            "idempotency_key": key,
-            **extra,
-        }
-    )
+    return greeting(RESIDENT, key, clinic_hsa_id=clinic, **extra)
 
 
 def settled(pipeline: InProcessPipeline, *case_ids: str) -> int:
@@ -212,8 +203,7 @@ def test_a_request_naming_another_clinics_dispatch_is_rejected_and_not_counted_t
 def test_omvant_dispatch_refuses_another_clinics_batch_id(
     postgres_url: str, redis_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
+    engine = migrated_engine(postgres_url)
     with engine.begin() as conn:
         batch = batches.create(
             conn,

@@ -94,6 +94,58 @@ def test_a_dispatch_every_case_of_which_would_be_rejected_does_not_start(
     engine.dispose()
 
 
+def some_rejected_list(tmp_path: Path) -> Path:
+    """Three reachable residents, the second without the first name the template uses."""
+    a, b, c = reachable(3)
+    path = tmp_path / "lista.csv"
+    path.write_text(f"personnummer;fornamn\n{a};Åsa\n{b};\n{c};Örjan\n", encoding="utf-8")
+    return path
+
+
+SOME_REJECTED = ["--template", "meddelande-till-invanare", "--fragment", "halsning-namn",
+                 "--clinic", CLINIC, "--sender", SENDER]  # fmt: skip
+
+
+def test_a_dispatch_some_cases_of_which_would_be_rejected_warns_once_before_enqueuing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    listing = some_rejected_list(tmp_path)
+    sent = runner.invoke(app, ["dispatch", str(listing), *SOME_REJECTED])
+    assert sent.exit_code == 0, sent.output
+    [warning] = [line for line in sent.stderr.splitlines() if "will be rejected" in line]
+    assert warning.startswith("warning: 1 of the 3 cases will be rejected (field-missing 1)")
+    assert "cases enqueued" in sent.stdout and "will be rejected" not in sent.stdout
+
+
+def test_under_json_the_warning_is_one_note_object_and_stdout_stays_the_summary(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    listing = some_rejected_list(tmp_path)
+    sent = runner.invoke(app, ["dispatch", str(listing), *SOME_REJECTED, "--json"])
+    assert sent.exit_code == 0, sent.output
+    [line] = sent.stderr.strip().splitlines()
+    warning = json.loads(line)["note"]
+    assert warning["code"] == "dispatch-will-reject-some"
+    assert (warning["rejected"], warning["lines"], warning["reasons"]) == (
+        1,
+        3,
+        {"field-missing": 1},
+    )
+    assert json.loads(sent.stdout)["enqueued"] == 3
+
+
+def test_a_dispatch_nothing_of_which_would_be_rejected_warns_of_nothing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    sent = runner.invoke(
+        app,
+        ["dispatch", str(write_list(tmp_path, 2)), "--template", "meddelande-till-invanare",
+         "--fragment", "halsning", "--clinic", CLINIC, "--sender", SENDER, "--json"],
+    )  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    assert sent.stderr.strip() == ""
+
+
 def test_attachments_are_stored_and_checked_once_and_an_urgent_dispatch_takes_the_urgent_lane(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from producers.cli import app
+from tests.databases import migrated_engine
 from workers import rejections
 from workers.intake_sources import open_source
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import make_engine
 from workers.store.schema import rejected_messages
 
 pytestmark = pytest.mark.integration
@@ -28,8 +29,7 @@ def reject(at: dt.datetime) -> bytes:
 
 
 def seed_rows(url: str, queue: str) -> None:
-    upgrade(url)
-    engine = make_engine(url)
+    engine = migrated_engine(url)
     with engine.begin() as conn:
         for at in (OLD, OLD, NOW):
             rejections.record(

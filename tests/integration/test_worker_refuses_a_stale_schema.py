@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from producers.cli import app
-from workers.store.engine import make_engine, upgrade
+from tests.databases import migrated_engine
+from workers.store.engine import make_engine
 
 
 def run_worker(redis_url: str, database_url: str, queue_prefix: str) -> tuple[int, str]:
@@ -33,8 +34,7 @@ def test_a_worker_on_a_database_without_the_schema_exits_2_and_creates_nothing(
 def test_a_worker_on_an_older_schema_exits_2(
     redis_url: str, sqlite_url: str, queue_prefix: str
 ) -> None:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM alembic_version"))
         conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES ('0001')"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.databases import migrated_engine
 from tests.delivery_support import received_row
 from workers.adapters.blobs import BlobStore, FilesystemBlobStore
 from workers.attachments import references
@@ -17,7 +18,6 @@ from workers.attachments.gc import collect
 from workers.case_states import CaseState
 from workers.store import cases
 from workers.store.cases import Transition
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases as cases_table
 
 
@@ -51,8 +51,7 @@ def test_storing_a_blob_again_marks_it_stored_now(tmp_path: Path) -> None:
 
 @pytest.fixture
 def engine(sqlite_url: str) -> sa.Engine:
-    upgrade(sqlite_url)
-    return make_engine(sqlite_url)
+    return migrated_engine(sqlite_url)
 
 
 def new_case(engine: sa.Engine, case_id: str, *sha256s: str) -> None:

@@ -4,34 +4,21 @@ and exit status 2, not a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
 
 from tests.ports import refusing_port
+from tests.processes import run_omvant
 from workers.adapters import population
-
-OMVANT = str(Path(sys.executable).with_name("omvant"))
 
 
 def run(
     tmp_path: Path, *args: str, settings: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
-    env.update(settings or {})
-    return subprocess.run(
-        [OMVANT, *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_omvant(*args, settings=settings, cwd=tmp_path)
 
 
 def one_case(tmp_path: Path) -> str:

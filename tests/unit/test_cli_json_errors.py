@@ -15,6 +15,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from producers.cli import app
+from tests.databases import migrated_engine
 from tests.delivery_support import (
     CLINIC_A,
     CLINIC_B,
@@ -24,7 +25,7 @@ from tests.delivery_support import (
 )
 from workers.reasons import Reason
 from workers.store import access_log
-from workers.store.engine import make_engine, upgrade
+from workers.store.engine import make_engine
 
 USER = "SE2321000016-S101"
 A = ["--clinic", CLINIC_A]
@@ -88,8 +89,7 @@ ERRORS: list[tuple[list[str], str, int]] = [
 @pytest.fixture
 def database(sqlite_url: str) -> Iterator[str]:
     """A database with one delivered case of clinic B (b-1)."""
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     [resident] = reachable_residents(1177, 1, frozenset({"sms"}))
     with engine.begin() as conn:
         store_cleared(conn, [cleared_item("b-1", resident, clinic=CLINIC_B)])

@@ -6,17 +6,14 @@ import csv
 import datetime as dt
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from producers.cli import app
+from tests.databases import migrated_engine
 from tests.delivery_support import (
     CLINIC_A,
     CLINIC_B,
@@ -25,10 +22,10 @@ from tests.delivery_support import (
     reachable_residents,
     store_cleared,
 )
+from tests.processes import run_omvant
 from workers.case_states import CaseState
 from workers.store import access_log, case_queries, cases, follow_ups, notifications
 from workers.store.cases import Transition, utcnow
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases as cases_table
 
 NOW = dt.datetime.now(dt.UTC)
@@ -37,8 +34,7 @@ NOW = dt.datetime.now(dt.UTC)
 @pytest.fixture
 def engine(sqlite_url: str) -> Iterator[sa.Engine]:
     """Clinic A: one read, one unread (overdue), one rejected; clinic B: one unread."""
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     residents = reachable_residents(1177, 4, frozenset({"sms"}))
     items = [
         cleared_item("a-read", residents[0], channels=["sms"]),
@@ -246,15 +242,10 @@ def test_cases_count_counts_the_clinics_own_and_follow_up_flags_the_overdue(
 def test_a_personalised_notification_text_stops_a_command_with_a_clear_error(
     sqlite_url: str,
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
-    env["OMVANT_NOTIFICATION_TEXT"] = "Hej {{ fornamn }}, du har post"
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("omvant")), "cases", "follow-up"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_omvant(
+        "cases",
+        "follow-up",
+        settings={"OMVANT_NOTIFICATION_TEXT": "Hej {{ fornamn }}, du har post"},
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from producers.demo import run_demo
+from tests.processes import run_omvant
 from workers.settings import Settings
 
 
@@ -28,17 +26,14 @@ def test_the_demo_brings_every_case_to_a_final_state(tmp_path: Path) -> None:
 
 
 def test_omvant_demo_json_prints_the_promised_summary(tmp_path: Path) -> None:
-    omvant = str(Path(sys.executable).with_name("omvant"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
-    env["XDG_DATA_HOME"] = str(tmp_path / "data")
-    result = subprocess.run(
-        [omvant, "demo", "--cases", "150", "--json"],
+    result = run_omvant(
+        "demo",
+        "--cases",
+        "150",
+        "--json",
+        settings={"XDG_DATA_HOME": str(tmp_path / "data")},
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -56,6 +51,6 @@ def test_omvant_demo_json_prints_the_promised_summary(tmp_path: Path) -> None:
     assert summary["cases"] == 150
     assert set(summary["notified"]) == {"sms", "email"}
     assert summary["home"] == str(tmp_path / "data" / "omvant")
-    home = Path(env["XDG_DATA_HOME"]) / "omvant"
+    home = tmp_path / "data" / "omvant"
     assert (home / "omvant.db").exists(), "the embedded default is SQLite in the data folder"
     assert not (tmp_path / "omvant.db").exists(), "nothing is written to the working folder"

@@ -20,11 +20,11 @@ from contracts.registry import envelope_for
 from contracts.send_case import SendCaseV2
 from producers.cli import app
 from producers.cli.dlq_command import since_time
+from tests.databases import migrated_engine
 from workers import failures, replay
 from workers.rejections import record as record_reject
 from workers.store import failures as store
 from workers.store.cases import utcnow
-from workers.store.engine import make_engine, upgrade
 from workers.store.failures import FailureStatus, Selection
 from workers.store.schema import failures as failures_table
 from workers.store.schema import oncall_audit
@@ -43,8 +43,7 @@ class Recorder:
 
 def _engine(tmp_path: Path) -> sa.Engine:
     url = f"sqlite:///{tmp_path}/o.db"
-    upgrade(url)
-    return make_engine(url)
+    return migrated_engine(url)
 
 
 def _dead_letter(engine: sa.Engine, key: str) -> str:

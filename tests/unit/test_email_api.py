@@ -1,6 +1,7 @@
 """The HTTP e-mail API adapter against the shipped e-mail API simulator, over real HTTP on
-loopback: one message per idempotency key, lookup by key, failures mapped as for the SMS
-gateway, and a simulator whose keys survive a restart and are shared by processes."""
+loopback: one message per idempotency key, lookup by key, an outage, and a simulator whose keys
+survive a restart and are shared by processes (the answers both HTTP notifiers map alike:
+``test_http_notifiers.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ports import refusing_port
 from tests.processes import omvant_sim
 from workers.adapters.email_api_server import EmailApiSimulator
 from workers.adapters.http_email_api import HttpEmailApi
@@ -90,29 +90,6 @@ def test_the_outage_switch_ends_by_itself_after_its_seconds(simulator: EmailApiS
     assert len(simulator.messages()) == 1
 
 
-def test_a_429_is_waited_out_as_retry_after_says(simulator: EmailApiSimulator) -> None:
-    simulator.behave(throttle_next=2, retry_after=1.5)
-    waits: list[float] = []
-    send(HttpEmailApi(simulator.url, sleep=waits.append), "c7:email")
-    assert waits == [1.5, 1.5]
-    assert len(simulator.messages()) == 1
-
-
-def test_a_long_retry_after_is_handed_to_the_caller(simulator: EmailApiSimulator) -> None:
-    simulator.behave(throttle_next=1, retry_after=30)
-    with pytest.raises(NotifierUnavailable) as raised:
-        send(HttpEmailApi(simulator.url, sleep=lambda _: None), "c8:email")
-    assert raised.value.retry_after == 30
-
-
-def test_a_refused_address_is_a_permanent_failure(simulator: EmailApiSimulator) -> None:
-    simulator.behave(refuse=[ADDRESS])
-    with pytest.raises(NotificationRefused) as raised:
-        send(HttpEmailApi(simulator.url), "c9:email")
-    assert raised.value.reason == "notification-refused"
-    assert simulator.messages() == []
-
-
 def test_a_key_sent_again_for_another_address_is_refused_not_sent(
     simulator: EmailApiSimulator,
 ) -> None:
@@ -121,28 +98,6 @@ def test_a_key_sent_again_for_another_address_is_refused_not_sent(
     with pytest.raises(NotificationRefused):
         send(api, "c10:email", to="someone.else@example.se")
     assert [m["to"] for m in simulator.messages()] == [ADDRESS]
-
-
-def test_a_timeout_after_the_provider_took_it_is_in_doubt_and_lookup_settles_it(
-    simulator: EmailApiSimulator,
-) -> None:
-    simulator.behave(delay_after=1.0)
-    api = HttpEmailApi(simulator.url, timeout=0.2)
-    with pytest.raises(NotifierUnavailable) as raised:
-        send(api, "c11:email")
-    assert raised.value.maybe_accepted
-    simulator.behave(delay_after=0.0)
-    assert api.lookup("c11:email") is not None
-
-
-def test_an_unreachable_provider_is_transient_and_certainly_not_taken() -> None:
-    with refusing_port() as port:
-        api = HttpEmailApi(f"http://127.0.0.1:{port}", timeout=1)
-        with pytest.raises(NotifierUnavailable) as raised:
-            send(api, "c12:email")
-        assert not raised.value.maybe_accepted
-        with pytest.raises(NotifierUnavailable):
-            api.lookup("c12:email")
 
 
 def test_a_provider_that_wants_a_token_refuses_without_it_and_that_is_retried() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,8 +20,8 @@ from workers.adapters.inbox import (
     SimulatedInbox,
     delivery_key_for,
 )
-from workers.adapters.inbox_records import InboxStats
 from workers.adapters.inbox_server import InboxSimulator
+from workers.adapters.keyed_records import TakenStats
 from workers.transient import is_outage
 
 
@@ -39,72 +38,79 @@ def message(case_id: str, body: str = "Välkommen") -> InboxMessage:
     )
 
 
-@pytest.fixture
-def server() -> Iterator[InboxSimulator]:
-    sim = InboxSimulator().start()
-    yield sim
-    sim.stop()
-
-
 def test_the_http_inbox_takes_a_key_once_and_counts_attempts_and_duplicates(
-    server: InboxSimulator,
+    inbox_simulator: InboxSimulator,
 ) -> None:
-    first, restarted = HttpInbox(server.url), HttpInbox(server.url)
+    first, restarted = HttpInbox(inbox_simulator.url), HttpInbox(inbox_simulator.url)
     ids = [first.deliver(message("c1")), restarted.deliver(message("c1"))]
     first.deliver(message("c2"))
     assert ids[0] == ids[1]
-    stats = httpx.get(f"{server.url}/v1/stats").json()
+    stats = httpx.get(f"{inbox_simulator.url}/v1/stats").json()
     assert stats == {"attempts": 3, "distinct": 2, "duplicates_refused": 1}
-    found = httpx.get(f"{server.url}/v1/messages", params={"key": "c1:inbox"})
+    found = httpx.get(f"{inbox_simulator.url}/v1/messages", params={"key": "c1:inbox"})
     assert found.status_code == 200
     assert (found.json()["id"], found.json()["case_id"]) == (ids[0], "c1")
     assert "body" not in found.json() and "personnummer" not in found.json()
-    assert httpx.get(f"{server.url}/v1/messages", params={"key": "nope"}).status_code == 404
-    assert httpx.get(f"{server.url}/v1/messages").json() == {"keys": ["c1:inbox", "c2:inbox"]}
+    assert (
+        httpx.get(f"{inbox_simulator.url}/v1/messages", params={"key": "nope"}).status_code == 404
+    )
+    assert httpx.get(f"{inbox_simulator.url}/v1/messages").json() == {
+        "keys": ["c1:inbox", "c2:inbox"]
+    }
 
 
 def test_the_http_inbox_answers_201_for_new_200_for_the_same_key_and_409_for_another_case(
-    server: InboxSimulator,
+    inbox_simulator: InboxSimulator,
 ) -> None:
     def post(key: str, case_id: str) -> httpx.Response:
         return httpx.post(
-            f"{server.url}/v1/messages", json={"case_id": case_id}, headers={"Idempotency-Key": key}
+            f"{inbox_simulator.url}/v1/messages",
+            json={"case_id": case_id},
+            headers={"Idempotency-Key": key},
         )
 
     assert post("k1", "c1").status_code == 201
     again = post("k1", "c1")
     assert (again.status_code, again.json()["new"]) == (200, False)
     assert post("k1", "c2").status_code == 409
-    assert httpx.post(f"{server.url}/v1/messages", json={"case_id": "c3"}).status_code == 400
-    assert server.records.stats() == InboxStats(attempts=2, distinct=1, duplicates_refused=1)
+    assert (
+        httpx.post(f"{inbox_simulator.url}/v1/messages", json={"case_id": "c3"}).status_code == 400
+    )
+    assert inbox_simulator.records.stats() == TakenStats(
+        attempts=2, distinct=1, duplicates_refused=1
+    )
 
 
 def test_http_inbox_failures_are_transient_or_permanent_as_the_status_says(
-    server: InboxSimulator,
+    inbox_simulator: InboxSimulator,
 ) -> None:
-    inbox = HttpInbox(server.url)
-    server.behave(fail_next=1, refuse=["refused-1"])
+    inbox = HttpInbox(inbox_simulator.url)
+    inbox_simulator.behave(fail_next=1, refuse=["refused-1"])
     with pytest.raises(InboxUnavailable) as unavailable:
         inbox.deliver(message("c1"))
     assert is_outage(unavailable.value)
     assert inbox.deliver(message("c1"))
     with pytest.raises(InboxRefused):
         inbox.deliver(message("refused-1"))
-    assert httpx.post(f"{server.url}/v1/control", json={"fail_next": -1}).status_code == 400
+    assert (
+        httpx.post(f"{inbox_simulator.url}/v1/control", json={"fail_next": -1}).status_code == 400
+    )
     with pytest.raises(InboxUnavailable):
         HttpInbox("http://127.0.0.1:9").deliver(message("c1"))
 
 
 def test_a_delivery_that_timed_out_after_the_inbox_took_it_is_not_shown_twice(
-    server: InboxSimulator,
+    inbox_simulator: InboxSimulator,
 ) -> None:
-    server.behave(delay_after=0.5)
+    inbox_simulator.behave(delay_after=0.5)
     with pytest.raises(InboxUnavailable) as timed_out:
-        HttpInbox(server.url, timeout=0.1).deliver(message("slow-1"))
+        HttpInbox(inbox_simulator.url, timeout=0.1).deliver(message("slow-1"))
     assert timed_out.value.maybe_accepted
-    server.behave(delay_after=0)
-    HttpInbox(server.url).deliver(message("slow-1"))
-    assert server.records.stats() == InboxStats(attempts=2, distinct=1, duplicates_refused=1)
+    inbox_simulator.behave(delay_after=0)
+    HttpInbox(inbox_simulator.url).deliver(message("slow-1"))
+    assert inbox_simulator.records.stats() == TakenStats(
+        attempts=2, distinct=1, duplicates_refused=1
+    )
 
 
 def _deliver_in_another_process(folder: str, case_ids: list[str]) -> None:
@@ -125,7 +131,7 @@ def test_the_simulated_inbox_dedupes_by_key_across_processes_sharing_its_folder(
     worker.start()
     worker.join(60)
     assert worker.exitcode == 0
-    assert here.stats() == InboxStats(attempts=4, distinct=2, duplicates_refused=2)
+    assert here.stats() == TakenStats(attempts=4, distinct=2, duplicates_refused=2)
     assert here.delivered_case_ids() == ["c1", "c2"]
     lines = (tmp_path / "inbox.jsonl").read_text().splitlines()
     assert [json.loads(line)["case_id"] for line in lines] == ["c1", "c2"]
@@ -134,7 +140,7 @@ def test_the_simulated_inbox_dedupes_by_key_across_processes_sharing_its_folder(
 def test_a_simulated_inbox_in_memory_dedupes_within_its_process() -> None:
     inbox = SimulatedInbox()
     assert inbox.deliver(message("c1")) == inbox.deliver(message("c1", body="again"))
-    assert inbox.stats() == InboxStats(attempts=2, distinct=1, duplicates_refused=1)
+    assert inbox.stats() == TakenStats(attempts=2, distinct=1, duplicates_refused=1)
 
 
 def test_omvant_sim_inbox_runs_as_its_own_process_and_says_where(tmp_path: Path) -> None:

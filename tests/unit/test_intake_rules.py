@@ -8,9 +8,9 @@ import json
 import pytest
 
 from contracts.send_case import case_id_for
+from tests.databases import migrated_engine
 from workers.intake_bridge import Accepted, IntakeError, check, sign
 from workers.store import intake_keys
-from workers.store.engine import make_engine, upgrade
 
 KEYS = {"journal-a": "secret-a", "booking-b": "secret-b"}
 RECORD = {
@@ -131,8 +131,7 @@ def test_not_json_is_malformed() -> None:
 def test_the_same_key_within_the_window_is_one_case_and_after_it_a_new_one(
     sqlite_url: str,
 ) -> None:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     body = json.dumps(RECORD).encode()
     verdict = check(body, headers(body), KEYS, {})
     assert isinstance(verdict, Accepted)

@@ -25,7 +25,8 @@ from tests.delivery_support import (
 )
 from workers import notification_dispatch, notification_sending
 from workers.adapters.inbox import InboxMessage, SimulatedInbox
-from workers.adapters.inbox_records import InboxStats, MemoryInboxRecords
+from workers.adapters.inbox_records import MemoryInboxRecords
+from workers.adapters.keyed_records import TakenStats
 from workers.adapters.notifiers import (
     NotifierUnavailable,
     SimulatedEmailSender,
@@ -117,7 +118,7 @@ def test_a_case_is_delivered_and_notified_on_each_channel_once_even_when_redeliv
     assert isinstance(ctx.sms, SimulatedSmsGateway)
     assert isinstance(ctx.email, SimulatedEmailSender)
     assert isinstance(ctx.inbox, SimulatedInbox)
-    assert ctx.inbox.stats() == InboxStats(attempts=3, distinct=3, duplicates_refused=0)
+    assert ctx.inbox.stats() == TakenStats(attempts=3, distinct=3, duplicates_refused=0)
     assert ctx.sms.sends == {f"case-{i}:sms": 1 for i in range(3)}
     assert sorted(r["key"] for r in ctx.email.recorder.records) == [
         f"case-{i}:email" for i in range(3)
@@ -166,7 +167,7 @@ def test_a_chunk_redelivered_to_a_restarted_worker_is_not_delivered_to_the_inbox
     assert {state(ctx, f"again-{i}") for i in range(3)} == {"cleared"}
     ctx.inbox = SimulatedInbox(records=the_inbox)  # the restarted worker, a new client
     send(ctx, deliver(ctx, items))  # the broker redelivers the chunk
-    assert the_inbox.stats() == InboxStats(attempts=5, distinct=3, duplicates_refused=2)
+    assert the_inbox.stats() == TakenStats(attempts=5, distinct=3, duplicates_refused=2)
     with ctx.engine.connect() as conn:
         rows = conn.execute(
             sa.select(cases.c.id, cases.c.inbox_message_id, cases.c.delivery_key)

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
+from tests.databases import migrated_engine
 from workers.poison import SetAsidePoison
 from workers.store.deliveries import started
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import message_deliveries
 
 
@@ -36,8 +36,7 @@ class Wiring:
 
 
 def test_a_message_end_is_recorded_after_a_database_restart(sqlite_url: str) -> None:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     message = MessageProxy(
         dramatiq.Message(
             queue_name="composition", actor_name="compose", args=(), kwargs={}, options={}

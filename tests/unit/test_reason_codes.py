@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from workers.reasons import Reason
+from workers.reasons import Note, Reason
 
 TABLE = Path(__file__).resolve().parents[2] / "docs" / "reason-codes.md"
 
@@ -21,7 +21,13 @@ def test_every_reason_code_is_documented_once() -> None:
 
 
 def test_every_documented_code_exists_in_code() -> None:
-    assert set(documented_codes()) <= {r.value for r in Reason}
+    assert set(documented_codes()) <= {r.value for r in Reason} | {n.value for n in Note}
+
+
+def test_notes_are_documented_kebab_case_and_no_reason_code() -> None:
+    assert {n.value for n in Note} <= set(documented_codes())
+    assert not {n.value for n in Note} & {r.value for r in Reason}
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", n.value) for n in Note)
 
 
 def test_reason_codes_are_kebab_case() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from contracts.recipient_validated import RecipientValidatedV1
 from contracts.send_case import SendCaseV2
+from tests.send_cases import greeting
 from workers.adapters import population
 from workers.adapters.account_directory import (
     Account,
@@ -76,14 +77,7 @@ def short(number: str) -> str:
 
 
 def send_case(number: str, index: int = 0) -> SendCaseV2:
-    return SendCaseV2(
-        clinic_hsa_id="SE2321000016-VC01",
-        sender_hsa_id="SE2321000016-S101",
-        template_id="meddelande-till-invanare",
-        fragments=["halsning"],
-        personnummer=number,
-        idempotency_key=f"test:{index}",
-    )
+    return greeting(number, f"test:{index}")
 
 
 @pytest.mark.parametrize(

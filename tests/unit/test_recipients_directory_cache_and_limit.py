@@ -8,6 +8,7 @@ import json
 import httpx
 import pytest
 
+from tests.clocks import ManualClock
 from tests.unit.test_recipient_validation import (
     BLOCKED,
     BOTH,
@@ -28,14 +29,6 @@ from workers.adapters.http_account_directory import HttpAccountDirectory
 from workers.bootstrap import build_directory
 from workers.rate_limit import RateLimitExceeded, in_process_limiter
 from workers.settings import Settings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_cache_answers_repeats_and_asks_only_about_the_rest() -> None:
@@ -63,7 +56,7 @@ def test_a_number_the_directory_does_not_know_is_cached_as_no_account() -> None:
 
 
 def test_entries_expire_after_their_time_to_live() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     cache = InMemoryAccountCache(ttl=30, clock=clock)
     cache.put_many([SIMULATOR.account(BOTH)])
     clock.now += 29.9

@@ -11,8 +11,8 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from producers.cli import app
+from tests.databases import migrated_engine
 from workers.store import batches
-from workers.store.engine import make_engine, upgrade
 
 runner = CliRunner()
 LONG_ID = "dispatch-screening-2027-vaccination-region-" + "x" * 20
@@ -34,8 +34,7 @@ def test_shell_completion_is_offered(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def database(sqlite_url: str) -> str:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     with engine.begin() as conn:
         for batch_id, total in ((LONG_ID, 0), ("held", 5)):
             batches.create(

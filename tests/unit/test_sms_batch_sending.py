@@ -121,22 +121,15 @@ def test_batches_are_capped_and_each_batch_is_recorded_before_the_next_is_sent(
     assert {e.status for e in rows(ctx, keys).values()} == {notifications.SENT}
 
 
-@pytest.fixture
-def simulator() -> Iterator[SmsGatewaySimulator]:
-    sim = SmsGatewaySimulator().start()
-    yield sim
-    sim.stop()
-
-
 def test_a_partly_taken_batch_over_http_marks_each_recipient_as_the_gateway_answered(
-    ctx: Context, simulator: SmsGatewaySimulator
+    ctx: Context, sms_simulator: SmsGatewaySimulator
 ) -> None:
     keys, chunk = sms_chunk(ctx, "part", 8)
     before = rows(ctx, keys)
     refused_number, later_number = before[keys[0]].address, before[keys[1]].address
     assert refused_number and later_number and refused_number != later_number
-    simulator.behave(refuse=[refused_number], unavailable=[later_number])
-    ctx.sms = HttpSmsGateway(simulator.url)
+    sms_simulator.behave(refuse=[refused_number], unavailable=[later_number])
+    ctx.sms = HttpSmsGateway(sms_simulator.url)
     messages = [f"part-{i}" for i in range(8)]
     with pytest.raises(NotifierUnavailable):  # the unavailable ones: the chunk is retried
         send(ctx, chunk)
@@ -148,13 +141,13 @@ def test_a_partly_taken_batch_over_http_marks_each_recipient_as_the_gateway_answ
             assert entry.status == notifications.RETRY, entry
         else:
             assert entry.status == notifications.SENT, entry
-    simulator.behave(unavailable=[])
+    sms_simulator.behave(unavailable=[])
     send(ctx, chunk)  # the retry
     final = rows(ctx, keys)
     for key, entry in final.items():
         expected = "refused" if entry.address == refused_number else "sent"
         assert entry.status == expected, (key, entry)
-    posts = [s["key"] for s in simulator.sends()]
+    posts = [s["key"] for s in sms_simulator.sends()]
     assert sorted(posts) == sorted(k for k, e in final.items() if e.status == "sent")  # once each
     assert all(
         state(ctx, m) == ("delivered" if final[f"{m}:sms"].status == "refused" else "notified")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,14 @@ from workers.adapters.smtp_sink import SmtpSink
 TEXT = "Du har ett meddelande i e-tjänsterna på 1177."
 
 
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink().start()
-    yield server
-    server.stop()
-
-
 def sender_for(url: str, timeout: float = 10.0) -> SmtpEmailSender:
     return SmtpEmailSender(
         SmtpConfig.from_url(url), sender="1177 <no-reply@1177.example>", timeout=timeout
     )
 
 
-def test_an_email_arrives_with_a_message_id_derived_from_its_key(sink: SmtpSink) -> None:
-    sender = sender_for(sink.url)
+def test_an_email_arrives_with_a_message_id_derived_from_its_key(smtp_sink: SmtpSink) -> None:
+    sender = sender_for(smtp_sink.url)
     ref = sender.send(
         to="invanare-1@example.org", subject="Nytt meddelande", text=TEXT, idempotency_key="c1:e:1"
     )
@@ -40,20 +32,20 @@ def test_an_email_arrives_with_a_message_id_derived_from_its_key(sink: SmtpSink)
         to="invanare-2@example.org", subject="Nytt meddelande", text=TEXT, idempotency_key="c2:e:1"
     )
     sender.close()
-    first, second = sink.received
+    first, second = smtp_sink.received
     assert first.rcpt_tos == ("invanare-1@example.org",)
     assert first.text == TEXT
     assert first.message_id == ref == message_id("c1:e:1")
     assert second.message_id == message_id("c2:e:1") != ref
 
 
-def test_a_refused_recipient_is_a_permanent_failure(sink: SmtpSink) -> None:
-    sink.refuse.add("gone@example.org")
+def test_a_refused_recipient_is_a_permanent_failure(smtp_sink: SmtpSink) -> None:
+    smtp_sink.refuse.add("gone@example.org")
     with pytest.raises(NotificationRefused):
-        sender_for(sink.url).send(
+        sender_for(smtp_sink.url).send(
             to="gone@example.org", subject="s", text=TEXT, idempotency_key="k"
         )
-    assert sink.received == []
+    assert smtp_sink.received == []
 
 
 def test_an_unreachable_server_is_transient_and_certainly_not_sent() -> None:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from producers.cli import app
 from producers.demo import InProcessPipeline, start_pipeline
 from tests import oncall_scenario as sc
+from tests.databases import migrated_engine
 from workers import status
 from workers.exporter import LatencyTracker, OmvantCollector, build_registry
 from workers.queues import all_queues
@@ -158,11 +159,9 @@ def test_a_broker_gone_while_the_exporter_serves_is_exporter_up_0_and_healthz_50
     from tests.ports import refusing_port
     from workers.broker import build_broker
     from workers.exporter import application
-    from workers.store.engine import make_engine, upgrade
 
     url = f"sqlite:///{tmp_path}/o.db"
-    upgrade(url)
-    engine = make_engine(url)
+    engine = migrated_engine(url)
     with refusing_port() as port:
         gone = build_broker(f"redis://127.0.0.1:{port}/0")
         registry = build_registry(gone, engine, "")

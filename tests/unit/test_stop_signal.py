@@ -7,20 +7,13 @@ import os
 import signal
 from types import FrameType
 
+from tests.clocks import ManualClock
 from workers.stop_signal import REPEAT_SECONDS, StopOnce, once
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_repeat_within_the_window_is_the_same_stop_and_a_later_one_goes_through() -> None:
     seen: list[int] = []
-    clock = Clock()
+    clock = ManualClock(100.0)
     handler = once(lambda signum, _frame: seen.append(signum), clock=clock)
     handler(signal.SIGTERM, None)
     clock.now += 0.01

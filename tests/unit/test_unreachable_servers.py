@@ -4,9 +4,7 @@ status 2, within seconds, naming the URL with its password masked and what to ch
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.ports import refusing_port
+from tests.processes import run_omvant
 from workers.adapters import population
 
-OMVANT = str(Path(sys.executable).with_name("omvant"))
 SECRET = "s3cret-pw"
 
 
@@ -31,18 +29,7 @@ def omvant(
     tmp_path: Path, args: list[str], env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
     """``omvant args`` in ``tmp_path`` with no OMVANT_ setting of ours but ``env``."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
-    full["OMVANT_HOME"] = str(tmp_path / "home")
-    full.update(env)
-    return subprocess.run(
-        [OMVANT, *args],
-        cwd=tmp_path,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_omvant(*args, settings={"OMVANT_HOME": str(tmp_path / "home"), **env}, cwd=tmp_path)
 
 
 def run(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[int, str, float]:

@@ -7,14 +7,14 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import Result
 
+from tests.clocks import ManualClock
 from tests.ports import refusing_port
+from tests.processes import run_omvant
 from workers.server_checks import (
     Check,
     ServerUnreachable,
@@ -23,19 +23,6 @@ from workers.server_checks import (
 )
 from workers.server_probe import mask_url
 from workers.server_watch import ConsumerErrors, ServerWatch, report_times
-
-OMVANT = str(Path(sys.executable).with_name("omvant"))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def down(what: str) -> Check:
@@ -46,7 +33,7 @@ def down(what: str) -> Check:
 
 
 def test_a_server_that_stays_down_gives_up_after_the_timeout_with_one_line_per_attempt() -> None:
-    clock, lines = FakeClock(), []
+    clock, lines = ManualClock(), []
     with pytest.raises(ServerUnreachable) as raised:
         wait_for_servers(
             [down("broker")], timeout=30, say=lines.append, sleep=clock.sleep, clock=clock
@@ -60,7 +47,7 @@ def test_a_server_that_stays_down_gives_up_after_the_timeout_with_one_line_per_a
 
 
 def test_a_server_that_comes_back_is_waited_for_and_each_is_asked_until_it_answers() -> None:
-    clock, lines, asked = FakeClock(), [], []
+    clock, lines, asked = ManualClock(), [], []
 
     def database() -> None:
         asked.append(clock.now)
@@ -78,7 +65,7 @@ def test_a_server_that_comes_back_is_waited_for_and_each_is_asked_until_it_answe
 
 
 def test_no_wait_at_all_with_a_zero_timeout() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     with pytest.raises(ServerUnreachable):
         wait_for_servers([down("broker")], timeout=0, say=print, sleep=clock.sleep, clock=clock)
     assert clock.now == 0
@@ -96,7 +83,7 @@ def test_passwords_are_masked_in_urls() -> None:
 
 
 def test_a_worker_that_gives_up_at_once_says_one_attempt() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
 
     def refused() -> None:
         clock.now = 5.0
@@ -120,20 +107,12 @@ def test_a_waiting_worker_says_the_cause_and_what_to_check_like_every_command(
     tmp_path: Path, server: str, args: list[str], env: dict[str, str]
 ) -> None:
     with refusing_port() as port:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("OMVANT_")}
-        full |= {k: v.replace("PORT", str(port)) for k, v in env.items()}
-        full |= {"OMVANT_HOME": str(tmp_path), "OMVANT_STARTUP_TIMEOUT_SECONDS": "1"}
-        full["OMVANT_ANSWER_KEY"] = "Ht9nO2y7sJ5cS1o6n0mR8pC4xq3vL2kE9bW7aZ5uT1I="
+        settings = {k: v.replace("PORT", str(port)) for k, v in env.items()}
+        settings |= {"OMVANT_HOME": str(tmp_path), "OMVANT_STARTUP_TIMEOUT_SECONDS": "1"}
+        settings["OMVANT_ANSWER_KEY"] = "Ht9nO2y7sJ5cS1o6n0mR8pC4xq3vL2kE9bW7aZ5uT1I="
         if server == "database":
-            full["OMVANT_BROKER_URL"] = "redis://127.0.0.1:6379/10"
-        done = subprocess.run(
-            [OMVANT, "worker", "recipient-validation", *args],
-            env=full,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+            settings["OMVANT_BROKER_URL"] = "redis://127.0.0.1:6379/10"
+        done = run_omvant("worker", "recipient-validation", *args, settings=settings)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert all(line.startswith("omvant worker: ") for line in lines), done.stderr
@@ -150,7 +129,7 @@ CONSUMER = "dramatiq.worker.ConsumerThread(recipient-validation)"
 
 
 def test_consumer_connection_errors_are_counted_not_printed() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     errors = ConsumerErrors(clock)
     refused = "Consumer encountered a connection error: Error 111 connecting. Connection refused."
     assert errors.filter(record(CONSUMER, refused)) is False
@@ -170,7 +149,7 @@ def test_consumer_connection_errors_are_counted_not_printed() -> None:
 def test_a_broker_away_longer_than_the_outage_timeout_ends_the_process_with_status_2(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock, exits = FakeClock(), []
+    clock, exits = ManualClock(), []
     errors = ConsumerErrors(clock)
     watch = ServerWatch(
         errors,
@@ -199,7 +178,7 @@ def test_a_broker_away_longer_than_the_outage_timeout_ends_the_process_with_stat
 def test_a_broker_that_comes_back_is_said_once_and_the_process_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock, exits = FakeClock(), []
+    clock, exits = ManualClock(), []
     errors = ConsumerErrors(clock)
     watch = ServerWatch(
         errors, broker_url="redis://h:1/0", give_up_after=30, exit_process=exits.append, clock=clock
@@ -229,7 +208,7 @@ def test_the_main_process_is_the_one_omvant_worker_named_not_whoever_is_parent_n
     # it must still know its main process, to see that it is gone
     monkeypatch.setenv(MAIN_PID_VARIABLE, "424242")
     assert main_pid() == 424242
-    errors = ConsumerErrors(FakeClock())
+    errors = ConsumerErrors(ManualClock())
     watch = ServerWatch(errors, broker_url="redis://h:1/0", give_up_after=30)
     assert watch._parent == 424242
     monkeypatch.setenv(MAIN_PID_VARIABLE, str(os.getpid()))  # dramatiq's main process itself
@@ -257,7 +236,7 @@ def test_an_orphan_is_asked_to_stop_then_ended_if_its_shutdown_hangs(
         ended.set()
 
     watch = ServerWatch(
-        ConsumerErrors(FakeClock()),
+        ConsumerErrors(ManualClock()),
         broker_url="redis://h:1/0",
         give_up_after=30,
         exit_process=exit_process,
@@ -269,7 +248,7 @@ def test_an_orphan_is_asked_to_stop_then_ended_if_its_shutdown_hangs(
 
 
 def test_the_startup_timeout_counts_from_the_process_start_not_from_the_first_probe() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     clock.now = 2.5  # the imports took 2.5 s of a 3 s budget
     waits: list[float] = []
 

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from producers.web.app import create_app
+from tests.databases import migrated_engine
 from workers.settings import Settings
 from workers.store import api_keys
-from workers.store.engine import make_engine, upgrade
 
 CLINIC_A = "SE2321000016-VC01"
 CLINIC_B = "SE2321000016-VC02"
@@ -39,8 +39,7 @@ def make_key(
     rate: int | None = None,
 ) -> Key:
     """Make an API key as ``omvant api-keys create`` does."""
-    upgrade(database_url)
-    engine = make_engine(database_url)
+    engine = migrated_engine(database_url)
     try:
         with engine.begin() as conn:
             made = api_keys.create(

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from producers.web.rate_limits import KeyRateLimits
+from tests.clocks import ManualClock
 from tests.web.api_support import CLINIC_A, CLINIC_B, SENDER, app_for, make_key, record
 from workers.store import access_log
 from workers.store.engine import make_engine
@@ -134,19 +135,9 @@ def test_no_key_or_a_revoked_key_is_401_problem(db: str) -> None:
     assert missing.headers["content-type"] == PROBLEM
 
 
-class Clock:
-    """A clock the test moves: which second a request counts in does not depend on load."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.25
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_key_over_its_rate_gets_429_with_retry_after(db: str) -> None:
     key = make_key(db, "journal-a", [CLINIC_A], rate=3)
-    clock = Clock()
+    clock = ManualClock(1_800_000_000.25)
     app = app_for(db)
     app.state.omvant.rate_limits = KeyRateLimits(None, clock=clock)
     with TestClient(app) as client:

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from tests.databases import migrated_engine
 from tests.web.console_support import (
     PASSWORD,
     add_users,
@@ -18,7 +19,6 @@ from tests.web.console_support import (
 )
 from workers.settings import Settings
 from workers.store import users
-from workers.store.engine import make_engine, upgrade
 
 PAGES = [
     "/",
@@ -38,8 +38,7 @@ def client(
 ) -> Iterator[TestClient]:
     monkeypatch.setenv("OMVANT_WEB_ACCOUNT_FAILURES", "3")
     monkeypatch.setenv("OMVANT_WEB_IP_FAILURES", "6")
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     add_users(engine)
     engine.dispose()
     settings = Settings(database_url=sqlite_url, blob_dir=f"{tmp_path}/blobs")
@@ -77,8 +76,7 @@ def test_signing_in_gives_a_signed_httponly_samesite_cookie_and_the_users_start_
 
 
 def test_over_https_the_session_cookie_is_secure(sqlite_url: str, tmp_path: object) -> None:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     add_users(engine)
     engine.dispose()
     app = build_app(Settings(database_url=sqlite_url, blob_dir=f"{tmp_path}/blobs"))

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from tests.databases import migrated_engine
 from tests.delivery_support import cleared_item, reachable_residents, store_cleared
 from tests.web.console_support import (
     CLINIC_A,
@@ -25,7 +26,6 @@ from tests.web.console_support import (
 from workers.answer_seal import answer_seal
 from workers.settings import Settings
 from workers.store import answers
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import access_log
 
 ANSWER = "Jag har haft feber i tre dagar."
@@ -34,8 +34,7 @@ QUESTION = "Hur länge har du haft besvär?"
 
 @pytest.fixture
 def client(sqlite_url: str, tmp_path: object) -> Iterator[TestClient]:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     add_users(engine)
     settings = Settings(database_url=sqlite_url, blob_dir=f"{tmp_path}/blobs")
     residents = reachable_residents(1177, 2, frozenset({"sms"}))

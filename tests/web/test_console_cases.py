@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
+from tests.databases import migrated_engine
 from tests.delivery_support import cleared_item, reachable_residents, store_cleared
 from tests.web.console_support import (
     CLINIC_A,
@@ -31,7 +32,6 @@ from workers.case_states import CaseState
 from workers.settings import Settings
 from workers.store import access_log, cases, notifications
 from workers.store.cases import Transition
-from workers.store.engine import make_engine, upgrade
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -41,8 +41,7 @@ def nurse(
     sqlite_url: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[TestClient, sa.Engine, list[str]]]:
     monkeypatch.setenv("OMVANT_WEB_PAGE_SIZE", "5")
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     add_users(engine)
     residents = reachable_residents(1177, 8, frozenset({"sms"}))
     items = [

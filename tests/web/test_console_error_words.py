@@ -15,13 +15,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from producers.web import explained, i18n
+from tests.databases import migrated_engine
 from tests.web.console_support import CLINIC_A, NURSE_A, add_users, build_app, csrf_of, sign_in
 from workers import case_access
 from workers.adapters.staff_catalogue import SimulatedStaffCatalogue
 from workers.composition import CompositionError, compose
 from workers.settings import Settings
 from workers.store import batches, case_queries
-from workers.store.engine import make_engine, upgrade
 from workers.templates import store
 from workers.templates.library import starter_templates
 from workers.templates.model import TemplateInvalid, validated
@@ -31,8 +31,7 @@ ENGLISH_WORDS = re.compile(r"\b(the|is|a|template|needs|should|batch|no|has|alre
 
 @pytest.fixture
 def engine(sqlite_url: str) -> Iterator[sa.Engine]:
-    upgrade(sqlite_url)
-    found = make_engine(sqlite_url)
+    found = migrated_engine(sqlite_url)
     with found.begin() as conn:
         store.seed(conn, starter_templates())
     yield found

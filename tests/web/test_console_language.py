@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from producers.web import i18n, i18n_check
+from tests.databases import migrated_engine
 from tests.web.console_support import (
     CLINIC_A,
     CSRF,
@@ -27,7 +28,6 @@ from tests.web.console_support import (
 )
 from workers.adapters.account_directory import AccountStatus
 from workers.settings import Settings
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import cases
 
 
@@ -67,8 +67,7 @@ def test_the_checks_catch_an_untranslated_template(tmp_path: object) -> None:
 
 @pytest.fixture
 def client(sqlite_url: str, tmp_path: object) -> Iterator[TestClient]:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     add_users(engine)
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:

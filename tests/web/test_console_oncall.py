@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from tests.databases import migrated_engine
 from tests.web.console_support import (
     CLINIC_A,
     FREE_TEXT,
@@ -30,14 +31,12 @@ from tests.web.console_support import (
 from workers.adapters.account_directory import AccountStatus
 from workers.queues import all_queues
 from workers.settings import Settings
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import access_log, cases, failures, oncall_audit
 
 
 @pytest.fixture
 def client(sqlite_url: str, tmp_path: object) -> Iterator[TestClient]:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     add_users(engine)
     engine.dispose()
     settings = Settings(database_url=sqlite_url, blob_dir=f"{tmp_path}/blobs")

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from producers import attachment_samples
 from producers.web import drafts
+from tests.databases import migrated_engine
 from tests.web.console_support import (
     CLINIC_A,
     NURSE_A,
@@ -27,7 +28,6 @@ from workers.adapters.account_directory import AccountStatus
 from workers.composition import compose
 from workers.queues import queue_name
 from workers.settings import Settings
-from workers.store.engine import make_engine, upgrade
 from workers.store.schema import send_drafts
 from workers.templates import store
 
@@ -36,8 +36,7 @@ TEMPLATE = "meddelande-till-invanare"
 
 @pytest.fixture
 def nurse(sqlite_url: str, tmp_path: object) -> Iterator[tuple[TestClient, str]]:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     add_users(engine)
     engine.dispose()
     settings = Settings(

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from producers.cli import app as cli
 from producers.web.explained import explained
+from tests.databases import migrated_engine
 from tests.web.console_support import CLINIC_A, add_users, build_app, console_of, sign_in
 from workers.settings import Settings
-from workers.store.engine import make_engine, upgrade
 from workers.templates import store
 
 ADOPTED = "vc01.meddelande-om-provsvar"
@@ -23,8 +23,7 @@ ADOPTED = "vc01.meddelande-om-provsvar"
 
 @pytest.fixture
 def admin(sqlite_url: str, tmp_path: object) -> Iterator[tuple[TestClient, str, str]]:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    engine = migrated_engine(sqlite_url)
     add_users(engine)
     engine.dispose()
     with TestClient(build_app(Settings(database_url=sqlite_url, blob_dir=f"{tmp_path}/b"))) as c:

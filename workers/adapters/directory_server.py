@@ -59,11 +59,6 @@ class DirectoryServer(ServedInThread):
         self._lock = threading.Lock()
         self._serve_on(host, port, _handler_for(self))
 
-    @property
-    def url(self) -> str:
-        """The base URL clients use."""
-        return self.base_url
-
     def fault_status(self) -> int | None:
         """The status this request must fail with, if any (counts down ``times``)."""
         with self._lock:

@@ -12,33 +12,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from workers.adapters.keyed_records import KeyReused, Taken, TakenStats
 from workers.adapters.notifiers import reference
-
-
-class KeyReused(ValueError):
-    """An idempotency key came back for another recipient: the client has a bug; nothing is
-    stored (a real provider answers 409 or 422 to this)."""
-
-
-@dataclass(frozen=True)
-class Taken:
-    """The answer to one send: the provider's reference and whether the key was new."""
-
-    id: str
-    new: bool
-
-
-@dataclass(frozen=True)
-class EmailStats:
-    """Counts at the provider: accepted sends, distinct messages, sends answered "known"."""
-
-    attempts: int
-    distinct: int
-    duplicates_refused: int
-
 
 _SCHEMA = (
     (
@@ -127,14 +104,14 @@ class EmailRecords:
             ).fetchall()
         return [dict(zip(_FIELDS, row, strict=True)) for row in rows]
 
-    def stats(self) -> EmailStats:
+    def stats(self) -> TakenStats:
         """The counts so far."""
         with self._lock:
             attempts = self._conn.execute(
                 "SELECT value FROM counts WHERE name = 'attempts'"
             ).fetchone()[0]
             distinct = self._conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-        return EmailStats(int(attempts), int(distinct), int(attempts) - int(distinct))
+        return TakenStats(int(attempts), int(distinct), int(attempts) - int(distinct))
 
     def close(self) -> None:
         """Close the database."""

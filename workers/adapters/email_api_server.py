@@ -36,14 +36,15 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from workers.adapters.email_api_records import EmailRecords, KeyReused
-from workers.adapters.http_simulator import JsonHandler, ServedInThread
+from workers.adapters.email_api_records import EmailRecords
+from workers.adapters.http_simulator import JsonHandler, ServedInThread, ThrottledBehaviour
+from workers.adapters.keyed_records import KeyReused
 
 MESSAGES_PATH = "/v1/messages"
 BATCH_PATH = "/v1/messages/batch"
@@ -52,16 +53,11 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
-class EmailApiBehaviour:
-    """What the simulator does with the next requests (changed with ``POST /v1/control``)."""
+class EmailApiBehaviour(ThrottledBehaviour):
+    """A provider's behaviour (changed with ``POST /v1/control``), and an outage on a timer."""
 
-    delay_before: float = 0.0
-    delay_after: float = 0.0
     fail_for: float = 0.0
-    fail_next: int = 0
-    throttle_next: int = 0
-    retry_after: float = 1.0
-    refuse: list[str] = field(default_factory=list)
+    """Answer every send and lookup 503 for that many seconds from the change: an outage."""
 
 
 Reply = tuple[int, dict[str, Any], dict[str, str]]
@@ -96,11 +92,6 @@ class EmailApiSimulator(ServedInThread):
         self._failing_until = 0.0
         self._lock = threading.Lock()
         self._serve_on(host, port, _handler_for(self))
-
-    @property
-    def url(self) -> str:
-        """The base URL ``HttpEmailApi`` takes (``OMVANT_EMAIL_API_URL``)."""
-        return self.base_url
 
     def stop(self) -> None:
         """Stop serving, release the port and close the store."""

@@ -1,6 +1,7 @@
 """What every HTTP simulator of an outside system does with its server: serve it in a background
-thread (or this one), give its base URL, stop it and release the port; and what its request
-handler does: stay quiet, read a JSON object, answer JSON, check a ``POST /control`` body."""
+thread (or this one), give its base URL, stop it and release the port; what its request
+handler does: stay quiet, read a JSON object, answer JSON, check a ``POST /control`` body; and
+the behaviour settings the simulators share."""
 
 from __future__ import annotations
 
@@ -8,8 +9,34 @@ import dataclasses
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+
+@dataclass
+class Behaviour:
+    """What a simulator does with the next requests (changed with its ``POST .../control``)."""
+
+    delay_before: float = 0.0
+    """Seconds to wait before taking a request."""
+    delay_after: float = 0.0
+    """Seconds to wait after taking it, before answering: how a client times out on a request
+    that was taken (in doubt)."""
+    fail_next: int = 0
+    """How many of the next requests are answered 503."""
+    refuse: list[str] = field(default_factory=list)
+    """The recipients refused for good (422)."""
+
+
+@dataclass
+class ThrottledBehaviour(Behaviour):
+    """A provider's behaviour that also says 429 (too many requests) when told to."""
+
+    throttle_next: int = 0
+    """How many of the next requests are answered 429."""
+    retry_after: float = 1.0
+    """The seconds a 429's ``Retry-After`` says."""
 
 
 def _is_number(value: object) -> bool:
@@ -111,6 +138,11 @@ class ServedInThread:
         """``http://host:port`` of the server."""
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def url(self) -> str:
+        """The URL a client of the simulator is given (its HTTP adapter's base URL)."""
+        return self.base_url
 
     def start(self) -> Self:
         """Serve in a background thread."""

@@ -12,13 +12,8 @@ from pathlib import Path
 import kombu
 
 from contracts.inbox_event import InboxEventV2
-from workers.adapters.inbox_records import (
-    InboxRecords,
-    InboxStats,
-    KeyReused,
-    MemoryInboxRecords,
-    SqliteInboxRecords,
-)
+from workers.adapters.inbox_records import InboxRecords, MemoryInboxRecords, SqliteInboxRecords
+from workers.adapters.keyed_records import KeyReused, TakenStats
 from workers.adapters.outbox_file import JsonlRecorder
 
 
@@ -116,7 +111,7 @@ class SimulatedInbox(Inbox):
         if taken.new:
             self.recorder.append(
                 {
-                    "inbox_message_id": taken.inbox_id,
+                    "inbox_message_id": taken.id,
                     "key": message.key,
                     "case_id": message.case_id,
                     "subject_chars": len(message.subject),
@@ -124,14 +119,14 @@ class SimulatedInbox(Inbox):
                     "attachments": list(message.attachment_sha256),
                 }
             )
-        return taken.inbox_id
+        return taken.id
 
     def delivered_case_ids(self) -> list[str]:
         """The cases delivered here, in order of delivery."""
         found = (self.records.find(key) for key in self.records.taken_keys())
         return [str(f["case_id"]) for f in found if f]
 
-    def stats(self) -> InboxStats:
+    def stats(self) -> TakenStats:
         """Attempts, distinct messages and duplicates refused (as the HTTP simulator counts)."""
         return self.records.stats()
 

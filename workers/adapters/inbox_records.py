@@ -15,8 +15,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
+
+from workers.adapters.keyed_records import KeyReused, Taken, TakenStats
 
 _INBOX_NAMESPACE = uuid.UUID("6f6d7661-6e74-4000-8000-696e626f7831")
 
@@ -24,27 +25,6 @@ _INBOX_NAMESPACE = uuid.UUID("6f6d7661-6e74-4000-8000-696e626f7831")
 def inbox_id_for(key: str) -> str:
     """The inbox message id of the message taken under ``key`` (stable, like the key)."""
     return str(uuid.uuid5(_INBOX_NAMESPACE, key))
-
-
-class KeyReused(ValueError):
-    """A delivery key came back naming another case: the sender has a bug; nothing is stored."""
-
-
-@dataclass(frozen=True)
-class Taken:
-    """The answer to one delivery: the inbox id and whether it was new."""
-
-    inbox_id: str
-    new: bool
-
-
-@dataclass(frozen=True)
-class InboxStats:
-    """Counts at the inbox: every delivery attempt, distinct messages, duplicates refused."""
-
-    attempts: int
-    distinct: int
-    duplicates_refused: int
 
 
 class InboxRecords(abc.ABC):
@@ -65,7 +45,7 @@ class InboxRecords(abc.ABC):
         """The message taken under ``key`` (id, key, case id, when), or None."""
 
     @abc.abstractmethod
-    def stats(self) -> InboxStats:
+    def stats(self) -> TakenStats:
         """The counts so far."""
 
     @abc.abstractmethod
@@ -98,10 +78,10 @@ class MemoryInboxRecords(InboxRecords):
             found = self._by_key.get(key)
             return dict(found) if found else None
 
-    def stats(self) -> InboxStats:
+    def stats(self) -> TakenStats:
         with self._lock:
             distinct = len(self._by_key)
-            return InboxStats(self._attempts, distinct, self._attempts - distinct)
+            return TakenStats(self._attempts, distinct, self._attempts - distinct)
 
     def taken_keys(self) -> list[str]:
         with self._lock:
@@ -167,11 +147,11 @@ class SqliteInboxRecords(InboxRecords):
         )
         return None if row is None else dict(zip(("id", "key", "case_id", "at"), row, strict=True))
 
-    def stats(self) -> InboxStats:
+    def stats(self) -> TakenStats:
         conn = self._connect()
         attempts = conn.execute("SELECT value FROM counts WHERE name = 'attempts'").fetchone()[0]
         distinct = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-        return InboxStats(int(attempts), int(distinct), int(attempts) - int(distinct))
+        return TakenStats(int(attempts), int(distinct), int(attempts) - int(distinct))
 
     def taken_keys(self) -> list[str]:
         rows = self._connect().execute("SELECT key FROM messages ORDER BY seq").fetchall()

@@ -25,23 +25,20 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from workers.adapters.http_simulator import JsonHandler, ServedInThread
-from workers.adapters.inbox_records import InboxRecords, KeyReused, MemoryInboxRecords
+from workers.adapters.http_simulator import Behaviour, JsonHandler, ServedInThread
+from workers.adapters.inbox_records import InboxRecords, MemoryInboxRecords
+from workers.adapters.keyed_records import KeyReused
 
 
 @dataclass
-class InboxBehaviour:
-    """What the simulator does with the next deliveries (changed with ``POST /v1/control``)."""
-
-    delay_before: float = 0.0
-    delay_after: float = 0.0
-    fail_next: int = 0
-    refuse: list[str] = field(default_factory=list)
+class InboxBehaviour(Behaviour):
+    """What the simulator does with the next deliveries (changed with ``POST /v1/control``);
+    ``refuse`` names case ids."""
 
 
 class _Handler(JsonHandler):
@@ -103,7 +100,7 @@ class _Handler(JsonHandler):
             self.reply(409, {"error": "idempotency-key-reused"})
             return
         time.sleep(behaviour.delay_after)
-        self.reply(201 if taken.new else 200, {"id": taken.inbox_id, "key": key, "new": taken.new})
+        self.reply(201 if taken.new else 200, {"id": taken.id, "key": key, "new": taken.new})
 
 
 class _InboxHttpServer(ThreadingHTTPServer):
@@ -127,11 +124,6 @@ class InboxSimulator(ServedInThread):
         self.behaviour = InboxBehaviour()
         self.lock = threading.Lock()
         self._httpd = _InboxHttpServer((host, port), self)
-
-    @property
-    def url(self) -> str:
-        """The base URL ``HttpInbox`` takes (``OMVANT_INBOX_URL``)."""
-        return self.base_url
 
     def behave(self, **changes: Any) -> None:
         """Change the behaviour, as ``POST /v1/control`` does."""

@@ -37,7 +37,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from workers.adapters.http_simulator import JsonHandler, ServedInThread
+from workers.adapters.http_simulator import JsonHandler, ServedInThread, ThrottledBehaviour
 from workers.adapters.notifiers import reference
 
 MAX_BATCH = 1000
@@ -45,16 +45,11 @@ MAX_BATCH = 1000
 
 
 @dataclass
-class GatewayBehaviour:
-    """What the simulator does with the next requests (changed with ``POST /control``)."""
+class GatewayBehaviour(ThrottledBehaviour):
+    """A provider's behaviour (changed with ``POST /control``), and numbers out of reach."""
 
-    delay_before: float = 0.0
-    delay_after: float = 0.0
-    fail_next: int = 0
-    throttle_next: int = 0
-    retry_after: float = 1.0
-    refuse: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
+    """The numbers a batch answers ``unavailable`` for (transient: send them again later)."""
 
 
 @dataclass
@@ -223,11 +218,6 @@ class SmsGatewaySimulator(ServedInThread):
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = GatewayState()
         self._httpd = _GatewayHttpServer((host, port), self.state)
-
-    @property
-    def url(self) -> str:
-        """The base URL the HTTP adapter takes."""
-        return self.base_url
 
     def behave(self, **changes: Any) -> None:
         """Change the behaviour, as ``POST /control`` does."""

@@ -36,6 +36,13 @@ MEDIA_TYPES: dict[str, AttachmentType] = {
     "image/x-png": "png",
 }
 
+CONTENT_TYPES: dict[AttachmentType, str] = {
+    "pdf": "application/pdf",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+}
+"""The media type a file of each kind is delivered as."""
+
 NO_CLAIM = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 """Declared types that claim nothing."""
 
