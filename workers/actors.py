@@ -39,6 +39,7 @@ from workers.stage import emit, ending, lanes_for
 from workers.store import batches, cases
 from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
+from workers.store.engine import reads
 from workers.transient import MAX_BACKOFF_MS, MIN_BACKOFF_MS, is_outage, retry_when
 
 log = get_logger(__name__)
@@ -158,7 +159,7 @@ def drop_foreign_cases(
 ) -> tuple[Parsed | None, case_ownership.ChunkCases]:
     """Record and drop the records naming another clinic's case (``case-not-owned``); return
     what may run (or None), and what was read of the cases (``case_ownership.read_chunk``)."""
-    with ctx.engine.connect() as conn:
+    with reads(ctx.engine).connect() as conn:
         chunk_cases = case_ownership.read_chunk(conn, parsed.items)
     dropped = chunk_cases.foreign
     if not dropped:

@@ -45,6 +45,7 @@ from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store import case_notes
 from workers.store.cases import Transition
+from workers.store.engine import reads
 from workers.templates.library import TemplateLibrary
 from workers.templates.model import FIELD_PATTERN, Template
 
@@ -332,7 +333,7 @@ def pins_of(ctx: Context, case_ids: Sequence[str]) -> dict[str, Pin]:
     if known is not None and known.asked.issuperset(case_ids):
         found: Mapping[str, case_notes.Arrival] = known.arrivals
     else:
-        with ctx.engine.connect() as conn:
+        with reads(ctx.engine).connect() as conn:
             found = case_notes.arrivals(conn, case_ids)
     return {case_id: Pin(*found[case_id]) for case_id in case_ids if case_id in found}
 
