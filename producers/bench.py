@@ -36,7 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.send_case import SendCaseV2
-from producers import bench_cpu, bench_database
+from producers import bench_cpu, bench_database, bench_hops
 from producers.bench_workers import (
     BY_STAGE,
     URGENT_GROUP,
@@ -282,6 +282,7 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
         urgent_processes=config.urgent_processes,
         urgent_nice=config.urgent_nice,
         urgent_threads=config.urgent_threads,
+        trace_dir=bench_hops.trace_dir(config.log_dir, settings.queue_prefix),
     )
     with ExitStack() as stack:
         stack.callback(stop_all, workers)
@@ -347,7 +348,12 @@ def measure_pipeline(settings: Settings, config: BenchConfig, say: Say) -> dict[
     profile = None
     if config.profile:
         profile = {**merge_profile(config.log_dir, config.profile), "clock": config.profile_clock}
-    figures = outcome(engine, batch_id, probe.sent, enqueued_at, started)
+    figures = {
+        **outcome(engine, batch_id, probe.sent, enqueued_at, started),
+        "urgent_breakdown": bench_hops.breakdown(
+            engine, probe.sent, config.log_dir, settings.queue_prefix, started
+        ),
+    }
     engine.dispose()
     return {
         **figures,

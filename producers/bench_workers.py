@@ -59,12 +59,15 @@ def start_workers(
     urgent_processes: int = 1,
     urgent_nice: int = 0,
     urgent_threads: int | None = None,
+    trace_dir: Path | None = None,
 ) -> dict[str, DramatiqWorkers]:
     """The pipeline's workers in ``layout``: name (a stage, ``all`` or ``URGENT_GROUP``) ->
     workers; with ``profile`` the processes consuming that stage run
     ``producers.bench_profile``. With ``urgent_worker``, every process but the urgent lanes'
     runs ``bulk_nice`` steps nicer (as ``omvant worker --lanes others --nice N``) and the urgent
-    lanes' ``urgent_nice`` (below 0: a CPU reservation, which needs the privilege to)."""
+    lanes' ``urgent_nice`` (below 0: a CPU reservation, which needs the privilege to). With
+    ``trace_dir`` the processes consuming urgent lanes time each message there
+    (``workers/hop_trace.py``)."""
     prefix = settings.queue_prefix
     if layout == BY_STAGE:
         groups = {stage: stage_queues(stage, prefix) for stage in STAGES}
@@ -85,9 +88,11 @@ def start_workers(
         for name, queues in groups.items():
             mine = sorted(profiled.intersection(queues))
             group_env = env
+            if trace_dir is not None and (name == URGENT_GROUP or not urgent_worker):
+                group_env = dict(env, OMVANT_HOP_TRACE_DIR=str(trace_dir))
             if mine:
                 group_env = dict(
-                    env,
+                    group_env,
                     OMVANT_BENCH_PROFILE_QUEUES=",".join(mine),
                     OMVANT_BENCH_PROFILE_DIR=str(folder),
                     OMVANT_BENCH_PROFILE_CLOCK=profile_clock,

@@ -39,6 +39,7 @@ from workers.stage import emit, ending, lanes_for
 from workers.store import batches, cases
 from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
+from workers.store.engine import reads
 from workers.transient import MAX_BACKOFF_MS, MIN_BACKOFF_MS, is_outage, retry_when
 
 log = get_logger(__name__)
@@ -86,12 +87,15 @@ def run_message(
     if held is None:
         return
     parsed = held
-    owned = drop_foreign_cases(parsed, ctx, queue)
+    owned, chunk_cases = drop_foreign_cases(parsed, ctx, queue)
     if owned is None:
         return
     parsed = owned
+    stage_ctx = dataclasses.replace(
+        ctx, reading=failures.reading(parsed, _case_id), chunk_cases=chunk_cases
+    )
     try:
-        process(parsed, dataclasses.replace(ctx, reading=failures.reading(parsed, _case_id)))
+        process(parsed, stage_ctx)
     except Exception as exc:
         if len(parsed.items) <= 1 or is_outage(exc) or isinstance(exc, dramatiq.Retry):
             raise  # an outage, or a provider's "wait": retry the chunk whole
@@ -150,13 +154,16 @@ def _case_id(item: Any) -> str:
     return str(resolved() if resolved else item.case_id)
 
 
-def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | None:
+def drop_foreign_cases(
+    parsed: Parsed, ctx: Context, queue: str
+) -> tuple[Parsed | None, case_ownership.ChunkCases]:
     """Record and drop the records naming another clinic's case (``case-not-owned``); return
-    what may run (or None)."""
-    with ctx.engine.connect() as conn:
-        dropped = case_ownership.foreign(conn, parsed.items)
+    what may run (or None), and what was read of the cases (``case_ownership.read_chunk``)."""
+    with reads(ctx.engine).connect() as conn:
+        chunk_cases = case_ownership.read_chunk(conn, parsed.items)
+    dropped = chunk_cases.foreign
     if not dropped:
-        return parsed
+        return parsed, chunk_cases
     with ctx.engine.begin() as conn:
         for item in dropped:
             cases.record_unreadable(
@@ -168,7 +175,7 @@ def drop_foreign_cases(parsed: Parsed, ctx: Context, queue: str) -> Parsed | Non
             )
     log.warning("records naming another clinic's case dropped", queue=queue, records=len(dropped))
     running = [item for item in parsed.items if item not in dropped]
-    return Parsed(envelope=parsed.envelope, items=running) if running else None
+    return (Parsed(envelope=parsed.envelope, items=running) if running else None), chunk_cases
 
 
 def hold_by_batch(contract: str, parsed: Parsed, ctx: Context) -> Parsed | None:

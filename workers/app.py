@@ -22,6 +22,7 @@ from workers.actors import RecordDeadLetters, declare_actors  # noqa: E402
 from workers.answer_seal import answer_seal  # noqa: E402
 from workers.bootstrap import Context, build_context  # noqa: E402
 from workers.broker import build_broker  # noqa: E402
+from workers.hop_trace import from_environment as hop_trace  # noqa: E402
 from workers.log import configure  # noqa: E402
 from workers.poison import SetAsidePoison  # noqa: E402
 from workers.readiness import Plan, Readiness  # noqa: E402
@@ -61,6 +62,7 @@ broker = build_broker(
         SetAsidePoison(context, settings.poison_deliveries),
         watch,
         StopOnce(),
+        *[trace for trace in [hop_trace()] if trace is not None],  # omvant bench's timing
     ],
 )
 # first in the list, so that its after_worker_boot runs last (dramatiq runs "after" hooks in

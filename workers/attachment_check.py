@@ -34,6 +34,7 @@ from workers.reasons import Reason
 from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store.cases import Transition
+from workers.store.engine import reads
 
 STAGE = ROUTES[message_composed.NAME].stage
 
@@ -94,7 +95,7 @@ def verdicts_for(
 ) -> tuple[dict[str, Verdict], list[Verdict]]:
     """The content verdict on each blob: kept ones, and fresh checks of the rest (stored, the
     cleaned bytes put in the blob store). Returns all verdicts and the fresh ones."""
-    with ctx.engine.connect() as conn:
+    with reads(ctx.engine).connect() as conn:
         verdicts = references.load_verdicts(conn, sha256s, policy)
     for sha256, kept in list(verdicts.items()):
         if kept.ok and ctx.blobs.size(kept.delivered_sha256) is None:
@@ -150,7 +151,7 @@ def not_owned_rejects(ctx: Context, items: Sequence[MessageComposedV1]) -> dict[
     wanted = [(item.clinic_hsa_id, ref.sha256) for item in items for ref in item.attachments]
     if not wanted:
         return {}
-    with ctx.engine.connect() as conn:
+    with reads(ctx.engine).connect() as conn:
         allowed = ownership.usable(conn, wanted, lambda sha: ctx.blobs.size(sha) is not None)
     rejects: dict[str, Reject] = {}
     for item in items:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from workers.queues import BULK_LANES
 from workers.store import batches
 from workers.store.batches import BatchStatus
+from workers.store.engine import reads
 
 TTL_SECONDS = 1.0
 """How stale a worker's view of a batch may be: a pause or cancel acts within this."""
@@ -56,7 +57,7 @@ class BatchCache:
             found = {b: v for b, (at, v) in self._views.items() if b in ids and now - at < self.ttl}
         missing = ids - found.keys()
         if missing:
-            with self.engine.connect() as conn:
+            with reads(self.engine).connect() as conn:
                 rows = batches.statuses(conn, missing)
             fresh = {
                 b: BatchView(rows[b][0], rows[b][1], True)

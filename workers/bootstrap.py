@@ -29,6 +29,7 @@ from workers.templates.database import DatabaseTemplateLibrary
 from workers.templates.library import TemplateLibrary
 
 if TYPE_CHECKING:
+    from workers.case_ownership import ChunkCases
     from workers.failures import Reading
 
 
@@ -55,6 +56,9 @@ class Context:
     reading: Reading | None = None
     """The message a stage is running (set by the actor shell on the context it passes the
     stage): its records are kept with the rejections an operator can put right."""
+    chunk_cases: ChunkCases | None = None
+    """What the actor shell read of the message's cases with its ownership check (their
+    arrivals: composition's pins), so that the stage does not read the same rows again."""
 
 
 def build_context(settings: Settings, broker: dramatiq.Broker) -> Context:

@@ -16,6 +16,7 @@ from dramatiq.middleware import Middleware, Retries
 from workers.acks import ChannelBoundAcks, use_put_back_retries
 from workers.message_guard import GuardConsumers, GuardedEncoder
 from workers.redis_reclaim import ReclaimingRedisBroker
+from workers.redis_wake import WakingRedisBroker
 
 
 class BrokerUrlError(ValueError):
@@ -182,9 +183,10 @@ class GuardedRabbitmqBroker(GuardConsumers, ChannelBoundAcks, RabbitmqBroker):
             pika_logger.setLevel(level)
 
 
-class GuardedRedisBroker(GuardConsumers, ReclaimingRedisBroker, RedisBroker):
-    """Redis, whose consumers check each message against its queue and give back messages
-    stranded unacknowledged by a cut connection or a killed worker (``workers.redis_reclaim``)."""
+class GuardedRedisBroker(GuardConsumers, WakingRedisBroker, ReclaimingRedisBroker, RedisBroker):
+    """Redis, whose consumers check each message against its queue, give back messages
+    stranded unacknowledged by a cut connection or a killed worker (``workers.redis_reclaim``)
+    and are woken by each enqueue rather than polling (``workers.redis_wake``)."""
 
 
 class GuardedStubBroker(GuardConsumers, StubBroker):

@@ -214,12 +214,26 @@ def _foreign_batches(conn: sa.Connection, items: Sequence[SendCaseV2]) -> list[S
     ]
 
 
-def foreign(conn: sa.Connection, items: Sequence[Any]) -> list[Any]:
+@dataclass(frozen=True)
+class ChunkCases:
+    """What the actor shell reads of a stage message's cases before the stage runs."""
+
+    foreign: list[Any]
+    """The records naming another clinic's case (``case-not-owned``)."""
+    asked: frozenset[str]
+    """The case ids looked up (the records that name a case and a clinic)."""
+    arrivals: dict[str, case_notes.Arrival]
+    """When each known case of ``asked`` arrived and its pinned template version
+    (composition's pins: read here, the stage makes no query of its own for them)."""
+
+
+def read_chunk(conn: sa.Connection, items: Sequence[Any]) -> ChunkCases:
     """The records of a stage message (``CaseHeader``: ``case_id`` and ``clinic_hsa_id``) whose
     case belongs to another clinic than the record says: forged or corrupted, they must not
-    move or add history to that clinic's case (``case-not-owned``). Intake requests derive
-    their ids from their clinic and records without a clinic (read receipts) are not asked
-    about; cases Omvänt does not know are left to ``unknown-case``."""
+    move or add history to that clinic's case (``case-not-owned``); and the arrivals of the
+    cases, from the same query. Intake requests derive their ids from their clinic and records
+    without a clinic (read receipts) are not asked about; cases Omvänt does not know are left to
+    ``unknown-case``."""
     claims = {
         str(item.case_id): str(item.clinic_hsa_id)
         for item in items
@@ -228,11 +242,13 @@ def foreign(conn: sa.Connection, items: Sequence[Any]) -> list[Any]:
         and isinstance(getattr(item, "clinic_hsa_id", None), str)
     }
     if not claims:
-        return []
-    clinics = case_notes.clinics_of(conn, list(claims))
-    return [
+        return ChunkCases([], frozenset(), {})
+    found = case_notes.headers(conn, list(claims))
+    dropped = [
         item
         for item in items
-        if str(getattr(item, "case_id", "")) in clinics
-        and clinics[str(item.case_id)] != claims[str(item.case_id)]
+        if str(getattr(item, "case_id", "")) in found
+        and found[str(item.case_id)].clinic_hsa_id != claims[str(item.case_id)]
     ]
+    arrivals = {case_id: header.arrival for case_id, header in found.items()}
+    return ChunkCases(dropped, frozenset(claims), arrivals)

@@ -30,8 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import sqlalchemy as sa
-
 from contracts import recipient_validated
 from contracts.attachments_cleared import AttachmentsClearedV1
 from contracts.common import Channel
@@ -47,6 +45,7 @@ from workers.routes import ROUTES
 from workers.stage import Advance, Decision, Reject, settle
 from workers.store import case_notes
 from workers.store.cases import Transition
+from workers.store.engine import reads
 from workers.templates.library import TemplateLibrary
 from workers.templates.model import FIELD_PATTERN, Template
 
@@ -327,11 +326,16 @@ def _advance(item: RecipientValidatedV1, composed: Composed, template: Template 
     )
 
 
-def pins_of(engine: sa.Engine, case_ids: Sequence[str]) -> dict[str, Pin]:
-    """When each case arrived and which template version it is pinned to, if any."""
-    with engine.connect() as conn:
-        found = case_notes.arrivals(conn, case_ids)
-    return {case_id: Pin(*arrival) for case_id, arrival in found.items()}
+def pins_of(ctx: Context, case_ids: Sequence[str]) -> dict[str, Pin]:
+    """When each case arrived and which template version it is pinned to, if any: as the actor
+    shell read them with its ownership check (``Context.chunk_cases``), else read now."""
+    known = ctx.chunk_cases
+    if known is not None and known.asked.issuperset(case_ids):
+        found: Mapping[str, case_notes.Arrival] = known.arrivals
+    else:
+        with reads(ctx.engine).connect() as conn:
+            found = case_notes.arrivals(conn, case_ids)
+    return {case_id: Pin(*found[case_id]) for case_id in case_ids if case_id in found}
 
 
 def with_sealed_content(decisions: list[Decision], seal: AnswerSeal) -> list[Decision]:
@@ -372,7 +376,7 @@ def process(parsed: Parsed, ctx: Context) -> None:
         ctx.catalogue,
         today=ctx.today(),
         max_body_chars=ctx.settings.max_body_chars,
-        pins=pins_of(ctx.engine, [item.case_id for item in items]),
+        pins=pins_of(ctx, [item.case_id for item in items]),
     )
     decisions = with_sealed_content(decisions, answer_seal(ctx.settings))
     decisions = [past_the_attachment_check(d) for d in decisions]

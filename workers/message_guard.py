@@ -5,7 +5,8 @@ decode (not UTF-8, not JSON, a JSON list, fields missing or extra, nested too de
 a message for an actor it does not know, and runs whatever actor a message names, whichever queue
 it came from. Two parts stop that, on every broker:
 
-- :class:`GuardedEncoder` is dramatiq's JSON encoder whose ``decode`` never raises: what is not
+- :class:`GuardedEncoder` is dramatiq's JSON encoder (``workers/message_json.py``: orjson, the
+  stdlib for what orjson reads or writes otherwise) whose ``decode`` never raises: what is not
   a dramatiq message becomes a message for the quarantine actor (``UNREADABLE_ACTOR``) holding
   the reason and the body; options outside dramatiq's own few (``redis_message_id``, ``eta``,
   ``retries`` ...) are dropped, so a message cannot raise its own retry limit or chain itself to
@@ -36,6 +37,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.encoder import JSONEncoder, MessageData
 from dramatiq.errors import ConnectionClosed
 
+from workers import message_json
 from workers.acks import put_back_wanted
 from workers.reasons import Reason
 from workers.wire import printable
@@ -127,11 +129,15 @@ def quarantine_fields(
 class GuardedEncoder(JSONEncoder):
     """dramatiq's JSON encoding; decoding never raises (see the module)."""
 
+    def encode(self, data: MessageData) -> bytes:
+        """The message's fields as compact UTF-8 JSON."""
+        return message_json.dumps(data)
+
     def decode(self, data: bytes) -> MessageData:
         """The message's fields, or a quarantine message's when they cannot be read."""
         raw = bytes(data) if not isinstance(data, bytes) else data
         try:
-            fields = json.loads(raw.decode("utf-8"))
+            fields = message_json.loads(raw)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             what = "nested too deep" if isinstance(exc, RecursionError) else "not UTF-8 JSON"
             return quarantine_fields(Reason.MALFORMED_MESSAGE, f"{what}: {exc}"[:300], raw)

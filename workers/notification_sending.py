@@ -61,6 +61,7 @@ from workers.routes import ROUTES
 from workers.stage import Advance, emit, settle
 from workers.store import cases, notifications
 from workers.store.cases import Transition
+from workers.store.engine import reads
 from workers.store.notifications import Entry, Resolution
 
 STAGE = ROUTES[notification_queued.NAME].stage
@@ -166,7 +167,7 @@ def send_notifications(ctx: Context, keys: Sequence[str]) -> Outcome:
     us to wait, ``NotifierUnavailable`` otherwise) for the caller to retry later."""
     outcome = Outcome()
     policy = policy_for(ctx)
-    with ctx.engine.connect() as conn:
+    with reads(ctx.engine).connect() as conn:
         found = notifications.entries(conn, keys)
     to_send: list[Entry] = []
     cannot_ask: list[Entry] = []
@@ -192,7 +193,7 @@ def send_notifications(ctx: Context, keys: Sequence[str]) -> Outcome:
         _settle_in_doubt(ctx, entry, step=step, policy=policy, outcome=outcome, to_send=to_send)
     outcome.failure = _send_claimed(ctx, to_send, outcome)
     if cannot_ask:  # after this chunk's sends: another channel of the round may be sent now
-        with ctx.engine.connect() as conn:
+        with reads(ctx.engine).connect() as conn:
             sent_rounds = notifications.sent_rounds(conn, [e.case_id for e in cannot_ask])
         for entry in cannot_ask:
             others = sent_rounds.get((entry.case_id, entry.round), set()) - {entry.channel}
@@ -595,7 +596,7 @@ def process(parsed: Parsed, ctx: Context) -> None:
     items = [item for item in parsed.items if isinstance(item, NotificationQueuedV1)]
     outcome = send_notifications(ctx, [item.key for item in items])
     case_ids = [item.case_id for item in items]
-    with ctx.engine.connect() as conn:
+    with reads(ctx.engine).connect() as conn:
         sent = notifications.sent_channels(conn, case_ids)
     order: dict[str, list[str]] = {}
     for item in items:

@@ -204,7 +204,9 @@ class RabbitmqWindow(PublishWindow):
         if self._connection is not None and self._connection.is_open:
             if self._channel is not None and self._channel.is_open:
                 return self._channel
-            self.close()  # the broker closed the channel alone: start again on a new connection
+            # the broker closed the channel alone (seen in a wait with no time limit): what it
+            # had not confirmed never will be, and a new channel's delivery tags start at 1
+            self._lost(pika.exceptions.ChannelWrongStateError("the broker closed the channel"))
         self._connection = pika.BlockingConnection(self.broker.parameters)
         channel = self._connection.channel()._impl
         selected: list[bool] = []
@@ -222,13 +224,18 @@ class RabbitmqWindow(PublishWindow):
 
     def _block(self) -> None:
         """Wait for the next confirm (``_on_confirm`` wakes this up)."""
+        self._check_channel()
         self._blocked = True
         try:
             self._connection.process_data_events(time_limit=None)
         finally:
             self._blocked = False
+        self._check_channel()
+
+    def _check_channel(self) -> None:
+        # closed by the broker: a Channel.Close ends one wait (this one or an earlier
+        # ``process_data_events``) and no confirm will come, so no wait may start on it
         if not self._channel.is_open:
-            # closed by the broker (a Channel.Close ends the wait, once): no confirm will come
             raise pika.exceptions.ChannelWrongStateError("the broker closed the window's channel")
 
     def _wake(self) -> None:

@@ -37,10 +37,10 @@ from typing import Any
 
 import redis
 from dramatiq.broker import MessageProxy
-from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.common import current_millis
 
 from workers.log import get_logger
+from workers.redis_wake import WakingRedisConsumer
 
 RECLAIM_SECONDS = 10.0
 """How often a consumer looks for stranded ids in its set and runs the queue's maintenance."""
@@ -83,12 +83,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class ReclaimingRedisConsumer(_RedisConsumer):
+class ReclaimingRedisConsumer(WakingRedisConsumer):
     """dramatiq's Redis consumer, which gives back what its unacknowledged set strands (module
-    docstring)."""
+    docstring), woken by enqueues (``workers/redis_wake.py``)."""
 
     def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
-        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        super().__init__(broker, queue_name, prefetch, timeout)
         self.held: HeldMessages = broker.held_messages
         self.acks_key = f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}"
         if queue_name.endswith(".DQ"):
@@ -109,7 +109,7 @@ class ReclaimingRedisConsumer(_RedisConsumer):
                 self.reclaim()
             except redis.RedisError as exc:  # the fetch reports it (server_watch counts those)
                 log.debug("redis reclaim failed", queue=self.queue_name, error=str(exc))
-        message: MessageProxy | None = super().__next__()  # type: ignore[no-untyped-call]
+        message = super().__next__()
         if message is not None:
             self.hold(message)
         return message

@@ -254,3 +254,33 @@ def test_the_records_of_a_split_chunk_go_back_on_their_own_lane(tmp_path: Path) 
     assert broker.queues["recipient-validation.urgent"].qsize() == 2  # kept their lane
     assert broker.queues["recipient-validation"].qsize() == 1  # the invalid one: no priority
     ctx.engine.dispose()
+
+
+def test_composition_reads_its_cases_once_per_chunk_with_the_ownership_check(
+    pipeline: InProcessPipeline,
+) -> None:
+    """The shell's ownership check reads each case's clinic and arrival in one query, and
+    composition pins its cases from that read, not from a query of its own."""
+    reads: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "received_at" in statement:
+            reads.append(statement)
+
+    sa.event.listen(pipeline.ctx.engine, "before_cursor_execute", note)
+    try:
+        requests = build_dispatch(30, seed=11, batch_id="reads")
+        emit(pipeline.ctx, requests, correlation_id="reads")
+        assert wait_for(lambda: count_settled(pipeline.ctx, "reads"), 30, timeout=60) == 30
+    finally:
+        sa.event.remove(pipeline.ctx.engine, "before_cursor_execute", note)
+    arrivals = [s for s in reads if "template_version" in s]
+    assert arrivals, "composition read no arrivals"
+    assert all("clinic_hsa_id" in s for s in arrivals), arrivals
+    with pipeline.ctx.engine.connect() as conn:
+        composed = conn.execute(
+            sa.select(sa.func.count()).where(
+                cases_table.c.batch_id == "reads", cases_table.c.content.is_not(None)
+            )
+        ).scalar_one()
+    assert composed > 0

@@ -308,3 +308,46 @@ def test_the_starter_library_composes_every_fragment_of_every_active_template() 
         assert "{{" not in message.body
         assert message.subject == html.escape(tmpl.name)
         assert message.answerable == (tmpl.kind == "questions")
+
+
+@pytest.mark.parametrize("urgent", [False, True])
+def test_a_case_cleared_at_composition_is_emitted_as_a_valid_attachments_cleared(
+    urgent: bool,
+) -> None:
+    """The AttachmentsCleared record of a case without attachments is the composed message's:
+    the envelope emitted validates against its published JSON Schemas and reads back (through
+    the message JSON), record for record, as the contract's model."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from contracts.attachments_cleared import AttachmentsClearedV1
+    from contracts.registry import envelope_data, parse
+    from workers.composition import past_the_attachment_check
+    from workers.message_json import dumps, loads
+
+    library = InMemoryTemplateLibrary([template()])
+    items = [
+        case(case_id=f"c{n}", priority="urgent" if urgent else "normal", batch_id="b-1")
+        for n in range(3)
+    ]
+    decisions = handle(items, library, CATALOGUE, today=TODAY, max_body_chars=10_000)
+    onward = []
+    for decision in decisions:
+        moved = past_the_attachment_check(decision)
+        assert isinstance(moved, Advance)
+        onward.append(moved.next_item)
+        assert isinstance(decision.next_item, MessageComposedV1)
+        assert moved.next_item == AttachmentsClearedV1.model_validate(
+            decision.next_item.model_dump(exclude={"attachments"})
+        )
+    envelope = loads(dumps(envelope_data(onward, correlation_id="corr-1")))
+    snapshots = Path(__file__).parent / "schema_snapshots"
+    schema = json.loads((snapshots / "AttachmentsCleared.v1.schema.json").read_text())
+    for record in envelope["payload"]:
+        jsonschema.validate(record, schema)
+    jsonschema.validate(envelope, json.loads((snapshots / "Envelope.v1.schema.json").read_text()))
+    parsed = parse(envelope)
+    assert parsed.items == onward
+    assert envelope["case_ids"] == ["c0", "c1", "c2"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workers.case_states import LAST_ENDABLE, RANK, CaseState, below_rank, may_advance
+from workers.case_states import FINAL, LAST_ENDABLE, RANK, CaseState, below_rank, may_advance
 from workers.store.arrays import among, literal
 from workers.store.schema import case_events, cases
 from workers.store.sql import dialect_insert
@@ -350,7 +352,7 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
         return holding
     now = utcnow()
     groups: dict[tuple[str, ...], list[Transition]] = defaultdict(list)
-    for transition in to_apply:
+    for transition in _one_per_case(to_apply):
         groups[tuple(sorted(transition.values))].append(transition)
     for keys, group in groups.items():
         _update_each(conn, keys, group, now)
@@ -382,10 +384,35 @@ def _apply_returning(
         return set()
     now = utcnow()
     last: dict[str, Transition] = {}
+    for transition in transitions:
+        last[transition.case_id] = transition
+    applied: set[tuple[str, str]] = set()
+    chains, rest = _chains(transitions)
+    if chains:
+        moved = _apply_chains(conn, chains, now=now, stage=stage)
+        applied.update((c, last[c].state.value) for c in moved)
+        left = [chain for c, chain in chains.items() if c not in moved]
+        for index in range(max(map(len, left), default=0)):  # in order: each chain's k-th
+            rest.extend(chain[index] for chain in left if index < len(chain))
+            applied.update(_apply_each(conn, rest, now=now, stage=stage))
+            rest = []
+    applied.update(_apply_each(conn, rest, now=now, stage=stage))
+    holding = {c for c, t in last.items() if (c, t.state.value) in applied}
+    unsure = [c for c in last if c not in holding]
+    if unsure:
+        current = states_of(conn, unsure)
+        holding.update(c for c in unsure if current.get(c) == last[c].state)
+    return holding
+
+
+def _apply_each(
+    conn: sa.Connection, transitions: Sequence[Transition], *, now: dt.datetime, stage: str
+) -> set[tuple[str, str]]:
+    """PostgreSQL: the transitions grouped by the columns they set, each group in rounds
+    (``_rounds``), one statement per round; the ``(case, state)`` pairs applied."""
     groups: dict[tuple[str, ...], list[Transition]] = defaultdict(list)
     for transition in transitions:
         groups[tuple(sorted(transition.values))].append(transition)
-        last[transition.case_id] = transition
     applied: set[tuple[str, str]] = set()
     for keys, group in groups.items():
         for chosen in _rounds(group):
@@ -405,12 +432,107 @@ def _apply_returning(
             params.update(now=now, stage=stage)
             result = conn.execute(_unnest_update_returning(keys, conn.dialect), params)
             applied.update((row[0], row[1]) for row in result)
-    holding = {c for c, t in last.items() if (c, t.state.value) in applied}
-    unsure = [c for c in last if c not in holding]
-    if unsure:
-        current = states_of(conn, unsure)
-        holding.update(c for c in unsure if current.get(c) == last[c].state)
-    return holding
+    return applied
+
+
+def _one_per_case(to_apply: Sequence[Transition]) -> list[Transition]:
+    """SQLite: the transitions that apply now, one per case (its last state, the values of all
+    of them, later ones winning), so a case moved twice in a stage is updated once; the
+    history keeps every transition."""
+    merged: dict[str, Transition] = {}
+    for t in to_apply:
+        before = merged.get(t.case_id)
+        values = t.values if before is None else {**before.values, **t.values}
+        merged[t.case_id] = dataclasses.replace(t, values=values)
+    return list(merged.values())
+
+
+def _chains(
+    transitions: Sequence[Transition],
+) -> tuple[dict[str, list[Transition]], list[Transition]]:
+    """The cases moved forward more than once here (composition: ``composed`` then
+    ``cleared``), each with its transitions in order, and the other transitions.
+
+    A chain is forward moves only, each to a higher rank than the one before: applied in
+    order, either all of it applies (the case ranks below its first state) or its first
+    does not; so one UPDATE to its last state guarded by its first state's rank is the same
+    as one UPDATE per transition, for the cases below that rank (``_apply_chains``)."""
+    by_case: dict[str, list[Transition]] = defaultdict(list)
+    for transition in transitions:
+        by_case[transition.case_id].append(transition)
+    chains = {c: ts for c, ts in by_case.items() if len(ts) > 1 and _is_chain(ts)}
+    if not chains:
+        return {}, list(transitions)
+    return chains, [t for t in transitions if t.case_id not in chains]
+
+
+def _is_chain(ts: Sequence[Transition]) -> bool:
+    ranks = [RANK[t.state] for t in ts]
+    return all(t.state not in FINAL for t in ts) and all(
+        a < b for a, b in itertools.pairwise(ranks)
+    )
+
+
+def _apply_chains(
+    conn: sa.Connection, chains: Mapping[str, Sequence[Transition]], *, now: dt.datetime, stage: str
+) -> set[str]:
+    """PostgreSQL: each chain as one UPDATE to its last state (with the values of all its
+    transitions) of the cases that rank below its first state, and one history row per
+    transition of each case moved, in order, in the same statement. Returns the cases moved;
+    the others go through the transitions one by one (``_rounds``), as before."""
+    groups: dict[tuple[str, ...], list[Sequence[Transition]]] = defaultdict(list)
+    for chain in chains.values():
+        groups[tuple(sorted({k for t in chain for k in t.values}))].append(chain)
+    moved: set[str] = set()
+    for keys, group in groups.items():
+        rows = []
+        for chain in group:
+            values: dict[str, Any] = {}
+            for t in chain:
+                values.update(t.values)
+            folded = Transition(
+                chain[0].case_id, chain[-1].state, values, chain[-1].reason, chain[-1].detail
+            )
+            rows.append({**_row(folded, keys), "b_below": below_rank(chain[0].state)})
+        events = [_row(t, ()) for chain in group for t in chain]
+        params: dict[str, Any] = {
+            name: literal([row[name] for row in rows])
+            for name in (
+                "b_id",
+                "b_rank",
+                "b_below",
+                "b_state",
+                "b_reason",
+                "b_detail",
+                *(f"v_{k}" for k in keys),
+            )
+        }
+        params.update(
+            {
+                f"e_{name[2:]}": literal([e[name] for e in events])
+                for name in ("b_id", "b_state", "b_reason", "b_detail")
+            },
+        )
+        params.update(now=now, stage=stage)
+        result = conn.execute(_chain_update_sql(keys, conn.dialect), params)
+        moved.update(row[0] for row in result)
+    return moved
+
+
+@functools.cache
+def _chain_update_sql(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
+    """The update of ``_unnest_update`` for chains, with each moved case's history rows (the
+    ``e_`` arrays, every transition of every chain, in order) written by the same statement."""
+    update = _unnest_update(keys, dialect).text
+    return sa.text(
+        f"WITH moved AS ({update} RETURNING cases.id) "  # noqa: S608 - our SQL
+        "INSERT INTO case_events (case_id, state, stage, reason, detail, at) "
+        "SELECT e.id, e.state, :stage, e.reason, e.detail, :now FROM unnest("
+        "CAST(:e_id AS VARCHAR[]), CAST(:e_state AS VARCHAR[]), CAST(:e_reason AS VARCHAR[]), "
+        "CAST(:e_detail AS VARCHAR[])) WITH ORDINALITY AS e(id, state, reason, detail, n) "
+        "JOIN moved ON moved.id = e.id ORDER BY e.n "
+        "RETURNING case_id"
+    )
 
 
 def _rounds(group: list[Transition]) -> list[list[Transition]]:

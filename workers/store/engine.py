@@ -49,6 +49,28 @@ def make_engine(url: str) -> sa.Engine:
     )
 
 
+READS = "_omvant_reads"
+
+
+def reads(engine: sa.Engine) -> sa.Engine:
+    """``engine`` for reads that need no transaction of their own (a stage's look-ups).
+
+    On PostgreSQL each statement runs on its own (autocommit): a read costs one round trip
+    instead of three (psycopg's ``BEGIN``, the statement, the ``ROLLBACK`` when the connection
+    goes back), and each round trip of an urgent case waits for a backend on a busy server.
+    Under READ COMMITTED (the default) each statement of a transaction takes its own snapshot
+    anyway, so a read sees the same. Never for writes: ``engine.begin()`` keeps them atomic.
+    Other databases get ``engine`` itself. The same pool; made once per engine.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    made: sa.Engine | None = engine.__dict__.get(READS)
+    if made is None:
+        made = engine.execution_options(isolation_level="AUTOCOMMIT")
+        engine.__dict__[READS] = made
+    return made
+
+
 def _make_folder_of(url: str) -> None:
     """SQLite creates its file but not the folder (the data folder, ``OMVANT_HOME``)."""
     database = sa.engine.make_url(url).database

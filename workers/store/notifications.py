@@ -203,7 +203,7 @@ def claim(
         params = {"keys": literal(keys), "sendable": literal(sorted(SENDABLE)), "now": now}
         if resolution is not None:
             params["resolution"] = resolution
-        return {row[0] for row in conn.execute(statement, params)}
+        return set(conn.execute(statement, params).scalars().all())  # not fetched row by row
     due = sa.or_(notification_ledger.c.due_at.is_(None), notification_ledger.c.due_at <= now)
     values: dict[str, object] = {
         "status": PENDING,
@@ -222,7 +222,7 @@ def claim(
         .values(**values)
         .returning(notification_ledger.c.idempotency_key)
     )
-    return {row[0] for row in result}
+    return set(result.scalars().all())
 
 
 def reclaim_in_doubt(

@@ -41,11 +41,27 @@ cases = sa.Table(
     sa.Column("request", sa.Text, nullable=True),  # the SendCase as taken in, sealed
     sa.Column("producer_reference", sa.String(64), nullable=True),
     sa.UniqueConstraint("clinic_hsa_id", "idempotency_key", name="uq_cases_clinic_key"),
-    sa.Index("ix_cases_clinic_reference", "clinic_hsa_id", "producer_reference"),
+    sa.Index(
+        "ix_cases_clinic_reference",
+        "clinic_hsa_id",
+        "producer_reference",
+        postgresql_where=sa.text("producer_reference IS NOT NULL"),
+    ),
     sa.Index("ix_cases_clinic_state", "clinic_hsa_id", "state"),
     sa.Index("ix_cases_batch", "batch_id"),
-    sa.Index("ix_cases_state_updated", "state", "updated_at"),
+    sa.Index(
+        "ix_cases_state_updated",
+        "state",
+        "updated_at",
+        postgresql_where=sa.text(
+            "state IN ('received', 'validated', 'composed', 'cleared', 'delivered')"
+        ),
+    ),
+    postgresql_with={"fillfactor": 50},
 )
+"""A case and where it is. On PostgreSQL (migration 0018) the indexes a transition touches
+hold only the rows they find (a settled case leaves ``ix_cases_state_updated``) and pages
+keep room for the next version of their rows (``fillfactor``)."""
 
 case_events = sa.Table(
     "case_events",
@@ -198,7 +214,13 @@ notification_ledger = sa.Table(
     sa.Column("due_at", UtcDateTime(), nullable=True),
     sa.Column("resolution", sa.String(32), nullable=True),
     sa.Index("ix_notification_ledger_case", "case_id"),
-    sa.Index("ix_notification_ledger_status_due", "status", "due_at"),
+    sa.Index(
+        "ix_notification_ledger_status_due",
+        "status",
+        "due_at",
+        postgresql_where=sa.text("status IN ('queued', 'retry', 'pending')"),
+    ),
+    postgresql_with={"fillfactor": 70},
 )
 """The notification outbox: one row per notification (case, channel, round), written queued
 with the delivery, claimed pending just before the provider call, marked sent / refused /
