@@ -43,6 +43,13 @@ _STATUS_REASON = {
     AccountStatus.BLOCKED: Reason.LOGIN_BLOCKED,
     AccountStatus.DEACTIVATED: Reason.ACCOUNT_DEACTIVATED,
 }
+UNREACHABLE_DETAIL = {
+    Reason.NO_ACCOUNT: "the resident has no 1177 account",
+    Reason.LOGIN_BLOCKED: "the resident's 1177 login is blocked",
+    Reason.ACCOUNT_DEACTIVATED: "the resident's 1177 account is deactivated",
+    Reason.NO_NOTIFICATION_CHANNEL: "the resident has neither SMS nor e-mail notifications on",
+}
+"""What each unreachable verdict tells the sender (no health information, no identity)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,8 @@ def check_recipients(numbers: Sequence[str], directory: AccountDirectory) -> lis
             if account is None:
                 account = Account(verdict.normalized, AccountStatus.NO_ACCOUNT)
             why, channels = reachability(account)
-            checks.append(RecipientCheck(*base, why is None, tuple(channels), why))
+            detail = UNREACHABLE_DETAIL.get(why) if why is not None else None
+            checks.append(RecipientCheck(*base, why is None, tuple(channels), why, detail))
     return checks
 
 

@@ -52,8 +52,9 @@ def _bar(console: Console, transient: bool) -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=transient,
-        # a transient bar off a terminal would leave an empty line on stderr
-        disable=transient and not console.is_terminal,
+        # under --json (transient) stderr carries only JSON lines: no bar at all; without it a
+        # bar off a terminal is drawn once, at the end
+        disable=transient,
     )
 
 

@@ -74,8 +74,8 @@ def check(
 
     With --json, one JSON object per line (input, valid, normalized, kind, reachable, channels,
     reason, detail); with --file, a closing summary of counts per reason ({"summary": ...} with
-    --json). Exit status: 0 every number reachable, 1 some not, 2 usage error, 3 the account
-    directory could not be reached.
+    --json). Exit status: 0 every number reachable, 1 some not, 2 usage error or a directory that
+    does not answer at the start, 3 the directory stopped answering during the check.
     """
     if bool(numbers) == (file is not None):
         fail(Reason.USAGE_ERROR, "give identity numbers, or --file FILE, but not both", EXIT_USAGE)

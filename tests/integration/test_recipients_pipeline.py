@@ -26,6 +26,8 @@ from tests.unit.test_recipient_validation import (
     short,
 )
 from workers.adapters.directory_server import DirectoryServer, Faults
+from workers.reasons import Reason
+from workers.recipient_validation import UNREACHABLE_DETAIL
 from workers.settings import Settings
 from workers.stage import emit
 from workers.store.schema import cases as cases_table
@@ -108,10 +110,10 @@ def test_every_reason_comes_out_of_the_pipeline(simulated: InProcessPipeline) ->
     seen = run_batch(simulated, numbers, "reasons")
     rejected = {k: (v["reason"], v["detail"]) for k, v in seen.items() if v["state"] == "rejected"}
     assert rejected == {
-        "0": ("no-account", None),
-        "1": ("login-blocked", None),
-        "2": ("account-deactivated", None),
-        "3": ("no-notification-channel", None),
+        "0": ("no-account", UNREACHABLE_DETAIL[Reason.NO_ACCOUNT]),
+        "1": ("login-blocked", UNREACHABLE_DETAIL[Reason.LOGIN_BLOCKED]),
+        "2": ("account-deactivated", UNREACHABLE_DETAIL[Reason.ACCOUNT_DEACTIVATED]),
+        "3": ("no-notification-channel", UNREACHABLE_DETAIL[Reason.NO_NOTIFICATION_CHANNEL]),
         "4": ("samordningsnummer-not-reachable", "a samordningsnummer cannot log in to 1177"),
         "5": ("invalid-identity-number", "check-digit"),
         "6": ("invalid-identity-number", "organisation-number"),

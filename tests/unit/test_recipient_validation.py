@@ -156,3 +156,20 @@ def test_handle_passes_the_reachable_on_with_their_channels_and_rejects_the_rest
     assert isinstance(org, Reject)
     assert (org.reason, org.detail) == (Reason.INVALID_IDENTITY_NUMBER, "organisation-number")
     assert reach.case_id == items[0].resolved_case_id()
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        (NO_ACCOUNT, Reason.NO_ACCOUNT),
+        (BLOCKED, Reason.LOGIN_BLOCKED),
+        (DEACTIVATED, Reason.ACCOUNT_DEACTIVATED),
+        (NO_CHANNEL, Reason.NO_NOTIFICATION_CHANNEL),
+    ],
+)
+def test_every_unreachable_verdict_says_why_in_words(number: str, reason: Reason) -> None:
+    """The dry run and `recipients check` print the detail beside the code: never empty."""
+    (check,) = check_recipients([number], SIMULATOR)
+    assert check.reason == reason
+    assert check.detail and ("1177" in check.detail or "notifications" in check.detail)
+    assert number not in (check.detail or "")

@@ -79,7 +79,7 @@ def test_text_output_names_the_reason_per_number() -> None:
     assert code == 1
     assert lines == [
         f"{EMAIL_ONLY}\treachable\temail",
-        f"{DEACTIVATED}\taccount-deactivated",
+        f"{DEACTIVATED}\taccount-deactivated\tthe resident's 1177 account is deactivated",
         "900101-2386\tinvalid-identity-number\tcheck-digit",
     ]
 
