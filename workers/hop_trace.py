@@ -30,7 +30,8 @@ from typing import Any
 import dramatiq
 import sqlalchemy as sa
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware
+
+from workers.after_message import AfterMessage
 
 SETTING = "OMVANT_HOP_TRACE_DIR"
 
@@ -112,7 +113,7 @@ def _listen() -> None:
     _listening = True
 
 
-class HopTrace(Middleware):
+class HopTrace(AfterMessage):
     """Times each message a worker thread runs (see the module's docstring)."""
 
     def __init__(self, folder: Path) -> None:
@@ -141,13 +142,8 @@ class HopTrace(Middleware):
             _span.publishes += 1
             _span.publish_at = None
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+    def processed(
+        self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException | None
     ) -> None:
         if not _span.active:
             return
@@ -171,7 +167,7 @@ class HopTrace(Middleware):
         with self.lock, self.path.open("a", encoding="utf-8") as out:
             out.write(text)
 
-    after_skip_message = after_process_message
+    after_skip_message = AfterMessage.after_process_message
 
 
 def from_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> HopTrace | None:

@@ -417,18 +417,7 @@ def _apply_each(
     for keys, group in groups.items():
         for chosen in _rounds(group):
             rows = [_row(t, keys) for t in chosen]
-            params: dict[str, Any] = {
-                name: literal([row[name] for row in rows])
-                for name in (
-                    "b_id",
-                    "b_rank",
-                    "b_below",
-                    "b_state",
-                    "b_reason",
-                    "b_detail",
-                    *(f"v_{k}" for k in keys),
-                )
-            }
+            params = _row_arrays(rows, keys)
             params.update(now=now, stage=stage)
             result = conn.execute(_unnest_update_returning(keys, conn.dialect), params)
             applied.update((row[0], row[1]) for row in result)
@@ -495,18 +484,7 @@ def _apply_chains(
             )
             rows.append({**_row(folded, keys), "b_below": below_rank(chain[0].state)})
         events = [_row(t, ()) for chain in group for t in chain]
-        params: dict[str, Any] = {
-            name: literal([row[name] for row in rows])
-            for name in (
-                "b_id",
-                "b_rank",
-                "b_below",
-                "b_state",
-                "b_reason",
-                "b_detail",
-                *(f"v_{k}" for k in keys),
-            )
-        }
+        params = _row_arrays(rows, keys)
         params.update(
             {
                 f"e_{name[2:]}": literal([e[name] for e in events])
@@ -533,6 +511,15 @@ def _chain_update_sql(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClau
         "JOIN moved ON moved.id = e.id ORDER BY e.n "
         "RETURNING case_id"
     )
+
+
+_ROW_COLUMNS = ("b_id", "b_rank", "b_below", "b_state", "b_reason", "b_detail")
+
+
+def _row_arrays(rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The rows of ``_row`` as one array parameter per column (``unnest`` takes them)."""
+    names = (*_ROW_COLUMNS, *(f"v_{k}" for k in keys))
+    return {name: literal([row[name] for row in rows]) for name in names}
 
 
 def _rounds(group: list[Transition]) -> list[list[Transition]]:
