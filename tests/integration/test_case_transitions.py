@@ -21,21 +21,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> sa.Engine:
 
 
 def received(conn: sa.Connection, *ids: str) -> None:
-    cases.insert_received(
-        conn,
-        [
-            {
-                "id": i,
-                "clinic_hsa_id": "SE2321000016-VC01",
-                "sender_hsa_id": "SE2321000016-S101",
-                "template_id": "t",
-                "personnummer": "191212121212",
-                "idempotency_key": f"k-{i}",
-                "intake_message_id": "m1",
-            }
-            for i in ids
-        ],
-    )
+    cases.insert_received(conn, received_rows(*ids))
 
 
 def test_the_state_machine_moves_forward_only() -> None:
@@ -121,3 +107,19 @@ def test_a_late_read_receipt_moves_the_read_time_back_and_a_later_one_does_not(
         read = dict(conn.execute(sa.select(cases_table.c.id, cases_table.c.read_at)).all())
     # read back aware on both databases
     assert read == {"read-late-1": earlier, "read-late-2": first}
+
+
+def received_rows(*ids: str) -> list[dict[str, str]]:
+    """The rows of received cases named ``ids``, as intake writes them."""
+    return [
+        {
+            "id": i,
+            "clinic_hsa_id": "SE2321000016-VC01",
+            "sender_hsa_id": "SE2321000016-S101",
+            "template_id": "t",
+            "personnummer": "191212121212",
+            "idempotency_key": f"k-{i}",
+            "intake_message_id": "m1",
+        }
+        for i in ids
+    ]

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.databases import emptied_engine
-from tests.integration.test_case_transitions import received
+from tests.integration.test_case_transitions import received, received_rows
 from workers.case_states import CaseState
 from workers.store import cases
 from workers.store.cases import Transition
@@ -64,21 +64,6 @@ def test_the_delivery_intent_is_often_a_hot_update(engine: sa.Engine) -> None:
     updated, hot = after[0] - before[0], after[1] - before[1]
     assert updated == len(ids)
     assert hot >= 0.5 * len(ids), f"{hot} of {updated} intent updates were HOT"
-
-
-def received_rows(*ids: str) -> list[dict[str, str]]:
-    return [
-        {
-            "id": i,
-            "clinic_hsa_id": "SE2321000016-VC01",
-            "sender_hsa_id": "SE2321000016-S101",
-            "template_id": "t",
-            "personnummer": "191212121212",
-            "idempotency_key": f"k-{i}",
-            "intake_message_id": "m1",
-        }
-        for i in ids
-    ]
 
 
 def index_entries(conn: sa.Connection, index: str) -> int:
