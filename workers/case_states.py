@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from contracts import (
-    attachments_cleared,
-    message_composed,
-    notification_queued,
-    read_receipt,
-    recipient_validated,
-    send_case,
-)
+from contracts.attachments_cleared import NAME as ATTACHMENTS_CLEARED
+from contracts.message_composed import NAME as MESSAGE_COMPOSED
+from contracts.notification_queued import NAME as NOTIFICATION_QUEUED
+from contracts.read_receipt import NAME as READ_RECEIPT
+from contracts.recipient_validated import NAME as RECIPIENT_VALIDATED
+from contracts.send_case import NAME as SEND_CASE
 from workers.routes import ROUTES
 
 
@@ -58,12 +56,12 @@ LAST_ENDABLE = CaseState.CLEARED
 (delivered, notified, read), nothing that goes wrong later turns the case into a failure."""
 
 STAGE_INPUT: dict[str, CaseState] = {
-    ROUTES[send_case.NAME].stage: CaseState.RECEIVED,
-    ROUTES[recipient_validated.NAME].stage: CaseState.VALIDATED,
-    ROUTES[message_composed.NAME].stage: CaseState.COMPOSED,
-    ROUTES[attachments_cleared.NAME].stage: CaseState.CLEARED,
-    ROUTES[notification_queued.NAME].stage: CaseState.DELIVERED,
-    ROUTES[read_receipt.NAME].stage: CaseState.DELIVERED,
+    ROUTES[SEND_CASE].stage: CaseState.RECEIVED,
+    ROUTES[RECIPIENT_VALIDATED].stage: CaseState.VALIDATED,
+    ROUTES[MESSAGE_COMPOSED].stage: CaseState.COMPOSED,
+    ROUTES[ATTACHMENTS_CLEARED].stage: CaseState.CLEARED,
+    ROUTES[NOTIFICATION_QUEUED].stage: CaseState.DELIVERED,
+    ROUTES[READ_RECEIPT].stage: CaseState.DELIVERED,
 }
 """The state a stage takes its cases in: its failure may end only cases not yet past it."""
 

@@ -422,10 +422,14 @@ def _claim_recording(
         with ctx.engine.begin() as conn:
             claimed = notifications.claim(conn, keys, now)
         return claimed, problems
+    taken = [(e.key, a) for e, a in answered if isinstance(a, str)]
 
     def record_and_claim(conn: sa.Connection) -> None:
-        write(conn)
         claimed.clear()
+        if len(taken) == len(answered):  # all sent: one statement (the common case)
+            claimed.update(notifications.mark_sent_and_claim(conn, taken, keys, now))
+            return
+        write(conn)
         claimed.update(notifications.claim(conn, keys, now))
 
     _durably(ctx, record_and_claim)

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -26,6 +27,15 @@ from workers.store import notifications
 from workers.store.schema import cases
 
 SENDING_STAGES = ["notification-dispatch", "notification-sending"]
+IN_FLIGHT_SECONDS = "3"
+"""``OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS`` of the workers: a claimed notification not marked
+within it is in doubt; short, so that the fresh worker settles the in-doubt ones soon."""
+
+
+class SlowToAnswer(Protocol):
+    """A provider simulator that can take a send and hold its answer back (``delay_after``)."""
+
+    def behave(self, **changes: Any) -> Any: ...
 
 
 @dataclass
@@ -50,9 +60,14 @@ class MidBatch:
         return [i.case_id for i in self.items]
 
     def env(self, **settings: str) -> dict[str, str]:
-        """The workers' environment: this test's servers, ``settings`` on top."""
+        """The workers' environment: this test's servers and the short in-flight window
+        (``IN_FLIGHT_SECONDS``), ``settings`` on top."""
         return worker_env_in(
-            self.folder, self.broker_url, self.database_url, self.prefix, **settings
+            self.folder,
+            self.broker_url,
+            self.database_url,
+            self.prefix,
+            **{"OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS": IN_FLIGHT_SECONDS, **settings},
         )
 
     def ledger(self) -> list[notifications.Entry]:
@@ -73,11 +88,24 @@ class MidBatch:
         """How many of the ledger's rows are in each status."""
         return dict(Counter(row.status for row in self.ledger()))
 
+    def in_doubt(self) -> set[str]:
+        """The keys of the ledger's rows in doubt now (pending: claimed, outcome unrecorded)."""
+        return {row.key for row in self.ledger() if row.status == notifications.PENDING}
+
     def kill_when(self, env: dict[str, str], when: Callable[[], bool]) -> None:
         """Put the cases on inbox delivery and run a one-thread worker on the sending stages
         until ``when`` holds; then SIGKILL it."""
         enqueue_dispatch(self.broker_url, self.items, self.prefix)
         crash_when(env, SENDING_STAGES, self.folder / "first.log", when)
+
+    def kill_while_slow(
+        self, env: dict[str, str], provider: SlowToAnswer, *, delay: float, when: Callable[[], bool]
+    ) -> None:
+        """``kill_when`` while ``provider`` takes each send and answers only ``delay`` seconds
+        later (the in-doubt window); from then on it answers at once."""
+        provider.behave(delay_after=delay)
+        self.kill_when(env, when)
+        provider.behave(delay_after=0.0)
 
     def recover(
         self,

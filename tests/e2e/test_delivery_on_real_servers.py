@@ -192,16 +192,12 @@ def test_killing_a_dispatch_worker_mid_batch_sends_no_notification_twice(
         OMVANT_SMS_GATEWAY_URL=sms.url,
         OMVANT_SEND_CONCURRENCY="4",
         OMVANT_SMS_BATCH_SIZE="1",  # the group protocol (the batch: its own test)
-        OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS="3",
         OMVANT_EMAIL_RESEND_AFTER_SECONDS="1",
     )
-    # the gateway takes each SMS, then takes its time to answer: the in-doubt window
-    sms.behave(delay_after=2.0)
-    mid_batch.kill_when(env, lambda: len(sms.sends()) >= 3)
+    mid_batch.kill_while_slow(env, sms, delay=2.0, when=lambda: len(sms.sends()) >= 3)
     before = mid_batch.statuses()
     # in doubt: at most the notifications in flight when the worker died (one group of four)
     assert 1 <= before.get(notifications.PENDING, 0) <= 4, before
-    sms.behave(delay_after=0.0)
 
     def settled(r: notifications.Entry) -> bool:
         # an in-doubt e-mail whose SMS of the same round was sent is settled without a

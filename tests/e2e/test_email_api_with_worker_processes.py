@@ -15,7 +15,6 @@ import pytest
 
 from tests.e2e.mid_batch import MidBatch, sent
 from workers.adapters.email_api_server import EmailApiSimulator
-from workers.store import notifications
 from workers.store.notifications import Resolution
 
 pytestmark = pytest.mark.e2e
@@ -38,15 +37,11 @@ def test_killing_a_worker_mid_batch_leaves_every_resident_exactly_one_email(
         OMVANT_EMAIL_API_TOKEN="e2e-token",
         OMVANT_EMAIL_IN_DOUBT="at-most-once",  # must not matter: the API is asked
         OMVANT_SEND_CONCURRENCY="4",
-        OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS="3",
     )
-    # the provider takes each e-mail, then takes its time to answer: the in-doubt window
-    provider.behave(delay_after=2.0)
-    mid_batch.kill_when(env, lambda: len(provider.messages()) >= 2)
-    in_doubt = [r.key for r in mid_batch.ledger() if r.status == notifications.PENDING]
+    mid_batch.kill_while_slow(env, provider, delay=2.0, when=lambda: len(provider.messages()) >= 2)
+    in_doubt = mid_batch.in_doubt()
     # the chunk's e-mails went as one batch (the API's batch endpoint): that batch is in doubt
     assert len(in_doubt) == CASES, mid_batch.statuses()
-    provider.behave(delay_after=0.0)
     found = mid_batch.recover(env, sent)
     resolutions = {r.key: r.resolution for r in found if r.key in in_doubt}
     # every in-doubt e-mail was settled by asking: the provider had it (taken before the kill)

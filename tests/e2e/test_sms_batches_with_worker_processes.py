@@ -25,21 +25,16 @@ def test_killing_a_worker_between_a_batch_send_and_its_mark_sends_every_sms_exac
     mid_batch: MidBatch, sms_simulator: SmsGatewaySimulator
 ) -> None:
     case_ids = mid_batch.clear(CASES, "sms")
-    env = mid_batch.env(
-        OMVANT_SMS_GATEWAY_URL=sms_simulator.url,
-        OMVANT_SMS_BATCH_SIZE=str(BATCH),
-        OMVANT_NOTIFICATION_IN_FLIGHT_SECONDS="3",
+    env = mid_batch.env(OMVANT_SMS_GATEWAY_URL=sms_simulator.url, OMVANT_SMS_BATCH_SIZE=str(BATCH))
+    mid_batch.kill_while_slow(
+        env, sms_simulator, delay=3.0, when=lambda: len(sms_simulator.sends()) >= 1
     )
-    # the gateway takes the batch, then takes its time to answer: the in-doubt window
-    sms_simulator.behave(delay_after=3.0)
-    mid_batch.kill_when(env, lambda: len(sms_simulator.sends()) >= 1)
     # in doubt: the one batch in flight when the worker died; the rest never claimed
     assert mid_batch.statuses() == {
         notifications.PENDING: BATCH,
         notifications.QUEUED: CASES - BATCH,
     }
-    in_doubt = {r.key for r in mid_batch.ledger() if r.status == notifications.PENDING}
-    sms_simulator.behave(delay_after=0.0)
+    in_doubt = mid_batch.in_doubt()
     found = mid_batch.recover(env, sent)
     assert {r.key for r in found if r.resolution == Resolution.FOUND_AT_PROVIDER} == in_doubt
     assert all(r.resolution is None for r in found if r.key not in in_doubt)

@@ -142,6 +142,30 @@ def test_ledger_chunk_writes_claim_and_mark_each_row_once(engine: sa.Engine) -> 
     assert found[keys[0]].provider_ref == f"ref-{keys[0]}"
 
 
+def test_a_groups_answers_and_the_next_claim_are_written_together(engine: sa.Engine) -> None:
+    now = dt.datetime.now(dt.UTC)
+    rows = [notifications.Queued(f"c{n}", "sms", f"+4670000000{n}") for n in range(4)]
+    rows.append(notifications.Queued("c0", "email", "a@example.se"))
+    keys = [r.key for r in rows]
+    with engine.begin() as conn:
+        notifications.write_queued(conn, rows, refused="no-notification-channel")
+        assert notifications.claim(conn, keys[:2], now) == set(keys[:2])
+        taken = [(k, f"ref-{k}") for k in keys[:2]]
+        claimed = notifications.mark_sent_and_claim(conn, taken, [*keys[1:3], keys[4]], now)
+        assert claimed == {keys[2], keys[4]}  # the row just marked sent is not claimed again
+        found = notifications.entries(conn, keys)
+        channels = notifications.sent_channels(conn, ["c0", "c1", "c2", "c3"])
+        rounds = notifications.sent_rounds(conn, ["c0", "c2"])
+    assert [found[k].status for k in keys] == [notifications.SENT] * 2 + [
+        notifications.PENDING,
+        notifications.QUEUED,
+        notifications.PENDING,
+    ]
+    assert found[keys[1]].provider_ref == f"ref-{keys[1]}"
+    assert channels == {"c0": ["sms"], "c1": ["sms"]}
+    assert rounds == {("c0", 1): {"sms"}}
+
+
 @given(
     st.lists(
         st.one_of(

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import dramatiq
 import pytest
 import redis
 
+from tests.noop_actor import noop_actor
 from workers.broker import build_broker
 from workers.redis_reclaim import ReclaimingRedisConsumer
 
@@ -29,15 +29,11 @@ def broker(redis_url: str, queue_prefix: str) -> Iterator[Any]:
     made.close()
 
 
-def _queue(broker: Any, name: str) -> str:
-    @dramatiq.actor(queue_name=name, broker=broker, actor_name=f"{name}-work")
-    def work(n: int) -> None:
-        del n
-
-    broker.declare_queue(name)
+def _queue(broker: Any, name: str) -> None:
+    """Three messages (0, 1, 2) waiting on the queue ``name``."""
+    work = noop_actor(broker, name)
     for n in range(3):
         broker.enqueue(work.message(n))
-    return f"{name}-work"
 
 
 def _take(consumer: Any, most: int = 10) -> list[Any]:
@@ -98,12 +94,7 @@ def test_a_delay_queue_dropped_by_its_consumer_thread_is_given_back(
     broker: Any, queue_prefix: str
 ) -> None:
     name = f"{queue_prefix}q"
-
-    @dramatiq.actor(queue_name=name, broker=broker, actor_name=f"{name}-later")
-    def later(n: int) -> None:
-        del n
-
-    broker.declare_queue(name)
+    later = noop_actor(broker, name)
     broker.enqueue(later.message(7), delay=10)
     delayed = f"{name}.DQ"
     first = broker.consume(delayed, prefetch=5, timeout=100)

@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import dramatiq
 import pytest
 
+from tests.noop_actor import noop_actor
 from workers.broker import build_broker
 from workers.redis_wake import WakingRedisConsumer, wake_key
 
@@ -27,15 +27,6 @@ def broker(redis_url: str) -> Iterator[Any]:
     made.close()
 
 
-def _actor(broker: Any, name: str) -> Any:
-    @dramatiq.actor(queue_name=name, broker=broker, actor_name=f"{name}-work")
-    def work(n: int) -> None:
-        del n
-
-    broker.declare_queue(name)
-    return work
-
-
 def _first_message(consumer: Any, got: list[tuple[float, Any]]) -> None:
     deadline = time.monotonic() + 3 * IDLE_TIMEOUT_MS / 1000
     while time.monotonic() < deadline:
@@ -49,7 +40,7 @@ def test_an_idle_consumer_takes_a_message_at_once_not_after_its_timeout(
     broker: Any, redis_url: str, queue_prefix: str
 ) -> None:
     name = f"{queue_prefix}wake"
-    work = _actor(broker, name)
+    work = noop_actor(broker, name)
     consumer = broker.consume(name, prefetch=2, timeout=IDLE_TIMEOUT_MS)
     assert isinstance(consumer.inner, WakingRedisConsumer)
     consumer.inner.misses = 20  # idle a long while: dramatiq's poll would sleep 2.5-5 s now
@@ -71,7 +62,7 @@ def test_an_idle_consumer_takes_a_message_at_once_not_after_its_timeout(
 
 def test_a_stale_token_costs_a_fetch_and_loses_no_message(broker: Any, queue_prefix: str) -> None:
     name = f"{queue_prefix}stale"
-    work = _actor(broker, name)
+    work = noop_actor(broker, name)
     for n in range(3):
         broker.enqueue(work.message(n))
     key = wake_key(broker.namespace, name)
@@ -92,7 +83,7 @@ def test_a_stale_token_costs_a_fetch_and_loses_no_message(broker: Any, queue_pre
 
 def test_a_delayed_message_wakes_its_delay_queue(broker: Any, queue_prefix: str) -> None:
     name = f"{queue_prefix}later"
-    work = _actor(broker, name)
+    work = noop_actor(broker, name)
     broker.enqueue(work.message(1), delay=10_000)
     assert broker.client.llen(wake_key(broker.namespace, f"{name}.DQ")) == 1
     assert broker.client.llen(wake_key(broker.namespace, name)) == 0

@@ -116,6 +116,39 @@ def test_deep_nesting_gets_the_stdlib_verdict(depth: int) -> None:
     assert message_json.loads(raw) == expected
 
 
+@pytest.mark.parametrize("depth", [254, 255])
+def test_orjson_reads_up_to_254_deep_and_the_stdlib_beyond(
+    depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = b'{"a":' * (depth - 1) + b"[" + b"1," * 300 + b"1]" + b"}" * (depth - 1)
+    expected = json.loads(raw)
+    calls: list[str] = []
+
+    def stdlib(text: str, **kwargs: object) -> object:
+        calls.append(text)
+        return json.JSONDecoder(**kwargs).decode(text)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(message_json.json, "loads", stdlib)
+    assert message_json.loads(raw) == expected
+    assert bool(calls) is (depth > 254)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[]," * 300 + b"[]",
+        b"[" * 300 + b"]" * 300 + b"],[" + b"[" * 300 + b"]" * 300,
+        b"[1]]" + b"[" * 300 + b"]" * 300,
+        b"  \n",
+    ],
+)
+def test_text_that_is_not_one_value_is_refused_however_many_brackets(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(raw.decode())
+    with pytest.raises(ValueError):
+        message_json.loads(raw)
+
+
 @pytest.mark.parametrize(
     "raw", [b"\xef\xbb\xbf{}", b"{", b"\xff", b"[1,]", b'"\xed\xa0\x80"', b"", b"nul"]
 )

@@ -570,15 +570,15 @@ def _apply_chains(
 def _chain_update_sql(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
     """The update of ``_unnest_update`` for chains, with each moved case's history rows (the
     ``e_`` arrays, every transition of every chain, in order) written by the same statement."""
-    update = _unnest_update(keys, dialect).text
-    return sa.text(
-        f"WITH moved AS ({update} RETURNING cases.id) "  # noqa: S608 - our SQL
-        "INSERT INTO case_events (case_id, state, stage, reason, detail, at) "
-        "SELECT e.id, e.state, :stage, e.reason, e.detail, :now FROM unnest("
-        "CAST(:e_id AS VARCHAR[]), CAST(:e_state AS VARCHAR[]), CAST(:e_reason AS VARCHAR[]), "
-        "CAST(:e_detail AS VARCHAR[])) WITH ORDINALITY AS e(id, state, reason, detail, n) "
-        "JOIN moved ON moved.id = e.id ORDER BY e.n "
-        "RETURNING case_id"
+    return _update_writing_events(
+        keys,
+        dialect,
+        moved="cases.id",
+        events="unnest(CAST(:e_id AS VARCHAR[]), CAST(:e_state AS VARCHAR[]), "
+        "CAST(:e_reason AS VARCHAR[]), CAST(:e_detail AS VARCHAR[])) "
+        "WITH ORDINALITY AS ev(id, state, reason, detail, n) "
+        "JOIN moved ON moved.id = ev.id ORDER BY ev.n",
+        returning="case_id",
     )
 
 
@@ -608,12 +608,27 @@ def _rounds(group: list[Transition]) -> list[list[Transition]]:
 @functools.cache
 def _unnest_update_returning(keys: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
     """The update of ``_unnest_update`` with its history rows written by the same statement."""
+    return _update_writing_events(
+        keys,
+        dialect,
+        moved="cases.id, i.b_state AS state, i.b_reason AS reason, i.b_detail AS detail",
+        events="moved AS ev",
+        returning="case_id, state",
+    )
+
+
+def _update_writing_events(
+    keys: tuple[str, ...], dialect: sa.Dialect, *, moved: str, events: str, returning: str
+) -> sa.TextClause:
+    """``_unnest_update`` as the CTE ``moved`` (each updated case's ``moved`` columns), and in
+    the same statement one ``case_events`` row per ``ev`` row of ``events`` (a FROM clause whose
+    ``ev`` has ``id``, ``state``, ``reason`` and ``detail``), returning ``returning`` of them."""
     update = _unnest_update(keys, dialect).text
     return sa.text(
-        f"WITH moved AS ({update} RETURNING cases.id, i.b_state, i.b_reason, i.b_detail) "  # noqa: S608 - our SQL
+        f"WITH moved AS ({update} RETURNING {moved}) "  # noqa: S608 - our SQL
         "INSERT INTO case_events (case_id, state, stage, reason, detail, at) "
-        "SELECT id, b_state, :stage, b_reason, b_detail, :now FROM moved "
-        "RETURNING case_id, state"
+        f"SELECT ev.id, ev.state, :stage, ev.reason, ev.detail, :now FROM {events} "
+        f"RETURNING {returning}"
     )
 
 

@@ -16,6 +16,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -295,13 +296,19 @@ def mark_sent(
     )
 
 
-_MARK_SENT_MANY_PG = sa.text(
-    "UPDATE notification_ledger SET status = :sent, provider_ref = i.ref, sent_at = :now, "
-    "reason = NULL, updated_at = :now "
-    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:refs AS VARCHAR[])) AS i(key, ref) "
+_MARK_SENT_MANY = (
+    "UPDATE notification_ledger SET status = :sent, provider_ref = i.ref, sent_at = :sent_now, "
+    "reason = NULL, updated_at = :sent_now "
+    "FROM unnest(CAST(:sent_keys AS VARCHAR[]), CAST(:refs AS VARCHAR[])) AS i(key, ref) "
     "WHERE notification_ledger.idempotency_key = i.key"
 )
-_MARK_SENT_MANY = (
+_MARK_SENT_MANY_PG = sa.text(_MARK_SENT_MANY)
+_MARK_SENT_AND_CLAIM_PG = sa.text(
+    f"WITH sent AS ({_MARK_SENT_MANY}) {_CLAIM.format(pending=PENDING, resolution='')}"
+)
+"""PostgreSQL: ``mark_sent_many`` and ``claim`` of other rows in one statement (the answers of
+a group and the claim of the next group share a transaction: one round trip, not two)."""
+_MARK_SENT_MANY_EACH = (
     sa.update(notification_ledger)
     .where(notification_ledger.c.idempotency_key == sa.bindparam("b_key"))
     .values(
@@ -321,13 +328,28 @@ def mark_sent_many(conn: sa.Connection, taken: Sequence[tuple[str, str]]) -> Non
         return
     now = utcnow()
     if conn.dialect.name == "postgresql":
-        keys, refs = [k for k, _ in taken], [r for _, r in taken]
-        conn.execute(
-            _MARK_SENT_MANY_PG,
-            {"sent": SENT, "now": now, "keys": literal(keys), "refs": literal(refs)},
-        )
+        conn.execute(_MARK_SENT_MANY_PG, _sent_params(taken, now))
         return
-    conn.execute(_MARK_SENT_MANY, [{"b_key": k, "b_ref": r, "b_now": now} for k, r in taken])
+    conn.execute(_MARK_SENT_MANY_EACH, [{"b_key": k, "b_ref": r, "b_now": now} for k, r in taken])
+
+
+def _sent_params(taken: Sequence[tuple[str, str]], now: dt.datetime) -> dict[str, object]:
+    keys, refs = [k for k, _ in taken], [r for _, r in taken]
+    return {"sent": SENT, "sent_now": now, "sent_keys": literal(keys), "refs": literal(refs)}
+
+
+def mark_sent_and_claim(
+    conn: sa.Connection, taken: Sequence[tuple[str, str]], keys: Sequence[str], now: dt.datetime
+) -> set[str]:
+    """``mark_sent_many(taken)`` then ``claim(keys, now)``, in one statement on PostgreSQL:
+    the claimed keys. ``taken`` and ``keys`` are different rows (those answered, those to send
+    next), so the claim is the same whether it sees the marks or not."""
+    if not taken or not keys or conn.dialect.name != "postgresql":
+        mark_sent_many(conn, taken)
+        return claim(conn, keys, now)
+    params = {"keys": literal(keys), "sendable": literal(sorted(SENDABLE)), "now": now}
+    result = conn.execute(_MARK_SENT_AND_CLAIM_PG, {**params, **_sent_params(taken, utcnow())})
+    return set(result.scalars().all())
 
 
 def mark_refused(conn: sa.Connection, key: str, reason: str, detail: str) -> None:
@@ -383,19 +405,32 @@ def mark_unconfirmed(
 def sent_rounds(conn: sa.Connection, case_ids: Iterable[str]) -> dict[tuple[str, int], set[str]]:
     """The channels sent per (case, round) of these cases."""
     found: dict[tuple[str, int], set[str]] = {}
-    for entry in entries_for(conn, case_ids).values():
-        if entry.status == SENT:
-            found.setdefault((entry.case_id, entry.round), set()).add(entry.channel)
+    for case_id, round_, channel in _sent(conn, case_ids, notification_ledger.c.round):
+        found.setdefault((case_id, round_), set()).add(channel)
     return found
 
 
 def sent_channels(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, list[str]]:
     """The channels each case was notified on (sent, any round), sorted."""
     found: dict[str, set[str]] = {}
-    for entry in entries_for(conn, case_ids).values():
-        if entry.status == SENT:
-            found.setdefault(entry.case_id, set()).add(entry.channel)
+    for case_id, channel in _sent(conn, case_ids):
+        found.setdefault(case_id, set()).add(channel)
     return {case_id: sorted(channels) for case_id, channels in found.items()}
+
+
+def _sent(
+    conn: sa.Connection, case_ids: Iterable[str], *columns: sa.ColumnElement[Any]
+) -> Sequence[Any]:
+    """``(case_id, *columns, channel)`` of the sent rows of these cases: only what is asked,
+    not whole entries (a 500-case chunk's are read once per chunk sent)."""
+    ids = list(dict.fromkeys(case_ids))
+    if not ids:
+        return []
+    ledger = notification_ledger.c
+    query = sa.select(ledger.case_id, *columns, ledger.channel).where(
+        among(conn, ledger.case_id, ids), ledger.status == SENT
+    )
+    return conn.execute(query).all()
 
 
 OPEN = frozenset({QUEUED, PENDING, RETRY})
