@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from workers.answer_seal import AnswerSeal
 from workers.hsa import is_hsa_id
-from workers.store import access_log, case_queries
+from workers.store import access_log, case_bodies, case_queries
 from workers.store.schema import cases
 
 
@@ -290,15 +290,16 @@ def open_sealed(
     from workers.store import answers
 
     opened: dict[str, object] = {}
+    source, content = case_bodies.joined(cases, "content")
     for part in parts:
         action = f"cases-show-{part}"
         check_reader(engine, reader, action, asked=[case_id])
         with engine.begin() as conn:
             row = (
                 conn.execute(
-                    sa.select(cases.c.personnummer, cases.c.content).where(
-                        cases.c.id == case_id, cases.c.clinic_hsa_id == str(reader.unit_hsa_id)
-                    )
+                    sa.select(cases.c.personnummer, *content)
+                    .select_from(source)
+                    .where(cases.c.id == case_id, cases.c.clinic_hsa_id == str(reader.unit_hsa_id))
                 ).first()
                 if _storable(case_id)
                 else None

@@ -32,6 +32,7 @@ from workers.case_states import CaseState
 from workers.composition import channels_for
 from workers.log import get_logger
 from workers.stage import emit
+from workers.store import case_bodies
 from workers.store.schema import case_attachments, cases
 from workers.templates.model import Template
 
@@ -65,11 +66,15 @@ Row = sa.Row[tuple[object, ...]]
 
 
 def rows_at(ctx: Context, state: CaseState, case_ids: Sequence[str]) -> tuple[list[Row], set[str]]:
-    """The case rows among ``case_ids`` still at ``state``, and which of them have attachments."""
+    """The case rows among ``case_ids`` still at ``state`` (with their sealed ``request`` and
+    ``content``), and which of them have attachments."""
+    source, parts = case_bodies.joined(cases, "request", "content")
     with ctx.engine.connect() as conn:
         rows = list(
             conn.execute(
-                sa.select(cases).where(cases.c.id.in_(list(case_ids)), cases.c.state == state.value)
+                sa.select(cases, *parts)
+                .select_from(source)
+                .where(cases.c.id.in_(list(case_ids)), cases.c.state == state.value)
             ).all()
         )
         with_files = {

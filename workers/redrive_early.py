@@ -2,7 +2,7 @@
 each waits for, built again from the record.
 
 Since migration 0017 a case row keeps the request it was made from, sealed with the answer key
-(``cases.request``, written by recipient validation when it first records the case). From it
+(``case_bodies``, part ``request``, written by recipient validation with the case row). From it
 and the row the sweep rebuilds what the case waits for:
 
 - ``received`` (recipient validation has not decided it): the request itself, sent to

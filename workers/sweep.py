@@ -16,7 +16,7 @@ worker doing the same at the same time, changes nothing twice):
 - cases stalled at ``cleared`` (their message to inbox delivery lost) are sent to inbox
   delivery again, their ``AttachmentsCleared`` built from the record (``workers.redrive``);
 - cases stalled earlier (received, validated, composed) are sent their stage message again,
-  built from the record: the request each case keeps sealed (``cases.request``), the row and
+  built from the record: the request each case keeps sealed (``case_bodies``), the row and
   the sealed content (``workers.redrive_early``); a case made before the request was kept is
   counted (``no-request-<state>``), not sent;
 - the unread follow-ups that are due are carried out (``workers.unread_follow_up``).

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from tests.databases import emptied_engine
 from tests.integration.test_case_transitions import received
 from workers.case_states import CaseState
-from workers.store import cases
+from workers.store import case_bodies, cases
 from workers.store.cases import Transition
 from workers.store.schema import case_events
 from workers.store.schema import cases as cases_table
@@ -36,6 +36,13 @@ def history(conn: sa.Connection, case_id: str) -> list[str]:
         .order_by(case_events.c.id)
     )
     return [row.state for row in rows]
+
+
+def case_row(conn: sa.Connection, case_id: str) -> sa.Row[tuple[object, ...]]:
+    """The case's row with its sealed content (``case_bodies``)."""
+    source, content = case_bodies.joined(cases_table, "content")
+    query = sa.select(cases_table, *content).select_from(source)
+    return conn.execute(query.where(cases_table.c.id == case_id)).one()
 
 
 def row_versions(conn: sa.Connection) -> int:
@@ -69,7 +76,7 @@ def test_composed_and_cleared_are_one_update_and_two_history_rows(engine: sa.Eng
         assert held == {"a", "b"}
         assert history(conn, "a") == ["received", "composed", "cleared"]
         assert history(conn, "b") == ["received", "composed", "cleared"]
-        row = conn.execute(sa.select(cases_table).where(cases_table.c.id == "a")).one()
+        row = case_row(conn, "a")
     sa.event.remove(engine, "before_cursor_execute", seen)
     assert (row.state, row.state_rank, row.subject, row.content) == (
         "cleared",
@@ -103,7 +110,7 @@ def test_a_chain_on_a_case_past_its_first_state_applies_only_the_rest(engine: sa
         cases.apply(conn, [Transition("a", CaseState.COMPOSED, {"content": "first"})], stage="s")
     with engine.begin() as conn:
         assert cases.apply(conn, composed_then_cleared("a"), stage="composition") == {"a"}
-        row = conn.execute(sa.select(cases_table).where(cases_table.c.id == "a")).one()
+        row = case_row(conn, "a")
         assert history(conn, "a") == ["received", "composed", "cleared"]
     assert (row.state, row.content, row.subject) == ("cleared", "first", None), (
         "the composed values of a transition that did not apply are not written"

@@ -21,8 +21,8 @@ from workers.queues import Queues, queue_name
 from workers.settings import Settings
 from workers.stage import emit
 from workers.store import cases
+from workers.store.schema import case_bodies, rejected_messages
 from workers.store.schema import cases as cases_table
-from workers.store.schema import rejected_messages
 from workers.transient import retries_for, retry_when
 
 
@@ -279,8 +279,8 @@ def test_composition_reads_its_cases_once_per_chunk_with_the_ownership_check(
     assert all("clinic_hsa_id" in s for s in arrivals), arrivals
     with pipeline.ctx.engine.connect() as conn:
         composed = conn.execute(
-            sa.select(sa.func.count()).where(
-                cases_table.c.batch_id == "reads", cases_table.c.content.is_not(None)
-            )
+            sa.select(sa.func.count())
+            .select_from(cases_table.join(case_bodies, case_bodies.c.case_id == cases_table.c.id))
+            .where(cases_table.c.batch_id == "reads", case_bodies.c.part == "content")
         ).scalar_one()
     assert composed > 0

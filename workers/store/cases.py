@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workers.case_states import FINAL, LAST_ENDABLE, RANK, CaseState, below_rank, may_advance
+from workers.store import case_bodies
 from workers.store.arrays import among, literal
 from workers.store.schema import case_events, cases
 from workers.store.sql import dialect_insert
@@ -42,6 +43,9 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> s
     """Record new cases as received; a case that exists already (by id, or by its clinic and
     idempotency key) is left exactly as it is: no row changed, no history added.
 
+    A row's sealed parts (``request``, ``case_bodies.PARTS``) are written to ``case_bodies``
+    for the cases created now, in the same statement on PostgreSQL.
+
     Returns
     -------
     set[str]
@@ -52,7 +56,7 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> s
     now = utcnow()
     values = [
         {
-            **row,
+            **{k: v for k, v in row.items() if k not in case_bodies.PARTS},
             "state": CaseState.RECEIVED.value,
             "state_rank": RANK[CaseState.RECEIVED],
             "received_at": now,
@@ -60,10 +64,12 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> s
         }
         for row in rows
     ]
+    bodies = [body for row in rows for body in case_bodies.parts_of(str(row["id"]), row)]
     if conn.dialect.name == "postgresql":
-        return _insert_new_with_events(conn, values, now)
+        return _insert_new_with_events(conn, values, bodies, now)
     statement = dialect_insert(conn, cases).on_conflict_do_nothing().returning(cases.c.id)
     created = {str(row[0]) for row in conn.execute(statement, list(values))}
+    case_bodies.write(conn, (b for b in bodies if b[0] in created))
     bulk_insert(
         conn,
         case_events,
@@ -77,20 +83,41 @@ def insert_received(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> s
 
 
 def _insert_new_with_events(
-    conn: sa.Connection, values: Sequence[Mapping[str, Any]], now: dt.datetime
+    conn: sa.Connection,
+    values: Sequence[Mapping[str, Any]],
+    bodies: Sequence[case_bodies.Body],
+    now: dt.datetime,
 ) -> set[str]:
-    """PostgreSQL: the case rows that conflict with none and their ``received`` history rows
-    in one statement; the ids of the cases inserted."""
+    """PostgreSQL: the case rows that conflict with none, their sealed parts and their
+    ``received`` history rows in one statement; the ids of the cases inserted."""
     names = tuple(sorted({key for row in values for key in row}))
     params: dict[str, Any] = {**_columns(values, names), "e_now": now}
-    return {str(row[0]) for row in conn.execute(_insert_received_sql(names, conn.dialect), params)}
+    if bodies:
+        params.update(
+            p_id=literal(b[0] for b in bodies),
+            p_part=literal(b[1] for b in bodies),
+            p_sealed=literal(b[2] for b in bodies),
+        )
+    statement = _insert_received_sql(names, conn.dialect, with_bodies=bool(bodies))
+    return {str(row[0]) for row in conn.execute(statement, params)}
 
 
 @functools.cache
-def _insert_received_sql(names: tuple[str, ...], dialect: sa.Dialect) -> sa.TextClause:
+def _insert_received_sql(
+    names: tuple[str, ...], dialect: sa.Dialect, *, with_bodies: bool
+) -> sa.TextClause:
     insert = _unnest_insert(cases, names, "ON CONFLICT DO NOTHING RETURNING id", dialect).text
+    bodies = (
+        ", bodies AS (INSERT INTO case_bodies (case_id, part, sealed) "
+        "SELECT b.id, b.part, b.sealed FROM unnest(CAST(:p_id AS VARCHAR[]), "
+        "CAST(:p_part AS VARCHAR[]), CAST(:p_sealed AS TEXT[])) AS b(id, part, sealed) "
+        "JOIN created ON created.id = b.id "
+        "ON CONFLICT (case_id, part) DO UPDATE SET sealed = excluded.sealed) "
+        if with_bodies
+        else " "
+    )
     return sa.text(
-        f"WITH created AS ({insert}) "  # noqa: S608 - our SQL
+        f"WITH created AS ({insert}){bodies}"  # noqa: S608 - our SQL
         "INSERT INTO case_events (case_id, state, stage, at) "
         "SELECT id, 'received', 'intake', :e_now FROM created RETURNING case_id"
     )
@@ -330,9 +357,50 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
         The cases whose last transition here holds now: applied now, or already applied by an
         earlier delivery of the same message (so the next contract is emitted again after a
         crash, and downstream stages treat it as the duplicate it is).
+
+    The sealed parts among a transition's values (``content``, ``case_bodies.PARTS``) are
+    written to ``case_bodies`` if the transition applies now, in the same transaction.
     """
+    transitions, bodies = _without_bodies(transitions)
     if conn.dialect.name == "postgresql":
-        return _apply_returning(conn, transitions, stage=stage)
+        holding, applied = _apply_returning(conn, transitions, stage=stage)
+    else:
+        holding, applied = _apply_one_by_one(conn, transitions, stage=stage)
+    case_bodies.write(conn, (body for pair, body in bodies if pair in applied))
+    return holding
+
+
+def _without_bodies(
+    transitions: Sequence[Transition],
+) -> tuple[Sequence[Transition], list[tuple[tuple[str, str], case_bodies.Body]]]:
+    """The transitions without their sealed parts, and the parts, each with the ``(case,
+    state)`` of the transition that sets it (the first such transition: a second to the same
+    state never applies), in order."""
+    if not any(k in case_bodies.PARTS for t in transitions for k in t.values):
+        return transitions, []
+    stripped: list[Transition] = []
+    bodies: list[tuple[tuple[str, str], case_bodies.Body]] = []
+    seen: set[tuple[str, str]] = set()
+    for t in transitions:
+        pair = (t.case_id, t.state.value)
+        first = pair not in seen
+        seen.add(pair)
+        parts = case_bodies.parts_of(t.case_id, t.values)
+        if not parts:
+            stripped.append(t)
+            continue
+        if first:
+            bodies.extend((pair, body) for body in parts)
+        values = {k: v for k, v in t.values.items() if k not in case_bodies.PARTS}
+        stripped.append(dataclasses.replace(t, values=values))
+    return stripped, bodies
+
+
+def _apply_one_by_one(
+    conn: sa.Connection, transitions: Sequence[Transition], *, stage: str
+) -> tuple[set[str], set[tuple[str, str]]]:
+    """SQLite: read the states, apply what the state machine allows; the cases whose last
+    transition holds, and the ``(case, state)`` pairs applied now."""
     current = states_of(conn, (t.case_id for t in transitions))
     holding: set[str] = set()
     to_apply: list[Transition] = []
@@ -349,7 +417,7 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
         else:
             holding.discard(transition.case_id)
     if not to_apply:
-        return holding
+        return holding, set()
     now = utcnow()
     groups: dict[tuple[str, ...], list[Transition]] = defaultdict(list)
     for transition in _one_per_case(to_apply):
@@ -371,17 +439,18 @@ def apply(conn: sa.Connection, transitions: Sequence[Transition], *, stage: str)
             for t in to_apply
         ],
     )
-    return holding
+    return holding, {(t.case_id, t.state.value) for t in to_apply}
 
 
 def _apply_returning(
     conn: sa.Connection, transitions: Sequence[Transition], *, stage: str
-) -> set[str]:
+) -> tuple[set[str], set[tuple[str, str]]]:
     """PostgreSQL: each group of transitions is one statement that updates the rows the state
     machine allows, writes their history rows and returns them (no read first). Only cases whose
-    last transition did not apply now are read, to tell "already there" from "not allowed"."""
+    last transition did not apply now are read, to tell "already there" from "not allowed".
+    Returns the cases whose last transition holds and the ``(case, state)`` pairs applied now."""
     if not transitions:
-        return set()
+        return set(), set()
     now = utcnow()
     last: dict[str, Transition] = {}
     for transition in transitions:
@@ -390,7 +459,7 @@ def _apply_returning(
     chains, rest = _chains(transitions)
     if chains:
         moved = _apply_chains(conn, chains, now=now, stage=stage)
-        applied.update((c, last[c].state.value) for c in moved)
+        applied.update((c, t.state.value) for c in moved for t in chains[c])
         left = [chain for c, chain in chains.items() if c not in moved]
         for index in range(max(map(len, left), default=0)):  # in order: each chain's k-th
             rest.extend(chain[index] for chain in left if index < len(chain))
@@ -402,7 +471,7 @@ def _apply_returning(
     if unsure:
         current = states_of(conn, unsure)
         holding.update(c for c in unsure if current.get(c) == last[c].state)
-    return holding
+    return holding, applied
 
 
 def _apply_each(

@@ -37,8 +37,6 @@ cases = sa.Table(
     sa.Column("read_at", UtcDateTime(), nullable=True),
     sa.Column("answered_at", UtcDateTime(), nullable=True),
     sa.Column("answer_kind", sa.String(32), nullable=True),
-    sa.Column("content", sa.Text, nullable=True),
-    sa.Column("request", sa.Text, nullable=True),  # the SendCase as taken in, sealed
     sa.Column("producer_reference", sa.String(64), nullable=True),
     sa.UniqueConstraint("clinic_hsa_id", "idempotency_key", name="uq_cases_clinic_key"),
     sa.Index(
@@ -61,7 +59,21 @@ cases = sa.Table(
 )
 """A case and where it is. On PostgreSQL (migration 0018) the indexes a transition touches
 hold only the rows they find (a settled case leaves ``ix_cases_state_updated``) and pages
-keep room for the next version of their rows (``fillfactor``)."""
+keep room for the next version of their rows (``fillfactor``). Its sealed parts (the request,
+the composed content) are in ``case_bodies`` (migration 0019)."""
+
+case_bodies = sa.Table(
+    "case_bodies",
+    metadata,
+    sa.Column("case_id", sa.String(64), primary_key=True),
+    sa.Column("part", sa.String(16), primary_key=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+)
+"""A case's large sealed parts, each written once beside the transition that makes it
+(``workers/store/case_bodies.py``): ``request`` (the ``SendCase`` as taken in) and ``content``
+(what composition composed; the attachment check writes it again with the cleared
+attachments). Out of ``cases``, so that a state change does not copy them into a new row
+version (about 1.1 KB of a 1.5 KB row)."""
 
 case_events = sa.Table(
     "case_events",
