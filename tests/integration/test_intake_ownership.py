@@ -28,6 +28,7 @@ from tests.reachable import reachable_residents
 from workers.case_states import CaseState
 from workers.intake_bridge import IntakeBridge
 from workers.intake_sources import open_source
+from workers.log import configure as configure_logging
 from workers.queues import Queues, queue_name
 from workers.settings import Settings
 from workers.store import cases, notifications
@@ -110,6 +111,9 @@ def publish(broker_url: str, queue_prefix: str) -> Iterator[Publish]:
 
 @pytest.fixture
 def pipeline(postgres_url: str, queue_prefix: str, tmp_path: Path) -> Iterator[InProcessPipeline]:
+    # the pipeline's threads log as a worker does, to stderr: unconfigured, structlog would
+    # print to whatever sys.stdout is, which is the CLI runner's while a command runs below
+    configure_logging()
     settings = Settings(
         database_url=postgres_url,
         queue_prefix=queue_prefix,
@@ -224,7 +228,7 @@ def test_the_producers_reference_is_kept_and_found_by_the_clinic_and_in_the_reje
         ],
     )  # fmt: skip
     assert listed.exit_code == 0, listed.output
-    rows = json.loads(listed.output)
+    rows = json.loads(listed.stdout)
     assert [r["reference"] for r in rows] == [reference]
     shown = runner.invoke(
         app,
@@ -241,13 +245,13 @@ def test_the_producers_reference_is_kept_and_found_by_the_clinic_and_in_the_reje
             "--reference", reference, "--json", "--database", database,
         ],
     )  # fmt: skip
-    assert json.loads(other.output) == []  # another clinic does not find it
+    assert json.loads(other.stdout) == []  # another clinic does not find it
     rejects = runner.invoke(
         app, ["rejects", "list", "--reference", f"{queue_prefix}msg-9", "--json", "--database",
               database],
     )  # fmt: skip
     assert rejects.exit_code == 0, rejects.output
-    found = json.loads(rejects.output)
+    found = json.loads(rejects.stdout)
     assert [(r["reason"], r["reference"]) for r in found] == [
         ("signature-invalid", f"{queue_prefix}msg-9")
     ]

@@ -55,7 +55,7 @@ def purge(broker: str, database: str, prefix: str) -> dict[str, int]:
         env={"OMVANT_QUEUE_PREFIX": prefix, "OMVANT_REJECT_RETENTION_DAYS": "30"},
     )
     assert result.exit_code == 0, result.output
-    return dict(json.loads(result.output))
+    return dict(json.loads(result.stdout))
 
 
 def test_purge_drops_old_rejects_from_the_rabbitmq_queue_and_the_table(

@@ -248,7 +248,7 @@ def test_rejects_list_shows_queues_without_the_prefix_as_dlq_and_status_do(
     database = ["--database", f"sqlite:///{tmp_path}/o.db"]
     listed = CliRunner().invoke(app, ["rejects", "list", "--json", *database])
     assert listed.exit_code == 0, listed.output
-    assert [r["queue"] for r in json.loads(listed.output)] == ["omvant.intake"]
+    assert [r["queue"] for r in json.loads(listed.stdout)] == ["omvant.intake"]
     plain = CliRunner().invoke(app, ["rejects", "list", *database])
     assert "  omvant.intake  signature-invalid" in plain.output
     assert "p1." not in plain.output
