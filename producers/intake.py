@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from contracts.registry import VERSIONS, latest_version, read_record
 from contracts.send_case import NAME as SEND_CASE
 from contracts.send_case import SendCaseV2
+from contracts.strict_json import DuplicateKey, loads_strictly
+from workers.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,11 @@ class LineError:
 def read_send_cases(
     lines: Iterable[str], *, version: int | None = None
 ) -> Iterator[SendCaseV2 | LineError]:
-    """Parse JSONL lines as SendCase records of ``version`` (the latest by default)."""
+    """Parse JSONL lines as SendCase records of ``version`` (the latest by default).
+
+    A line with a key twice in one object is refused (``duplicate-json-key``), as the HTTP API
+    refuses such a body: the last one does not silently win.
+    """
     version = version or latest_version(SEND_CASE)
     if version not in VERSIONS[SEND_CASE]:
         raise ValueError(f"SendCase has versions {sorted(VERSIONS[SEND_CASE])}")
@@ -35,8 +41,14 @@ def read_send_cases(
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_strictly(line)
             yield cast(SendCaseV2, read_record(SEND_CASE, version, record))
+        except DuplicateKey as exc:
+            yield LineError(
+                number,
+                Reason.DUPLICATE_JSON_KEY,
+                f"the key {exc.key[:80]!r} appears twice in one object",
+            )
         except json.JSONDecodeError as exc:
             yield LineError(number, "malformed-message", f"not JSON: {exc.msg}")
         except RecursionError:

@@ -53,3 +53,16 @@ def test_a_line_nested_too_deep_is_malformed_not_a_crash() -> None:
     results = list(read_send_cases(["[" * 100_000, json.dumps(GOOD)]))
     assert isinstance(results[0], LineError) and results[0].reason == "malformed-message"
     assert not isinstance(results[1], LineError)
+
+
+def test_a_line_with_a_key_twice_is_refused_not_the_last_one_kept() -> None:
+    good = json.dumps(GOOD)
+    twice = good[:-1] + ', "idempotency_key": "dup"}'
+    nested = json.dumps({**GOOD, "fields": {"namn": "A"}})[:-2] + ', "namn": "B"}}'
+    results = list(read_send_cases([twice, nested, good]))
+    assert [(r.line, r.reason) for r in results if isinstance(r, LineError)] == [
+        (1, "duplicate-json-key"),
+        (2, "duplicate-json-key"),
+    ]
+    assert "idempotency_key" in results[0].detail  # type: ignore[union-attr]
+    assert isinstance(results[2], SendCaseV2) and results[2].idempotency_key == "k1"

@@ -161,7 +161,7 @@ def entries(conn: sa.Connection, keys: Iterable[str]) -> dict[str, Entry]:
         sa.select(notification_ledger).where(
             among(conn, notification_ledger.c.idempotency_key, wanted)
         )
-    )
+    ).all()  # all at once: psycopg's fetchone per row costs more
     return {entry.key: entry for entry in map(_entry, rows)}
 
 
@@ -172,7 +172,7 @@ def entries_for(conn: sa.Connection, case_ids: Iterable[str]) -> dict[str, Entry
         return {}
     rows = conn.execute(
         sa.select(notification_ledger).where(among(conn, notification_ledger.c.case_id, ids))
-    )
+    ).all()
     return {entry.key: entry for entry in map(_entry, rows)}
 
 

@@ -4,51 +4,22 @@ Python's ``json`` (and so FastAPI) keeps the last of two equal keys without a wo
 ``{"personnummer": "A", "personnummer": "B"}`` would send to B while a proxy, a log or the
 integration's own tests read A. Every ``/v1`` route is a ``StrictJsonRoute``: the body is parsed
 once, with a hook that refuses a repeated key (``duplicate-json-key``, 422), and FastAPI reads the
-parsed value from the request's cache instead of parsing it again.
+parsed value from the request's cache instead of parsing it again. The parser is
+``contracts/strict_json.py``, which ``omvant push`` reads its lines with too.
 """
 
 from __future__ import annotations
 
 import email.message
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from contracts.strict_json import DuplicateKey, loads_strictly
 from producers.web.problems import FieldError, problem_response
 from workers.reasons import Reason
-
-
-class DuplicateKey(ValueError):
-    """An object of the body has ``key`` twice."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise DuplicateKey(key)
-        found[key] = value
-    return found
-
-
-def loads_strictly(body: bytes | str) -> Any:
-    """``json.loads`` that refuses a key twice in one object.
-
-    Raises
-    ------
-    DuplicateKey
-        Naming the first repeated key.
-    json.JSONDecodeError
-        The body is not JSON.
-    """
-    return json.loads(body, object_pairs_hook=_unique)
 
 
 def _is_json(content_type: str | None) -> bool:
