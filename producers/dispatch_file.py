@@ -4,7 +4,8 @@ Every other CSV column, or the ``fields`` object of a JSONL line, becomes the ca
 personalisation fields (``{{ name }}`` in the template's text). Lists come as regions' tools
 save them: the CSV delimiter is ``,``, ``;`` (Excel in a Swedish locale) or a tab, found from
 the header line; the text is UTF-8, with or without a byte-order mark, or Windows-1252 (Excel's
-plain "CSV"), found by reading the file once. Header names are matched without regard to case.
+plain "CSV"), found by reading the file once. Header names are matched without regard to case
+and surrounding spaces, and a header that names a column twice is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.strict_json import DuplicateKey, loads_strictly
 from producers.client import Recipient
 from workers.reasons import Reason
 
@@ -130,22 +132,62 @@ def _recipient(line: int, number: object, fields: dict[str, object]) -> Recipien
     )
 
 
+def check_header(path: Path) -> None:
+    """Refuse, before anything is sent, a list whose header cannot be read: a CSV header without
+    a personnummer column, or naming a column twice.
+
+    Raises
+    ------
+    DispatchFileError
+        As :func:`read_recipients` would on its first line.
+    """
+    if _kind(path) != "csv":
+        return
+    with path.open(encoding=encoding_of(path), newline="") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        header = next(csv.reader(handle, delimiter=delimiter_of(first)), [])
+    _identity_column(path, [_header_name(h) for h in header])
+
+
+def _header_name(name: str | None) -> str:
+    """A header name as the reader matches it: without a byte-order mark, spaces or case."""
+    return (name or "").strip().lstrip("\ufeff").strip().lower()
+
+
+def _identity_column(path: Path, header: list[str]) -> str:
+    """The header's personnummer column.
+
+    Raises
+    ------
+    DispatchFileError
+        No such column, or a column named twice (``fornamn,Fornamn``): which of the two values
+        a line means cannot be told, and the last one must not silently win.
+    """
+    seen: set[str] = set()
+    for name in header:
+        if name and name in seen:
+            raise DispatchFileError(
+                f"{path.name}: the header names the column {name[:40]!r} twice "
+                "(header names are matched without regard to case and spaces)"
+            )
+        seen.add(name)
+    column = next((c for c in IDENTITY_COLUMNS if c in header), None)
+    if column is None:
+        shown = ", ".join(repr(h) for h in header[:10])
+        raise DispatchFileError(
+            f"{path.name}: no column named {' or '.join(IDENTITY_COLUMNS)} (the header has {shown})"
+        )
+    return column
+
+
 def _read_csv(path: Path) -> Iterator[Recipient | RowError]:
     with path.open(encoding=encoding_of(path), newline="") as handle:
         first = handle.readline()
         handle.seek(0)
         reader = csv.DictReader(handle, delimiter=delimiter_of(first))
-        reader.fieldnames = [
-            (h or "").strip().lstrip("\ufeff").lower() for h in reader.fieldnames or []
-        ]
-        header = list(reader.fieldnames)
-        column = next((c for c in IDENTITY_COLUMNS if c in header), None)
-        if column is None:
-            shown = ", ".join(repr(h) for h in header[:10])
-            raise DispatchFileError(
-                f"{path.name}: no column named {' or '.join(IDENTITY_COLUMNS)} "
-                f"(the header has {shown})"
-            )
+        reader.fieldnames = [_header_name(h) for h in reader.fieldnames or []]
+        column = _identity_column(path, list(reader.fieldnames))
         for row in reader:
             line = reader.line_num
             extra = row.pop(None, None) or []
@@ -170,7 +212,12 @@ def _read_jsonl(path: Path) -> Iterator[Recipient | RowError]:
             if not text.strip():
                 continue
             try:
-                record = json.loads(text)
+                record = loads_strictly(text)
+            except DuplicateKey as exc:
+                yield RowError(
+                    line, Reason.DUPLICATE_JSON_KEY, f"the key {exc.key[:40]!r} appears twice"
+                )
+                continue
             except json.JSONDecodeError as exc:
                 yield RowError(line, Reason.MALFORMED_MESSAGE, f"not JSON: {exc.msg}")
                 continue

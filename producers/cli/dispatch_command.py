@@ -26,7 +26,13 @@ from producers.cli.options import (
 )
 from producers.client import OmvantClient
 from producers.dispatch_attachments import predict_problems, read_files, store_and_check
-from producers.dispatch_file import DispatchFileError, RowError, count_rows, read_recipients
+from producers.dispatch_file import (
+    DispatchFileError,
+    RowError,
+    check_header,
+    count_rows,
+    read_recipients,
+)
 from producers.precheck import DispatchTerms, Prediction, predict
 from workers import server_probe as servers
 from workers.hsa import is_hsa_id
@@ -153,6 +159,7 @@ def dispatch(
     ctx = build_context(settings, build_broker("memory://"))
     try:
         check_schema(ctx.engine)
+        check_header(file)  # before the batch is made: a bad header sends nothing, forced or not
         total = count_rows(file)
         if total == 0:  # a header alone: nothing to predict, and nothing to send, forced or not
             fail(

@@ -12,6 +12,7 @@ from producers.client import Recipient
 from producers.dispatch_file import (
     DispatchFileError,
     RowError,
+    check_header,
     count_rows,
     read_recipients,
 )
@@ -260,3 +261,32 @@ def test_the_dry_run_says_how_many_lines_name_a_resident_again(tmp_path: Path) -
     assert result.exit_code == (1 if figures["would_reject"] else 0), result.output
     assert figures["recipients"] == 5
     assert figures["listed_again"] == 3  # the same resident written three ways, and a repeat
+
+
+@pytest.mark.parametrize(
+    "header", ["personnummer,fornamn,fornamn,tid", "personnummer;Fornamn; fornamn ;tid"]
+)
+def test_a_csv_naming_a_column_twice_is_refused_whole_not_the_last_one_kept(
+    tmp_path: Path, header: str
+) -> None:
+    number = population.test_personnummer()[1]
+    delimiter = ";" if ";" in header else ","
+    path = tmp_path / "list.csv"
+    path.write_text(f"{header}\n{delimiter.join([number, 'A', 'B', '10'])}\n", encoding="utf-8")
+    with pytest.raises(DispatchFileError, match="'fornamn' twice"):
+        check_header(path)
+    with pytest.raises(DispatchFileError, match="'fornamn' twice"):
+        list(read_recipients(path))
+
+
+def test_a_jsonl_line_with_a_key_twice_is_refused_not_the_last_one_kept(tmp_path: Path) -> None:
+    number = population.test_personnummer()[1]
+    path = tmp_path / "list.jsonl"
+    path.write_text(
+        f'{{"personnummer": "{number}", "fields": {{"namn": "A", "namn": "B"}}}}\n'
+        f'{{"personnummer": "{number}", "fields": {{"namn": "A"}}}}\n',
+        encoding="utf-8",
+    )
+    rows = list(read_recipients(path))
+    assert isinstance(rows[0], RowError) and rows[0].reason == "duplicate-json-key"
+    assert rows[1] == Recipient(number, {"namn": "A"}, 2)

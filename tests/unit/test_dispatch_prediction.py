@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -203,3 +204,35 @@ def test_the_lines_that_would_be_rejected_come_in_line_order(database: str, tmp_
     said = [(v["line"], v["reason"]) for v in figures["lines"]]  # type: ignore[attr-defined]
     assert [line for line, _ in said] == [2, 4], said  # field-missing before the bad number
     assert said[0][1] == "field-missing"
+
+
+@pytest.mark.parametrize(
+    ("how", "extra"),
+    [
+        ("dry-run", ["--dry-run"]),
+        ("dispatch", ["--broker", "redis://127.0.0.1:6379/6"]),
+        ("forced", ["--broker", "redis://127.0.0.1:6379/6", "--force"]),
+    ],
+)
+def test_a_list_naming_a_column_twice_passes_neither_the_dry_run_nor_the_dispatch(
+    database: str, tmp_path: Path, how: str, extra: list[str]
+) -> None:
+    a, b = reachable(2)
+    twice = tmp_path / "twice.csv"
+    twice.write_text(
+        f"personnummer,fornamn,Fornamn ,tid\n{a},A,B,10\n{b},A,B,11\n", encoding="utf-8"
+    )
+    result = dispatch_json(
+        database, twice, "--template", "meddelande-till-invanare", "--sender", SENDER,
+        "--fragment", "halsning-namn", *extra,
+    )  # fmt: skip
+    assert result.exit_code == 2, (how, result.output)
+    assert result.stdout == "", "nothing predicted, nothing sent"
+    error = json.loads(result.stderr)["error"]
+    assert error["reason"] == "dispatch-list-unreadable"
+    assert "'fornamn' twice" in error["message"]
+    engine = sqlalchemy.create_engine(database)
+    with engine.connect() as conn:
+        made = conn.execute(sqlalchemy.text("SELECT count(*) FROM batches")).scalar_one()
+    engine.dispose()
+    assert made == 0, "refused before a batch is made"
