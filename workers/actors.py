@@ -80,6 +80,7 @@ def run_message(
                 reason=exc.reason,
                 detail=exc.detail,
                 body=_body_text(args, kwargs),
+                settings=ctx.settings,
             )
         log.warning("message rejected", queue=queue, reason=exc.reason, detail=exc.detail)
         return
@@ -330,7 +331,7 @@ def declare_actors(
             broker.declare_queue(queue_name(lane_queue(route.queue, lane), prefix))
 
     def quarantine(*args: Any, **kwargs: Any) -> None:
-        reason = record_quarantined(context().engine, args, kwargs)
+        reason = record_quarantined(context().engine, args, kwargs, context().settings)
         log.warning("message rejected", reason=reason)
 
     # the quarantine actor runs on any queue (workers/message_guard.py); it needs one of its own

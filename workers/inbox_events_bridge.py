@@ -6,7 +6,8 @@ envelopes onto the ``read-receipts`` queue with ``workers.stage.emit``; there th
 the first read time, answers, and events for unknown cases (``unknown-case``). Events are
 acknowledged only after their chunk is forwarded, so a crash forwards them again, which the
 read-receipt stage takes as the harmless duplicates they are. An event that cannot be read is
-kept in ``rejected_messages`` with its reason code and acknowledged.
+kept in ``rejected_messages`` with its reason code and acknowledged, its body sealed with the
+answer key (``rejections.keep_sealed``): any refused event may hold an answer.
 
 Runs as ``omvant inbox-events``, or in a thread (``InboxEventsBridge.run``) as the demo does.
 """
@@ -25,6 +26,7 @@ import kombu
 from contracts.inbox_event import InboxEventError, InboxEventV2, parse_inbox_event
 from contracts.read_receipt import ReadReceiptV2
 from workers import amqp_properties, rejections
+from workers.answer_seal import answer_seal
 from workers.bootstrap import Context
 from workers.log import get_logger
 from workers.reasons import Reason
@@ -117,7 +119,9 @@ def forward(ctx: Context, events: list[RawEvent], queue: str) -> Forwarded:
     """Read a chunk of inbox events; forward the readable, keep the rest with a reason code.
 
     The inbox publishes through the broker, which authenticated it: a refused event's body is
-    kept (bounded) in ``rejected_messages``."""
+    kept whole (bounded) in ``rejected_messages``, sealed, since whatever the inbox sent may
+    hold a resident's answer, readable JSON or not."""
+    seal = answer_seal(ctx.settings)
     receipts: list[ReadReceiptV2] = []
     outcome = Forwarded()
     for raw in events:
@@ -134,7 +138,7 @@ def forward(ctx: Context, events: list[RawEvent], queue: str) -> Forwarded:
                     queue=queue,
                     reason=exc.reason,
                     detail=exc.detail,
-                    kept=rejections.keep(body, raw.headers, authenticated=True),
+                    kept=rejections.keep_sealed(body, raw.headers, seal=seal.seal),
                 )
             outcome.rejected += 1
             continue

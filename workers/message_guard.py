@@ -307,9 +307,12 @@ class GuardConsumers:
         return GuardedConsumer(self, inner, queue_name)  # type: ignore[arg-type]
 
 
-def record_quarantined(engine: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+def record_quarantined(
+    engine: Any, args: tuple[Any, ...], kwargs: dict[str, Any], settings: Any = None
+) -> str:
     """The quarantine actor's work: record the message in ``rejected_messages``; returns the
-    reason recorded. Its arguments are checked again: anyone may name this actor."""
+    reason recorded. Its arguments are checked again: anyone may name this actor. With the
+    process's ``settings``, a message of a queue that can carry answers is kept sealed."""
     from workers import rejections
 
     record = args[0] if len(args) == 1 and not kwargs else None
@@ -328,8 +331,13 @@ def record_quarantined(engine: Any, args: tuple[Any, ...], kwargs: dict[str, Any
             raw = base64.b64decode(record["body_base64"])
         except ValueError:
             raw = None
-    kept = None if raw is None else rejections.keep(raw, authenticated=True)
     queue = record.get("queue")
+    kept = None
+    if raw is not None:
+        if settings is not None and isinstance(queue, str):
+            kept = rejections.keep_from_stage(raw, queue, settings)
+        else:
+            kept = rejections.keep(raw, authenticated=True)
     with engine.begin() as conn:
         rejections.record(
             conn,

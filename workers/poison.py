@@ -64,7 +64,8 @@ class SetAsidePoison(AfterMessage):
         if message.actor_name == UNREADABLE_ACTOR:
             return
         queue = canonical(message.queue_name)
-        engine = self.context().engine
+        ctx = self.context()
+        engine = ctx.engine
         with engine.begin() as conn:
             count = started(conn, queue, message.message_id)
             if count <= self.limit:
@@ -74,7 +75,7 @@ class SetAsidePoison(AfterMessage):
                 queue=queue,
                 reason=Reason.POISON_MESSAGE,
                 detail=f"started {count - 1} times and each time its process died",
-                kept=rejections.keep(_body(message._message), authenticated=True),
+                kept=rejections.keep_from_stage(_body(message._message), queue, ctx.settings),
             )
             finished(conn, queue, message.message_id)
         log.error("poison message set aside", queue=queue, starts=count - 1)

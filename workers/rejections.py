@@ -11,6 +11,11 @@ The rule (docs/intake.md, "What a reject keeps"):
   (others by name and length) and a redacted excerpt: letters become ``x``/``X``, digits
   ``9``, so the shape of the body shows but never a personnummer or a word of free text.
 
+A message that can carry a resident's answer (an inbox event, a read receipt) is kept whole but
+**sealed** (``keep_sealed``: ``g1.`` as answers are at rest, ``workers/answer_seal.py``), with a
+redacted excerpt for its shape, whether it was refused as unreadable, malformed or invalid: no
+answer is kept readable, not even to on-call.
+
 Every text written is bounded and has NUL, control characters and lone surrogates escaped, so
 recording a refusal cannot itself fail on the message's content. Rows are purged after
 ``OMVANT_REJECT_RETENTION_DAYS`` (``omvant rejects purge``).
@@ -24,12 +29,14 @@ import hashlib
 import json
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from workers.log import mask_identity_numbers
+from workers.queues import Queues, unprefixed
+from workers.settings import Settings
 from workers.store.schema import rejected_messages
 from workers.wire import header_text, printable
 
@@ -49,6 +56,10 @@ READ_HEADERS = frozenset(
 EXCERPT_CHARS = 200
 MAX_HEADERS = 32
 DEFAULT_MAX_BODY = 1024 * 1024
+SEALED = "sealed"
+"""``body_encoding`` of a body kept sealed (``keep_sealed``)."""
+ANSWER_QUEUES = frozenset({Queues.READ_RECEIPTS.value, "inbox-events"})
+"""Queues whose messages can carry a resident's answer: what is refused on them is sealed."""
 _KEPT_PUNCTUATION = frozenset(string.punctuation) | {" "}
 
 
@@ -87,13 +98,19 @@ class Kept:
     body_base64: str | None = None
     """The body, when kept and it is not clean UTF-8 text."""
     excerpt: str | None = None
-    """A redacted excerpt, when the body is not kept."""
+    """A redacted excerpt, when the body is not kept (or kept sealed)."""
+    sealed: str | None = None
+    """The body sealed (``keep_sealed``): the JSON of ``{"body": ...}`` or
+    ``{"body_base64": ...}``, opened only with the deployment's answer key."""
 
     def as_json(self) -> dict[str, object]:
         """The fields of a reject record (the rejects queue's JSON)."""
         record: dict[str, object] = {"size": self.size, "sha256": self.sha256}
         record["headers"] = self.headers
-        if self.body is not None:
+        if self.sealed is not None:
+            record["body_sealed"] = self.sealed
+            record["excerpt"] = self.excerpt
+        elif self.body is not None:
             record["body"] = self.body
         elif self.body_base64 is not None:
             record["body_base64"] = self.body_base64
@@ -132,6 +149,46 @@ def keep(
     if text is None or "\x00" in text:
         return Kept(size, digest, kept_headers, body_base64=base64.b64encode(body).decode())
     return Kept(size, digest, kept_headers, body=text)
+
+
+def keep_sealed(
+    body: bytes,
+    headers: Mapping[str, object] | None = None,
+    *,
+    seal: Callable[[str], str],
+    max_body: int = DEFAULT_MAX_BODY,
+) -> Kept:
+    """What ``keep`` keeps of an authenticated sender's message, with the body sealed by
+    ``seal`` (``AnswerSeal.seal``) and a redacted excerpt beside it: for messages that can
+    carry a resident's answer, which no one but the clinic reads (the same bytes come back
+    with the key: nothing is lost)."""
+    kept = keep(body, headers, authenticated=True, max_body=max_body)
+    if kept.body is None and kept.body_base64 is None:
+        return kept  # too large to keep: the redacted excerpt alone, as for anyone
+    whole = {"body": kept.body} if kept.body is not None else {"body_base64": kept.body_base64}
+    return Kept(
+        kept.size,
+        kept.sha256,
+        kept.headers,
+        excerpt=redact(body),
+        sealed=seal(json.dumps(whole, ensure_ascii=False)),
+    )
+
+
+def carries_answers(queue: str, prefix: str) -> bool:
+    """Whether messages on ``queue`` (a lane or a delay queue too) can carry an answer."""
+    name = unprefixed(queue, prefix).removesuffix(".DQ").split(".", 1)[0]
+    return name in ANSWER_QUEUES
+
+
+def keep_from_stage(body: bytes, queue: str, settings: Settings) -> Kept:
+    """What to keep of a message refused on a stage queue (its publisher authenticated by the
+    broker): sealed on a queue whose messages can carry an answer, else whole."""
+    if carries_answers(queue, settings.queue_prefix):
+        from workers.answer_seal import answer_seal
+
+        return keep_sealed(body, seal=answer_seal(settings).seal)
+    return keep(body, authenticated=True)
 
 
 _REFERENCE_FORM = re.compile(r"[A-Za-z0-9_.:@/+=#-]{1,200}")
@@ -176,10 +233,14 @@ def record(
             sha256=kept.sha256,
             headers=json.dumps(kept.headers, ensure_ascii=True),
             excerpt=kept.excerpt,
-            body=kept.body if kept.body is not None else kept.body_base64,
-            body_encoding="utf-8"
-            if kept.body is not None
-            else ("base64" if kept.body_base64 is not None else None),
+            body=kept.sealed or (kept.body if kept.body is not None else kept.body_base64),
+            body_encoding=SEALED
+            if kept.sealed is not None
+            else (
+                "utf-8"
+                if kept.body is not None
+                else ("base64" if kept.body_base64 is not None else None)
+            ),
         )
     conn.execute(rejected_messages.insert().values(**values))
 

@@ -30,6 +30,7 @@ def inbox_events(
     Says ``worker.ready`` once it consumes and ``worker.stopped`` when it has forwarded what it
     held, as ``omvant worker`` does (at every ``OMVANT_LOG_LEVEL``)."""
     from workers import server_probe as servers
+    from workers.answer_seal import answer_seal
     from workers.bootstrap import build_context
     from workers.broker import build_broker
     from workers.inbox_events_bridge import InboxEventsBridge
@@ -37,6 +38,7 @@ def inbox_events(
     from workers.readiness import lifecycle_log
 
     settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
+    answer_seal(settings)  # refused events are kept sealed: no key, one line and exit 2
     events = url or settings.inbox_events_url or settings.broker_url
     if events.split("://", 1)[0].lower() in {"amqp", "amqps"}:
         servers.probe_amqp(events, settings.connect_timeout, servers.INBOX_EVENTS)

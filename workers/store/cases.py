@@ -9,7 +9,7 @@ import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -18,6 +18,9 @@ from workers.store import case_bodies
 from workers.store.arrays import among, literal
 from workers.store.schema import case_events, cases
 from workers.store.sql import dialect_insert
+
+if TYPE_CHECKING:
+    from workers.settings import Settings
 
 
 def utcnow() -> dt.datetime:
@@ -700,17 +703,28 @@ def _update_each(
 
 
 def record_unreadable(
-    conn: sa.Connection, *, queue: str, reason: str, detail: str, body: str | None
+    conn: sa.Connection,
+    *,
+    queue: str,
+    reason: str,
+    detail: str,
+    body: str | None,
+    settings: Settings | None = None,
 ) -> None:
     """Keep a message no stage could read, with why, so on-call can put it right.
 
     Stage queues' publishers are authenticated by the broker: the body is kept (bounded, see
-    ``workers/rejections.py``)."""
+    ``workers/rejections.py``); with the process's ``settings``, sealed on a queue whose
+    messages can carry an answer (``rejections.keep_from_stage``)."""
     from workers import rejections
 
     kept = None
     if body is not None:
-        kept = rejections.keep(body.encode("utf-8", "surrogatepass"), authenticated=True)
+        data = body.encode("utf-8", "surrogatepass")
+        if settings is not None:
+            kept = rejections.keep_from_stage(data, queue, settings)
+        else:
+            kept = rejections.keep(data, authenticated=True)
     rejections.record(conn, queue=queue, reason=reason, detail=detail, kept=kept)
 
 

@@ -104,6 +104,14 @@ def _failure(row: Any) -> FailureRow:
     )
 
 
+def _unreadable_body(row: Any) -> str | None:
+    """A reject's body as the view shows it: a sealed one (``rejections.SEALED``, a message
+    that can carry an answer) as its seal and redacted excerpt, never opened here."""
+    if row.body_encoding == "sealed":
+        return json.dumps({"sealed": row.body, "excerpt": row.excerpt})
+    return str(row.body) if row.body is not None else None
+
+
 def _unreadable(row: Any, prefix: str = "") -> FailureRow:
     at = aware_utc(row.at) or utcnow()
     return FailureRow(
@@ -124,7 +132,7 @@ def _unreadable(row: Any, prefix: str = "") -> FailureRow:
         attempts=1,
         first_failed_at=at,
         last_failed_at=at,
-        body=row.body,
+        body=_unreadable_body(row),
         body_truncated=False,
         status=FailureStatus.OPEN,
         replays=0,

@@ -1,0 +1,119 @@
+"""No refused message that can carry a resident's answer is kept readable (outside review D1).
+
+The inbox-events bridge refuses events it cannot read (unknown answer kind, a naive time, broken
+JSON); the read-receipt stage refuses envelopes it cannot read. Each is kept in
+``rejected_messages`` whole but sealed with the answer key, and ``omvant dlq show`` shows the
+seal, never the text, even with ``--show-personnummer``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import kombu
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from producers.cli import app
+from tests.unit import test_inbox_events
+from workers import rejections
+from workers.answer_seal import answer_seal
+from workers.bootstrap import Context
+from workers.inbox_events_bridge import InboxEventsBridge, exchange_name
+from workers.queues import Queues, queue_name
+from workers.store import cases
+from workers.store.schema import rejected_messages
+
+ctx = test_inbox_events.ctx
+wait_until = test_inbox_events.wait_until
+
+SECRET = "Jag har ont i knät sedan i fredags."
+CLEAR = "Jag har ont"
+"""The answer's words as they read in any JSON (``knät`` may be escaped)."""
+
+
+def refused_events() -> list[bytes]:
+    answered = {
+        "version": 2,
+        "event": "answered",
+        "case_id": "c-1",
+        "occurred_at": "2026-12-02T01:12:00Z",
+        "answer": {"kind": "answer", "text": SECRET},
+    }
+    unknown_kind = {**answered, "answer": {"kind": "approve", "text": SECRET}}
+    naive_time = {**answered, "occurred_at": "2026-12-02T01:12:00"}
+    broken = b'{"version": 2, "event": "answered", "answer": {"text": "' + SECRET.encode() + b'"'
+    return [json.dumps(unknown_kind).encode(), json.dumps(naive_time).encode(), broken]
+
+
+def publish_raw(ctx: Context, bodies: list[bytes]) -> None:
+    with kombu.Connection("memory://") as conn:
+        producer = conn.Producer()
+        for raw in bodies:
+            producer.publish(
+                raw,
+                exchange=exchange_name(ctx.settings),
+                routing_key="inbox.answered",
+                content_type="application/json",
+                content_encoding="utf-8",
+            )
+
+
+def rows(ctx: Context) -> list[sa.Row[tuple[object, ...]]]:
+    with ctx.engine.connect() as conn:
+        return list(conn.execute(sa.select(rejected_messages).order_by(rejected_messages.c.id)))
+
+
+def test_refused_inbox_events_are_kept_sealed_and_dlq_show_never_prints_the_answer(
+    ctx: Context,
+) -> None:
+    bridge = InboxEventsBridge(ctx, "memory://", chunk_size=3, linger=0.05)
+    thread, stop = bridge.start()
+    try:
+        publish_raw(ctx, refused_events())
+        wait_until(lambda: bridge.forwarded.rejected == 3)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    kept = rows(ctx)
+    assert [r.reason for r in kept] == ["invalid-payload", "invalid-payload", "malformed-message"]
+    seal = answer_seal(ctx.settings)
+    for row, sent in zip(kept, refused_events(), strict=True):
+        assert CLEAR not in (row.body or "") and CLEAR not in (row.excerpt or "")
+        assert row.body_encoding == rejections.SEALED and row.body.startswith("g1.")
+        assert json.loads(seal.open(row.body)) == {"body": sent.decode()}, "nothing lost"
+    runner = CliRunner()
+    env = {"OMVANT_DATABASE_URL": ctx.settings.database_url}
+    for row in kept:
+        shown = runner.invoke(
+            app, ["dlq", "show", f"R{row.id}", "--show-personnummer", "--json"], env=env
+        )
+        assert shown.exit_code == 0, shown.output
+        assert CLEAR not in shown.output and "fredags" not in shown.output
+        assert json.loads(shown.output)["body"]["sealed"].startswith("g1.")
+
+
+def test_an_unreadable_read_receipt_envelope_is_kept_sealed(ctx: Context) -> None:
+    queue = queue_name(Queues.READ_RECEIPTS, ctx.settings.queue_prefix)
+    body = json.dumps({"args": [{"answer": {"text": SECRET}}], "kwargs": {}})
+    with ctx.engine.begin() as conn:
+        cases.record_unreadable(
+            conn, queue=queue, reason="malformed-message", detail="x", body=body,
+            settings=ctx.settings,
+        )  # fmt: skip
+        other = queue_name(Queues.MESSAGE_COMPOSITION, ctx.settings.queue_prefix)
+        cases.record_unreadable(
+            conn, queue=other, reason="malformed-message", detail="x", body="{}",
+            settings=ctx.settings,
+        )  # fmt: skip
+    sealed, plain = rows(ctx)
+    assert sealed.body_encoding == rejections.SEALED and CLEAR not in sealed.body
+    assert json.loads(answer_seal(ctx.settings).open(sealed.body)) == {"body": body}
+    assert plain.body_encoding == "utf-8" and plain.body == "{}", "other queues keep it whole"
+
+
+def test_only_queues_that_can_carry_answers_are_sealed() -> None:
+    assert rejections.carries_answers("p.read-receipts", "p.")
+    assert rejections.carries_answers("p.read-receipts.DQ", "p.")
+    assert rejections.carries_answers("p.inbox-events", "p.")
+    assert not rejections.carries_answers("p.message-composition.urgent", "p.")
