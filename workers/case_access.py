@@ -221,9 +221,18 @@ def count_cases(
 
 
 def show_case(
-    engine: sa.Engine, reader: Reader, case_id: str, *, now: dt.datetime
+    engine: sa.Engine,
+    reader: Reader,
+    case_id: str,
+    *,
+    now: dt.datetime,
+    parts: tuple[str, ...] = (),
 ) -> case_queries.CaseDetail:
     """One of the unit's cases with its history, logged with the id asked for.
+
+    ``parts`` are the sealed parts asked for with it (``answer``, ``content``; opened after by
+    ``open_sealed``): a refusal is logged for each as well (``cases-show-answer`` refused), so
+    the auditor sees what was attempted, not only that a case was.
 
     Raises
     ------
@@ -257,17 +266,18 @@ def show_case(
                 sa.select(sa.func.count()).select_from(cases).where(cases.c.id == case_id)
             ).scalar_one()
         )
-        access_log.record(
-            conn,
-            user_hsa_id=reader.user_hsa_id,
-            unit_hsa_id=reader.unit_hsa_id,
-            action="cases-show",
-            case_ids=[case_id],
-            personnummer=[],
-            unmasked=reader.unmasked,
-            outcome=access_log.REFUSED,
-            detail="another unit's case" if exists else "no such case",
-        )
+        for action in ("cases-show", *(f"cases-show-{part}" for part in parts)):
+            access_log.record(
+                conn,
+                user_hsa_id=reader.user_hsa_id,
+                unit_hsa_id=reader.unit_hsa_id,
+                action=action,
+                case_ids=[case_id],
+                personnummer=[],
+                unmasked=reader.unmasked,
+                outcome=access_log.REFUSED,
+                detail="another unit's case" if exists else "no such case",
+            )
     raise CaseNotFound(f"the unit {reader.unit_hsa_id} has no case {case_id}")
 
 

@@ -292,7 +292,9 @@ def show_command(
         part for part, wanted in (("answer", show_answer), ("content", show_content)) if wanted
     )
     try:
-        detail = case_access.show_case(engine, reader, case_id, now=dt.datetime.now(dt.UTC))
+        detail = case_access.show_case(
+            engine, reader, case_id, now=dt.datetime.now(dt.UTC), parts=parts
+        )
         opened = (
             case_access.open_sealed(engine, reader, case_id, parts, answer_seal(settings))
             if parts

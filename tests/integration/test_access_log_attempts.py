@@ -175,3 +175,21 @@ def test_the_store_functions_the_web_and_api_call_log_the_same_way(engine: sa.En
         ("cases-list", "allowed"),
         ("cases-count", "usage-error"),
     ]
+
+
+def test_a_refused_answer_or_content_read_is_logged_as_what_was_attempted(
+    engine: sa.Engine, postgres_url: str
+) -> None:
+    code, _out = omvant(
+        postgres_url, "cases", "show", "al-b", "--answer", "--content",
+        "--clinic", CLINIC_A, "--user", STAFF,
+    )  # fmt: skip
+    assert code == 1
+    logged = {
+        (a.action, a.outcome, tuple(a.case_ids)) for a in attempts(engine, unit_hsa_id=CLINIC_A)
+    }
+    assert logged == {
+        ("cases-show", "refused", ("al-b",)),
+        ("cases-show-answer", "refused", ("al-b",)),
+        ("cases-show-content", "refused", ("al-b",)),
+    }

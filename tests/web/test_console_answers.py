@@ -97,8 +97,10 @@ def test_another_clinics_staff_and_oncall_cannot_open_the_answer(client: TestCli
     shown = _log(client, "cases-show")
     assert shown and shown[-1].user_hsa_id == NURSE_B and shown[-1].outcome == "refused"
     assert shown[-1].unit_hsa_id == CLINIC_B
+    tried = _log(client, "cases-show-answer")  # what was attempted is logged, refused
+    assert [(r.user_hsa_id, r.outcome) for r in tried] == [(NURSE_B, "refused")]
     client.cookies.clear()
     sign_in(client, "oncall")
     assert client.get("/arenden/answered?svar=1").status_code == 403
     assert all(r.user_hsa_id == NURSE_B for r in _log(client, "cases-show"))
-    assert _log(client, "cases-show-answer") == []
+    assert [r.outcome for r in _log(client, "cases-show-answer")] == ["refused"], "none opened"

@@ -296,9 +296,12 @@ def case_page(request: Request, case_id: str, acting: AsStaff) -> Response:
     reader = _reader(acting, unmasked=True)
     case_id = canonical_case_id(case_id)  # an upper-case UUID in the address finds it
     try:
-        detail = case_access.show_case(services.engine, reader, case_id, now=services.now())
+        asked = ("answer",) if request.query_params.get("svar") == "1" else ()
+        detail = case_access.show_case(
+            services.engine, reader, case_id, now=services.now(), parts=asked
+        )
         answer, answer_error = None, None
-        if request.query_params.get("svar") == "1":
+        if asked:
             try:
                 opened = case_access.open_sealed(
                     services.engine, reader, case_id, ("answer",), answer_seal(services.settings)
