@@ -44,7 +44,7 @@ class AnswerUnreadable(RuntimeError):
 def _embedded_key(home: Path) -> str:
     path = home / KEY_FILE
     if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(Fernet.generate_key().decode())

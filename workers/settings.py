@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMVANT_", extra="ignore")
 
     home: Path = Field(default_factory=default_home)
-    """The embedded default's data folder (``OMVANT_HOME``; ``.`` for the current folder):
-    the SQLite database and the blobs live here unless their own settings say otherwise."""
+    """The embedded default's data folder (``OMVANT_HOME``; ``.`` for the current folder, empty
+    as unset): the SQLite database and the blobs live here unless their own settings say
+    otherwise."""
     broker_url: str = "memory://"
     database_url: str = ""
     """Default: ``sqlite:///HOME/omvant.db``."""
@@ -203,6 +204,15 @@ class Settings(BaseSettings):
     answer_key: SecretStr | None = None
     """Fernet key(s), comma-separated (the first seals), that residents' answers are stored
     sealed with; the embedded default makes its own in ``home``, servers must set one."""
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _empty_home_is_unset(cls, value: object) -> object:
+        """``OMVANT_HOME=`` (empty, or spaces) is the default folder, not the current one:
+        ``Path("")`` is ``.``, and a stray export must not scatter databases."""
+        if isinstance(value, str) and not value.strip():
+            return default_home()
+        return value
 
     @model_validator(mode="after")
     def _in_home(self) -> Settings:

@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.send_case import canonical_case_id
 from producers.cli.errors import fail, note
 from producers.cli.options import DatabaseOption, WideOption, settings_from, table_console
 from workers import case_access
@@ -122,6 +123,24 @@ def _record(row: case_queries.CaseRow, show: bool) -> dict[str, Any]:
     }
 
 
+def _complete_status(incomplete: str) -> list[str]:
+    """What shell completion offers for ``--status`` (the option stays text, so that an
+    unknown status is refused, and access-logged, as given)."""
+    return [s for s in case_queries.STATUSES if s.startswith(incomplete)]
+
+
+def _complete_case_type(incomplete: str) -> list[str]:
+    return [t for t in case_queries.CASE_TYPES if t.startswith(incomplete)]
+
+
+StatusOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"One of: {', '.join(case_queries.STATUSES)}.", autocompletion=_complete_status
+    ),
+]
+
+
 ReferenceOption = Annotated[
     str | None,
     typer.Option("--reference", help="The producer's own id of the case (the case_id it sent)."),
@@ -134,12 +153,14 @@ def list_command(
     clinic: ClinicOption = None,
     user: UserOption = None,
     case_type: Annotated[
-        str, typer.Option("--type", help="Case type: sent-by-care (every Omvänt case).")
+        str,
+        typer.Option(
+            "--type",
+            help="Case type: sent-by-care (every Omvänt case).",
+            autocompletion=_complete_case_type,
+        ),
     ] = "sent-by-care",
-    status: Annotated[
-        str | None,
-        typer.Option(help=f"One of: {', '.join(case_queries.STATUSES)}."),
-    ] = None,
+    status: StatusOption = None,
     template: Annotated[str | None, typer.Option(help="Template id.")] = None,
     batch: Annotated[str | None, typer.Option(help="Batch id.")] = None,
     reference: ReferenceOption = None,
@@ -237,9 +258,7 @@ def count_command(
     *,
     clinic: ClinicOption = None,
     user: UserOption = None,
-    status: Annotated[
-        str | None, typer.Option(help=f"One of: {', '.join(case_queries.STATUSES)}.")
-    ] = None,
+    status: StatusOption = None,
     template: Annotated[str | None, typer.Option(help="Template id.")] = None,
     batch: Annotated[str | None, typer.Option(help="Batch id.")] = None,
     reference: ReferenceOption = None,
@@ -285,6 +304,7 @@ def show_command(
     """One case of the clinic: its history of states, reason codes and channels notified;
     with --answer the resident's answer, with --content the message as the resident got it
     (each read is logged)."""
+    case_id = canonical_case_id(case_id)  # 3F2C... names the case 3f2c..., as in the HTTP API
     settings = settings_from(None, database, require=(servers.DATABASE,))
     reader = Reader(user, clinic, show_personnummer)
     engine = open_store(settings)

@@ -212,7 +212,7 @@ def dispatch(
     except DispatchFileError as exc:
         fail(Reason.DISPATCH_LIST_UNREADABLE, str(exc), as_json=as_json)
     except BatchExists as exc:
-        fail(exc.reason, str(exc), as_json=as_json)
+        fail(exc.reason, str(exc), as_json=as_json, coded=True)
     finally:
         ctx.engine.dispose()
     for error in [] if as_json else errors[:50]:  # with --json: invalid_lines, stderr clean
@@ -333,8 +333,14 @@ def _client(broker: str | None, database: str | None) -> OmvantClient:
     return OmvantClient(settings, broker=build_broker("memory://"))
 
 
-def _progress_table(figures: dict[str, Any]) -> Table:
-    table = Table(title=f"batch {figures['id']} ({figures['name']}): {figures['status']}")
+def _heading(figures: dict[str, Any]) -> str:
+    """``batch ID (NAME)``, printed as a line of its own: a table's title would wrap the id at
+    the terminal's width, and an operator copies it into the next command."""
+    return f"batch {figures['id']} ({figures['name']})"
+
+
+def _progress_table(figures: dict[str, Any], *, title: str | None = None) -> Table:
+    table = Table(title=title)
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("total", str(figures["total"]))
@@ -414,13 +420,19 @@ def show(
             typer.echo(json.dumps(figures))
             return
         if not follow:
+            typer.echo(f"{_heading(figures)}: {figures['status']}")
             Console().print(_progress_table(figures))
             return
-        with Live(_progress_table(figures), refresh_per_second=4) as live:
+        typer.echo(_heading(figures))
+
+        def live_table() -> Table:
+            return _progress_table(figures, title=f"status: {figures['status']}")
+
+        with Live(live_table(), refresh_per_second=4) as live:
             while not _done(figures) and time.monotonic() < deadline:
                 time.sleep(interval)
                 figures = client.batch(batch_id)
-                live.update(_progress_table(figures))
+                live.update(live_table())
 
 
 def _done(figures: dict[str, Any]) -> bool:

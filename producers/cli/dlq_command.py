@@ -17,16 +17,18 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from producers.cli.errors import fail, note
 from producers.cli.options import (
     BrokerOption,
     DatabaseOption,
     JsonOption,
+    WideOption,
     checked_engine,
     current_settings,
+    folding_table,
     settings_from,
+    table_console,
 )
 from workers import failures, replay
 from workers.broker import build_broker
@@ -39,10 +41,29 @@ app = typer.Typer(
     help="Dead letters and rejected messages: list, show, replay, purge.", no_args_is_help=True
 )
 
+
+def _complete_queue(incomplete: str) -> list[str]:
+    """Shell completion of ``--queue``: the pipeline's queues and their lanes."""
+    from workers.queues import all_queues
+
+    return [q for q in all_queues() if q.startswith(incomplete)]
+
+
+def _complete_reason(incomplete: str) -> list[str]:
+    """Shell completion of ``--reason``: the documented reason codes."""
+    return [r.value for r in Reason if r.value.startswith(incomplete)]
+
+
 QueueOption = Annotated[
-    str | None, typer.Option("--queue", help="Only this queue (and its lanes).")
+    str | None,
+    typer.Option(
+        "--queue", help="Only this queue (and its lanes).", autocompletion=_complete_queue
+    ),
 ]
-ReasonOption = Annotated[str | None, typer.Option("--reason", help="Only this reason code.")]
+ReasonOption = Annotated[
+    str | None,
+    typer.Option("--reason", help="Only this reason code.", autocompletion=_complete_reason),
+]
 SinceOption = Annotated[
     str | None,
     typer.Option("--since", help="Only failures since: an ISO time, or an age like 30m, 2h, 7d."),
@@ -105,10 +126,15 @@ def list_(
     records: Annotated[
         bool, typer.Option("--records", help="One line per record instead of groups.")
     ] = False,
+    wide: WideOption = False,
     as_json: JsonOption = False,
     database: DatabaseOption = None,
 ) -> None:
-    """Pending failures grouped by queue and reason, with counts and the oldest age."""
+    """Pending failures grouped by queue and reason, with counts and the oldest age.
+
+    Queue names, reasons and ids are never cut short (``dlq replay --queue/--reason`` take
+    them): cells wrap at the terminal's width, and ``--wide`` prints one line per row.
+    """
     engine = _engine(database)
     selection = Selection(queue=queue, reason=reason, since=since_time(since), prefix=_prefix())
     if records:
@@ -116,13 +142,15 @@ def list_(
         if as_json:
             typer.echo(json.dumps({"records": rows}, indent=2))
             return
-        table = Table("id", "kind", "queue", "reason", "cases", "attempts", "last failed", "status")
+        table = folding_table(
+            "", ("id", "kind", "queue", "reason", "cases", "attempts", "last failed", "status")
+        )
         for r in rows:
             table.add_row(
                 r["id"], r["kind"], r["queue"], r["reason"], str(r["cases"]),
                 str(r["attempts"]), r["last_failed_at"][:19], r["status"],
             )  # fmt: skip
-        Console().print(table)
+        table_console(wide=wide).print(table)
         return
     found = failures.summary(engine, selection)
     if as_json:
@@ -131,13 +159,13 @@ def list_(
     if not found["groups"]:
         typer.echo("no pending failures")
         return
-    table = Table("queue", "reason", "kind", "records", "cases", "oldest")
+    table = folding_table("", ("queue", "reason", "kind", "records", "cases", "oldest"))
     for g in found["groups"]:
         table.add_row(
             g["queue"], g["reason"], g["kind"], str(g["count"]), str(g["cases"]),
             _age(g["oldest_age_seconds"]),
         )  # fmt: skip
-    Console().print(table)
+    table_console(wide=wide).print(table)
     typer.echo(f"{found['total']} pending; omvant dlq show ID, omvant dlq replay --reason R")
 
 
@@ -324,7 +352,7 @@ def audit(
     if as_json:
         typer.echo(json.dumps({"entries": entries}, indent=2))
         return
-    table = Table("at", "who", "action", "dry run", "records", "outcome")
+    table = folding_table("", ("at", "who", "action", "dry run", "records", "outcome"))
     for e in entries:
         table.add_row(
             (e["at"] or "")[:19], e["who"], e["action"], "yes" if e["dry_run"] else "",

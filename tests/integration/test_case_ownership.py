@@ -188,7 +188,7 @@ def test_a_request_naming_another_clinics_dispatch_is_rejected_and_not_counted_t
     )
     with pipeline.ctx.engine.connect() as conn:
         assert sum(cases.count_states(conn, batch_id=batch.id).values()) == 0
-        with pytest.raises(batches.BatchExists, match="batch-not-owned"):
+        with pytest.raises(batches.BatchExists, match="another clinic's dispatch") as taken:
             batches.create(
                 conn,
                 batch_id=batch.id,
@@ -198,6 +198,7 @@ def test_a_request_naming_another_clinics_dispatch_is_rejected_and_not_counted_t
                 template_id="meddelande-till-invanare",
                 total=1,
             )
+        assert taken.value.reason == "batch-not-owned"
 
 
 def test_omvant_dispatch_refuses_another_clinics_batch_id(

@@ -37,7 +37,8 @@ class BatchExists(ValueError):
     def __init__(self, batch_id: str, *, other_clinic: bool) -> None:
         self.reason = Reason.BATCH_NOT_OWNED if other_clinic else Reason.BATCH_EXISTS
         whose = "another clinic's dispatch" if other_clinic else "an earlier dispatch"
-        super().__init__(f"{self.reason}: batch {batch_id} is {whose}; choose a new id")
+        # the message leaves the code out: whoever reports it names ``reason`` once
+        super().__init__(f"batch {batch_id} is {whose}; choose a new id")
 
 
 class BatchTransitionRefused(ValueError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 from importlib import resources
 from pathlib import Path
@@ -72,10 +74,18 @@ def reads(engine: sa.Engine) -> sa.Engine:
 
 
 def _make_folder_of(url: str) -> None:
-    """SQLite creates its file but not the folder (the data folder, ``OMVANT_HOME``)."""
+    """SQLite creates its file but not the folder (the data folder, ``OMVANT_HOME``).
+
+    The database holds sealed health data and who read it: a folder made here is mode 0700 and
+    a new database file 0600 (SQLite gives its journal and WAL files the database's mode). A
+    folder or file that exists keeps its mode (``OMVANT_HOME=.`` is not changed).
+    """
     database = sa.engine.make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database).expanduser()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # an empty file is a new database to SQLite
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def ensure_database(url: str) -> None:
