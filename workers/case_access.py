@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -46,16 +47,27 @@ class Reader:
 
 
 def usage_error(
-    engine: sa.Engine, reader: Reader, action: str, error: UsageError, *, asked: list[str]
+    engine: sa.Engine,
+    reader: Reader,
+    action: str,
+    error: UsageError,
+    *,
+    asked: list[str],
+    personnummer: Sequence[str] = (),
 ) -> UsageError:
-    """Log a wrong request as an attempt and give back the error to raise."""
+    """Log a wrong request as an attempt and give back the error to raise.
+
+    ``personnummer`` is a resident searched for that is not a valid personnummer, kept as given
+    (escaped and cut as every value given is) as a valid one searched for is kept: in the
+    access log, in the database only.
+    """
     access_log.record_alone(
         engine,
         user_hsa_id=reader.user_hsa_id,
         unit_hsa_id=reader.unit_hsa_id,
         action=action,
         case_ids=asked,
-        personnummer=[],
+        personnummer=[access_log.as_given(p, 40) for p in personnummer],
         unmasked=reader.unmasked,
         outcome=access_log.USAGE_ERROR,
         detail=str(error),

@@ -106,7 +106,7 @@ def _record(row: case_queries.CaseRow, show: bool) -> dict[str, Any]:
     return {
         "case_id": row.case_id,
         "reference": row.reference,
-        "status": row.status,
+        "status": case_queries.shown_status(row),
         "overdue": row.overdue,
         "state": row.state,
         "reason": row.reason,
@@ -179,7 +179,9 @@ def list_command(
             searched = parse_identity(resident.strip()).normalized
             if searched is None:
                 wrong = UsageError("invalid-identity-number", "--resident takes a personnummer")
-                raise case_access.usage_error(engine, reader, "cases-list", wrong, asked=[])
+                raise case_access.usage_error(
+                    engine, reader, "cases-list", wrong, asked=[], personnummer=[resident]
+                )
         filt = case_queries.CaseFilter(
             status=status,
             template_id=template,

@@ -265,3 +265,39 @@ def test_a_bad_limit_says_its_bounds_whole_while_identity_numbers_stay_masked(
     assert "****" not in refused.stderr
     said = mask_identity_numbers("--limit takes 1 to 100,000; resident 19121212-1212")
     assert said == "--limit takes 1 to 100,000; resident 19121212-****"
+
+
+def test_an_answered_case_reads_answered_in_table_json_and_csv_as_status_answered_finds_it(
+    engine: sa.Engine, sqlite_url: str
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(cases_table)
+            .where(cases_table.c.id == "a-read")
+            .values(answered_at=NOW, answer_kind="answer")
+        )
+    base = ["cases", "list", "--clinic", CLINIC_A, "--user", STAFF_A]
+    answered = json.loads(run_cli(sqlite_url, *base, "--status", "answered", "--json"))
+    assert [(r["case_id"], r["status"]) for r in answered] == [("a-read", "answered")]
+    everything = {
+        r["case_id"]: r["status"] for r in json.loads(run_cli(sqlite_url, *base, "--json"))
+    }
+    assert everything == {"a-read": "answered", "a-unread": "unread", "a-rejected": "rejected"}
+    rows = list(csv.DictReader(io.StringIO(run_cli(sqlite_url, *base, "--csv"))))
+    assert {r["case_id"]: r["status"] for r in rows}["a-read"] == "answered"
+    table = run_cli(sqlite_url, *base, "--status", "answered", "--wide")
+    [line] = [t for t in table.splitlines() if "a-read" in t]
+    assert "answered" in line and " read " not in line, table
+
+
+def test_an_invalid_resident_searched_for_is_access_logged_as_given(
+    engine: sa.Engine, sqlite_url: str
+) -> None:
+    base = ["cases", "list", "--clinic", CLINIC_A, "--user", STAFF_A, "--database", sqlite_url]
+    refused = CliRunner().invoke(app, [*base, "--resident", "199001012386"])
+    assert refused.exit_code == 2 and "invalid-identity-number" in refused.stderr
+    assert "199001012386" not in refused.output, "never in clear text on the terminal"
+    with engine.connect() as conn:
+        [entry] = access_log.entries(conn, CLINIC_A)
+    assert (entry.action, entry.outcome) == ("cases-list", "usage-error")
+    assert entry.personnummer == ["199001012386"], "kept as a valid one is: in the database"

@@ -126,6 +126,13 @@ def status_of(state: str) -> str:
     return "in-progress"
 
 
+def shown_status(row: CaseRow) -> str:
+    """The one status word the CLI shows for a case (table, JSON, CSV): ``answered`` once the
+    resident has answered, as the web console's badge says, else :func:`status_of`. An answered
+    case was read first, so ``--status read`` lists it too (with ``read_at``)."""
+    return "answered" if row.answered_at is not None else row.status
+
+
 def _overdue(now: dt.datetime) -> sa.ColumnElement[bool]:
     return sa.and_(
         cases.c.state.in_(UNREAD),
