@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import dramatiq
 import kombu
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from contracts.inbox_event import InboxEventV1, InboxEventV2
-from contracts.read_receipt import Answer, QuestionAnswer
+from contracts.read_receipt import Answer, QuestionAnswer, ReadReceiptV2
+from contracts.registry import envelope_for
 from producers.cli import app
 from tests.unit import test_inbox_events
 from tests.unit.test_answers_home import (
@@ -28,13 +30,15 @@ from tests.unit.test_answers_home import (
     publish_answers,
     question_template,
 )
-from workers import rejections
+from workers import failures, rejections, replay
 from workers.adapters.notifiers import SimulatedEmailSender
 from workers.answer_seal import answer_seal
 from workers.bootstrap import Context
 from workers.inbox_events_bridge import InboxEventsBridge, exchange_name
 from workers.queues import Queues, queue_name
 from workers.store import answers, cases
+from workers.store import failures as failure_store
+from workers.store.failures import Selection
 from workers.store.schema import case_answers, rejected_messages
 from workers.store.schema import cases as cases_table
 from workers.templates import store as template_store
@@ -213,3 +217,40 @@ def test_an_event_dated_beyond_the_clock_skew_is_refused_and_a_little_ahead_is_t
     assert found["near"].state == "read", "within the 5 minutes' skew: taken as it is"
     [refused] = rows(ctx)
     assert refused.reason == "event-in-future" and CLEAR not in refused.body
+
+
+def test_a_dead_lettered_read_receipt_keeps_its_answer_sealed_and_replays_it_whole(
+    ctx: Context,
+) -> None:
+    deliver(ctx, "dead-1")
+    envelope = envelope_for(
+        [ReadReceiptV2(case_id="dead-1", event="answered", answer=answered("x").answer,
+                       occurred_at=T)],
+        correlation_id="inbox-events",
+    ).model_dump(mode="json")  # fmt: skip
+    message = dramatiq.Message(
+        queue_name=queue_name(Queues.READ_RECEIPTS, ctx.settings.queue_prefix),
+        actor_name="collect_read_receipts",
+        args=(envelope,),
+        kwargs={},
+        options={},
+    )
+    seal = answer_seal(ctx.settings)
+    record = failures.dead_letter_record(
+        message, RuntimeError("boom"), prefix=ctx.settings.queue_prefix, case_ids=["dead-1"],
+        seal=seal,
+    )  # fmt: skip
+    assert CLEAR not in record["body"] and "En vecka" not in record["body"]
+    with ctx.engine.begin() as conn:
+        failure_store.insert(conn, [record])
+        [row] = failure_store.select(conn, Selection())
+    for show in (False, True):
+        shown = failures.show(ctx.engine, row.id, who="test", show_personnummer=show)
+        assert shown is not None
+        printed = json.dumps(shown, ensure_ascii=False)
+        assert CLEAR not in printed and "En vecka" not in printed
+        assert shown["body"]["payload"][0]["answer"]["sealed"].startswith("g1.")
+    with ctx.engine.connect() as conn:
+        assert replay.plan(conn, row).envelope is None, "not without the key"
+        opened = replay.plan(conn, row, ctx.settings)
+    assert opened.envelope == envelope, "replayed as it was sent: nothing lost"
