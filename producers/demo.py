@@ -124,7 +124,7 @@ def answer_some(
     ctx: Context, publisher: KombuInboxEventPublisher, batch_id: str, share: float, seed: int
 ) -> int:
     """Residents answer ``share`` of the batch's read question cases, as the inbox would
-    publish it: the chosen option, a text and an answer to each of the template's questions."""
+    publish it: one of the template's options, a text and an answer to each of its questions."""
     with ctx.engine.connect() as conn:
         read = sorted(
             conn.execute(
@@ -139,8 +139,9 @@ def answer_some(
         template = ctx.templates.get(template_id, version)
         if template is None or not template.answerable or rng.random() >= share:
             continue
+        offered = {option.kind for option in template.answer_options}
         answer = Answer(
-            kind=rng.choice(ANSWER_KINDS),
+            kind=rng.choice([k for k in ANSWER_KINDS if k in offered] or sorted(offered)),
             text="Tack för meddelandet. Jag har svarat på frågorna nedan.",
             question_answers=[
                 QuestionAnswer(question=q, answer=f"Svar {n + 1}.")

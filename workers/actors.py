@@ -23,10 +23,12 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 
 from contracts.envelope import origin_message_id, split_message_id
+from contracts.read_receipt import NAME as READ_RECEIPT
 from contracts.registry import ContractError, Parsed, parse
 from contracts.send_case import NAME as SEND_CASE
 from workers import case_ownership, failures, metrics
 from workers.after_message import AfterMessage
+from workers.answer_seal import answer_seal
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
 from workers.enqueue import enqueue
@@ -259,7 +261,13 @@ class RecordDeadLetters(AfterMessage):
         reason = failures.dead_letter_reason(exception)
         detail = f"{type(exception).__name__} after retries; see omvant dlq"
         record = failures.dead_letter_record(
-            message, exception, prefix=ctx.settings.queue_prefix, case_ids=case_ids
+            message,
+            exception,
+            prefix=ctx.settings.queue_prefix,
+            case_ids=case_ids,
+            seal=answer_seal(ctx.settings)
+            if parsed is not None and parsed.envelope.contract == READ_RECEIPT
+            else None,
         )
         with ctx.engine.begin() as conn:
             cases.apply(

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -135,3 +137,50 @@ def answer_seal(settings: Settings) -> AnswerSeal:
         "its own key (make one with: python -c 'from cryptography.fernet import Fernet; "
         "print(Fernet.generate_key().decode())')"
     )
+
+
+def seal_answers(envelope: dict[str, Any], seal: AnswerSeal) -> dict[str, Any]:
+    """A copy of a ``ReadReceipt`` envelope (as JSON data) with each record's answer sealed but
+    its kind: ``{"kind", "sealed"}``, as a refused answer is kept (``read_receipts.kept_body``).
+    For what is kept of a message after it failed (a dead letter): no answer is kept readable."""
+    payload = envelope.get("payload")
+    if not isinstance(payload, list):
+        return envelope
+    records = []
+    for record in payload:
+        answer = record.get("answer") if isinstance(record, dict) else None
+        if isinstance(answer, dict) and "sealed" not in answer:
+            rest = {k: v for k, v in answer.items() if k != "kind"}
+            sealed = seal.seal(json.dumps(rest, ensure_ascii=False))
+            records.append({**record, "answer": {"kind": answer.get("kind"), "sealed": sealed}})
+        else:
+            records.append(record)
+    return {**envelope, "payload": records}
+
+
+def has_sealed_answers(envelope: object) -> bool:
+    """Whether an envelope (JSON data) holds answers ``seal_answers`` sealed."""
+    payload = envelope.get("payload") if isinstance(envelope, dict) else None
+    return isinstance(payload, list) and any(
+        isinstance(r, dict) and isinstance(r.get("answer"), dict) and "sealed" in r["answer"]
+        for r in payload
+    )
+
+
+def open_answers(envelope: dict[str, Any], seal: AnswerSeal) -> dict[str, Any]:
+    """The envelope ``seal_answers`` sealed, as it was (to replay it).
+
+    Raises
+    ------
+    AnswerUnreadable
+        No configured key opens an answer.
+    """
+    records = []
+    for record in envelope["payload"]:
+        answer = record.get("answer") if isinstance(record, dict) else None
+        if isinstance(answer, dict) and isinstance(answer.get("sealed"), str):
+            opened = json.loads(seal.open(answer["sealed"]))
+            records.append({**record, "answer": {"kind": answer.get("kind"), **opened}})
+        else:
+            records.append(record)
+    return {**envelope, "payload": records}

@@ -36,8 +36,10 @@ from dramatiq.common import q_name
 from pydantic import BaseModel
 
 from contracts.envelope import Envelope, split_message_id
+from contracts.read_receipt import NAME as READ_RECEIPT
 from contracts.registry import Parsed, contract_of, envelope_for
 from workers.after_message import AfterMessage
+from workers.answer_seal import AnswerSeal, seal_answers
 from workers.log import SENSITIVE_KEYS, mask_identity_numbers, scrub
 from workers.queues import unprefixed
 from workers.reasons import Reason
@@ -120,13 +122,19 @@ def dead_letter_record(
     prefix: str,
     case_ids: Sequence[str],
     now: dt.datetime | None = None,
+    seal: AnswerSeal | None = None,
 ) -> dict[str, Any]:
-    """The failure record of a message dramatiq has given up on."""
+    """The failure record of a message dramatiq has given up on; with ``seal``, the answers
+    of a ``ReadReceipt`` envelope are kept sealed (``answer_seal.seal_answers``), so that no
+    dead letter keeps an answer readable (replay opens them again)."""
     now = now or utcnow()
     raw = message.args[0] if len(message.args) == 1 else None
     envelope = raw if isinstance(raw, dict) else {}
     if raw is not None and len(message.args) == 1:
-        body_text = json.dumps(raw, default=str, ensure_ascii=False)
+        kept = raw
+        if seal is not None and envelope.get("contract") == READ_RECEIPT:
+            kept = seal_answers(envelope, seal)
+        body_text = json.dumps(kept, default=str, ensure_ascii=False)
     else:
         body_text = json.dumps({"args": list(message.args), "kwargs": message.kwargs}, default=str)
     body, truncated = _bounded(body_text)

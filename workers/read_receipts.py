@@ -17,6 +17,7 @@ content-free e-mail to its functional mailbox, through the e-mail notifier).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 
@@ -35,8 +36,11 @@ from workers.routes import ROUTES
 from workers.stage import Advance, Decision, settle
 from workers.store import answers, case_notes, cases
 from workers.store.cases import Transition
+from workers.store.sql import aware_utc
 
 STAGE = ROUTES[read_receipt.NAME].stage
+Refusal = tuple[str, str]
+"""Why an event is refused: a reason code and a detail without content."""
 READABLE = frozenset({CaseState.DELIVERED, CaseState.NOTIFIED, CaseState.READ})
 """States in which a message is in the inbox, so can be read."""
 
@@ -143,16 +147,59 @@ def _alert_clinics(ctx: Context, case_ids: Sequence[str]) -> None:
         log.info("answer alert", case_id=case_id, alert=setting.alert)
 
 
-def _not_answerable(ctx: Context, conn: sa.Connection, items: Sequence[ReadReceiptV2]) -> set[str]:
-    """The answered cases whose template is an information template: the resident cannot
-    answer one, so such an answer is refused rather than stored and alerted."""
-    refused = set()
-    for case_id in {item.case_id for item in items if item.answer is not None}:
-        row = case_notes.template_of(conn, case_id)
-        template = ctx.templates.get(row.template_id, row.template_version)
-        if template is not None and not template.answerable:
-            refused.add(case_id)
-    return refused
+def _template_refusal(ctx: Context, conn: sa.Connection, item: ReadReceiptV2) -> Refusal | None:
+    """Why an answer does not fit its case's template, if it does not: an information
+    template cannot be answered (``answer-not-expected``), an answer kind the template does not
+    offer (``answer-kind-not-offered``) or an answer to a question it does not ask
+    (``question-not-asked``) is not the template's answer form. A template no longer known
+    takes the answer as it comes."""
+    if item.answer is None:
+        return None
+    row = case_notes.template_of(conn, item.case_id)
+    template = ctx.templates.get(row.template_id, row.template_version)
+    if template is None:
+        return None
+    if not template.answerable:
+        return Reason.ANSWER_NOT_EXPECTED, (
+            f"case {item.case_id}'s template is an information template"
+        )
+    offered = {option.kind for option in template.answer_options}
+    if item.answer.kind not in offered:
+        return Reason.ANSWER_KIND_NOT_OFFERED, (
+            f"case {item.case_id}'s template offers {', '.join(sorted(offered))}, "
+            f"not {item.answer.kind}"
+        )
+    asked = {_question_key(q) for q in template.questions}
+    unasked = [
+        n
+        for n, qa in enumerate(item.answer.question_answers)
+        if _question_key(qa.question) not in asked
+    ]
+    if unasked:
+        # the question's text is the resident's answer's context: its number only, never it
+        return Reason.QUESTION_NOT_ASKED, (
+            f"case {item.case_id}'s template does not ask question_answers "
+            f"{', '.join(str(n) for n in unasked[:10])}"
+        )
+    return None
+
+
+def _question_key(question: str) -> str:
+    """A question as the template and the inbox may both write it (spaces, case)."""
+    return " ".join(question.split()).casefold()
+
+
+def _future_refusal(ctx: Context, item: ReadReceiptV2) -> Refusal | None:
+    """An event time beyond ``event_clock_skew_seconds`` after now is refused
+    (``event-in-future``): a first read or answer time cannot lie ahead."""
+    at = aware_utc(item.occurred_at)
+    latest = ctx.now() + dt.timedelta(seconds=ctx.settings.event_clock_skew_seconds)
+    if at is not None and at > latest:
+        return Reason.EVENT_IN_FUTURE, (
+            f"case {item.case_id}'s event time is more than "
+            f"{ctx.settings.event_clock_skew_seconds:g} s ahead of the time received"
+        )
+    return None
 
 
 def kept_body(ctx: Context, item: ReadReceiptV2) -> str:
@@ -168,35 +215,32 @@ def kept_body(ctx: Context, item: ReadReceiptV2) -> str:
 
 
 def process(parsed: Parsed, ctx: Context) -> None:
-    """Record reads (and answers); keep events for unknown cases, and answers to information
-    templates, as unreadable messages."""
+    """Record reads (and answers); keep events for unknown cases, events dated ahead, and
+    answers that do not fit their template, as unreadable messages (answers sealed)."""
     items = [item for item in parsed.items if isinstance(item, ReadReceiptV2)]
+    accepted: list[ReadReceiptV2] = []
     with ctx.engine.begin() as conn:
         known = cases.states_of(conn, (item.case_id for item in items))
-        readable = [item for item in items if known.get(item.case_id) in READABLE]
-        unanswerable = _not_answerable(ctx, conn, readable)
-
-        def refused_answer(item: ReadReceiptV2) -> bool:
-            return item.answer is not None and item.case_id in unanswerable
-
         for item in items:
             state = known.get(item.case_id)
-            if state in READABLE and not refused_answer(item):
-                continue
-            if state in READABLE:
-                reason = Reason.ANSWER_NOT_EXPECTED
-                detail = f"case {item.case_id}'s template is an information template"
-            else:
+            refusal: Refusal | None
+            if state not in READABLE:
                 reason = Reason.UNKNOWN_CASE if state is None else Reason.CASE_NOT_DELIVERED
-                detail = f"case {item.case_id} is {state or 'unknown'}"
+                refusal = reason, f"case {item.case_id} is {state or 'unknown'}"
+            else:
+                refusal = _future_refusal(ctx, item) or _template_refusal(ctx, conn, item)
+            if refusal is None:
+                accepted.append(item)
+                continue
             cases.record_unreadable(
                 conn,
                 queue=queue_name(Queues.READ_RECEIPTS, ctx.settings.queue_prefix),
-                reason=reason,
-                detail=detail,
+                reason=refusal[0],
+                detail=refusal[1],
                 body=kept_body(ctx, item),
             )
-    items = [item for item in readable if not refused_answer(item)]
-    settle(ctx, stage=STAGE, decisions=handle(items), correlation_id=parsed.envelope.correlation_id)
-    _keep_earliest_read(ctx, items)
-    _alert_clinics(ctx, _record_answers(ctx, items))
+    settle(
+        ctx, stage=STAGE, decisions=handle(accepted), correlation_id=parsed.envelope.correlation_id
+    )
+    _keep_earliest_read(ctx, accepted)
+    _alert_clinics(ctx, _record_answers(ctx, accepted))

@@ -19,6 +19,9 @@ class Reason(StrEnum):
     UNKNOWN_CASE = "unknown-case"
     CASE_NOT_DELIVERED = "case-not-delivered"
     ANSWER_NOT_EXPECTED = "answer-not-expected"
+    ANSWER_KIND_NOT_OFFERED = "answer-kind-not-offered"
+    QUESTION_NOT_ASKED = "question-not-asked"
+    EVENT_IN_FUTURE = "event-in-future"
     WRONG_QUEUE = "wrong-queue"
     # recipient validation
     INVALID_IDENTITY_NUMBER = "invalid-identity-number"

@@ -33,12 +33,20 @@ import dramatiq
 import sqlalchemy as sa
 
 from contracts.registry import ContractError, envelope_for, parse
+from workers.answer_seal import (
+    AnswerKeyMissing,
+    AnswerUnreadable,
+    answer_seal,
+    has_sealed_answers,
+    open_answers,
+)
 from workers.case_states import FINAL, CaseState
 from workers.dead_letters import remove_copies
 from workers.enqueue import enqueue
 from workers.queues import queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, lane_for
+from workers.settings import Settings
 from workers.store import batches, cases
 from workers.store import failures as store
 from workers.store.cases import utcnow
@@ -110,16 +118,21 @@ def _case_id(item: Any) -> str:
     return str(resolved() if callable(resolved) else getattr(item, "case_id", ""))
 
 
-def plan(conn: sa.Connection, row: FailureRow) -> Plan:
-    """Decide, from the cases' current states, what replaying ``row`` would send."""
+def plan(conn: sa.Connection, row: FailureRow, settings: Settings | None = None) -> Plan:
+    """Decide, from the cases' current states, what replaying ``row`` would send. Answers the
+    record keeps sealed are opened with the ``settings``' answer key."""
     if row.kind == FailureKind.UNREADABLE:
         return Plan(None, [], [], "a message no stage could read: fix the producer and resend")
     if not row.body or row.body_truncated:
         return Plan(None, [], [], "the body was not kept whole: replay from the producer")
     try:
         raw = json.loads(row.body)
+        if has_sealed_answers(raw):
+            if settings is None:
+                return Plan(None, [], [], "its answers are sealed: replay with the answer key")
+            raw = open_answers(raw, answer_seal(settings))
         parsed = parse(raw)
-    except (ValueError, ContractError) as exc:
+    except (ValueError, ContractError, AnswerUnreadable, AnswerKeyMissing) as exc:
         return Plan(None, [], [], f"the body cannot be read: {exc}")
     states = cases.states_of(conn, [_case_id(i) for i in parsed.items])
     reasons = _reasons(conn, list(states))
@@ -194,8 +207,10 @@ def replay(
     dry_run: bool = False,
     rate: float | None = None,
     progress: Callable[[Outcome], None] | None = None,
+    settings: Settings | None = None,
 ) -> Report:
-    """Replay the selected records (see the module's docstring for the protocol)."""
+    """Replay the selected records (see the module's docstring for the protocol); the
+    ``settings``' answer key opens the answers a record keeps sealed."""
     with engine.connect() as conn:
         rows = store.select(conn, selection)
     report = Report("replay", dry_run)
@@ -205,7 +220,9 @@ def replay(
     interval = 1.0 / rate if rate else 0.0
     for row in rows:
         started = time.monotonic()
-        outcome = _replay_one(engine, broker, row, prefix=prefix, dry_run=dry_run)
+        outcome = _replay_one(
+            engine, broker, row, prefix=prefix, dry_run=dry_run, settings=settings
+        )
         report.outcomes.append(outcome)
         if outcome.result in ("replayed", "settled") and row.broker_message_id:
             copies.setdefault(queue_name(row.queue, prefix), []).append(row.broker_message_id)
@@ -228,7 +245,13 @@ def _unknown(selection: Selection, rows: Sequence[FailureRow]) -> list[Outcome]:
 
 
 def _replay_one(
-    engine: sa.Engine, broker: dramatiq.Broker, row: FailureRow, *, prefix: str, dry_run: bool
+    engine: sa.Engine,
+    broker: dramatiq.Broker,
+    row: FailureRow,
+    *,
+    prefix: str,
+    dry_run: bool,
+    settings: Settings | None = None,
 ) -> Outcome:
     if row.status in (FailureStatus.REPLAYED, FailureStatus.SETTLED, FailureStatus.PURGED):
         return Outcome(row.id, "skipped", detail=f"already {row.status.value}")
@@ -241,7 +264,7 @@ def _replay_one(
                 why = "taken by another replay" if state == "replaying" else f"already {state}"
                 return Outcome(row.id, "skipped", detail=why)
             row = current
-        chosen = plan(conn, row)
+        chosen = plan(conn, row, settings)
         if chosen.envelope is None:
             if chosen.settled and not dry_run:
                 store.set_status(conn, row.id, FailureStatus.SETTLED, expect=store.PENDING)

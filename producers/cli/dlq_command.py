@@ -294,6 +294,7 @@ def replay_(
                 dry_run=dry_run,
                 rate=per_second,
                 progress=lambda _o: bar.advance(task),
+                settings=settings,
             )
     finally:
         live.close()

@@ -48,6 +48,8 @@ CLINIC = "SE2321000016-VC01"
 USER = "SE2321000016-S101"
 T = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
 SECRET_TEXT = "Jag har ont i knät sedan i fredags."
+QUESTION = "Hur länge har du haft besvären?"
+"""The question template's one question (an answer to another is refused)."""
 
 
 def fixture(name: str) -> str:
@@ -101,7 +103,7 @@ def question_template(**changes: object) -> dict[str, object]:
         "name": "Frågor inför besök",
         "instruction": ".",
         "text": "Svara gärna på frågorna.",
-        "questions": ["Hur länge har du haft besvären?"],
+        "questions": [QUESTION],
         "active": True,
         **changes,
     }
@@ -142,7 +144,7 @@ def answered(case_id: str, kind: str = "partial-answer") -> InboxEventV2:
     answer = Answer(
         kind=kind,  # type: ignore[arg-type]
         text=SECRET_TEXT,
-        question_answers=[QuestionAnswer(question="Hur länge?", answer="En vecka.")],
+        question_answers=[QuestionAnswer(question=QUESTION, answer="En vecka.")],
     )
     return InboxEventV2(case_id=case_id, event="answered", answer=answer, occurred_at=T)
 
@@ -174,7 +176,7 @@ def test_an_answer_comes_home_sealed_shown_to_its_clinic_and_alerted_once(ctx: C
     assert shown.exit_code == 0, shown.output
     answer = json.loads(shown.stdout)["answer"]
     assert answer["text"] == SECRET_TEXT and answer["kind"] == "partial-answer"
-    assert answer["question_answers"] == [{"question": "Hur länge?", "answer": "En vecka."}]
+    assert answer["question_answers"] == [{"question": QUESTION, "answer": "En vecka."}]
     other = CliRunner().invoke(
         app,
         ["cases", "show", "q-1", "--clinic", "SE2321000016-VC02", "--user", USER, "--answer",

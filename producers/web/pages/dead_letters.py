@@ -110,14 +110,22 @@ def replay_failures(  # noqa: PLR0917 - FastAPI passes the form fields by name
     who = session.user.hsa_id
     if confirm != "yes":
         report = replay.replay(
-            services.engine, broker, chosen, who=who, prefix=prefix, dry_run=True
+            services.engine,
+            broker,
+            chosen,
+            who=who,
+            prefix=prefix,
+            dry_run=True,
+            settings=services.settings,
         ).as_dict()
         return render(
             request,
             "replay_confirm.html",
             {"report": report, "ids": ids or [], "queue": queue, "reason": reason},
         )
-    data = replay.replay(services.engine, broker, chosen, who=who, prefix=prefix).as_dict()
+    data = replay.replay(
+        services.engine, broker, chosen, who=who, prefix=prefix, settings=services.settings
+    ).as_dict()
     totals: dict[str, Any] = data["totals"]
     done = {
         "aterkorda": totals.get("replayed", 0),
