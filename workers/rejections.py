@@ -159,18 +159,18 @@ def keep_sealed(
     max_body: int = DEFAULT_MAX_BODY,
 ) -> Kept:
     """What ``keep`` keeps of an authenticated sender's message, with the body sealed by
-    ``seal`` (``AnswerSeal.seal``) and a redacted excerpt beside it: for messages that can
-    carry a resident's answer, which no one but the clinic reads (the same bytes come back
-    with the key: nothing is lost)."""
+    ``seal`` (``AnswerSeal.seal``): for messages that can carry a resident's answer, which no
+    one but the clinic reads (the same bytes come back with the key: nothing is lost). No
+    redacted excerpt beside it: its runs of ``x`` would give the length of every word of an
+    answer ("Ja" from "Nej"); the size, hash, headers and reason are what on-call reads."""
     kept = keep(body, headers, authenticated=True, max_body=max_body)
     if kept.body is None and kept.body_base64 is None:
-        return kept  # too large to keep: the redacted excerpt alone, as for anyone
+        return Kept(kept.size, kept.sha256, kept.headers)  # too large to keep: no excerpt
     whole = {"body": kept.body} if kept.body is not None else {"body_base64": kept.body_base64}
     return Kept(
         kept.size,
         kept.sha256,
         kept.headers,
-        excerpt=redact(body),
         sealed=seal(json.dumps(whole, ensure_ascii=False)),
     )
 
