@@ -10,17 +10,19 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 
 from producers.cli.errors import note
 from producers.cli.options import (
     BrokerOption,
     DatabaseOption,
     JsonOption,
+    WideOption,
     checked_engine,
+    folding_table,
     settings_from,
+    table_console,
 )
 from workers import server_probe as servers
 from workers import status as status_module
@@ -39,23 +41,31 @@ def _age(seconds: float | None) -> str:
 
 def render(data: dict[str, Any]) -> Group:
     """The status screen."""
-    queues = Table("queue", "lane", "ready", "delayed", "dead letters", "consumers",
-                   title=f"queues ({data['broker']})")  # fmt: skip
+    # queue names, reasons and batch ids fold at a narrow terminal, never cut with an
+    # ellipsis: on-call copies them into ``dlq replay --queue/--reason`` and ``batches show``
+    queues = folding_table(
+        f"queues ({data['broker']})",
+        ("queue", "lane", "ready", "delayed", "dead letters", "consumers"),
+    )
     for lane in data["queues"]:
         consumers = lane["consumers"]
         queues.add_row(
             lane["queue"], lane["lane"], str(lane["ready"]), str(lane["delayed"]),
             str(lane["dead_letters"]), "-" if consumers is None else str(consumers),
         )  # fmt: skip
-    dead = Table("queue", "reason", "kind", "records", "cases", "oldest",
-                 title=f"failures pending: {data['dead_letters']['total']}")  # fmt: skip
+    dead = folding_table(
+        f"failures pending: {data['dead_letters']['total']}",
+        ("queue", "reason", "kind", "records", "cases", "oldest"),
+    )
     for g in data["dead_letters"]["groups"]:
         dead.add_row(
             g["queue"], g["reason"], g["kind"], str(g["count"]), str(g["cases"]),
             _age(g["oldest_age_seconds"]),
         )  # fmt: skip
-    batches = Table("batch", "name", "status", "settled", "total", "in flight", "failed",
-                    title="dispatches in flight")  # fmt: skip
+    batches = folding_table(
+        "dispatches in flight",
+        ("batch", "name", "status", "settled", "total", "in flight", "failed"),
+    )
     for b in data["batches"]:
         batches.add_row(
             b["id"], b["name"], b["status"], str(b["settled"]), str(b["total"]),
@@ -79,10 +89,15 @@ def status(
     as_json: JsonOption = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option("--interval", min=0.5, help="Seconds.")] = 2.0,
+    wide: WideOption = False,
     broker: BrokerOption = None,
     database: DatabaseOption = None,
 ) -> None:
-    """Queues and lanes, dead letters, dispatches in flight, stuck cases: one screen."""
+    """Queues and lanes, dead letters, dispatches in flight, stuck cases: one screen.
+
+    Queue names, reasons and batch ids are never cut short: cells wrap at the terminal's
+    width, and ``--wide`` prints one line per row.
+    """
     # a broker that does not answer is said so, never shown as empty queues
     settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     engine = checked_engine(settings.database_url)
@@ -101,7 +116,7 @@ def status(
             while True:
                 typer.echo(json.dumps(read(), default=str))
                 time.sleep(interval)
-        console = Console()
+        console = table_console(wide=wide)
         if not watch:
             console.print(render(read()))
             return

@@ -165,3 +165,24 @@ def test_shell_completion_offers_the_fixed_vocabularies(words: str, offered: lis
     result = runner.invoke(app, [], prog_name="omvant", env=env)
     assert result.exit_code == 0, result.output
     assert result.stdout.split() == offered
+
+
+def _dead_letter_table(screen: str) -> str:
+    """The status screen's failures table (between its title and the next table's)."""
+    return screen[screen.index("failures pending") : screen.index("dispatches in flight")]
+
+
+def test_omvant_status_never_cuts_a_queue_reason_or_batch_id_at_a_narrow_terminal(
+    database: str,
+) -> None:
+    args = ["status", "--database", database]
+    narrow = runner.invoke(app, args, env={"COLUMNS": "50", "OMVANT_QUEUE_PREFIX": ""})
+    assert narrow.exit_code == 0, narrow.output
+    assert "…" not in narrow.stdout, narrow.stdout
+    dead = _dead_letter_table(narrow.stdout)
+    assert column(dead, "queue") == QUEUE, dead
+    assert column(dead, "reason") == REASON, dead
+    wide = runner.invoke(app, [*args, "--wide"], env={"COLUMNS": "50", "OMVANT_QUEUE_PREFIX": ""})
+    assert wide.exit_code == 0, wide.output
+    lines = wide.stdout.splitlines()
+    assert any(QUEUE in line and REASON in line for line in lines), wide.stdout

@@ -274,3 +274,41 @@ def test_every_stage_a_case_history_names_has_its_words_in_both_languages(
     english = client.get("/arenden/a-1").text
     assert "<td>notification</td>" in english and "<td>delivery to the inbox</td>" in english
     assert "notification-sending" not in swedish + english
+
+
+def test_an_invalid_personnummer_searched_for_is_access_logged_as_typed_and_nowhere_else(
+    nurse: tuple[TestClient, sa.Engine, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, engine, _residents = nurse
+    typed = "19900101-2386"  # the check digit is wrong
+    caplog.set_level(logging.DEBUG)
+    with capture_logs() as logged:
+        page = _search(client, typed)
+        fields = {"csrf_token": csrf_of(page.text), "personnummer": typed}
+        exported = client.post("/arenden.csv", data=fields)
+    assert page.status_code == 200 and _ids(page.text) == []
+    assert "Personnumret är inte giltigt" in page.text
+    assert page.text.count(typed) == 1, "only in the search field, as the clinic typed it"
+    assert exported.status_code == 404 and typed not in exported.text
+    said = caplog.text + repr(logged)
+    assert typed not in said and "199001012386" not in said
+    with engine.connect() as conn:
+        log = access_log.entries(conn, CLINIC_A)
+    assert not [e for e in log if "personnummer=searched" in (e.detail or "")], "none ran"
+    tried = [e for e in log if e.outcome == "usage-error"]
+    assert [(e.action, e.outcome, e.personnummer) for e in tried] == [
+        ("cases-list", "usage-error", [typed]),
+        ("cases-list", "usage-error", [typed]),
+    ], "as the CLI's --resident: the number as given, never '-' or nothing"
+    assert all("invalid-identity-number" in (e.detail or "") for e in tried)
+
+
+def test_an_answered_case_reads_answered_in_the_csv_and_the_list_as_in_the_cli(
+    nurse: tuple[TestClient, sa.Engine, list[str]],
+) -> None:
+    client, _engine, _residents = nurse
+    rows = list(csv.DictReader(io.StringIO(client.get("/arenden.csv").text)))
+    assert {r["case_id"]: r["status"] for r in rows}["a-0"] == "answered"
+    page = client.get("/arenden", params={"status": "answered"}).text
+    badges = re.findall(r'<span class="badge ([a-z-]+)">', page)
+    assert badges == ["answered"], page

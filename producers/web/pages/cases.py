@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
@@ -65,6 +66,11 @@ class ListQuery:
         }
         values.update(changes)
         return {k: str(v) for k, v in values.items() if v not in ("", None)}
+
+    @property
+    def invalid_search(self) -> bool:
+        """Whether a personnummer was searched for that is not a valid one."""
+        return self.personnummer is not None and self.normalized_personnummer is None
 
     def params(self, **changes: object) -> str:
         """The query string of this list (with ``changes``), for links to pages and export;
@@ -135,12 +141,25 @@ def parse_query(
         personnummer=normalized,
     )
     if pnr_text is not None and normalized is None:
-        filt = case_queries.CaseFilter(personnummer="-")  # an invalid number matches nothing
+        # an invalid number matches nothing (the list and export log it, and query nothing)
+        filt = case_queries.CaseFilter(personnummer="-")
     return query, filt
 
 
 def _reader(acting: Acting, *, unmasked: bool = False) -> case_access.Reader:
     return case_access.Reader(acting.user_hsa_id, acting.clinic_hsa_id, unmasked=unmasked)
+
+
+def _log_invalid_search(engine: sa.Engine, reader: case_access.Reader, query: ListQuery) -> None:
+    """Write a search for a number that is not a valid personnummer to the access log, the
+    number as the clinic typed it (escaped, cut to 40 characters), as ``omvant cases list
+    --resident`` does: in the access log only, never in the process log."""
+    wrong = case_access.UsageError(
+        "invalid-identity-number", "the resident searched for takes a personnummer"
+    )
+    case_access.usage_error(
+        engine, reader, "cases-list", wrong, asked=[], personnummer=[query.personnummer or ""]
+    )
 
 
 @router.get("/arenden")
@@ -172,9 +191,14 @@ def _list_page(
     now = services.now()
     paged = dataclasses.replace(filt, limit=size, offset=(query.page - 1) * size)
     reader = _reader(acting)
+    rows: list[case_queries.CaseRow] = []
+    total = 0
     try:
-        total = case_access.count_cases(services.engine, reader, filt, now=now)
-        rows = case_access.list_cases(services.engine, reader, paged, now=now).rows
+        if query.invalid_search:
+            _log_invalid_search(services.engine, reader, query)  # the page says why, no rows
+        else:
+            total = case_access.count_cases(services.engine, reader, filt, now=now)
+            rows = case_access.list_cases(services.engine, reader, paged, now=now).rows
     except case_access.UsageError as exc:
         raise NotFound(explained(exc)) from None
     with services.begin() as conn:
@@ -193,6 +217,7 @@ def _list_page(
             "statuses": [(code, STATUS[code]) for code in case_queries.STATUSES],
             "templates": templates,
             "masked": mask_identity_numbers,
+            "shown_status": case_queries.shown_status,
             "zone": services.zone,
             "sent": request.query_params.get("skickat"),
         },
@@ -223,7 +248,7 @@ def _csv_lines(rows: list[case_queries.CaseRow], full: bool, zone: ZoneInfo) -> 
         writer.writerow(
             [
                 r.case_id,
-                r.status,
+                case_queries.shown_status(r),  # 'answered' once answered, as the CLI's CSV
                 "yes" if r.overdue else "",
                 r.state,
                 r.reason or "",
@@ -258,8 +283,12 @@ async def case_search_export(request: Request, acting: AsStaff) -> Response:
     """The export of a list searched by personnummer (posted, as the search is)."""
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str)}
-    _query, filt = parse_query(values, console(request).zone, searched=True)
-    return _export(request, acting, filt, values.get("fullstandiga") == "1")
+    query, filt = parse_query(values, console(request).zone, searched=True)
+    full = values.get("fullstandiga") == "1"
+    if query.invalid_search:
+        _log_invalid_search(console(request).engine, _reader(acting, unmasked=full), query)
+        raise NotFound(_("Personnumret är inte giltigt (ÅÅÅÅMMDD-NNNN)."))
+    return _export(request, acting, filt, full)
 
 
 def _export(
