@@ -11,6 +11,7 @@ per-channel rate limits are raised to loopback speed.
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -218,6 +219,41 @@ class DemoServers:
         self.sms.stop()
 
 
+DEMO_OWNS: dict[str, object] = {
+    "queue_prefix": "",
+    "inbox_events_url": None,
+    "inbox_events_exchange": Settings.model_fields["inbox_events_exchange"].default,
+    "inbox_url": None,
+    "smtp_url": None,
+    "email_api_url": None,
+    "sms_gateway_url": None,
+    "directory_url": None,
+    "redis_url": None,
+    "blob_url": None,
+    "s3_endpoint_url": None,
+    "clamd_socket": None,
+    "clamd_url": None,
+}
+"""Deployment settings the demo never takes from the environment: each would connect it to an
+outside system or share a name (a queue, an exchange) with a running deployment, whose bridge
+would then consume the demo's inbox events. The demo uses its own: the in-process simulators
+and servers, the inbox events on its broker, a queue prefix of its own."""
+
+
+def demo_settings(settings: Settings) -> tuple[Settings, list[str]]:
+    """``settings`` as the demo runs them, and the ``OMVANT_*`` variables it ignored."""
+    ignored = sorted(
+        f"OMVANT_{name.upper()}"
+        for name, own in DEMO_OWNS.items()
+        if name in settings.model_fields_set and getattr(settings, name) not in (own, None, "")
+    )
+    if settings.queue_prefix.startswith("demo-"):
+        prefix = settings.queue_prefix  # already the demo's own
+    else:
+        prefix = f"demo-{secrets.token_hex(4)}-"
+    return settings.model_copy(update={**DEMO_OWNS, "queue_prefix": prefix}), ignored
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -232,6 +268,7 @@ def run_demo(
     ``then(ctx, summary)``, if given, runs while the pipeline still runs (``omvant demo
     --serve`` serves the web console there until stopped)."""
     started = time.monotonic()
+    settings, _ignored = demo_settings(settings)
     servers = DemoServers.start()
     settings = servers.settings_for(settings)
     pipeline = start_pipeline(settings)

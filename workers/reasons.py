@@ -154,3 +154,4 @@ class Note(StrEnum):
     PROFILE_WRITTEN = "profile-written"
     LINE_INVALID = "line-invalid"
     PROGRESS = "progress"
+    DEMO_OWNS_SETTINGS = "demo-owns-settings"

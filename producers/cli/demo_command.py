@@ -12,7 +12,7 @@ from rich.table import Table
 
 from producers.cli.errors import note
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
-from producers.demo import run_demo
+from producers.demo import demo_settings, run_demo
 from workers import server_probe as servers
 from workers.log import configure
 from workers.reasons import Note
@@ -40,6 +40,14 @@ def demo(
     settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
     if seed is not None:
         settings = settings.model_copy(update={"seed": seed})
+    settings, ignored = demo_settings(settings)
+    if ignored:
+        note(
+            Note.DEMO_OWNS_SETTINGS,
+            f"the demo ignores {', '.join(ignored)}: it runs its own inbox events, queue prefix "
+            "and simulators",
+            ignored=ignored,
+        )
     configure("WARNING")
     console = Console(stderr=True)
     with Progress(
