@@ -18,7 +18,7 @@ from workers.adapters.notifiers import SimulatedEmailSender, SimulatedSmsGateway
 from workers.adapters.population import test_personnummer
 from workers.bootstrap import Context, build_context
 from workers.case_states import CaseState
-from workers.store import cases
+from workers.store import batches, cases
 from workers.store.cases import Transition
 from workers.store.engine import upgrade
 
@@ -26,6 +26,7 @@ CLINIC_A = "SE2321000016-A001"
 CLINIC_B = "SE2321000016-B002"
 SENDER = "SE2321000016-S100"
 STAFF_A = "SE2321000016-U111"
+BATCH_SENDER = "SE2321000016-S101"
 
 
 def received_row(
@@ -136,3 +137,24 @@ def sending_context(
     yield context
     broker.close()
     context.engine.dispose()
+
+
+def create_batch(
+    conn: sa.Connection,
+    batch_id: str,
+    name: str,
+    clinic_hsa_id: str,
+    *,
+    template_id: str = "meddelande-till-invanare",
+    total: int = 0,
+) -> batches.Batch:
+    """A running dispatch of ``clinic_hsa_id``'s, signed by ``BATCH_SENDER``."""
+    return batches.create(
+        conn,
+        batch_id=batch_id,
+        name=name,
+        clinic_hsa_id=clinic_hsa_id,
+        sender_hsa_id=BATCH_SENDER,
+        template_id=template_id,
+        total=total,
+    )

@@ -220,6 +220,31 @@ def count_cases(
         ) from None
 
 
+def _record_case(
+    conn: sa.Connection,
+    reader: Reader,
+    action: str,
+    case_id: str,
+    *,
+    shown: str | None = None,
+    refused: str | None = None,
+    unmasked: bool = False,
+) -> None:
+    """Log one read of one case: allowed, with the resident ``shown``, or refused, ``refused``
+    saying why (for the auditor)."""
+    access_log.record(
+        conn,
+        user_hsa_id=reader.user_hsa_id,
+        unit_hsa_id=reader.unit_hsa_id,
+        action=action,
+        case_ids=[case_id],
+        personnummer=[] if shown is None else [shown],
+        unmasked=unmasked,
+        outcome=access_log.ALLOWED if refused is None else access_log.REFUSED,
+        detail=refused,
+    )
+
+
 def show_case(
     engine: sa.Engine,
     reader: Reader,
@@ -250,13 +275,12 @@ def show_case(
             else None  # no case has such an id (and PostgreSQL refuses NUL in a query)
         )
         if detail is not None:
-            access_log.record(
+            _record_case(
                 conn,
-                user_hsa_id=reader.user_hsa_id,
-                unit_hsa_id=reader.unit_hsa_id,
-                action="cases-show",
-                case_ids=[case_id],
-                personnummer=[detail.case.personnummer],
+                reader,
+                "cases-show",
+                case_id,
+                shown=detail.case.personnummer,
                 unmasked=reader.unmasked,
             )
             return detail
@@ -267,16 +291,13 @@ def show_case(
             ).scalar_one()
         )
         for action in ("cases-show", *(f"cases-show-{part}" for part in parts)):
-            access_log.record(
+            _record_case(
                 conn,
-                user_hsa_id=reader.user_hsa_id,
-                unit_hsa_id=reader.unit_hsa_id,
-                action=action,
-                case_ids=[case_id],
-                personnummer=[],
+                reader,
+                action,
+                case_id,
+                refused="another unit's case" if exists else "no such case",
                 unmasked=reader.unmasked,
-                outcome=access_log.REFUSED,
-                detail="another unit's case" if exists else "no such case",
             )
     raise CaseNotFound(f"the unit {reader.unit_hsa_id} has no case {case_id}")
 
@@ -327,16 +348,7 @@ def open_sealed(
                 else None
             )
             if row is None:
-                access_log.record(
-                    conn,
-                    user_hsa_id=reader.user_hsa_id,
-                    unit_hsa_id=reader.unit_hsa_id,
-                    action=action,
-                    case_ids=[case_id],
-                    personnummer=[],
-                    outcome=access_log.REFUSED,
-                    detail="not the unit's case",
-                )
+                _record_case(conn, reader, action, case_id, refused="not the unit's case")
                 raise CaseNotFound(f"the unit {reader.unit_hsa_id} has no case {case_id}")
             if part == "answer":
                 stored = answers.get(conn, str(reader.unit_hsa_id), case_id)
@@ -352,13 +364,7 @@ def open_sealed(
                 )
             else:
                 opened[part] = received(json.loads(seal.open(row.content))) if row.content else None
-            access_log.record(
-                conn,
-                user_hsa_id=reader.user_hsa_id,
-                unit_hsa_id=reader.unit_hsa_id,
-                action=action,
-                case_ids=[case_id],
-                personnummer=[row.personnummer],
-                unmasked=reader.unmasked,
+            _record_case(
+                conn, reader, action, case_id, shown=row.personnummer, unmasked=reader.unmasked
             )
     return opened

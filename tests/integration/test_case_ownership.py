@@ -21,6 +21,7 @@ from producers.cli import app
 from producers.client import OmvantClient
 from producers.demo import InProcessPipeline, start_pipeline, wait_for
 from tests.databases import migrated_engine
+from tests.delivery_support import create_batch
 from tests.reachable import reachable_residents
 from tests.send_cases import greeting
 from workers.case_states import CaseState
@@ -168,15 +169,7 @@ def test_a_request_naming_another_clinics_dispatch_is_rejected_and_not_counted_t
     pipeline: InProcessPipeline, queue_prefix: str
 ) -> None:
     with pipeline.ctx.engine.begin() as conn:
-        batch = batches.create(
-            conn,
-            batch_id=f"{queue_prefix}b-dispatch",
-            name="B's screening",
-            clinic_hsa_id=CLINIC_B,
-            sender_hsa_id="SE2321000016-S101",
-            template_id="meddelande-till-invanare",
-            total=0,
-        )
+        batch = create_batch(conn, f"{queue_prefix}b-dispatch", "B's screening", CLINIC_B)
     [case_id] = send(pipeline, request(CLINIC_A, f"{queue_prefix}sneaky", batch_id=batch.id))
     assert wait_for(lambda: settled(pipeline, case_id), 1, timeout=30) == 1
     a_row = row(pipeline, case_id)
@@ -189,15 +182,7 @@ def test_a_request_naming_another_clinics_dispatch_is_rejected_and_not_counted_t
     with pipeline.ctx.engine.connect() as conn:
         assert sum(cases.count_states(conn, batch_id=batch.id).values()) == 0
         with pytest.raises(batches.BatchExists, match="another clinic's dispatch") as taken:
-            batches.create(
-                conn,
-                batch_id=batch.id,
-                name="A joins B's dispatch",
-                clinic_hsa_id=CLINIC_A,
-                sender_hsa_id="SE2321000016-S101",
-                template_id="meddelande-till-invanare",
-                total=1,
-            )
+            create_batch(conn, batch.id, "A joins B's dispatch", CLINIC_A, total=1)
         assert taken.value.reason == "batch-not-owned"
 
 
@@ -206,15 +191,7 @@ def test_omvant_dispatch_refuses_another_clinics_batch_id(
 ) -> None:
     engine = migrated_engine(postgres_url)
     with engine.begin() as conn:
-        batch = batches.create(
-            conn,
-            batch_id=f"{queue_prefix}b-own",
-            name="B's",
-            clinic_hsa_id=CLINIC_B,
-            sender_hsa_id="SE2321000016-S101",
-            template_id="meddelande-till-invanare",
-            total=0,
-        )
+        batch = create_batch(conn, f"{queue_prefix}b-own", "B's", CLINIC_B)
     engine.dispose()
     listing = tmp_path / "residents.csv"
     listing.write_text(f"personnummer\n{RESIDENT}\n", encoding="utf-8")
@@ -310,15 +287,7 @@ def test_another_clinics_cancelled_dispatch_does_not_decide_a_request(
     pipeline: InProcessPipeline, queue_prefix: str
 ) -> None:
     with pipeline.ctx.engine.begin() as conn:
-        batch = batches.create(
-            conn,
-            batch_id=f"{queue_prefix}b-cancelled",
-            name="B's, cancelled",
-            clinic_hsa_id=CLINIC_B,
-            sender_hsa_id="SE2321000016-S101",
-            template_id="meddelande-till-invanare",
-            total=0,
-        )
+        batch = create_batch(conn, f"{queue_prefix}b-cancelled", "B's, cancelled", CLINIC_B)
         cancel = sa.update(batches_table).where(batches_table.c.id == batch.id)
         conn.execute(cancel.values(status="cancelled"))
     [case_id] = send(pipeline, request(CLINIC_A, f"{queue_prefix}into-b", batch_id=batch.id))

@@ -16,10 +16,9 @@ from typer.testing import CliRunner
 
 from producers.cli import app
 from tests.databases import migrated_engine
-from tests.delivery_support import CLINIC_A, STAFF_A, cleared_item, store_cleared
+from tests.delivery_support import CLINIC_A, STAFF_A, cleared_item, create_batch, store_cleared
 from workers.adapters import population
 from workers.settings import Settings
-from workers.store import batches
 from workers.store.cases import utcnow
 from workers.store.engine import make_engine
 from workers.store.schema import failures as failures_table
@@ -42,15 +41,7 @@ def database(sqlite_url: str) -> str:
                 first_failed_at=now, last_failed_at=now, body="{}", status="open",
             )
         )  # fmt: skip
-        batches.create(
-            conn,
-            batch_id=LONG_ID,
-            name="screening",
-            clinic_hsa_id=CLINIC_A,
-            sender_hsa_id="SE2321000016-S101",
-            template_id="kallelse-screening",
-            total=0,
-        )
+        create_batch(conn, LONG_ID, "screening", CLINIC_A, template_id="kallelse-screening")
     engine.dispose()
     return sqlite_url
 

@@ -117,17 +117,25 @@ def test_lists_as_regions_save_them_are_read_whatever_the_delimiter_and_encoding
     ]
 
 
-def test_a_jsonl_line_nested_too_deep_is_malformed_not_a_crash(tmp_path: Path) -> None:
+def jsonl_line(number: str, fields: str) -> str:
+    """A list line for the resident ``number`` with ``fields`` as written (a key twice stays)."""
+    return f'{{"personnummer": "{number}", "fields": {fields}}}'
+
+
+def read_jsonl(tmp_path: Path, *lines: str) -> list[Recipient | RowError]:
+    """What a JSONL list of ``lines`` reads as, line by line."""
     path = tmp_path / "list.jsonl"
-    path.write_text("[" * 100_000 + "\n", encoding="utf-8")
-    [row] = list(read_recipients(path))
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return list(read_recipients(path))
+
+
+def test_a_jsonl_line_nested_too_deep_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    [row] = read_jsonl(tmp_path, "[" * 100_000)
     assert isinstance(row, RowError) and row.reason == "malformed-message"
 
 
 def test_a_jsonl_personnummer_that_is_not_a_string_is_invalid(tmp_path: Path) -> None:
-    path = tmp_path / "list.jsonl"
-    path.write_text('{"personnummer": 191212121212}\n', encoding="utf-8")
-    [row] = list(read_recipients(path))
+    [row] = read_jsonl(tmp_path, '{"personnummer": 191212121212}')
     assert isinstance(row, RowError) and row.reason == "invalid-payload"
 
 
@@ -140,14 +148,12 @@ def test_a_csv_without_an_identity_column_is_refused_whole(tmp_path: Path) -> No
 
 def test_a_jsonl_list_reports_bad_lines_and_keeps_going(tmp_path: Path) -> None:
     number = population.test_personnummer()[1]
-    path = tmp_path / "list.jsonl"
-    path.write_text(
-        f'{{"personnummer": "{number}", "fields": {{"namn": "Tolvan"}}}}\n'
-        "not json\n"
-        f'{{"personnummer": "{number}", "fields": {{"Bad Name": "x"}}}}\n',
-        encoding="utf-8",
-    )
-    rows = list(read_recipients(path))
+    lines = [
+        jsonl_line(number, '{"namn": "Tolvan"}'),
+        "not json",
+        jsonl_line(number, '{"Bad Name": "x"}'),
+    ]
+    rows = read_jsonl(tmp_path, *lines)
     assert rows[0] == Recipient(number, {"namn": "Tolvan"}, 1)
     assert [r.reason for r in rows[1:] if isinstance(r, RowError)] == [
         "malformed-message",
@@ -281,12 +287,10 @@ def test_a_csv_naming_a_column_twice_is_refused_whole_not_the_last_one_kept(
 
 def test_a_jsonl_line_with_a_key_twice_is_refused_not_the_last_one_kept(tmp_path: Path) -> None:
     number = population.test_personnummer()[1]
-    path = tmp_path / "list.jsonl"
-    path.write_text(
-        f'{{"personnummer": "{number}", "fields": {{"namn": "A", "namn": "B"}}}}\n'
-        f'{{"personnummer": "{number}", "fields": {{"namn": "A"}}}}\n',
-        encoding="utf-8",
+    twice, once = (
+        jsonl_line(number, '{"namn": "A", "namn": "B"}'),
+        jsonl_line(number, '{"namn": "A"}'),
     )
-    rows = list(read_recipients(path))
+    rows = read_jsonl(tmp_path, twice, once)
     assert isinstance(rows[0], RowError) and rows[0].reason == "duplicate-json-key"
     assert rows[1] == Recipient(number, {"namn": "A"}, 2)

@@ -20,6 +20,13 @@ from workers.store.engine import upgrade
 
 CLINIC = "SE2321000016-VC01"
 SENDER = "SE2321000016-S101"
+DRY_RUN_AND_DISPATCH = [
+    ("dry-run", ["--dry-run"]),
+    ("dispatch", ["--broker", "redis://127.0.0.1:6379/1"]),
+    ("forced", ["--broker", "redis://127.0.0.1:6379/1", "--force"]),
+]
+"""Each way to run ``omvant dispatch`` on a list: a list refused is refused by all three (before
+the broker is reached)."""
 runner = CliRunner()
 
 
@@ -151,14 +158,7 @@ def test_a_json_dry_run_writes_its_one_line_and_nothing_on_stderr(
     assert len(result.stdout.splitlines()) == 1
 
 
-@pytest.mark.parametrize(
-    ("how", "extra"),
-    [
-        ("dry-run", ["--dry-run"]),
-        ("dispatch", ["--broker", "redis://127.0.0.1:6379/1"]),
-        ("forced", ["--broker", "redis://127.0.0.1:6379/1", "--force"]),
-    ],
-)
+@pytest.mark.parametrize(("how", "extra"), DRY_RUN_AND_DISPATCH)
 def test_a_list_with_a_header_alone_passes_neither_the_dry_run_nor_the_dispatch(
     database: str, tmp_path: Path, how: str, extra: list[str]
 ) -> None:
@@ -206,14 +206,7 @@ def test_the_lines_that_would_be_rejected_come_in_line_order(database: str, tmp_
     assert said[0][1] == "field-missing"
 
 
-@pytest.mark.parametrize(
-    ("how", "extra"),
-    [
-        ("dry-run", ["--dry-run"]),
-        ("dispatch", ["--broker", "redis://127.0.0.1:6379/6"]),
-        ("forced", ["--broker", "redis://127.0.0.1:6379/6", "--force"]),
-    ],
-)
+@pytest.mark.parametrize(("how", "extra"), DRY_RUN_AND_DISPATCH)
 def test_a_list_naming_a_column_twice_passes_neither_the_dry_run_nor_the_dispatch(
     database: str, tmp_path: Path, how: str, extra: list[str]
 ) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import dramatiq
@@ -61,6 +61,21 @@ def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
+def publish_raw(url: str, ctx: Context, bodies: Sequence[bytes], *, routing_key: str) -> None:
+    """Put ``bodies`` on the inbox-events exchange as they are, read or not: what a faulty
+    inbox service could send."""
+    with kombu.Connection(url) as conn:
+        producer = conn.Producer()
+        for raw in bodies:
+            producer.publish(
+                raw,
+                exchange=exchange_name(ctx.settings),
+                routing_key=routing_key,
+                content_type="application/json",
+                content_encoding="utf-8",
+            )
+
+
 @pytest.fixture(params=["memory", "rabbitmq"])
 def events_url(request: pytest.FixtureRequest, ctx: Context) -> Iterator[str]:
     """kombu's in-process transport, and RabbitMQ as the inbox would publish to."""
@@ -99,16 +114,8 @@ def test_opened_and_answered_events_read_the_case_once_whatever_the_order(
                 InboxEventV1(case_id="nobody-knows", event="opened", occurred_at=T1),
             ]
         )
-        with kombu.Connection(events_url) as conn:
-            producer = conn.Producer()
-            for raw in (b"not json", json.dumps({"version": 9, "event": "opened"}).encode()):
-                producer.publish(
-                    raw,
-                    exchange=exchange_name(ctx.settings),
-                    routing_key="inbox.opened",
-                    content_type="application/json",
-                    content_encoding="utf-8",
-                )
+        unreadable = [b"not json", json.dumps({"version": 9, "event": "opened"}).encode()]
+        publish_raw(events_url, ctx, unreadable, routing_key="inbox.opened")
 
         def rejected() -> list[str]:
             with ctx.engine.connect() as conn:

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 
 import dramatiq
-import kombu
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -34,7 +33,7 @@ from workers import failures, rejections, replay
 from workers.adapters.notifiers import SimulatedEmailSender
 from workers.answer_seal import answer_seal
 from workers.bootstrap import Context
-from workers.inbox_events_bridge import InboxEventsBridge, exchange_name
+from workers.inbox_events_bridge import InboxEventsBridge
 from workers.queues import Queues, queue_name
 from workers.store import answers, cases
 from workers.store import failures as failure_store
@@ -46,6 +45,7 @@ from workers.templates.model import validated
 
 ctx = test_inbox_events.ctx
 wait_until = test_inbox_events.wait_until
+publish_raw = test_inbox_events.publish_raw
 
 SECRET = "Jag har ont i knät sedan i fredags."
 CLEAR = "Jag har ont"
@@ -66,19 +66,6 @@ def refused_events() -> list[bytes]:
     return [json.dumps(unknown_kind).encode(), json.dumps(naive_time).encode(), broken]
 
 
-def publish_raw(ctx: Context, bodies: list[bytes]) -> None:
-    with kombu.Connection("memory://") as conn:
-        producer = conn.Producer()
-        for raw in bodies:
-            producer.publish(
-                raw,
-                exchange=exchange_name(ctx.settings),
-                routing_key="inbox.answered",
-                content_type="application/json",
-                content_encoding="utf-8",
-            )
-
-
 def rows(ctx: Context) -> list[sa.Row[tuple[object, ...]]]:
     with ctx.engine.connect() as conn:
         return list(conn.execute(sa.select(rejected_messages).order_by(rejected_messages.c.id)))
@@ -90,7 +77,7 @@ def test_refused_inbox_events_are_kept_sealed_and_dlq_show_never_prints_the_answ
     bridge = InboxEventsBridge(ctx, "memory://", chunk_size=3, linger=0.05)
     thread, stop = bridge.start()
     try:
-        publish_raw(ctx, refused_events())
+        publish_raw("memory://", ctx, refused_events(), routing_key="inbox.answered")
         wait_until(lambda: bridge.forwarded.rejected == 3)
     finally:
         stop.set()
@@ -140,6 +127,16 @@ def test_only_queues_that_can_carry_answers_are_sealed() -> None:
     assert not rejections.carries_answers("p.message-composition.urgent", "p.")
 
 
+def _answered_to(case_id: str, question_answer: QuestionAnswer) -> InboxEventV2:
+    """An answer to ``case_id`` that answers one question."""
+    return InboxEventV2(
+        case_id=case_id,
+        event="answered",
+        occurred_at=T,
+        answer=Answer(kind="answer", text=SECRET_TEXT, question_answers=[question_answer]),
+    )
+
+
 def _refusals(ctx: Context) -> dict[str, sa.Row[tuple[object, ...]]]:
     return {str(r.detail).split("'")[0].removeprefix("case "): r for r in rows(ctx)}
 
@@ -156,27 +153,9 @@ def test_an_answer_the_template_does_not_offer_or_ask_is_refused_sealed_and_not_
     for case_id in ("kind-v2", "kind-v1", "unasked", "fits"):
         deliver(ctx, case_id)
     counter = answered("kind-v2", kind="counter-question")
-    unasked = InboxEventV2(
-        case_id="unasked",
-        event="answered",
-        occurred_at=T,
-        answer=Answer(
-            kind="answer",
-            text=SECRET_TEXT,
-            question_answers=[QuestionAnswer(question="Ej i mallen?", answer="Jag har ont")],
-        ),
-    )
-    fits = InboxEventV2(
-        case_id="fits",
-        event="answered",
-        occurred_at=T,
-        answer=Answer(
-            kind="answer",
-            text=SECRET_TEXT,
-            question_answers=[
-                QuestionAnswer(question=" hur LÄNGE har du  haft besvären? ", answer="x")
-            ],
-        ),
+    unasked = _answered_to("unasked", QuestionAnswer(question="Ej i mallen?", answer="Jag har ont"))
+    fits = _answered_to(
+        "fits", QuestionAnswer(question=" hur LÄNGE har du  haft besvären? ", answer="x")
     )
     version_1 = InboxEventV1(
         case_id="kind-v1", event="answered", answer_kind="partial-answer", occurred_at=T
