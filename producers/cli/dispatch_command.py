@@ -159,6 +159,8 @@ def dispatch(
     ctx = build_context(settings, build_broker("memory://"))
     try:
         check_schema(ctx.engine)
+        if batch_id is not None:  # before any bar, and the dry run predicts it as well
+            _refuse_a_taken_batch_id(ctx.engine, batch_id, clinic, dry_run, as_json)
         check_header(file)  # before the batch is made: a bad header sends nothing, forced or not
         total = count_rows(file)
         if total == 0:  # a header alone: nothing to predict, and nothing to send, forced or not
@@ -241,6 +243,21 @@ def dispatch(
             f"({summary['cases_per_s']} cases/s), {len(errors)} invalid lines; "
             f"follow it with: omvant batches show {batch.id} --follow"
         )
+
+
+def _refuse_a_taken_batch_id(
+    engine: Any, batch_id: str, clinic: str, dry_run: bool, as_json: bool
+) -> None:
+    """``--batch-id`` naming a batch that exists: refused (``batch-exists``, or
+    ``batch-not-owned``) before anything is checked or drawn; by the dry run too, with its exit
+    status for a refusal (1), the dispatch with 2."""
+    from workers.store.batches import clinics_of
+
+    with engine.connect() as conn:
+        taken = clinics_of(conn, [batch_id])
+    if batch_id in taken:
+        exc = BatchExists(batch_id, other_clinic=taken[batch_id] != clinic)
+        fail(exc.reason, str(exc), 1 if dry_run else 2, as_json=as_json, coded=True)
 
 
 def _warn_of_rejections(prediction: Prediction, as_json: bool) -> None:

@@ -1,0 +1,60 @@
+"""What the second outside review of the command line found (issue 13, N4 and minor), each held
+by a test: the dry run predicts a taken batch id, and the dispatch refuses it before any bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from producers.cli import app
+from tests.databases import migrated_engine
+from tests.delivery_support import CLINIC_A, create_batch
+from workers.adapters import population
+
+runner = CliRunner()
+TAKEN = "dispatch-taken-2027"
+
+
+@pytest.fixture
+def database(sqlite_url: str) -> str:
+    engine = migrated_engine(sqlite_url)
+    with engine.begin() as conn:
+        create_batch(conn, TAKEN, "screening", CLINIC_A, template_id="kallelse-screening")
+    engine.dispose()
+    return sqlite_url
+
+
+def dispatch_args(listing: Path, database: str, *more: str) -> list[str]:
+    return [
+        *("dispatch", str(listing), "--template", "meddelande-till-invanare"),
+        *("--clinic", CLINIC_A, "--sender", "SE2321000016-S101", "--database", database),
+        *more,
+    ]
+
+
+def one_line(tmp_path: Path) -> Path:
+    listing = tmp_path / "one.csv"
+    listing.write_text(f"personnummer\n{population.test_personnummer()[0]}\n", encoding="utf-8")
+    return listing
+
+
+def test_the_dry_run_predicts_a_taken_batch_id(database: str, tmp_path: Path) -> None:
+    args = dispatch_args(one_line(tmp_path), database, "--batch-id", TAKEN, "--dry-run")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert f"omvant: batch-exists: batch {TAKEN} is an earlier dispatch" in result.stderr
+    assert "would be sent" not in result.stdout
+
+
+def test_the_dispatch_refuses_a_taken_batch_id_before_any_bar(
+    database: str, tmp_path: Path, redis_url: str, queue_prefix: str
+) -> None:
+    listing = one_line(tmp_path)
+    for more in ([], ["--force"]):
+        args = dispatch_args(listing, database, "--batch-id", TAKEN, "--broker", redis_url, *more)
+        result = runner.invoke(app, args, env={"OMVANT_QUEUE_PREFIX": queue_prefix})
+        assert result.exit_code == 2, result.output
+        assert result.stderr.count("batch-exists") == 1, result.stderr
+        assert "enqueuing" not in result.stderr and "checking" not in result.stderr
