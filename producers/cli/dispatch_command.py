@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -206,6 +207,8 @@ def dispatch(
                 1,
                 as_json=as_json,
             )
+        if prediction is None:  # --force: forced past rejections, never into an empty batch
+            _refuse_a_list_with_no_valid_line(file, as_json)
         if prediction is not None and prediction.rejected:
             _warn_of_rejections(prediction, as_json)
         batch, errors, seconds = _send(
@@ -258,6 +261,25 @@ def _refuse_a_taken_batch_id(
     if batch_id in taken:
         exc = BatchExists(batch_id, other_clinic=taken[batch_id] != clinic)
         fail(exc.reason, str(exc), 1 if dry_run else 2, as_json=as_json, coded=True)
+
+
+def _refuse_a_list_with_no_valid_line(file: Path, as_json: bool) -> None:
+    """``--force`` sends the lines the pipeline will reject, but when not one line of the list
+    can be read as a recipient there is nothing to send: refused (exit 1) before a batch is
+    made, not an empty batch (``enqueued 0``)."""
+    errors: Counter[str] = Counter()
+    for row in read_recipients(file):
+        if not isinstance(row, RowError):
+            return
+        errors[row.reason] += 1
+    reasons = ", ".join(f"{r} {n}" for r, n in errors.most_common(3))
+    fail(
+        Reason.DISPATCH_WOULD_REJECT_ALL,
+        f"not one of the {sum(errors.values())} lines of {file} can be sent ({reasons}): "
+        "nothing to send, forced or not",
+        1,
+        as_json=as_json,
+    )
 
 
 def _warn_of_rejections(prediction: Prediction, as_json: bool) -> None:

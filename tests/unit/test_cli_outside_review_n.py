@@ -3,15 +3,19 @@ by a test: the dry run predicts a taken batch id, and the dispatch refuses it be
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from producers.cli import app
 from tests.databases import migrated_engine
 from tests.delivery_support import CLINIC_A, create_batch
 from workers.adapters import population
+from workers.store.engine import make_engine
+from workers.store.schema import batches as batches_table
 
 runner = CliRunner()
 TAKEN = "dispatch-taken-2027"
@@ -58,3 +62,23 @@ def test_the_dispatch_refuses_a_taken_batch_id_before_any_bar(
         assert result.exit_code == 2, result.output
         assert result.stderr.count("batch-exists") == 1, result.stderr
         assert "enqueuing" not in result.stderr and "checking" not in result.stderr
+
+
+def test_force_never_makes_an_empty_batch_of_a_list_with_no_valid_line(
+    database: str, tmp_path: Path, redis_url: str, queue_prefix: str
+) -> None:
+    number = population.test_personnummer()[0]
+    listing = tmp_path / "d.jsonl"
+    line = f'{{"personnummer": "{number}", "fields": {{"namn": "A", "namn": "B"}}}}'
+    listing.write_text(line + "\n", encoding="utf-8")
+    args = dispatch_args(listing, database, "--force", "--broker", redis_url, "--json")
+    result = runner.invoke(app, args, env={"OMVANT_QUEUE_PREFIX": queue_prefix})
+    assert result.exit_code == 1, result.output
+    error = json.loads(result.stderr.splitlines()[-1])["error"]
+    assert error["reason"] == "dispatch-would-reject-all", error
+    assert "duplicate-json-key 1" in error["message"]
+    engine = make_engine(database)
+    with engine.connect() as conn:
+        batches = conn.execute(sa.select(sa.func.count()).select_from(batches_table)).scalar()
+    engine.dispose()
+    assert batches == 1, "only the fixture's batch: no empty one"
