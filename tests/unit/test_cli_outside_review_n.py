@@ -82,3 +82,15 @@ def test_force_never_makes_an_empty_batch_of_a_list_with_no_valid_line(
         batches = conn.execute(sa.select(sa.func.count()).select_from(batches_table)).scalar()
     engine.dispose()
     assert batches == 1, "only the fixture's batch: no empty one"
+
+
+def test_templates_list_on_an_empty_home_creates_no_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("OMVANT_DATABASE_URL", raising=False)
+    home = tmp_path / "home"
+    result = runner.invoke(app, ["templates", "list"], env={"OMVANT_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    assert not (home / "omvant.db").exists(), "a read-only command made the database file"
+    assert f"the database {home / 'omvant.db'} does not exist yet" in result.stderr
+    assert "omvant db upgrade" in result.stderr

@@ -28,6 +28,7 @@ def db(sqlite_url: str) -> str:
 
 
 def test_a_database_without_the_schema_is_one_line_and_is_not_migrated(sqlite_url: str) -> None:
+    Path(sqlite_url.removeprefix("sqlite:///")).touch()  # a file, without the schema
     code, _, err = omvant(sqlite_url, "list")
     assert code == 2
     assert "has no Omvänt schema; run: omvant db upgrade" in err

@@ -88,6 +88,28 @@ def _make_folder_of(url: str) -> None:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def refuse_a_missing_sqlite_file(url: str) -> None:
+    """A SQLite database ``url`` names whose file does not exist yet: refused
+    (``SchemaOutdated``, saying the path and the command that creates it) before anything
+    connects, so a read-only command leaves no empty database file behind.
+
+    Raises
+    ------
+    SchemaOutdated
+        When the file does not exist.
+    """
+    url = normalise_url(url)
+    if not url.startswith("sqlite"):
+        return
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    if not path.exists():
+        command = f"omvant db upgrade --database {shlex.quote(url)}"
+        raise SchemaOutdated(f"the database {path} does not exist yet; create it with: {command}")
+
+
 def ensure_database(url: str) -> None:
     """Create the PostgreSQL database ``url`` names if it does not exist (benchmarks, load
     tests); other databases are created on first use anyway."""
