@@ -16,19 +16,39 @@ Not an envelope: the inbox is an outside system with its own format. The bridge
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, ValidationError, model_validator
+from pydantic import AwareDatetime, BeforeValidator, ValidationError, model_validator
 
 from contracts.common import CaseId, FrozenModel
 from contracts.read_receipt import Answer, AnswerKind
+from contracts.strict_json import DuplicateKey, loads_strictly
 from contracts.text import Identifier
 from contracts.upcasters import inbox_event_v1_v2
 
 NAME = "InboxEvent"
 VERSIONS = (1, 2)
+
+
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_text_only(value: object) -> object:
+    """An event's time as the inbox writes it: ISO-8601 text (with an offset, which
+    ``AwareDatetime`` then requires), never a number or a numeric string, which pydantic would
+    read as seconds since 1970."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        return value
+    raise ValueError("an ISO-8601 time with an offset, e.g. 2026-11-25T08:00:00Z")
+
+
+EventTime = Annotated[AwareDatetime, BeforeValidator(_iso_text_only)]
+"""When the resident acted, as ISO-8601 text with an offset."""
 
 
 class InboxEventError(ValueError):
@@ -48,7 +68,7 @@ class InboxEventV1(FrozenModel):
     case_id: CaseId
     inbox_message_id: Annotated[str, Identifier] | None = None
     answer_kind: AnswerKind | None = None
-    occurred_at: AwareDatetime
+    occurred_at: EventTime
 
     @model_validator(mode="after")
     def _answer_kind_with_answers(self) -> InboxEventV1:
@@ -70,7 +90,7 @@ class InboxEventV2(FrozenModel):
     case_id: CaseId
     inbox_message_id: Annotated[str, Identifier] | None = None
     answer: Answer | None = None
-    occurred_at: AwareDatetime
+    occurred_at: EventTime
 
     @model_validator(mode="after")
     def _answer_with_answers(self) -> InboxEventV2:
@@ -95,7 +115,11 @@ def parse_inbox_event(raw: str | bytes | Mapping[str, Any]) -> InboxEventV2:
     """
     if isinstance(raw, str | bytes):
         try:
-            raw = json.loads(raw)
+            raw = loads_strictly(raw)
+        except DuplicateKey as exc:
+            raise InboxEventError(
+                "duplicate-json-key", f"the key {exc.key[:40]!r} appears twice in one object"
+            ) from None
         except (ValueError, UnicodeDecodeError, RecursionError):
             # RecursionError: nested too deep for json; it must not stop the bridge, which
             # would get the same event again on every restart.

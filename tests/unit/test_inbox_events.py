@@ -173,3 +173,38 @@ def test_inbox_events_are_versioned_and_checked() -> None:
         with pytest.raises(InboxEventError) as raised:
             parse_inbox_event(raw)
         assert raised.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "answer", "reason"),
+    [
+        ("12345", '{"kind": "answer", "text": "x"}', "invalid-payload"),  # seconds since 1970
+        ('"12345"', '{"kind": "answer", "text": "x"}', "invalid-payload"),
+        ('"2026-11-25"', '{"kind": "answer", "text": "x"}', "invalid-payload"),
+        ('"2026-11-25T09:00:00"', '{"kind": "answer", "text": "x"}', "invalid-payload"),
+        ('"2026-11-25T09:00:00Z"', '{"kind": "answer", "text": "A", "text": "B"}',
+         "duplicate-json-key"),
+    ],
+)  # fmt: skip
+def test_an_event_time_is_iso_text_with_an_offset_and_no_key_comes_twice(
+    occurred_at: str, answer: str, reason: str
+) -> None:
+    raw = (
+        '{"version": 2, "event": "answered", "case_id": "c1",'
+        f' "occurred_at": {occurred_at}, "answer": {answer}}}'
+    )
+    with pytest.raises(InboxEventError) as raised:
+        parse_inbox_event(raw)
+    assert raised.value.reason == reason
+    assert "B" not in raised.value.detail or reason != "duplicate-json-key"
+
+
+def test_an_event_time_with_an_offset_is_read_from_text_or_from_a_datetime() -> None:
+    text = '"2026-11-25T09:00:00+01:00"'
+    event = parse_inbox_event(
+        '{"version": 2, "event": "answered", "case_id": "c1",'
+        f' "occurred_at": {text}, "answer": {{"kind": "answer", "text": "x"}}}}'
+    )
+    assert event.occurred_at.isoformat() == "2026-11-25T09:00:00+01:00"
+    again = parse_inbox_event(event.model_dump())  # built in code: a datetime passes
+    assert again.occurred_at == event.occurred_at
