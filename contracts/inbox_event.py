@@ -117,9 +117,7 @@ def parse_inbox_event(raw: str | bytes | Mapping[str, Any]) -> InboxEventV2:
         try:
             raw = loads_strictly(raw)
         except DuplicateKey as exc:
-            raise InboxEventError(
-                "duplicate-json-key", f"the key {exc.key[:40]!r} appears twice in one object"
-            ) from None
+            raise InboxEventError("duplicate-json-key", exc.detail) from None
         except (ValueError, UnicodeDecodeError, RecursionError):
             # RecursionError: nested too deep for json; it must not stop the bridge, which
             # would get the same event again on every restart.

@@ -19,6 +19,11 @@ class DuplicateKey(ValueError):
         super().__init__(key)
         self.key = key
 
+    @property
+    def detail(self) -> str:
+        """The refusal's words: the key (cut to 80 characters), never a value."""
+        return f"the key {self.key[:80]!r} appears twice in one object"
+
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {}

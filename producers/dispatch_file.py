@@ -214,9 +214,7 @@ def _read_jsonl(path: Path) -> Iterator[Recipient | RowError]:
             try:
                 record = loads_strictly(text)
             except DuplicateKey as exc:
-                yield RowError(
-                    line, Reason.DUPLICATE_JSON_KEY, f"the key {exc.key[:40]!r} appears twice"
-                )
+                yield RowError(line, Reason.DUPLICATE_JSON_KEY, exc.detail)
                 continue
             except json.JSONDecodeError as exc:
                 yield RowError(line, Reason.MALFORMED_MESSAGE, f"not JSON: {exc.msg}")

@@ -47,7 +47,7 @@ def read_send_cases(
             yield LineError(
                 number,
                 Reason.DUPLICATE_JSON_KEY,
-                f"the key {exc.key[:80]!r} appears twice in one object",
+                exc.detail,
             )
         except json.JSONDecodeError as exc:
             yield LineError(number, "malformed-message", f"not JSON: {exc.msg}")
