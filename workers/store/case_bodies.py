@@ -11,7 +11,7 @@ and the WAL); here each is one row, written in the transaction of the transition
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -76,14 +76,3 @@ def joined(source: sa.FromClause, *parts: str) -> tuple[sa.FromClause, list[sa.L
         columns.append(body.c.sealed.label(part))
     return source, columns
 
-
-def read(conn: sa.Connection, case_ids: Sequence[str], part: str) -> dict[str, str]:
-    """The sealed ``part`` of each case among ``case_ids`` that has it."""
-    if not case_ids:
-        return {}
-    rows = conn.execute(
-        sa.select(case_bodies.c.case_id, case_bodies.c.sealed).where(
-            case_bodies.c.case_id.in_(list(case_ids)), case_bodies.c.part == part
-        )
-    )
-    return {row.case_id: row.sealed for row in rows}
