@@ -75,4 +75,3 @@ def joined(source: sa.FromClause, *parts: str) -> tuple[sa.FromClause, list[sa.L
         source = source.outerjoin(body, sa.and_(body.c.case_id == cases.c.id, body.c.part == part))
         columns.append(body.c.sealed.label(part))
     return source, columns
-
