@@ -202,6 +202,24 @@ def _future_refusal(ctx: Context, item: ReadReceiptV2) -> Refusal | None:
     return None
 
 
+def _early_refusal(
+    ctx: Context, item: ReadReceiptV2, delivered_at: dt.datetime | None
+) -> Refusal | None:
+    """An event time more than ``event_clock_skew_seconds`` before the case's delivery is
+    refused (``event-before-delivery``): a message cannot be read or answered before it is in
+    the inbox. A case without a recorded delivery time is not checked."""
+    at = aware_utc(item.occurred_at)
+    if at is None or delivered_at is None:
+        return None
+    earliest = delivered_at - dt.timedelta(seconds=ctx.settings.event_clock_skew_seconds)
+    if at < earliest:
+        return Reason.EVENT_BEFORE_DELIVERY, (
+            f"case {item.case_id}'s event time is more than "
+            f"{ctx.settings.event_clock_skew_seconds:g} s before its delivery"
+        )
+    return None
+
+
 def kept_body(ctx: Context, item: ReadReceiptV2) -> str:
     """A refused event as ``rejected_messages`` keeps it: whole, its answer sealed as answers
     are at rest (``answer.sealed``), so nothing is lost and no answer is kept readable."""
@@ -215,20 +233,26 @@ def kept_body(ctx: Context, item: ReadReceiptV2) -> str:
 
 
 def process(parsed: Parsed, ctx: Context) -> None:
-    """Record reads (and answers); keep events for unknown cases, events dated ahead, and
-    answers that do not fit their template, as unreadable messages (answers sealed)."""
+    """Record reads (and answers); keep events for unknown cases, events dated ahead or before
+    the delivery, and answers that do not fit their template, as unreadable messages (answers
+    sealed)."""
     items = [item for item in parsed.items if isinstance(item, ReadReceiptV2)]
     accepted: list[ReadReceiptV2] = []
     with ctx.engine.begin() as conn:
-        known = cases.states_of(conn, (item.case_id for item in items))
+        known = case_notes.deliveries(conn, [item.case_id for item in items])
         for item in items:
-            state = known.get(item.case_id)
+            case = known.get(item.case_id)
             refusal: Refusal | None
-            if state not in READABLE:
+            if case is None or case.state not in READABLE:
+                state = None if case is None else case.state
                 reason = Reason.UNKNOWN_CASE if state is None else Reason.CASE_NOT_DELIVERED
                 refusal = reason, f"case {item.case_id} is {state or 'unknown'}"
             else:
-                refusal = _future_refusal(ctx, item) or _template_refusal(ctx, conn, item)
+                refusal = (
+                    _future_refusal(ctx, item)
+                    or _early_refusal(ctx, item, case.delivered_at)
+                    or _template_refusal(ctx, conn, item)
+                )
             if refusal is None:
                 accepted.append(item)
                 continue

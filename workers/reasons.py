@@ -22,6 +22,7 @@ class Reason(StrEnum):
     ANSWER_KIND_NOT_OFFERED = "answer-kind-not-offered"
     QUESTION_NOT_ASKED = "question-not-asked"
     EVENT_IN_FUTURE = "event-in-future"
+    EVENT_BEFORE_DELIVERY = "event-before-delivery"
     WRONG_QUEUE = "wrong-queue"
     # recipient validation
     INVALID_IDENTITY_NUMBER = "invalid-identity-number"

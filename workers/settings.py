@@ -203,7 +203,8 @@ class Settings(BaseSettings):
     inbox_events_exchange: str = "omvant.inbox-events"
     event_clock_skew_seconds: float = Field(default=300.0, ge=0)
     """How far ahead of the time received an inbox event's time may lie (the inbox's clock
-    running fast); beyond it the event is refused (``event-in-future``)."""
+    running fast); beyond it the event is refused (``event-in-future``). The same allowance
+    before the case's delivery (``event-before-delivery``)."""
     answer_key: SecretStr | None = None
     """Fernet key(s), comma-separated (the first seals), that residents' answers are stored
     sealed with; the embedded default makes its own in ``home``, servers must set one."""

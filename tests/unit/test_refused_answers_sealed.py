@@ -199,6 +199,39 @@ def test_an_event_dated_beyond_the_clock_skew_is_refused_and_a_little_ahead_is_t
     assert refused.reason == "event-in-future" and CLEAR not in refused.body
 
 
+def test_an_event_dated_before_the_delivery_beyond_the_clock_skew_is_refused_sealed(
+    ctx: Context,
+) -> None:
+    with ctx.engine.begin() as conn:
+        template_store.create(conn, validated(question_template()))
+    for case_id in ("early", "skewed", "undated"):
+        deliver(ctx, case_id)
+    delivered = dt.datetime.now(dt.UTC)
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            sa.update(cases_table)
+            .where(cases_table.c.id.in_(["early", "skewed"]))
+            .values(delivered_at=delivered)
+        )
+    early = answered("early").model_copy(update={"occurred_at": delivered - dt.timedelta(hours=1)})
+    skewed = InboxEventV2(
+        case_id="skewed", event="opened", occurred_at=delivered - dt.timedelta(minutes=2)
+    )
+    undated = InboxEventV2(case_id="undated", event="opened", occurred_at=T)
+    publish_answers(ctx, [early, skewed, undated], expected=0)
+    wait_until(lambda: len(rows(ctx)) == 1)
+    with ctx.engine.connect() as conn:
+        found = {r.id: r for r in conn.execute(sa.select(cases_table))}
+        stored = conn.execute(sa.select(case_answers.c.case_id)).scalars().all()
+    assert found["early"].state == "delivered" and found["early"].read_at is None
+    assert stored == [], "a refused answer is not stored"
+    assert found["skewed"].state == "read", "within the 5 minutes' skew: taken as it is"
+    assert found["undated"].state == "read", "no delivery time recorded: not checked"
+    [refused] = rows(ctx)
+    assert refused.reason == "event-before-delivery"
+    assert CLEAR not in refused.body and "sealed" in json.loads(refused.body)["answer"]
+
+
 def test_a_dead_lettered_read_receipt_keeps_its_answer_sealed_and_replays_it_whole(
     ctx: Context,
 ) -> None:

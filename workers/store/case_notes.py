@@ -1,7 +1,8 @@
 """What stages read and note about cases beside their transitions (``cases.apply``): when a
 case arrived and the template version it is pinned to (composition), and the read receipts'
-notes: the earliest read time, the first answer's mark and history entry, whose case it is
-(``headers``: the clinic and the arrival, for the actor shell)."""
+notes: the state and delivery time a receipt is checked against, the earliest read time, the
+first answer's mark and history entry, whose case it is (``headers``: the clinic and the
+arrival, for the actor shell)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from workers.case_states import CaseState
 from workers.store.arrays import among
 from workers.store.schema import case_events, cases
 
@@ -54,6 +56,28 @@ def headers(conn: sa.Connection, case_ids: Sequence[str]) -> dict[str, Header]:
     ).where(among(conn, cases.c.id, case_ids))
     return {
         row.id: Header(row.clinic_hsa_id, Arrival(row.received_at, row.template_version))
+        for row in conn.execute(query).all()
+    }
+
+
+class Delivery(NamedTuple):
+    """A case's state, and when it reached the inbox (None: not delivered, or not recorded)."""
+
+    state: CaseState
+    delivered_at: dt.datetime | None
+
+
+def deliveries(conn: sa.Connection, case_ids: Sequence[str]) -> dict[str, Delivery]:
+    """The state and delivery time of each case (cases unknown are left out), in one query:
+    what the read-receipt stage checks a chunk of events against."""
+    ids = list(dict.fromkeys(case_ids))
+    if not ids:
+        return {}
+    query = sa.select(cases.c.id, cases.c.state, cases.c.delivered_at).where(
+        among(conn, cases.c.id, ids)
+    )
+    return {
+        row.id: Delivery(CaseState(row.state), row.delivered_at)
         for row in conn.execute(query).all()
     }
 
