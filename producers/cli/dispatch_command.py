@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -34,6 +35,7 @@ from producers.dispatch_file import (
     count_rows,
     read_recipients,
 )
+from producers.dispatch_records import DispatchRecords
 from producers.precheck import DispatchTerms, Prediction, predict
 from workers import server_probe as servers
 from workers.hsa import is_hsa_id
@@ -208,7 +210,7 @@ def dispatch(
                 as_json=as_json,
             )
         if prediction is None:  # --force: forced past rejections, never into an empty batch
-            _refuse_a_list_with_no_valid_line(file, as_json)
+            _refuse_a_list_with_no_valid_line(file, terms, refs, urgent, batch_id, as_json)
         if prediction is not None and prediction.rejected:
             _warn_of_rejections(prediction, as_json)
         batch, errors, seconds = _send(
@@ -263,15 +265,38 @@ def _refuse_a_taken_batch_id(
         fail(exc.reason, str(exc), 1 if dry_run else 2, as_json=as_json, coded=True)
 
 
-def _refuse_a_list_with_no_valid_line(file: Path, as_json: bool) -> None:
+def _refuse_a_list_with_no_valid_line(
+    file: Path,
+    terms: DispatchTerms,
+    refs: list[Any],
+    urgent: bool,
+    batch_id: str | None,
+    as_json: bool,
+) -> None:
     """``--force`` sends the lines the pipeline will reject, but when not one line of the list
-    can be read as a recipient there is nothing to send: refused (exit 1) before a batch is
-    made, not an empty batch (``enqueued 0``)."""
+    can be read as a recipient, or make a valid case (the client's own per-line check,
+    ``invalid-payload``), there is nothing to send: refused (exit 1) before a batch is made,
+    not an empty batch (``enqueued 0``)."""
+    made = DispatchRecords(
+        clinic_hsa_id=terms.clinic_hsa_id,
+        sender_hsa_id=terms.sender_hsa_id,
+        template_id=terms.template_id,
+        fragments=terms.fragments,
+        attachments=refs,
+        priority="urgent" if urgent else "normal",
+        batch_id=batch_id or "dispatch-0000000000000000",  # the client's own shape of id
+    )
     errors: Counter[str] = Counter()
-    for row in read_recipients(file):
-        if not isinstance(row, RowError):
-            return
-        errors[row.reason] += 1
+    for index, row in enumerate(read_recipients(file)):
+        if isinstance(row, RowError):
+            errors[row.reason] += 1
+            continue
+        try:
+            made.record(row.personnummer, row.fields, f"{made.shared['batch_id']}:{index}")
+        except ValidationError:
+            errors[Reason.INVALID_PAYLOAD] += 1
+            continue
+        return
     reasons = ", ".join(f"{r} {n}" for r, n in errors.most_common(3))
     fail(
         Reason.DISPATCH_WOULD_REJECT_ALL,

@@ -94,3 +94,24 @@ def test_templates_list_on_an_empty_home_creates_no_database(
     assert not (home / "omvant.db").exists(), "a read-only command made the database file"
     assert f"the database {home / 'omvant.db'} does not exist yet" in result.stderr
     assert "omvant db upgrade" in result.stderr
+
+
+def test_force_never_makes_an_empty_batch_of_a_list_whose_every_line_fails_the_payload_check(
+    database: str, tmp_path: Path, redis_url: str, queue_prefix: str
+) -> None:
+    first, second = population.test_personnummer()[:2]
+    listing = tmp_path / "d.jsonl"
+    too_long = json.dumps({"personnummer": first, "fields": {"namn": "x" * 501}})
+    unreadable = f'{{"personnummer": "{second}", "fields": {{"namn": "A", "namn": "B"}}}}'
+    listing.write_text(f"{too_long}\n{unreadable}\n", encoding="utf-8")
+    args = dispatch_args(listing, database, "--force", "--broker", redis_url, "--json")
+    result = runner.invoke(app, args, env={"OMVANT_QUEUE_PREFIX": queue_prefix})
+    assert result.exit_code == 1, result.output
+    error = json.loads(result.stderr.splitlines()[-1])["error"]
+    assert error["reason"] == "dispatch-would-reject-all", error
+    assert "invalid-payload 1" in error["message"] and "duplicate-json-key 1" in error["message"]
+    engine = make_engine(database)
+    with engine.connect() as conn:
+        batches = conn.execute(sa.select(sa.func.count()).select_from(batches_table)).scalar()
+    engine.dispose()
+    assert batches == 1, "only the fixture's batch: no empty one"
