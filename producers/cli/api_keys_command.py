@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import sqlalchemy as sa
 import typer
 
 from producers.cli.errors import fail
@@ -32,8 +33,8 @@ def _record(key: ApiKey) -> dict[str, object]:
     }
 
 
-def _engine(database: str | None):  # type: ignore[no-untyped-def]
-    settings = settings_from(None, database)
+def _engine(database: str | None, *, existing_database: bool = False) -> sa.Engine:
+    settings = settings_from(None, database, existing_database=existing_database)
     return checked_engine(settings.database_url)
 
 
@@ -84,7 +85,7 @@ def create(
 @app.command("list")
 def list_command(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Every key (never a secret), revoked ones too."""
-    engine = _engine(database)
+    engine = _engine(database, existing_database=True)
     try:
         with engine.connect() as conn:
             keys = api_keys.list_all(conn)

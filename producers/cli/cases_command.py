@@ -179,7 +179,7 @@ def list_command(
     database: DatabaseOption = None,
 ) -> None:
     """List the clinic's cases, newest first, with read / unread / answered status."""
-    settings = settings_from(None, database, require=(servers.DATABASE,))
+    settings = settings_from(None, database, require=(servers.DATABASE,), existing_database=True)
     reader = Reader(user, clinic, show_personnummer)
     engine = open_store(settings)
     try:
@@ -266,7 +266,7 @@ def count_command(
     database: DatabaseOption = None,
 ) -> None:
     """How many of the clinic's cases match (e.g. --status overdue)."""
-    settings = settings_from(None, database, require=(servers.DATABASE,))
+    settings = settings_from(None, database, require=(servers.DATABASE,), existing_database=True)
     reader = Reader(user, clinic)
     engine = open_store(settings)
     try:
@@ -305,7 +305,7 @@ def show_command(
     with --answer the resident's answer, with --content the message as the resident got it
     (each read is logged)."""
     case_id = canonical_case_id(case_id)  # 3F2C... names the case 3f2c..., as in the HTTP API
-    settings = settings_from(None, database, require=(servers.DATABASE,))
+    settings = settings_from(None, database, require=(servers.DATABASE,), existing_database=True)
     reader = Reader(user, clinic, show_personnummer)
     engine = open_store(settings)
     parts = tuple(

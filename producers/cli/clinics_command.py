@@ -43,7 +43,9 @@ def answer_alert(
         except ValueError:
             fail(Reason.USAGE_ERROR, f"not an e-mail address: {mailbox!r}", as_json=as_json)
         setting = answers.AnswerAlert(checked.alert, checked.mailbox)
-    settings = settings_from(None, database, require=(servers.DATABASE,))
+    settings = settings_from(
+        None, database, require=(servers.DATABASE,), existing_database=setting is None
+    )
     engine = make_engine(settings.database_url)
     try:
         check_schema(engine)

@@ -389,9 +389,13 @@ def _print_prediction(file: Path, prediction: Prediction, repeats: int, as_json:
         typer.echo("(more lines would be rejected: --json lists the first 1,000)")
 
 
-def _client(broker: str | None, database: str | None) -> OmvantClient:
+def _client(
+    broker: str | None, database: str | None, *, existing_database: bool = False
+) -> OmvantClient:
     configure("WARNING")
-    settings = settings_from(broker, database, require=(servers.DATABASE,))
+    settings = settings_from(
+        broker, database, require=(servers.DATABASE,), existing_database=existing_database
+    )
     from workers.broker import build_broker
 
     return OmvantClient(settings, broker=build_broker("memory://"))
@@ -428,7 +432,7 @@ def list_batches(
 ) -> None:
     """The newest dispatches with their progress (status: running, paused, cancelled,
     finished)."""
-    with _client(broker, database) as client:
+    with _client(broker, database, existing_database=True) as client:
         figures = [client.batch(b.id) for b in client.batches()]
     if as_json:
         typer.echo(json.dumps(figures))
@@ -463,7 +467,7 @@ def show(
 ) -> None:
     """One dispatch's counts per state and per rejection reason (live with --follow, which
     also waits for a batch that is about to be created)."""
-    with _client(broker, database) as client:
+    with _client(broker, database, existing_database=True) as client:
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -104,8 +104,8 @@ def _prefix() -> str:
     return (current_settings() or settings_from()).queue_prefix
 
 
-def _engine(database: str | None) -> Any:
-    settings = settings_from(None, database)
+def _engine(database: str | None, *, existing_database: bool = False) -> Any:
+    settings = settings_from(None, database, existing_database=existing_database)
     return checked_engine(settings.database_url)
 
 
@@ -135,7 +135,7 @@ def list_(
     Queue names, reasons and ids are never cut short (``dlq replay --queue/--reason`` take
     them): cells wrap at the terminal's width, and ``--wide`` prints one line per row.
     """
-    engine = _engine(database)
+    engine = _engine(database, existing_database=True)
     selection = Selection(queue=queue, reason=reason, since=since_time(since), prefix=_prefix())
     if records:
         rows = failures.listing(engine, selection)
@@ -184,7 +184,7 @@ def show(
     database: DatabaseOption = None,
 ) -> None:
     """One record in full: where, why, the redacted traceback, the (masked) body."""
-    engine = _engine(database)
+    engine = _engine(database, existing_database=True)
     try:
         found = failures.show(
             engine,
@@ -349,7 +349,7 @@ def audit(
     database: DatabaseOption = None,
 ) -> None:
     """Who did what to the failures, when, and how many."""
-    entries = failures.audit_log(_engine(database), limit=limit)
+    entries = failures.audit_log(_engine(database, existing_database=True), limit=limit)
     if as_json:
         typer.echo(json.dumps({"entries": entries}, indent=2))
         return

@@ -45,7 +45,9 @@ def record(
     if synthetic:
         sends = record_synthetic(synthetic, seconds, seed=seed)
     elif since is not None:
-        settings = settings_from(None, database, require=(servers.DATABASE,))
+        settings = settings_from(
+            None, database, require=(servers.DATABASE,), existing_database=True
+        )
         end = until or dt.datetime.now(dt.UTC)
         sends = record_from_database(
             settings.database_url,

@@ -48,12 +48,16 @@ def settings_from(
     database: str | None = None,
     *,
     require: Iterable[str] = (),
+    existing_database: bool = False,
     **overrides: object,
 ) -> Settings:
     """The command's settings: the environment, with the command line's values on top.
 
     ``require`` names servers (``workers.server_probe``) that must answer before the command
-    goes on; one that does not stops it with one line and exit status 2.
+    goes on; one that does not stops it with one line and exit status 2. A command that only
+    reads the system of record says ``existing_database``: a SQLite database whose file does
+    not exist yet is refused (``SchemaOutdated``, the path and ``omvant db upgrade``) before a
+    probe or an engine would create an empty one; commands that write create it as before.
     """
     given: dict[str, object] = {k: v for k, v in overrides.items() if v is not None}
     if broker:
@@ -62,11 +66,25 @@ def settings_from(
         given["database_url"] = database
     settings = Settings(**given)  # type: ignore[arg-type]
     _current[:] = [settings]
-    if require:
+    needs = list(require)
+    if existing_database:
+        from workers.server_probe import DATABASE
+        from workers.store.engine import refuse_a_missing_sqlite_file
+
+        # refused where the database's probe (which would create the file) comes in order
+        ahead = needs[: needs.index(DATABASE)] if DATABASE in needs else needs
+        _probe(settings, ahead)
+        refuse_a_missing_sqlite_file(settings.database_url)
+        needs = needs[len(ahead) :]
+    _probe(settings, needs)
+    return settings
+
+
+def _probe(settings: Settings, servers: list[str]) -> None:
+    if servers:
         from workers.server_probe import require as probe
 
-        probe(settings, require)
-    return settings
+        probe(settings, servers)
 
 
 def current_settings() -> Settings | None:

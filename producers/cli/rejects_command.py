@@ -69,7 +69,7 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """The newest rejected messages: when, where, why, who signed and the producer's id."""
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, existing_database=True)
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn:

@@ -99,7 +99,9 @@ def status(
     width, and ``--wide`` prints one line per row.
     """
     # a broker that does not answer is said so, never shown as empty queues
-    settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
+    settings = settings_from(
+        broker, database, require=(servers.BROKER, servers.DATABASE), existing_database=True
+    )
     engine = checked_engine(settings.database_url)
     live_broker = build_broker(settings.broker_url)
 
@@ -143,7 +145,9 @@ def exporter(
 
     # at start a broker or database not there is one line and exit 2 (a supervisor restarts
     # it); once serving, one that goes away is omvant_exporter_up 0 and /healthz 503
-    settings = settings_from(broker, database, require=(servers.BROKER, servers.DATABASE))
+    settings = settings_from(
+        broker, database, require=(servers.BROKER, servers.DATABASE), existing_database=True
+    )
     engine = checked_engine(settings.database_url)
     live_broker = build_broker(settings.broker_url)
     registry = build_registry(live_broker, engine, settings.queue_prefix, settings.sweep_limits)

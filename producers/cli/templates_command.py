@@ -77,12 +77,10 @@ def refuse_store(error: Exception, code: int = 1) -> NoReturn:
 @contextmanager
 def opened(database: str | None) -> Iterator[sa.Engine]:
     """The system of record (its schema up to date), with the starter library seeded."""
-    from workers.store.engine import check_schema, make_engine, refuse_a_missing_sqlite_file
+    from workers.store.engine import check_schema, make_engine
     from workers.templates.library import starter_templates
 
-    settings = settings_from(None, database)
-    refuse_a_missing_sqlite_file(settings.database_url)  # before the probe would create it
-    servers.require(settings, [servers.DATABASE])
+    settings = settings_from(None, database, require=(servers.DATABASE,), existing_database=True)
     engine = make_engine(settings.database_url)
     try:
         check_schema(engine)

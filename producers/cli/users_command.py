@@ -37,10 +37,10 @@ def fail(message: str, code: int = 1, reason: str = Reason.USAGE_ERROR) -> NoRet
 
 
 @contextmanager
-def opened(database: str | None) -> Iterator[sa.Engine]:
+def opened(database: str | None, *, existing_database: bool = False) -> Iterator[sa.Engine]:
     """The system of record, brought up to date."""
 
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, existing_database=existing_database)
     engine = checked_engine(settings.database_url)
     try:
         yield engine
@@ -150,7 +150,7 @@ def add(
 @app.command("list")
 def list_users(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Every console user."""
-    with opened(database) as engine, engine.connect() as conn:
+    with opened(database, existing_database=True) as engine, engine.connect() as conn:
         found = users.listing(conn)
     if as_json:
         typer.echo(json.dumps([_record(u) for u in found], ensure_ascii=False))

@@ -53,7 +53,7 @@ def status(database: DatabaseOption = None) -> None:
     """Callbacks in the outbox by status (pending, sent, gave-up), as JSON."""
     from workers.store import webhooks
 
-    settings = settings_from(None, database)
+    settings = settings_from(None, database, existing_database=True)
     engine = checked_engine(settings.database_url)
     try:
         with engine.connect() as conn:

@@ -27,7 +27,13 @@ from workers.server_checks import (
     wait_for_servers,
 )
 from workers.settings import Settings
-from workers.store.engine import SchemaOutdated, check_schema, make_engine, upgrade
+from workers.store.engine import (
+    SchemaOutdated,
+    check_schema,
+    make_engine,
+    refuse_a_missing_sqlite_file,
+    upgrade,
+)
 
 if TYPE_CHECKING:
     from workers import readiness
@@ -317,10 +323,12 @@ SCHEMA_POLL_SECONDS = 2.0
 def wait_for_schema(database_url: str, wait_seconds: float) -> None:
     """Return once the database's schema is this code's; until ``wait_seconds`` have passed
     keep asking (the database may still be starting, the migration still running), then
-    raise what the last check found (``SchemaOutdated``, or the database's error)."""
+    raise what the last check found (``SchemaOutdated``, or the database's error). A SQLite
+    file that does not exist (yet) is not created by asking."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
+            refuse_a_missing_sqlite_file(database_url)
             refuse_a_stale_schema(database_url)
         except (SchemaOutdated, OperationalError):
             if time.monotonic() + SCHEMA_POLL_SECONDS > deadline:

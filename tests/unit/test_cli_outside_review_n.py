@@ -84,16 +84,52 @@ def test_force_never_makes_an_empty_batch_of_a_list_with_no_valid_line(
     assert batches == 1, "only the fixture's batch: no empty one"
 
 
-def test_templates_list_on_an_empty_home_creates_no_database(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+READ_ONLY = [
+    ["templates", "list"],
+    ["status"],
+    ["exporter", "--port", "0"],
+    ["db", "check"],
+    ["batches", "list"],
+    ["batches", "show", "dispatch-1"],
+    ["cases", "list", "--clinic", CLINIC_A],
+    ["cases", "count", "--clinic", CLINIC_A],
+    ["cases", "show", "00000000-0000-0000-0000-000000000000", "--clinic", CLINIC_A],
+    ["clinics", "answer-alert", "--clinic", CLINIC_A],
+    ["rejects", "list"],
+    ["users", "list"],
+    ["dlq", "list"],
+    ["dlq", "list", "--records"],
+    ["dlq", "show", "R1"],
+    ["dlq", "audit"],
+    ["api-keys", "list"],
+    ["webhooks", "status"],
+    ["loadtest", "record", "--since", "2026-01-01", "recorded.jsonl"],
+]
+"""Every command that only reads the system of record (``omvant --help``)."""
+
+
+@pytest.mark.parametrize("command", READ_ONLY, ids=" ".join)
+def test_a_read_only_command_on_an_empty_home_creates_no_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str]
 ) -> None:
     monkeypatch.delenv("OMVANT_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
     home = tmp_path / "home"
-    result = runner.invoke(app, ["templates", "list"], env={"OMVANT_HOME": str(home)})
+    result = runner.invoke(app, command, env={"OMVANT_HOME": str(home)})
     assert result.exit_code == 2, result.output
     assert not (home / "omvant.db").exists(), "a read-only command made the database file"
     assert f"the database {home / 'omvant.db'} does not exist yet" in result.stderr
     assert "omvant db upgrade" in result.stderr
+
+
+def test_a_command_that_writes_still_creates_the_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("OMVANT_DATABASE_URL", raising=False)
+    home = tmp_path / "home"
+    result = runner.invoke(app, ["db", "upgrade"], env={"OMVANT_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    assert (home / "omvant.db").exists()
 
 
 def test_force_never_makes_an_empty_batch_of_a_list_whose_every_line_fails_the_payload_check(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -19,6 +20,7 @@ runner = CliRunner()
 def test_a_database_without_the_schema_fails_the_check_and_is_not_migrated(
     sqlite_url: str,
 ) -> None:
+    Path(sqlite_url.removeprefix("sqlite:///")).touch()  # a file, without the schema
     result = runner.invoke(app, ["db", "check", "--database", sqlite_url])
     assert result.exit_code == 2, result.output
     assert "has no Omvänt schema; run: omvant db upgrade" in result.stderr
