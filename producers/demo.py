@@ -5,7 +5,9 @@ SMS-gateway simulator on loopback ports, the dispatch stage sends through the SM
 adapters, and residents' reads arrive as inbox events through the kombu bridge (kombu's
 ``memory://`` transport when the broker is in-process, the AMQP exchange with RabbitMQ). SMS
 quiet hours are off in the demo, which would otherwise wait for the morning at night, and the
-per-channel rate limits are raised to loopback speed.
+per-channel rate limits are raised to loopback speed. On a real broker the queues it declared
+(its own ``demo-<hex>-`` prefix: each stage's with their ``.DQ`` and ``.XQ``, the bridge's
+and its exchange) are deleted when it ends, however it ends.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +30,16 @@ from workers.adapters.inbox import KombuInboxEventPublisher
 from workers.adapters.sms_gateway_server import SmsGatewaySimulator
 from workers.adapters.smtp_sink import SmtpSink
 from workers.bootstrap import Context, build_context
-from workers.broker import broker_kind, build_broker, dead_letter_count
+from workers.broker import broker_kind, build_broker, dead_letter_count, forget_queues
 from workers.case_states import CaseState
-from workers.inbox_events_bridge import InboxEventsBridge, events_url, exchange_name
-from workers.queues import Queues, queue_name
+from workers.inbox_events_bridge import (
+    InboxEventsBridge,
+    bridge_queue,
+    events_url,
+    exchange_name,
+)
+from workers.log import get_logger
+from workers.queues import Queues, all_queues, queue_name
 from workers.settings import Settings
 from workers.stage import emit
 from workers.store import cases, notifications
@@ -40,6 +48,7 @@ from workers.store.engine import upgrade
 from workers.store.schema import cases as cases_table
 
 Progress = Callable[[int, int], None]
+log = get_logger(__name__)
 
 
 @dataclass
@@ -254,6 +263,26 @@ def demo_settings(settings: Settings) -> tuple[Settings, list[str]]:
     return settings.model_copy(update={**DEMO_OWNS, "queue_prefix": prefix}), ignored
 
 
+def forget_demo_queues(settings: Settings, declared: Iterable[str] = ()) -> None:
+    """Delete the demo's queues (every stage's and ``declared``, under its own prefix only)
+    with their delay and dead-letter queues, and the bridge's queue and exchange: a demo on a
+    shared RabbitMQ leaves nothing behind (on Redis, its keys). Other prefixes' are kept."""
+    prefix = settings.queue_prefix
+    if not prefix.startswith("demo-") or settings.broker_url.startswith("memory"):
+        return
+    names = {queue_name(q, prefix) for q in all_queues()}
+    names |= {name for name in declared if name.startswith(prefix)}
+    janitor = build_broker(settings.broker_url)
+    try:
+        forget_queues(janitor, [*sorted(names), bridge_queue(settings).name])
+        if broker_kind(janitor) == "rabbitmq":
+            janitor.channel.exchange_delete(exchange_name(settings))  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - a broker gone away: said, the demo's error kept
+        log.warning("demo queues not deleted", prefix=prefix, error=type(exc).__name__)
+    finally:
+        janitor.close()
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -271,7 +300,12 @@ def run_demo(
     settings, _ignored = demo_settings(settings)
     servers = DemoServers.start()
     settings = servers.settings_for(settings)
-    pipeline = start_pipeline(settings)
+    try:
+        pipeline = start_pipeline(settings)
+    except BaseException:
+        servers.stop()
+        forget_demo_queues(settings)
+        raise
     ctx = pipeline.ctx
     bridge = InboxEventsBridge(ctx, events_url(settings), chunk_size=settings.chunk_size)
     bridge_thread, stop_bridge = bridge.start()
@@ -318,3 +352,4 @@ def run_demo(
         bridge_thread.join(timeout=10)
         pipeline.stop()
         servers.stop()
+        forget_demo_queues(settings, ctx.broker.get_declared_queues())
