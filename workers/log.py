@@ -208,3 +208,19 @@ def configure(level: str = "INFO", *, json: bool = False) -> None:
 def get_logger(name: str) -> Any:
     """A structlog logger named for its module."""
     return structlog.get_logger(name)
+
+
+def warn_on_stderr(name: str, event: str, **fields: Any) -> None:
+    """A warning, on stderr also in a process that configured no logging (most ``omvant``
+    commands do not: structlog's default would print it on stdout, among their output)."""
+    if structlog.is_configured():
+        structlog.get_logger(name).warning(event, **fields)
+        return
+    structlog.wrap_logger(
+        structlog.PrintLogger(_CurrentStderr()),  # type: ignore[arg-type]
+        processors=[
+            structlog.processors.add_log_level,
+            redact,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+    ).warning(event, **fields)

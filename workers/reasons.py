@@ -156,3 +156,4 @@ class Note(StrEnum):
     LINE_INVALID = "line-invalid"
     PROGRESS = "progress"
     DEMO_OWNS_SETTINGS = "demo-owns-settings"
+    HOME_NOT_PRIVATE = "home-not-private"

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from producers.cli import app
 from tests.databases import migrated_engine
 from tests.delivery_support import CLINIC_A, STAFF_A, cleared_item, create_batch, store_cleared
+from tests.processes import run_omvant
 from workers.adapters import population
 from workers.settings import Settings
 from workers.store.cases import utcnow
@@ -135,6 +137,44 @@ def test_the_embedded_database_is_readable_by_its_owner_only(tmp_path: Path) -> 
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert "omvant.db-wal" in made, made
     assert modes == dict.fromkeys(made, 0o600), modes
+
+
+def test_an_existing_data_folder_others_can_read_is_warned_of_once_and_kept(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "shared"
+    home.mkdir()
+    home.chmod(0o755)
+    with capture_logs() as logged:
+        for _ in range(2):
+            make_engine(f"sqlite:///{home / 'omvant.db'}").dispose()
+    warned = [e for e in logged if e.get("code") == "home-not-private"]
+    assert len(warned) == 1, logged
+    assert warned[0]["log_level"] == "warning"
+    assert warned[0]["path"] == str(home.resolve())
+    assert warned[0]["fix"] == f"chmod 700 {home.resolve()}"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755, "a user's folder is not changed silently"
+
+
+def test_a_private_or_new_data_folder_is_not_warned_of(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with capture_logs() as logged:
+        make_engine(f"sqlite:///{private / 'omvant.db'}").dispose()
+        make_engine(f"sqlite:///{tmp_path / 'new' / 'omvant.db'}").dispose()
+    assert [e for e in logged if e.get("code") == "home-not-private"] == []
+
+
+def test_the_warning_goes_to_stderr_leaving_a_commands_json_output_alone(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o750)
+    migrated_engine(f"sqlite:///{home / 'omvant.db'}").dispose()
+    result = run_omvant("users", "list", "--json", settings={"OMVANT_HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    assert "home-not-private" in result.stderr and f"chmod 700 {home}" in result.stderr
 
 
 @pytest.mark.parametrize(

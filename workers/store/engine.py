@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import stat
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+
+from workers.log import warn_on_stderr
+from workers.reasons import Note
 
 
 def normalise_url(url: str) -> str:
@@ -78,14 +82,43 @@ def _make_folder_of(url: str) -> None:
 
     The database holds sealed health data and who read it: a folder made here is mode 0700 and
     a new database file 0600 (SQLite gives its journal and WAL files the database's mode). A
-    folder or file that exists keeps its mode (``OMVANT_HOME=.`` is not changed).
+    folder or file that exists keeps its mode (``OMVANT_HOME=.`` is not changed); a folder
+    group or others can read is said once (``home_not_private``).
     """
     database = sa.engine.make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
         path = Path(database).expanduser()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home_not_private(path.parent)
         with contextlib.suppress(FileExistsError):  # an empty file is a new database to SQLite
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+_WARNED: set[Path] = set()
+"""The folders ``home_not_private`` warned of in this process (once each)."""
+
+
+def home_not_private(folder: Path) -> None:
+    """Warn once per process (``home-not-private``) when group or others can read the folder
+    holding the database, with the path and the fix: a user's existing folder is theirs, so it
+    is not changed silently. Quiet for a private folder."""
+    folder = folder.resolve()
+    if folder in _WARNED:
+        return
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        _WARNED.add(folder)
+        warn_on_stderr(
+            __name__,
+            "the folder holding the database is readable by group or others",
+            code=Note.HOME_NOT_PRIVATE,
+            path=str(folder),
+            mode=f"{stat.S_IMODE(mode):04o}",
+            fix=f"chmod 700 {shlex.quote(str(folder))}",
+        )
 
 
 def refuse_a_missing_sqlite_file(url: str) -> None:
