@@ -31,13 +31,13 @@ from workers.after_message import AfterMessage
 from workers.answer_seal import answer_seal
 from workers.bootstrap import Context
 from workers.case_states import CaseState, ends_until
-from workers.enqueue import enqueue
+from workers.chunk_split import put_back_one_by_one
 from workers.log import get_logger
 from workers.message_guard import UNREADABLE_ACTOR, record_quarantined
 from workers.queues import URGENT, lane_queue, lanes_of, queue_name
 from workers.reasons import Reason
 from workers.routes import ROUTES, Process, Route
-from workers.stage import emit, ending, lanes_for
+from workers.stage import emit, ending
 from workers.store import batches, cases
 from workers.store import failures as failure_store
 from workers.store.batches import BatchStatus
@@ -126,25 +126,10 @@ def split_unreadable_chunk(
     raw = args[0] if len(args) == 1 else None
     if error.reason != "invalid-payload" or not isinstance(raw, dict):
         return False
-    payload = raw.get("payload")
-    if not isinstance(payload, list) or len(payload) <= 1:
-        return False
-    case_ids = raw.get("case_ids")
-    aligned = isinstance(case_ids, list) and len(case_ids) == len(payload)
-    parent = str(raw.get("message_id") or "unnamed")
-    records = [r if isinstance(r, dict) else {} for r in payload]
-    lanes = lanes_for(ctx, [(r.get("priority"), r.get("batch_id")) for r in records])
-    for index, (record, lane) in enumerate(zip(payload, lanes, strict=True)):
-        single = {
-            **raw,
-            "message_id": split_message_id(parent, index),
-            "payload": [record],
-            "case_ids": [case_ids[index]] if aligned and case_ids else [],
-        }
-        # back on the lane its case belongs to
-        enqueue(ctx.broker, *route.lane(lane), single, prefix=ctx.settings.queue_prefix)
-    log.warning("chunk with invalid records split", queue=route.queue, records=len(payload))
-    return True
+    records = put_back_one_by_one(route, ctx, raw)
+    if records:
+        log.warning("chunk with invalid records split", queue=route.queue, records=records)
+    return bool(records)
 
 
 def _cancelled(views: dict[str, Any], item: Any) -> bool:

@@ -6,11 +6,19 @@ supervisor's SIGKILL of a worker that hung. The broker then hands the message ou
 kills the next worker too. So each start is counted in ``message_deliveries`` (committed before
 the stage runs) and the row is removed when the message is done, whatever its outcome: a row
 that is still there at the next start means the process died with the message. A message
-started more than ``OMVANT_POISON_DELIVERIES`` times (3) is not started again: it is recorded in
-``rejected_messages`` as ``poison-message`` (with its body, bounded) and acknowledged.
+started more than ``OMVANT_POISON_DELIVERIES`` times (3) is not started again.
+
+- A **chunk** (more than one record) is put back as single-record messages, each on its case's
+  lane (``workers.chunk_split``), and acknowledged: its cases are not held up, and the one that
+  kills its process, if one does, is then set aside alone. A long bulk chunk can meet that many
+  deaths without any case of its own being at fault (a chaos run's ``kill -9`` every few
+  seconds while it ran, a broker restart handing it out again while it still ran): setting
+  the whole chunk aside left its 450 cases at ``cleared`` until the sweep re-drove them.
+- A **single record** (or a message that is not an envelope) is recorded in
+  ``rejected_messages`` as ``poison-message`` (with its body, bounded) and acknowledged.
 
 A worker that dies for another reason while a message runs counts that message once: an
-innocent message is set aside only if its process died under it that many times.
+innocent message is put back or set aside only if its process died under it that many times.
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ from dramatiq.middleware import SkipMessage
 from workers import rejections
 from workers.after_message import AfterMessage
 from workers.bootstrap import Context
+from workers.chunk_split import put_back_one_by_one, records_of
 from workers.log import get_logger
 from workers.message_guard import UNREADABLE_ACTOR, canonical
 from workers.reasons import Reason
+from workers.routes import ROUTES
 from workers.store.deliveries import finished, started
 
 log = get_logger(__name__)
@@ -68,8 +78,20 @@ class SetAsidePoison(AfterMessage):
         engine = ctx.engine
         with engine.begin() as conn:
             count = started(conn, queue, message.message_id)
-            if count <= self.limit:
-                return
+        if count <= self.limit:
+            return
+        parts = self._put_back_one_by_one(ctx, message)
+        if parts:
+            with engine.begin() as conn:
+                finished(conn, queue, message.message_id)
+            log.warning(
+                "chunk whose process died under it put back one case at a time",
+                queue=queue,
+                starts=count - 1,
+                cases=parts,
+            )
+            raise SkipMessage
+        with engine.begin() as conn:
             rejections.record(
                 conn,
                 queue=queue,
@@ -80,6 +102,16 @@ class SetAsidePoison(AfterMessage):
             finished(conn, queue, message.message_id)
         log.error("poison message set aside", queue=queue, starts=count - 1)
         raise SkipMessage
+
+    @staticmethod
+    def _put_back_one_by_one(ctx: Context, message: Any) -> int:
+        """A chunk's records back on their stage as single-record messages; how many (0: not a
+        chunk, or its contract has no stage here)."""
+        raw = message.args[0] if len(message.args) == 1 else None
+        if not isinstance(raw, dict) or len(records_of(raw)) <= 1:
+            return 0
+        route = ROUTES.get(str(raw.get("contract")))
+        return put_back_one_by_one(route, ctx, raw) if route is not None else 0
 
     def _finished(self, message: Any) -> None:
         """Forget the message's starts; with the database away (a restart takes seconds), try
