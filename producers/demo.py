@@ -275,8 +275,16 @@ def forget_demo_queues(settings: Settings, declared: Iterable[str] = ()) -> None
     janitor = build_broker(settings.broker_url)
     try:
         forget_queues(janitor, [*sorted(names), bridge_queue(settings).name])
-        if broker_kind(janitor) == "rabbitmq":
+        kind = broker_kind(janitor)
+        if kind == "rabbitmq":
             janitor.channel.exchange_delete(exchange_name(settings))  # type: ignore[attr-defined]
+        elif kind == "redis":  # kombu's own keys for the bridge: its exchange's bindings, its list
+            exchange = exchange_name(settings)
+            janitor.client.delete(  # type: ignore[attr-defined]
+                f"_kombu.binding.{exchange}",
+                f"_kombu.binding_permanent.{exchange}",
+                bridge_queue(settings).name,
+            )
     except Exception as exc:  # noqa: BLE001 - a broker gone away: said, the demo's error kept
         log.warning("demo queues not deleted", prefix=prefix, error=type(exc).__name__)
     finally:
