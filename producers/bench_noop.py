@@ -1,7 +1,7 @@
 """The benchmark's yardstick: a dramatiq actor that does nothing, on the same broker.
 
 ``python -m dramatiq producers.bench_noop --queues <prefix>bench-noop`` runs it with the same
-processes and threads as the pipeline's workers.
+processes as the pipeline's workers and dramatiq's default 8 threads each.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from contracts.envelope import MAX_CHUNK
-from producers.bench import BenchConfig, run_bench
+from producers.bench import BenchConfig, run_bench, threads_for_cores
 from producers.bench_workers import LAYOUTS
 from producers.cli.errors import fail, note
 from producers.cli.options import BrokerOption, DatabaseOption, JsonOption, settings_from
@@ -31,6 +31,8 @@ KEYS = (
     "layout",
     "worker_niceness",
     "urgent_threads",
+    "threads",
+    "noop_threads",
     "enqueue_cases_per_s",
     "enqueue_cpu_ms_per_case",
     "cpu_ms_per_case",
@@ -50,7 +52,18 @@ def bench(
         int | None, typer.Option(min=1, help="Messages for the no-op actor (a); default --cases.")
     ] = None,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
-    threads: Annotated[int, typer.Option(min=1, help="Threads per worker process.")] = 8,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Threads per worker process (default: 2 per core, 4 to 8: 4 on 2 cores).",
+            show_default=False,
+        ),
+    ] = None,
+    noop_threads: Annotated[
+        int,
+        typer.Option(min=1, help="Threads per process of the no-op drain (dramatiq's default)."),
+    ] = 8,
     chunk_size: Annotated[
         int | None,
         typer.Option(min=1, max=MAX_CHUNK, help="Cases per message on urgent and normal lanes."),
@@ -154,7 +167,8 @@ def bench(
         cases=cases,
         noop_messages=noop_messages or cases,
         processes=processes,
-        threads=threads,
+        threads=threads or threads_for_cores(),
+        noop_threads=noop_threads,
         log_dir=log_dir,
         urgent_every=urgent_every,
         layout=layout,
@@ -208,7 +222,7 @@ def table(figures: dict[str, Any]) -> list[str]:
     rows = [
         ("broker / database", f"{figures['broker']} / {figures['database']}"),
         ("cases (complete)", f"{figures['cases']} ({figures['complete']})"),
-        ("layout, threads", f"{figures['layout']}, {figures['threads']} threads per process"),
+        ("layout, threads", _layout_cell(figures)),
         (
             "no-op before / after (msgs/s)",
             f"{_cell(before['msgs_per_s'])} / {_cell(after['msgs_per_s'])}",
@@ -245,3 +259,8 @@ def table(figures: dict[str, Any]) -> list[str]:
     lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
     lines.append(f"CPU: {cpu['how']}")
     return lines
+
+
+def _layout_cell(figures: dict[str, Any]) -> str:
+    threads, noop = figures["threads"], figures["noop_threads"]
+    return f"{figures['layout']}, {threads} threads per process (no-op drain {noop})"

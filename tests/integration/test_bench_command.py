@@ -70,7 +70,8 @@ def test_a_small_bench_reports_every_promised_figure(
     niceness = figures["worker_niceness"]
     own = os.nice(0)
     assert niceness == {URGENT_GROUP: [own], **{s: [own + 3] for s in STAGES}}, niceness
-    # ... with 2 threads (--threads) per urgent lane
+    # ... with 2 threads (--threads) per urgent lane; the no-op drain with its own 3
+    assert (figures["threads"], figures["noop_threads"]) == (2, 3)
     assert figures["urgent_threads"] == 2 * len(BUSY_STAGES)
     assert all(cpu["stages"][s] > 0 for s in BUSY_STAGES), cpu["stages"]
     assert cpu["workers_total"] == pytest.approx(sum(cpu["stages"].values()), abs=0.01)
@@ -122,6 +123,7 @@ def run_bench(broker: str, database: str, tmp_path: Path) -> subprocess.Complete
     command = [
         omvant(), "bench", "--broker", broker, "--database", database, "--cases", str(CASES),
         "--noop-messages", "200", "--processes", "1", "--threads", "2",
+        "--noop-threads", "3",
         "--urgent-every", "1", "--urgent-worker", "--bulk-nice", "3",
         "--log-dir", str(tmp_path / "logs"),
         "--profile", PROFILED,
