@@ -14,7 +14,8 @@ started more than ``OMVANT_POISON_DELIVERIES`` times (3) is not started again.
   deaths without any case of its own being at fault (a chaos run's ``kill -9`` every few
   seconds while it ran, a broker restart handing it out again while it still ran): setting
   the whole chunk aside left its 450 cases at ``cleared`` until the sweep re-drove them.
-- A **single record** (or a message that is not an envelope) is recorded in
+- A **single record** (or a message that is not an envelope, or whose contract is not its
+  stage's) is recorded in
   ``rejected_messages`` as ``poison-message`` (with its body, bounded) and acknowledged.
 
 A worker that dies for another reason while a message runs counts that message once: an
@@ -82,8 +83,8 @@ class SetAsidePoison(AfterMessage):
             return
         parts = self._put_back_one_by_one(ctx, message)
         if parts:
-            with engine.begin() as conn:
-                finished(conn, queue, message.message_id)
+            # its starts are forgotten by after_skip_message (tried again while the database is
+            # away): an error here would have dramatiq retry the chunk whole after its parts
             log.warning(
                 "chunk whose process died under it put back one case at a time",
                 queue=queue,
@@ -106,12 +107,16 @@ class SetAsidePoison(AfterMessage):
     @staticmethod
     def _put_back_one_by_one(ctx: Context, message: Any) -> int:
         """A chunk's records back on their stage as single-record messages; how many (0: not a
-        chunk, or its contract has no stage here)."""
+        chunk, or its contract is not the stage's whose actor the message names: put on that
+        contract's own stage, it would skip the stages between, as its stage refuses it as
+        ``wrong-queue``)."""
         raw = message.args[0] if len(message.args) == 1 else None
         if not isinstance(raw, dict) or len(records_of(raw)) <= 1:
             return 0
         route = ROUTES.get(str(raw.get("contract")))
-        return put_back_one_by_one(route, ctx, raw) if route is not None else 0
+        if route is None or message.actor_name not in (route.actor_name, route.urgent_actor_name):
+            return 0
+        return put_back_one_by_one(route, ctx, raw)
 
     def _finished(self, message: Any) -> None:
         """Forget the message's starts; with the database away (a restart takes seconds), try

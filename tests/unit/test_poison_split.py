@@ -4,6 +4,7 @@ at fault, and its cases must not wait for the sweep (``workers/poison.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ def test_a_chunk_that_died_too_often_goes_back_one_case_at_a_time(tmp_path: Path
     guard = SetAsidePoison(lambda: ctx, limit=3)
     with pytest.raises(SkipMessage):
         guard.before_process_message(broker, message)
+    guard.after_skip_message(broker, message)  # as dramatiq's worker does after SkipMessage
     urgent = broker.queues["recipient-validation.urgent"]
     normal = broker.queues["recipient-validation"]
     assert (urgent.qsize(), normal.qsize()) == (1, 2)  # each case on its own lane
@@ -100,4 +102,57 @@ def test_a_chunk_within_the_limit_runs_as_it_is(tmp_path: Path) -> None:
     SetAsidePoison(lambda: ctx, limit=3).before_process_message(broker, message)
     assert all(broker.queues[q].qsize() == 0 for q in QUEUES)
     assert table_rows(ctx, rejected_messages) == []
+    ctx.engine.dispose()
+
+
+def test_a_chunk_of_another_stages_contract_is_set_aside_not_sent_to_that_stage(
+    tmp_path: Path,
+) -> None:
+    """On recipient-validation an AttachmentsCleared chunk is refused (wrong-queue); put back on
+    its contract's stage it would reach the inbox without validation, composition or scan."""
+    ctx, broker = wiring(tmp_path)
+    onward = ("notification-dispatch", "notification-dispatch.urgent")
+    for queue in onward:
+        broker.declare_queue(queue)
+    records = [{"case_id": f"case-{n}", "clinic_hsa_id": "SE1"} for n in range(3)]
+    raw = {"contract": "AttachmentsCleared", "version": 1, "message_id": "m-4", "payload": records}
+    message = died_under(ctx, raw, deaths=3)
+    with pytest.raises(SkipMessage):
+        SetAsidePoison(lambda: ctx, limit=3).before_process_message(broker, message)
+    assert all(broker.queues[q].qsize() == 0 for q in (*QUEUES, *onward))
+    assert [r.reason for r in table_rows(ctx, rejected_messages)] == ["poison-message"]
+    ctx.engine.dispose()
+
+
+class AwayOnce:
+    """The real engine, except that its ``nth`` transaction finds the database down."""
+
+    def __init__(self, engine: sa.Engine, nth: int) -> None:
+        self.engine, self.left = engine, nth
+
+    def begin(self) -> Any:
+        self.left -= 1
+        if self.left == 0:
+            raise sa.exc.OperationalError("BEGIN", {}, ConnectionRefusedError("restarting"))
+        return self.engine.begin()
+
+    def connect(self) -> Any:
+        return self.engine.connect()
+
+
+def test_a_put_back_chunk_is_not_run_whole_too_when_the_database_blinks(tmp_path: Path) -> None:
+    """Forgetting the chunk's starts fails once, after its parts are enqueued: the chunk is
+    still skipped (acknowledged), not failed (dramatiq would retry it whole, each case twice),
+    and its starts are forgotten once the database is back."""
+    ctx, broker = wiring(tmp_path)
+    records = [r.model_dump(mode="json") for r in build_dispatch(2, seed=7, batch_id=None)]
+    raw = {"contract": "SendCase", "version": 2, "message_id": "m-5", "payload": records}
+    message = died_under(ctx, raw, deaths=3)
+    blinking = dataclasses.replace(ctx, engine=AwayOnce(ctx.engine, nth=2))  # type: ignore[arg-type]
+    guard = SetAsidePoison(lambda: blinking, limit=3)
+    with pytest.raises(SkipMessage):
+        guard.before_process_message(broker, message)
+    guard.after_skip_message(broker, message)
+    assert sum(broker.queues[q].qsize() for q in QUEUES) == 2  # each case once
+    assert table_rows(ctx, message_deliveries) == []
     ctx.engine.dispose()
