@@ -36,7 +36,7 @@ from dramatiq.middleware import SkipMessage
 from workers import rejections
 from workers.after_message import AfterMessage
 from workers.bootstrap import Context
-from workers.chunk_split import put_back_one_by_one, records_of
+from workers.chunk_split import put_back_one_by_one
 from workers.log import get_logger
 from workers.message_guard import UNREADABLE_ACTOR, canonical
 from workers.reasons import Reason
@@ -111,7 +111,7 @@ class SetAsidePoison(AfterMessage):
         contract's own stage, it would skip the stages between, as its stage refuses it as
         ``wrong-queue``)."""
         raw = message.args[0] if len(message.args) == 1 else None
-        if not isinstance(raw, dict) or len(records_of(raw)) <= 1:
+        if not isinstance(raw, dict):
             return 0
         route = ROUTES.get(str(raw.get("contract")))
         if route is None or message.actor_name not in (route.actor_name, route.urgent_actor_name):

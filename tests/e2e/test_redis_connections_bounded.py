@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,24 +74,17 @@ SAMPLES, SAMPLE_GAP = 10, 0.3
 (seen: 5 more at one reading), a leaked socket stays at every reading."""
 
 
-def most_sockets(pids: list[int], port: int) -> dict[int, int]:
-    """Per process: the most sockets to ``port`` over ``SAMPLES`` readings."""
-    most: Counter[int] = Counter()
+def sockets_over_readings(
+    pids: list[int], port: int, keep: Callable[[int, int], int]
+) -> dict[int, int]:
+    """Per process: ``keep`` (``max`` or ``min``) of its sockets to ``port`` over ``SAMPLES``
+    readings."""
+    kept: dict[int, int] = {}
     for _ in range(SAMPLES):
         for pid, count in redis_sockets(pids, port).items():
-            most[pid] = max(most[pid], count)
+            kept[pid] = keep(kept.get(pid, count), count)
         time.sleep(SAMPLE_GAP)
-    return dict(most)
-
-
-def fewest_sockets(pids: list[int], port: int) -> dict[int, int]:
-    """Per process: the fewest sockets to ``port`` over ``SAMPLES`` readings."""
-    fewest: dict[int, int] = {}
-    for _ in range(SAMPLES):
-        for pid, count in redis_sockets(pids, port).items():
-            fewest[pid] = min(fewest.get(pid, count), count)
-        time.sleep(SAMPLE_GAP)
-    return fewest
+    return kept
 
 
 def children(pid: int) -> list[int]:
@@ -174,13 +168,13 @@ def test_redis_connections_stay_bounded_however_often_they_are_cut(
 
         assert wait_until(settled, timeout=240), f"{states()}\n{worker.output()[-3000:]}"
         time.sleep(3)  # idle: every consumer back, the pools at their size
-        settled_sockets = most_sockets(pids, own_redis.port)
+        settled_sockets = sockets_over_readings(pids, own_redis.port, max)
         settled_clients = connected_clients(own_redis)
         for _ in range(CUTS_WHILE_IDLE):
             own_redis.cut_clients()
             time.sleep(1.0)
         time.sleep(4)  # consumers restart 3 s after a connection error
-        after_sockets = fewest_sockets(pids, own_redis.port)
+        after_sockets = sockets_over_readings(pids, own_redis.port, min)
         after_clients = connected_clients(own_redis)
     finally:
         if sampler is not None:
